@@ -1,0 +1,53 @@
+# Developer entry points. `make help` lists them.
+SHELL := /bin/bash
+GO    ?= go
+BUF   := tools/node_modules/.bin/buf
+PKGS  := ./...
+FUZZTIME ?= 20s
+BIN   := bin/node
+
+.PHONY: help
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: tools
+tools: $(BUF) ## Install the pinned tools (buf from npm; protoc plugins are go.mod tool lines).
+	$(GO) build tool
+
+$(BUF): tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(BUF)
+
+.PHONY: build
+build: ## Build the node binary to bin/node.
+	$(GO) build -o $(BIN) ./cmd/node
+
+.PHONY: test
+test: ## Run every test with the race detector.
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+.PHONY: lint
+lint: $(BUF) ## buf lint + buf format + buf breaking + go vet + gofmt.
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
+	  echo "$(BUF) breaking --against .git#ref=HEAD~1"; \
+	  $(BUF) breaking --against '.git#ref=HEAD~1'; \
+	else echo "buf breaking: no previous commit, skipped"; fi
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: generate
+generate: $(BUF) ## Regenerate gen/ from proto/.
+	$(BUF) generate
+
+.PHONY: check-generated
+check-generated: generate ## Fail if gen/ differs from what proto/ generates.
+	@if [ -n "$$(git status --porcelain -- gen)" ]; then \
+	  echo "gen/ is stale: run 'make generate' and commit"; git status --porcelain -- gen; git diff --stat -- gen; exit 1; fi
+	@echo "gen/ is up to date"
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target briefly (FUZZTIME=$(FUZZTIME)).
+	$(GO) test -run='^$$' -fuzz='^FuzzParseNodeID$$' -fuzztime=$(FUZZTIME) ./membership/

@@ -1,0 +1,291 @@
+package membership
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// ErrNodeNotFound is returned by Node for an id the local node does not know.
+var ErrNodeNotFound = errors.New("node not found")
+
+// recentEventsKept is how many events RecentEvents remembers.
+const recentEventsKept = 64
+
+// Cluster is one node's membership runtime: it runs the core state machine, its timers, its
+// dials and its streams, and publishes events. Many Clusters can live in one process.
+// Create it with New (or, with a gRPC transport, server.Start); all methods are safe for
+// concurrent use.
+type Cluster struct {
+	id        NodeID
+	transport Transport
+	clock     Clock
+	logger    *slog.Logger
+	bus       eventBus
+
+	mu        sync.Mutex
+	cfg       *Config
+	rng       *rand.Rand
+	status    ClusterStatus
+	core      *core
+	runners   map[connID]*connRunner
+	live      sync.WaitGroup
+	timer     Timer
+	timerAt   time.Time
+	lastInc   uint64
+	seq       uint64
+	recent    []Event
+	startedAt time.Time
+	runCtx    context.Context
+	cancelRun context.CancelFunc
+	starting  map[connID]bool
+	started   chan struct{}
+}
+
+// Option customises a Cluster.
+type Option func(*Cluster)
+
+// WithClock sets the clock (default: the system clock). Tests pass a fake one.
+func WithClock(clock Clock) Option { return func(c *Cluster) { c.clock = clock } }
+
+// WithLogger sets the logger (default: slog.Default()).
+func WithLogger(logger *slog.Logger) Option { return func(c *Cluster) { c.logger = logger } }
+
+// WithRandSeed makes the jitter of heartbeats and backoffs reproducible.
+func WithRandSeed(seed uint64) Option {
+	return func(c *Cluster) { c.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
+}
+
+// New returns a stopped Cluster for the local node id, which must carry cfg.Name. The
+// configuration is validated and copied.
+func New(id NodeID, cfg *Config, transport Transport, opts ...Option) (*Cluster, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if id.IsZero() || id.Name() != cfg.Name {
+		return nil, fmt.Errorf("local node id %q does not carry the configured name %q", id, cfg.Name)
+	}
+	c := &Cluster{
+		id:        id,
+		transport: transport,
+		clock:     SystemClock{},
+		logger:    slog.Default(),
+		cfg:       cfg.Clone(),
+		runners:   map[connID]*connRunner{},
+	}
+	for _, opt := range opts {
+		opt(c)
+	}
+	if c.rng == nil {
+		c.rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	c.logger = c.logger.With("node", id.String())
+	return c, nil
+}
+
+// Start joins the cluster: it dials the seeds and returns once each seed has answered or
+// failed (at most DialTimeout, or when ctx ends). A node whose seeds are all unreachable
+// still runs and keeps redialling them. A stopped node can be started again; each start is
+// a new incarnation.
+func (c *Cluster) Start(ctx context.Context) error {
+	c.mu.Lock()
+	if c.status != ClusterStopped {
+		status := c.status
+		c.mu.Unlock()
+		return fmt.Errorf("start %s: node is %s", c.id, status)
+	}
+	now := c.clock.Now()
+	c.lastInc = max(uint64(now.UnixNano()), c.lastInc+1)
+	c.startedAt = now
+	c.runCtx, c.cancelRun = context.WithCancel(context.Background())
+	c.core = newCore(c.id, c.lastInc, c.cfg, now, c.rng)
+	c.starting = map[connID]bool{}
+	c.started = make(chan struct{})
+	c.setStatusLocked(ClusterStarting)
+	c.stepLocked(func(now time.Time) { c.core.start(now) })
+	started := c.started
+	c.mu.Unlock()
+
+	wait, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	select {
+	case <-started:
+	case <-wait.Done():
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status == ClusterStarting {
+		c.starting = nil
+		c.setStatusLocked(ClusterRunning)
+	}
+	return nil
+}
+
+// Stop leaves the cluster gracefully: status stopping, a leave notice to every peer, streams
+// closed, timers stopped, status stopped. Peers report exactly one node_down with reason
+// graceful_shutdown. When ctx ends first, the remaining streams are cut.
+func (c *Cluster) Stop(ctx context.Context) error {
+	c.mu.Lock()
+	if c.status != ClusterRunning && c.status != ClusterStarting {
+		c.mu.Unlock()
+		return fmt.Errorf("stop %s: %w", c.id, ErrNotRunning)
+	}
+	c.setStatusLocked(ClusterStopping)
+	c.stepLocked(func(now time.Time) { c.core.leave(now) })
+	c.stopTimerLocked()
+	c.mu.Unlock()
+
+	drained := make(chan struct{})
+	go func() { c.live.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		c.mu.Lock()
+		for _, r := range c.runners {
+			r.abort()
+		}
+		c.mu.Unlock()
+		<-drained
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cancelRun()
+	c.stopTimerLocked()
+	c.core = nil
+	c.runners = map[connID]*connRunner{}
+	c.setStatusLocked(ClusterStopped)
+	return nil
+}
+
+// ServeConn runs an inbound stream accepted by the transport until it ends. It returns
+// ErrNotRunning at once if the node is not running.
+func (c *Cluster) ServeConn(ctx context.Context, conn Conn) error {
+	c.mu.Lock()
+	if c.core == nil || c.status == ClusterStopping {
+		c.mu.Unlock()
+		return fmt.Errorf("serve stream on %s: %w", c.id, ErrNotRunning)
+	}
+	var r *connRunner
+	c.stepLocked(func(now time.Time) {
+		id := c.core.accept(now)
+		r = c.newRunnerLocked(id, conn)
+	})
+	c.mu.Unlock()
+	stop := context.AfterFunc(ctx, conn.Close)
+	defer stop()
+	r.run()
+	<-r.wroteDn
+	return nil
+}
+
+// stepLocked runs one core input at the current time and carries out its effects.
+func (c *Cluster) stepLocked(input func(now time.Time)) {
+	input(c.clock.Now())
+	c.applyLocked(c.core.takeOutputs())
+	c.checkStartedLocked()
+	c.armTimerLocked()
+}
+
+// applyLocked carries out the core's effects; none of them blocks.
+func (c *Cluster) applyLocked(outs []output) {
+	for _, o := range outs {
+		switch o.kind {
+		case outSend:
+			if r := c.runners[o.conn]; r != nil {
+				r.enqueue(o.msg)
+			}
+		case outClose:
+			if r := c.runners[o.conn]; r != nil {
+				delete(c.runners, o.conn)
+				r.close(o.flush)
+			}
+		case outDial:
+			c.dialLocked(o.conn, o.addr)
+		case outEvent:
+			c.publishLocked(o.event)
+		case outLog:
+			c.logger.Log(context.Background(), o.level, o.text, o.attrs...)
+		}
+	}
+}
+
+// publishLocked numbers an event, remembers it and hands it to the subscribers.
+func (c *Cluster) publishLocked(e Event) {
+	c.seq++
+	e.Sequence = c.seq
+	c.recent = append(c.recent, e)
+	if len(c.recent) > recentEventsKept {
+		c.recent = c.recent[len(c.recent)-recentEventsKept:]
+	}
+	switch e.Type {
+	case EventNodeUp:
+		c.logger.Debug("node up", "peer", e.Node.ID.String(), "incarnation", e.Node.Incarnation)
+	case EventNodeDown:
+		c.logger.Debug("node down", "peer", e.Node.ID.String(), "reason", e.Reason.String())
+	}
+	c.bus.publish(e)
+}
+
+// setStatusLocked changes the local status and publishes the change.
+func (c *Cluster) setStatusLocked(status ClusterStatus) {
+	prev := c.status
+	c.status = status
+	c.publishLocked(Event{Type: EventStatusChange, Time: c.clock.Now(), Previous: prev, Current: status})
+}
+
+// checkStartedLocked ends Start's wait once every initial dial has settled.
+func (c *Cluster) checkStartedLocked() {
+	if c.starting == nil || c.started == nil {
+		return
+	}
+	for id := range c.starting {
+		if pc := c.core.conns[id]; pc == nil || pc.established {
+			delete(c.starting, id)
+		}
+	}
+	if len(c.starting) == 0 {
+		close(c.started)
+		c.started = nil
+	}
+}
+
+// armTimerLocked makes sure the timer fires at the core's next wake-up.
+func (c *Cluster) armTimerLocked() {
+	if c.core == nil {
+		return
+	}
+	at := c.core.wakeAt
+	if at.IsZero() || (c.timer != nil && !at.Before(c.timerAt)) {
+		return
+	}
+	c.stopTimerLocked()
+	c.timerAt = at
+	core := c.core
+	c.timer = c.clock.AfterFunc(max(at.Sub(c.clock.Now()), 0), func() { c.onTimer(core) })
+}
+
+// stopTimerLocked cancels the pending wake-up.
+func (c *Cluster) stopTimerLocked() {
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+		c.timerAt = time.Time{}
+	}
+}
+
+// onTimer runs the core's tick.
+func (c *Cluster) onTimer(core *core) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.core != core || c.status == ClusterStopping {
+		return
+	}
+	c.timer, c.timerAt = nil, time.Time{}
+	c.stepLocked(func(now time.Time) { c.core.tick(now) })
+}

@@ -1,0 +1,180 @@
+package membership
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+)
+
+// LocalID returns the local node's id.
+func (c *Cluster) LocalID() NodeID { return c.id }
+
+// Status returns the local node's lifecycle status.
+func (c *Cluster) Status() ClusterStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status
+}
+
+// runningLocked returns ErrNotRunning unless the node is starting or running.
+func (c *Cluster) runningLocked(op string) error {
+	if c.core == nil || c.status == ClusterStopping {
+		return fmt.Errorf("%s on %s: %w", op, c.id, ErrNotRunning)
+	}
+	return nil
+}
+
+// LocalNode returns the local node's own info.
+func (c *Cluster) LocalNode() (NodeInfo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.runningLocked("local node"); err != nil {
+		return NodeInfo{}, err
+	}
+	return c.core.localInfo(c.clock.Now()), nil
+}
+
+// Uptime returns how long the node has been running since its last start.
+func (c *Cluster) Uptime() (time.Duration, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.runningLocked("uptime"); err != nil {
+		return 0, err
+	}
+	return c.clock.Now().Sub(c.startedAt), nil
+}
+
+// Nodes returns every known node, connected or not, sorted by id; never the local node.
+func (c *Cluster) Nodes() ([]NodeInfo, error) { return c.nodes("nodes", false) }
+
+// ConnectedNodes returns the connected nodes, sorted by id.
+func (c *Cluster) ConnectedNodes() ([]NodeInfo, error) { return c.nodes("connected nodes", true) }
+
+func (c *Cluster) nodes(op string, connectedOnly bool) ([]NodeInfo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.runningLocked(op); err != nil {
+		return nil, err
+	}
+	return c.core.nodes(c.clock.Now(), connectedOnly), nil
+}
+
+// Node returns one known node; ErrNodeNotFound if the local node does not know it.
+func (c *Cluster) Node(id NodeID) (NodeInfo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.runningLocked("node"); err != nil {
+		return NodeInfo{}, err
+	}
+	m := c.core.members[id]
+	if m == nil {
+		return NodeInfo{}, fmt.Errorf("node %s: %w", id, ErrNodeNotFound)
+	}
+	return c.core.nodeInfo(c.clock.Now(), m), nil
+}
+
+// IsConnected reports whether node id is connected.
+func (c *Cluster) IsConnected(id NodeID) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.runningLocked("is connected"); err != nil {
+		return false, err
+	}
+	m := c.core.members[id]
+	return m != nil && m.status == StatusConnected, nil
+}
+
+// ConnectedCount returns how many nodes are connected.
+func (c *Cluster) ConnectedCount() (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.runningLocked("connected count"); err != nil {
+		return 0, err
+	}
+	return c.core.connected, nil
+}
+
+// SetProcessCount sets the process count the local node advertises; peers see it with the
+// next heartbeat. It is kept across restarts.
+func (c *Cluster) SetProcessCount(n int) error {
+	if n < 0 {
+		return fmt.Errorf("set process count %d: must not be negative", n)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cfg.ProcessCount = n
+	if c.core != nil {
+		c.core.setAttributes(n, c.cfg.Metadata)
+	}
+	return nil
+}
+
+// SetMetadata replaces the metadata the local node advertises; peers see it with the next
+// heartbeat. It is kept across restarts.
+func (c *Cluster) SetMetadata(metadata map[string]string) error {
+	probe := DefaultConfig()
+	probe.Name, probe.Metadata = c.id.Name(), metadata
+	if err := probe.Validate(); err != nil {
+		return fmt.Errorf("set metadata: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cfg.Metadata = maps.Clone(metadata)
+	if c.core != nil {
+		c.core.setAttributes(c.cfg.ProcessCount, c.cfg.Metadata)
+	}
+	return nil
+}
+
+// RecentEvents returns the latest events (at most 64), oldest first.
+func (c *Cluster) RecentEvents() []Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.recent)
+}
+
+// Subscribe calls handler with every event, in order, from its own goroutine; a slow handler
+// delays only its own later events. It returns a func that stops the calls.
+func (c *Cluster) Subscribe(handler func(Event)) (unsubscribe func()) {
+	return c.bus.subscribe(handler)
+}
+
+// Watch atomically takes a snapshot of the known nodes and subscribes handler to every later
+// event: nothing is missed or doubled in between. lastSeq is the sequence number of the last
+// event before the snapshot; the first event handler sees is lastSeq+1.
+func (c *Cluster) Watch(handler func(Event)) (nodes []NodeInfo, status ClusterStatus, lastSeq uint64, unsubscribe func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.core != nil {
+		nodes = c.core.nodes(c.clock.Now(), false)
+	}
+	return nodes, c.status, c.seq, c.bus.subscribe(handler)
+}
+
+// OnNodeUp calls handler for every node that becomes connected.
+func (c *Cluster) OnNodeUp(handler func(NodeInfo)) (unsubscribe func()) {
+	return c.Subscribe(func(e Event) {
+		if e.Type == EventNodeUp {
+			handler(e.Node)
+		}
+	})
+}
+
+// OnNodeDown calls handler for every node that goes down, with the reason.
+func (c *Cluster) OnNodeDown(handler func(NodeInfo, DownReason)) (unsubscribe func()) {
+	return c.Subscribe(func(e Event) {
+		if e.Type == EventNodeDown {
+			handler(e.Node, e.Reason)
+		}
+	})
+}
+
+// OnStatusChange calls handler for every change of the local node's status.
+func (c *Cluster) OnStatusChange(handler func(previous, current ClusterStatus)) (unsubscribe func()) {
+	return c.Subscribe(func(e Event) {
+		if e.Type == EventStatusChange {
+			handler(e.Previous, e.Current)
+		}
+	})
+}

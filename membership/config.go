@@ -1,0 +1,295 @@
+package membership
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Defaults of Config (contract §2), as set by DefaultConfig.
+const (
+	// DefaultBindHost is the default BindHost: every IPv4 interface.
+	DefaultBindHost = "0.0.0.0"
+	// DefaultPort is the default Port.
+	DefaultPort = 4369
+	// DefaultHeartbeatInterval is the default HeartbeatInterval.
+	DefaultHeartbeatInterval = 5 * time.Second
+	// DefaultHeartbeatMissThreshold is the default HeartbeatMissThreshold.
+	DefaultHeartbeatMissThreshold = 3
+	// DefaultDialTimeout is the default DialTimeout.
+	DefaultDialTimeout = 5 * time.Second
+	// DefaultHandshakeTimeout is the default HandshakeTimeout.
+	DefaultHandshakeTimeout = 5 * time.Second
+	// DefaultReconnectBaseDelay is the default ReconnectBaseDelay.
+	DefaultReconnectBaseDelay = 200 * time.Millisecond
+	// DefaultReconnectMaxDelay is the default ReconnectMaxDelay.
+	DefaultReconnectMaxDelay = 5 * time.Second
+	// DefaultReconnectTimeout is the default ReconnectTimeout.
+	DefaultReconnectTimeout = time.Hour
+	// DefaultTombstoneTimeout is the default TombstoneTimeout.
+	DefaultTombstoneTimeout = time.Hour
+)
+
+// Limits enforced by Config.Validate.
+const (
+	// MinHeartbeatInterval is the shortest allowed HeartbeatInterval.
+	MinHeartbeatInterval = 100 * time.Millisecond
+	// MaxMetadataBytes caps the total size of Metadata keys and values.
+	MaxMetadataBytes = 4096
+)
+
+// ErrInvalidConfig is the sentinel for a rejected Config:
+// errors.Is(err, ErrInvalidConfig) is true for any *ConfigError.
+var ErrInvalidConfig = errors.New("invalid cluster config")
+
+// ErrNotRunning is returned by queries on a node that is not running (the
+// seed's ClusterNotStartedError).
+var ErrNotRunning = errors.New("cluster is not running")
+
+// Config configures one node. Start from DefaultConfig, set Name (and
+// whatever else differs), then Validate. Durations are Go durations; the CLI
+// takes them as "5s", "200ms" and so on.
+type Config struct {
+	// Name is the node's name, the part before '@' in its id (1–64 chars, a
+	// letter first, then letters, digits, '_', '-'). Required.
+	// Flag --name, env NODE_NAME.
+	Name string
+
+	// BindHost is the address to listen on: an IPv4 or IPv6 literal (IPv6
+	// without brackets, e.g. "::") or a hostname. Default "0.0.0.0".
+	// Flag --host, env CLUSTER_HOST.
+	BindHost string
+
+	// Port is the port to listen on, 0–65535; 0 picks a free port.
+	// Default 4369. Flag --port, env CLUSTER_PORT.
+	Port int
+
+	// AdvertiseHost is the host other nodes dial and the host in this node's
+	// id. Default "": the bind host when it is a specific address, else the
+	// machine's first private non-loopback address, falling back to
+	// 127.0.0.1 (contract §1). Flag --advertise, env CLUSTER_ADVERTISE.
+	AdvertiseHost string
+
+	// Seeds are the addresses dialled to join a cluster, each
+	// "name@host:port" or plain "host:port" (see ParseSeed). Default none.
+	// Flag --seeds, env CLUSTER_SEEDS (comma-separated).
+	Seeds []string
+
+	// Secrets authenticate peers: messages are signed with the first secret
+	// and accepted if they verify with any, which allows rotation. Empty
+	// means no peer authentication. Default none.
+	// Flag --secret-file, env CLUSTER_SECRET.
+	Secrets [][]byte
+
+	// HeartbeatInterval is the heartbeat period, at least 100ms.
+	// Default 5s. Flag --heartbeat-interval, env CLUSTER_HEARTBEAT_INTERVAL.
+	HeartbeatInterval time.Duration
+
+	// HeartbeatMissThreshold is how many heartbeat intervals may pass without
+	// a heartbeat before a peer is down with heartbeat_timeout; at least 1.
+	// Default 3. Flag --heartbeat-miss-threshold,
+	// env CLUSTER_HEARTBEAT_MISS_THRESHOLD.
+	HeartbeatMissThreshold int
+
+	// DialTimeout bounds an outbound dial plus its handshake; positive.
+	// Default 5s.
+	DialTimeout time.Duration
+
+	// HandshakeTimeout is how long an inbound peer has to complete the
+	// handshake; positive. Default 5s.
+	HandshakeTimeout time.Duration
+
+	// ReconnectBaseDelay is the first delay of the capped, jittered
+	// exponential redial backoff; positive. Default 200ms.
+	ReconnectBaseDelay time.Duration
+
+	// ReconnectMaxDelay caps the redial backoff; at least
+	// ReconnectBaseDelay. Default 5s.
+	ReconnectMaxDelay time.Duration
+
+	// ReconnectTimeout is how long a disconnected node is redialled before
+	// it is forgotten; positive. Default 1h.
+	ReconnectTimeout time.Duration
+
+	// TombstoneTimeout is how long nodes that left or were forgotten are
+	// remembered, so stale gossip cannot revive them; positive. Default 1h.
+	TombstoneTimeout time.Duration
+
+	// Metadata is the initial free-form metadata advertised to peers. Keys
+	// are non-empty, keys and values valid UTF-8, and all keys and values
+	// together at most 4096 bytes. Default none.
+	Metadata map[string]string
+
+	// ProcessCount is the initial process count advertised to peers (the
+	// seed's processCount); at least 0. Default 0.
+	ProcessCount int
+}
+
+// DefaultConfig returns a Config holding every default above. Name is left
+// empty: it is required and has no default.
+func DefaultConfig() *Config {
+	return &Config{
+		BindHost:               DefaultBindHost,
+		Port:                   DefaultPort,
+		HeartbeatInterval:      DefaultHeartbeatInterval,
+		HeartbeatMissThreshold: DefaultHeartbeatMissThreshold,
+		DialTimeout:            DefaultDialTimeout,
+		HandshakeTimeout:       DefaultHandshakeTimeout,
+		ReconnectBaseDelay:     DefaultReconnectBaseDelay,
+		ReconnectMaxDelay:      DefaultReconnectMaxDelay,
+		ReconnectTimeout:       DefaultReconnectTimeout,
+		TombstoneTimeout:       DefaultTombstoneTimeout,
+	}
+}
+
+// Clone returns a deep copy of c (Seeds, Secrets and Metadata are copied too);
+// nil for a nil c.
+func (c *Config) Clone() *Config {
+	if c == nil {
+		return nil
+	}
+	clone := *c
+	clone.Seeds = slices.Clone(c.Seeds)
+	if c.Secrets != nil {
+		clone.Secrets = make([][]byte, len(c.Secrets))
+		for i, secret := range c.Secrets {
+			clone.Secrets[i] = bytes.Clone(secret)
+		}
+	}
+	clone.Metadata = maps.Clone(c.Metadata)
+	return &clone
+}
+
+// Validate checks every field and returns nil or a *ConfigError listing every
+// invalid field at once. Secret values never appear in its messages.
+func (c *Config) Validate() error {
+	if c == nil {
+		return &ConfigError{Problems: []FieldError{{Field: "Config", Message: "must not be nil"}}}
+	}
+	var v validator
+	v.check(c.Name == "", "Name", "is required")
+	if rule := nameRule(c.Name); c.Name != "" && rule != "" {
+		v.add("Name", fmt.Sprintf("%s (got %q)", rule, c.Name))
+	}
+	v.check(c.BindHost == "", "BindHost", "is required")
+	if rule := hostRule(c.BindHost); c.BindHost != "" && rule != "" {
+		v.add("BindHost", fmt.Sprintf("%s (got %q)", rule, c.BindHost))
+	}
+	v.check(c.Port < 0 || c.Port > maxPort, "Port", fmt.Sprintf("must be between 0 and %d (got %d)", maxPort, c.Port))
+	if c.AdvertiseHost != "" {
+		if rule := hostRule(c.AdvertiseHost); rule != "" {
+			v.add("AdvertiseHost", fmt.Sprintf("%s (got %q)", rule, c.AdvertiseHost))
+		} else if isUnspecified(c.AdvertiseHost) {
+			v.add("AdvertiseHost", fmt.Sprintf("must be an address other nodes can dial (got %q)", c.AdvertiseHost))
+		}
+	}
+	for i, seed := range c.Seeds {
+		if _, _, err := ParseSeed(seed); err != nil {
+			v.add("Seeds", fmt.Sprintf("seed %d: %v", i, err))
+		}
+	}
+	for i, secret := range c.Secrets {
+		v.check(len(secret) == 0, "Secrets", fmt.Sprintf("secret %d is empty", i))
+	}
+	v.check(c.HeartbeatInterval < MinHeartbeatInterval, "HeartbeatInterval",
+		fmt.Sprintf("must be at least %v (got %v)", MinHeartbeatInterval, c.HeartbeatInterval))
+	v.check(c.HeartbeatMissThreshold < 1, "HeartbeatMissThreshold",
+		fmt.Sprintf("must be at least 1 (got %d)", c.HeartbeatMissThreshold))
+	v.positive("DialTimeout", c.DialTimeout)
+	v.positive("HandshakeTimeout", c.HandshakeTimeout)
+	v.positive("ReconnectBaseDelay", c.ReconnectBaseDelay)
+	v.positive("ReconnectMaxDelay", c.ReconnectMaxDelay)
+	v.check(c.ReconnectMaxDelay > 0 && c.ReconnectMaxDelay < c.ReconnectBaseDelay, "ReconnectMaxDelay",
+		fmt.Sprintf("must be at least ReconnectBaseDelay %v (got %v)", c.ReconnectBaseDelay, c.ReconnectMaxDelay))
+	v.positive("ReconnectTimeout", c.ReconnectTimeout)
+	v.positive("TombstoneTimeout", c.TombstoneTimeout)
+	v.metadata(c.Metadata)
+	v.check(c.ProcessCount < 0, "ProcessCount", fmt.Sprintf("must not be negative (got %d)", c.ProcessCount))
+	return v.err()
+}
+
+// isUnspecified reports whether host is the wildcard address 0.0.0.0 or ::.
+func isUnspecified(host string) bool {
+	addr, err := netip.ParseAddr(host)
+	return err == nil && addr.IsUnspecified()
+}
+
+// validator accumulates the problems found by Config.Validate.
+type validator struct{ problems []FieldError }
+
+func (v *validator) add(field, message string) {
+	v.problems = append(v.problems, FieldError{Field: field, Message: message})
+}
+
+func (v *validator) check(invalid bool, field, message string) {
+	if invalid {
+		v.add(field, message)
+	}
+}
+
+func (v *validator) positive(field string, d time.Duration) {
+	v.check(d <= 0, field, fmt.Sprintf("must be positive (got %v)", d))
+}
+
+func (v *validator) metadata(md map[string]string) {
+	size := 0
+	emptyKey, badUTF8 := false, false
+	for key, value := range md {
+		size += len(key) + len(value)
+		emptyKey = emptyKey || key == ""
+		badUTF8 = badUTF8 || !utf8.ValidString(key) || !utf8.ValidString(value)
+	}
+	v.check(emptyKey, "Metadata", "keys must not be empty")
+	v.check(badUTF8, "Metadata", "keys and values must be valid UTF-8")
+	v.check(size > MaxMetadataBytes, "Metadata",
+		fmt.Sprintf("keys and values must total at most %d bytes (got %d)", MaxMetadataBytes, size))
+}
+
+func (v *validator) err() error {
+	if len(v.problems) == 0 {
+		return nil
+	}
+	return &ConfigError{Problems: v.problems}
+}
+
+// FieldError is one invalid Config field.
+type FieldError struct {
+	// Field is the Go field name, e.g. "HeartbeatInterval".
+	Field string
+	// Message says which rule is broken and the value found, e.g.
+	// "must be at least 100ms (got 50ms)".
+	Message string
+}
+
+// String returns "Field: Message".
+func (e FieldError) String() string { return e.Field + ": " + e.Message }
+
+// ConfigError is returned by Config.Validate: every invalid field at once.
+type ConfigError struct {
+	// Problems lists the invalid fields in Config field order.
+	Problems []FieldError
+}
+
+// Error reads like
+//
+//	invalid cluster config: Name: is required; HeartbeatInterval: must be at least 100ms (got 50ms)
+func (e *ConfigError) Error() string {
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.String()
+	}
+	if len(parts) == 0 {
+		return ErrInvalidConfig.Error()
+	}
+	return ErrInvalidConfig.Error() + ": " + strings.Join(parts, "; ")
+}
+
+// Is reports whether target is ErrInvalidConfig, so that
+// errors.Is(err, ErrInvalidConfig) holds for every *ConfigError.
+func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }

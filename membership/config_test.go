@@ -1,0 +1,209 @@
+package membership
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// validConfig returns the defaults with a name: the smallest valid Config.
+func validConfig() *Config {
+	c := DefaultConfig()
+	c.Name = "app1"
+	return c
+}
+
+func TestDefaultConfig(t *testing.T) {
+	c := DefaultConfig()
+	assert.Equal(t, &Config{
+		BindHost:               "0.0.0.0",
+		Port:                   4369,
+		HeartbeatInterval:      5 * time.Second,
+		HeartbeatMissThreshold: 3,
+		DialTimeout:            5 * time.Second,
+		HandshakeTimeout:       5 * time.Second,
+		ReconnectBaseDelay:     200 * time.Millisecond,
+		ReconnectMaxDelay:      5 * time.Second,
+		ReconnectTimeout:       time.Hour,
+		TombstoneTimeout:       time.Hour,
+	}, c)
+
+	err := c.Validate()
+	var cfgErr *ConfigError
+	require.ErrorAs(t, err, &cfgErr)
+	assert.Equal(t, []FieldError{{Field: "Name", Message: "is required"}}, cfgErr.Problems)
+	assert.NoError(t, validConfig().Validate())
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		label  string
+		modify func(c *Config)
+		field  string // "" when the config is valid
+		msg    string
+	}{
+		{"name required", func(c *Config) { c.Name = "" }, "Name", "is required"},
+		{"name starts with digit", func(c *Config) { c.Name = "1app" }, "Name", `must start with a letter (got "1app")`},
+		{"name with dot", func(c *Config) { c.Name = "app.name" }, "Name", "only letters, digits, '_' and '-'"},
+		{"name too long", func(c *Config) { c.Name = "a" + strings.Repeat("b", 64) }, "Name", "at most 64 characters"},
+		{"name 64 chars", func(c *Config) { c.Name = "a" + strings.Repeat("b", 63) }, "", ""},
+
+		{"bind host required", func(c *Config) { c.BindHost = "" }, "BindHost", "is required"},
+		{"bind host bad IPv4", func(c *Config) { c.BindHost = "256.0.0.1" }, "BindHost", "not a valid IPv4 address"},
+		{"bind host bracketed", func(c *Config) { c.BindHost = "[::]" }, "BindHost", "without brackets"},
+		{"bind host bad name", func(c *Config) { c.BindHost = "-host" }, "BindHost", "must not start or end with '-'"},
+		{"bind host IPv6", func(c *Config) { c.BindHost = "::" }, "", ""},
+		{"bind host IPv6 loopback", func(c *Config) { c.BindHost = "::1" }, "", ""},
+		{"bind host name", func(c *Config) { c.BindHost = "localhost" }, "", ""},
+
+		{"port negative", func(c *Config) { c.Port = -1 }, "Port", "must be between 0 and 65535 (got -1)"},
+		{"port too big", func(c *Config) { c.Port = 65536 }, "Port", "must be between 0 and 65535 (got 65536)"},
+		{"port 0 picks free port", func(c *Config) { c.Port = 0 }, "", ""},
+		{"port 65535", func(c *Config) { c.Port = 65535 }, "", ""},
+
+		{"advertise invalid", func(c *Config) { c.AdvertiseHost = "bad_host" }, "AdvertiseHost", `found '_'`},
+		{"advertise unspecified", func(c *Config) { c.AdvertiseHost = "0.0.0.0" }, "AdvertiseHost", "address other nodes can dial"},
+		{"advertise unspecified IPv6", func(c *Config) { c.AdvertiseHost = "::" }, "AdvertiseHost", "address other nodes can dial"},
+		{"advertise IPv4", func(c *Config) { c.AdvertiseHost = "10.0.0.5" }, "", ""},
+		{"advertise IPv6", func(c *Config) { c.AdvertiseHost = "fd00::5" }, "", ""},
+
+		{"seed invalid", func(c *Config) { c.Seeds = []string{"a@h:1", "h:0"} }, "Seeds",
+			`seed 1: invalid seed "h:0": port must be between 1 and 65535`},
+		{"seeds valid", func(c *Config) { c.Seeds = []string{"a@h:1", "h:2", "[::1]:3"} }, "", ""},
+
+		{"secret empty", func(c *Config) { c.Secrets = [][]byte{[]byte("s3cret"), nil} }, "Secrets", "secret 1 is empty"},
+		{"secrets valid", func(c *Config) { c.Secrets = [][]byte{[]byte("new"), []byte("old")} }, "", ""},
+
+		{"heartbeat too short", func(c *Config) { c.HeartbeatInterval = 50 * time.Millisecond }, "HeartbeatInterval",
+			"must be at least 100ms (got 50ms)"},
+		{"heartbeat minimum", func(c *Config) { c.HeartbeatInterval = 100 * time.Millisecond }, "", ""},
+		{"threshold zero", func(c *Config) { c.HeartbeatMissThreshold = 0 }, "HeartbeatMissThreshold", "must be at least 1 (got 0)"},
+		{"threshold one", func(c *Config) { c.HeartbeatMissThreshold = 1 }, "", ""},
+
+		{"dial timeout zero", func(c *Config) { c.DialTimeout = 0 }, "DialTimeout", "must be positive (got 0s)"},
+		{"handshake timeout negative", func(c *Config) { c.HandshakeTimeout = -time.Second }, "HandshakeTimeout", "must be positive (got -1s)"},
+		{"base delay zero", func(c *Config) { c.ReconnectBaseDelay = 0 }, "ReconnectBaseDelay", "must be positive"},
+		{"max delay zero", func(c *Config) { c.ReconnectMaxDelay = 0 }, "ReconnectMaxDelay", "must be positive"},
+		{"max delay below base", func(c *Config) { c.ReconnectMaxDelay = 100 * time.Millisecond }, "ReconnectMaxDelay",
+			"must be at least ReconnectBaseDelay 200ms (got 100ms)"},
+		{"max delay equals base", func(c *Config) { c.ReconnectMaxDelay = c.ReconnectBaseDelay }, "", ""},
+		{"reconnect timeout zero", func(c *Config) { c.ReconnectTimeout = 0 }, "ReconnectTimeout", "must be positive"},
+		{"tombstone timeout zero", func(c *Config) { c.TombstoneTimeout = 0 }, "TombstoneTimeout", "must be positive"},
+
+		{"metadata empty key", func(c *Config) { c.Metadata = map[string]string{"": "x"} }, "Metadata", "keys must not be empty"},
+		{"metadata bad UTF-8", func(c *Config) { c.Metadata = map[string]string{"k": "\xff"} }, "Metadata", "valid UTF-8"},
+		{"metadata too big", func(c *Config) { c.Metadata = map[string]string{"k": strings.Repeat("v", 4096)} }, "Metadata",
+			"at most 4096 bytes (got 4097)"},
+		{"metadata at limit", func(c *Config) { c.Metadata = map[string]string{"k": strings.Repeat("v", 4095)} }, "", ""},
+
+		{"process count negative", func(c *Config) { c.ProcessCount = -1 }, "ProcessCount", "must not be negative (got -1)"},
+		{"process count positive", func(c *Config) { c.ProcessCount = 7 }, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.label, func(t *testing.T) {
+			c := validConfig()
+			tt.modify(c)
+			err := c.Validate()
+			if tt.field == "" {
+				assert.NoError(t, err)
+				return
+			}
+			var cfgErr *ConfigError
+			require.ErrorAs(t, err, &cfgErr)
+			require.Len(t, cfgErr.Problems, 1, err.Error())
+			assert.Equal(t, tt.field, cfgErr.Problems[0].Field)
+			assert.Contains(t, cfgErr.Problems[0].Message, tt.msg)
+			assert.Contains(t, err.Error(), tt.field+": ")
+			assert.ErrorIs(t, err, ErrInvalidConfig)
+		})
+	}
+}
+
+func TestConfigValidateReportsEveryProblem(t *testing.T) {
+	c := DefaultConfig()
+	c.HeartbeatInterval = 50 * time.Millisecond
+	c.Port = 70000
+	c.Seeds = []string{"ok@h:1", "bad", "h:0"}
+	c.ProcessCount = -3
+
+	err := c.Validate()
+	require.EqualError(t, err, "invalid cluster config: Name: is required; "+
+		"Port: must be between 0 and 65535 (got 70000); "+
+		`Seeds: seed 1: invalid seed "bad": port is missing (expected host:port); `+
+		`Seeds: seed 2: invalid seed "h:0": port must be between 1 and 65535; `+
+		"HeartbeatInterval: must be at least 100ms (got 50ms); "+
+		"ProcessCount: must not be negative (got -3)")
+
+	var cfgErr *ConfigError
+	require.ErrorAs(t, err, &cfgErr)
+	fields := make([]string, len(cfgErr.Problems))
+	for i, p := range cfgErr.Problems {
+		fields[i] = p.Field
+	}
+	assert.Equal(t, []string{"Name", "Port", "Seeds", "Seeds", "HeartbeatInterval", "ProcessCount"}, fields)
+}
+
+func TestConfigErrorMatching(t *testing.T) {
+	c := validConfig()
+	c.Name = ""
+	c.HeartbeatInterval = 50 * time.Millisecond
+	err := fmt.Errorf("starting node: %w", c.Validate())
+
+	assert.EqualError(t, err,
+		"starting node: invalid cluster config: Name: is required; HeartbeatInterval: must be at least 100ms (got 50ms)")
+	var cfgErr *ConfigError
+	require.ErrorAs(t, err, &cfgErr)
+	assert.Len(t, cfgErr.Problems, 2)
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	assert.NotErrorIs(t, err, ErrNotRunning)
+	assert.NotErrorIs(t, err, ErrInvalidNodeID)
+
+	assert.ErrorIs(t, fmt.Errorf("list nodes: %w", ErrNotRunning), ErrNotRunning)
+	assert.EqualError(t, &ConfigError{}, "invalid cluster config")
+
+	var nilConfig *Config
+	assert.ErrorIs(t, nilConfig.Validate(), ErrInvalidConfig)
+}
+
+func TestConfigValidateNeverLeaksSecrets(t *testing.T) {
+	c := validConfig()
+	c.Secrets = [][]byte{[]byte("hunter2-topsecret"), {}}
+	err := c.Validate()
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "hunter2")
+}
+
+func TestConfigClone(t *testing.T) {
+	orig := validConfig()
+	orig.Seeds = []string{"a@h:1"}
+	orig.Secrets = [][]byte{[]byte("secret")}
+	orig.Metadata = map[string]string{"zone": "a"}
+
+	clone := orig.Clone()
+	require.Equal(t, orig, clone)
+
+	clone.Name = "other"
+	clone.Seeds[0] = "b@h:2"
+	clone.Seeds = append(clone.Seeds, "c@h:3")
+	clone.Secrets[0][0] = 'X'
+	clone.Metadata["zone"] = "b"
+	clone.Metadata["rack"] = "1"
+
+	assert.Equal(t, "app1", orig.Name)
+	assert.Equal(t, []string{"a@h:1"}, orig.Seeds)
+	assert.Equal(t, [][]byte{[]byte("secret")}, orig.Secrets)
+	assert.Equal(t, map[string]string{"zone": "a"}, orig.Metadata)
+
+	empty := DefaultConfig().Clone()
+	assert.Nil(t, empty.Seeds)
+	assert.Nil(t, empty.Secrets)
+	assert.Nil(t, empty.Metadata)
+
+	var nilConfig *Config
+	assert.Nil(t, nilConfig.Clone())
+	assert.NoError(t, validConfig().Clone().Validate())
+}

@@ -1,0 +1,291 @@
+package membership
+
+import (
+	"cmp"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"time"
+)
+
+// core is the pure membership state machine: the node table, the failure detector, gossip
+// merging and incarnations. It does no I/O and reads no clock: every input carries the time,
+// and every effect (send, close, dial, event, log) is appended to out for the runtime to carry
+// out. It is not safe for concurrent use; the runtime serialises calls.
+type core struct {
+	self        NodeID
+	incarnation uint64
+	cfg         *Config
+	startedAt   time.Time
+	rng         *rand.Rand
+	attrs       Attributes
+
+	members   map[NodeID]*member
+	tombs     map[NodeID]tombstone
+	conns     map[connID]*peerConn
+	seeds     []*seed
+	lastConn  connID
+	connected int
+	leaving   bool
+
+	digest      uint64
+	digestDirty bool
+
+	dialAt time.Time // earliest member or seed dial due (zero: none)
+	wakeAt time.Time // when the runtime should call tick next (zero: never)
+	out    []output
+}
+
+// member is one remote node in the table.
+type member struct {
+	id            NodeID
+	incarnation   uint64
+	status        NodeStatus
+	conn          connID // established stream, 0 if none
+	dial          connID // outbound stream being set up, 0 if none
+	attempts      int
+	nextDial      time.Time // zero: no dial scheduled
+	downSince     time.Time
+	lastHeartbeat time.Time
+	startedAt     time.Time
+	attrs         Attributes
+}
+
+// tombstone remembers a node that left (or was forgotten) so stale gossip cannot revive it.
+type tombstone struct {
+	incarnation uint64
+	left        bool
+	until       time.Time
+}
+
+// seed is a plain host:port seed, dialled whenever the node has no connected peer.
+type seed struct {
+	addr     string
+	self     bool
+	dial     connID
+	attempts int
+	nextDial time.Time
+}
+
+// peerConn is one stream, from dial or accept until close.
+type peerConn struct {
+	id          connID
+	outbound    bool
+	expect      NodeID // outbound: the member dialled (zero for plain seeds)
+	anyID       bool   // outbound to a seed: whoever answers is welcome
+	seed        *seed
+	opened      time.Time
+	established bool
+	rejected    RejectReason // the peer's Reject, if it sent one
+	peer        NodeID
+	peerInc     uint64
+	lastRecv    time.Time
+	timeout     time.Duration
+	nextBeat    time.Time
+	sentAttrs   uint64
+	mismatches  int
+	syncHold    time.Time
+}
+
+// newCore returns a core for the local node self, started at now.
+func newCore(self NodeID, incarnation uint64, cfg *Config, now time.Time, rng *rand.Rand) *core {
+	return &core{
+		self:        self,
+		incarnation: incarnation,
+		cfg:         cfg,
+		startedAt:   now,
+		rng:         rng,
+		attrs:       Attributes{Version: 1, ProcessCount: cfg.ProcessCount, Metadata: maps.Clone(cfg.Metadata)},
+		members:     map[NodeID]*member{},
+		tombs:       map[NodeID]tombstone{},
+		conns:       map[connID]*peerConn{},
+		digestDirty: true,
+	}
+}
+
+// takeOutputs returns the effects accumulated since the last call.
+func (c *core) takeOutputs() []output {
+	out := c.out
+	c.out = nil
+	return out
+}
+
+// start dials the seeds.
+func (c *core) start(now time.Time) {
+	for _, s := range c.cfg.Seeds {
+		addr, id, err := ParseSeed(s)
+		if err != nil || addr == c.self.Address() || id == c.self {
+			continue
+		}
+		if id.IsZero() {
+			c.seeds = append(c.seeds, &seed{addr: addr, nextDial: now})
+			c.wantDialAt(now)
+			continue
+		}
+		if _, known := c.members[id]; !known {
+			c.members[id] = &member{id: id, status: StatusConnecting, nextDial: now}
+			c.digestDirty = true
+			c.wantDialAt(now)
+		}
+	}
+	c.runDials(now)
+}
+
+// accept registers an inbound stream and returns its id.
+func (c *core) accept(now time.Time) connID {
+	pc := c.newConn(now, false)
+	c.wantWake(now.Add(c.cfg.HandshakeTimeout))
+	if c.leaving {
+		c.reject(now, pc, RejectShuttingDown, "node is stopping")
+	}
+	return pc.id
+}
+
+// dialed reports that the outbound stream id is open: the handshake starts.
+func (c *core) dialed(now time.Time, id connID) {
+	pc := c.conns[id]
+	if pc == nil {
+		return
+	}
+	c.send(pc, &Message{Hello: c.hello(now)})
+}
+
+// closed reports that stream id ended (or its dial failed) for a reason outside the core.
+func (c *core) closed(now time.Time, id connID) {
+	pc := c.conns[id]
+	if pc == nil {
+		return
+	}
+	delete(c.conns, id)
+	if !pc.established {
+		if pc.outbound {
+			c.dialFailed(now, pc)
+		}
+		return
+	}
+	m := c.members[pc.peer]
+	if m == nil || m.conn != id {
+		return
+	}
+	c.markDown(now, m, ReasonConnectionClosed)
+	c.scheduleRedial(now, m)
+}
+
+// receive handles one message that arrived on stream id.
+func (c *core) receive(now time.Time, id connID, msg *Message) {
+	pc := c.conns[id]
+	if pc == nil {
+		return
+	}
+	pc.lastRecv = now
+	switch {
+	case msg.Hello != nil:
+		c.onHello(now, pc, msg.Hello)
+	case msg.Reject != nil:
+		c.onReject(now, pc, msg.Reject)
+	case !pc.established:
+		c.reject(now, pc, RejectBadMessage, "expected hello first")
+	case msg.Heartbeat != nil:
+		c.onHeartbeat(now, pc, msg.Heartbeat)
+	case msg.Update != nil:
+		c.onUpdate(now, pc, msg.Update)
+	case msg.Leave != nil:
+		c.onLeave(now, pc, msg.Leave)
+	default:
+		c.reject(now, pc, RejectBadMessage, "empty message")
+	}
+	c.runDials(now)
+}
+
+// leave tells every peer the node leaves and closes every stream. No event is emitted for
+// the peers: the local status change says it all.
+func (c *core) leave(now time.Time) {
+	c.leaving = true
+	for _, pc := range c.sortedConns() {
+		if pc.established {
+			c.send(pc, &Message{Leave: &Leave{ID: c.self, Incarnation: c.incarnation}})
+		}
+		c.emit(output{kind: outClose, conn: pc.id, flush: true})
+		delete(c.conns, pc.id)
+	}
+	for _, m := range c.members {
+		m.conn, m.dial, m.nextDial = 0, 0, time.Time{}
+	}
+	c.dialAt, c.wakeAt = time.Time{}, time.Time{}
+}
+
+// setAttributes changes the local attributes; peers get them with the next heartbeat.
+func (c *core) setAttributes(processCount int, metadata map[string]string) {
+	c.attrs = Attributes{Version: c.attrs.Version + 1, ProcessCount: processCount, Metadata: maps.Clone(metadata)}
+}
+
+// newConn registers a stream.
+func (c *core) newConn(now time.Time, outbound bool) *peerConn {
+	c.lastConn++
+	pc := &peerConn{id: c.lastConn, outbound: outbound, opened: now, lastRecv: now}
+	c.conns[pc.id] = pc
+	return pc
+}
+
+// send queues msg on pc.
+func (c *core) send(pc *peerConn, msg *Message) {
+	c.emit(output{kind: outSend, conn: pc.id, msg: msg})
+}
+
+// closeConn closes pc from this side, after what was queued on it when flush is set.
+func (c *core) closeConn(now time.Time, pc *peerConn, flush bool) {
+	c.emit(output{kind: outClose, conn: pc.id, flush: flush})
+	c.closed(now, pc.id)
+}
+
+// dropConn closes pc without any accounting: another stream replaces it.
+func (c *core) dropConn(id connID) {
+	if _, ok := c.conns[id]; !ok {
+		return
+	}
+	delete(c.conns, id)
+	c.emit(output{kind: outClose, conn: id})
+}
+
+// reject refuses pc with reason and closes it.
+func (c *core) reject(now time.Time, pc *peerConn, reason RejectReason, detail string) {
+	c.send(pc, &Message{Reject: &Reject{Reason: reason, Detail: detail}})
+	c.closeConn(now, pc, true)
+}
+
+// violation logs a peer that broke the protocol, rejects and closes its stream.
+func (c *core) violation(now time.Time, pc *peerConn, detail string) {
+	c.log(slog.LevelWarn, "peer protocol violation, closing stream", "peer", pc.peer.String(), "problem", detail)
+	c.reject(now, pc, RejectBadMessage, detail)
+}
+
+// emit appends one effect.
+func (c *core) emit(o output) { c.out = append(c.out, o) }
+
+// log asks the runtime to log a line.
+func (c *core) log(level slog.Level, text string, attrs ...any) {
+	c.emit(output{kind: outLog, level: level, text: text, attrs: attrs})
+}
+
+// wantWake lowers the time the runtime should call tick.
+func (c *core) wantWake(t time.Time) {
+	if c.wakeAt.IsZero() || t.Before(c.wakeAt) {
+		c.wakeAt = t
+	}
+}
+
+// wantDialAt lowers the time the next dial is due.
+func (c *core) wantDialAt(t time.Time) {
+	if c.dialAt.IsZero() || t.Before(c.dialAt) {
+		c.dialAt = t
+	}
+	c.wantWake(t)
+}
+
+// sortedConns returns the streams in id order, for deterministic iteration.
+func (c *core) sortedConns() []*peerConn {
+	out := slices.Collect(maps.Values(c.conns))
+	slices.SortFunc(out, func(a, b *peerConn) int { return cmp.Compare(a.id, b.id) })
+	return out
+}

@@ -1,0 +1,310 @@
+package membership
+
+import (
+	"log/slog"
+	"time"
+)
+
+// minHeartbeatInterval guards the detector against a peer advertising a nonsense interval.
+const minHeartbeatInterval = 10 * time.Millisecond
+
+// tick runs everything that is due at now: heartbeats, failure detection, handshake
+// deadlines, redials, forgetting and tombstone expiry. It then computes the next wake-up.
+func (c *core) tick(now time.Time) {
+	if c.leaving {
+		return
+	}
+	c.forgiveStall(now)
+	c.wakeAt = time.Time{}
+	// Heartbeats due soon are sent now, so one wake-up serves many streams.
+	coalesce := now.Add(c.cfg.HeartbeatInterval / 10)
+	for _, pc := range c.sortedConns() {
+		if !pc.established {
+			c.checkHandshake(now, pc)
+			continue
+		}
+		if now.Sub(pc.lastRecv) >= pc.timeout {
+			c.heartbeatTimeout(now, pc)
+			continue
+		}
+		if !pc.nextBeat.After(coalesce) {
+			c.sendHeartbeat(pc)
+			pc.nextBeat = now.Add(c.jitter(c.cfg.HeartbeatInterval))
+		}
+		c.wantWake(pc.nextBeat)
+		c.wantWake(pc.lastRecv.Add(pc.timeout))
+	}
+	c.expire(now)
+	c.dialAt = time.Time{}
+	for _, m := range c.members {
+		if !m.nextDial.IsZero() {
+			c.wantDialAt(m.nextDial)
+		}
+	}
+	for _, s := range c.seeds {
+		if !s.self && s.dial == 0 {
+			c.wantDialAt(s.nextDial)
+		}
+	}
+	c.runDials(now)
+}
+
+// forgiveStall handles a wake-up that came much later than asked: the local process was
+// starved (CPU, a pause, a suspended VM), so the silence it measured is its own fault. Every
+// stream's silence clock is pushed forward by the stall, so no healthy peer is blamed.
+func (c *core) forgiveStall(now time.Time) {
+	if c.wakeAt.IsZero() {
+		return
+	}
+	late := now.Sub(c.wakeAt)
+	if late < max(c.cfg.HeartbeatInterval/4, 200*time.Millisecond) {
+		return
+	}
+	c.log(slog.LevelWarn, "local node was stalled; extending peer deadlines", "stall", late.String())
+	for _, pc := range c.conns {
+		if pc.lastRecv = pc.lastRecv.Add(late); pc.lastRecv.After(now) {
+			pc.lastRecv = now
+		}
+	}
+}
+
+// checkHandshake closes a stream whose handshake did not finish in time.
+func (c *core) checkHandshake(now time.Time, pc *peerConn) {
+	limit := c.cfg.HandshakeTimeout
+	if pc.outbound {
+		limit = c.cfg.DialTimeout
+	}
+	deadline := pc.opened.Add(limit)
+	if now.Before(deadline) {
+		c.wantWake(deadline)
+		return
+	}
+	c.log(slog.LevelDebug, "handshake timed out", "outbound", pc.outbound, "expected", pc.expect.String())
+	c.closeConn(now, pc, false)
+}
+
+// heartbeatTimeout declares the peer of pc down after too long a silence and closes the
+// stream, so a restarted peer is never blocked by a stale one.
+func (c *core) heartbeatTimeout(now time.Time, pc *peerConn) {
+	m := c.members[pc.peer]
+	if m != nil && m.conn == pc.id {
+		c.markDown(now, m, ReasonHeartbeatTimeout)
+		c.scheduleRedial(now, m)
+	}
+	c.closeConn(now, pc, false)
+}
+
+// sendHeartbeat sends one heartbeat on pc; attributes ride along only when they changed.
+func (c *core) sendHeartbeat(pc *peerConn) {
+	hb := &Heartbeat{
+		ViewDigest:        c.viewDigest(),
+		ProcessCount:      c.attrs.ProcessCount,
+		AttributesVersion: c.attrs.Version,
+	}
+	if pc.sentAttrs != c.attrs.Version {
+		attrs := c.attrs.clone()
+		hb.Attributes = &attrs
+		pc.sentAttrs = c.attrs.Version
+	}
+	c.send(pc, &Message{Heartbeat: hb})
+}
+
+// onHeartbeat records a peer's heartbeat, its attributes, and compares views.
+func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
+	if !hb.ID.IsZero() && hb.ID != pc.peer {
+		c.violation(now, pc, "heartbeat speaks for another node "+hb.ID.String())
+		return
+	}
+	m := c.members[pc.peer]
+	if m == nil || m.conn != pc.id {
+		return
+	}
+	m.lastHeartbeat = now
+	m.attrs.ProcessCount = hb.ProcessCount
+	if hb.Attributes != nil && hb.Attributes.Version >= m.attrs.Version {
+		m.attrs = hb.Attributes.clone()
+	}
+	if hb.ViewDigest == c.viewDigest() {
+		pc.mismatches = 0
+		return
+	}
+	// A single mismatch is usually a join still spreading; two in a row start a sync.
+	pc.mismatches++
+	if pc.mismatches >= 2 && !now.Before(pc.syncHold) {
+		pc.mismatches = 0
+		pc.syncHold = now.Add(4 * c.cfg.HeartbeatInterval)
+		c.send(pc, &Message{Update: &Update{Full: true, ReplyRequested: true, Entries: c.view()}})
+	}
+}
+
+// onLeave handles a peer leaving gracefully.
+func (c *core) onLeave(now time.Time, pc *peerConn, l *Leave) {
+	if l.ID != pc.peer {
+		c.violation(now, pc, "leave speaks for another node "+l.ID.String())
+		return
+	}
+	if m := c.members[pc.peer]; m != nil && m.conn == pc.id {
+		c.markDown(now, m, ReasonGracefulShutdown)
+		c.removeMember(m)
+	}
+	c.tombs[pc.peer] = tombstone{incarnation: pc.peerInc, left: true, until: now.Add(c.cfg.TombstoneTimeout)}
+	c.wantWake(now.Add(c.cfg.TombstoneTimeout))
+	c.digestDirty = true
+	c.closeConn(now, pc, false)
+}
+
+// markUp brings m up, emitting node_up if it was not.
+func (c *core) markUp(now time.Time, m *member) {
+	if m.status == StatusConnected {
+		return
+	}
+	m.status = StatusConnected
+	c.connected++
+	c.emit(output{kind: outEvent, event: Event{Type: EventNodeUp, Time: now, Node: c.nodeInfo(now, m)}})
+}
+
+// markDown takes m down, emitting node_down once if it was connected or connecting.
+func (c *core) markDown(now time.Time, m *member, reason DownReason) {
+	if m.status == StatusConnected {
+		c.connected--
+	}
+	if m.status == StatusConnected || m.status == StatusConnecting {
+		info := c.nodeInfo(now, m)
+		info.Status = StatusDisconnected
+		c.emit(output{kind: outEvent, event: Event{Type: EventNodeDown, Time: now, Node: info, Reason: reason}})
+	}
+	m.status = StatusDisconnected
+	m.conn = 0
+	m.downSince = now
+	c.wantWake(now.Add(c.cfg.ReconnectTimeout))
+	if c.connected == 0 && len(c.seeds) > 0 {
+		c.wantDialAt(now) // cut off from everyone: the seeds are the way back
+	}
+}
+
+// scheduleRedial plans the first redial of a node that just went down.
+func (c *core) scheduleRedial(now time.Time, m *member) {
+	m.attempts = 0
+	m.nextDial = now.Add(c.backoff(0))
+	c.wantDialAt(m.nextDial)
+}
+
+// dial opens an outbound stream to m.
+func (c *core) dial(now time.Time, m *member) {
+	pc := c.newConn(now, true)
+	pc.expect = m.id
+	pc.anyID = m.incarnation == 0 // a seed announced by id: whoever answers there is welcome
+	m.dial = pc.id
+	m.nextDial = time.Time{}
+	c.emit(output{kind: outDial, conn: pc.id, addr: m.id.Address()})
+	c.wantWake(now.Add(c.cfg.DialTimeout))
+}
+
+// dialSeed opens an outbound stream to a plain seed address.
+func (c *core) dialSeed(now time.Time, s *seed) {
+	pc := c.newConn(now, true)
+	pc.anyID = true
+	pc.seed = s
+	s.dial = pc.id
+	c.emit(output{kind: outDial, conn: pc.id, addr: s.addr})
+	c.wantWake(now.Add(c.cfg.DialTimeout))
+}
+
+// dialFailed handles an outbound stream that ended before its handshake finished.
+func (c *core) dialFailed(now time.Time, pc *peerConn) {
+	if s := pc.seed; s != nil && s.dial == pc.id {
+		s.dial = 0
+		s.attempts++
+		s.nextDial = now.Add(c.backoff(s.attempts))
+		c.wantDialAt(s.nextDial)
+	}
+	m := c.members[pc.expect]
+	if m == nil || m.dial != pc.id {
+		return
+	}
+	m.dial = 0
+	if pc.rejected == RejectDuplicateStream {
+		// The peer's own stream wins the tie; redial only if it never shows up.
+		m.nextDial = now.Add(c.dialGrace())
+		c.wantDialAt(m.nextDial)
+		return
+	}
+	m.attempts++
+	m.nextDial = now.Add(c.backoff(m.attempts))
+	c.wantDialAt(m.nextDial)
+	if m.status == StatusConnecting {
+		c.markDown(now, m, ReasonConnectionRefused)
+	}
+}
+
+// runDials starts the dials that are due.
+func (c *core) runDials(now time.Time) {
+	if c.leaving || c.dialAt.IsZero() || now.Before(c.dialAt) {
+		return
+	}
+	c.dialAt = time.Time{}
+	for _, m := range c.sortedMembers() {
+		if m.nextDial.IsZero() || m.conn != 0 || m.dial != 0 {
+			continue
+		}
+		if now.Before(m.nextDial) {
+			c.wantDialAt(m.nextDial)
+			continue
+		}
+		c.dial(now, m)
+	}
+	for _, s := range c.seeds {
+		if s.self || s.dial != 0 {
+			continue
+		}
+		if c.connected > 0 {
+			s.attempts, s.nextDial = 0, now
+			continue
+		}
+		if now.Before(s.nextDial) {
+			c.wantDialAt(s.nextDial)
+			continue
+		}
+		c.dialSeed(now, s)
+	}
+}
+
+// expire forgets nodes down for longer than the reconnect timeout and drops old tombstones.
+func (c *core) expire(now time.Time) {
+	for _, m := range c.sortedMembers() {
+		if m.status != StatusDisconnected || m.dial != 0 {
+			continue
+		}
+		forgetAt := m.downSince.Add(c.cfg.ReconnectTimeout)
+		if now.Before(forgetAt) {
+			c.wantWake(forgetAt)
+			continue
+		}
+		c.log(slog.LevelInfo, "forgetting node down for longer than the reconnect timeout", "node", m.id.String())
+		c.removeMember(m)
+		c.tombs[m.id] = tombstone{incarnation: m.incarnation, until: now.Add(c.cfg.TombstoneTimeout)}
+	}
+	for id, t := range c.tombs {
+		if now.Before(t.until) {
+			c.wantWake(t.until)
+			continue
+		}
+		delete(c.tombs, id)
+		c.digestDirty = true
+	}
+}
+
+// backoff returns the capped, jittered exponential delay before redial number attempt.
+func (c *core) backoff(attempt int) time.Duration {
+	d := c.cfg.ReconnectBaseDelay
+	for i := 0; i < attempt && d < c.cfg.ReconnectMaxDelay; i++ {
+		d *= 2
+	}
+	d = min(d, c.cfg.ReconnectMaxDelay)
+	return d/2 + time.Duration(c.rng.Int64N(int64(d/2)+1))
+}
+
+// jitter returns d shortened by up to 15%, so heartbeats never come later than the interval.
+func (c *core) jitter(d time.Duration) time.Duration {
+	return d - time.Duration(c.rng.Int64N(int64(d)*15/100+1))
+}

@@ -1,0 +1,162 @@
+package membership
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"time"
+)
+
+// hello builds the local handshake message.
+func (c *core) hello(now time.Time) *Hello {
+	return &Hello{
+		ID:                c.self,
+		Incarnation:       c.incarnation,
+		ProtocolVersion:   ProtocolVersion,
+		HeartbeatInterval: c.cfg.HeartbeatInterval,
+		MissThreshold:     c.cfg.HeartbeatMissThreshold,
+		Uptime:            now.Sub(c.startedAt),
+		Attributes:        c.attrs.clone(),
+		View:              c.view(),
+	}
+}
+
+// onHello handles a peer's handshake: it validates it, resolves duplicate streams, and brings
+// the peer up.
+func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
+	switch {
+	case pc.established:
+		c.violation(now, pc, "second hello on a stream")
+		return
+	case h.ProtocolVersion != ProtocolVersion:
+		c.reject(now, pc, RejectProtocolVersion, fmt.Sprintf("protocol version %d, want %d", h.ProtocolVersion, ProtocolVersion))
+		return
+	case h.ID == c.self:
+		if pc.seed != nil {
+			pc.seed.self = true
+		}
+		c.reject(now, pc, RejectSelf, "dialled itself")
+		return
+	case pc.outbound && !pc.anyID && h.ID != pc.expect:
+		c.log(slog.LevelWarn, "dialled node answered with another id", "dialled", pc.expect.String(), "answered", h.ID.String())
+		c.reject(now, pc, RejectUnexpectedID, fmt.Sprintf("dialled %s", pc.expect))
+		return
+	case c.leaving:
+		c.reject(now, pc, RejectShuttingDown, "node is stopping")
+		return
+	}
+	if t, ok := c.tombs[h.ID]; ok && t.left && h.Incarnation <= t.incarnation {
+		c.reject(now, pc, RejectStaleIncarnation, "this incarnation left the cluster")
+		return
+	}
+	m := c.members[h.ID]
+	if m != nil && h.Incarnation < m.incarnation {
+		c.reject(now, pc, RejectStaleIncarnation, fmt.Sprintf("incarnation %d is older than %d", h.Incarnation, m.incarnation))
+		return
+	}
+	if m != nil && !c.resolveDuplicate(now, pc, m, h) {
+		return
+	}
+	if pc.anyID && pc.expect != h.ID {
+		c.dropPlaceholder(pc.expect)
+	}
+	if !pc.outbound {
+		c.send(pc, &Message{Hello: c.hello(now)})
+	}
+	c.establish(now, pc, m, h)
+}
+
+// resolveDuplicate settles an incoming handshake from a node that already has a stream.
+// It reports whether pc goes on to be established.
+func (c *core) resolveDuplicate(now time.Time, pc *peerConn, m *member, h *Hello) bool {
+	if m.dial != 0 && m.dial != pc.id {
+		// Simultaneous dial: both sides keep the stream opened by the smaller id.
+		if c.self.Compare(h.ID) < 0 {
+			c.reject(now, pc, RejectDuplicateStream, "the stream dialled by the smaller id wins")
+			return false
+		}
+		c.dropConn(m.dial)
+		m.dial = 0
+	}
+	if m.conn != 0 && m.conn != pc.id {
+		if m.incarnation == h.Incarnation {
+			// The peer saw the old stream fail and redialled: the newest stream wins silently.
+			c.dropConn(m.conn)
+			m.conn = 0
+		} else {
+			// A restarted node replaces its old incarnation at once: down, then up.
+			old := m.conn
+			c.markDown(now, m, ReasonConnectionClosed)
+			c.dropConn(old)
+		}
+	}
+	return true
+}
+
+// dropPlaceholder forgets a seed's announced id that turned out to be another node's address.
+func (c *core) dropPlaceholder(id NodeID) {
+	if p := c.members[id]; p != nil && p.conn == 0 && p.incarnation == 0 {
+		delete(c.members, id)
+		c.digestDirty = true
+	}
+}
+
+// establish makes pc the stream of the node that sent h, and brings the node up.
+func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
+	fresh := m == nil || m.incarnation != h.Incarnation
+	if m == nil {
+		m = &member{id: h.ID}
+		c.members[h.ID] = m
+	}
+	if m.dial == pc.id {
+		m.dial = 0
+	}
+	if fresh {
+		m.incarnation = h.Incarnation
+		c.digestDirty = true
+	}
+	delete(c.tombs, h.ID)
+
+	pc.established = true
+	pc.peer, pc.peerInc = h.ID, h.Incarnation
+	pc.timeout = time.Duration(c.cfg.HeartbeatMissThreshold) * max(h.HeartbeatInterval, minHeartbeatInterval)
+	pc.nextBeat = now.Add(c.jitter(c.cfg.HeartbeatInterval))
+	c.wantWake(pc.nextBeat)
+
+	m.conn = pc.id
+	m.attrs = h.Attributes.clone()
+	m.startedAt = now.Add(-h.Uptime)
+	m.lastHeartbeat = now
+	m.attempts, m.nextDial = 0, time.Time{}
+	c.markUp(now, m)
+	if fresh {
+		c.push(pc.id, MemberEntry{ID: m.id, Incarnation: m.incarnation})
+	}
+	c.merge(now, h.View)
+}
+
+// onReject handles the peer refusing the stream.
+func (c *core) onReject(now time.Time, pc *peerConn, r *Reject) {
+	pc.rejected = r.Reason
+	level := slog.LevelDebug
+	if r.Reason != RejectDuplicateStream && r.Reason != RejectSelf && r.Reason != RejectShuttingDown {
+		level = slog.LevelWarn
+	}
+	c.log(level, "peer rejected the stream", "peer", pc.peer.String(), "expected", pc.expect.String(), "reason", r.Reason.String(), "detail", r.Detail)
+	c.closeConn(now, pc, false)
+}
+
+// push sends entry to every established stream but except.
+func (c *core) push(except connID, entry MemberEntry) {
+	for _, pc := range c.sortedConns() {
+		if pc.established && pc.id != except {
+			c.send(pc, &Message{Update: &Update{Entries: []MemberEntry{entry}}})
+		}
+	}
+}
+
+// clone returns a deep copy.
+func (a Attributes) clone() Attributes {
+	a.Metadata = maps.Clone(a.Metadata)
+	return a
+}

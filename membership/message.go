@@ -1,0 +1,143 @@
+package membership
+
+import "time"
+
+// ProtocolVersion is the peer protocol version this package speaks.
+const ProtocolVersion = 1
+
+// Message is one node-to-node message. Exactly one field is set. The transport translates it
+// to and from the wire; the core never sees wire types.
+type Message struct {
+	// Hello opens the conversation in each direction.
+	Hello *Hello
+	// Heartbeat proves liveness and carries a digest of the sender's view.
+	Heartbeat *Heartbeat
+	// Update carries view entries, in full or as a delta.
+	Update *Update
+	// Leave says the sender is leaving gracefully.
+	Leave *Leave
+	// Reject refuses the stream; the sender closes it right after.
+	Reject *Reject
+}
+
+// Hello is the membership handshake.
+type Hello struct {
+	// ID is the sender's own id: the only id the stream may speak for.
+	ID NodeID
+	// Incarnation is new on every start of the sender.
+	Incarnation uint64
+	// ProtocolVersion is the sender's peer protocol version.
+	ProtocolVersion uint32
+	// HeartbeatInterval is the sender's heartbeat period.
+	HeartbeatInterval time.Duration
+	// MissThreshold is the sender's missed-heartbeat threshold.
+	MissThreshold int
+	// Uptime is how long the sender's incarnation has run.
+	Uptime time.Duration
+	// Attributes are the sender's application attributes.
+	Attributes Attributes
+	// View is every node the sender knows, left nodes included, itself excluded.
+	View []MemberEntry
+}
+
+// Attributes is the application-level information a node advertises about itself.
+type Attributes struct {
+	// Version grows whenever ProcessCount or Metadata change.
+	Version uint64
+	// ProcessCount is the number of processes the application reports.
+	ProcessCount int
+	// Metadata is free-form application metadata.
+	Metadata map[string]string
+}
+
+// MemberEntry is one node in a gossiped view.
+type MemberEntry struct {
+	// ID is the node's id.
+	ID NodeID
+	// Incarnation is the newest incarnation of the node the sender knows.
+	Incarnation uint64
+	// Left reports that this incarnation left gracefully.
+	Left bool
+}
+
+// Heartbeat is sent on every stream every interval. Its size does not depend on the cluster size.
+type Heartbeat struct {
+	// ViewDigest hashes the sender's live members (itself included).
+	ViewDigest uint64
+	// ProcessCount is the sender's current process count.
+	ProcessCount int
+	// AttributesVersion is the version of the sender's attributes.
+	AttributesVersion uint64
+	// Attributes is set only when they changed since the last heartbeat on this stream.
+	Attributes *Attributes
+	// ID, when not zero, must be the stream's authenticated id.
+	ID NodeID
+}
+
+// Update carries view entries.
+type Update struct {
+	// Full says Entries is the sender's whole view rather than a delta.
+	Full bool
+	// ReplyRequested asks for the entries the sender lacks or has older.
+	ReplyRequested bool
+	// Entries are the view entries.
+	Entries []MemberEntry
+}
+
+// Leave says the sender leaves the cluster gracefully.
+type Leave struct {
+	// ID is the leaving node; it must be the stream's authenticated id.
+	ID NodeID
+	// Incarnation is the leaving incarnation.
+	Incarnation uint64
+}
+
+// RejectReason says why a stream was refused.
+type RejectReason int
+
+const (
+	// RejectDuplicateStream: another stream between the two nodes wins.
+	RejectDuplicateStream RejectReason = iota + 1
+	// RejectSelf: the node dialled itself.
+	RejectSelf
+	// RejectProtocolVersion: incompatible protocol versions.
+	RejectProtocolVersion
+	// RejectStaleIncarnation: a newer incarnation of the sender is known, or this one left.
+	RejectStaleIncarnation
+	// RejectShuttingDown: the receiver is stopping.
+	RejectShuttingDown
+	// RejectBadMessage: a malformed message, or one speaking for another node.
+	RejectBadMessage
+	// RejectUnexpectedID: the node answering is not the node that was dialled.
+	RejectUnexpectedID
+)
+
+// String returns the reason in snake case.
+func (r RejectReason) String() string {
+	switch r {
+	case RejectDuplicateStream:
+		return "duplicate_stream"
+	case RejectSelf:
+		return "self"
+	case RejectProtocolVersion:
+		return "protocol_version"
+	case RejectStaleIncarnation:
+		return "stale_incarnation"
+	case RejectShuttingDown:
+		return "shutting_down"
+	case RejectBadMessage:
+		return "bad_message"
+	case RejectUnexpectedID:
+		return "unexpected_id"
+	default:
+		return "unknown"
+	}
+}
+
+// Reject refuses a stream.
+type Reject struct {
+	// Reason is why.
+	Reason RejectReason
+	// Detail explains it to a human.
+	Detail string
+}

@@ -1,0 +1,28 @@
+package membership
+
+import "context"
+
+// Transport opens streams to peers. The server package implements it over gRPC; tests use
+// an in-memory one. Inbound streams are handed to Cluster.ServeConn by whoever accepts them.
+type Transport interface {
+	// Dial opens a stream to the peer listening at addr (host:port). It returns once the
+	// stream can carry messages (after any transport-level authentication), or an error
+	// when the peer cannot be reached; it must give up when ctx ends.
+	Dial(ctx context.Context, addr string) (Conn, error)
+}
+
+// Conn is one bidirectional stream between two nodes.
+//
+// Send and CloseSend are called from one goroutine, Recv from one other goroutine; Close may
+// be called from any goroutine, any number of times, and must not block.
+type Conn interface {
+	// Send transmits one message.
+	Send(msg *Message) error
+	// Recv blocks for the next message; it returns an error once the stream has ended.
+	Recv() (*Message, error)
+	// CloseSend ends the sending direction after the messages already sent are delivered;
+	// the stream ends once the peer closes its side (Recv then returns an error).
+	CloseSend() error
+	// Close aborts the stream at once: pending Send and Recv calls return errors.
+	Close()
+}
