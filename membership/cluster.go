@@ -44,6 +44,7 @@ type Cluster struct {
 	cancelRun context.CancelFunc
 	starting  map[connID]bool
 	started   chan struct{}
+	frozen    bool
 }
 
 // Option customises a Cluster.
@@ -197,7 +198,7 @@ func (c *Cluster) applyLocked(outs []output) {
 	for _, o := range outs {
 		switch o.kind {
 		case outSend:
-			if r := c.runners[o.conn]; r != nil {
+			if r := c.runners[o.conn]; r != nil && !c.frozen {
 				r.enqueue(o.msg)
 			}
 		case outClose:
@@ -287,5 +288,8 @@ func (c *Cluster) onTimer(core *core) {
 		return
 	}
 	c.timer, c.timerAt = nil, time.Time{}
+	if c.frozen {
+		return // Thaw ticks again
+	}
 	c.stepLocked(func(now time.Time) { c.core.tick(now) })
 }

@@ -180,7 +180,9 @@ func (r *connRunner) run() {
 			r.abort()
 			return
 		}
-		c.stepLocked(func(now time.Time) { c.core.receive(now, r.id, msg) })
+		if !c.frozen {
+			c.stepLocked(func(now time.Time) { c.core.receive(now, r.id, msg) })
+		}
 		c.mu.Unlock()
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,12 +16,17 @@ import (
 type sim struct {
 	t     *testing.T
 	now   time.Time
-	nodes map[string]*simNode // by address
+	nodes map[string]*simNode // by address: the current incarnation living there
 	queue []func()
 	cut   map[[2]string]bool // directed links that drop everything (from addr, to addr)
+	// drop, when set, silently discards the messages it returns true for (a lossy link).
+	drop func(from, to *simNode, msg *Message) bool
+	// aliases maps extra dial addresses (e.g. "localhost:4001") to a node's address.
+	aliases map[string]string
 }
 
-// simNode is one node of the simulation.
+// simNode is one incarnation of a node of the simulation. A restart creates a new simNode at
+// the same address, so streams of the old incarnation can never reach the new one.
 type simNode struct {
 	s      *sim
 	cfg    *Config
@@ -31,6 +37,22 @@ type simNode struct {
 	ends   map[connID]*simEnd
 	events []Event
 	inc    uint64
+	dials  []simDial // every dial the node started, in order
+	sent   []simSent // every message the node handed to the network, in order
+}
+
+// simDial is one dial a node started.
+type simDial struct {
+	at   time.Time
+	addr string
+}
+
+// simSent is one message a node sent, with the node at the other end of the stream (nil if
+// the stream was not connected yet or already closed).
+type simSent struct {
+	at  time.Time
+	to  *simNode
+	msg *Message
 }
 
 // simEnd is one end of a simulated stream.
@@ -42,7 +64,10 @@ type simEnd struct {
 }
 
 func newSim(t *testing.T) *sim {
-	return &sim{t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*simNode{}, cut: map[[2]string]bool{}}
+	return &sim{
+		t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*simNode{},
+		cut: map[[2]string]bool{}, aliases: map[string]string{},
+	}
 }
 
 // simConfig is the configuration the simulated nodes use unless a test changes it.
@@ -55,8 +80,15 @@ func simConfig(name string, seeds ...string) *Config {
 	return cfg
 }
 
-// add creates and starts a node at 127.0.0.1:port.
+// add creates and starts a node at the address of id, then settles the network.
 func (s *sim) add(id string, cfg *Config) *simNode {
+	n := s.create(id, cfg)
+	n.start()
+	return n
+}
+
+// create registers a node at the address of id without starting it; boot or start it later.
+func (s *sim) create(id string, cfg *Config) *simNode {
 	nid := MustParseNodeID(id)
 	if cfg == nil {
 		cfg = simConfig(nid.Name())
@@ -65,11 +97,18 @@ func (s *sim) add(id string, cfg *Config) *simNode {
 	require.NoError(s.t, cfg.Validate())
 	n := &simNode{s: s, cfg: cfg, id: nid}
 	s.nodes[nid.Address()] = n
-	n.start()
 	return n
 }
 
+// start boots the node and settles the network.
 func (n *simNode) start() {
+	n.boot()
+	n.s.settle()
+}
+
+// boot starts the node's core and carries out its first outputs without settling, so several
+// nodes can be booted at the same instant.
+func (n *simNode) boot() {
 	n.inc++
 	rng := rand.New(rand.NewPCG(uint64(len(n.s.nodes)), n.inc))
 	n.core = newCore(n.id, uint64(n.s.now.UnixNano())+n.inc, n.cfg, n.s.now, rng)
@@ -77,7 +116,18 @@ func (n *simNode) start() {
 	n.up = true
 	n.core.start(n.s.now)
 	n.flush()
-	n.s.settle()
+}
+
+// restart starts a new incarnation of n with the same id and configuration at the same
+// address and settles. The old incarnation must be dead (crash) or frozen (a restart its
+// peers have not noticed yet); it is never ticked again.
+func (n *simNode) restart() *simNode {
+	s := n.s
+	require.True(s.t, !n.up || n.frozen, "restart %s: crash or freeze the old incarnation first", n.id)
+	fresh := &simNode{s: s, cfg: n.cfg, id: n.id, inc: n.inc}
+	s.nodes[n.id.Address()] = fresh
+	fresh.start()
+	return fresh
 }
 
 // crash kills the node: its streams break, no leave is sent.
@@ -109,22 +159,19 @@ func (s *sim) apply(n *simNode, o output) {
 	case outEvent:
 		n.events = append(n.events, o.event)
 	case outDial:
+		n.dials = append(n.dials, simDial{at: s.now, addr: o.addr})
 		s.dial(n, o.conn, o.addr)
 	case outSend:
 		e := n.ends[o.conn]
+		var to *simNode
+		if e != nil && e.peer != nil {
+			to = e.peer.node
+		}
+		n.sent = append(n.sent, simSent{at: s.now, to: to, msg: o.msg})
 		if e == nil || e.closed || e.peer == nil {
 			return
 		}
-		peer, msg := e.peer, o.msg
-		if s.cut[[2]string{n.id.Address(), peer.node.id.Address()}] || n.frozen || peer.node.frozen {
-			return
-		}
-		s.queue = append(s.queue, func() {
-			if !peer.closed && peer.node.up {
-				peer.node.core.receive(s.now, peer.id, msg)
-				peer.node.flush()
-			}
-		})
+		s.deliver(e, o.msg)
 	case outClose:
 		if e := n.ends[o.conn]; e != nil {
 			s.closeEnd(e)
@@ -132,20 +179,46 @@ func (s *sim) apply(n *simNode, o output) {
 	}
 }
 
-func (s *sim) dial(n *simNode, id connID, addr string) {
-	end := &simEnd{node: n, id: id}
-	n.ends[id] = end
-	target := s.nodes[addr]
-	if target == nil || !target.up || target.frozen || s.cut[[2]string{n.id.Address(), addr}] || s.cut[[2]string{addr, n.id.Address()}] {
-		s.queue = append(s.queue, func() {
-			end.closed = true
-			n.core.closed(s.now, id)
-			n.flush()
-		})
+// deliver queues msg from end e to its peer end, unless the link or a frozen node drops it.
+func (s *sim) deliver(e *simEnd, msg *Message) {
+	n, peer := e.node, e.peer
+	if s.linkCut(n, peer.node) || n.frozen || peer.node.frozen {
+		return
+	}
+	if s.drop != nil && s.drop(n, peer.node, msg) {
 		return
 	}
 	s.queue = append(s.queue, func() {
-		if end.closed || !target.up {
+		if !peer.closed && peer.node.up {
+			peer.node.core.receive(s.now, peer.id, msg)
+			peer.node.flush()
+		}
+	})
+}
+
+// linkCut reports whether the directed link from a to b drops everything.
+func (s *sim) linkCut(a, b *simNode) bool {
+	return s.cut[[2]string{a.id.Address(), b.id.Address()}]
+}
+
+// dial opens a stream from n to addr. Whether the target answers is decided when the dial is
+// delivered, so nodes booted at the same instant can dial each other.
+func (s *sim) dial(n *simNode, id connID, addr string) {
+	end := &simEnd{node: n, id: id}
+	n.ends[id] = end
+	if real, ok := s.aliases[addr]; ok {
+		addr = real
+	}
+	s.queue = append(s.queue, func() {
+		if end.closed || !n.up {
+			return
+		}
+		target := s.nodes[addr]
+		if target == nil || !target.up || target.frozen || s.linkCut(n, target) || s.linkCut(target, n) {
+			end.closed = true
+			delete(n.ends, id)
+			n.core.closed(s.now, id)
+			n.flush()
 			return
 		}
 		tid := target.core.accept(s.now)
@@ -158,26 +231,29 @@ func (s *sim) dial(n *simNode, id connID, addr string) {
 	})
 }
 
-// closeEnd closes e; the other end learns it after what was already queued.
+// closeEnd closes e; the other end learns it after what was already queued, unless the link
+// is cut (then only its failure detector can tell).
 func (s *sim) closeEnd(e *simEnd) {
 	if e.closed {
 		return
 	}
 	e.closed = true
 	delete(e.node.ends, e.id)
-	if p := e.peer; p != nil {
-		s.queue = append(s.queue, func() {
-			if p.closed {
-				return
-			}
-			p.closed = true
-			delete(p.node.ends, p.id)
-			if p.node.up {
-				p.node.core.closed(s.now, p.id)
-				p.node.flush()
-			}
-		})
+	p := e.peer
+	if p == nil || s.linkCut(e.node, p.node) {
+		return
 	}
+	s.queue = append(s.queue, func() {
+		if p.closed {
+			return
+		}
+		p.closed = true
+		delete(p.node.ends, p.id)
+		if p.node.up {
+			p.node.core.closed(s.now, p.id)
+			p.node.flush()
+		}
+	})
 }
 
 // settle processes deliveries until none is left.
@@ -194,15 +270,34 @@ func (s *sim) settle() {
 func (s *sim) advance(d time.Duration) {
 	end := s.now.Add(d)
 	for s.now.Before(end) {
-		s.now = s.now.Add(10 * time.Millisecond)
-		for _, n := range s.sortedNodes() {
-			if n.up && !n.frozen && !n.core.wakeAt.IsZero() && !s.now.Before(n.core.wakeAt) {
-				n.core.tick(s.now)
-				n.flush()
-			}
-		}
-		s.settle()
+		s.step()
 	}
+}
+
+// step moves time forward by one 10ms step.
+func (s *sim) step() {
+	s.now = s.now.Add(10 * time.Millisecond)
+	for _, n := range s.sortedNodes() {
+		if n.up && !n.frozen && !n.core.wakeAt.IsZero() && !s.now.Before(n.core.wakeAt) {
+			n.core.tick(s.now)
+			n.flush()
+		}
+	}
+	s.settle()
+}
+
+// advanceUntil steps time until cond holds and returns how long it took; it fails the test
+// with msg if cond does not hold within limit.
+func (s *sim) advanceUntil(limit time.Duration, cond func() bool, msg string, args ...any) time.Duration {
+	s.t.Helper()
+	start := s.now
+	for !cond() {
+		if s.now.Sub(start) >= limit {
+			require.FailNowf(s.t, "condition not reached in time", "after %v: "+msg, append([]any{limit}, args...)...)
+		}
+		s.step()
+	}
+	return s.now.Sub(start)
 }
 
 func (s *sim) sortedNodes() []*simNode {
@@ -224,6 +319,37 @@ func (s *sim) partition(a, b []*simNode, cut bool) {
 	}
 }
 
+// cutOneWay cuts (or restores) only the direction from → to: from's messages are lost, to's
+// still arrive, and dials between them fail.
+func (s *sim) cutOneWay(from, to *simNode, cut bool) {
+	s.cut[[2]string{from.id.Address(), to.id.Address()}] = cut
+}
+
+// streamEnd returns n's end of its established stream to peer (nil if none).
+func (n *simNode) streamEnd(peer *simNode) *simEnd {
+	m := n.core.members[peer.id]
+	if m == nil || m.conn == 0 {
+		return nil
+	}
+	e := n.ends[m.conn]
+	if e == nil || e.closed || e.peer == nil || e.peer.node != peer {
+		return nil
+	}
+	return e
+}
+
+// inject delivers msg to to as if from had sent it on their established (authenticated)
+// stream, and settles.
+func (s *sim) inject(from, to *simNode, msg *Message) {
+	s.t.Helper()
+	e := from.streamEnd(to)
+	require.NotNil(s.t, e, "inject: %s has no stream to %s", from.id, to.id)
+	peer := e.peer
+	to.core.receive(s.now, peer.id, msg)
+	to.flush()
+	s.settle()
+}
+
 // connectedIDs lists the ids n sees connected.
 func (n *simNode) connectedIDs() []string {
 	var out []string
@@ -231,6 +357,25 @@ func (n *simNode) connectedIDs() []string {
 		out = append(out, info.ID.String())
 	}
 	return out
+}
+
+// knownIDs lists every id n knows, connected or not.
+func (n *simNode) knownIDs() []string {
+	var out []string
+	for _, info := range n.core.nodes(n.s.now, false) {
+		out = append(out, info.ID.String())
+	}
+	return out
+}
+
+// info returns n's view of peer, and whether n knows it.
+func (n *simNode) info(peer *simNode) (NodeInfo, bool) {
+	for _, info := range n.core.nodes(n.s.now, false) {
+		if info.ID == peer.id {
+			return info, true
+		}
+	}
+	return NodeInfo{}, false
 }
 
 // eventLog renders n's events as "up a@h:1", "down a@h:1 heartbeat_timeout".
@@ -247,12 +392,39 @@ func (n *simNode) eventLog() []string {
 	return out
 }
 
-// eventsAbout filters n's event log to one peer.
+// eventsAbout filters n's event log to one peer (any incarnation).
 func (n *simNode) eventsAbout(peer *simNode) []string {
 	var out []string
 	for _, line := range n.eventLog() {
-		if slices.Contains([]string{"up " + peer.id.String()}, line) || len(line) > 5 && line[:5] == "down " && line[5:5+len(peer.id.String())] == peer.id.String() {
+		if line == "up "+peer.id.String() || strings.HasPrefix(line, "down "+peer.id.String()+" ") {
 			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// eventsSince returns n's events after the first skip ones.
+func (n *simNode) eventsSince(skip int) []Event {
+	return slices.Clone(n.events[skip:])
+}
+
+// downs lists n's node_down events.
+func (n *simNode) downs() []string {
+	var out []string
+	for _, line := range n.eventLog() {
+		if strings.HasPrefix(line, "down ") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// dialsTo lists the times n dialled addr.
+func (n *simNode) dialsTo(addr string) []time.Time {
+	var out []time.Time
+	for _, d := range n.dials {
+		if d.addr == addr {
+			out = append(out, d.at)
 		}
 	}
 	return out
@@ -271,4 +443,58 @@ func (s *sim) requireFullMesh(nodes ...*simNode) {
 		slices.Sort(want)
 		require.Equal(s.t, want, n.connectedIDs(), "%s should see every other node connected", n.id)
 	}
+}
+
+// fullMesh reports whether every node sees every other node connected.
+func (s *sim) fullMesh(nodes ...*simNode) bool {
+	for _, n := range nodes {
+		if len(n.connectedIDs()) != len(nodes)-1 {
+			return false
+		}
+		for _, o := range nodes {
+			if o != n && !n.core.isConnectedTo(o.id) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// isConnectedTo reports whether c lists id as connected.
+func (c *core) isConnectedTo(id NodeID) bool {
+	m := c.members[id]
+	return m != nil && m.status == StatusConnected
+}
+
+// requireAlternating asserts that, for every peer, n's events about it alternate up/down and
+// start with up (a connection_refused down may open the log of a node never up before).
+func requireAlternating(t *testing.T, n *simNode) {
+	t.Helper()
+	last := map[NodeID]EventType{}
+	for i, e := range n.events {
+		if e.Type != EventNodeUp && e.Type != EventNodeDown {
+			continue
+		}
+		prev, seen := last[e.Node.ID]
+		switch {
+		case !seen && e.Type == EventNodeDown:
+			require.Equal(t, ReasonConnectionRefused, e.Reason,
+				"%s: first event about %s (#%d) is a down that is not connection_refused: %v", n.id, e.Node.ID, i, n.eventsAboutID(e.Node.ID))
+		case seen:
+			require.NotEqual(t, prev, e.Type,
+				"%s: two %s in a row about %s (event #%d); log: %v", n.id, e.Type, e.Node.ID, i, n.eventsAboutID(e.Node.ID))
+		}
+		last[e.Node.ID] = e.Type
+	}
+}
+
+// eventsAboutID is eventsAbout by id.
+func (n *simNode) eventsAboutID(id NodeID) []string {
+	var out []string
+	for _, line := range n.eventLog() {
+		if line == "up "+id.String() || strings.HasPrefix(line, "down "+id.String()+" ") {
+			out = append(out, line)
+		}
+	}
+	return out
 }

@@ -1,0 +1,172 @@
+package membership
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// simID returns the id "name@127.0.0.1:port".
+func simID(name string, port int) string {
+	return fmt.Sprintf("%s@127.0.0.1:%d", name, port)
+}
+
+// newCluster starts count nodes named node00, node01, … on ports 4000, 4001, …, all seeded
+// with the plain address of the first, and lets them converge.
+func newCluster(s *sim, count int) []*simNode {
+	nodes := make([]*simNode, count)
+	for i := range count {
+		name := fmt.Sprintf("node%02d", i)
+		cfg := simConfig(name)
+		if i > 0 {
+			cfg.Seeds = []string{"127.0.0.1:4000"}
+		}
+		nodes[i] = s.add(simID(name, 4000+i), cfg)
+	}
+	s.advance(2 * time.Second)
+	s.requireFullMesh(nodes...)
+	return nodes
+}
+
+// requireOneUpEach asserts n got exactly one node_up for every other node of nodes and no
+// node_down at all.
+func requireOneUpEach(t *testing.T, n *simNode, nodes []*simNode) {
+	t.Helper()
+	require.Empty(t, n.downs(), "%s should have seen no node going down", n.id)
+	for _, o := range nodes {
+		if o == n {
+			continue
+		}
+		require.Equal(t, []string{"up " + o.id.String()}, n.eventsAbout(o),
+			"%s should have got exactly one node_up for %s", n.id, o.id)
+	}
+	require.Len(t, n.events, len(nodes)-1, "%s: one event per other node, no more", n.id)
+}
+
+func TestCoreJoin32NodesThroughOneSeed(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 32)
+	s.advance(10 * time.Second)
+	s.requireFullMesh(nodes...)
+	for _, n := range nodes {
+		requireOneUpEach(t, n, nodes)
+		require.Len(t, n.core.conns, 31, "%s: exactly one stream per pair, no leftovers", n.id)
+	}
+}
+
+func TestCoreJoinConvergesWithoutWaitingForAHeartbeat(t *testing.T) {
+	for _, name := range []string{"aaa", "mmm", "zzz"} { // smallest, middle, largest id
+		t.Run(name, func(t *testing.T) {
+			s := newSim(t)
+			nodes := newCluster(s, 8)
+			s.advance(5 * time.Second) // well converged, heartbeats flowing
+			start := s.now
+
+			joiner := s.add(simID(name, 4100), simConfig(name, "127.0.0.1:4003"))
+			all := append(nodes, joiner)
+			took := s.advanceUntil(time.Second, func() bool { return s.fullMesh(all...) },
+				"every node should list %s connected", joiner.id)
+			require.Zero(t, took, "the join should complete within the handshake round trips, with no time passing")
+			require.Equal(t, start, s.now)
+			for _, n := range nodes {
+				require.Equal(t, []string{"up " + joiner.id.String()}, n.eventsAbout(joiner), "%s: one node_up for the joiner", n.id)
+			}
+			requireOneUpEach(t, joiner, all)
+		})
+	}
+}
+
+func TestCoreJoinLargerIDWaitsAtMostDialGrace(t *testing.T) {
+	// a never hears of z (the seed's push to a is lost), so the pair a–z depends on z, the
+	// larger id, dialling a once its grace period is over.
+	s := newSim(t)
+	seed := s.add(simID("mmm", 4000), nil)
+	a := s.add(simID("aaa", 4001), simConfig("aaa", "127.0.0.1:4000"))
+	s.advance(2 * time.Second)
+	s.drop = func(from, to *simNode, msg *Message) bool {
+		return from == seed && to == a && msg.Update != nil
+	}
+	z := s.add(simID("zzz", 4002), simConfig("zzz", "127.0.0.1:4000"))
+	require.NotContains(t, a.connectedIDs(), z.id.String(), "a should not know z yet: the push was dropped")
+	grace := z.core.dialGrace()
+	took := s.advanceUntil(2*grace, func() bool { return s.fullMesh(seed, a, z) }, "a and z should connect")
+	t.Logf("a and z connected after %v (dial grace %v)", took, grace)
+	require.Positive(t, took, "scenario check: only z's delayed dial can connect the pair")
+	require.LessOrEqual(t, took, grace+10*time.Millisecond, "the larger id should dial within its dial grace (%v)", grace)
+	requireOneUpEach(t, a, []*simNode{seed, a, z})
+	requireOneUpEach(t, z, []*simNode{seed, a, z})
+}
+
+func TestCoreSimultaneousDialKeepsOneStream(t *testing.T) {
+	for _, order := range []string{"a first", "b first"} {
+		t.Run(order, func(t *testing.T) {
+			s := newSim(t)
+			a := s.create(simID("a", 4001), simConfig("a", simID("b", 4002)))
+			b := s.create(simID("b", 4002), simConfig("b", simID("a", 4001)))
+			if order == "a first" {
+				a.boot()
+				b.boot()
+			} else {
+				b.boot()
+				a.boot()
+			}
+			s.settle()
+			s.requireFullMesh(a, b)
+			s.advance(10 * time.Second)
+			s.requireFullMesh(a, b)
+			require.Equal(t, []string{"up " + b.id.String()}, a.eventLog(), "a: exactly one node_up, no down")
+			require.Equal(t, []string{"up " + a.id.String()}, b.eventLog(), "b: exactly one node_up, no down")
+			require.Len(t, a.core.conns, 1, "a should keep exactly one stream")
+			require.Len(t, b.core.conns, 1, "b should keep exactly one stream")
+			require.Len(t, a.ends, 1)
+			require.Same(t, a.streamEnd(b).peer, b.streamEnd(a), "both sides should use the same stream")
+		})
+	}
+}
+
+func TestCoreConnectionRefusedSeedThenJoins(t *testing.T) {
+	s := newSim(t)
+	a := s.add(simID("a", 4001), simConfig("a", simID("b", 4002)))
+	require.Equal(t, []string{"down " + simID("b", 4002) + " connection_refused"}, a.eventLog(),
+		"a should report its seed refused once")
+	s.advance(20 * time.Second)
+	require.Equal(t, []string{"down " + simID("b", 4002) + " connection_refused"}, a.eventLog(),
+		"redials of a node already down emit nothing")
+	require.Greater(t, len(a.dialsTo("127.0.0.1:4002")), 3, "a should keep redialling its seed")
+	require.Empty(t, a.connectedIDs())
+
+	b := s.add(simID("b", 4002), nil)
+	s.advanceUntil(a.cfg.ReconnectMaxDelay+time.Second, func() bool { return s.fullMesh(a, b) },
+		"a should join b once b runs")
+	s.advance(5 * time.Second)
+	require.Equal(t, []string{"down " + b.id.String() + " connection_refused", "up " + b.id.String()}, a.eventLog())
+	require.Equal(t, []string{"up " + a.id.String()}, b.eventLog())
+}
+
+func TestCoreLocalIDNeverListed(t *testing.T) {
+	s := newSim(t)
+	s.aliases["localhost:4001"] = "127.0.0.1:4001"
+	self := simID("a", 4001)
+	a := s.add(self, simConfig("a", self, "127.0.0.1:4001", "other@127.0.0.1:4001", "localhost:4001"))
+	s.advance(3 * time.Second)
+	require.Empty(t, a.knownIDs(), "a node seeded with its own address should know nobody")
+	require.Empty(t, a.events)
+
+	b := s.add(simID("b", 4002), simConfig("b", self, "localhost:4001"))
+	c := s.add(simID("c", 4003), simConfig("c", "127.0.0.1:4002", simID("c", 4003)))
+	s.advance(3 * time.Second)
+	s.requireFullMesh(a, b, c)
+	for _, n := range []*simNode{a, b, c} {
+		require.NotContains(t, n.knownIDs(), n.id.String(), "%s should never list itself", n.id)
+		for _, e := range n.events {
+			require.NotEqual(t, n.id, e.Node.ID, "%s should never report an event about itself", n.id)
+		}
+	}
+	// Gossip naming the local node changes nothing either.
+	s.inject(b, a, &Message{Update: &Update{Full: true, Entries: []MemberEntry{{ID: a.id, Incarnation: a.core.incarnation + 7}}}})
+	s.advance(2 * time.Second)
+	require.NotContains(t, a.knownIDs(), a.id.String())
+	s.requireFullMesh(a, b, c)
+}

@@ -1,0 +1,124 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshnode/meshnode/membership"
+)
+
+// testConfig is a node configuration on loopback with a free port and fast heartbeats.
+func testConfig(name string, seeds ...string) *membership.Config {
+	cfg := membership.DefaultConfig()
+	cfg.Name = name
+	cfg.BindHost = "127.0.0.1"
+	cfg.Port = 0
+	cfg.Seeds = seeds
+	cfg.HeartbeatInterval = 200 * time.Millisecond
+	cfg.HeartbeatMissThreshold = 3
+	cfg.DialTimeout = 2 * time.Second
+	return cfg
+}
+
+// startNode starts a node and stops it when the test ends.
+func startNode(t *testing.T, cfg *membership.Config) *Node {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	n, err := Start(context.Background(), cfg, WithLogger(logger))
+	require.NoError(t, err, "start %s", cfg.Name)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = n.Stop(ctx)
+	})
+	return n
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// recorder keeps the events a node published.
+type recorder struct {
+	mu     sync.Mutex
+	events []membership.Event
+}
+
+func record(n *Node) *recorder {
+	r := &recorder{}
+	n.Subscribe(func(e membership.Event) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.events = append(r.events, e)
+	})
+	return r
+}
+
+// downs returns the down reasons recorded for id.
+func (r *recorder) downs(id membership.NodeID) []membership.DownReason {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []membership.DownReason
+	for _, e := range r.events {
+		if e.Type == membership.EventNodeDown && e.Node.ID == id {
+			out = append(out, e.Reason)
+		}
+	}
+	return out
+}
+
+// ups counts node_up events for id.
+func (r *recorder) ups(id membership.NodeID) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.Type == membership.EventNodeUp && e.Node.ID == id {
+			n++
+		}
+	}
+	return n
+}
+
+// connectedIDs lists the ids n sees connected, sorted.
+func connectedIDs(n *Node) []string {
+	nodes, err := n.ConnectedNodes()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, info := range nodes {
+		out = append(out, info.ID.String())
+	}
+	return out
+}
+
+// requireFullMesh waits until every node sees every other one connected.
+func requireFullMesh(t *testing.T, timeout time.Duration, nodes ...*Node) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		for _, n := range nodes {
+			var want []string
+			for _, o := range nodes {
+				if o != n {
+					want = append(want, o.LocalID().String())
+				}
+			}
+			slices.Sort(want)
+			if !slices.Equal(want, connectedIDs(n)) {
+				return false
+			}
+		}
+		return true
+	}, timeout, 10*time.Millisecond, "every node should see the other %d connected", len(nodes)-1)
+}

@@ -1,0 +1,181 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/membership"
+)
+
+// Node is a cluster node: the membership engine and its gRPC server, which serves the peer
+// protocol and the public API on one port. It offers the whole membership API of the
+// embedded *membership.Cluster; Stop and Start also release and re-bind the port.
+type Node struct {
+	*membership.Cluster
+
+	cfg    *membership.Config
+	opts   options
+	auth   *peerAuth
+	port   int
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	server   *grpc.Server
+	listener net.Listener
+	serving  sync.WaitGroup
+}
+
+// Start validates cfg, binds the port, starts serving and joins the cluster through the seeds.
+// It returns once each seed has answered or failed (see membership.Cluster.Start). Invalid
+// configuration is refused before anything listens, with a *membership.ConfigError.
+func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	o := options{
+		logger:               slog.Default(),
+		maxPeerMessageBytes:  DefaultMaxPeerMessageBytes,
+		maxPendingHandshakes: DefaultMaxPendingHandshakes,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	n := &Node{cfg: cfg.Clone(), opts: o, port: cfg.Port, logger: o.logger}
+	listener, err := n.listen()
+	if err != nil {
+		return nil, err
+	}
+	n.port = listener.Addr().(*net.TCPAddr).Port
+	id, err := membership.NewNodeID(cfg.Name, advertiseHost(cfg.AdvertiseHost, cfg.BindHost), n.port)
+	if err != nil {
+		_ = listener.Close()
+		return nil, fmt.Errorf("local node id: %w", err)
+	}
+	n.auth = newPeerAuth(cfg.Secrets, cfg.HandshakeTimeout, o.maxPendingHandshakes, o.logger.With("node", id.String()))
+	transport := &peerTransport{dialOptions: []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStreamInterceptor(n.auth.clientInterceptor()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxPeerMessageBytes)),
+	}}
+	n.Cluster, err = membership.New(id, cfg, transport, append([]membership.Option{membership.WithLogger(o.logger)}, o.clusterOptions...)...)
+	if err != nil {
+		_ = listener.Close()
+		return nil, err
+	}
+	n.serve(listener)
+	if err := n.Cluster.Start(ctx); err != nil {
+		n.shutdown(ctx)
+		return nil, err
+	}
+	return n, nil
+}
+
+// listen binds the configured (or, after a restart, the previously bound) port.
+func (n *Node) listen() (net.Listener, error) {
+	addr := net.JoinHostPort(n.cfg.BindHost, strconv.Itoa(n.port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return l, nil
+}
+
+// serve starts the gRPC server on l.
+func (n *Node) serve(l net.Listener) {
+	server := grpc.NewServer(
+		grpc.MaxRecvMsgSize(n.opts.maxPeerMessageBytes),
+		grpc.ChainStreamInterceptor(n.auth.serverInterceptor()),
+	)
+	clusterv1.RegisterPeerServiceServer(server, &peerService{cluster: n.Cluster})
+	n.mu.Lock()
+	n.server, n.listener = server, l
+	n.mu.Unlock()
+	n.serving.Add(1)
+	go func() {
+		defer n.serving.Done()
+		if err := server.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.logger.Error("gRPC server stopped", "err", err)
+		}
+	}()
+}
+
+// Addr returns the address the node listens on.
+func (n *Node) Addr() net.Addr {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.listener == nil {
+		return nil
+	}
+	return n.listener.Addr()
+}
+
+// Start restarts a stopped node on the same port, as a new incarnation.
+func (n *Node) Start(ctx context.Context) error {
+	n.mu.Lock()
+	running := n.server != nil
+	n.mu.Unlock()
+	if running {
+		return fmt.Errorf("start %s: already running", n.LocalID())
+	}
+	l, err := n.listen()
+	if err != nil {
+		return err
+	}
+	n.serve(l)
+	if err := n.Cluster.Start(ctx); err != nil {
+		n.shutdown(ctx)
+		return err
+	}
+	return nil
+}
+
+// Stop leaves the cluster gracefully (see membership.Cluster.Stop), then stops serving and
+// releases the port.
+func (n *Node) Stop(ctx context.Context) error {
+	err := n.Cluster.Stop(ctx)
+	n.shutdown(ctx)
+	return err
+}
+
+// Kill stops the node like a crash: streams and listener are cut, no peer is told.
+// For fault-injection tests and benchmarks.
+func (n *Node) Kill() error {
+	n.mu.Lock()
+	server := n.server
+	n.mu.Unlock()
+	if server != nil {
+		server.Stop()
+	}
+	err := n.Cluster.Kill()
+	n.shutdown(context.Background())
+	return err
+}
+
+// shutdown stops the gRPC server: gracefully until ctx ends, then at once.
+func (n *Node) shutdown(ctx context.Context) {
+	n.mu.Lock()
+	server := n.server
+	n.server, n.listener = nil, nil
+	n.mu.Unlock()
+	if server == nil {
+		return
+	}
+	stopped := make(chan struct{})
+	go func() { server.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		server.Stop()
+		<-stopped
+	}
+	n.serving.Wait()
+}

@@ -1,0 +1,41 @@
+package server
+
+import (
+	"log/slog"
+
+	"github.com/meshnode/meshnode/membership"
+)
+
+// Defaults of the server options.
+const (
+	// DefaultMaxPeerMessageBytes bounds one peer frame: enough for a view of tens of
+	// thousands of nodes, small enough that no peer can make a node buffer much.
+	DefaultMaxPeerMessageBytes = 4 << 20
+	// DefaultMaxPendingHandshakes caps inbound peer streams that have not authenticated yet.
+	DefaultMaxPendingHandshakes = 64
+)
+
+// options are the settings of Start beyond membership.Config.
+type options struct {
+	logger               *slog.Logger
+	clusterOptions       []membership.Option
+	maxPeerMessageBytes  int
+	maxPendingHandshakes int
+}
+
+// Option customises Start.
+type Option func(*options)
+
+// WithLogger sets the logger of the node (default slog.Default()).
+func WithLogger(logger *slog.Logger) Option { return func(o *options) { o.logger = logger } }
+
+// WithClusterOptions passes options to the membership engine (a clock, a random seed, …).
+func WithClusterOptions(opts ...membership.Option) Option {
+	return func(o *options) { o.clusterOptions = append(o.clusterOptions, opts...) }
+}
+
+// WithMaxPeerMessageBytes bounds the size of one message on the port (default 4 MiB).
+func WithMaxPeerMessageBytes(n int) Option { return func(o *options) { o.maxPeerMessageBytes = n } }
+
+// WithMaxPendingHandshakes caps concurrent unauthenticated peer streams (default 64).
+func WithMaxPendingHandshakes(n int) Option { return func(o *options) { o.maxPendingHandshakes = n } }

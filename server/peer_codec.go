@@ -1,0 +1,213 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/membership"
+)
+
+// errBadMessage reports a peer message that cannot be translated for the engine.
+var errBadMessage = errors.New("malformed peer message")
+
+// encodeMessage serializes an engine message as a PeerMessage body.
+func encodeMessage(msg *membership.Message) ([]byte, error) {
+	pm := &clusterv1.PeerMessage{}
+	switch {
+	case msg.Hello != nil:
+		h := msg.Hello
+		pm.Kind = &clusterv1.PeerMessage_Hello{Hello: &clusterv1.Hello{
+			NodeId:                 h.ID.String(),
+			Incarnation:            h.Incarnation,
+			ProtocolVersion:        h.ProtocolVersion,
+			HeartbeatInterval:      durationpb.New(h.HeartbeatInterval),
+			HeartbeatMissThreshold: uint32(h.MissThreshold),
+			Uptime:                 durationpb.New(h.Uptime),
+			Info:                   encodeAttributes(h.Attributes),
+			View:                   encodeEntries(h.View),
+		}}
+	case msg.Heartbeat != nil:
+		hb := msg.Heartbeat
+		out := &clusterv1.Heartbeat{
+			ViewDigest:        hb.ViewDigest,
+			ProcessCount:      uint32(hb.ProcessCount),
+			AttributesVersion: hb.AttributesVersion,
+		}
+		if hb.Attributes != nil {
+			out.Attributes = encodeAttributes(*hb.Attributes)
+		}
+		if !hb.ID.IsZero() {
+			out.NodeId = hb.ID.String()
+		}
+		pm.Kind = &clusterv1.PeerMessage_Heartbeat{Heartbeat: out}
+	case msg.Update != nil:
+		pm.Kind = &clusterv1.PeerMessage_Update{Update: &clusterv1.MembershipUpdate{
+			Full: msg.Update.Full, ReplyRequested: msg.Update.ReplyRequested, Entries: encodeEntries(msg.Update.Entries),
+		}}
+	case msg.Leave != nil:
+		pm.Kind = &clusterv1.PeerMessage_Leave{Leave: &clusterv1.Leave{NodeId: msg.Leave.ID.String(), Incarnation: msg.Leave.Incarnation}}
+	case msg.Reject != nil:
+		pm.Kind = &clusterv1.PeerMessage_Reject{Reject: &clusterv1.Reject{
+			Reason: clusterv1.RejectReason(msg.Reject.Reason), Detail: msg.Reject.Detail,
+		}}
+	default:
+		return nil, fmt.Errorf("%w: empty message", errBadMessage)
+	}
+	return proto.Marshal(pm)
+}
+
+func encodeAttributes(a membership.Attributes) *clusterv1.NodeAttributes {
+	return &clusterv1.NodeAttributes{Version: a.Version, ProcessCount: uint32(a.ProcessCount), Metadata: a.Metadata}
+}
+
+func encodeEntries(entries []membership.MemberEntry) []*clusterv1.MemberEntry {
+	out := make([]*clusterv1.MemberEntry, len(entries))
+	for i, e := range entries {
+		state := clusterv1.MemberState_MEMBER_STATE_ALIVE
+		if e.Left {
+			state = clusterv1.MemberState_MEMBER_STATE_LEFT
+		}
+		out[i] = &clusterv1.MemberEntry{NodeId: e.ID.String(), Incarnation: e.Incarnation, State: state}
+	}
+	return out
+}
+
+// decodeMessage parses and validates a PeerMessage body. Anything malformed is an error:
+// the engine never sees it.
+func decodeMessage(body []byte) (*membership.Message, error) {
+	var pm clusterv1.PeerMessage
+	if err := proto.Unmarshal(body, &pm); err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadMessage, err)
+	}
+	switch k := pm.Kind.(type) {
+	case *clusterv1.PeerMessage_Hello:
+		return decodeHello(k.Hello)
+	case *clusterv1.PeerMessage_Heartbeat:
+		return decodeHeartbeat(k.Heartbeat)
+	case *clusterv1.PeerMessage_Update:
+		entries, err := decodeEntries(k.Update.GetEntries())
+		if err != nil {
+			return nil, err
+		}
+		return &membership.Message{Update: &membership.Update{
+			Full: k.Update.GetFull(), ReplyRequested: k.Update.GetReplyRequested(), Entries: entries,
+		}}, nil
+	case *clusterv1.PeerMessage_Leave:
+		id, err := decodeID(k.Leave.GetNodeId())
+		if err != nil {
+			return nil, err
+		}
+		return &membership.Message{Leave: &membership.Leave{ID: id, Incarnation: k.Leave.GetIncarnation()}}, nil
+	case *clusterv1.PeerMessage_Reject:
+		return &membership.Message{Reject: &membership.Reject{
+			Reason: membership.RejectReason(k.Reject.GetReason()), Detail: k.Reject.GetDetail(),
+		}}, nil
+	default:
+		return nil, fmt.Errorf("%w: no message kind set", errBadMessage)
+	}
+}
+
+func decodeHello(h *clusterv1.Hello) (*membership.Message, error) {
+	id, err := decodeID(h.GetNodeId())
+	if err != nil {
+		return nil, err
+	}
+	if h.GetIncarnation() == 0 {
+		return nil, fmt.Errorf("%w: incarnation must be set", errBadMessage)
+	}
+	interval, err := decodeDuration("heartbeat_interval", h.GetHeartbeatInterval())
+	if err != nil {
+		return nil, err
+	}
+	if interval <= 0 {
+		return nil, fmt.Errorf("%w: heartbeat_interval must be positive", errBadMessage)
+	}
+	uptime, err := decodeDuration("uptime", h.GetUptime())
+	if err != nil {
+		return nil, err
+	}
+	if h.GetHeartbeatMissThreshold() < 1 || h.GetHeartbeatMissThreshold() > math.MaxInt32 {
+		return nil, fmt.Errorf("%w: heartbeat_miss_threshold %d out of range", errBadMessage, h.GetHeartbeatMissThreshold())
+	}
+	view, err := decodeEntries(h.GetView())
+	if err != nil {
+		return nil, err
+	}
+	return &membership.Message{Hello: &membership.Hello{
+		ID:                id,
+		Incarnation:       h.GetIncarnation(),
+		ProtocolVersion:   h.GetProtocolVersion(),
+		HeartbeatInterval: interval,
+		MissThreshold:     int(h.GetHeartbeatMissThreshold()),
+		Uptime:            max(uptime, 0),
+		Attributes:        decodeAttributes(h.GetInfo()),
+		View:              view,
+	}}, nil
+}
+
+func decodeHeartbeat(hb *clusterv1.Heartbeat) (*membership.Message, error) {
+	out := &membership.Heartbeat{
+		ViewDigest:        hb.GetViewDigest(),
+		ProcessCount:      int(hb.GetProcessCount()),
+		AttributesVersion: hb.GetAttributesVersion(),
+	}
+	if hb.GetAttributes() != nil {
+		attrs := decodeAttributes(hb.GetAttributes())
+		out.Attributes = &attrs
+	}
+	if hb.GetNodeId() != "" {
+		id, err := decodeID(hb.GetNodeId())
+		if err != nil {
+			return nil, err
+		}
+		out.ID = id
+	}
+	return &membership.Message{Heartbeat: out}, nil
+}
+
+func decodeAttributes(a *clusterv1.NodeAttributes) membership.Attributes {
+	return membership.Attributes{Version: a.GetVersion(), ProcessCount: int(a.GetProcessCount()), Metadata: a.GetMetadata()}
+}
+
+func decodeEntries(entries []*clusterv1.MemberEntry) ([]membership.MemberEntry, error) {
+	out := make([]membership.MemberEntry, 0, len(entries))
+	for _, e := range entries {
+		id, err := decodeID(e.GetNodeId())
+		if err != nil {
+			return nil, err
+		}
+		switch e.GetState() {
+		case clusterv1.MemberState_MEMBER_STATE_ALIVE, clusterv1.MemberState_MEMBER_STATE_LEFT:
+		default:
+			return nil, fmt.Errorf("%w: member %s has state %v", errBadMessage, id, e.GetState())
+		}
+		out = append(out, membership.MemberEntry{
+			ID: id, Incarnation: e.GetIncarnation(), Left: e.GetState() == clusterv1.MemberState_MEMBER_STATE_LEFT,
+		})
+	}
+	return out, nil
+}
+
+func decodeID(s string) (membership.NodeID, error) {
+	id, err := membership.ParseNodeID(s)
+	if err != nil {
+		return membership.NodeID{}, fmt.Errorf("%w: %w", errBadMessage, err)
+	}
+	return id, nil
+}
+
+func decodeDuration(field string, d *durationpb.Duration) (time.Duration, error) {
+	if d == nil {
+		return 0, nil
+	}
+	if err := d.CheckValid(); err != nil {
+		return 0, fmt.Errorf("%w: %s: %v", errBadMessage, field, err)
+	}
+	return d.AsDuration(), nil
+}

@@ -1,0 +1,303 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+)
+
+// peerAuth owns authentication of PeerService streams: the nonce handshake and the sequence
+// number and HMAC of every frame. The membership engine behind it only ever sees frames that
+// passed verification.
+type peerAuth struct {
+	ring             keyring
+	handshakeTimeout time.Duration
+	slots            chan struct{} // caps concurrent unauthenticated inbound streams
+	logger           *slog.Logger
+	onFailure        func(reason string)
+
+	mu       sync.Mutex
+	lastLogs map[string]time.Time
+}
+
+// logEvery rate-limits authentication failure logs per reason.
+const logEvery = 10 * time.Second
+
+// newPeerAuth returns the authenticator for the given secrets (none: no authentication, but
+// the handshake still tells each side the other's mode, so a mismatch is reported clearly).
+func newPeerAuth(secrets [][]byte, handshakeTimeout time.Duration, maxPending int, logger *slog.Logger) *peerAuth {
+	return &peerAuth{
+		ring:             keyring{keys: secrets},
+		handshakeTimeout: handshakeTimeout,
+		slots:            make(chan struct{}, maxPending),
+		logger:           logger,
+		lastLogs:         map[string]time.Time{},
+		onFailure:        func(string) {},
+	}
+}
+
+// isPeerExchange selects the PeerService stream.
+func isPeerExchange(_ context.Context, meta interceptors.CallMeta) bool {
+	return meta.FullMethod() == clusterv1.PeerService_Exchange_FullMethodName
+}
+
+// serverInterceptor returns the stream server interceptor, applied to PeerService only.
+func (a *peerAuth) serverInterceptor() grpc.StreamServerInterceptor {
+	return selector.StreamServerInterceptor(a.interceptServer, selector.MatchFunc(isPeerExchange))
+}
+
+// clientInterceptor returns the stream client interceptor, applied to PeerService only.
+func (a *peerAuth) clientInterceptor() grpc.StreamClientInterceptor {
+	return selector.StreamClientInterceptor(a.interceptClient, selector.MatchFunc(isPeerExchange))
+}
+
+func (a *peerAuth) interceptServer(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	select {
+	case a.slots <- struct{}{}:
+	default:
+		return status.Error(codes.ResourceExhausted, "too many unauthenticated peer streams")
+	}
+	sess, err := a.serverHandshake(ss)
+	<-a.slots
+	if err != nil {
+		a.fail(ss.Context(), err)
+		return status.Error(authCode(err), err.Error())
+	}
+	return handler(srv, &authedServerStream{ServerStream: ss, sess: sess, auth: a})
+}
+
+// serverHandshake runs the accepting side of the handshake within the handshake deadline.
+func (a *peerAuth) serverHandshake(ss grpc.ServerStream) (*session, error) {
+	type result struct {
+		sess *session
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sess, err := a.runServerHandshake(ss)
+		done <- result{sess, err}
+	}()
+	timer := time.NewTimer(a.handshakeTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		return r.sess, r.err
+	case <-timer.C:
+		return nil, fmt.Errorf("%w: handshake not completed within %s", ErrBadFrame, a.handshakeTimeout)
+	}
+}
+
+func (a *peerAuth) runServerHandshake(ss grpc.ServerStream) (*session, error) {
+	sess := &session{ring: a.ring, local: dirServer}
+	var hello clusterv1.ExchangeRequest
+	if err := ss.RecvMsg(&hello); err != nil {
+		return nil, fmt.Errorf("%w: reading handshake: %v", ErrBadFrame, err)
+	}
+	auth := hello.GetAuth()
+	if err := checkAuthFrame(auth); err != nil {
+		return nil, err
+	}
+	sess.nonceC = auth.GetNonce()
+	nonce, err := newNonce()
+	if err != nil {
+		return nil, err
+	}
+	sess.nonceS = nonce
+	reply := &clusterv1.ExchangeResponse{Auth: &clusterv1.AuthFrame{
+		Version: authVersion, SecretConfigured: a.ring.enabled(), Nonce: nonce, Proof: sess.localProof(),
+	}}
+	if err := ss.SendMsg(reply); err != nil {
+		return nil, fmt.Errorf("sending handshake: %w", err)
+	}
+	if err := sess.checkMode(auth.GetSecretConfigured()); err != nil {
+		return nil, err
+	}
+	if !a.ring.enabled() {
+		return sess, nil
+	}
+	var proof clusterv1.ExchangeRequest
+	if err := ss.RecvMsg(&proof); err != nil {
+		return nil, fmt.Errorf("%w: reading proof: %v", ErrBadFrame, err)
+	}
+	if proof.GetAuth() == nil {
+		return nil, fmt.Errorf("%w: expected the handshake proof", ErrBadFrame)
+	}
+	return sess, sess.verifyProof(proof.GetAuth().GetProof())
+}
+
+func (a *peerAuth) interceptClient(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	cs, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := a.clientHandshake(cs)
+	if err != nil {
+		a.fail(ctx, err)
+		return nil, err
+	}
+	return &authedClientStream{ClientStream: cs, sess: sess, auth: a}, nil
+}
+
+// clientHandshake runs the dialling side of the handshake; the caller bounds it with ctx.
+func (a *peerAuth) clientHandshake(cs grpc.ClientStream) (*session, error) {
+	nonce, err := newNonce()
+	if err != nil {
+		return nil, err
+	}
+	sess := &session{ring: a.ring, local: dirClient, nonceC: nonce}
+	hello := &clusterv1.ExchangeRequest{Auth: &clusterv1.AuthFrame{Version: authVersion, SecretConfigured: a.ring.enabled(), Nonce: nonce}}
+	if err := cs.SendMsg(hello); err != nil {
+		return nil, fmt.Errorf("sending handshake: %w", err)
+	}
+	var reply clusterv1.ExchangeResponse
+	if err := cs.RecvMsg(&reply); err != nil {
+		return nil, fmt.Errorf("reading handshake: %w", err)
+	}
+	auth := reply.GetAuth()
+	if err := checkAuthFrame(auth); err != nil {
+		return nil, err
+	}
+	if err := sess.checkMode(auth.GetSecretConfigured()); err != nil {
+		return nil, err
+	}
+	sess.nonceS = auth.GetNonce()
+	if err := sess.verifyProof(auth.GetProof()); err != nil {
+		return nil, err
+	}
+	if a.ring.enabled() {
+		proof := &clusterv1.ExchangeRequest{Auth: &clusterv1.AuthFrame{Version: authVersion, SecretConfigured: true, Proof: sess.localProof()}}
+		if err := cs.SendMsg(proof); err != nil {
+			return nil, fmt.Errorf("sending proof: %w", err)
+		}
+	}
+	return sess, nil
+}
+
+// checkAuthFrame validates the first frame of a direction.
+func checkAuthFrame(auth *clusterv1.AuthFrame) error {
+	switch {
+	case auth == nil:
+		return fmt.Errorf("%w: expected the authentication handshake first", ErrBadFrame)
+	case auth.GetVersion() != authVersion:
+		return fmt.Errorf("%w: authentication version %d, want %d", ErrBadFrame, auth.GetVersion(), authVersion)
+	case len(auth.GetNonce()) != nonceSize:
+		return fmt.Errorf("%w: nonce of %d bytes, want %d", ErrBadFrame, len(auth.GetNonce()), nonceSize)
+	}
+	return nil
+}
+
+// fail logs an authentication failure, at most once per reason every logEvery.
+func (a *peerAuth) fail(ctx context.Context, err error) {
+	reason := "bad frame"
+	switch {
+	case errors.Is(err, ErrPeerNoSecret):
+		reason = "peer has no secret"
+	case errors.Is(err, ErrLocalNoSecret):
+		reason = "local node has no secret"
+	case errors.Is(err, ErrWrongSecret):
+		reason = "wrong secret"
+	case !errors.Is(err, ErrBadFrame):
+		return // a transport error, not an authentication failure
+	}
+	a.onFailure(reason)
+	a.mu.Lock()
+	last, seen := a.lastLogs[reason]
+	now := time.Now()
+	if seen && now.Sub(last) < logEvery {
+		a.mu.Unlock()
+		return
+	}
+	a.lastLogs[reason] = now
+	a.mu.Unlock()
+	remote := "unknown"
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		remote = p.Addr.String()
+	}
+	a.logger.Warn("peer authentication failed", "reason", reason, "remote", remote, "err", err.Error())
+}
+
+// authCode maps an authentication error to a gRPC code.
+func authCode(err error) codes.Code {
+	if errors.Is(err, ErrBadFrame) {
+		return codes.InvalidArgument
+	}
+	return codes.Unauthenticated
+}
+
+// authedServerStream signs what the accepting side sends and verifies what it receives.
+type authedServerStream struct {
+	grpc.ServerStream
+	sess *session
+	auth *peerAuth
+}
+
+// SendMsg seals an ExchangeResponse.
+func (s *authedServerStream) SendMsg(m any) error {
+	f, ok := m.(*clusterv1.ExchangeResponse)
+	if !ok {
+		return status.Errorf(codes.Internal, "unexpected frame type %T", m)
+	}
+	f.Sequence, f.Mac = s.sess.seal(f.GetBody())
+	return s.ServerStream.SendMsg(f)
+}
+
+// RecvMsg accepts an ExchangeRequest only if its sequence and MAC verify.
+func (s *authedServerStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	f, ok := m.(*clusterv1.ExchangeRequest)
+	if !ok {
+		return status.Errorf(codes.Internal, "unexpected frame type %T", m)
+	}
+	if err := s.sess.openFrame(f.GetAuth(), f.GetSequence(), f.GetBody(), f.GetMac()); err != nil {
+		s.auth.fail(s.Context(), err)
+		return status.Error(authCode(err), err.Error())
+	}
+	return nil
+}
+
+// authedClientStream signs what the dialling side sends and verifies what it receives.
+type authedClientStream struct {
+	grpc.ClientStream
+	sess *session
+	auth *peerAuth
+}
+
+// SendMsg seals an ExchangeRequest.
+func (s *authedClientStream) SendMsg(m any) error {
+	f, ok := m.(*clusterv1.ExchangeRequest)
+	if !ok {
+		return status.Errorf(codes.Internal, "unexpected frame type %T", m)
+	}
+	f.Sequence, f.Mac = s.sess.seal(f.GetBody())
+	return s.ClientStream.SendMsg(f)
+}
+
+// RecvMsg accepts an ExchangeResponse only if its sequence and MAC verify.
+func (s *authedClientStream) RecvMsg(m any) error {
+	if err := s.ClientStream.RecvMsg(m); err != nil {
+		return err
+	}
+	f, ok := m.(*clusterv1.ExchangeResponse)
+	if !ok {
+		return status.Errorf(codes.Internal, "unexpected frame type %T", m)
+	}
+	if err := s.sess.openFrame(f.GetAuth(), f.GetSequence(), f.GetBody(), f.GetMac()); err != nil {
+		s.auth.fail(s.Context(), err)
+		return status.Error(authCode(err), err.Error())
+	}
+	return nil
+}
