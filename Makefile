@@ -51,3 +51,7 @@ check-generated: generate ## Fail if gen/ differs from what proto/ generates.
 .PHONY: fuzz
 fuzz: ## Run each fuzz target briefly (FUZZTIME=$(FUZZTIME)).
 	$(GO) test -run='^$$' -fuzz='^FuzzParseNodeID$$' -fuzztime=$(FUZZTIME) ./membership/
+
+.PHONY: demo
+demo: build ## Run the three-node example as real processes on loopback.
+	scripts/demo.sh

@@ -105,10 +105,10 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.runCtx, c.cancelRun = context.WithCancel(context.Background())
 	c.core = newCore(c.id, c.lastInc, c.cfg, now, c.rng)
 	c.starting = map[connID]bool{}
-	c.started = make(chan struct{})
+	started := make(chan struct{})
+	c.started = started
 	c.setStatusLocked(ClusterStarting)
 	c.stepLocked(func(now time.Time) { c.core.start(now) })
-	started := c.started
 	c.mu.Unlock()
 
 	wait, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)

@@ -148,7 +148,7 @@ func (c *core) dialed(now time.Time, id connID) {
 	if pc == nil {
 		return
 	}
-	c.send(pc, &Message{Hello: c.hello(now)})
+	c.sendHello(now, pc)
 }
 
 // closed reports that stream id ended (or its dial failed) for a reason outside the core.

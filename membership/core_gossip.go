@@ -9,6 +9,9 @@ import (
 func (c *core) view() []MemberEntry {
 	out := make([]MemberEntry, 0, len(c.members)+len(c.tombs))
 	for _, m := range c.members {
+		if m.incarnation == 0 {
+			continue // a seed announced by id but never reached: not known to exist
+		}
 		out = append(out, MemberEntry{ID: m.id, Incarnation: m.incarnation})
 	}
 	for id, t := range c.tombs {
@@ -112,6 +115,10 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) {
 		}
 		m.nextDial = due
 		c.wantDialAt(due)
+	case m.incarnation == 0:
+		// A seed announced by id: now its incarnation is known; the dial rules are unchanged.
+		m.incarnation = e.Incarnation
+		c.digestDirty = true
 	case e.Incarnation > m.incarnation:
 		// A restarted node: reach the new incarnation now, even over a stream to the old one.
 		if m.conn == 0 {

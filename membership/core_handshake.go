@@ -21,6 +21,13 @@ func (c *core) hello(now time.Time) *Hello {
 	}
 }
 
+// sendHello sends the local handshake on pc. The attributes ride in it, so heartbeats on pc
+// carry them again only once they change.
+func (c *core) sendHello(now time.Time, pc *peerConn) {
+	c.send(pc, &Message{Hello: c.hello(now)})
+	pc.sentAttrs = c.attrs.Version
+}
+
 // onHello handles a peer's handshake: it validates it, resolves duplicate streams, and brings
 // the peer up.
 func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
@@ -61,7 +68,7 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 		c.dropPlaceholder(pc.expect)
 	}
 	if !pc.outbound {
-		c.send(pc, &Message{Hello: c.hello(now)})
+		c.sendHello(now, pc)
 	}
 	c.establish(now, pc, m, h)
 }
@@ -80,7 +87,12 @@ func (c *core) resolveDuplicate(now time.Time, pc *peerConn, m *member, h *Hello
 	}
 	if m.conn != 0 && m.conn != pc.id {
 		if m.incarnation == h.Incarnation {
-			// The peer saw the old stream fail and redialled: the newest stream wins silently.
+			// Two live streams of one incarnation: keep the one the smaller id opened, as
+			// the peer does. A new stream from the smaller id means it saw the old one fail.
+			if !c.openedBySmaller(pc, h.ID) {
+				c.reject(now, pc, RejectDuplicateStream, "a stream between the two nodes already exists")
+				return false
+			}
 			c.dropConn(m.conn)
 			m.conn = 0
 		} else {
@@ -91,6 +103,12 @@ func (c *core) resolveDuplicate(now time.Time, pc *peerConn, m *member, h *Hello
 		}
 	}
 	return true
+}
+
+// openedBySmaller reports whether pc was opened by the smaller id of the pair (self, peer).
+func (c *core) openedBySmaller(pc *peerConn, peer NodeID) bool {
+	selfSmaller := c.self.Compare(peer) < 0
+	return pc.outbound == selfSmaller
 }
 
 // dropPlaceholder forgets a seed's announced id that turned out to be another node's address.
@@ -138,6 +156,9 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 // onReject handles the peer refusing the stream.
 func (c *core) onReject(now time.Time, pc *peerConn, r *Reject) {
 	pc.rejected = r.Reason
+	if r.Reason == RejectSelf && pc.seed != nil {
+		pc.seed.self = true // the seed's address leads back here: never dial it again
+	}
 	level := slog.LevelDebug
 	if r.Reason != RejectDuplicateStream && r.Reason != RejectSelf && r.Reason != RejectShuttingDown {
 		level = slog.LevelWarn

@@ -16,12 +16,20 @@ func simID(name string, port int) string {
 // newCluster starts count nodes named node00, node01, … on ports 4000, 4001, …, all seeded
 // with the plain address of the first, and lets them converge.
 func newCluster(s *sim, count int) []*simNode {
+	return newClusterWith(s, count, nil)
+}
+
+// newClusterWith is newCluster with every node's configuration passed through change first.
+func newClusterWith(s *sim, count int, change func(cfg *Config)) []*simNode {
 	nodes := make([]*simNode, count)
 	for i := range count {
 		name := fmt.Sprintf("node%02d", i)
 		cfg := simConfig(name)
 		if i > 0 {
 			cfg.Seeds = []string{"127.0.0.1:4000"}
+		}
+		if change != nil {
+			change(cfg)
 		}
 		nodes[i] = s.add(simID(name, 4000+i), cfg)
 	}
@@ -153,6 +161,8 @@ func TestCoreLocalIDNeverListed(t *testing.T) {
 	s.advance(3 * time.Second)
 	require.Empty(t, a.knownIDs(), "a node seeded with its own address should know nobody")
 	require.Empty(t, a.events)
+	require.Len(t, a.dialsTo("localhost:4001"), 1, "a seed that turned out to be the node itself is not dialled again")
+	require.Empty(t, a.dialsTo("127.0.0.1:4001"), "a seed with the node's own address is never dialled")
 
 	b := s.add(simID("b", 4002), simConfig("b", self, "localhost:4001"))
 	c := s.add(simID("c", 4003), simConfig("c", "127.0.0.1:4002", simID("c", 4003)))

@@ -11,8 +11,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
 
-	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
 	"github.com/meshnode/meshnode/membership"
 )
 
@@ -27,6 +27,7 @@ type Node struct {
 	auth   *peerAuth
 	port   int
 	logger *slog.Logger
+	health *health.Server
 
 	mu       sync.Mutex
 	server   *grpc.Server
@@ -71,6 +72,10 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 		_ = listener.Close()
 		return nil, err
 	}
+	n.trackHealth()
+	for _, h := range o.handlers {
+		n.Subscribe(h)
+	}
 	n.serve(listener)
 	if err := n.Cluster.Start(ctx); err != nil {
 		n.shutdown(ctx)
@@ -91,11 +96,7 @@ func (n *Node) listen() (net.Listener, error) {
 
 // serve starts the gRPC server on l.
 func (n *Node) serve(l net.Listener) {
-	server := grpc.NewServer(
-		grpc.MaxRecvMsgSize(n.opts.maxPeerMessageBytes),
-		grpc.ChainStreamInterceptor(n.auth.serverInterceptor()),
-	)
-	clusterv1.RegisterPeerServiceServer(server, &peerService{cluster: n.Cluster})
+	server := n.newGRPCServer()
 	n.mu.Lock()
 	n.server, n.listener = server, l
 	n.mu.Unlock()

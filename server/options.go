@@ -21,6 +21,7 @@ type options struct {
 	clusterOptions       []membership.Option
 	maxPeerMessageBytes  int
 	maxPendingHandshakes int
+	handlers             []func(membership.Event)
 }
 
 // Option customises Start.
@@ -39,3 +40,9 @@ func WithMaxPeerMessageBytes(n int) Option { return func(o *options) { o.maxPeer
 
 // WithMaxPendingHandshakes caps concurrent unauthenticated peer streams (default 64).
 func WithMaxPendingHandshakes(n int) Option { return func(o *options) { o.maxPendingHandshakes = n } }
+
+// WithEventHandler subscribes handler before the node starts, so it sees every event from
+// the first status change on (see membership.Cluster.Subscribe).
+func WithEventHandler(handler func(membership.Event)) Option {
+	return func(o *options) { o.handlers = append(o.handlers, handler) }
+}

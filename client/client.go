@@ -1,0 +1,161 @@
+// Package client is a Go client of a node's public MembershipService.
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/membership"
+)
+
+// DefaultAddr is the address clients dial unless told otherwise.
+const DefaultAddr = "127.0.0.1:4369"
+
+// Client talks to one node. It is safe for concurrent use.
+type Client struct {
+	addr string
+	cc   *grpc.ClientConn
+	api  clusterv1.MembershipServiceClient
+}
+
+// options are the dial settings.
+type options struct {
+	token       string
+	tls         *tls.Config
+	dialOptions []grpc.DialOption
+}
+
+// Option customises Dial.
+type Option func(*options)
+
+// WithToken sends token as a bearer token with every call.
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+// WithTLS dials with TLS using cfg (nil: plaintext, the default).
+func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
+
+// WithDialOptions adds raw gRPC dial options.
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(o *options) { o.dialOptions = append(o.dialOptions, opts...) }
+}
+
+// Dial returns a client of the node at addr (host:port). It does not wait for a connection:
+// the first call does.
+func Dial(addr string, opts ...Option) (*Client, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	creds := insecure.NewCredentials()
+	if o.tls != nil {
+		creds = credentials.NewTLS(o.tls)
+	}
+	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, o.dialOptions...)
+	if o.token != "" {
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer{token: o.token, secure: o.tls != nil}))
+	}
+	cc, err := grpc.NewClient(addr, dialOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return &Client{addr: addr, cc: cc, api: clusterv1.NewMembershipServiceClient(cc)}, nil
+}
+
+// Close releases the connection.
+func (c *Client) Close() error { return c.cc.Close() }
+
+// Addr returns the address the client dials.
+func (c *Client) Addr() string { return c.addr }
+
+// LocalNode describes the node the client talks to.
+type LocalNode struct {
+	// Node is the node's own info.
+	Node membership.NodeInfo
+	// Status is its lifecycle status.
+	Status membership.ClusterStatus
+	// Uptime is how long it has been running.
+	Uptime time.Duration
+}
+
+// LocalNode returns the node's own info.
+func (c *Client) LocalNode(ctx context.Context) (LocalNode, error) {
+	resp, err := c.api.GetLocalNode(ctx, &clusterv1.GetLocalNodeRequest{})
+	if err != nil {
+		return LocalNode{}, fmt.Errorf("get local node from %s: %w", c.addr, err)
+	}
+	return LocalNode{
+		Node:   fromNodeInfo(resp.GetNode()),
+		Status: fromClusterStatus(resp.GetStatus()),
+		Uptime: asDuration(resp.GetUptime()),
+	}, nil
+}
+
+// Nodes lists the nodes the node knows (only the connected ones if connectedOnly).
+func (c *Client) Nodes(ctx context.Context, connectedOnly bool) ([]membership.NodeInfo, error) {
+	resp, err := c.api.ListNodes(ctx, &clusterv1.ListNodesRequest{ConnectedOnly: connectedOnly})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes of %s: %w", c.addr, err)
+	}
+	return fromNodeInfos(resp.GetNodes()), nil
+}
+
+// Node returns one node; the error carries codes.NotFound or codes.InvalidArgument
+// (status.Code(err)) for an unknown or malformed id.
+func (c *Client) Node(ctx context.Context, id string) (membership.NodeInfo, error) {
+	resp, err := c.api.GetNode(ctx, &clusterv1.GetNodeRequest{Id: id})
+	if err != nil {
+		return membership.NodeInfo{}, fmt.Errorf("get node %s from %s: %w", id, c.addr, err)
+	}
+	return fromNodeInfo(resp.GetNode()), nil
+}
+
+// Health returns the node's cluster health report.
+func (c *Client) Health(ctx context.Context) (membership.HealthReport, error) {
+	resp, err := c.api.GetHealth(ctx, &clusterv1.GetHealthRequest{})
+	if err != nil {
+		return membership.HealthReport{}, fmt.Errorf("get health of %s: %w", c.addr, err)
+	}
+	report := membership.HealthReport{
+		Status:              fromHealthStatus(resp.GetStatus()),
+		Connected:           int(resp.GetConnectedNodes()),
+		Known:               int(resp.GetKnownNodes()),
+		AvailabilityPercent: resp.GetAvailabilityPercent(),
+		RecentDowns:         int(resp.GetRecentDownCount()),
+		Window:              asDuration(resp.GetRecentWindow()),
+		Uptime:              asDuration(resp.GetUptime()),
+		Message:             resp.GetMessage(),
+	}
+	for _, e := range resp.GetRecentEvents() {
+		report.RecentEvents = append(report.RecentEvents, fromEvent(e).Event())
+	}
+	return report, nil
+}
+
+func asDuration(d *durationpb.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	return d.AsDuration()
+}
+
+// bearer attaches a bearer token to every call.
+type bearer struct {
+	token  string
+	secure bool
+}
+
+// GetRequestMetadata returns the authorization header.
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.token}, nil
+}
+
+// RequireTransportSecurity is false so a token also works on a plaintext loopback port.
+func (b bearer) RequireTransportSecurity() bool { return false }

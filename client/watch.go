@@ -1,0 +1,171 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/membership"
+)
+
+// Event is one event of a watched node.
+type Event struct {
+	// Type is the kind of event; zero for a snapshot.
+	Type membership.EventType
+	// Snapshot marks the first event of a watch: Nodes holds every known node.
+	Snapshot bool
+	// Sequence is the node's event number (a snapshot carries the last event it includes).
+	Sequence uint64
+	// Time is when the node observed the event.
+	Time time.Time
+	// Node is the node that went up or down.
+	Node membership.NodeInfo
+	// Nodes are the nodes of a snapshot.
+	Nodes []membership.NodeInfo
+	// Reason is why a node went down; zero (unknown) for a down inferred after a reconnect.
+	Reason membership.DownReason
+	// Previous and Current are the statuses of a status change; Current is also the node's
+	// status in a snapshot.
+	Previous, Current membership.ClusterStatus
+	// Resynced marks an up or down inferred, after a broken stream, from the difference
+	// between the last state seen and a fresh snapshot.
+	Resynced bool
+}
+
+// Event returns e as a membership.Event (snapshots have no equivalent and give a zero Type).
+func (e Event) Event() membership.Event {
+	return membership.Event{
+		Type: e.Type, Sequence: e.Sequence, Time: e.Time, Node: e.Node,
+		Reason: e.Reason, Previous: e.Previous, Current: e.Current,
+	}
+}
+
+// Watch calls handler with a snapshot of the node's view, then with every event, until ctx
+// ends (it then returns ctx's error) or the node refuses the watch for good (an
+// authentication or unknown-method error). A broken stream is resumed with capped backoff:
+// the client re-dials, takes a new snapshot and reports the ups and downs it missed
+// (Resynced), so the caller never sees a transition twice or misses one.
+func (c *Client) Watch(ctx context.Context, handler func(Event)) error {
+	w := &watcher{client: c, handler: handler}
+	backoff := 100 * time.Millisecond
+	for {
+		err := w.stream(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if permanent(err) {
+			return fmt.Errorf("watch %s: %w", c.addr, err)
+		}
+		if w.progressed {
+			backoff = 100 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// permanent reports errors that retrying cannot fix.
+func permanent(err error) bool {
+	switch status.Code(err) {
+	case codes.Unauthenticated, codes.PermissionDenied, codes.Unimplemented, codes.InvalidArgument:
+		return true
+	}
+	return false
+}
+
+// watcher holds what a Watch has reported so far, to resume without duplicates.
+type watcher struct {
+	client     *Client
+	handler    func(Event)
+	started    bool
+	progressed bool
+	lastSeq    uint64
+	connected  map[membership.NodeID]membership.NodeInfo
+}
+
+// errGap ends a stream whose sequence numbers skipped or went back.
+var errGap = errors.New("event sequence gap")
+
+// stream runs one WatchEvents stream until it breaks.
+func (w *watcher) stream(ctx context.Context) error {
+	w.progressed = false
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := w.client.api.WatchEvents(ctx, &clusterv1.WatchEventsRequest{Snapshot: true})
+	if err != nil {
+		return err
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	snap := fromEvent(first.GetEvent())
+	if !snap.Snapshot {
+		return fmt.Errorf("%w: the first event is not a snapshot", errGap)
+	}
+	w.resync(snap)
+	w.progressed = true
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		e := fromEvent(resp.GetEvent())
+		if e.Sequence != w.lastSeq+1 {
+			return fmt.Errorf("%w: got %d after %d", errGap, e.Sequence, w.lastSeq)
+		}
+		w.lastSeq = e.Sequence
+		w.apply(e)
+		w.handler(e)
+	}
+}
+
+// resync reports the snapshot on the first stream, and on later ones only the transitions
+// the broken stream missed.
+func (w *watcher) resync(snap Event) {
+	now := make(map[membership.NodeID]membership.NodeInfo)
+	for _, n := range snap.Nodes {
+		if n.Status == membership.StatusConnected {
+			now[n.ID] = n
+		}
+	}
+	w.lastSeq = snap.Sequence
+	if !w.started {
+		w.started = true
+		w.connected = now
+		w.handler(snap)
+		return
+	}
+	for id, old := range w.connected {
+		if n, ok := now[id]; !ok || n.Incarnation != old.Incarnation {
+			down := old
+			down.Status = membership.StatusDisconnected
+			w.handler(Event{Type: membership.EventNodeDown, Time: snap.Time, Node: down, Resynced: true})
+		}
+	}
+	for id, n := range now {
+		if old, ok := w.connected[id]; !ok || old.Incarnation != n.Incarnation {
+			w.handler(Event{Type: membership.EventNodeUp, Time: snap.Time, Node: n, Resynced: true})
+		}
+	}
+	w.connected = now
+}
+
+// apply tracks which nodes are connected.
+func (w *watcher) apply(e Event) {
+	switch e.Type {
+	case membership.EventNodeUp:
+		w.connected[e.Node.ID] = e.Node
+	case membership.EventNodeDown:
+		delete(w.connected, e.Node.ID)
+	}
+}

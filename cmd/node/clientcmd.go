@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/meshnode/meshnode/client"
+)
+
+// clientFlags are the options every client command takes.
+type clientFlags struct {
+	s     *settings
+	addr  *setting
+	token *setting
+}
+
+func newClientFlags(name string) *clientFlags {
+	s := newSettings(name)
+	return &clientFlags{
+		s:     s,
+		addr:  s.str("addr", "CLUSTER_ADDR", client.DefaultAddr, "address of the node to ask"),
+		token: s.str("token", "CLUSTER_API_TOKEN", "", "bearer token for the node's API"),
+	}
+}
+
+// dial parses the flags and returns a client; on error it has printed it and returns the exit code.
+func (f *clientFlags) dial(args []string, stderr io.Writer) (*client.Client, int) {
+	f.s.fs.SetOutput(stderr)
+	if err := f.s.parse(args); err != nil {
+		if errors.Is(err, errHelp) {
+			return nil, exitOK
+		}
+		fmt.Fprintf(stderr, "node %s: %v\n", f.s.fs.Name(), err)
+		return nil, exitConfig
+	}
+	var opts []client.Option
+	if f.token.value != "" {
+		opts = append(opts, client.WithToken(f.token.value))
+	}
+	c, err := client.Dial(f.addr.value, opts...)
+	if err != nil {
+		fmt.Fprintf(stderr, "node %s: %v\n", f.s.fs.Name(), err)
+		return nil, exitConfig
+	}
+	return c, -1
+}
+
+// fail prints a call error as one line and returns exit code 1.
+func fail(stderr io.Writer, cmd, addr string, err error) int {
+	fmt.Fprintf(stderr, "node %s: %s\n", cmd, describe(addr, err))
+	return exitError
+}
+
+// describe turns a gRPC error into one readable sentence.
+func describe(addr string, err error) string {
+	if errors.Is(err, context.Canceled) {
+		return "interrupted"
+	}
+	st, ok := status.FromError(errors.Unwrap(err))
+	if !ok {
+		st, ok = status.FromError(err)
+	}
+	if !ok {
+		return err.Error()
+	}
+	switch st.Code() {
+	case codes.Unavailable:
+		return fmt.Sprintf("cannot reach a node at %s (is `node agent` running there?)", addr)
+	case codes.DeadlineExceeded:
+		return fmt.Sprintf("the node at %s did not answer in time", addr)
+	case codes.Unauthenticated, codes.PermissionDenied:
+		return fmt.Sprintf("the node at %s refused the call: %s (check --token)", addr, st.Message())
+	default:
+		return fmt.Sprintf("%s: %s", st.Code(), st.Message())
+	}
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/meshnode/meshnode/client"
+	"github.com/meshnode/meshnode/membership"
+)
+
+// healthRefresh is how often `node health --watch` redraws.
+const healthRefresh = time.Second
+
+func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f := newClientFlags("health")
+	watch := f.s.fs.Bool("watch", false, "redraw the report every second until interrupted")
+	c, code := f.dial(args, stderr)
+	if c == nil {
+		return code
+	}
+	defer c.Close()
+	tty := isTerminal(stdout)
+	for {
+		callCtx, cancel := context.WithTimeout(ctx, callTimeout)
+		report, err := c.Health(callCtx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return exitOK
+			}
+			return fail(stderr, "health", f.addr.value, err)
+		}
+		if *watch && tty {
+			fmt.Fprint(stdout, "\x1b[H\x1b[2J") // home, clear screen
+		}
+		fmt.Fprint(stdout, formatHealth(c, report, tty))
+		if !*watch {
+			return exitOK
+		}
+		select {
+		case <-ctx.Done():
+			return exitOK
+		case <-time.After(healthRefresh):
+		}
+	}
+}
+
+// formatHealth renders the report; with colour on a terminal.
+func formatHealth(c *client.Client, r membership.HealthReport, colour bool) string {
+	var b strings.Builder
+	status := strings.ToUpper(r.Status.String())
+	if colour {
+		code := map[membership.HealthStatus]string{membership.HealthHealthy: "32", membership.HealthDegraded: "33", membership.HealthCritical: "31"}[r.Status]
+		status = "\x1b[1;" + code + "m" + status + "\x1b[0m"
+	}
+	fmt.Fprintf(&b, "Cluster health at %s: %s\n", c.Addr(), status)
+	fmt.Fprintf(&b, "  %s\n", r.Message)
+	fmt.Fprintf(&b, "  nodes:        %d connected / %d known (%.1f%% available)\n", r.Connected, r.Known, r.AvailabilityPercent)
+	fmt.Fprintf(&b, "  recent downs: %d in the last %s\n", r.RecentDowns, r.Window)
+	fmt.Fprintf(&b, "  uptime:       %s\n", roundDuration(r.Uptime))
+	if len(r.RecentEvents) > 0 {
+		fmt.Fprintf(&b, "  recent events:\n")
+		start := max(0, len(r.RecentEvents)-10)
+		for _, e := range r.RecentEvents[start:] {
+			fmt.Fprintf(&b, "    %s\n", formatEvent(client.Event{
+				Type: e.Type, Sequence: e.Sequence, Time: e.Time, Node: e.Node, Reason: e.Reason, Previous: e.Previous, Current: e.Current,
+			}))
+		}
+	}
+	return b.String()
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/meshnode/meshnode/client"
+	"github.com/meshnode/meshnode/membership"
+)
+
+func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f := newClientFlags("watch")
+	asJSON := f.s.fs.Bool("json", false, "print one JSON object per line")
+	c, code := f.dial(args, stderr)
+	if c == nil {
+		return code
+	}
+	defer c.Close()
+	// Fail fast with one line if the node cannot be reached at all.
+	probe, cancel := context.WithTimeout(ctx, callTimeout)
+	_, err := c.LocalNode(probe)
+	cancel()
+	if err != nil {
+		return fail(stderr, "watch", f.addr.value, err)
+	}
+	enc := json.NewEncoder(stdout)
+	err = c.Watch(ctx, func(e client.Event) {
+		if *asJSON {
+			_ = enc.Encode(jsonEvent(e))
+			return
+		}
+		fmt.Fprintln(stdout, formatEvent(e))
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fail(stderr, "watch", f.addr.value, err)
+	}
+	return exitOK
+}
+
+// formatEvent renders an event as one line.
+func formatEvent(e client.Event) string {
+	ts := e.Time.Local().Format(time.TimeOnly + ".000")
+	resync := ""
+	if e.Resynced {
+		resync = " (missed while reconnecting)"
+	}
+	switch {
+	case e.Snapshot:
+		connected := 0
+		for _, n := range e.Nodes {
+			if n.Status == membership.StatusConnected {
+				connected++
+			}
+		}
+		return fmt.Sprintf("%s snapshot: node %s, %d connected of %d known", ts, e.Current, connected, len(e.Nodes))
+	case e.Type == membership.EventNodeUp:
+		return fmt.Sprintf("%s #%d node_up   %s%s", ts, e.Sequence, e.Node.ID, resync)
+	case e.Type == membership.EventNodeDown:
+		reason := e.Reason.String()
+		if e.Reason == 0 {
+			reason = "reason unknown"
+		}
+		return fmt.Sprintf("%s #%d node_down %s (%s)%s", ts, e.Sequence, e.Node.ID, reason, resync)
+	case e.Type == membership.EventStatusChange:
+		return fmt.Sprintf("%s #%d status    %s -> %s", ts, e.Sequence, e.Previous, e.Current)
+	default:
+		return fmt.Sprintf("%s #%d unknown event", ts, e.Sequence)
+	}
+}
+
+// jsonEventOut is the JSON shape of an event.
+type jsonEventOut struct {
+	Type     string     `json:"type"`
+	Sequence uint64     `json:"sequence"`
+	Time     time.Time  `json:"time"`
+	Node     *jsonNode  `json:"node,omitempty"`
+	Nodes    []jsonNode `json:"nodes,omitempty"`
+	Reason   string     `json:"reason,omitempty"`
+	Previous string     `json:"previous,omitempty"`
+	Current  string     `json:"current,omitempty"`
+	Resynced bool       `json:"resynced,omitempty"`
+}
+
+func jsonEvent(e client.Event) jsonEventOut {
+	out := jsonEventOut{Type: e.Type.String(), Sequence: e.Sequence, Time: e.Time.UTC(), Resynced: e.Resynced}
+	switch {
+	case e.Snapshot:
+		out.Type = "snapshot"
+		out.Nodes = jsonNodes(e.Nodes)
+		out.Current = e.Current.String()
+	case e.Type == membership.EventNodeUp || e.Type == membership.EventNodeDown:
+		n := toJSONNode(e.Node)
+		out.Node = &n
+		if e.Type == membership.EventNodeDown {
+			out.Reason = e.Reason.String()
+		}
+	case e.Type == membership.EventStatusChange:
+		out.Previous, out.Current = e.Previous.String(), e.Current.String()
+	}
+	return out
+}

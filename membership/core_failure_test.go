@@ -1,0 +1,411 @@
+package membership
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// lastDown returns n's last node_down event about peer.
+func lastDown(t *testing.T, n, peer *simNode) Event {
+	t.Helper()
+	for i := len(n.events) - 1; i >= 0; i-- {
+		if e := n.events[i]; e.Type == EventNodeDown && e.Node.ID == peer.id {
+			return e
+		}
+	}
+	require.FailNowf(t, "no node_down", "%s reported no node_down for %s; log: %v", n.id, peer.id, n.eventLog())
+	return Event{}
+}
+
+// hasDown reports whether n reported peer down at least once.
+func hasDown(n, peer *simNode) bool {
+	return hasDownSince(n, peer, 0)
+}
+
+// hasDownSince reports whether n reported peer down in its events after the first skip.
+func hasDownSince(n, peer *simNode, skip int) bool {
+	for _, e := range n.events[skip:] {
+		if e.Type == EventNodeDown && e.Node.ID == peer.id {
+			return true
+		}
+	}
+	return false
+}
+
+// noStreamTo asserts n holds no open stream to peer.
+func noStreamTo(t *testing.T, n, peer *simNode) {
+	t.Helper()
+	require.Nil(t, n.streamEnd(peer), "%s should hold no stream to %s", n.id, peer.id)
+	for _, e := range n.ends {
+		require.False(t, e.peer != nil && e.peer.node == peer, "%s still has an open stream to %s", n.id, peer.id)
+	}
+}
+
+func TestCoreHeartbeatTimeoutWindowAndRecovery(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 3)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	s.advance(5 * time.Second)
+	// Freeze c the instant a heard from it: a's silence starts exactly at the freeze.
+	s.advanceUntil(2*time.Second, func() bool {
+		info, _ := a.info(c)
+		return info.LastHeartbeat.Equal(s.now)
+	}, "a should hear c's heartbeat")
+	frozenAt := s.now
+	c.frozen = true
+	incarnation, coreBefore := c.core.incarnation, c.core
+
+	s.advance(3*time.Second - 10*time.Millisecond)
+	require.False(t, hasDown(a, c), "a must not time c out before interval × threshold (3s); log: %v", a.eventLog())
+	require.False(t, hasDown(b, c), "b must not time c out before 3s of silence; log: %v", b.eventLog())
+	s.advanceUntil(time.Second, func() bool { return hasDown(a, c) && hasDown(b, c) },
+		"a and b should time c out within 3s + one interval")
+
+	for _, n := range []*simNode{a, b} {
+		ev := lastDown(t, n, c)
+		require.Equal(t, ReasonHeartbeatTimeout, ev.Reason, "%s should report heartbeat_timeout for a frozen node", n.id)
+		require.GreaterOrEqual(t, ev.Time.Sub(ev.Node.LastHeartbeat), 3*time.Second, "%s: down only after 3s without a heartbeat", n.id)
+		require.LessOrEqual(t, ev.Time.Sub(frozenAt), 4*time.Second, "%s: down within 3s + one interval of the freeze", n.id)
+		require.Equal(t, StatusDisconnected, ev.Node.Status)
+		noStreamTo(t, n, c)
+		require.NotContains(t, n.connectedIDs(), c.id.String())
+	}
+	require.Equal(t, frozenAt.Add(3*time.Second), lastDown(t, a, c).Time, "a heard c last at the freeze: down exactly 3s later")
+
+	// Thawed, c comes back by itself: no restart, a new node_up, then quiet.
+	c.frozen = false
+	s.advanceUntil(10*time.Second, func() bool { return s.fullMesh(a, b, c) }, "c should reconnect after it thaws")
+	s.advance(30 * time.Second)
+	s.requireFullMesh(a, b, c)
+	require.Same(t, coreBefore, c.core)
+	require.Equal(t, incarnation, c.core.incarnation, "c was not restarted")
+	for _, n := range []*simNode{a, b} {
+		require.Equal(t, []string{"up " + c.id.String(), "down " + c.id.String() + " heartbeat_timeout", "up " + c.id.String()},
+			n.eventsAbout(c), "%s: up, heartbeat_timeout, up again and nothing more", n.id)
+	}
+	for _, n := range nodes {
+		requireAlternating(t, n)
+	}
+}
+
+func TestCoreHealthyClusterHasNoDownsFor60s(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 5)
+	s.advance(60 * time.Second)
+	s.requireFullMesh(nodes...)
+	for _, n := range nodes {
+		requireOneUpEach(t, n, nodes)
+	}
+}
+
+func TestCoreStaggeredFreezesTimeOutInOrder(t *testing.T) {
+	s := newSim(t)
+	var nodes []*simNode
+	for i, name := range []string{"a", "b", "c", "d", "e"} {
+		cfg := simConfig(name)
+		if i > 0 {
+			cfg.Seeds = []string{"127.0.0.1:4000"}
+		}
+		nodes = append(nodes, s.add(simID(name, 4000+i), cfg))
+		s.advance(700 * time.Millisecond) // staggered joins
+	}
+	s.advance(3 * time.Second)
+	s.requireFullMesh(nodes...)
+	a, e := nodes[0], nodes[4]
+	frozen := []*simNode{nodes[3], nodes[1], nodes[2]} // d, then b, then c
+	frozenAt := map[*simNode]time.Time{}
+	for _, n := range frozen {
+		n.frozen = true
+		frozenAt[n] = s.now
+		s.advance(1500 * time.Millisecond)
+	}
+	s.advance(5 * time.Second)
+
+	for _, watcher := range []*simNode{a, e} {
+		var want []string
+		for _, n := range frozen {
+			want = append(want, "down "+n.id.String()+" heartbeat_timeout")
+			ev := lastDown(t, watcher, n)
+			require.GreaterOrEqual(t, ev.Time.Sub(ev.Node.LastHeartbeat), 3*time.Second, "%s: %s down before 3s of silence", watcher.id, n.id)
+			require.LessOrEqual(t, ev.Time.Sub(frozenAt[n]), 3*time.Second+10*time.Millisecond,
+				"%s: %s should be down 3s after its last heartbeat, which came before the freeze", watcher.id, n.id)
+		}
+		require.Equal(t, want, watcher.downs(), "%s: nodes frozen one after the other go down in that order", watcher.id)
+	}
+	s.requireFullMesh(a, e)
+}
+
+func TestCoreCrashReportsConnectionClosedAtOnceThenRedialsQuietly(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 4)
+	d := nodes[3]
+	s.advance(3 * time.Second)
+	crashedAt := s.now
+	d.crash()
+	for _, n := range nodes[:3] {
+		require.Equal(t, []string{"up " + d.id.String(), "down " + d.id.String() + " connection_closed"}, n.eventsAbout(d),
+			"%s should see the crash at once (no time passed)", n.id)
+		require.Equal(t, crashedAt, lastDown(t, n, d).Time)
+		info, ok := n.info(d)
+		require.True(t, ok, "%s should still know %s", n.id, d.id)
+		require.Equal(t, StatusDisconnected, info.Status)
+	}
+	s.advance(30 * time.Second)
+	addr := d.id.Address()
+	for _, n := range nodes[:3] {
+		require.Equal(t, []string{"up " + d.id.String(), "down " + d.id.String() + " connection_closed"}, n.eventsAbout(d),
+			"%s: redials of a node already down emit nothing", n.id)
+		dials := n.dialsToSince(addr, crashedAt)
+		require.GreaterOrEqual(t, len(dials), 6, "%s should keep redialling %s", n.id, d.id)
+		require.LessOrEqual(t, len(dials), 20, "%s should back off, not hammer %s: %d dials in 30s", n.id, d.id, len(dials))
+		require.LessOrEqual(t, dials[0].Sub(crashedAt), n.cfg.ReconnectBaseDelay+10*time.Millisecond, "%s: first redial soon", n.id)
+		for i := 1; i < len(dials); i++ {
+			gap := dials[i].Sub(dials[i-1])
+			require.LessOrEqual(t, gap, n.cfg.ReconnectMaxDelay+10*time.Millisecond, "%s: backoff is capped", n.id)
+		}
+		last := dials[len(dials)-1].Sub(dials[len(dials)-2])
+		require.GreaterOrEqual(t, last, n.cfg.ReconnectMaxDelay/2, "%s: backoff grew to the cap (jittered down by at most half)", n.id)
+		require.Greater(t, last, dials[1].Sub(dials[0]), "%s: backoff grows", n.id)
+	}
+	s.requireFullMesh(nodes[:3]...)
+}
+
+func TestCoreGracefulStopIsOneDownAndNoRedial(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 4)
+	a, b, d := nodes[0], nodes[1], nodes[3]
+	s.advance(3 * time.Second)
+	leftInc := d.core.incarnation
+	d.stop()
+	stoppedAt := s.now
+	for _, n := range nodes[:3] {
+		require.Equal(t, []string{"up " + d.id.String(), "down " + d.id.String() + " graceful_shutdown"}, n.eventsAbout(d),
+			"%s should see exactly one graceful_shutdown at once", n.id)
+		require.NotContains(t, n.connectedIDs(), d.id.String())
+	}
+	s.advance(30 * time.Second)
+	for _, n := range nodes[:3] {
+		require.Equal(t, []string{"up " + d.id.String(), "down " + d.id.String() + " graceful_shutdown"}, n.eventsAbout(d),
+			"%s: nothing more about a node that left", n.id)
+		for _, at := range n.dialsTo(d.id.Address()) {
+			require.True(t, at.Before(stoppedAt), "%s must not redial %s, which left gracefully (dial at +%v)", n.id, d.id, at.Sub(stoppedAt))
+		}
+		require.NotContains(t, n.knownIDs(), d.id.String(), "%s should not list a node that left", n.id)
+	}
+
+	// Stale gossip: b's full view still says the left incarnation is alive.
+	dialsBefore := len(a.dials)
+	events := len(a.events)
+	s.inject(b, a, &Message{Update: &Update{Full: true, ReplyRequested: true, Entries: []MemberEntry{
+		{ID: nodes[1].id, Incarnation: nodes[1].core.incarnation},
+		{ID: nodes[2].id, Incarnation: nodes[2].core.incarnation},
+		{ID: d.id, Incarnation: leftInc},
+	}}})
+	s.advance(10 * time.Second)
+	require.Len(t, a.dials, dialsBefore, "stale gossip must not make a dial the node that left")
+	require.Empty(t, a.eventsSince(events), "stale gossip must not bring the node back")
+	require.NotContains(t, a.knownIDs(), d.id.String())
+	s.requireFullMesh(nodes[:3]...)
+}
+
+func TestCorePartitionedNodeEventsAlternate(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 4)
+	a, d := nodes[0], nodes[3]
+	rest := nodes[:3]
+	wantDowns := 0
+	for _, length := range []time.Duration{500 * time.Millisecond, 4 * time.Second, 10 * time.Second,
+		500 * time.Millisecond, 30 * time.Second, 3500 * time.Millisecond, 2 * time.Minute} {
+		s.partition([]*simNode{d}, rest, true)
+		s.advance(length)
+		if length > 3*time.Second {
+			wantDowns++
+			for _, n := range rest {
+				require.NotContains(t, n.connectedIDs(), d.id.String(), "%s should see %s gone after a %v partition", n.id, d.id, length)
+			}
+			require.Empty(t, d.connectedIDs(), "d should see everyone gone after a %v partition", length)
+		}
+		s.partition([]*simNode{d}, rest, false)
+		s.advanceUntil(10*time.Second, func() bool { return s.fullMesh(nodes...) }, "heal after a %v partition", length)
+		s.advance(3 * time.Second)
+	}
+	for _, n := range nodes {
+		requireAlternating(t, n)
+	}
+	var downs int
+	for _, line := range a.eventsAbout(d) {
+		if line != "up "+d.id.String() {
+			require.Equal(t, "down "+d.id.String()+" heartbeat_timeout", line, "a partition is noticed by the failure detector")
+			downs++
+		}
+	}
+	require.Equal(t, wantDowns, downs, "a should report d down once per partition longer than the timeout: %v", a.eventsAbout(d))
+}
+
+func TestCorePartitionsHealByThemselves(t *testing.T) {
+	for _, length := range []time.Duration{30 * time.Second, 10 * time.Minute} {
+		t.Run(length.String(), func(t *testing.T) {
+			s := newSim(t)
+			nodes := newCluster(s, 5)
+			left, right := nodes[:2], nodes[2:]
+			s.partition(left, right, true)
+			s.advance(length)
+			s.requireFullMesh(left...)
+			s.requireFullMesh(right...)
+			for _, n := range left {
+				require.Equal(t, []string{nodes[1-indexOf(nodes, n)].id.String()}, n.connectedIDs(), "%s sees only its side", n.id)
+			}
+			s.partition(left, right, false)
+			took := s.advanceUntil(10*time.Second, func() bool { return s.fullMesh(nodes...) }, "the cluster should heal after a %v partition", length)
+			t.Logf("healed %v after a %v partition", took, length)
+			s.advance(10 * time.Second)
+			s.requireFullMesh(nodes...)
+			for _, n := range nodes {
+				requireAlternating(t, n)
+				side, other := left, right
+				if indexOf(left, n) < 0 {
+					side, other = right, left
+				}
+				for _, o := range side {
+					if o != n {
+						require.Equal(t, []string{"up " + o.id.String()}, n.eventsAbout(o), "%s: its own side never went down", n.id)
+					}
+				}
+				for _, o := range other {
+					require.Equal(t, []string{"up " + o.id.String(), "down " + o.id.String() + " heartbeat_timeout", "up " + o.id.String()},
+						n.eventsAbout(o), "%s: the other side went down once and came back", n.id)
+				}
+			}
+		})
+	}
+}
+
+// indexOf returns the index of n in nodes, -1 if absent.
+func indexOf(nodes []*simNode, n *simNode) int {
+	for i, o := range nodes {
+		if o == n {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestCoreForgetsNodesGoneLongerThanReconnectTimeout(t *testing.T) {
+	s := newSim(t)
+	nodes := newClusterWith(s, 4, func(cfg *Config) { cfg.ReconnectTimeout = 10 * time.Second })
+	a, b, d := nodes[0], nodes[1], nodes[3]
+	s.advance(2 * time.Second)
+	oldInc := d.core.incarnation
+	d.crash()
+	crashedAt := s.now
+	s.advance(9 * time.Second)
+	for _, n := range nodes[:3] {
+		require.Contains(t, n.knownIDs(), d.id.String(), "%s should still know %s before the reconnect timeout", n.id, d.id)
+	}
+	s.advance(3 * time.Second)
+	for _, n := range nodes[:3] {
+		require.NotContains(t, n.knownIDs(), d.id.String(), "%s should forget %s after the reconnect timeout", n.id, d.id)
+		require.Equal(t, []string{"up " + d.id.String(), "down " + d.id.String() + " connection_closed"}, n.eventsAbout(d),
+			"%s: forgetting is silent", n.id)
+	}
+	forgottenAt := s.now
+
+	// Stale gossip naming the forgotten incarnation brings nothing back.
+	s.inject(b, a, &Message{Update: &Update{Full: true, ReplyRequested: true, Entries: []MemberEntry{
+		{ID: nodes[1].id, Incarnation: nodes[1].core.incarnation},
+		{ID: nodes[2].id, Incarnation: nodes[2].core.incarnation},
+		{ID: d.id, Incarnation: oldInc},
+	}}})
+	s.advance(30 * time.Second)
+	for _, n := range nodes[:3] {
+		require.NotContains(t, n.knownIDs(), d.id.String(), "%s: stale gossip must not revive a forgotten node", n.id)
+		for _, at := range n.dialsTo(d.id.Address()) {
+			require.True(t, at.Before(forgottenAt), "%s dialled forgotten %s at +%v after the crash", n.id, d.id, at.Sub(crashedAt))
+		}
+	}
+	s.requireFullMesh(nodes[:3]...)
+
+	// A new incarnation of the forgotten node is welcome again.
+	d = d.restart()
+	s.advance(3 * time.Second)
+	s.requireFullMesh(nodes[0], nodes[1], nodes[2], d)
+	for _, n := range nodes[:3] {
+		require.Equal(t, []string{"up " + d.id.String(), "down " + d.id.String() + " connection_closed", "up " + d.id.String()},
+			n.eventsAbout(d), "%s: the restarted node is up again", n.id)
+	}
+}
+
+func TestCoreMixedHeartbeatSettingsNeverMisjudge(t *testing.T) {
+	s := newSim(t)
+	fastCfg := simConfig("fast")
+	fastCfg.HeartbeatInterval = 300 * time.Millisecond
+	slowCfg := simConfig("slow", "127.0.0.1:4001")
+	slowCfg.HeartbeatInterval = 2 * time.Second
+	fast := s.add(simID("fast", 4001), fastCfg)
+	slow := s.add(simID("slow", 4002), slowCfg)
+	mid := s.add(simID("mid", 4003), simConfig("mid", "127.0.0.1:4002"))
+	all := []*simNode{fast, slow, mid}
+	s.advance(60 * time.Second)
+	s.requireFullMesh(all...)
+	for _, n := range all {
+		requireOneUpEach(t, n, all)
+	}
+
+	// Each still detects the other within its own pace: 3 × the peer's interval.
+	fast.frozen = true
+	frozenAt := s.now
+	s.advanceUntil(2*time.Second, func() bool { return hasDown(slow, fast) && hasDown(mid, fast) }, "a frozen fast node is detected quickly")
+	for _, n := range []*simNode{slow, mid} {
+		ev := lastDown(t, n, fast)
+		require.Equal(t, ReasonHeartbeatTimeout, ev.Reason)
+		require.GreaterOrEqual(t, ev.Time.Sub(ev.Node.LastHeartbeat), 900*time.Millisecond, "%s: 3 × 300ms of silence first", n.id)
+		require.LessOrEqual(t, ev.Time.Sub(frozenAt), 900*time.Millisecond+10*time.Millisecond, "%s: within 3 × 300ms", n.id)
+	}
+	fast.frozen = false
+	s.advanceUntil(10*time.Second, func() bool { return s.fullMesh(all...) }, "fast comes back")
+	s.advance(5 * time.Second)
+
+	slow.frozen = true
+	frozenAt = s.now
+	fastSeen, midSeen := len(fast.events), len(mid.events)
+	s.advance(4 * time.Second)
+	require.False(t, hasDownSince(fast, slow, fastSeen), "fast must allow the slow node 3 × 2s, not 3 × 300ms")
+	s.advanceUntil(3*time.Second, func() bool { return hasDownSince(fast, slow, fastSeen) && hasDownSince(mid, slow, midSeen) },
+		"a frozen slow node is detected")
+	for _, n := range []*simNode{fast, mid} {
+		ev := lastDown(t, n, slow)
+		require.Equal(t, ReasonHeartbeatTimeout, ev.Reason)
+		require.GreaterOrEqual(t, ev.Time.Sub(ev.Node.LastHeartbeat), 6*time.Second, "%s: 3 × 2s of silence first", n.id)
+		require.LessOrEqual(t, ev.Time.Sub(frozenAt), 6*time.Second+10*time.Millisecond, "%s: within 3 × 2s", n.id)
+	}
+	for _, n := range all {
+		requireAlternating(t, n)
+	}
+}
+
+func TestCoreOneWayCutIsOneDownEachSideThenHeals(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 3)
+	a, c := nodes[0], nodes[2]
+	s.advance(3 * time.Second)
+	// c's messages to a are lost; a's still reach c. a stops hearing c and closes the stream.
+	s.cutOneWay(c, a, true)
+	s.advance(10 * time.Second)
+	require.Equal(t, []string{"up " + c.id.String(), "down " + c.id.String() + " heartbeat_timeout"}, a.eventsAbout(c),
+		"a stops hearing c: heartbeat_timeout, once")
+	require.Equal(t, []string{"up " + a.id.String(), "down " + a.id.String() + " connection_closed"}, c.eventsAbout(a),
+		"c sees a close the stream: connection_closed, once")
+	require.Equal(t, []string{nodes[1].id.String()}, a.connectedIDs(), "a still sees b")
+	require.Equal(t, []string{nodes[1].id.String()}, c.connectedIDs(), "c still sees b")
+	require.Equal(t, []string{a.id.String(), c.id.String()}, nodes[1].connectedIDs(), "b is untouched by the cut")
+	s.cutOneWay(c, a, false)
+	s.advanceUntil(10*time.Second, func() bool { return s.fullMesh(nodes...) }, "the link is back")
+	s.advance(10 * time.Second)
+	for _, n := range nodes {
+		requireAlternating(t, n)
+	}
+	require.Len(t, a.eventsAbout(c), 3)
+	require.Len(t, c.eventsAbout(a), 3)
+}

@@ -1,0 +1,230 @@
+package membership
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// heartbeatsTo returns the heartbeats n sent to peer from since on.
+func heartbeatsTo(n, peer *simNode, since time.Time) []*Heartbeat {
+	var out []*Heartbeat
+	for _, m := range n.sent {
+		if m.to == peer && m.msg.Heartbeat != nil && !m.at.Before(since) {
+			out = append(out, m.msg.Heartbeat)
+		}
+	}
+	return out
+}
+
+// sentSince returns the messages n sent from since on.
+func sentSince(n *simNode, since time.Time) []simSent {
+	var out []simSent
+	for _, m := range n.sent {
+		if !m.at.Before(since) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func TestCoreAttributesReachEveryPeerWithTheNextHeartbeat(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 4)
+	a := nodes[0]
+	s.advance(5 * time.Second)
+	for _, peer := range nodes[1:] {
+		for _, hb := range heartbeatsTo(a, peer, time.Time{}) {
+			require.Nil(t, hb.Attributes, "a heartbeat to %s repeats attributes the handshake already carried", peer.id)
+		}
+	}
+
+	changedAt := s.now
+	a.core.setAttributes(5, map[string]string{"role": "db"})
+	took := s.advanceUntil(a.cfg.HeartbeatInterval+10*time.Millisecond, func() bool {
+		for _, peer := range nodes[1:] {
+			info, _ := peer.info(a)
+			if info.ProcessCount != 5 || info.Metadata["role"] != "db" {
+				return false
+			}
+		}
+		return true
+	}, "every peer should see a's new process count and metadata with its next heartbeat")
+	t.Logf("attributes spread in %v", took)
+
+	s.advance(5 * time.Second)
+	for _, peer := range nodes[1:] {
+		hbs := heartbeatsTo(a, peer, changedAt)
+		require.GreaterOrEqual(t, len(hbs), 5)
+		require.NotNil(t, hbs[0].Attributes, "the first heartbeat to %s after the change carries the attributes", peer.id)
+		require.Equal(t, map[string]string{"role": "db"}, hbs[0].Attributes.Metadata)
+		require.Equal(t, 5, hbs[0].ProcessCount)
+		for i, hb := range hbs[1:] {
+			require.Nil(t, hb.Attributes, "heartbeat %d to %s repeats unchanged attributes", i+1, peer.id)
+			require.Equal(t, 5, hb.ProcessCount)
+		}
+	}
+
+	// A process-count-only change (the seed's setProcessCount) spreads the same way.
+	changedAt = s.now
+	a.core.setAttributes(9, map[string]string{"role": "db"})
+	s.advance(a.cfg.HeartbeatInterval + 10*time.Millisecond)
+	for _, peer := range nodes[1:] {
+		info, _ := peer.info(a)
+		require.Equal(t, 9, info.ProcessCount, "%s should see the new process count", peer.id)
+		require.Equal(t, map[string]string{"role": "db"}, info.Metadata)
+		require.NotNil(t, heartbeatsTo(a, peer, changedAt)[0].Attributes)
+	}
+	// A node joining later gets the current attributes in the handshake.
+	late := s.add(simID("late", 4100), simConfig("late", "127.0.0.1:4001"))
+	info, _ := late.info(a)
+	require.Equal(t, 9, info.ProcessCount)
+	require.Equal(t, map[string]string{"role": "db"}, info.Metadata)
+}
+
+func TestCoreDigestMismatchSyncsTheView(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 3)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	s.advance(5 * time.Second)
+	// Only a learns of ghost (a node that is not running): nothing is pushed to b or c.
+	ghost := MustParseNodeID(simID("ghost", 4999))
+	a.core.merge(s.now, []MemberEntry{{ID: ghost, Incarnation: 42}})
+	a.core.runDials(s.now)
+	a.flush()
+	s.settle()
+	require.Contains(t, a.knownIDs(), ghost.String())
+	require.NotContains(t, b.knownIDs(), ghost.String())
+	require.NotEqual(t, a.core.viewDigest(), b.core.viewDigest())
+
+	took := s.advanceUntil(4*a.cfg.HeartbeatInterval, func() bool {
+		return slicesContain(b.knownIDs(), ghost.String()) && slicesContain(c.knownIDs(), ghost.String())
+	}, "b and c should learn of ghost from the digest mismatch within a few heartbeats")
+	t.Logf("view synced in %v", took)
+	require.Equal(t, a.core.viewDigest(), b.core.viewDigest())
+	require.Equal(t, a.core.viewDigest(), c.core.viewDigest())
+
+	// Converged: no more view traffic.
+	s.advance(5 * time.Second)
+	for _, n := range nodes {
+		require.Equal(t, []string{"down " + ghost.String() + " connection_refused"}, n.eventsAboutID(ghost),
+			"%s should report the unreachable node refused once", n.id)
+	}
+	since := s.now
+	s.advance(20 * time.Second)
+	for _, n := range nodes {
+		for _, m := range sentSince(n, since) {
+			require.Nil(t, m.msg.Update, "%s keeps sending view updates after convergence", n.id)
+		}
+	}
+	s.requireFullMesh(nodes...)
+}
+
+// slicesContain reports whether list holds s.
+func slicesContain(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCoreSteadyStateHeartbeatDoesNotGrowWithClusterSize(t *testing.T) {
+	measure := func(count int) (maxSize int, perStreamPerSecond float64) {
+		s := newSim(t)
+		nodes := newCluster(s, count)
+		s.advance(5 * time.Second)
+		since := s.now
+		s.advance(10 * time.Second)
+		msgs := 0
+		for _, n := range nodes {
+			for _, m := range sentSince(n, since) {
+				require.NotNil(t, m.msg.Heartbeat, "%d nodes: %s sent a non-heartbeat message in steady state: %+v", count, n.id, m.msg)
+				require.Nil(t, m.msg.Heartbeat.Attributes, "unchanged attributes must not ride on heartbeats")
+				hb := *m.msg.Heartbeat
+				hb.ViewDigest = 0 // a fixed-width hash; its decimal text length varies
+				raw, err := json.Marshal(hb)
+				require.NoError(t, err)
+				maxSize = max(maxSize, len(raw))
+				msgs++
+			}
+		}
+		streams := count * (count - 1)
+		return maxSize, float64(msgs) / float64(streams) / 10
+	}
+	small, smallRate := measure(3)
+	large, largeRate := measure(24)
+	require.Equal(t, small, large, "a steady-state heartbeat must be the same size in a 3-node and a 24-node cluster")
+	for _, rate := range []float64{smallRate, largeRate} {
+		require.InDelta(t, 1.08, rate, 0.1, "about one heartbeat per stream per interval (jittered)")
+	}
+}
+
+func TestCoreIdentityIsBoundToTheStream(t *testing.T) {
+	cases := map[string]func(b, c *simNode) *Message{
+		"heartbeat for another node": func(b, c *simNode) *Message {
+			return &Message{Heartbeat: &Heartbeat{ID: c.id, AttributesVersion: 1}}
+		},
+		"leave for another node": func(b, c *simNode) *Message {
+			return &Message{Leave: &Leave{ID: c.id, Incarnation: c.core.incarnation}}
+		},
+		"second hello as another node": func(b, c *simNode) *Message {
+			return &Message{Hello: c.core.hello(b.s.now)}
+		},
+	}
+	for name, craft := range cases {
+		t.Run(name, func(t *testing.T) {
+			s := newSim(t)
+			nodes := newCluster(s, 3)
+			a, b, c := nodes[0], nodes[1], nodes[2]
+			s.advance(3 * time.Second)
+			sentBefore, eventsBefore := len(a.sent), len(a.events)
+
+			s.inject(b, a, craft(b, c))
+
+			var rejected bool
+			for _, m := range a.sent[sentBefore:] {
+				if m.to == b && m.msg.Reject != nil {
+					require.Equal(t, RejectBadMessage, m.msg.Reject.Reason)
+					rejected = true
+				}
+			}
+			require.True(t, rejected, "a should reject the stream that spoke for another node")
+			require.Equal(t, []string{"down " + b.id.String() + " connection_closed"}, eventLines(a.eventsSince(eventsBefore)),
+				"a should close b's stream (connection_closed for b) and report nothing about c")
+			require.Contains(t, a.connectedIDs(), c.id.String(), "c is still connected to a")
+			require.NotContains(t, a.core.tombs, c.id, "c must not be tombstoned on b's word")
+
+			s.advance(10 * time.Second)
+			s.requireFullMesh(nodes...)
+			require.Equal(t, []string{"up " + c.id.String()}, a.eventsAbout(c), "a: nothing ever happened to c")
+			for _, n := range nodes {
+				requireAlternating(t, n)
+				for _, line := range n.eventLog() {
+					require.NotContains(t, line, "graceful_shutdown", "%s: no one left", n.id)
+				}
+			}
+		})
+	}
+}
+
+func TestCoreGossipCannotTakeDownALiveStream(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 3)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	s.advance(3 * time.Second)
+	events := len(a.events)
+	s.inject(b, a, &Message{Update: &Update{Entries: []MemberEntry{{ID: c.id, Incarnation: c.core.incarnation, Left: true}}}})
+	s.advance(10 * time.Second)
+	require.Empty(t, a.eventsSince(events), "a's live stream to c outranks b's word that c left")
+	s.requireFullMesh(nodes...)
+}
+
+// eventLines renders events like simNode.eventLog.
+func eventLines(events []Event) []string {
+	n := &simNode{events: events}
+	return n.eventLog()
+}

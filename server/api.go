@@ -1,0 +1,151 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/membership"
+)
+
+// DefaultWatchBuffer is how many events a watcher may fall behind before it is cut off.
+const DefaultWatchBuffer = 1024
+
+// apiService serves the public MembershipService.
+type apiService struct {
+	clusterv1.UnimplementedMembershipServiceServer
+	cluster     *membership.Cluster
+	watchBuffer int
+	watchers    func(delta int)
+}
+
+// apiError maps engine errors to gRPC status codes, in one place.
+func apiError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, membership.ErrNotRunning):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, membership.ErrNodeNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, membership.ErrInvalidNodeID):
+		return status.Error(codes.InvalidArgument, err.Error())
+	default:
+		return status.Error(codes.Internal, err.Error())
+	}
+}
+
+// GetLocalNode returns this node's info, status and uptime.
+func (s *apiService) GetLocalNode(context.Context, *clusterv1.GetLocalNodeRequest) (*clusterv1.GetLocalNodeResponse, error) {
+	resp := &clusterv1.GetLocalNodeResponse{Status: toClusterStatus(s.cluster.Status())}
+	info, err := s.cluster.LocalNode()
+	if err != nil {
+		id := s.cluster.LocalID()
+		resp.Node = &clusterv1.NodeInfo{Id: id.String(), Name: id.Name(), Host: id.Host(), Port: uint32(id.Port()), Status: clusterv1.NodeStatus_NODE_STATUS_DISCONNECTED}
+		return resp, nil
+	}
+	resp.Node = toNodeInfo(info)
+	resp.Uptime = durationpb.New(info.Uptime)
+	return resp, nil
+}
+
+// ListNodes returns the known (or connected) nodes.
+func (s *apiService) ListNodes(_ context.Context, req *clusterv1.ListNodesRequest) (*clusterv1.ListNodesResponse, error) {
+	list := s.cluster.Nodes
+	if req.GetConnectedOnly() {
+		list = s.cluster.ConnectedNodes
+	}
+	nodes, err := list()
+	if err != nil {
+		return nil, apiError(err)
+	}
+	return &clusterv1.ListNodesResponse{Nodes: toNodeInfos(nodes)}, nil
+}
+
+// GetNode returns one node by id.
+func (s *apiService) GetNode(_ context.Context, req *clusterv1.GetNodeRequest) (*clusterv1.GetNodeResponse, error) {
+	id, err := membership.ParseNodeID(req.GetId())
+	if err != nil {
+		return nil, apiError(err)
+	}
+	info, err := s.cluster.Node(id)
+	if err != nil {
+		return nil, apiError(err)
+	}
+	return &clusterv1.GetNodeResponse{Node: toNodeInfo(info)}, nil
+}
+
+// GetHealth returns the health report.
+func (s *apiService) GetHealth(context.Context, *clusterv1.GetHealthRequest) (*clusterv1.GetHealthResponse, error) {
+	h := s.cluster.Health()
+	return &clusterv1.GetHealthResponse{
+		Status:              toHealthStatus(h.Status),
+		ConnectedNodes:      uint32(h.Connected),
+		KnownNodes:          uint32(h.Known),
+		AvailabilityPercent: h.AvailabilityPercent,
+		RecentEvents:        toEvents(h.RecentEvents),
+		Uptime:              durationpb.New(h.Uptime),
+		RecentDownCount:     uint32(h.RecentDowns),
+		RecentWindow:        durationpb.New(h.Window),
+		Message:             h.Message,
+	}, nil
+}
+
+// WatchEvents streams events: the snapshot first if asked, then every event in order. A
+// watcher that falls more than the buffer behind is cut off with RESOURCE_EXHAUSTED; the
+// engine never waits for it. The stream ends with UNAVAILABLE when the node stops.
+func (s *apiService) WatchEvents(req *clusterv1.WatchEventsRequest, stream grpc.ServerStreamingServer[clusterv1.WatchEventsResponse]) error {
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+	events := make(chan membership.Event, s.watchBuffer)
+	errOverflow := status.Errorf(codes.ResourceExhausted, "watcher fell more than %d events behind and was cut off; reconnect with snapshot to resync", s.watchBuffer)
+	nodes, clusterStatus, lastSeq, unsubscribe := s.cluster.Watch(func(e membership.Event) {
+		select {
+		case events <- e:
+		default:
+			cancel(errOverflow)
+		}
+	})
+	defer unsubscribe()
+	s.watchers(1)
+	defer s.watchers(-1)
+	if err := stream.SendHeader(metadata.Pairs("x-watch-registered", "true")); err != nil {
+		return err
+	}
+	if req.GetSnapshot() {
+		snap := &clusterv1.Event{
+			Time:     timestamppb.Now(),
+			Sequence: lastSeq,
+			Kind: &clusterv1.Event_Snapshot{Snapshot: &clusterv1.Snapshot{
+				Nodes: toNodeInfos(nodes), Status: toClusterStatus(clusterStatus),
+			}},
+		}
+		if err := stream.Send(&clusterv1.WatchEventsResponse{Event: snap}); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			if cause := context.Cause(ctx); errors.Is(cause, errOverflow) {
+				return errOverflow
+			}
+			return status.FromContextError(ctx.Err()).Err()
+		case e := <-events:
+			if err := stream.Send(&clusterv1.WatchEventsResponse{Event: toEvent(e)}); err != nil {
+				return err
+			}
+			if e.Type == membership.EventStatusChange && e.Current == membership.ClusterStopped {
+				return status.Error(codes.Unavailable, fmt.Sprintf("node %s stopped", s.cluster.LocalID()))
+			}
+		}
+	}
+}

@@ -1,0 +1,79 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/membership"
+)
+
+// newGRPCServer builds the node's gRPC server: PeerService behind the HMAC interceptor, the
+// public MembershipService behind recovery and logging, plus health and reflection.
+func (n *Node) newGRPCServer() *grpc.Server {
+	recover := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		n.logger.Error("panic in gRPC handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		return status.Error(codes.Internal, "internal error")
+	})
+	logger := logging.LoggerFunc(func(ctx context.Context, level logging.Level, msg string, fields ...any) {
+		n.logger.Log(ctx, slog.Level(level), msg, fields...)
+	})
+	logged := selector.MatchFunc(func(_ context.Context, meta interceptors.CallMeta) bool {
+		return meta.Service == clusterv1.MembershipService_ServiceDesc.ServiceName
+	})
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(apiLogLevel)}
+	server := grpc.NewServer(
+		grpc.MaxRecvMsgSize(n.opts.maxPeerMessageBytes),
+		grpc.ChainUnaryInterceptor(
+			recovery.UnaryServerInterceptor(recover),
+			selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(logger, logOpts...), logged),
+		),
+		grpc.ChainStreamInterceptor(
+			recovery.StreamServerInterceptor(recover),
+			selector.StreamServerInterceptor(logging.StreamServerInterceptor(logger, logOpts...), logged),
+			n.auth.serverInterceptor(),
+		),
+	)
+	clusterv1.RegisterPeerServiceServer(server, &peerService{cluster: n.Cluster})
+	clusterv1.RegisterMembershipServiceServer(server, &apiService{cluster: n.Cluster, watchBuffer: DefaultWatchBuffer, watchers: func(int) {}})
+	healthpb.RegisterHealthServer(server, n.health)
+	reflection.Register(server)
+	return server
+}
+
+// apiLogLevel logs successful API calls at debug level and failures at warn.
+func apiLogLevel(code codes.Code) logging.Level {
+	switch code {
+	case codes.OK, codes.Canceled, codes.NotFound, codes.InvalidArgument:
+		return logging.LevelDebug
+	default:
+		return logging.LevelWarn
+	}
+}
+
+// trackHealth keeps grpc.health.v1 in step with the node's status: SERVING while running.
+func (n *Node) trackHealth() {
+	n.health = health.NewServer()
+	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	n.OnStatusChange(func(_, current membership.ClusterStatus) {
+		s := healthpb.HealthCheckResponse_NOT_SERVING
+		if current == membership.ClusterRunning {
+			s = healthpb.HealthCheckResponse_SERVING
+		}
+		n.health.SetServingStatus("", s)
+		n.health.SetServingStatus(clusterv1.MembershipService_ServiceDesc.ServiceName, s)
+	})
+}
