@@ -24,6 +24,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "starting seed1 ($S1), worker1 ($W1, seeds seed1), worker2 ($W2, seeds worker1 only)"
 agent seed1 "$BASE" ""
+for _ in $(seq 50); do "$NODE" members --addr "$S1" >/dev/null 2>&1 && break; sleep 0.1; done
 agent worker1 $((BASE + 1)) "seed1@$S1"
 agent worker2 $((BASE + 2)) "$W1"
 
