@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,4 +58,81 @@ func TestFrozenNodeReportsHeartbeatTimeoutAndRecovers(t *testing.T) {
 	b.Thaw()
 	require.Eventually(t, func() bool { return ra.ups(b.LocalID()) == 1 }, 10*time.Second, 10*time.Millisecond, "a should see b up again after thaw")
 	requireFullMesh(t, 5*time.Second, a, b)
+}
+
+func TestThirtyTwoNodesFormThroughOneSeed(t *testing.T) {
+	seed := startNode(t, testConfig("seed"))
+	nodes := []*Node{seed}
+	for i := 1; i < 32; i++ {
+		nodes = append(nodes, startNode(t, testConfig(fmt.Sprintf("n%02d", i), seed.LocalID().String())))
+	}
+	requireFullMesh(t, 30*time.Second, nodes...)
+}
+
+func TestRestartWithSameIDIsDownThenUp(t *testing.T) {
+	a := startNode(t, testConfig("a"))
+	b := startNode(t, testConfig("b", a.LocalID().String()))
+	requireFullMesh(t, 5*time.Second, a, b)
+	ra := record(a)
+	oldInfo, err := a.Node(b.LocalID())
+	require.NoError(t, err)
+	require.NoError(t, b.Kill())
+	require.NoError(t, b.Start(context.Background()), "a killed node restarts on the same port")
+	require.Eventually(t, func() bool { return ra.ups(b.LocalID()) == 1 }, 5*time.Second, 10*time.Millisecond, "a should see b's new incarnation up")
+	require.Equal(t, []membership.DownReason{membership.ReasonConnectionClosed}, ra.downs(b.LocalID()))
+	newInfo, err := a.Node(b.LocalID())
+	require.NoError(t, err)
+	require.Greater(t, newInfo.Incarnation, oldInfo.Incarnation, "a restart is a new incarnation")
+}
+
+func TestSimultaneousDialKeepsOneStreamWithoutSpuriousEvents(t *testing.T) {
+	// Two nodes on fixed ports seeded with each other, started at the same moment.
+	ports := freePorts(t, 2)
+	cfgA, cfgB := testConfig("a"), testConfig("b")
+	cfgA.Port, cfgB.Port = ports[0], ports[1]
+	cfgA.Seeds = []string{fmt.Sprintf("b@127.0.0.1:%d", ports[1])}
+	cfgB.Seeds = []string{fmt.Sprintf("a@127.0.0.1:%d", ports[0])}
+	var a, b *Node
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); a = startNode(t, cfgA) }()
+	go func() { defer wg.Done(); b = startNode(t, cfgB) }()
+	wg.Wait()
+	requireFullMesh(t, 10*time.Second, a, b)
+	ra, rb := record(a), record(b)
+	time.Sleep(3 * cfgA.HeartbeatInterval * time.Duration(cfgA.HeartbeatMissThreshold)) // a whole detection window passes
+	require.Empty(t, ra.downs(b.LocalID()), "no spurious down after the tie break")
+	require.Empty(t, rb.downs(a.LocalID()), "no spurious down after the tie break")
+	requireFullMesh(t, time.Second, a, b)
+}
+
+func TestUnreachableSeedReportsRefusedThenJoinsWhenItAppears(t *testing.T) {
+	port := freePorts(t, 1)[0]
+	seedID := fmt.Sprintf("seed@127.0.0.1:%d", port)
+	var mu sync.Mutex
+	var downs []membership.DownReason
+	cfg := testConfig("late", seedID)
+	cfg.ReconnectMaxDelay = 500 * time.Millisecond
+	late, err := Start(context.Background(), cfg, WithLogger(quietLogger()), WithEventHandler(func(e membership.Event) {
+		if e.Type == membership.EventNodeDown {
+			mu.Lock()
+			downs = append(downs, e.Reason)
+			mu.Unlock()
+		}
+	}))
+	require.NoError(t, err, "a node whose seeds are down still starts")
+	t.Cleanup(func() { _ = late.Stop(context.Background()) })
+	require.Equal(t, membership.ClusterRunning, late.Status())
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(downs) == 1 && downs[0] == membership.ReasonConnectionRefused
+	}, 5*time.Second, 10*time.Millisecond, "the unreachable seed is reported down with connection_refused")
+	seedCfg := testConfig("seed")
+	seedCfg.Port = port
+	seed := startNode(t, seedCfg)
+	requireFullMesh(t, 10*time.Second, late, seed)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, downs, 1, "redials of a node already down emit nothing")
 }

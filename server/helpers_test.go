@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -30,11 +31,7 @@ func testConfig(name string, seeds ...string) *membership.Config {
 // startNode starts a node and stops it when the test ends.
 func startNode(t *testing.T, cfg *membership.Config) *Node {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	n, err := Start(context.Background(), cfg, WithLogger(logger))
+	n, err := Start(context.Background(), cfg, WithLogger(quietLogger()))
 	require.NoError(t, err, "start %s", cfg.Name)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -44,9 +41,25 @@ func startNode(t *testing.T, cfg *membership.Config) *Node {
 	return n
 }
 
-type testWriter struct{ t *testing.T }
+// quietLogger discards logs.
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+// freePorts returns n loopback ports that were free a moment ago.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var listeners []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		listeners = append(listeners, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range listeners {
+		require.NoError(t, l.Close())
+	}
+	return ports
+}
 
 // recorder keeps the events a node published.
 type recorder struct {
