@@ -28,7 +28,9 @@ func (c *core) tick(now time.Time) {
 			continue
 		}
 		if !pc.nextBeat.After(coalesce) {
-			c.sendHeartbeat(pc)
+			if c.current(pc) {
+				c.sendHeartbeat(pc)
+			}
 			pc.nextBeat = now.Add(c.jitter(c.cfg.HeartbeatInterval))
 		}
 		c.wantWake(pc.nextBeat)
@@ -42,25 +44,28 @@ func (c *core) tick(now time.Time) {
 		}
 	}
 	for _, s := range c.seeds {
-		if !s.self && s.dial == 0 {
+		if !s.self && s.dial == 0 && c.connected == 0 { // seeds serve only a node cut off from all
 			c.wantDialAt(s.nextDial)
 		}
 	}
 	c.runDials(now)
 }
 
-// forgiveStall handles a wake-up that came much later than asked: the local process was
-// starved (CPU, a pause, a suspended VM), so the silence it measured is its own fault. Every
-// stream's silence clock is pushed forward by the stall, so no healthy peer is blamed.
+// forgiveStall handles a wake-up that came later than asked: the local process was slow
+// (CPU starvation, a pause, a suspended VM), so that part of the silence it measured is its
+// own fault. Every stream's silence clock is pushed forward by the delay, so a slow node does
+// not blame healthy peers; a long stall is logged.
 func (c *core) forgiveStall(now time.Time) {
 	if c.wakeAt.IsZero() {
 		return
 	}
 	late := now.Sub(c.wakeAt)
-	if late < max(c.cfg.HeartbeatInterval/4, 200*time.Millisecond) {
+	if late <= 0 {
 		return
 	}
-	c.log(slog.LevelWarn, "local node was stalled; extending peer deadlines", "stall", late.String())
+	if late >= max(c.cfg.HeartbeatInterval/4, 200*time.Millisecond) {
+		c.log(slog.LevelWarn, "local node was stalled; extending peer deadlines", "stall", late.String())
+	}
 	for _, pc := range c.conns {
 		if pc.lastRecv = pc.lastRecv.Add(late); pc.lastRecv.After(now) {
 			pc.lastRecv = now
@@ -223,6 +228,9 @@ func (c *core) dialFailed(now time.Time, pc *peerConn) {
 		return
 	}
 	m.dial = 0
+	if m.conn != 0 {
+		return // another stream to the node is up: nothing to redial
+	}
 	if pc.rejected == RejectDuplicateStream {
 		// The peer's own stream wins the tie; redial only if it never shows up.
 		m.nextDial = now.Add(c.dialGrace())
@@ -271,7 +279,7 @@ func (c *core) runDials(now time.Time) {
 
 // expire forgets nodes down for longer than the reconnect timeout and drops old tombstones.
 func (c *core) expire(now time.Time) {
-	for _, m := range c.sortedMembers() {
+	for _, m := range c.members {
 		if m.status != StatusDisconnected || m.dial != 0 {
 			continue
 		}

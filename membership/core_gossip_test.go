@@ -2,6 +2,7 @@ package membership
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -100,7 +101,7 @@ func TestCoreDigestMismatchSyncsTheView(t *testing.T) {
 	require.NotEqual(t, a.core.viewDigest(), b.core.viewDigest())
 
 	took := s.advanceUntil(4*a.cfg.HeartbeatInterval, func() bool {
-		return slicesContain(b.knownIDs(), ghost.String()) && slicesContain(c.knownIDs(), ghost.String())
+		return slices.Contains(b.knownIDs(), ghost.String()) && slices.Contains(c.knownIDs(), ghost.String())
 	}, "b and c should learn of ghost from the digest mismatch within a few heartbeats")
 	t.Logf("view synced in %v", took)
 	require.Equal(t, a.core.viewDigest(), b.core.viewDigest())
@@ -120,16 +121,6 @@ func TestCoreDigestMismatchSyncsTheView(t *testing.T) {
 		}
 	}
 	s.requireFullMesh(nodes...)
-}
-
-// slicesContain reports whether list holds s.
-func slicesContain(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func TestCoreSteadyStateHeartbeatDoesNotGrowWithClusterSize(t *testing.T) {

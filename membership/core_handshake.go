@@ -76,8 +76,9 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 // resolveDuplicate settles an incoming handshake from a node that already has a stream.
 // It reports whether pc goes on to be established.
 func (c *core) resolveDuplicate(now time.Time, pc *peerConn, m *member, h *Hello) bool {
-	if m.dial != 0 && m.dial != pc.id {
-		// Simultaneous dial: both sides keep the stream opened by the smaller id.
+	if m.dial != 0 && m.dial != pc.id && !pc.outbound {
+		// Simultaneous dial: both sides keep the stream opened by the smaller id. (When pc is
+		// outbound too, both streams are this node's own: the peer picks, see below.)
 		if c.self.Compare(h.ID) < 0 {
 			c.reject(now, pc, RejectDuplicateStream, "the stream dialled by the smaller id wins")
 			return false
@@ -88,12 +89,19 @@ func (c *core) resolveDuplicate(now time.Time, pc *peerConn, m *member, h *Hello
 	if m.conn != 0 && m.conn != pc.id {
 		if m.incarnation == h.Incarnation {
 			// Two live streams of one incarnation: keep the one the smaller id opened, as
-			// the peer does. A new stream from the smaller id means it saw the old one fail.
+			// the peer does. A new stream from the smaller id means it saw the old one fail,
+			// or reached this node twice at once (a seed and a member, two seed addresses).
 			if !c.openedBySmaller(pc, h.ID) {
 				c.reject(now, pc, RejectDuplicateStream, "a stream between the two nodes already exists")
 				return false
 			}
-			c.dropConn(m.conn)
+			if pc.outbound {
+				// The peer answered on the new stream, so it has moved to it: drop the old.
+				c.dropConn(m.conn)
+			}
+			// The accepting side leaves the old stream open but unused: closing it could
+			// reach the peer before the hello on the new stream and break its live stream.
+			// The peer drops it on that hello; a dead one goes silent and times out.
 			m.conn = 0
 		} else {
 			// A restarted node replaces its old incarnation at once: down, then up.
@@ -109,6 +117,14 @@ func (c *core) resolveDuplicate(now time.Time, pc *peerConn, m *member, h *Hello
 func (c *core) openedBySmaller(pc *peerConn, peer NodeID) bool {
 	selfSmaller := c.self.Compare(peer) < 0
 	return pc.outbound == selfSmaller
+}
+
+// current reports whether pc is its peer's stream. A stream left open but unused after the
+// peer moved to a newer one gets no heartbeats, so it goes silent and times out if the peer
+// does not drop it first.
+func (c *core) current(pc *peerConn) bool {
+	m := c.members[pc.peer]
+	return m != nil && m.conn == pc.id
 }
 
 // dropPlaceholder forgets a seed's announced id that turned out to be another node's address.
@@ -128,6 +144,9 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 	}
 	if m.dial == pc.id {
 		m.dial = 0
+	}
+	if sd := pc.seed; sd != nil && sd.dial == pc.id {
+		sd.dial, sd.attempts = 0, 0 // reached: dialled again only once cut off from everyone
 	}
 	if fresh {
 		m.incarnation = h.Incarnation

@@ -180,3 +180,35 @@ func TestCoreLocalIDNeverListed(t *testing.T) {
 	require.NotContains(t, a.knownIDs(), a.id.String())
 	s.requireFullMesh(a, b, c)
 }
+
+func TestCoreSeedReachedTwiceAtOnceIsOneUp(t *testing.T) {
+	// A node that reaches the same peer over two streams at once (the seed listed by address
+	// and by id, or under two addresses) must see it up once, never down.
+	cases := map[string]struct {
+		dialer, seed string
+		aliases      bool // seeds: two addresses of the seed, else its address and its id
+	}{
+		"smaller dials, address and id": {"aaa", "zzz", false},
+		"larger dials, address and id":  {"zzz", "aaa", false},
+		"smaller dials, two addresses":  {"aaa", "zzz", true},
+		"larger dials, two addresses":   {"zzz", "aaa", true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			s := newSim(t)
+			s.aliases["seed.local:4000"] = "127.0.0.1:4000"
+			seeds := []string{"127.0.0.1:4000", tc.seed + "@127.0.0.1:4000"}
+			if tc.aliases {
+				seeds = []string{"127.0.0.1:4000", "seed.local:4000"}
+			}
+			seed := s.add(simID(tc.seed, 4000), nil)
+			dialer := s.add(simID(tc.dialer, 4001), simConfig(tc.dialer, seeds...))
+			s.advance(10 * time.Second)
+			s.requireFullMesh(seed, dialer)
+			require.Equal(t, []string{"up " + seed.id.String()}, dialer.eventLog(), "the dialler sees its seed up once")
+			require.Equal(t, []string{"up " + dialer.id.String()}, seed.eventLog(), "the seed sees the dialler up once")
+			require.Len(t, dialer.core.conns, 1, "one stream remains")
+			require.Len(t, seed.core.conns, 1, "one stream remains")
+		})
+	}
+}

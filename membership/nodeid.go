@@ -4,6 +4,7 @@
 package membership
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -376,8 +377,17 @@ func (id NodeID) IsZero() bool { return id == NodeID{} }
 
 // Compare orders ids by String(): -1 if id sorts before other, 0 if equal, +1
 // if after. It is a total order used for deterministic tie breaks.
+
+// Compare orders ids by name, then host, then port: a total order every node computes the
+// same way, used for deterministic tie breaks. It does not allocate.
 func (id NodeID) Compare(other NodeID) int {
-	return strings.Compare(id.String(), other.String())
+	if c := strings.Compare(id.name, other.name); c != 0 {
+		return c
+	}
+	if c := strings.Compare(id.host, other.host); c != 0 {
+		return c
+	}
+	return cmp.Compare(id.port, other.port)
 }
 
 // MarshalText implements encoding.TextMarshaler: the id's String() (empty for

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -23,6 +24,15 @@ type sim struct {
 	drop func(from, to *simNode, msg *Message) bool
 	// aliases maps extra dial addresses (e.g. "localhost:4001") to a node's address.
 	aliases map[string]string
+	// dialLatency, when set, delays the outcome of every dial by that much.
+	dialLatency time.Duration
+	later       []simLater // deliveries waiting for their time
+}
+
+// simLater is a delivery due at a later time.
+type simLater struct {
+	at time.Time
+	f  func()
 }
 
 // simNode is one incarnation of a node of the simulation. A restart creates a new simNode at
@@ -133,8 +143,9 @@ func (n *simNode) restart() *simNode {
 // crash kills the node: its streams break, no leave is sent.
 func (n *simNode) crash() {
 	n.up = false
-	for _, e := range n.ends {
-		n.s.closeEnd(e)
+	ids := slices.Sorted(maps.Keys(n.ends)) // in a fixed order, so runs repeat exactly
+	for _, id := range ids {
+		n.s.closeEnd(n.ends[id])
 	}
 	n.s.settle()
 }
@@ -209,7 +220,7 @@ func (s *sim) dial(n *simNode, id connID, addr string) {
 	if real, ok := s.aliases[addr]; ok {
 		addr = real
 	}
-	s.queue = append(s.queue, func() {
+	s.after(s.dialLatency, func() {
 		if end.closed || !n.up {
 			return
 		}
@@ -229,6 +240,15 @@ func (s *sim) dial(n *simNode, id connID, addr string) {
 		n.core.dialed(s.now, id)
 		n.flush()
 	})
+}
+
+// after queues f now, or at now+d when d is positive.
+func (s *sim) after(d time.Duration, f func()) {
+	if d <= 0 {
+		s.queue = append(s.queue, f)
+		return
+	}
+	s.later = append(s.later, simLater{at: s.now.Add(d), f: f})
 }
 
 // closeEnd closes e; the other end learns it after what was already queued, unless the link
@@ -277,6 +297,16 @@ func (s *sim) advance(d time.Duration) {
 // step moves time forward by one 10ms step.
 func (s *sim) step() {
 	s.now = s.now.Add(10 * time.Millisecond)
+	var keep []simLater
+	for _, l := range s.later {
+		if s.now.Before(l.at) {
+			keep = append(keep, l)
+		} else {
+			s.queue = append(s.queue, l.f)
+		}
+	}
+	s.later = keep
+	s.settle()
 	for _, n := range s.sortedNodes() {
 		if n.up && !n.frozen && !n.core.wakeAt.IsZero() && !s.now.Before(n.core.wakeAt) {
 			n.core.tick(s.now)
@@ -336,6 +366,19 @@ func (n *simNode) streamEnd(peer *simNode) *simEnd {
 		return nil
 	}
 	return e
+}
+
+// breakHalf makes n see its stream to peer fail while peer notices nothing (a half-open
+// stream): peer only learns from silence, or from n's next handshake.
+func (s *sim) breakHalf(n, peer *simNode) {
+	s.t.Helper()
+	e := n.streamEnd(peer)
+	require.NotNil(s.t, e, "breakHalf: %s has no stream to %s", n.id, peer.id)
+	e.closed = true
+	delete(n.ends, e.id)
+	n.core.closed(s.now, e.id)
+	n.flush()
+	s.settle()
 }
 
 // inject delivers msg to to as if from had sent it on their established (authenticated)

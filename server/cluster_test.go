@@ -61,10 +61,17 @@ func TestFrozenNodeReportsHeartbeatTimeoutAndRecovers(t *testing.T) {
 }
 
 func TestThirtyTwoNodesFormThroughOneSeed(t *testing.T) {
-	seed := startNode(t, testConfig("seed"))
+	// 32 nodes in one race-instrumented process on two cores: heartbeats at a pace such a
+	// process can keep while other test packages run beside it.
+	config := func(name string, seeds ...string) *membership.Config {
+		cfg := testConfig(name, seeds...)
+		cfg.HeartbeatInterval = time.Second
+		return cfg
+	}
+	seed := startNode(t, config("seed"))
 	nodes := []*Node{seed}
 	for i := 1; i < 32; i++ {
-		nodes = append(nodes, startNode(t, testConfig(fmt.Sprintf("n%02d", i), seed.LocalID().String())))
+		nodes = append(nodes, startNode(t, config(fmt.Sprintf("n%02d", i), seed.LocalID().String())))
 	}
 	requireFullMesh(t, 30*time.Second, nodes...)
 }

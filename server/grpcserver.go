@@ -35,18 +35,25 @@ func (n *Node) newGRPCServer() *grpc.Server {
 		return meta.Service == clusterv1.MembershipService_ServiceDesc.ServiceName
 	})
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(apiLogLevel)}
-	server := grpc.NewServer(
+	token := apiTokenAuth{token: []byte(n.opts.apiToken)}
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(n.opts.maxPeerMessageBytes),
 		grpc.ChainUnaryInterceptor(
 			recovery.UnaryServerInterceptor(recover),
 			selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(logger, logOpts...), logged),
+			token.unary(),
 		),
 		grpc.ChainStreamInterceptor(
 			recovery.StreamServerInterceptor(recover),
 			selector.StreamServerInterceptor(logging.StreamServerInterceptor(logger, logOpts...), logged),
+			token.stream(),
 			n.auth.serverInterceptor(),
 		),
-	)
+	}
+	if n.serverCreds != nil {
+		opts = append(opts, grpc.Creds(n.serverCreds))
+	}
+	server := grpc.NewServer(opts...)
 	clusterv1.RegisterPeerServiceServer(server, &peerService{cluster: n.Cluster})
 	clusterv1.RegisterMembershipServiceServer(server, &apiService{cluster: n.Cluster, watchBuffer: DefaultWatchBuffer, watchers: func(int) {}})
 	healthpb.RegisterHealthServer(server, n.health)

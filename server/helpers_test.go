@@ -11,6 +11,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
 
 	"github.com/meshnode/meshnode/membership"
 )
@@ -22,7 +27,7 @@ func testConfig(name string, seeds ...string) *membership.Config {
 	cfg.BindHost = "127.0.0.1"
 	cfg.Port = 0
 	cfg.Seeds = seeds
-	cfg.HeartbeatInterval = 200 * time.Millisecond
+	cfg.HeartbeatInterval = 300 * time.Millisecond
 	cfg.HeartbeatMissThreshold = 3
 	cfg.DialTimeout = 2 * time.Second
 	return cfg
@@ -134,4 +139,48 @@ func requireFullMesh(t *testing.T, timeout time.Duration, nodes ...*Node) {
 		}
 		return true
 	}, timeout, 10*time.Millisecond, "every node should see the other %d connected", len(nodes)-1)
+}
+
+// healthCheck asks grpc.health.v1 for the overall status.
+func healthCheck(t *testing.T, addr string) string {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	return resp.GetStatus().String()
+}
+
+// silentStream is a raw peer stream that never authenticates.
+type silentStream struct {
+	done chan struct{}
+}
+
+func (s *silentStream) closed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// openSilentPeerStream opens PeerService.Exchange without any interceptor and says nothing.
+func openSilentPeerStream(t *testing.T, addr string) *silentStream {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := clusterv1.NewPeerServiceClient(cc).Exchange(ctx)
+	require.NoError(t, err)
+	s := &silentStream{done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		_, _ = stream.Recv()
+	}()
+	t.Cleanup(func() { cancel(); <-s.done; _ = cc.Close() })
+	return s
 }

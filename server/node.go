@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 
@@ -28,6 +29,8 @@ type Node struct {
 	port   int
 	logger *slog.Logger
 	health *health.Server
+	// serverCreds are the TLS credentials of the port, nil for plaintext.
+	serverCreds credentials.TransportCredentials
 
 	mu       sync.Mutex
 	server   *grpc.Server
@@ -62,8 +65,18 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 		return nil, fmt.Errorf("local node id: %w", err)
 	}
 	n.auth = newPeerAuth(cfg.Secrets, cfg.HandshakeTimeout, o.maxPendingHandshakes, o.logger.With("node", id.String()))
+	dialCreds := insecure.NewCredentials()
+	if o.tls != nil {
+		serverTLS, dialTLS, err := o.tls.tlsConfigs()
+		if err != nil {
+			_ = listener.Close()
+			return nil, err
+		}
+		n.serverCreds = credentials.NewTLS(serverTLS)
+		dialCreds = credentials.NewTLS(dialTLS)
+	}
 	transport := &peerTransport{dialOptions: []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(dialCreds),
 		grpc.WithStreamInterceptor(n.auth.clientInterceptor()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxPeerMessageBytes)),
 	}}

@@ -22,6 +22,8 @@ type options struct {
 	maxPeerMessageBytes  int
 	maxPendingHandshakes int
 	handlers             []func(membership.Event)
+	apiToken             string
+	tls                  *TLSFiles
 }
 
 // Option customises Start.
@@ -46,3 +48,11 @@ func WithMaxPendingHandshakes(n int) Option { return func(o *options) { o.maxPen
 func WithEventHandler(handler func(membership.Event)) Option {
 	return func(o *options) { o.handlers = append(o.handlers, handler) }
 }
+
+// WithAPIToken requires token as a bearer token on every MembershipService call (checked in
+// constant time). Health and reflection stay open.
+func WithAPIToken(token string) Option { return func(o *options) { o.apiToken = token } }
+
+// WithTLS serves the port (peers and API) over TLS and dials peers with TLS; mutual when
+// files.CAFile is set.
+func WithTLS(files TLSFiles) Option { return func(o *options) { o.tls = &files } }

@@ -173,14 +173,17 @@ func (a *peerAuth) clientHandshake(cs grpc.ClientStream) (*session, error) {
 		return nil, err
 	}
 	sess.nonceS = auth.GetNonce()
-	if err := sess.verifyProof(auth.GetProof()); err != nil {
-		return nil, err
-	}
+	verified := sess.verifyProof(auth.GetProof())
 	if a.ring.enabled() {
+		// The proof goes out even when the server's failed, so the server can tell a wrong
+		// secret from a broken stream; an HMAC under the wrong key reveals nothing.
 		proof := &clusterv1.ExchangeRequest{Auth: &clusterv1.AuthFrame{Version: authVersion, SecretConfigured: true, Proof: sess.localProof()}}
-		if err := cs.SendMsg(proof); err != nil {
+		if err := cs.SendMsg(proof); err != nil && verified == nil {
 			return nil, fmt.Errorf("sending proof: %w", err)
 		}
+	}
+	if verified != nil {
+		return nil, verified
 	}
 	return sess, nil
 }

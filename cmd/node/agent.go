@@ -43,7 +43,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 
-	node, err := server.Start(ctx, cfg, server.WithLogger(logger), server.WithEventHandler(eventLogger(logger)))
+	extra, err := f.serverOptions()
+	if err != nil {
+		fmt.Fprintf(stderr, "node agent: %v\n", err)
+		return exitConfig
+	}
+	opts := append([]server.Option{server.WithLogger(logger), server.WithEventHandler(eventLogger(logger))}, extra...)
+	node, err := server.Start(ctx, cfg, opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "node agent: %v\n", err)
 		var ce *membership.ConfigError

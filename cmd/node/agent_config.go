@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshnode/meshnode/membership"
+	"github.com/meshnode/meshnode/server"
 )
 
 // agentFlags are the options of `node agent`.
@@ -17,6 +18,7 @@ type agentFlags struct {
 	name, host, port, advertise, seeds       *setting
 	secretFile, interval, threshold          *setting
 	metadata, processCount, logFormat, level *setting
+	token, tlsCert, tlsKey, tlsCA            *setting
 }
 
 func newAgentFlags() *agentFlags {
@@ -36,6 +38,10 @@ func newAgentFlags() *agentFlags {
 		processCount: s.str("process-count", "CLUSTER_PROCESS_COUNT", "0", "process count advertised to peers"),
 		logFormat:    s.str("log-format", "LOG_FORMAT", "text", "log format: text or json"),
 		level:        s.str("log-level", "LOG_LEVEL", "info", "log level: debug, info, warn or error"),
+		token:        s.str("token", "CLUSTER_API_TOKEN", "", "require this bearer token on the public API"),
+		tlsCert:      s.str("tls-cert", "CLUSTER_TLS_CERT", "", "PEM certificate: serve and dial peers over TLS"),
+		tlsKey:       s.str("tls-key", "CLUSTER_TLS_KEY", "", "PEM private key of --tls-cert"),
+		tlsCA:        s.str("tls-ca", "CLUSTER_TLS_CA", "", "PEM CA: mutual TLS, peers and clients must present a certificate it signed"),
 	}
 }
 
@@ -153,4 +159,19 @@ func parseMetadata(s string) (map[string]string, error) {
 		md[strings.TrimSpace(k)] = strings.TrimSpace(v)
 	}
 	return md, nil
+}
+
+// serverOptions returns the server options the flags ask for beyond the membership config.
+func (f *agentFlags) serverOptions() ([]server.Option, error) {
+	var opts []server.Option
+	if f.token.value != "" {
+		opts = append(opts, server.WithAPIToken(f.token.value))
+	}
+	if f.tlsCert.value != "" || f.tlsKey.value != "" || f.tlsCA.value != "" {
+		if f.tlsCert.value == "" || f.tlsKey.value == "" {
+			return nil, fmt.Errorf("TLS needs both --tls-cert and --tls-key")
+		}
+		opts = append(opts, server.WithTLS(server.TLSFiles{CertFile: f.tlsCert.value, KeyFile: f.tlsKey.value, CAFile: f.tlsCA.value}))
+	}
+	return opts, nil
 }

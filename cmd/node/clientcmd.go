@@ -14,17 +14,20 @@ import (
 
 // clientFlags are the options every client command takes.
 type clientFlags struct {
-	s     *settings
-	addr  *setting
-	token *setting
+	s                      *settings
+	addr, token            *setting
+	tlsCA, tlsCert, tlsKey *setting
 }
 
 func newClientFlags(name string) *clientFlags {
 	s := newSettings(name)
 	return &clientFlags{
-		s:     s,
-		addr:  s.str("addr", "CLUSTER_ADDR", client.DefaultAddr, "address of the node to ask"),
-		token: s.str("token", "CLUSTER_API_TOKEN", "", "bearer token for the node's API"),
+		s:       s,
+		addr:    s.str("addr", "CLUSTER_ADDR", client.DefaultAddr, "address of the node to ask"),
+		token:   s.str("token", "CLUSTER_API_TOKEN", "", "bearer token for the node's API"),
+		tlsCA:   s.str("tls-ca", "CLUSTER_TLS_CA", "", "PEM CA to verify the node's certificate: dial with TLS"),
+		tlsCert: s.str("tls-cert", "CLUSTER_TLS_CERT", "", "PEM client certificate, for mutual TLS"),
+		tlsKey:  s.str("tls-key", "CLUSTER_TLS_KEY", "", "PEM private key of --tls-cert"),
 	}
 }
 
@@ -41,6 +44,14 @@ func (f *clientFlags) dial(args []string, stderr io.Writer) (*client.Client, int
 	var opts []client.Option
 	if f.token.value != "" {
 		opts = append(opts, client.WithToken(f.token.value))
+	}
+	if f.tlsCA.value != "" || f.tlsCert.value != "" {
+		cfg, err := client.TLSConfig(f.tlsCA.value, f.tlsCert.value, f.tlsKey.value)
+		if err != nil {
+			fmt.Fprintf(stderr, "node %s: %v\n", f.s.fs.Name(), err)
+			return nil, exitConfig
+		}
+		opts = append(opts, client.WithTLS(cfg))
 	}
 	c, err := client.Dial(f.addr.value, opts...)
 	if err != nil {
