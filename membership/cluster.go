@@ -45,6 +45,7 @@ type Cluster struct {
 	starting  map[connID]bool
 	started   chan struct{}
 	frozen    bool
+	metrics   MetricsSink
 }
 
 // Option customises a Cluster.
@@ -81,6 +82,9 @@ func New(id NodeID, cfg *Config, transport Transport, opts ...Option) (*Cluster,
 	for _, opt := range opts {
 		opt(c)
 	}
+	if c.metrics == nil {
+		c.metrics = noMetrics{}
+	}
 	if c.rng == nil {
 		c.rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
@@ -104,6 +108,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.startedAt = now
 	c.runCtx, c.cancelRun = context.WithCancel(context.Background())
 	c.core = newCore(c.id, c.lastInc, c.cfg, now, c.rng)
+	c.core.metrics = c.metrics
 	c.starting = map[connID]bool{}
 	started := make(chan struct{})
 	c.started = started

@@ -32,6 +32,8 @@ type core struct {
 	digest      uint64
 	digestDirty bool
 
+	metrics MetricsSink
+
 	dialAt time.Time // earliest member or seed dial due (zero: none)
 	wakeAt time.Time // when the runtime should call tick next (zero: never)
 	out    []output
@@ -80,6 +82,8 @@ type peerConn struct {
 	rejected    RejectReason // the peer's Reject, if it sent one
 	peer        NodeID
 	peerInc     uint64
+	peerBeat    time.Duration // the heartbeat interval the peer advertised
+	lastBeat    time.Time     // when the peer's last heartbeat (or hello) arrived
 	lastRecv    time.Time
 	timeout     time.Duration
 	nextBeat    time.Time
@@ -101,6 +105,7 @@ func newCore(self NodeID, incarnation uint64, cfg *Config, now time.Time, rng *r
 		tombs:       map[NodeID]tombstone{},
 		conns:       map[connID]*peerConn{},
 		digestDirty: true,
+		metrics:     noMetrics{},
 	}
 }
 

@@ -112,6 +112,7 @@ func (c *core) sendHeartbeat(pc *peerConn) {
 		pc.sentAttrs = c.attrs.Version
 	}
 	c.send(pc, &Message{Heartbeat: hb})
+	c.metrics.HeartbeatSent()
 }
 
 // onHeartbeat records a peer's heartbeat, its attributes, and compares views.
@@ -125,6 +126,8 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 		return
 	}
 	m.lastHeartbeat = now
+	c.metrics.HeartbeatReceived(now.Sub(pc.lastBeat), pc.peerBeat)
+	pc.lastBeat = now
 	m.attrs.ProcessCount = hb.ProcessCount
 	if hb.Attributes != nil && hb.Attributes.Version >= m.attrs.Version {
 		m.attrs = hb.Attributes.clone()
@@ -201,6 +204,7 @@ func (c *core) dial(now time.Time, m *member) {
 	pc.anyID = m.incarnation == 0 // a seed announced by id: whoever answers there is welcome
 	m.dial = pc.id
 	m.nextDial = time.Time{}
+	c.metrics.DialStarted()
 	c.emit(output{kind: outDial, conn: pc.id, addr: m.id.Address()})
 	c.wantWake(now.Add(c.cfg.DialTimeout))
 }
@@ -211,6 +215,7 @@ func (c *core) dialSeed(now time.Time, s *seed) {
 	pc.anyID = true
 	pc.seed = s
 	s.dial = pc.id
+	c.metrics.DialStarted()
 	c.emit(output{kind: outDial, conn: pc.id, addr: s.addr})
 	c.wantWake(now.Add(c.cfg.DialTimeout))
 }

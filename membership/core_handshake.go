@@ -156,7 +156,9 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 
 	pc.established = true
 	pc.peer, pc.peerInc = h.ID, h.Incarnation
-	pc.timeout = time.Duration(c.cfg.HeartbeatMissThreshold) * max(h.HeartbeatInterval, minHeartbeatInterval)
+	pc.peerBeat = max(h.HeartbeatInterval, minHeartbeatInterval)
+	pc.lastBeat = now
+	pc.timeout = time.Duration(c.cfg.HeartbeatMissThreshold) * pc.peerBeat
 	pc.nextBeat = now.Add(c.jitter(c.cfg.HeartbeatInterval))
 	c.wantWake(pc.nextBeat)
 

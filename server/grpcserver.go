@@ -40,11 +40,13 @@ func (n *Node) newGRPCServer() *grpc.Server {
 		grpc.MaxRecvMsgSize(n.opts.maxPeerMessageBytes),
 		grpc.ChainUnaryInterceptor(
 			recovery.UnaryServerInterceptor(recover),
+			n.metrics.grpc.UnaryServerInterceptor(),
 			selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(logger, logOpts...), logged),
 			token.unary(),
 		),
 		grpc.ChainStreamInterceptor(
 			recovery.StreamServerInterceptor(recover),
+			n.metrics.grpc.StreamServerInterceptor(),
 			selector.StreamServerInterceptor(logging.StreamServerInterceptor(logger, logOpts...), logged),
 			token.stream(),
 			n.auth.serverInterceptor(),
@@ -55,9 +57,10 @@ func (n *Node) newGRPCServer() *grpc.Server {
 	}
 	server := grpc.NewServer(opts...)
 	clusterv1.RegisterPeerServiceServer(server, &peerService{cluster: n.Cluster})
-	clusterv1.RegisterMembershipServiceServer(server, &apiService{cluster: n.Cluster, watchBuffer: DefaultWatchBuffer, watchers: func(int) {}})
+	clusterv1.RegisterMembershipServiceServer(server, &apiService{cluster: n.Cluster, watchBuffer: DefaultWatchBuffer, watchers: func(d int) { n.metrics.watchers.Add(float64(d)) }})
 	healthpb.RegisterHealthServer(server, n.health)
 	reflection.Register(server)
+	n.metrics.grpc.InitializeMetrics(server)
 	return server
 }
 

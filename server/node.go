@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -29,6 +31,10 @@ type Node struct {
 	port   int
 	logger *slog.Logger
 	health *health.Server
+	// metrics are the node's Prometheus metrics.
+	metrics *metrics
+	// metricsServer serves /metrics when WithMetricsAddr is set.
+	metricsServer *http.Server
 	// serverCreds are the TLS credentials of the port, nil for plaintext.
 	serverCreds credentials.TransportCredentials
 
@@ -80,12 +86,22 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 		grpc.WithStreamInterceptor(n.auth.clientInterceptor()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxPeerMessageBytes)),
 	}}
-	n.Cluster, err = membership.New(id, cfg, transport, append([]membership.Option{membership.WithLogger(o.logger)}, o.clusterOptions...)...)
+	n.metrics = newMetrics(func() *membership.Cluster { return n.Cluster })
+	n.auth.onFailure = func(reason string) { n.metrics.authFailures.WithLabelValues(reason).Inc() }
+	clusterOpts := []membership.Option{membership.WithLogger(o.logger), membership.WithMetrics(n.metrics)}
+	n.Cluster, err = membership.New(id, cfg, transport, append(clusterOpts, o.clusterOptions...)...)
 	if err != nil {
 		_ = listener.Close()
 		return nil, err
 	}
 	n.trackHealth()
+	n.Subscribe(n.metrics.observe)
+	if o.metricsAddr != "" {
+		if err := n.serveMetrics(o.metricsAddr); err != nil {
+			_ = listener.Close()
+			return nil, err
+		}
+	}
 	for _, h := range o.handlers {
 		n.Subscribe(h)
 	}
@@ -144,6 +160,12 @@ func (n *Node) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if n.opts.metricsAddr != "" {
+		if err := n.serveMetrics(n.opts.metricsAddr); err != nil {
+			_ = l.Close()
+			return err
+		}
+	}
 	n.serve(l)
 	if err := n.Cluster.Start(ctx); err != nil {
 		n.shutdown(ctx)
@@ -177,9 +199,12 @@ func (n *Node) Kill() error {
 // shutdown stops the gRPC server: gracefully until ctx ends, then at once.
 func (n *Node) shutdown(ctx context.Context) {
 	n.mu.Lock()
-	server := n.server
-	n.server, n.listener = nil, nil
+	server, metricsServer := n.server, n.metricsServer
+	n.server, n.listener, n.metricsServer = nil, nil, nil
 	n.mu.Unlock()
+	if metricsServer != nil {
+		_ = metricsServer.Close()
+	}
 	if server == nil {
 		return
 	}
@@ -193,3 +218,24 @@ func (n *Node) shutdown(ctx context.Context) {
 	}
 	n.serving.Wait()
 }
+
+// serveMetrics serves /metrics on addr until the node stops for good.
+func (n *Node) serveMetrics(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", n.metrics.handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	n.mu.Lock()
+	n.metricsServer = srv
+	n.mu.Unlock()
+	n.logger.Info("serving metrics", "addr", l.Addr().String())
+	go func() { _ = srv.Serve(l) }()
+	return nil
+}
+
+// MetricsHandler serves the node's Prometheus metrics, for applications that expose them on
+// their own HTTP server.
+func (n *Node) MetricsHandler() http.Handler { return n.metrics.handler() }

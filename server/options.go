@@ -23,6 +23,7 @@ type options struct {
 	maxPendingHandshakes int
 	handlers             []func(membership.Event)
 	apiToken             string
+	metricsAddr          string
 	tls                  *TLSFiles
 }
 
@@ -56,3 +57,6 @@ func WithAPIToken(token string) Option { return func(o *options) { o.apiToken = 
 // WithTLS serves the port (peers and API) over TLS and dials peers with TLS; mutual when
 // files.CAFile is set.
 func WithTLS(files TLSFiles) Option { return func(o *options) { o.tls = &files } }
+
+// WithMetricsAddr serves Prometheus metrics at http://addr/metrics (e.g. "127.0.0.1:9469").
+func WithMetricsAddr(addr string) Option { return func(o *options) { o.metricsAddr = addr } }

@@ -41,6 +41,7 @@ func newAgentFlags() *agentFlags {
 		token:        s.str("token", "CLUSTER_API_TOKEN", "", "require this bearer token on the public API"),
 		tlsCert:      s.str("tls-cert", "CLUSTER_TLS_CERT", "", "PEM certificate: serve and dial peers over TLS"),
 		tlsKey:       s.str("tls-key", "CLUSTER_TLS_KEY", "", "PEM private key of --tls-cert"),
+		metricsAddr:  s.str("metrics-addr", "CLUSTER_METRICS_ADDR", "", "serve Prometheus metrics at http://ADDR/metrics"),
 		tlsCA:        s.str("tls-ca", "CLUSTER_TLS_CA", "", "PEM CA: mutual TLS, peers and clients must present a certificate it signed"),
 	}
 }
@@ -164,6 +165,9 @@ func parseMetadata(s string) (map[string]string, error) {
 // serverOptions returns the server options the flags ask for beyond the membership config.
 func (f *agentFlags) serverOptions() ([]server.Option, error) {
 	var opts []server.Option
+	if f.metricsAddr.value != "" {
+		opts = append(opts, server.WithMetricsAddr(f.metricsAddr.value))
+	}
 	if f.token.value != "" {
 		opts = append(opts, server.WithAPIToken(f.token.value))
 	}

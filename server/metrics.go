@@ -1,0 +1,122 @@
+package server
+
+import (
+	"net/http"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meshnode/meshnode/membership"
+)
+
+// metrics are a node's Prometheus metrics, in a registry of its own (no global state, so
+// many nodes can live in one process).
+type metrics struct {
+	registry           *prometheus.Registry
+	grpc               *grpcprom.ServerMetrics
+	heartbeatsSent     prometheus.Counter
+	heartbeatsReceived prometheus.Counter
+	heartbeatsLate     prometheus.Counter
+	lateness           prometheus.Histogram
+	dials              prometheus.Counter
+	authFailures       *prometheus.CounterVec
+	events             *prometheus.CounterVec
+	watchers           prometheus.Gauge
+}
+
+// newMetrics creates the metrics of one node; cluster is read at scrape time.
+func newMetrics(cluster func() *membership.Cluster) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
+			grpcprom.WithHistogramBuckets([]float64{.0005, .001, .005, .01, .05, .1, .5, 1}))),
+		heartbeatsSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshnode_heartbeats_sent_total", Help: "Heartbeats sent to peers.",
+		}),
+		heartbeatsReceived: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshnode_heartbeats_received_total", Help: "Heartbeats received from peers.",
+		}),
+		heartbeatsLate: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshnode_heartbeats_late_total", Help: "Heartbeats that came later than the interval the peer advertised.",
+		}),
+		lateness: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "meshnode_heartbeat_lateness_seconds",
+			Help:    "How much later than the peer's interval each heartbeat came (0 when on time).",
+			Buckets: []float64{0, .01, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		dials: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshnode_dials_total", Help: "Outbound dials to peers and seeds: first dials and reconnect attempts.",
+		}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshnode_auth_failures_total", Help: "Peer streams refused by authentication, by reason.",
+		}, []string{"reason"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshnode_node_events_total", Help: "Membership events, by type and down reason.",
+		}, []string{"type", "reason"}),
+		watchers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshnode_watchers", Help: "Active WatchEvents streams.",
+		}),
+	}
+	m.registry.MustRegister(m.grpc, m.heartbeatsSent, m.heartbeatsReceived, m.heartbeatsLate, m.lateness,
+		m.dials, m.authFailures, m.events, m.watchers, &stateCollector{cluster: cluster},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// HeartbeatSent implements membership.MetricsSink.
+func (m *metrics) HeartbeatSent() { m.heartbeatsSent.Inc() }
+
+// HeartbeatReceived implements membership.MetricsSink.
+func (m *metrics) HeartbeatReceived(gap, interval time.Duration) {
+	m.heartbeatsReceived.Inc()
+	late := max(gap-interval, 0)
+	if late > 0 {
+		m.heartbeatsLate.Inc()
+	}
+	m.lateness.Observe(late.Seconds())
+}
+
+// DialStarted implements membership.MetricsSink.
+func (m *metrics) DialStarted() { m.dials.Inc() }
+
+// observe counts an event.
+func (m *metrics) observe(e membership.Event) {
+	switch e.Type {
+	case membership.EventNodeUp:
+		m.events.WithLabelValues("node_up", "").Inc()
+	case membership.EventNodeDown:
+		m.events.WithLabelValues("node_down", e.Reason.String()).Inc()
+	}
+}
+
+// handler serves the registry.
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+}
+
+// stateCollector reports the node table and the streams at scrape time.
+type stateCollector struct{ cluster func() *membership.Cluster }
+
+var (
+	nodesDesc   = prometheus.NewDesc("meshnode_nodes", "Known nodes by status.", []string{"status"}, nil)
+	streamsDesc = prometheus.NewDesc("meshnode_peer_streams", "Peer streams by state (established, pending).", []string{"state"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- nodesDesc
+	ch <- streamsDesc
+}
+
+// Collect implements prometheus.Collector.
+func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	stats := s.cluster().Stats()
+	for status, n := range stats.Nodes {
+		ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(n), status.String())
+	}
+	ch <- prometheus.MustNewConstMetric(streamsDesc, prometheus.GaugeValue, float64(stats.Streams), "established")
+	ch <- prometheus.MustNewConstMetric(streamsDesc, prometheus.GaugeValue, float64(stats.PendingStreams), "pending")
+}
