@@ -19,6 +19,7 @@ type agentFlags struct {
 	secretFile, interval, threshold          *setting
 	metadata, processCount, logFormat, level *setting
 	token, tlsCert, tlsKey, tlsCA            *setting
+	metricsAddr                              *setting
 }
 
 func newAgentFlags() *agentFlags {
