@@ -1,0 +1,241 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/client"
+	"github.com/meshnode/meshnode/membership"
+)
+
+// apiClient returns a raw MembershipService client of n.
+func apiClient(t *testing.T, n *Node) clusterv1.MembershipServiceClient {
+	t.Helper()
+	cc, err := grpc.NewClient(n.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cc.Close() })
+	return clusterv1.NewMembershipServiceClient(cc)
+}
+
+func TestAPIQueries(t *testing.T) {
+	a := startNode(t, testConfig("a"))
+	cfg := testConfig("b", a.LocalID().String())
+	cfg.Metadata = map[string]string{"role": "worker"}
+	cfg.ProcessCount = 3
+	b := startNode(t, cfg)
+	requireFullMesh(t, 5*time.Second, a, b)
+	api := apiClient(t, a)
+	ctx := t.Context()
+
+	local, err := api.GetLocalNode(ctx, &clusterv1.GetLocalNodeRequest{})
+	require.NoError(t, err)
+	require.Equal(t, a.LocalID().String(), local.GetNode().GetId())
+	require.Equal(t, clusterv1.ClusterStatus_CLUSTER_STATUS_RUNNING, local.GetStatus())
+
+	list, err := api.ListNodes(ctx, &clusterv1.ListNodesRequest{ConnectedOnly: true})
+	require.NoError(t, err)
+	require.Len(t, list.GetNodes(), 1, "the local node is never listed")
+	got := list.GetNodes()[0]
+	require.Equal(t, b.LocalID().String(), got.GetId())
+	require.Equal(t, "b", got.GetName())
+	require.Equal(t, clusterv1.NodeStatus_NODE_STATUS_CONNECTED, got.GetStatus())
+	require.Equal(t, uint32(3), got.GetProcessCount())
+	require.Equal(t, map[string]string{"role": "worker"}, got.GetMetadata())
+	require.NotNil(t, got.GetLastHeartbeat())
+
+	one, err := api.GetNode(ctx, &clusterv1.GetNodeRequest{Id: b.LocalID().String()})
+	require.NoError(t, err)
+	require.Equal(t, b.LocalID().String(), one.GetNode().GetId())
+
+	_, err = api.GetNode(ctx, &clusterv1.GetNodeRequest{Id: "ghost@127.0.0.1:1"})
+	require.Equal(t, codes.NotFound, status.Code(err))
+	_, err = api.GetNode(ctx, &clusterv1.GetNodeRequest{Id: "1bad@host:1"})
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
+	require.Contains(t, status.Convert(err).Message(), "name must start with a letter")
+
+	health, err := api.GetHealth(ctx, &clusterv1.GetHealthRequest{})
+	require.NoError(t, err)
+	require.Equal(t, clusterv1.HealthStatus_HEALTH_STATUS_HEALTHY, health.GetStatus())
+	require.Equal(t, uint32(1), health.GetConnectedNodes())
+	require.InDelta(t, 100.0, health.GetAvailabilityPercent(), 0.001)
+}
+
+func TestProcessCountAndMetadataReachPeersWithTheNextHeartbeat(t *testing.T) {
+	a := startNode(t, testConfig("a"))
+	b := startNode(t, testConfig("b", a.LocalID().String()))
+	requireFullMesh(t, 5*time.Second, a, b)
+	require.NoError(t, b.SetProcessCount(7))
+	require.NoError(t, b.SetMetadata(map[string]string{"zone": "z1"}))
+	require.Eventually(t, func() bool {
+		info, err := a.Node(b.LocalID())
+		return err == nil && info.ProcessCount == 7 && info.Metadata["zone"] == "z1"
+	}, 5*time.Second, 10*time.Millisecond, "a should see b's new process count and metadata")
+}
+
+func TestWatchEventsSnapshotThenLiveEventsWithoutGap(t *testing.T) {
+	a := startNode(t, testConfig("a"))
+	b := startNode(t, testConfig("b", a.LocalID().String()))
+	requireFullMesh(t, 5*time.Second, a, b)
+	api := apiClient(t, a)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stream, err := api.WatchEvents(ctx, &clusterv1.WatchEventsRequest{Snapshot: true})
+	require.NoError(t, err)
+	md, err := stream.Header()
+	require.NoError(t, err)
+	require.Equal(t, []string{"true"}, md.Get("x-watch-registered"), "headers tell the client the watch is registered")
+	first, err := stream.Recv()
+	require.NoError(t, err)
+	snap := first.GetEvent().GetSnapshot()
+	require.NotNil(t, snap, "the first message is the snapshot")
+	require.Len(t, snap.GetNodes(), 1)
+
+	c := startNode(t, testConfig("c", a.LocalID().String()))
+	require.NoError(t, c.Stop(t.Context()))
+	var kinds []string
+	seq := first.GetEvent().GetSequence()
+	for len(kinds) < 2 {
+		resp, err := stream.Recv()
+		require.NoError(t, err)
+		e := resp.GetEvent()
+		require.Equal(t, seq+1, e.GetSequence(), "sequence numbers have no gap")
+		seq = e.GetSequence()
+		switch {
+		case e.GetNodeUp() != nil:
+			kinds = append(kinds, "up "+e.GetNodeUp().GetNode().GetName())
+		case e.GetNodeDown() != nil:
+			kinds = append(kinds, "down "+e.GetNodeDown().GetId()+" "+e.GetNodeDown().GetReason().String())
+		}
+	}
+	require.Equal(t, []string{"up c", "down " + c.LocalID().String() + " NODE_DOWN_REASON_GRACEFUL_SHUTDOWN"}, kinds)
+}
+
+func TestSlowWatcherIsCutOffWithResourceExhausted(t *testing.T) {
+	a := startNode(t, testConfig("a"))
+	svc := &apiService{cluster: a.Cluster, watchBuffer: 2, watchers: func(int) {}}
+	stream := &stuckStream{ctx: t.Context(), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { done <- svc.WatchEvents(&clusterv1.WatchEventsRequest{}, stream) }()
+	require.Eventually(t, stream.registered, 5*time.Second, 5*time.Millisecond)
+	// The watcher's first Send blocks; the engine keeps going and overflows its buffer.
+	for i := 0; i < 3; i++ {
+		n := startNode(t, testConfig("x"+string(rune('a'+i)), a.LocalID().String()))
+		require.NoError(t, n.Stop(t.Context()))
+	}
+	close(stream.release)
+	select {
+	case err := <-done:
+		require.Equal(t, codes.ResourceExhausted, status.Code(err), "got %v", err)
+		require.Contains(t, status.Convert(err).Message(), "fell more than 2 events behind")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow watcher was not cut off")
+	}
+	requireFullMesh(t, time.Second, a) // the engine was never slowed
+}
+
+func TestNodeStopEndsWatchStreamsWithAStatus(t *testing.T) {
+	a := startNode(t, testConfig("a"))
+	api := apiClient(t, a)
+	stream, err := api.WatchEvents(t.Context(), &clusterv1.WatchEventsRequest{})
+	require.NoError(t, err)
+	_, err = stream.Header()
+	require.NoError(t, err)
+	require.NoError(t, a.Stop(t.Context()))
+	for {
+		_, err = stream.Recv()
+		if err != nil {
+			break
+		}
+	}
+	require.Equal(t, codes.Unavailable, status.Code(err), "got %v", err)
+}
+
+func TestClientWatchResumesWithoutDuplicatesOrMisses(t *testing.T) {
+	a := startNode(t, testConfig("a"))
+	b := startNode(t, testConfig("b", a.LocalID().String()))
+	requireFullMesh(t, 5*time.Second, a, b)
+	c, err := client.Dial(a.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+
+	var mu sync.Mutex
+	var got []client.Event
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Watch(ctx, func(e client.Event) {
+			mu.Lock()
+			got = append(got, e)
+			mu.Unlock()
+		})
+	}()
+	events := func() []client.Event {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]client.Event(nil), got...)
+	}
+	require.Eventually(t, func() bool { return len(events()) == 1 }, 5*time.Second, 10*time.Millisecond, "the snapshot comes first")
+	require.True(t, events()[0].Snapshot)
+
+	// Break the stream by restarting a's gRPC server, and change the cluster meanwhile.
+	require.NoError(t, a.Kill())
+	require.NoError(t, b.Stop(t.Context()))
+	require.NoError(t, a.Start(t.Context()))
+	require.Eventually(t, func() bool {
+		for _, e := range events() {
+			if e.Type == membership.EventNodeDown && e.Node.ID == b.LocalID() {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 20*time.Millisecond, "the watcher learns b went down even though it happened while the stream was broken")
+	downs := 0
+	for _, e := range events() {
+		if e.Type == membership.EventNodeDown && e.Node.ID == b.LocalID() {
+			downs++
+			require.True(t, e.Resynced, "b's down happened while the stream was broken: it is inferred from the new snapshot")
+		}
+	}
+	require.Equal(t, 1, downs, "one down for b, never two")
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+}
+
+// stuckStream is a WatchEvents server stream whose Send blocks until released.
+type stuckStream struct {
+	grpc.ServerStreamingServer[clusterv1.WatchEventsResponse]
+	ctx     context.Context
+	release chan struct{}
+	mu      sync.Mutex
+	header  bool
+}
+
+func (s *stuckStream) Context() context.Context { return s.ctx }
+
+func (s *stuckStream) SendHeader(metadata.MD) error {
+	s.mu.Lock()
+	s.header = true
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *stuckStream) registered() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.header
+}
+
+func (s *stuckStream) Send(*clusterv1.WatchEventsResponse) error {
+	<-s.release
+	return nil
+}
