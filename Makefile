@@ -55,3 +55,16 @@ fuzz: ## Run each fuzz target briefly (FUZZTIME=$(FUZZTIME)).
 .PHONY: demo
 demo: build ## Run the three-node example as real processes on loopback.
 	scripts/demo.sh
+
+.PHONY: api-check
+api-check: build examples/nodejs/node_modules ## grpcurl, grpc_health_probe and the Node.js example against real nodes.
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" scripts/api-check.sh
+
+examples/nodejs/node_modules: examples/nodejs/package.json examples/nodejs/package-lock.json
+	cd examples/nodejs && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: api-tools
+api-tools: ## Install grpcurl and grpc_health_probe (used by api-check).
+	$(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+	$(GO) install github.com/grpc-ecosystem/grpc-health-probe@v0.4.62

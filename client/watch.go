@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -145,14 +147,16 @@ func (w *watcher) resync(snap Event) {
 		w.handler(snap)
 		return
 	}
-	for id, old := range w.connected {
+	for _, id := range sortedIDs(w.connected) {
+		old := w.connected[id]
 		if n, ok := now[id]; !ok || n.Incarnation != old.Incarnation {
 			down := old
 			down.Status = membership.StatusDisconnected
 			w.handler(Event{Type: membership.EventNodeDown, Time: snap.Time, Node: down, Resynced: true})
 		}
 	}
-	for id, n := range now {
+	for _, id := range sortedIDs(now) {
+		n := now[id]
 		if old, ok := w.connected[id]; !ok || old.Incarnation != n.Incarnation {
 			w.handler(Event{Type: membership.EventNodeUp, Time: snap.Time, Node: n, Resynced: true})
 		}
@@ -168,4 +172,9 @@ func (w *watcher) apply(e Event) {
 	case membership.EventNodeDown:
 		delete(w.connected, e.Node.ID)
 	}
+}
+
+// sortedIDs returns the keys of m in id order, so inferred events come out deterministically.
+func sortedIDs(m map[membership.NodeID]membership.NodeInfo) []membership.NodeID {
+	return slices.SortedFunc(maps.Keys(m), membership.NodeID.Compare)
 }

@@ -1,0 +1,198 @@
+package harness
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// pair is one (observer, subject) relation.
+type pair struct{ obs, subj string }
+
+// waiter waits until every pair it still wants has been seen in the wanted state.
+type waiter struct {
+	up   bool // true: wait for the subject to be listed; false: reported down
+	want map[pair]struct{}
+	done chan struct{}
+	at   time.Time
+}
+
+// Tracker records what every node of a system reports about every other node, fed by the
+// systems' event hooks (our Subscribe, memberlist's EventDelegate). Waits are incremental, so
+// each event costs O(waiters), whatever the cluster size.
+type Tracker struct {
+	mu         sync.Mutex
+	live       map[string]map[string]bool // observer -> subjects it lists
+	victims    map[string]bool
+	falseDowns int
+	downs      []Down
+	waiters    []*waiter
+	closed     bool
+}
+
+// Down is one down report.
+type Down struct {
+	Observer, Subject, Reason string
+	At                        time.Time
+}
+
+// NewTracker returns an empty tracker.
+func NewTracker() *Tracker {
+	return &Tracker{live: map[string]map[string]bool{}, victims: map[string]bool{}}
+}
+
+// Up records that obs now lists subj.
+func (t *Tracker) Up(obs, subj string) {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || obs == subj {
+		return
+	}
+	m := t.live[obs]
+	if m == nil {
+		m = map[string]bool{}
+		t.live[obs] = m
+	}
+	m[subj] = true
+	t.notify(now, true, pair{obs, subj})
+}
+
+// Down records that obs reports subj down.
+func (t *Tracker) Down(obs, subj, reason string) {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || obs == subj {
+		return
+	}
+	if m := t.live[obs]; m != nil {
+		delete(m, subj)
+	}
+	if !t.victims[subj] {
+		t.falseDowns++
+	}
+	t.downs = append(t.downs, Down{obs, subj, reason, now})
+	t.notify(now, false, pair{obs, subj})
+}
+
+func (t *Tracker) notify(now time.Time, up bool, p pair) {
+	kept := t.waiters[:0]
+	for _, w := range t.waiters {
+		if w.up == up {
+			delete(w.want, p)
+		}
+		if len(w.want) == 0 {
+			w.at = now
+			close(w.done)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	t.waiters = kept
+}
+
+// MarkVictim declares that subj is about to fail or leave on purpose: its downs are expected.
+func (t *Tracker) MarkVictim(subj string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.victims[subj] = true
+}
+
+// FalseDowns returns how many down reports named a node that was not a victim.
+func (t *Tracker) FalseDowns() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.falseDowns
+}
+
+// Reasons returns the down reasons reported about subj, counted.
+func (t *Tracker) Reasons(subj string) map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[string]int{}
+	for _, d := range t.downs {
+		if d.Subject == subj {
+			out[d.Reason]++
+		}
+	}
+	return out
+}
+
+// Close makes the tracker ignore every later report (teardown noise).
+func (t *Tracker) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+}
+
+// Wait is a registered condition.
+type Wait struct {
+	t *Tracker
+	w *waiter
+}
+
+// ExpectUp registers a wait until every observer lists every subject (pairs with
+// obs == subj are skipped). Register before acting, wait after.
+func (t *Tracker) ExpectUp(observers, subjects []string) *Wait { return t.expect(true, observers, subjects) }
+
+// ExpectDown registers a wait until every observer reports every subject down.
+func (t *Tracker) ExpectDown(observers, subjects []string) *Wait {
+	return t.expect(false, observers, subjects)
+}
+
+func (t *Tracker) expect(up bool, observers, subjects []string) *Wait {
+	w := &waiter{up: up, want: map[pair]struct{}{}, done: make(chan struct{})}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, o := range observers {
+		for _, s := range subjects {
+			if o == s {
+				continue
+			}
+			if up && t.live[o][s] {
+				continue
+			}
+			w.want[pair{o, s}] = struct{}{}
+		}
+	}
+	if len(w.want) == 0 {
+		w.at = time.Now()
+		close(w.done)
+	} else {
+		t.waiters = append(t.waiters, w)
+	}
+	return &Wait{t, w}
+}
+
+// Wait blocks until the condition holds (returning the time of the report that completed it)
+// or ctx ends (returning false and how many pairs were still missing).
+func (w *Wait) Wait(ctx context.Context) (at time.Time, ok bool, missing int) {
+	select {
+	case <-w.w.done:
+		return w.w.at, true, 0
+	case <-ctx.Done():
+		w.t.mu.Lock()
+		defer w.t.mu.Unlock()
+		select {
+		case <-w.w.done:
+			return w.w.at, true, 0
+		default:
+		}
+		return time.Time{}, false, len(w.w.want)
+	}
+}
+
+// Missing returns a few of the pairs still missing, for diagnostics.
+func (w *Wait) Missing(max int) []string {
+	w.t.mu.Lock()
+	defer w.t.mu.Unlock()
+	var out []string
+	for p := range w.w.want {
+		if len(out) == max {
+			break
+		}
+		out = append(out, p.obs+"->"+p.subj)
+	}
+	return out
+}
