@@ -49,8 +49,12 @@ check-generated: generate ## Fail if gen/ differs from what proto/ generates.
 	@echo "gen/ is up to date"
 
 .PHONY: fuzz
-fuzz: ## Run each fuzz target briefly (FUZZTIME=$(FUZZTIME)).
-	$(GO) test -run='^$$' -fuzz='^FuzzParseNodeID$$' -fuzztime=$(FUZZTIME) ./membership/
+FUZZ_TARGETS := membership:FuzzParseNodeID membership:FuzzCoreReceive server:FuzzSessionOpen server:FuzzDecodeMessage
+
+fuzz: ## Run each fuzz target briefly (FUZZTIME=$(FUZZTIME) each).
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn ($$pkg)"; \
+	  $(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) ./$$pkg/; done
 
 .PHONY: demo
 demo: build ## Run the three-node example as real processes on loopback.

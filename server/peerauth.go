@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 
 	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
 )
@@ -64,6 +65,10 @@ type session struct {
 	sendSeq  uint64
 	recvSeq  uint64
 	lastGood int // index of the key that last verified, tried first
+	// sign and verify are reusable HMAC states; seal runs on the sending goroutine and open
+	// on the receiving one, so each is used by one goroutine only.
+	sign   hash.Hash
+	verify []hash.Hash
 }
 
 // proof is the MAC with which side dir proves it knows key, bound to both nonces.
@@ -76,9 +81,9 @@ func (s *session) proof(key []byte, dir direction) []byte {
 	return m.Sum(nil)
 }
 
-// frameMAC is the MAC of one body frame.
-func (s *session) frameMAC(key []byte, dir direction, seq uint64, body []byte) []byte {
-	m := hmac.New(sha256.New, key)
+// frameMAC is the MAC of one body frame, computed with m, an HMAC of one key.
+func (s *session) frameMAC(m hash.Hash, dir direction, seq uint64, body []byte) []byte {
+	m.Reset()
 	m.Write([]byte("meshnode/peer-auth/v1/frame"))
 	m.Write([]byte{byte(dir)})
 	m.Write(s.nonceC)
@@ -88,6 +93,25 @@ func (s *session) frameMAC(key []byte, dir direction, seq uint64, body []byte) [
 	m.Write(b[:])
 	m.Write(body)
 	return m.Sum(nil)
+}
+
+// signer returns the HMAC of the signing key, created once per stream (sending side only).
+func (s *session) signer() hash.Hash {
+	if s.sign == nil {
+		s.sign = hmac.New(sha256.New, s.ring.keys[0])
+	}
+	return s.sign
+}
+
+// verifier returns the HMAC of key i, created once per stream (receiving side only).
+func (s *session) verifier(i int) hash.Hash {
+	if s.verify == nil {
+		s.verify = make([]hash.Hash, len(s.ring.keys))
+	}
+	if s.verify[i] == nil {
+		s.verify[i] = hmac.New(sha256.New, s.ring.keys[i])
+	}
+	return s.verify[i]
 }
 
 // localProof is this side's proof, made with the signing key (nil without a secret).
@@ -130,7 +154,7 @@ func (s *session) seal(body []byte) (uint64, []byte) {
 	if !s.ring.enabled() {
 		return s.sendSeq, nil
 	}
-	return s.sendSeq, s.frameMAC(s.ring.keys[0], s.local, s.sendSeq, body)
+	return s.sendSeq, s.frameMAC(s.signer(), s.local, s.sendSeq, body)
 }
 
 // open checks an incoming body frame: the next sequence number exactly, and a MAC made with
@@ -153,11 +177,11 @@ func (s *session) open(seq uint64, body, mac []byte) error {
 // verifyMAC tries the key that last worked first, then the others.
 func (s *session) verifyMAC(seq uint64, body, mac []byte) bool {
 	peer := s.peerDir()
-	if hmac.Equal(mac, s.frameMAC(s.ring.keys[s.lastGood], peer, seq, body)) {
+	if hmac.Equal(mac, s.frameMAC(s.verifier(s.lastGood), peer, seq, body)) {
 		return true
 	}
-	for i, key := range s.ring.keys {
-		if i != s.lastGood && hmac.Equal(mac, s.frameMAC(key, peer, seq, body)) {
+	for i := range s.ring.keys {
+		if i != s.lastGood && hmac.Equal(mac, s.frameMAC(s.verifier(i), peer, seq, body)) {
 			s.lastGood = i
 			return true
 		}
