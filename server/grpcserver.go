@@ -38,6 +38,8 @@ func (n *Node) newGRPCServer() *grpc.Server {
 	token := apiTokenAuth{token: []byte(n.opts.apiToken)}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(n.opts.maxPeerMessageBytes),
+		// A connection that does not complete its HTTP/2 (and TLS) handshake in time is dropped.
+		grpc.ConnectionTimeout(n.cfg.HandshakeTimeout),
 		grpc.ChainUnaryInterceptor(
 			recovery.UnaryServerInterceptor(recover),
 			n.metrics.grpc.UnaryServerInterceptor(),
