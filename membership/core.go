@@ -59,11 +59,15 @@ type tombstone struct {
 	incarnation uint64
 	left        bool
 	until       time.Time
+	probeAt     time.Time // forgotten nodes: gossip may not revive it before this
 }
 
-// seed is a plain host:port seed, dialled whenever the node has no connected peer.
+// seed is a seed address. It is dialled as long as the node behind it is not in the table
+// (never reached, or forgotten after a long partition), so even a cluster split for longer
+// than the reconnect timeout heals.
 type seed struct {
 	addr     string
+	id       NodeID // the node at addr, once known (given as name@host:port, or learned)
 	self     bool
 	dial     connID
 	attempts int
@@ -123,9 +127,9 @@ func (c *core) start(now time.Time) {
 		if err != nil || addr == c.self.Address() || id == c.self {
 			continue
 		}
+		c.seeds = append(c.seeds, &seed{addr: addr, id: id, nextDial: now})
+		c.wantDialAt(now)
 		if id.IsZero() {
-			c.seeds = append(c.seeds, &seed{addr: addr, nextDial: now})
-			c.wantDialAt(now)
 			continue
 		}
 		if _, known := c.members[id]; !known {

@@ -44,7 +44,7 @@ func (c *core) tick(now time.Time) {
 		}
 	}
 	for _, s := range c.seeds {
-		if !s.self && s.dial == 0 && c.connected == 0 { // seeds serve only a node cut off from all
+		if c.seedWanted(s) {
 			c.wantDialAt(s.nextDial)
 		}
 	}
@@ -270,7 +270,7 @@ func (c *core) runDials(now time.Time) {
 		if s.self || s.dial != 0 {
 			continue
 		}
-		if c.connected > 0 {
+		if !c.seedWanted(s) {
 			s.attempts, s.nextDial = 0, now
 			continue
 		}
@@ -295,7 +295,7 @@ func (c *core) expire(now time.Time) {
 		}
 		c.log(slog.LevelInfo, "forgetting node down for longer than the reconnect timeout", "node", m.id.String())
 		c.removeMember(m)
-		c.tombs[m.id] = tombstone{incarnation: m.incarnation, until: now.Add(c.cfg.TombstoneTimeout)}
+		c.tombs[m.id] = tombstone{incarnation: m.incarnation, until: now.Add(c.cfg.TombstoneTimeout), probeAt: now.Add(c.cfg.ReconnectMaxDelay)}
 	}
 	for id, t := range c.tombs {
 		if now.Before(t.until) {
@@ -320,4 +320,14 @@ func (c *core) backoff(attempt int) time.Duration {
 // jitter returns d shortened by up to 15%, so heartbeats never come later than the interval.
 func (c *core) jitter(d time.Duration) time.Duration {
 	return d - time.Duration(c.rng.Int64N(int64(d)*15/100+1))
+}
+
+// seedWanted reports whether seed s should be dialled: while the node at s is not in the
+// table (never reached, or forgotten after a long partition). A known node is redialled as a
+// member instead.
+func (c *core) seedWanted(s *seed) bool {
+	if s.self || s.dial != 0 {
+		return false
+	}
+	return s.id.IsZero() || c.members[s.id] == nil
 }

@@ -543,3 +543,31 @@ func TestCoreHalfOpenStreamRecovers(t *testing.T) {
 		})
 	}
 }
+
+func TestCorePartitionLongerThanTheReconnectTimeoutHeals(t *testing.T) {
+	// Both sides forget each other; node00 (everyone's seed) is on the small side. The big
+	// side keeps dialling the forgotten seed, and once one stream crosses, gossip probes bring
+	// every other forgotten node back: the mesh heals without waiting for tombstones to expire.
+	s := newSim(t)
+	nodes := newClusterWith(s, 5, func(cfg *Config) {
+		cfg.ReconnectTimeout = time.Minute
+		cfg.TombstoneTimeout = time.Hour
+	})
+	left, right := nodes[:2], nodes[2:]
+	s.partition(left, right, true)
+	s.advance(5 * time.Minute)
+	for _, n := range right {
+		for _, o := range left {
+			require.NotContains(t, n.knownIDs(), o.id.String(), "%s should have forgotten %s", n.id, o.id)
+		}
+	}
+	s.partition(left, right, false)
+	took := s.advanceUntil(20*time.Second, func() bool { return s.fullMesh(nodes...) },
+		"a partition longer than the reconnect timeout should heal by itself")
+	t.Logf("healed %v after a 5m partition with a 1m reconnect timeout", took)
+	s.advance(10 * time.Second)
+	s.requireFullMesh(nodes...)
+	for _, n := range nodes {
+		requireAlternating(t, n)
+	}
+}

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"log/slog"
 	"slices"
 	"time"
 )
@@ -68,6 +69,9 @@ func (c *core) merge(now time.Time, entries []MemberEntry) {
 			continue
 		}
 		if t, ok := c.tombs[e.ID]; ok && e.Incarnation <= t.incarnation && !(e.Left && !t.left) {
+			if !t.left && !e.Left {
+				c.probeForgotten(now, e, t)
+			}
 			continue
 		}
 		if e.Left {
@@ -150,4 +154,28 @@ func (c *core) removeMember(m *member) {
 // dialGrace is how long the larger id of a pair waits for the smaller one's dial.
 func (c *core) dialGrace() time.Duration {
 	return min(max(c.cfg.HeartbeatInterval/2, 100*time.Millisecond), time.Second)
+}
+
+// probeForgotten handles gossip about a node this one forgot (down longer than the reconnect
+// timeout) that a peer still counts as a member: after a long partition the other side may be
+// alive. The node is dialled quietly, without coming back into the table: if it answers, it is
+// a member again and reported up; if not, nothing is reported. Probes of one node are spaced
+// by ReconnectMaxDelay, and a node gone for good stops being gossiped once all forget it.
+func (c *core) probeForgotten(now time.Time, e MemberEntry, t tombstone) {
+	if now.Before(t.probeAt) || c.leaving {
+		return
+	}
+	for _, pc := range c.conns {
+		if pc.outbound && pc.expect == e.ID {
+			return // already dialling it
+		}
+	}
+	t.probeAt = now.Add(c.cfg.ReconnectMaxDelay)
+	c.tombs[e.ID] = t
+	pc := c.newConn(now, true)
+	pc.expect = e.ID
+	c.metrics.DialStarted()
+	c.emit(output{kind: outDial, conn: pc.id, addr: e.ID.Address()})
+	c.wantWake(now.Add(c.cfg.DialTimeout))
+	c.log(slog.LevelDebug, "a peer still knows a forgotten node; probing it", "node", e.ID.String())
 }

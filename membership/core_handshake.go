@@ -146,7 +146,8 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 		m.dial = 0
 	}
 	if sd := pc.seed; sd != nil && sd.dial == pc.id {
-		sd.dial, sd.attempts = 0, 0 // reached: dialled again only once cut off from everyone
+		sd.dial, sd.attempts = 0, 0 // reached: dialled again only if cut off, or if sd.id is forgotten
+		sd.id = h.ID
 	}
 	if fresh {
 		m.incarnation = h.Incarnation
