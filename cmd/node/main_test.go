@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/meshnode/meshnode/membership"
+	"github.com/meshnode/meshnode/server"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// runCLI runs a command and returns its exit code, stdout and stderr.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(t.Context(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// startTestNode runs an in-process node on a free loopback port.
+func startTestNode(t *testing.T, name string, seeds ...string) *server.Node {
+	t.Helper()
+	cfg := membership.DefaultConfig()
+	cfg.Name, cfg.BindHost, cfg.Port, cfg.Seeds = name, "127.0.0.1", 0, seeds
+	cfg.Metadata = map[string]string{"role": name}
+	n, err := server.Start(t.Context(), cfg, server.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = n.Stop(context.Background()) })
+	return n
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "version")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "peer protocol 1")
+}
+
+func TestUnknownCommandExits2(t *testing.T) {
+	code, _, errOut := runCLI(t, "frobnicate")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, `unknown command "frobnicate"`)
+}
+
+func TestAgentRejectsBadConfigListingEveryField(t *testing.T) {
+	t.Setenv("CLUSTER_HEARTBEAT_MISS_THRESHOLD", "0")
+	code, _, errOut := runCLI(t, "agent", "--name", "ok", "--port", "70000", "--seeds", "bad seed", "--heartbeat-interval", "1ms")
+	require.Equal(t, 2, code)
+	for _, field := range []string{"Port", "Seeds", "HeartbeatInterval", "HeartbeatMissThreshold"} {
+		require.Contains(t, errOut, field)
+	}
+	require.Equal(t, 1, strings.Count(strings.TrimSpace(errOut), "\n")+1, "one message: %q", errOut)
+}
+
+func TestFlagsWinOverTheEnvironment(t *testing.T) {
+	t.Setenv("NODE_NAME", "fromenv")
+	t.Setenv("CLUSTER_PORT", "1234")
+	f := newAgentFlags()
+	require.NoError(t, f.s.parse([]string{"--port", "0", "--host", "127.0.0.1"}))
+	cfg, err := f.config()
+	require.NoError(t, err)
+	require.Equal(t, "fromenv", cfg.Name, "the environment fills what no flag set")
+	require.Equal(t, 0, cfg.Port, "the flag wins over CLUSTER_PORT")
+}
+
+func TestMembersTableAndJSON(t *testing.T) {
+	a := startTestNode(t, "alpha")
+	startTestNode(t, "beta", a.LocalID().String())
+	require.Eventually(t, func() bool { n, _ := a.ConnectedCount(); return n == 1 }, 5*time.Second, 10*time.Millisecond)
+
+	code, out, errOut := runCLI(t, "members", "--addr", a.Addr().String())
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "ID")
+	require.Contains(t, out, "beta@127.0.0.1:")
+	require.Contains(t, out, "connected")
+	require.Contains(t, out, "role=beta")
+
+	code, out, _ = runCLI(t, "members", "--json", "--all", "--addr", a.Addr().String())
+	require.Equal(t, 0, code)
+	var nodes []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &nodes))
+	require.Len(t, nodes, 1)
+	require.Equal(t, "beta", nodes[0]["name"])
+	require.Equal(t, "connected", nodes[0]["status"])
+}
+
+func TestHealthPlainWhenPiped(t *testing.T) {
+	a := startTestNode(t, "alpha")
+	code, out, _ := runCLI(t, "health", "--addr", a.Addr().String())
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "HEALTHY")
+	require.NotContains(t, out, "\x1b[", "no colour when not on a terminal")
+}
+
+func TestWatchPrintsOneLinePerEventUntilInterrupted(t *testing.T) {
+	a := startTestNode(t, "alpha")
+	ctx, cancel := context.WithCancel(t.Context())
+	var out syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"watch", "--addr", a.Addr().String()}, &out, io.Discard) }()
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "snapshot") }, 5*time.Second, 10*time.Millisecond)
+	b := startTestNode(t, "beta", a.LocalID().String())
+	require.NoError(t, b.Stop(t.Context()))
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "graceful_shutdown") }, 5*time.Second, 10*time.Millisecond)
+	cancel()
+	require.Equal(t, 0, <-done, "interrupting watch is a normal exit")
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 3, "snapshot, node_up, node_down: %q", out.String())
+	require.Contains(t, lines[1], "node_up   beta@")
+	require.Contains(t, lines[2], "node_down beta@")
+}
+
+func TestClientCommandsFailWithOneLineWhenUnreachable(t *testing.T) {
+	for _, cmd := range []string{"members", "health", "watch"} {
+		code, _, errOut := runCLI(t, cmd, "--addr", "127.0.0.1:1")
+		require.Equal(t, 1, code, cmd)
+		require.Equal(t, "node "+cmd+": cannot reach a node at 127.0.0.1:1 (is `node agent` running there?)\n", errOut)
+	}
+}
