@@ -76,24 +76,25 @@ type seed struct {
 
 // peerConn is one stream, from dial or accept until close.
 type peerConn struct {
-	id          connID
-	outbound    bool
-	expect      NodeID // outbound: the member dialled (zero for plain seeds)
-	anyID       bool   // outbound to a seed: whoever answers is welcome
-	seed        *seed
-	opened      time.Time
-	established bool
-	rejected    RejectReason // the peer's Reject, if it sent one
-	peer        NodeID
-	peerInc     uint64
-	peerBeat    time.Duration // the heartbeat interval the peer advertised
-	lastBeat    time.Time     // when the peer's last heartbeat (or hello) arrived
-	lastRecv    time.Time
-	timeout     time.Duration
-	nextBeat    time.Time
-	sentAttrs   uint64
-	mismatches  int
-	syncHold    time.Time
+	id           connID
+	outbound     bool
+	expect       NodeID // outbound: the member dialled (zero for plain seeds)
+	anyID        bool   // outbound to a seed: whoever answers is welcome
+	seed         *seed
+	opened       time.Time
+	established  bool
+	rejected     RejectReason // the peer's Reject, if it sent one
+	peer         NodeID
+	peerInc      uint64
+	peerBeat     time.Duration // the heartbeat interval the peer advertised
+	lastBeat     time.Time     // when the peer's last heartbeat (or hello) arrived
+	lastRecv     time.Time
+	suspectSince time.Time // when the silence was first found past the timeout (zero: not suspected)
+	timeout      time.Duration
+	nextBeat     time.Time
+	sentAttrs    uint64
+	mismatches   int
+	syncHold     time.Time
 }
 
 // newCore returns a core for the local node self, started at now.
@@ -188,6 +189,7 @@ func (c *core) receive(now time.Time, id connID, msg *Message) {
 		return
 	}
 	pc.lastRecv = now
+	pc.suspectSince = time.Time{}
 	switch {
 	case msg.Hello != nil:
 		c.onHello(now, pc, msg.Hello)

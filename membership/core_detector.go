@@ -24,8 +24,12 @@ func (c *core) tick(now time.Time) {
 			continue
 		}
 		if now.Sub(pc.lastRecv) >= pc.timeout {
-			c.heartbeatTimeout(now, pc)
-			continue
+			if c.confirmTimeout(now, pc) {
+				c.heartbeatTimeout(now, pc)
+				continue
+			}
+		} else {
+			pc.suspectSince = time.Time{}
 		}
 		if !pc.nextBeat.After(coalesce) {
 			if c.current(pc) {
@@ -66,11 +70,39 @@ func (c *core) forgiveStall(now time.Time) {
 	if late >= max(c.cfg.HeartbeatInterval/4, 200*time.Millisecond) {
 		c.log(slog.LevelWarn, "local node was stalled; extending peer deadlines", "stall", late.String())
 	}
+	// A suspicion is confirmed only by a re-check that came on time (confirmTimeout).
+	unsure := late >= max(c.confirmDelay(), 100*time.Millisecond)
 	for _, pc := range c.conns {
 		if pc.lastRecv = pc.lastRecv.Add(late); pc.lastRecv.After(now) {
 			pc.lastRecv = now
 		}
+		if unsure {
+			pc.suspectSince = time.Time{}
+		}
 	}
+}
+
+// confirmTimeout reports whether pc's silence, past its timeout, is confirmed. The first
+// time a stream is found silent it is only suspected, and checked again after a short delay:
+// meanwhile the stream readers get to hand over what arrived while this node was busy, and if
+// the node is starved the re-check comes late, counts as a stall (forgiveStall) and starts the
+// suspicion over: only a node that gets its timers on time blames a peer. A healthy node
+// confirms a real silence one confirmDelay after the timeout.
+func (c *core) confirmTimeout(now time.Time, pc *peerConn) bool {
+	if pc.suspectSince.IsZero() {
+		pc.suspectSince = now
+	}
+	confirmAt := pc.suspectSince.Add(c.confirmDelay())
+	if now.Before(confirmAt) {
+		c.wantWake(confirmAt)
+		return false
+	}
+	return true
+}
+
+// confirmDelay is how long a silent stream stays suspected before it is declared timed out.
+func (c *core) confirmDelay() time.Duration {
+	return min(max(c.cfg.HeartbeatInterval/10, 20*time.Millisecond), 200*time.Millisecond)
 }
 
 // checkHandshake closes a stream whose handshake did not finish in time.
