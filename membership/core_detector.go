@@ -55,7 +55,7 @@ func (c *core) tick(now time.Time) {
 	c.runDials(now)
 }
 
-// forgiveStall handles a wake-up that came later than asked: the local process was slow
+// forgiveStall handles a wake-up that came notably later than asked: the local process was slow
 // (CPU starvation, a pause, a suspended VM), so that part of the silence it measured is its
 // own fault. Every stream's silence clock is pushed forward by the delay, so a slow node does
 // not blame healthy peers; a long stall is logged.
@@ -63,8 +63,10 @@ func (c *core) forgiveStall(now time.Time) {
 	if c.wakeAt.IsZero() {
 		return
 	}
+	// Ordinary scheduling jitter is not a stall: summed over many wake-ups it would only
+	// slow detection down in a busy process.
 	late := now.Sub(c.wakeAt)
-	if late <= 0 {
+	if late < max(c.cfg.HeartbeatInterval/20, 10*time.Millisecond) {
 		return
 	}
 	if late >= max(c.cfg.HeartbeatInterval/4, 200*time.Millisecond) {
