@@ -90,6 +90,9 @@ type peerConn struct {
 	lastBeat     time.Time     // when the peer's last heartbeat (or hello) arrived
 	lastRecv     time.Time
 	suspectSince time.Time // when the silence was first found past the timeout (zero: not suspected)
+	unconfirmed  bool      // accepted and hello answered, but the dialler has not spoken since
+	created      bool      // the stream's hello added its peer to the table
+	fresh        bool      // the stream's hello brought a node or incarnation not known before
 	timeout      time.Duration
 	nextBeat     time.Time
 	sentAttrs    uint64
@@ -174,6 +177,10 @@ func (c *core) closed(now time.Time, id connID) {
 		}
 		return
 	}
+	if pc.unconfirmed {
+		c.dropUnconfirmed(pc)
+		return
+	}
 	m := c.members[pc.peer]
 	if m == nil || m.conn != id {
 		return
@@ -197,6 +204,28 @@ func (c *core) receive(now time.Time, id connID, msg *Message) {
 		c.onReject(now, pc, msg.Reject)
 	case !pc.established:
 		c.reject(now, pc, RejectBadMessage, "expected hello first")
+	default:
+		if pc.unconfirmed {
+			c.confirmAccepted(now, pc)
+		}
+		c.dispatch(now, pc, msg)
+	}
+	c.runDials(now)
+}
+
+// confirmAccepted brings up the peer of an accepted stream on the dialler's first message
+// after its hello.
+func (c *core) confirmAccepted(now time.Time, pc *peerConn) {
+	if m := c.members[pc.peer]; m != nil && m.conn == pc.id {
+		c.confirm(now, pc, m)
+		return
+	}
+	pc.unconfirmed = false
+}
+
+// dispatch handles a message on an established stream.
+func (c *core) dispatch(now time.Time, pc *peerConn, msg *Message) {
+	switch {
 	case msg.Heartbeat != nil:
 		c.onHeartbeat(now, pc, msg.Heartbeat)
 	case msg.Update != nil:
@@ -206,7 +235,6 @@ func (c *core) receive(now time.Time, id connID, msg *Message) {
 	default:
 		c.reject(now, pc, RejectBadMessage, "empty message")
 	}
-	c.runDials(now)
 }
 
 // leave tells every peer the node leaves and closes every stream. No event is emitted for

@@ -126,7 +126,7 @@ func (c *core) checkHandshake(now time.Time, pc *peerConn) {
 // stream, so a restarted peer is never blocked by a stale one.
 func (c *core) heartbeatTimeout(now time.Time, pc *peerConn) {
 	m := c.members[pc.peer]
-	if m != nil && m.conn == pc.id {
+	if m != nil && m.conn == pc.id && !pc.unconfirmed {
 		c.markDown(now, m, ReasonHeartbeatTimeout)
 		c.scheduleRedial(now, m)
 	}

@@ -139,8 +139,9 @@ func (c *core) dropPlaceholder(id NodeID) {
 func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 	fresh := m == nil || m.incarnation != h.Incarnation
 	if m == nil {
-		m = &member{id: h.ID}
+		m = &member{id: h.ID, status: StatusConnecting}
 		c.members[h.ID] = m
+		pc.created = true
 	}
 	if m.dial == pc.id {
 		m.dial = 0
@@ -168,11 +169,43 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 	m.startedAt = now.Add(-h.Uptime)
 	m.lastHeartbeat = now
 	m.attempts, m.nextDial = 0, time.Time{}
-	c.markUp(now, m)
-	if fresh {
-		c.push(pc.id, MemberEntry{ID: m.id, Incarnation: m.incarnation})
+	pc.fresh = fresh
+	if pc.outbound {
+		// The dialling side has both hellos: the stream works both ways. Its first heartbeat
+		// goes out at once and confirms the stream to the accepting side.
+		c.sendHeartbeat(pc)
+		c.confirm(now, pc, m)
+	} else {
+		// The accepting side waits for the dialler's first message after its hello: a hello
+		// handled late (a slow node, a dialler that already gave up) must not report a node
+		// up on a stream that is already dead.
+		pc.unconfirmed = true
 	}
 	c.merge(now, h.View)
+}
+
+// confirm brings the peer of a stream that works both ways up, and tells the other peers
+// about a node (or incarnation) met for the first time.
+func (c *core) confirm(now time.Time, pc *peerConn, m *member) {
+	pc.unconfirmed = false
+	c.markUp(now, m)
+	if pc.fresh {
+		c.push(pc.id, MemberEntry{ID: m.id, Incarnation: m.incarnation})
+	}
+}
+
+// dropUnconfirmed forgets an accepted stream that ended before the dialler confirmed it:
+// nothing was reported for it, and nothing is. A node known only through it is dropped.
+func (c *core) dropUnconfirmed(pc *peerConn) {
+	m := c.members[pc.peer]
+	if m == nil || m.conn != pc.id {
+		return
+	}
+	m.conn = 0
+	if pc.created && m.status == StatusConnecting {
+		delete(c.members, m.id)
+		c.digestDirty = true
+	}
 }
 
 // onReject handles the peer refusing the stream.

@@ -2,6 +2,8 @@ package membership
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -211,4 +213,27 @@ func TestCoreSeedReachedTwiceAtOnceIsOneUp(t *testing.T) {
 			require.Len(t, seed.core.conns, 1, "one stream remains")
 		})
 	}
+}
+
+func TestCoreAcceptedStreamIsUpOnlyOnceTheDiallerConfirms(t *testing.T) {
+	// b dials a; a answers b's hello, then b dies before its first heartbeat reaches a (in
+	// real life: a handled the hello late, after b had given up). a must report nothing.
+	s := newSim(t)
+	a := s.add("a@127.0.0.1:4001", nil)
+	b := s.create("b@127.0.0.1:4002", simConfig("b", "a@127.0.0.1:4001"))
+	b.boot()
+	for step := 0; ; step++ {
+		require.Less(t, step, 100, "a never answered b's hello")
+		if answered := slices.ContainsFunc(slices.Collect(maps.Values(a.core.conns)), func(pc *peerConn) bool { return pc.established }); answered {
+			break
+		}
+		f := s.queue[0]
+		s.queue = s.queue[1:]
+		f()
+	}
+	require.Empty(t, a.eventLog(), "a hello alone does not bring a node up")
+	b.crash()
+	s.advance(5 * time.Second)
+	require.Empty(t, a.eventLog(), "a stream that died unconfirmed reports nothing: no up, no down")
+	require.NotContains(t, a.knownIDs(), b.id.String(), "a node known only through that stream is dropped")
 }
