@@ -34,17 +34,17 @@ func (m *mlSystem) Name() string { return "memberlist" }
 func MemberlistConfig(profile string) *memberlist.Config {
 	c := memberlist.DefaultLANConfig()
 	if profile == "fast" {
-		c.ProbeInterval = 500 * time.Millisecond   // LAN: 1s
-		c.ProbeTimeout = 250 * time.Millisecond    // LAN: 500ms
-		c.SuspicionMult = 2                        // LAN: 4 → suspicion 2×max(1,log10 N)×500ms
-		c.SuspicionMaxTimeoutMult = 3              // LAN: 6
-		c.GossipInterval = 100 * time.Millisecond  // LAN: 200ms
-		c.GossipNodes = 4                          // LAN: 3
-		c.RetransmitMult = 3                       // LAN: 4
-		c.PushPullInterval = 10 * time.Second      // LAN: 30s
-		c.TCPTimeout = 2 * time.Second             // LAN: 10s
-		c.GossipToTheDeadTime = 10 * time.Second   // LAN: 30s
-		c.AwarenessMaxMultiplier = 4               // LAN: 8
+		c.ProbeInterval = 500 * time.Millisecond  // LAN: 1s
+		c.ProbeTimeout = 250 * time.Millisecond   // LAN: 500ms
+		c.SuspicionMult = 2                       // LAN: 4 → suspicion 2×max(1,log10 N)×500ms
+		c.SuspicionMaxTimeoutMult = 3             // LAN: 6
+		c.GossipInterval = 100 * time.Millisecond // LAN: 200ms
+		c.GossipNodes = 4                         // LAN: 3
+		c.RetransmitMult = 3                      // LAN: 4
+		c.PushPullInterval = 10 * time.Second     // LAN: 30s
+		c.TCPTimeout = 2 * time.Second            // LAN: 10s
+		c.GossipToTheDeadTime = 10 * time.Second  // LAN: 30s
+		c.AwarenessMaxMultiplier = 4              // LAN: 8
 	}
 	return c
 }

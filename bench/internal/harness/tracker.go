@@ -134,7 +134,9 @@ type Wait struct {
 
 // ExpectUp registers a wait until every observer lists every subject (pairs with
 // obs == subj are skipped). Register before acting, wait after.
-func (t *Tracker) ExpectUp(observers, subjects []string) *Wait { return t.expect(true, observers, subjects) }
+func (t *Tracker) ExpectUp(observers, subjects []string) *Wait {
+	return t.expect(true, observers, subjects)
+}
 
 // ExpectDown registers a wait until every observer reports every subject down.
 func (t *Tracker) ExpectDown(observers, subjects []string) *Wait {
