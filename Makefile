@@ -72,3 +72,26 @@ examples/nodejs/node_modules: examples/nodejs/package.json examples/nodejs/packa
 api-tools: ## Install grpcurl and grpc_health_probe (used by api-check).
 	$(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
 	$(GO) install github.com/grpc-ecosystem/grpc-health-probe@v0.4.62
+
+.PHONY: chaos
+chaos: ## Fault-injection suite (root): real nodes in network namespaces; writes docs/reliability.md.
+	scripts/chaos.sh
+
+# Benchmarks against hashicorp/memberlist. bench/ is its own Go module (memberlist and gonum
+# never become dependencies of the product); BENCHMARKS.md and bench/results/ are regenerated.
+BENCH_QUICK ?= -n 8,32 -trials 3 -steady-trials 1 -steady-profiles lan -formation-trials 0
+BENCH_FULL  ?= -n 8,32,128 -trials 3 -steady-trials 1 -formation-trials 3 -formation-grace 30s
+BENCH_256   ?= -n 256 -trials 1 -steady-trials 1 -formation-trials 1 -formation-grace 30s
+
+.PHONY: bench
+bench: ## Benchmark vs memberlist, N = 8, 32 (under 5 minutes); regenerates BENCHMARKS.md.
+	cd bench && $(GO) build -o ../bin/meshbench ./cmd/meshbench && $(GO) build -o ../bin/benchreport ./cmd/benchreport
+	cd bench && ../bin/meshbench $(BENCH_QUICK) -label quick -out results/quick.jsonl
+	cd bench && ../bin/benchreport -results results -out ../BENCHMARKS.md -plots results/plots
+
+.PHONY: bench-full
+bench-full: ## Benchmark vs memberlist, N = 8, 32, 128, 256 (about an hour); regenerates BENCHMARKS.md.
+	cd bench && $(GO) build -o ../bin/meshbench ./cmd/meshbench && $(GO) build -o ../bin/benchreport ./cmd/benchreport
+	cd bench && ../bin/meshbench $(BENCH_FULL) -label full -out results/full.jsonl
+	cd bench && ../bin/meshbench $(BENCH_256) -label full-256 -out results/full-256.jsonl
+	cd bench && ../bin/benchreport -results results -out ../BENCHMARKS.md -plots results/plots
