@@ -54,6 +54,7 @@ func (n *Node) newGRPCServer() *grpc.Server {
 			n.auth.serverInterceptor(),
 		),
 	}
+	opts = append(opts, n.opts.grpcServerTuning()...)
 	if n.serverCreds != nil {
 		opts = append(opts, grpc.Creds(n.serverCreds))
 	}

@@ -55,6 +55,9 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 		logger:               slog.Default(),
 		maxPeerMessageBytes:  DefaultMaxPeerMessageBytes,
 		maxPendingHandshakes: DefaultMaxPendingHandshakes,
+		grpcReadBuffer:       DefaultGRPCReadBufferSize,
+		grpcWriteBuffer:      DefaultGRPCWriteBufferSize,
+		grpcWindow:           DefaultGRPCWindowSize,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -81,11 +84,11 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 		n.serverCreds = credentials.NewTLS(serverTLS)
 		dialCreds = credentials.NewTLS(dialTLS)
 	}
-	transport := &peerTransport{dialOptions: []grpc.DialOption{
+	transport := &peerTransport{dialOptions: append([]grpc.DialOption{
 		grpc.WithTransportCredentials(dialCreds),
 		grpc.WithStreamInterceptor(n.auth.clientInterceptor()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxPeerMessageBytes)),
-	}}
+	}, o.grpcDialTuning()...)}
 	n.metrics = newMetrics(func() *membership.Cluster { return n.Cluster })
 	n.auth.onFailure = func(reason string) { n.metrics.authFailures.WithLabelValues(reason).Inc() }
 	clusterOpts := []membership.Option{membership.WithLogger(o.logger), membership.WithMetrics(n.metrics)}
@@ -185,13 +188,15 @@ func (n *Node) Stop(ctx context.Context) error {
 // Kill stops the node like a crash: streams and listener are cut, no peer is told.
 // For fault-injection tests and benchmarks.
 func (n *Node) Kill() error {
+	// The engine dies first, so, like a crashed process, it reports nothing of what the
+	// listener's closing does to its streams.
+	err := n.Cluster.Kill()
 	n.mu.Lock()
 	server := n.server
 	n.mu.Unlock()
 	if server != nil {
 		server.Stop()
 	}
-	err := n.Cluster.Kill()
 	n.shutdown(context.Background())
 	return err
 }
