@@ -65,7 +65,7 @@ func TestThirtyTwoNodesFormThroughOneSeed(t *testing.T) {
 	// process can keep while other test packages run beside it.
 	config := func(name string, seeds ...string) *membership.Config {
 		cfg := testConfig(name, seeds...)
-		cfg.HeartbeatInterval = time.Second
+		cfg.HeartbeatInterval, cfg.DialTimeout = time.Second, 5*time.Second
 		return cfg
 	}
 	seed := startNode(t, config("seed"))
