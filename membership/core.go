@@ -164,7 +164,13 @@ func (c *core) dialed(now time.Time, id connID) {
 	c.sendHello(now, pc)
 }
 
-// closed reports that stream id ended (or its dial failed) for a reason outside the core.
+// ended reports that stream id ended (or its dial failed) for a reason outside the core.
+func (c *core) ended(now time.Time, id connID) {
+	c.closed(now, id)
+	c.runDials(now) // a dial slot may have freed
+}
+
+// closed handles the end of stream id.
 func (c *core) closed(now time.Time, id connID) {
 	pc := c.conns[id]
 	if pc == nil {

@@ -284,12 +284,20 @@ func (c *core) dialFailed(now time.Time, pc *peerConn) {
 	}
 }
 
-// runDials starts the dials that are due.
+// maxConcurrentDials caps the outbound streams a node sets up at once. A node that learns a
+// whole cluster at once (a formation, a healed partition) dials it in waves, so neither it
+// nor the nodes it dials are swamped with handshakes.
+const maxConcurrentDials = 16
+
+// runDials starts the dials that are due, at most maxConcurrentDials at a time; dials over
+// the cap wait for one in flight to finish (establish or fail), which runs runDials again.
 func (c *core) runDials(now time.Time) {
 	if c.leaving || c.dialAt.IsZero() || now.Before(c.dialAt) {
 		return
 	}
 	c.dialAt = time.Time{}
+	slots := maxConcurrentDials - c.dialsInFlight()
+	capped := false
 	for _, m := range c.sortedMembers() {
 		if m.nextDial.IsZero() || m.conn != 0 || m.dial != 0 {
 			continue
@@ -298,7 +306,12 @@ func (c *core) runDials(now time.Time) {
 			c.wantDialAt(m.nextDial)
 			continue
 		}
+		if slots <= 0 {
+			capped = true
+			continue
+		}
 		c.dial(now, m)
+		slots--
 	}
 	for _, s := range c.seeds {
 		if s.self || s.dial != 0 {
@@ -312,8 +325,27 @@ func (c *core) runDials(now time.Time) {
 			c.wantDialAt(s.nextDial)
 			continue
 		}
+		if slots <= 0 {
+			capped = true
+			continue
+		}
 		c.dialSeed(now, s)
+		slots--
 	}
+	if capped {
+		c.dialAt = now // due again as soon as a dial in flight finishes; no timer needed
+	}
+}
+
+// dialsInFlight counts outbound streams still dialling or in their handshake.
+func (c *core) dialsInFlight() int {
+	n := 0
+	for _, pc := range c.conns {
+		if pc.outbound && !pc.established {
+			n++
+		}
+	}
+	return n
 }
 
 // expire forgets nodes down for longer than the reconnect timeout and drops old tombstones.

@@ -71,7 +71,7 @@ func (c *Cluster) dialLocked(id connID, addr string) {
 			c.logger.Debug("dial failed", "addr", addr, "err", err)
 			if c.core == r.core && c.runners[id] == r {
 				delete(c.runners, id)
-				c.stepLocked(func(now time.Time) { c.core.closed(now, id) })
+				c.stepLocked(func(now time.Time) { c.core.ended(now, id) })
 			}
 			r.close(false)
 			return
@@ -175,7 +175,7 @@ func (r *connRunner) run() {
 			if c.runners[r.id] == r {
 				delete(c.runners, r.id)
 			}
-			c.stepLocked(func(now time.Time) { c.core.closed(now, r.id) })
+			c.stepLocked(func(now time.Time) { c.core.ended(now, r.id) })
 			c.mu.Unlock()
 			r.abort()
 			return

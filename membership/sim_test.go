@@ -228,7 +228,7 @@ func (s *sim) dial(n *simNode, id connID, addr string) {
 		if target == nil || !target.up || target.frozen || s.linkCut(n, target) || s.linkCut(target, n) {
 			end.closed = true
 			delete(n.ends, id)
-			n.core.closed(s.now, id)
+			n.core.ended(s.now, id)
 			n.flush()
 			return
 		}
@@ -270,7 +270,7 @@ func (s *sim) closeEnd(e *simEnd) {
 		p.closed = true
 		delete(p.node.ends, p.id)
 		if p.node.up {
-			p.node.core.closed(s.now, p.id)
+			p.node.core.ended(s.now, p.id)
 			p.node.flush()
 		}
 	})
@@ -376,7 +376,7 @@ func (s *sim) breakHalf(n, peer *simNode) {
 	require.NotNil(s.t, e, "breakHalf: %s has no stream to %s", n.id, peer.id)
 	e.closed = true
 	delete(n.ends, e.id)
-	n.core.closed(s.now, e.id)
+	n.core.ended(s.now, e.id)
 	n.flush()
 	s.settle()
 }

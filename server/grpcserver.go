@@ -42,13 +42,15 @@ func (n *Node) newGRPCServer() *grpc.Server {
 		grpc.ConnectionTimeout(n.cfg.HandshakeTimeout),
 		grpc.ChainUnaryInterceptor(
 			recovery.UnaryServerInterceptor(recover),
-			n.metrics.grpc.UnaryServerInterceptor(),
+			selector.UnaryServerInterceptor(n.metrics.grpc.UnaryServerInterceptor(), logged),
 			selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(logger, logOpts...), logged),
 			token.unary(),
 		),
 		grpc.ChainStreamInterceptor(
 			recovery.StreamServerInterceptor(recover),
-			n.metrics.grpc.StreamServerInterceptor(),
+			// Per-message RPC metrics on the peer streams would cost more than the heartbeats
+			// they count; the engine's own metrics cover them.
+			selector.StreamServerInterceptor(n.metrics.grpc.StreamServerInterceptor(), logged),
 			selector.StreamServerInterceptor(logging.StreamServerInterceptor(logger, logOpts...), logged),
 			token.stream(),
 			n.auth.serverInterceptor(),

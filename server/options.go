@@ -13,8 +13,10 @@ const (
 	// DefaultMaxPeerMessageBytes bounds one peer frame: enough for a view of tens of
 	// thousands of nodes, small enough that no peer can make a node buffer much.
 	DefaultMaxPeerMessageBytes = 4 << 20
-	// DefaultMaxPendingHandshakes caps inbound peer streams that have not authenticated yet.
-	DefaultMaxPendingHandshakes = 64
+	// DefaultMaxPendingHandshakes caps inbound peer streams that have not authenticated yet:
+	// enough for a few hundred nodes joining through one seed at once, few enough that a
+	// flood of silent connections costs little until the handshake deadline drops them.
+	DefaultMaxPendingHandshakes = 256
 
 	// DefaultGRPCReadBufferSize and DefaultGRPCWriteBufferSize size the buffers of every
 	// HTTP/2 connection on the port and of every peer dial. A node holds one connection per
