@@ -42,14 +42,15 @@ func (c *core) tick(now time.Time) {
 	}
 	c.expire(now)
 	c.dialAt = time.Time{}
+	full := c.dialsInFlight() >= maxConcurrentDials
 	for _, m := range c.members {
-		if !m.nextDial.IsZero() {
-			c.wantDialAt(m.nextDial)
+		if !m.nextDial.IsZero() && m.conn == 0 && m.dial == 0 {
+			c.dueDial(now, m.nextDial, full)
 		}
 	}
 	for _, s := range c.seeds {
 		if c.seedWanted(s) {
-			c.wantDialAt(s.nextDial)
+			c.dueDial(now, s.nextDial, full)
 		}
 	}
 	c.runDials(now)
@@ -335,6 +336,18 @@ func (c *core) runDials(now time.Time) {
 	if capped {
 		c.dialAt = now // due again as soon as a dial in flight finishes; no timer needed
 	}
+}
+
+// dueDial notes a dial due at at. While every dial slot is taken, a dial already due needs
+// no wake-up: the end of a dial in flight runs runDials.
+func (c *core) dueDial(now, at time.Time, full bool) {
+	if full && !now.Before(at) {
+		if c.dialAt.IsZero() || at.Before(c.dialAt) {
+			c.dialAt = at
+		}
+		return
+	}
+	c.wantDialAt(at)
 }
 
 // dialsInFlight counts outbound streams still dialling or in their handshake.

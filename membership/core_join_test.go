@@ -237,3 +237,34 @@ func TestCoreAcceptedStreamIsUpOnlyOnceTheDiallerConfirms(t *testing.T) {
 	require.Empty(t, a.eventLog(), "a stream that died unconfirmed reports nothing: no up, no down")
 	require.NotContains(t, a.knownIDs(), b.id.String(), "a node known only through that stream is dropped")
 }
+
+func TestCoreFormationAtOnceDialsInWaves(t *testing.T) {
+	// 48 nodes boot at the same instant through one seed: every node learns the whole
+	// cluster at once, yet never has more than maxConcurrentDials dials in flight, and the
+	// mesh forms with no down at all.
+	s := newSim(t)
+	s.dialLatency = 30 * time.Millisecond // dials take time, so they overlap
+	var nodes []*simNode
+	for i := range 48 {
+		cfg := simConfig(fmt.Sprintf("node%02d", i))
+		if i > 0 {
+			cfg.Seeds = []string{"127.0.0.1:4000"}
+		}
+		nodes = append(nodes, s.create(simID(fmt.Sprintf("node%02d", i), 4000+i), cfg))
+	}
+	for _, n := range nodes {
+		n.boot()
+	}
+	peak := 0
+	took := s.advanceUntil(30*time.Second, func() bool {
+		for _, n := range nodes {
+			peak = max(peak, n.core.dialsInFlight())
+		}
+		return s.fullMesh(nodes...)
+	}, "48 nodes started at once should form a full mesh")
+	t.Logf("formed in %v of simulated time; at most %d dials in flight on one node", took, peak)
+	require.LessOrEqual(t, peak, maxConcurrentDials)
+	for _, n := range nodes {
+		require.Empty(t, n.downs(), "%s: no down during the formation", n.id)
+	}
+}
