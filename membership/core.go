@@ -24,6 +24,7 @@ type core struct {
 	members   map[NodeID]*member
 	tombs     map[NodeID]tombstone
 	conns     map[connID]*peerConn
+	connOrder []*peerConn // conns sorted by id; nil when it must be rebuilt
 	seeds     []*seed
 	lastConn  connID
 	connected int
@@ -177,6 +178,7 @@ func (c *core) closed(now time.Time, id connID) {
 		return
 	}
 	delete(c.conns, id)
+	c.connOrder = nil
 	if !pc.established {
 		if pc.outbound {
 			c.dialFailed(now, pc)
@@ -253,6 +255,7 @@ func (c *core) leave(now time.Time) {
 		}
 		c.emit(output{kind: outClose, conn: pc.id, flush: true})
 		delete(c.conns, pc.id)
+		c.connOrder = nil
 	}
 	for _, m := range c.members {
 		m.conn, m.dial, m.nextDial = 0, 0, time.Time{}
@@ -270,6 +273,7 @@ func (c *core) newConn(now time.Time, outbound bool) *peerConn {
 	c.lastConn++
 	pc := &peerConn{id: c.lastConn, outbound: outbound, opened: now, lastRecv: now}
 	c.conns[pc.id] = pc
+	c.connOrder = nil
 	return pc
 }
 
@@ -290,6 +294,7 @@ func (c *core) dropConn(id connID) {
 		return
 	}
 	delete(c.conns, id)
+	c.connOrder = nil
 	c.emit(output{kind: outClose, conn: id})
 }
 
@@ -329,8 +334,12 @@ func (c *core) wantDialAt(t time.Time) {
 }
 
 // sortedConns returns the streams in id order, for deterministic iteration.
+// The order is cached until a stream is added or removed: tick runs it many times a second.
+// Callers may close streams while iterating; the slice they hold stays valid.
 func (c *core) sortedConns() []*peerConn {
-	out := slices.Collect(maps.Values(c.conns))
-	slices.SortFunc(out, func(a, b *peerConn) int { return cmp.Compare(a.id, b.id) })
-	return out
+	if c.connOrder == nil {
+		c.connOrder = slices.Collect(maps.Values(c.conns))
+		slices.SortFunc(c.connOrder, func(a, b *peerConn) int { return cmp.Compare(a.id, b.id) })
+	}
+	return c.connOrder
 }

@@ -74,7 +74,9 @@ func (c *core) forgiveStall(now time.Time) {
 		c.log(slog.LevelWarn, "local node was stalled; extending peer deadlines", "stall", late.String())
 	}
 	// A suspicion is confirmed only by a re-check that came on time (confirmTimeout).
-	unsure := late >= max(c.confirmDelay(), 100*time.Millisecond)
+	// Only a real stall (half a second) starts suspicions over: a busy process that is a bit
+	// late on every wake-up must still be able to confirm a silence.
+	unsure := late >= 500*time.Millisecond
 	for _, pc := range c.conns {
 		if pc.lastRecv = pc.lastRecv.Add(late); pc.lastRecv.After(now) {
 			pc.lastRecv = now
