@@ -6,6 +6,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,11 +19,11 @@ import (
 // 127.0.0.1), wrapped to count bytes and to go silent on demand.
 type mlSystem struct {
 	p       Profile
-	tr      *Tracker
+	tr      Sink
 	counter *ConnCounter
 }
 
-func newMemberlist(p Profile, tr *Tracker) *mlSystem {
+func newMemberlist(p Profile, tr Sink) *mlSystem {
 	return &mlSystem{p: p, tr: tr, counter: NewConnCounter()}
 }
 
@@ -81,7 +82,10 @@ func (m *mlSystem) Start(ctx context.Context, name, seed string) (Node, error) {
 		return nil, err
 	}
 	port := nt.GetAutoBindPort()
-	tp := newMLTransport(nt, m.counter)
+	var tp *mlTransport
+	if os.Getenv("BENCH_ML_RAW") == "" {
+		tp = newMLTransport(nt, m.counter)
+	}
 	conf := MemberlistConfig(m.p.Name)
 	conf.Name = name
 	conf.BindAddr = "127.0.0.1"
@@ -90,10 +94,13 @@ func (m *mlSystem) Start(ctx context.Context, name, seed string) (Node, error) {
 	conf.AdvertisePort = port
 	conf.Logger = logger
 	conf.Transport = tp
+	if tp == nil { // diagnostics (BENCH_ML_RAW=1): memberlist's own transport, unwrapped
+		conf.Transport = nt
+	}
 	conf.Events = &mlEvents{self: name, tr: m.tr}
 	list, err := memberlist.Create(conf)
 	if err != nil {
-		_ = tp.Shutdown()
+		_ = conf.Transport.Shutdown()
 		return nil, err
 	}
 	node := &mlNode{name: name, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), list: list, tp: tp}
@@ -112,18 +119,15 @@ func (m *mlSystem) Traffic() Traffic { return m.counter.Total() }
 // reported down by NotifyLeave: dead or left) to the tracker.
 type mlEvents struct {
 	self string
-	tr   *Tracker
+	tr   Sink
 }
 
 func (e *mlEvents) NotifyJoin(n *memberlist.Node) { e.tr.Up(e.self, n.Name) }
-func (e *mlEvents) NotifyLeave(n *memberlist.Node) {
-	reason := "dead"
-	if n.State == memberlist.StateLeft {
-		reason = "left"
-	}
-	e.tr.Down(e.self, n.Name, reason)
-}
-func (e *mlEvents) NotifyUpdate(*memberlist.Node) {}
+
+// NotifyLeave fires for dead and left nodes alike; memberlist v0.7.0 passes a Node whose
+// State field is not updated, so the two cannot be told apart here.
+func (e *mlEvents) NotifyLeave(n *memberlist.Node) { e.tr.Down(e.self, n.Name, "notify_leave") }
+func (e *mlEvents) NotifyUpdate(*memberlist.Node)  {}
 
 type mlNode struct {
 	name string
@@ -139,7 +143,11 @@ func (n *mlNode) Addr() string { return n.addr }
 func (n *mlNode) Kill() { _ = n.list.Shutdown() }
 
 // Freeze makes the wrapping transport drop every packet and stream, both ways.
-func (n *mlNode) Freeze() { n.tp.frozen.Store(true) }
+func (n *mlNode) Freeze() {
+	if n.tp != nil {
+		n.tp.frozen.Store(true)
+	}
+}
 
 // Leave broadcasts a leave (waiting up to 5 s for it to go out), then shuts down.
 func (n *mlNode) Leave() {
@@ -269,5 +277,5 @@ func (t *mlTransport) Shutdown() error {
 	return err
 }
 
-// keep the context import used by Start's signature.
-var _ = context.Background
+// Usage returns this process's usage.
+func (m *mlSystem) Usage(gc bool) Usage { return LocalUsage(gc) }

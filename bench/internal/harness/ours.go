@@ -2,9 +2,12 @@ package harness
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshnode/meshnode/membership"
@@ -14,10 +17,10 @@ import (
 // ours runs meshnode nodes: real gRPC on 127.0.0.1.
 type ours struct {
 	p  Profile
-	tr *Tracker
+	tr Sink
 }
 
-func newOurs(p Profile, tr *Tracker) *ours { return &ours{p: p, tr: tr} }
+func newOurs(p Profile, tr Sink) *ours { return &ours{p: p, tr: tr} }
 
 func (o *ours) Name() string { return "meshnode" }
 
@@ -43,9 +46,21 @@ func (o *ours) Describe() map[string]any {
 		"HandshakeTimeout":       cfg.HandshakeTimeout.String(),
 		"ReconnectBaseDelay":     cfg.ReconnectBaseDelay.String(),
 		"ReconnectMaxDelay":      cfg.ReconnectMaxDelay.String(),
-		"transport":              "gRPC (server defaults), plaintext, no secret",
+		"transport":              o.transport(),
 	}
 }
+
+func (o *ours) transport() string {
+	if GRPCDefaults() {
+		return "gRPC with gRPC's own defaults (BENCH_GRPC=defaults: 32 KiB buffers, dynamic BDP windows), plaintext, no secret"
+	}
+	return fmt.Sprintf("gRPC with the node's defaults (buffers %d/%d B, static window %d B), plaintext, no secret",
+		server.DefaultGRPCReadBufferSize, server.DefaultGRPCWriteBufferSize, server.DefaultGRPCWindowSize)
+}
+
+// GRPCDefaults reports whether BENCH_GRPC=defaults asks for gRPC's own buffer and window
+// defaults instead of the node's tuned ones (to measure what the tuning changes).
+func GRPCDefaults() bool { return os.Getenv("BENCH_GRPC") == "defaults" }
 
 func (o *ours) Start(ctx context.Context, name, seed string) (Node, error) {
 	tr := o.tr
@@ -57,9 +72,22 @@ func (o *ours) Start(ctx context.Context, name, seed string) (Node, error) {
 			tr.Down(name, e.Node.ID.Name(), e.Reason.String())
 		}
 	}
-	n, err := server.Start(ctx, o.config(name, seed),
+	opts := []server.Option{
 		server.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
-		server.WithEventHandler(handler))
+		server.WithEventHandler(handler),
+	}
+	if os.Getenv("BENCH_DIAG") != "" {
+		// Diagnostics only: count dials (replaces the node's Prometheus sink).
+		opts = append(opts, server.WithClusterOptions(membership.WithMetrics(&diagSink)))
+	}
+	if os.Getenv("BENCH_DIAG") != "" {
+		// Diagnostics only: count dials (replaces the node's Prometheus sink).
+		opts = append(opts, server.WithClusterOptions(membership.WithMetrics(&diagSink)))
+	}
+	if GRPCDefaults() {
+		opts = append(opts, server.WithGRPCBufferSizes(32<<10, 32<<10), server.WithGRPCWindowSize(0))
+	}
+	n, err := server.Start(ctx, o.config(name, seed), opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -85,3 +113,18 @@ func (n *ourNode) Leave() {
 	_ = n.n.Stop(ctx)
 }
 func (n *ourNode) Close() { _ = n.n.Kill() }
+
+// Usage returns this process's usage.
+func (o *ours) Usage(gc bool) Usage { return LocalUsage(gc) }
+
+// diagSink counts the engine's dials and heartbeats (BENCH_DIAG=1).
+var diagSink diagCounter
+
+type diagCounter struct{ dials, hbSent, hbRecv atomic.Int64 }
+
+func (d *diagCounter) HeartbeatSent()                                { d.hbSent.Add(1) }
+func (d *diagCounter) HeartbeatReceived(gap, interval time.Duration) { d.hbRecv.Add(1) }
+func (d *diagCounter) DialStarted()                                  { d.dials.Add(1) }
+
+// DiagDials returns the dials started so far in this process (BENCH_DIAG=1).
+func DiagDials() int64 { return diagSink.dials.Load() }

@@ -4,21 +4,21 @@ import (
 	"bufio"
 	"net"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// Header bytes one packet carries on the loopback interface besides its payload, as counted
-// by /proc/net/dev: 14 (Ethernet header lo keeps) + 20 (IPv4) + 32 (TCP with the timestamp
-// option Linux uses by default) or + 8 (UDP).
+// Header bytes one packet carries besides its payload, as /proc/net/dev counts them on lo
+// (IP packet length; a real Ethernet link adds 14 bytes of header, plus preamble and gap):
+// 20 (IPv4) + 32 (TCP with the timestamp option Linux uses by default) or + 8 (UDP).
 const (
-	tcpOverhead = 14 + 20 + 32
-	udpOverhead = 14 + 20 + 8
+	tcpOverhead = 20 + 32
+	udpOverhead = 20 + 8
 )
 
 // Traffic is what a system's sockets have sent so far.
@@ -210,17 +210,56 @@ func LoopbackTxBytes() int64 {
 	return 0
 }
 
-// MemSnapshot is the process's memory and goroutines at one time.
-type MemSnapshot struct {
-	RSS        int64
-	HeapInuse  int64
-	Goroutines int
+// countFDs returns how many file descriptors the process holds.
+func countFDs() int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0
+	}
+	return len(entries)
 }
 
-// TakeMem collects garbage first, so the heap is what is live, and returns the memory.
-func TakeMem() MemSnapshot {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return MemSnapshot{RSS: RSSBytes(), HeapInuse: int64(ms.HeapInuse), Goroutines: runtime.NumGoroutine()}
+// fdLimit returns the process's RLIMIT_NOFILE soft limit.
+func fdLimit() uint64 {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	return rl.Cur
+}
+
+// fdSampler records the peak file descriptor count while it runs.
+type fdSampler struct {
+	done chan struct{}
+	peak chan int
+	once sync.Once
+	val  int
+}
+
+// startFDSampler samples the file descriptors of sys's process(es) every 250 ms (the peak
+// of the largest process, which is what meets RLIMIT_NOFILE).
+func startFDSampler(sys System) *fdSampler {
+	countFDs := func() int { return sys.Usage(false).MaxFDs }
+	s := &fdSampler{done: make(chan struct{}), peak: make(chan int, 1)}
+	go func() {
+		peak := countFDs()
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.done:
+				s.peak <- max(peak, countFDs())
+				return
+			case <-t.C:
+				peak = max(peak, countFDs())
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling and returns the peak.
+func (s *fdSampler) stop() int {
+	s.once.Do(func() { close(s.done); s.val = <-s.peak })
+	return s.val
 }

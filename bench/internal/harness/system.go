@@ -3,6 +3,7 @@ package harness
 
 import (
 	"context"
+	"runtime"
 	"time"
 )
 
@@ -31,8 +32,51 @@ type System interface {
 	Start(ctx context.Context, name, seed string) (Node, error)
 	// Traffic returns what every node of the system sent so far.
 	Traffic() Traffic
+	// Usage returns the CPU time, memory and goroutines of the process(es) hosting the
+	// nodes, collecting garbage first when gc is set.
+	Usage(gc bool) Usage
 	// Describe states the settings used.
 	Describe() map[string]any
+}
+
+// Sink receives what nodes report about each other.
+type Sink interface {
+	// Up: obs now lists subj.
+	Up(obs, subj string)
+	// Down: obs reports subj down, for reason.
+	Down(obs, subj, reason string)
+}
+
+// Usage is the resource use of the process(es) hosting a system.
+type Usage struct {
+	CPUSeconds float64 `json:"cpu_s"`
+	RSS        int64   `json:"rss"`
+	HeapInuse  int64   `json:"heap_inuse"`
+	StackInuse int64   `json:"stack_inuse"`
+	Goroutines int     `json:"goroutines"`
+	FDs        int     `json:"fds"`
+	MaxFDs     int     `json:"max_fds"` // of the process holding the most
+	Processes  int     `json:"processes"`
+}
+
+// Add returns u + o.
+func (u Usage) Add(o Usage) Usage {
+	return Usage{u.CPUSeconds + o.CPUSeconds, u.RSS + o.RSS, u.HeapInuse + o.HeapInuse,
+		u.StackInuse + o.StackInuse, u.Goroutines + o.Goroutines, u.FDs + o.FDs, max(u.MaxFDs, o.MaxFDs),
+		u.Processes + o.Processes}
+}
+
+// LocalUsage returns this process's usage, after a garbage collection when gc is set (so the
+// heap is what is live).
+func LocalUsage(gc bool) Usage {
+	if gc {
+		runtime.GC()
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fds := countFDs()
+	return Usage{CPUSeconds: CPUSeconds(), RSS: RSSBytes(), HeapInuse: int64(ms.HeapInuse),
+		StackInuse: int64(ms.StackInuse), Goroutines: runtime.NumGoroutine(), FDs: fds, MaxFDs: fds, Processes: 1}
 }
 
 // Node is one running node.
@@ -51,7 +95,7 @@ type Node interface {
 }
 
 // NewSystem returns the named system for profile p, reporting to tr.
-func NewSystem(name string, p Profile, tr *Tracker) System {
+func NewSystem(name string, p Profile, tr Sink) System {
 	if name == "memberlist" {
 		return newMemberlist(p, tr)
 	}

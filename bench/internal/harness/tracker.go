@@ -42,8 +42,13 @@ func NewTracker() *Tracker {
 }
 
 // Up records that obs now lists subj.
-func (t *Tracker) Up(obs, subj string) {
-	now := time.Now()
+func (t *Tracker) Up(obs, subj string) { t.UpAt(obs, subj, time.Now()) }
+
+// Down records that obs reports subj down.
+func (t *Tracker) Down(obs, subj, reason string) { t.DownAt(obs, subj, reason, time.Now()) }
+
+// UpAt records that obs listed subj at now (reports from other processes carry their time).
+func (t *Tracker) UpAt(obs, subj string, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed || obs == subj {
@@ -58,13 +63,12 @@ func (t *Tracker) Up(obs, subj string) {
 	t.notify(now, true, pair{obs, subj})
 }
 
-// Down records that obs reports subj down.
-func (t *Tracker) Down(obs, subj, reason string) {
-	now := time.Now()
+// DownAt records that obs reported subj down at now.
+func (t *Tracker) DownAt(obs, subj, reason string, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed || obs == subj {
-		return
+	if t.closed || obs == subj || t.victims[obs] {
+		return // a failed or leaving node's own view is not measured
 	}
 	if m := t.live[obs]; m != nil {
 		delete(m, subj)
@@ -79,11 +83,13 @@ func (t *Tracker) Down(obs, subj, reason string) {
 func (t *Tracker) notify(now time.Time, up bool, p pair) {
 	kept := t.waiters[:0]
 	for _, w := range t.waiters {
-		if w.up == up {
+		if _, ok := w.want[p]; ok && w.up == up {
 			delete(w.want, p)
+			if now.After(w.at) {
+				w.at = now // the latest report completes the wait, whatever order they arrive in
+			}
 		}
 		if len(w.want) == 0 {
-			w.at = now
 			close(w.done)
 			continue
 		}
@@ -92,7 +98,8 @@ func (t *Tracker) notify(now time.Time, up bool, p pair) {
 	t.waiters = kept
 }
 
-// MarkVictim declares that subj is about to fail or leave on purpose: its downs are expected.
+// MarkVictim declares that subj is about to fail or leave on purpose: its downs are
+// expected, and what it reports from then on is ignored.
 func (t *Tracker) MarkVictim(subj string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -1,0 +1,307 @@
+package harness
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+)
+
+// A system whose nodes need more sockets than one process may open (RLIMIT_NOFILE: ours is a
+// full mesh, one TCP connection per pair, so N nodes in one process hold N×(N−1) sockets) is
+// spread over several host processes, each running a share of the nodes. The worker drives
+// them over stdin/stdout (JSON lines); the hosts report up/down events with their wall-clock
+// time, which the worker's tracker uses, so the measurements mean the same as in one process.
+
+// hostCmd is one command to a host.
+type hostCmd struct {
+	ID   int    `json:"id"`
+	Op   string `json:"op"` // start, kill, freeze, leave, close, usage, traffic
+	Name string `json:"name,omitempty"`
+	Seed string `json:"seed,omitempty"`
+	GC   bool   `json:"gc,omitempty"`
+}
+
+// hostMsg is one line from a host: a reply to command ID, or an event (E set).
+type hostMsg struct {
+	ID      int      `json:"id,omitempty"`
+	Err     string   `json:"err,omitempty"`
+	Addr    string   `json:"addr,omitempty"`
+	Usage   *Usage   `json:"usage,omitempty"`
+	Traffic *Traffic `json:"traffic,omitempty"`
+
+	E string `json:"e,omitempty"` // "up" or "down"
+	O string `json:"o,omitempty"`
+	S string `json:"s,omitempty"`
+	R string `json:"r,omitempty"`
+	T int64  `json:"t,omitempty"`
+}
+
+// RunHost serves one host process: it runs the nodes it is told to start on system/profile.
+func RunHost(system, profile string, in io.Reader, out io.Writer) error {
+	w := bufio.NewWriter(out)
+	var mu sync.Mutex
+	send := func(m hostMsg) {
+		b, _ := json.Marshal(m)
+		mu.Lock()
+		_, _ = w.Write(append(b, '\n'))
+		_ = w.Flush()
+		mu.Unlock()
+	}
+	sink := hostSink{send}
+	sys := NewSystem(system, Profiles[profile], sink)
+	var nmu sync.Mutex
+	nodes := map[string]Node{}
+	node := func(name string) Node {
+		nmu.Lock()
+		defer nmu.Unlock()
+		return nodes[name]
+	}
+	var wg sync.WaitGroup
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		var c hostCmd
+		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+			continue
+		}
+		wg.Go(func() {
+			r := hostMsg{ID: c.ID}
+			switch c.Op {
+			case "start":
+				n, err := sys.Start(context.Background(), c.Name, c.Seed)
+				if err != nil {
+					r.Err = err.Error()
+				} else {
+					nmu.Lock()
+					nodes[c.Name] = n
+					nmu.Unlock()
+					r.Addr = n.Addr()
+				}
+			case "kill", "freeze", "leave", "close":
+				n := node(c.Name)
+				if n == nil {
+					r.Err = "no node " + c.Name
+					break
+				}
+				map[string]func(){"kill": n.Kill, "freeze": n.Freeze, "leave": n.Leave, "close": n.Close}[c.Op]()
+			case "usage":
+				u := sys.Usage(c.GC)
+				r.Usage = &u
+			case "traffic":
+				t := sys.Traffic()
+				r.Traffic = &t
+			}
+			send(r)
+		})
+	}
+	wg.Wait()
+	return sc.Err()
+}
+
+type hostSink struct{ send func(hostMsg) }
+
+func (s hostSink) Up(obs, subj string) {
+	s.send(hostMsg{E: "up", O: obs, S: subj, T: time.Now().UnixNano()})
+}
+func (s hostSink) Down(obs, subj, reason string) {
+	s.send(hostMsg{E: "down", O: obs, S: subj, R: reason, T: time.Now().UnixNano()})
+}
+
+// host is the worker's end of one host process.
+type host struct {
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	mu      sync.Mutex
+	nextID  int
+	pending map[int]chan hostMsg
+}
+
+// remoteSystem spreads the nodes of a system over host processes, round robin.
+type remoteSystem struct {
+	name  string
+	local System // for Describe only
+	hosts []*host
+	mu    sync.Mutex
+	where map[string]*host
+	count int
+}
+
+// newRemoteSystem starts procs host processes (this executable with -host).
+func newRemoteSystem(o Options, tr *Tracker, procs int) (*remoteSystem, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	rs := &remoteSystem{name: o.System, local: NewSystem(o.System, Profiles[o.Profile], tr), where: map[string]*host{}}
+	for range procs {
+		cmd := exec.Command(exe, "-host", "-system", o.System, "-profile", o.Profile)
+		cmd.Stderr = os.Stderr
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			return nil, err
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			return nil, err
+		}
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		h := &host{cmd: cmd, stdin: stdin, pending: map[int]chan hostMsg{}}
+		go h.read(stdout, tr)
+		rs.hosts = append(rs.hosts, h)
+	}
+	return rs, nil
+}
+
+func (h *host) read(r io.Reader, tr *Tracker) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var m hostMsg
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			continue
+		}
+		switch m.E {
+		case "up":
+			tr.UpAt(m.O, m.S, time.Unix(0, m.T))
+			continue
+		case "down":
+			tr.DownAt(m.O, m.S, m.R, time.Unix(0, m.T))
+			continue
+		}
+		h.mu.Lock()
+		ch := h.pending[m.ID]
+		delete(h.pending, m.ID)
+		h.mu.Unlock()
+		if ch != nil {
+			ch <- m
+		}
+	}
+	h.mu.Lock()
+	for id, ch := range h.pending {
+		ch <- hostMsg{ID: id, Err: "host exited"}
+		delete(h.pending, id)
+	}
+	h.mu.Unlock()
+}
+
+func (h *host) call(c hostCmd) hostMsg {
+	ch := make(chan hostMsg, 1)
+	h.mu.Lock()
+	h.nextID++
+	c.ID = h.nextID
+	h.pending[c.ID] = ch
+	b, _ := json.Marshal(c)
+	_, err := h.stdin.Write(append(b, '\n'))
+	h.mu.Unlock()
+	if err != nil {
+		return hostMsg{Err: err.Error()}
+	}
+	return <-ch
+}
+
+func (rs *remoteSystem) Name() string             { return rs.name }
+func (rs *remoteSystem) Describe() map[string]any { return rs.local.Describe() }
+
+func (rs *remoteSystem) Start(_ context.Context, name, seed string) (Node, error) {
+	rs.mu.Lock()
+	h := rs.hosts[rs.count%len(rs.hosts)]
+	rs.count++
+	rs.where[name] = h
+	rs.mu.Unlock()
+	r := h.call(hostCmd{Op: "start", Name: name, Seed: seed})
+	if r.Err != "" {
+		return nil, fmt.Errorf("%s", r.Err)
+	}
+	return &remoteNode{name: name, addr: r.Addr, h: h}, nil
+}
+
+func (rs *remoteSystem) Traffic() Traffic {
+	var t Traffic
+	for _, h := range rs.hosts {
+		if r := h.call(hostCmd{Op: "traffic"}); r.Traffic != nil {
+			t.Payload += r.Traffic.Payload
+			t.Wire += r.Traffic.Wire
+			t.Sockets += r.Traffic.Sockets
+		}
+	}
+	return t
+}
+
+func (rs *remoteSystem) Usage(gc bool) Usage {
+	var u Usage
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, h := range rs.hosts {
+		wg.Go(func() {
+			if r := h.call(hostCmd{Op: "usage", GC: gc}); r.Usage != nil {
+				mu.Lock()
+				u = u.Add(*r.Usage)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return u
+}
+
+// Close ends every host process.
+func (rs *remoteSystem) Close() {
+	for _, h := range rs.hosts {
+		_ = h.stdin.Close()
+	}
+	for _, h := range rs.hosts {
+		done := make(chan struct{})
+		go func() { _ = h.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = h.cmd.Process.Kill()
+			<-done
+		}
+	}
+}
+
+type remoteNode struct {
+	name, addr string
+	h          *host
+}
+
+func (n *remoteNode) Name() string { return n.name }
+func (n *remoteNode) Addr() string { return n.addr }
+func (n *remoteNode) Kill()        { n.h.call(hostCmd{Op: "kill", Name: n.name}) }
+func (n *remoteNode) Freeze()      { n.h.call(hostCmd{Op: "freeze", Name: n.name}) }
+func (n *remoteNode) Leave()       { n.h.call(hostCmd{Op: "leave", Name: n.name}) }
+func (n *remoteNode) Close()       { n.h.call(hostCmd{Op: "close", Name: n.name}) }
+
+// socketsPerProcessBudget is how many steady-state peer sockets one process is given: well
+// under this machine's RLIMIT_NOFILE (20000), since forming a cluster briefly opens more.
+const socketsPerProcessBudget = 8500
+
+// hostProcesses returns how many processes the nodes of o need: 1 unless the system opens a
+// socket per pair (ours) and N×(N−1) exceeds the budget.
+func hostProcesses(o Options) int {
+	if o.Processes > 0 {
+		return o.Processes
+	}
+	if o.System != "meshnode" {
+		return 1
+	}
+	n := o.N + 1 // the joiner
+	socks := n * (n - 1)
+	return (socks + socketsPerProcessBudget - 1) / socketsPerProcessBudget
+}
+
+// newSystemFor returns the system of o: in this process, or over host processes.
+func newSystemFor(o Options, tr *Tracker) (System, error) {
+	if p := hostProcesses(o); p > 1 {
+		return newRemoteSystem(o, tr, p)
+	}
+	return NewSystem(o.System, Profiles[o.Profile], tr), nil
+}

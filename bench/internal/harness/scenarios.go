@@ -1,0 +1,429 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"runtime/pprof"
+	"sync"
+	"time"
+)
+
+// Record is one measurement: one scenario of one trial of one system. It is one JSON line.
+type Record struct {
+	Run      string `json:"run,omitempty"`
+	Label    string `json:"label,omitempty"`
+	Time     string `json:"time"`
+	System   string `json:"system"`
+	Profile  string `json:"profile"`
+	N        int    `json:"n"`
+	Trial    int    `json:"trial"`
+	Scenario string `json:"scenario"`
+	// Seconds is the time until every observer saw the change (time scenarios).
+	Seconds float64 `json:"seconds,omitempty"`
+	// OK is false when the scenario did not complete within its cap.
+	OK bool `json:"ok"`
+	// Stalled: a formation that took longer than 30 s (or never completed).
+	Stalled bool `json:"stalled,omitempty"`
+	// Missing is how many (observer, subject) pairs were still missing at the cap.
+	Missing     int            `json:"missing,omitempty"`
+	MissingList []string       `json:"missing_sample,omitempty"`
+	Observers   int            `json:"observers,omitempty"`
+	FalseDowns  int            `json:"false_downs"`
+	Reasons     map[string]int `json:"reasons,omitempty"`
+	Metrics     map[string]any `json:"metrics,omitempty"`
+	Error       string         `json:"error,omitempty"`
+}
+
+// Options drive one worker: one system, one profile, one N, one trial.
+type Options struct {
+	System, Profile string
+	N, Trial        int
+	// Scenarios is "all" (formation, steady, join, leave, crash, silent) or "formation".
+	Scenarios string
+	// Steady is the steady-state window; 0 skips it.
+	Steady time.Duration
+	// StallAfter marks a formation stalled (30 s); FormationGrace waits this much longer to
+	// tell a late formation from one that never completes.
+	StallAfter, FormationGrace time.Duration
+	// FailureCap bounds crash, silent and leave waits.
+	FailureCap time.Duration
+	// CPUProfile and MemProfile, when set, profile the steady-state window;
+	// FormationCPUProfile the formation.
+	CPUProfile, MemProfile, FormationCPUProfile string
+	// Processes forces the number of host processes (0: one, unless sockets do not fit).
+	Processes int
+	// Emit receives each record.
+	Emit func(Record)
+}
+
+type worker struct {
+	o      Options
+	prefix string // of node names: "n", or "g" for a cluster grown in waves
+	tr     *Tracker
+	sys    System
+	nodes  map[string]Node
+	alive  []string
+}
+
+func (w *worker) name(i int) string { return fmt.Sprintf("%s%d", w.prefix, i) }
+
+// RunWorker runs the scenarios of o and emits one record per measurement.
+func RunWorker(o Options) error {
+	w := &worker{o: o, prefix: "n", tr: NewTracker(), nodes: map[string]Node{}}
+	sys, err := newSystemFor(o, w.tr)
+	if err != nil {
+		return err
+	}
+	w.sys = sys
+	debug.FreeOSMemory()
+	base := w.sys.Usage(true)
+	defer w.teardown()
+
+	started, converged := false, false
+	if o.Scenarios != "grown" { // "grown" (diagnostics) skips the all-at-once formation
+		started, converged = w.formation()
+	}
+	if o.Scenarios == "formation" {
+		return nil
+	}
+	if !started || !converged {
+		// The other scenarios need a converged cluster: build one in waves.
+		if !w.regrow() {
+			return nil
+		}
+	}
+	if o.Steady > 0 {
+		w.steady(base)
+	}
+	w.join()
+	w.fault("leave", w.name(o.N-1), Node.Leave)
+	w.fault("crash", w.name(o.N-2), Node.Kill)
+	w.fault("silent", w.name(o.N-3), Node.Freeze)
+	return nil
+}
+
+func (w *worker) record(scenario string) Record {
+	return Record{
+		Time: time.Now().UTC().Format(time.RFC3339Nano), System: w.sys.Name(), Profile: w.o.Profile,
+		N: w.o.N, Trial: w.o.Trial, Scenario: scenario,
+	}
+}
+
+func (w *worker) startNode(ctx context.Context, nm, seed string) error {
+	n, err := w.sys.Start(ctx, nm, seed)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", nm, err)
+	}
+	w.nodes[nm] = n
+	return nil
+}
+
+// formation starts N nodes at once, each joining through node 0, and waits until every node
+// lists all N. It reports whether all N started and whether they converged.
+func (w *worker) formation() (allStarted, converged bool) {
+	N := w.o.N
+	names := make([]string, N)
+	for i := range names {
+		names[i] = w.name(i)
+	}
+	wait := w.tr.ExpectUp(names, names)
+	rec := w.record("formation")
+	rec.Observers = N
+	ctx := context.Background()
+	cpu0 := w.sys.Usage(false).CPUSeconds
+	peak := startFDSampler(w.sys)
+	defer func() { peak.stop() }()
+	if w.o.FormationCPUProfile != "" {
+		if f, err := os.Create(w.o.FormationCPUProfile); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+		}
+	}
+	t0 := time.Now()
+	if err := w.startNode(ctx, names[0], ""); err != nil {
+		rec.Error = err.Error()
+		w.o.Emit(rec)
+		return false, false
+	}
+	seed := w.nodes[names[0]].Addr()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var errs []string
+	started := make([]Node, N)
+	for i := 1; i < N; i++ {
+		wg.Go(func() {
+			n, err := w.sys.Start(ctx, names[i], seed)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err.Error())
+				return
+			}
+			started[i] = n
+		})
+	}
+	capCtx, cancel := context.WithDeadline(ctx, t0.Add(w.o.StallAfter))
+	at, ok, missing := wait.Wait(capCtx)
+	cancel()
+	if !ok {
+		rec.Stalled = true
+		rec.MissingList = wait.Missing(5)
+		if w.o.FormationGrace > 0 {
+			graceCtx, cancel := context.WithTimeout(ctx, w.o.FormationGrace)
+			at, ok, missing = wait.Wait(graceCtx)
+			cancel()
+		}
+	}
+	wg.Wait()
+	for i := 1; i < N; i++ {
+		if started[i] != nil {
+			w.nodes[names[i]] = started[i]
+		}
+	}
+	w.alive = names
+	rec.OK = ok
+	rec.Missing = missing
+	if ok {
+		rec.Seconds = at.Sub(t0).Seconds()
+	}
+	if len(errs) > 0 {
+		rec.Error = fmt.Sprintf("%d start errors, first: %s", len(errs), errs[0])
+	}
+	rec.FalseDowns = w.tr.FalseDowns()
+	u := w.sys.Usage(false)
+	rec.Metrics = map[string]any{"peak_fds": peak.stop(), "fds_after": u.FDs, "fd_limit_per_process": fdLimit(),
+		"processes": u.Processes, "cpu_s": u.CPUSeconds - cpu0}
+	if os.Getenv("BENCH_DIAG") != "" {
+		rec.Metrics["dials"] = DiagDials()
+		rec.Metrics["pairs"] = N * (N - 1) / 2
+	}
+	w.o.Emit(rec)
+	return len(errs) == 0 && len(w.nodes) == N, ok
+}
+
+// regrow replaces a cluster whose all-at-once formation did not converge with one grown in
+// waves of 16 nodes, each wave converged before the next starts, so that the other
+// scenarios can still be measured. It emits a "setup" record saying how that went.
+func (w *worker) regrow() bool {
+	rec := w.record("setup")
+	if len(w.nodes) == 0 {
+		rec.Scenario = "grown"
+	}
+	for nm := range w.nodes {
+		w.tr.MarkVictim(nm) // what the old nodes say, and what is said of them, no longer counts
+	}
+	w.closeNodes()
+	w.nodes = map[string]Node{}
+	time.Sleep(2 * time.Second) // let the old sockets go
+	w.prefix = "g"
+	N := w.o.N
+	const wave = 16
+	ctx := context.Background()
+	t0 := time.Now()
+	fd0 := w.tr.FalseDowns()
+	var all []string
+	for from := 0; from < N; from += wave {
+		to := min(from+wave, N)
+		var names []string
+		for i := from; i < to; i++ {
+			names = append(names, w.name(i))
+		}
+		all = append(all, names...)
+		wait := w.tr.ExpectUp(all, all)
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		var errs []string
+		for _, nm := range names {
+			seed := ""
+			if nm != w.name(0) {
+				seed = w.nodes[w.name(0)].Addr()
+			}
+			start := func() {
+				n, err := w.sys.Start(ctx, nm, seed)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err.Error())
+					return
+				}
+				w.nodes[nm] = n
+			}
+			if seed == "" {
+				start() // node 0 first: the others need its address
+				continue
+			}
+			wg.Go(start)
+		}
+		wg.Wait()
+		waveCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		_, ok, missing := wait.Wait(waveCtx)
+		cancel()
+		if !ok || len(errs) > 0 {
+			rec.Error = fmt.Sprintf("wave %d–%d did not converge: %d pairs missing %v, %d start errors %v",
+				from, to-1, missing, wait.Missing(5), len(errs), errs)
+			rec.Seconds = time.Since(t0).Seconds()
+			rec.FalseDowns = w.tr.FalseDowns() - fd0
+			w.o.Emit(rec)
+			return false
+		}
+	}
+	w.alive = all
+	rec.OK = true
+	rec.Seconds = time.Since(t0).Seconds()
+	rec.FalseDowns = w.tr.FalseDowns() - fd0
+	rec.Metrics = map[string]any{"wave": wave}
+	w.o.Emit(rec)
+	return true
+}
+
+// steady measures a converged, idle cluster for the window.
+func (w *worker) steady(base Usage) {
+	time.Sleep(time.Second) // let the formation's gossip and grace dials settle
+	N := float64(len(w.alive))
+	rec := w.record("steady")
+	rec.Observers = len(w.alive)
+	fd0 := w.tr.FalseDowns()
+	if w.o.CPUProfile != "" {
+		if f, err := os.Create(w.o.CPUProfile); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer f.Close()
+		}
+	}
+	tr0, u0, lo0, t0 := w.sys.Traffic(), w.sys.Usage(false), LoopbackTxBytes(), time.Now()
+	time.Sleep(w.o.Steady)
+	tr1, u1, lo1, t1 := w.sys.Traffic(), w.sys.Usage(false), LoopbackTxBytes(), time.Now()
+	if w.o.CPUProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	mem := w.sys.Usage(true)
+	if w.o.MemProfile != "" {
+		if f, err := os.Create(w.o.MemProfile); err == nil {
+			_ = pprof.Lookup("heap").WriteTo(f, 0)
+			_ = f.Close()
+		}
+		if f, err := os.Create(w.o.MemProfile + ".goroutines"); err == nil {
+			_ = pprof.Lookup("goroutine").WriteTo(f, 1)
+			_ = f.Close()
+		}
+	}
+	secs := t1.Sub(t0).Seconds()
+	d := tr1.Sub(tr0)
+	rec.OK = true
+	rec.Seconds = secs
+	rec.FalseDowns = w.tr.FalseDowns() - fd0
+	rec.Metrics = map[string]any{
+		"payload_bytes_per_node_s":    float64(d.Payload) / N / secs,
+		"wire_bytes_per_node_s":       float64(d.Wire) / N / secs,
+		"lo_bytes_per_node_s":         float64(lo1-lo0) / N / secs,
+		"cpu_s_per_node_s":            (u1.CPUSeconds - u0.CPUSeconds) / N / secs,
+		"rss_bytes_per_node":          float64(u1.RSS-base.RSS) / N,
+		"rss_after_gc_bytes_per_node": float64(mem.RSS-base.RSS) / N,
+		"heap_inuse_bytes_per_node":   float64(mem.HeapInuse-base.HeapInuse) / N,
+		"stack_inuse_bytes_per_node":  float64(mem.StackInuse-base.StackInuse) / N,
+		"goroutines_per_node":         float64(mem.Goroutines-base.Goroutines) / N,
+		"rss_bytes_process":           u1.RSS,
+		"processes":                   mem.Processes,
+		"fds":                         mem.FDs,
+		"sockets_start":               tr0.Sockets,
+		"sockets_end":                 tr1.Sockets,
+		"process_cpu_s_per_s":         (u1.CPUSeconds - u0.CPUSeconds) / secs,
+		"process_payload_bytes_per_s": float64(d.Payload) / secs,
+	}
+	w.o.Emit(rec)
+}
+
+// join starts one node through a member and waits until every member lists it.
+func (w *worker) join() {
+	N := w.o.N
+	joiner := w.name(N)
+	seedNode := w.nodes[w.name(1%N)]
+	members := append([]string(nil), w.alive...)
+	seen := w.tr.ExpectUp(members, []string{joiner})
+	sees := w.tr.ExpectUp([]string{joiner}, members)
+	rec := w.record("join")
+	rec.Observers = len(members)
+	fd0 := w.tr.FalseDowns()
+	ctx := context.Background()
+	t0 := time.Now()
+	errc := make(chan error, 1)
+	go func() { errc <- w.startNode(ctx, joiner, seedNode.Addr()) }()
+	capCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	at, ok, missing := seen.Wait(capCtx)
+	at2, ok2, _ := sees.Wait(capCtx)
+	if err := <-errc; err != nil {
+		rec.Error = err.Error()
+	}
+	rec.OK, rec.Missing = ok, missing
+	if ok {
+		rec.Seconds = at.Sub(t0).Seconds()
+	}
+	rec.Metrics = map[string]any{}
+	if ok2 {
+		rec.Metrics["joiner_sees_all_s"] = at2.Sub(t0).Seconds()
+	}
+	rec.FalseDowns = w.tr.FalseDowns() - fd0
+	w.o.Emit(rec)
+	w.alive = append(w.alive, joiner)
+	time.Sleep(100 * time.Millisecond)
+}
+
+// fault applies act to victim and waits until every other live node reports it down.
+func (w *worker) fault(scenario, victim string, act func(Node)) {
+	n := w.nodes[victim]
+	var others []string
+	for _, a := range w.alive {
+		if a != victim {
+			others = append(others, a)
+		}
+	}
+	w.tr.MarkVictim(victim)
+	wait := w.tr.ExpectDown(others, []string{victim})
+	rec := w.record(scenario)
+	rec.Observers = len(others)
+	fd0 := w.tr.FalseDowns()
+	done := make(chan struct{})
+	t0 := time.Now()
+	go func() { act(n); close(done) }()
+	capCtx, cancel := context.WithTimeout(context.Background(), w.o.FailureCap)
+	defer cancel()
+	at, ok, missing := wait.Wait(capCtx)
+	rec.OK, rec.Missing = ok, missing
+	if ok {
+		rec.Seconds = at.Sub(t0).Seconds()
+	} else {
+		rec.MissingList = wait.Missing(5)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+	}
+	rec.Reasons = w.tr.Reasons(victim)
+	rec.FalseDowns = w.tr.FalseDowns() - fd0
+	w.o.Emit(rec)
+	w.alive = others
+	time.Sleep(100 * time.Millisecond)
+}
+
+func (w *worker) teardown() {
+	w.tr.Close()
+	if rs, ok := w.sys.(*remoteSystem); ok {
+		defer rs.Close()
+	}
+	w.closeNodes()
+}
+
+func (w *worker) closeNodes() {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for _, n := range w.nodes {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			n.Close()
+		})
+	}
+	wg.Wait()
+}
