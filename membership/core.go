@@ -186,7 +186,7 @@ func (c *core) closed(now time.Time, id connID) {
 		return
 	}
 	if pc.unconfirmed {
-		c.dropUnconfirmed(pc)
+		c.dropUnconfirmed(now, pc)
 		return
 	}
 	m := c.members[pc.peer]

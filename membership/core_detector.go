@@ -133,7 +133,7 @@ func (c *core) heartbeatTimeout(now time.Time, pc *peerConn) {
 		c.markDown(now, m, ReasonHeartbeatTimeout)
 		c.scheduleRedial(now, m)
 	}
-	c.closeConn(now, pc, false)
+	c.closeConn(now, pc, false) // an unconfirmed stream goes through dropUnconfirmed
 }
 
 // sendHeartbeat sends one heartbeat on pc; attributes ride along only when they changed.

@@ -195,16 +195,24 @@ func (c *core) confirm(now time.Time, pc *peerConn, m *member) {
 }
 
 // dropUnconfirmed forgets an accepted stream that ended before the dialler confirmed it:
-// nothing was reported for it, and nothing is. A node known only through it is dropped.
-func (c *core) dropUnconfirmed(pc *peerConn) {
+// nothing was reported for it. A node known only through it is dropped; a node that was up
+// on an older stream, which this one replaced, has no stream left and goes down; any other
+// node is dialled again.
+func (c *core) dropUnconfirmed(now time.Time, pc *peerConn) {
 	m := c.members[pc.peer]
 	if m == nil || m.conn != pc.id {
 		return
 	}
 	m.conn = 0
-	if pc.created && m.status == StatusConnecting {
+	switch {
+	case pc.created && m.status == StatusConnecting:
 		delete(c.members, m.id)
 		c.digestDirty = true
+	case m.status == StatusConnected:
+		c.markDown(now, m, ReasonConnectionClosed)
+		c.scheduleRedial(now, m)
+	case m.dial == 0 && m.nextDial.IsZero():
+		c.scheduleRedial(now, m)
 	}
 }
 

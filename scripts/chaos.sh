@@ -9,6 +9,7 @@
 #
 #   CHAOS_COUNT=3          run every scenario 3 times (figures pooled in the report)
 #   CHAOS_RUN='TestChaos0[1-3]'   only some scenarios
+#   CHAOS_SKIP='pattern'   leave scenarios out (go test -skip)
 #   CHAOS_LOSS_DURATION=3m the loss/latency scenario at the full length (default 60s)
 #   CHAOS_ARTIFACTS=dir    where node logs and results.jsonl go (default bin/chaos)
 set -euo pipefail
@@ -40,7 +41,7 @@ export CHAOS_ARTIFACTS="$out" CHAOS_RESULTS="$out/results.jsonl"
 
 echo "== chaos: go test -tags chaos ./test/chaos/ (logs and figures in $out)"
 set +e
-go test -tags chaos -count="${CHAOS_COUNT:-1}" -timeout 40m -v -run "${CHAOS_RUN:-.}" ./test/chaos/ 2>&1 | tee "$out/test.log"
+go test -tags chaos -count="${CHAOS_COUNT:-1}" -timeout 40m -v -run "${CHAOS_RUN:-.}" ${CHAOS_SKIP:+-skip "$CHAOS_SKIP"} ./test/chaos/ 2>&1 | tee "$out/test.log"
 rc=${PIPESTATUS[0]}
 set -e
 
