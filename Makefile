@@ -82,16 +82,18 @@ chaos: ## Fault-injection suite (root): real nodes in network namespaces; writes
 BENCH_QUICK ?= -n 8,32 -trials 3 -steady-trials 1 -steady-profiles lan -formation-trials 0
 BENCH_FULL  ?= -n 8,32,128 -trials 3 -steady-trials 1 -formation-trials 3 -formation-grace 30s
 BENCH_256   ?= -n 256 -trials 1 -steady-trials 1 -formation-trials 1 -formation-grace 30s
+# The engine commit the benchmark binary is built from (+uncommitted if membership/ or server/ differ).
+BENCH_COMMIT = $(shell git rev-parse --short HEAD 2>/dev/null)$(shell git diff --quiet HEAD -- membership server 2>/dev/null || echo +uncommitted)
 
 .PHONY: bench
 bench: ## Benchmark vs memberlist, N = 8, 32 (under 5 minutes); regenerates BENCHMARKS.md.
-	cd bench && $(GO) build -o ../bin/meshbench ./cmd/meshbench && $(GO) build -o ../bin/benchreport ./cmd/benchreport
+	cd bench && $(GO) build -ldflags "-X main.buildCommit=$(BENCH_COMMIT)" -o ../bin/meshbench ./cmd/meshbench && $(GO) build -o ../bin/benchreport ./cmd/benchreport
 	cd bench && ../bin/meshbench $(BENCH_QUICK) -label quick -out results/quick.jsonl
 	cd bench && ../bin/benchreport -results results -out ../BENCHMARKS.md -plots results/plots
 
 .PHONY: bench-full
 bench-full: ## Benchmark vs memberlist, N = 8, 32, 128, 256 (about an hour); regenerates BENCHMARKS.md.
-	cd bench && $(GO) build -o ../bin/meshbench ./cmd/meshbench && $(GO) build -o ../bin/benchreport ./cmd/benchreport
+	cd bench && $(GO) build -ldflags "-X main.buildCommit=$(BENCH_COMMIT)" -o ../bin/meshbench ./cmd/meshbench && $(GO) build -o ../bin/benchreport ./cmd/benchreport
 	cd bench && ../bin/meshbench $(BENCH_FULL) -label full -out results/full.jsonl
 	cd bench && ../bin/meshbench $(BENCH_256) -label full-256 -out results/full-256.jsonl
 	cd bench && ../bin/benchreport -results results -out ../BENCHMARKS.md -plots results/plots

@@ -2,8 +2,9 @@
 //
 //	benchreport -results results -out ../BENCHMARKS.md -plots results/plots
 //
-// For every cluster size it uses the most recent run that measured it, so a quick run does not
-// hide the larger sizes of an earlier full run (and each table says which run it comes from).
+// For every cluster size and profile it uses the most recent run that measured it, so a quick
+// run does not hide the larger sizes of an earlier full run (the machine section says which run
+// each size comes from).
 package main
 
 import (
@@ -114,28 +115,33 @@ func load(dir string) ([]harness.Record, map[string]meta, error) {
 	return recs, metas, nil
 }
 
-// data holds the records chosen for the report: per N, those of the latest run measuring it.
+// data holds the records chosen for the report: per (N, profile), those of the latest run
+// measuring it.
 type data struct {
 	recs  []harness.Record
 	metas map[string]meta
 	ns    []int
-	runOf map[int]string
+	runOf map[string]string // "N/profile" -> run
 }
 
+func key(n int, profile string) string { return fmt.Sprintf("%d/%s", n, profile) }
+
 func newData(all []harness.Record, metas map[string]meta) *data {
-	latest := map[int]string{}
+	latest := map[string]string{}
+	ns := map[int]bool{}
 	for _, r := range all {
-		if r.Run > latest[r.N] {
-			latest[r.N] = r.Run
+		if k := key(r.N, r.Profile); r.Run > latest[k] {
+			latest[k] = r.Run
 		}
+		ns[r.N] = true
 	}
 	d := &data{metas: metas, runOf: latest}
 	for _, r := range all {
-		if r.Run == latest[r.N] {
+		if r.Run == latest[key(r.N, r.Profile)] {
 			d.recs = append(d.recs, r)
 		}
 	}
-	for n := range latest {
+	for n := range ns {
 		d.ns = append(d.ns, n)
 	}
 	sort.Ints(d.ns)
@@ -316,8 +322,8 @@ func (d *data) write(b *strings.Builder, plotsLink, analysisPath string) {
 func (d *data) writeMachine(p func(string, ...any)) {
 	p("## Machine and commands\n\n")
 	runs := map[string]bool{}
-	for _, n := range d.ns {
-		runs[d.runOf[n]] = true
+	for _, r := range d.runOf {
+		runs[r] = true
 	}
 	keys := make([]string, 0, len(runs))
 	for r := range runs {
@@ -328,8 +334,10 @@ func (d *data) writeMachine(p func(string, ...any)) {
 		m := d.metas[run]
 		var sizes []string
 		for _, n := range d.ns {
-			if d.runOf[n] == run {
-				sizes = append(sizes, fmt.Sprint(n))
+			for _, pr := range profiles {
+				if d.runOf[key(n, pr)] == run {
+					sizes = append(sizes, fmt.Sprintf("%d %s", n, pr))
+				}
 			}
 		}
 		p("- Run `%s` (%v), used for N = %s: %v, %v logical CPUs (GOMAXPROCS %v), %v RAM, Linux %v, %v, commit %v.\n",

@@ -28,6 +28,10 @@ import (
 	"github.com/meshnode/meshnode/bench/internal/harness"
 )
 
+// buildCommit is set by the Makefile (-ldflags -X): the engine commit the binary was built
+// from. Without it the run records the checkout's HEAD at start.
+var buildCommit string
+
 func main() {
 	var (
 		worker     = flag.Bool("worker", false, "internal: run one worker")
@@ -270,6 +274,9 @@ func kernel() string {
 }
 
 func gitCommit() string {
+	if buildCommit != "" {
+		return buildCommit
+	}
 	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
 		return ""
