@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"sync"
 	"time"
 )
@@ -43,7 +44,15 @@ type hostMsg struct {
 }
 
 // RunHost serves one host process: it runs the nodes it is told to start on system/profile.
+//
+// BENCH_HOST_CPUPROFILE=prefix (diagnostics) profiles the host's whole life into prefix.<pid>.
 func RunHost(system, profile string, in io.Reader, out io.Writer) error {
+	if prefix := os.Getenv("BENCH_HOST_CPUPROFILE"); prefix != "" {
+		if f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid())); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+		}
+	}
 	w := bufio.NewWriter(out)
 	var mu sync.Mutex
 	send := func(m hostMsg) {
