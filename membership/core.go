@@ -37,7 +37,10 @@ type core struct {
 
 	dialAt time.Time // earliest member or seed dial due (zero: none)
 	wakeAt time.Time // when the runtime should call tick next (zero: never)
-	out    []output
+	// stalledUntil holds back node_up reports: the local node was stalled until shortly
+	// before, so what it handles may be stale (see holdUps).
+	stalledUntil time.Time
+	out          []output
 }
 
 // member is one remote node in the table.
@@ -91,7 +94,8 @@ type peerConn struct {
 	lastBeat     time.Time     // when the peer's last heartbeat (or hello) arrived
 	lastRecv     time.Time
 	suspectSince time.Time // when the silence was first found past the timeout (zero: not suspected)
-	unconfirmed  bool      // accepted and hello answered, but the dialler has not spoken since
+	unconfirmed  bool      // not reported up yet: accepted and waiting for the dialler, or held
+	held         bool      // ready to come up, held back because the local node was stalled
 	created      bool      // the stream's hello added its peer to the table
 	fresh        bool      // the stream's hello brought a node or incarnation not known before
 	timeout      time.Duration
@@ -203,6 +207,7 @@ func (c *core) receive(now time.Time, id connID, msg *Message) {
 	if pc == nil {
 		return
 	}
+	c.noteOverdue(now)
 	pc.lastRecv = now
 	pc.suspectSince = time.Time{}
 	switch {

@@ -31,6 +31,9 @@ func (c *core) tick(now time.Time) {
 		} else {
 			pc.suspectSince = time.Time{}
 		}
+		if pc.held && !c.holdUps(now) {
+			c.confirmAccepted(now, pc) // the node runs on time again: report what it held back
+		}
 		if !pc.nextBeat.After(coalesce) {
 			if c.current(pc) {
 				c.sendHeartbeat(pc)
@@ -74,9 +77,10 @@ func (c *core) forgiveStall(now time.Time) {
 		c.log(slog.LevelWarn, "local node was stalled; extending peer deadlines", "stall", late.String())
 	}
 	// A suspicion is confirmed only by a re-check that came on time (confirmTimeout).
-	// Only a real stall (half a second) starts suspicions over: a busy process that is a bit
-	// late on every wake-up must still be able to confirm a silence.
-	unsure := late >= 500*time.Millisecond
+	// Only a real stall starts suspicions over: a busy process that is a bit late on every
+	// wake-up must still be able to confirm a silence.
+	unsure := late >= realStall
+	c.noteOverdue(now)
 	for _, pc := range c.conns {
 		if pc.lastRecv = pc.lastRecv.Add(late); pc.lastRecv.After(now) {
 			pc.lastRecv = now
@@ -85,6 +89,31 @@ func (c *core) forgiveStall(now time.Time) {
 			pc.suspectSince = time.Time{}
 		}
 	}
+}
+
+// realStall is how late a wake-up must be to count as the local node having stalled (CPU
+// starvation, a pause), not as scheduling noise in a busy process.
+const realStall = 500 * time.Millisecond
+
+// noteOverdue notes a real stall when the wake-up asked for is overdue at now: the local node
+// is handling input (or its timer) that long after it should have run.
+func (c *core) noteOverdue(now time.Time) {
+	if c.wakeAt.IsZero() || now.Sub(c.wakeAt) < realStall {
+		return
+	}
+	if until := now.Add(c.cfg.HeartbeatInterval); until.After(c.stalledUntil) {
+		c.stalledUntil = until
+	}
+}
+
+// holdUps reports whether node_up reports are held back at now. A node that was stalled
+// handles a backlog: a hello or a first heartbeat on a stream its peer has cut off since
+// (the peer timed the silent node out) would report the peer up, and the end of the stream
+// queued right behind it down again. Held streams are reported up once the node has run on
+// time for a heartbeat interval, if they are still alive; one that ends meanwhile reports
+// nothing (dropUnconfirmed).
+func (c *core) holdUps(now time.Time) bool {
+	return now.Before(c.stalledUntil)
 }
 
 // confirmTimeout reports whether pc's silence, past its timeout, is confirmed. The first

@@ -185,9 +185,15 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 }
 
 // confirm brings the peer of a stream that works both ways up, and tells the other peers
-// about a node (or incarnation) met for the first time.
+// about a node (or incarnation) met for the first time. A node that was just stalled holds
+// the report back until it runs on time again (holdUps).
 func (c *core) confirm(now time.Time, pc *peerConn, m *member) {
-	pc.unconfirmed = false
+	if c.holdUps(now) {
+		pc.unconfirmed, pc.held = true, true
+		c.wantWake(c.stalledUntil)
+		return
+	}
+	pc.unconfirmed, pc.held = false, false
 	c.markUp(now, m)
 	if pc.fresh {
 		c.push(pc.id, MemberEntry{ID: m.id, Incarnation: m.incarnation})

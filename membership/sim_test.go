@@ -44,11 +44,15 @@ type simNode struct {
 	core   *core
 	up     bool
 	frozen bool
-	ends   map[connID]*simEnd
-	events []Event
-	inc    uint64
-	dials  []simDial // every dial the node started, in order
-	sent   []simSent // every message the node handed to the network, in order
+	// starved: the node gets no CPU. What reaches it waits in backlog, and its timers wait,
+	// until feed lets it run (a process starved by its CPU quota).
+	starved bool
+	backlog []func()
+	ends    map[connID]*simEnd
+	events  []Event
+	inc     uint64
+	dials   []simDial // every dial the node started, in order
+	sent    []simSent // every message the node handed to the network, in order
 }
 
 // simDial is one dial a node started.
@@ -199,12 +203,38 @@ func (s *sim) deliver(e *simEnd, msg *Message) {
 	if s.drop != nil && s.drop(n, peer.node, msg) {
 		return
 	}
-	s.queue = append(s.queue, func() {
+	s.queueFor(peer.node, func() {
 		if !peer.closed && peer.node.up {
 			peer.node.core.receive(s.now, peer.id, msg)
 			peer.node.flush()
 		}
 	})
+}
+
+// queueFor queues f, which n must handle; a starved node keeps it in its backlog.
+func (s *sim) queueFor(n *simNode, f func()) {
+	if n.starved {
+		n.backlog = append(n.backlog, f)
+		return
+	}
+	s.queue = append(s.queue, f)
+}
+
+// feed lets a starved node run once: it handles its backlog, late, and then its timer, which
+// is late too; it is starved again afterwards.
+func (s *sim) feed(n *simNode) {
+	n.starved = false
+	for len(n.backlog) > 0 {
+		f := n.backlog[0]
+		n.backlog = n.backlog[1:]
+		f()
+	}
+	if n.up && !n.frozen && !n.core.wakeAt.IsZero() && !s.now.Before(n.core.wakeAt) {
+		n.core.tick(s.now)
+		n.flush()
+	}
+	n.starved = true
+	s.settle()
 }
 
 // linkCut reports whether the directed link from a to b drops everything.
@@ -220,11 +250,21 @@ func (s *sim) dial(n *simNode, id connID, addr string) {
 	if real, ok := s.aliases[addr]; ok {
 		addr = real
 	}
-	s.after(s.dialLatency, func() {
+	var outcome func()
+	outcome = func() {
 		if end.closed || !n.up {
 			return
 		}
 		target := s.nodes[addr]
+		if n.starved || target != nil && target.starved {
+			// The handshake needs both processes to run.
+			starved := n
+			if !n.starved {
+				starved = target
+			}
+			starved.backlog = append(starved.backlog, outcome)
+			return
+		}
 		if target == nil || !target.up || target.frozen || s.linkCut(n, target) || s.linkCut(target, n) {
 			end.closed = true
 			delete(n.ends, id)
@@ -239,7 +279,8 @@ func (s *sim) dial(n *simNode, id connID, addr string) {
 		target.flush()
 		n.core.dialed(s.now, id)
 		n.flush()
-	})
+	}
+	s.after(s.dialLatency, outcome)
 }
 
 // after queues f now, or at now+d when d is positive.
@@ -263,7 +304,7 @@ func (s *sim) closeEnd(e *simEnd) {
 	if p == nil || s.linkCut(e.node, p.node) {
 		return
 	}
-	s.queue = append(s.queue, func() {
+	s.queueFor(p.node, func() {
 		if p.closed {
 			return
 		}
@@ -308,7 +349,7 @@ func (s *sim) step() {
 	s.later = keep
 	s.settle()
 	for _, n := range s.sortedNodes() {
-		if n.up && !n.frozen && !n.core.wakeAt.IsZero() && !s.now.Before(n.core.wakeAt) {
+		if n.up && !n.frozen && !n.starved && !n.core.wakeAt.IsZero() && !s.now.Before(n.core.wakeAt) {
 			n.core.tick(s.now)
 			n.flush()
 		}

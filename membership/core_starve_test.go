@@ -1,0 +1,63 @@
+package membership
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestCoreStarvedNodeReportsNoStaleUps(t *testing.T) {
+	// c runs for an instant every few seconds, often longer than the 3 s timeout: its peers
+	// time it out and cut it off again and again, and c works through a stale backlog each
+	// time it runs (hellos and heartbeats of streams its peers have already closed). c must not
+	// blame healthy peers: each down it reports is the echo of a peer cutting it off
+	// (connection_closed, after that peer reported c down since c last reported it up). Once c
+	// runs normally again, the mesh comes back by itself.
+	s := newSim(t)
+	nodes := newCluster(s, 4)
+	c := nodes[3]
+	s.advance(3 * time.Second)
+	start := s.now
+	c.starved = true
+	gaps := []time.Duration{4 * time.Second, 3200 * time.Millisecond, 5 * time.Second, 1100 * time.Millisecond, 4400 * time.Millisecond, 700 * time.Millisecond}
+	for i := 0; s.now.Sub(start) < time.Minute; i++ {
+		s.advance(gaps[i%len(gaps)])
+		s.feed(c)
+	}
+	s.feed(c)
+	c.starved = false
+	s.advanceUntil(10*time.Second, func() bool { return s.fullMesh(nodes...) }, "the mesh should return once c runs on time")
+
+	cuts := map[NodeID][]time.Duration{} // each peer's downs of c, since the starvation began
+	for _, p := range nodes[:3] {
+		for _, e := range p.eventsSince(0) {
+			if e.Type == EventNodeDown && e.Node.ID == c.id {
+				require.Equal(t, ReasonHeartbeatTimeout, e.Reason, "%s saw c go silent: %v", p.id, p.eventsAbout(c))
+				cuts[p.id] = append(cuts[p.id], e.Time.Sub(start))
+			}
+		}
+		require.NotEmpty(t, cuts[p.id], "%s should have timed the starved node out", p.id)
+	}
+	lastUp := map[NodeID]time.Time{}
+	echoes := 0
+	for _, e := range c.eventsSince(0) {
+		switch {
+		case e.Type == EventNodeUp:
+			lastUp[e.Node.ID] = e.Time
+		case e.Type == EventNodeDown && e.Time.After(start):
+			cut := false
+			for _, at := range cuts[e.Node.ID] {
+				cut = cut || at > lastUp[e.Node.ID].Sub(start) && at <= e.Time.Sub(start)
+			}
+			require.True(t, e.Reason == ReasonConnectionClosed && cut,
+				"c reported %s down (%s) at %v, last up at %v, but that peer had not cut c off since (its downs of c: %v); c's events: %v",
+				e.Node.ID, e.Reason, e.Time.Sub(start), lastUp[e.Node.ID].Sub(start), cuts[e.Node.ID], c.eventsAboutID(e.Node.ID))
+			echoes++
+		}
+	}
+	require.NotZero(t, echoes, "c should have seen its peers cut it off")
+	for _, n := range nodes {
+		requireAlternating(t, n)
+	}
+}
