@@ -14,20 +14,27 @@ const (
 	closeGrace = 2 * time.Second
 )
 
-// connRunner drives one stream: a writer goroutine drains its send queue, a reader goroutine
-// (or ServeConn's caller, for inbound streams) feeds received messages to the core.
+// connRunner drives one stream: a reader goroutine (or ServeConn's caller, for inbound
+// streams) feeds received messages to the core, and a writer goroutine sends the queue. The
+// writer runs only while there is something to send or the stream to finish: enqueue starts
+// it, and it exits once the queue is empty, so an idle stream costs no goroutine.
+//
+// From the moment it has a conn until its stream is finished on the writing side, a runner
+// holds one count of c.live, as does each writer goroutine while it runs.
 type connRunner struct {
 	c       *Cluster
 	core    *core
 	id      connID
-	queue   chan *Message
-	done    chan struct{} // closed when the core is done with the stream
-	once    sync.Once
-	flush   bool
-	ready   chan struct{} // closed once conn is set
-	conn    Conn
 	readDn  chan struct{} // closed when the reader stops
-	wroteDn chan struct{} // closed when the writer stops
+	wroteDn chan struct{} // closed when the stream is finished on the writing side
+
+	mu       sync.Mutex
+	conn     Conn       // nil while a dial is under way
+	queue    []*Message // waiting to be sent, oldest first; at most sendQueueSize
+	writing  bool       // a writer goroutine runs
+	closed   bool       // the core is done with the stream
+	flush    bool       // with closed: send the queue and half-close rather than abort
+	finished bool       // nothing more goes out: the stream was finished or a Send failed
 }
 
 // newRunnerLocked registers a runner for stream id; conn is nil while a dial is under way.
@@ -36,18 +43,12 @@ func (c *Cluster) newRunnerLocked(id connID, conn Conn) *connRunner {
 		c:       c,
 		core:    c.core,
 		id:      id,
-		queue:   make(chan *Message, sendQueueSize),
-		done:    make(chan struct{}),
-		ready:   make(chan struct{}),
 		readDn:  make(chan struct{}),
 		wroteDn: make(chan struct{}),
 	}
 	c.runners[id] = r
 	if conn != nil {
-		r.conn = conn
-		close(r.ready)
-		c.live.Add(1)
-		go r.write()
+		r.attach(conn)
 	}
 	return r
 }
@@ -76,10 +77,8 @@ func (c *Cluster) dialLocked(id connID, addr string) {
 			r.close(false)
 			return
 		}
-		r.conn = conn
-		close(r.ready)
-		c.live.Add(2)
-		go r.write()
+		r.attach(conn)
+		c.live.Add(1)
 		go func() { defer c.live.Done(); r.run() }()
 		if c.core == r.core && c.runners[id] == r {
 			c.stepLocked(func(now time.Time) { c.core.dialed(now, id) })
@@ -87,76 +86,119 @@ func (c *Cluster) dialLocked(id connID, addr string) {
 	}()
 }
 
+// attach gives the runner its stream; what was queued or asked for meanwhile goes ahead.
+func (r *connRunner) attach(conn Conn) {
+	r.c.live.Add(1) // the runner's count, released by end
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.conn = conn
+	if len(r.queue) > 0 || r.closed {
+		r.startWriterLocked()
+	}
+}
+
 // enqueue queues msg without blocking; when the queue is full the message is dropped.
 func (r *connRunner) enqueue(msg *Message) {
-	select {
-	case r.queue <- msg:
-	default:
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.closed || r.finished:
+	case len(r.queue) >= sendQueueSize:
 		r.c.logger.Debug("send queue full, message dropped", "conn", r.id)
+	default:
+		r.queue = append(r.queue, msg)
+		r.startWriterLocked()
 	}
+}
+
+// startWriterLocked starts a writer unless one runs, the stream is not there yet, or it is
+// finished. The runner's own count of c.live is held then, so adding one cannot race with a
+// Wait that saw zero.
+func (r *connRunner) startWriterLocked() {
+	if r.writing || r.conn == nil || r.finished {
+		return
+	}
+	r.writing = true
+	r.c.live.Add(1)
+	go r.write()
 }
 
 // close tells the runner the core is done with the stream; with flush, queued messages go
 // out first and the stream is half-closed, otherwise it is aborted.
 func (r *connRunner) close(flush bool) {
-	r.once.Do(func() {
-		r.flush = flush
-		close(r.done)
-	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.closed, r.flush = true, flush
+	if !flush {
+		r.queue = nil
+	}
+	r.startWriterLocked()
 }
 
 // abort cuts the stream at once.
 func (r *connRunner) abort() {
 	r.close(false)
-	select {
-	case <-r.ready:
-		r.conn.Close()
-	default:
+	r.mu.Lock()
+	conn := r.conn
+	r.mu.Unlock()
+	if conn != nil {
+		conn.Close()
 	}
 }
 
-// write sends queued messages until the runner is closed.
+// write sends queued messages, oldest first, until the queue is empty; then it exits, or
+// finishes the stream if the runner is closed.
 func (r *connRunner) write() {
 	defer r.c.live.Done()
-	defer close(r.wroteDn)
 	for {
-		select {
-		case msg := <-r.queue:
-			if err := r.conn.Send(msg); err != nil {
-				r.conn.Close()
+		r.mu.Lock()
+		if len(r.queue) == 0 {
+			if !r.closed {
+				r.writing = false
+				r.queue = nil // an idle stream keeps no buffer
+				r.mu.Unlock()
 				return
 			}
-		case <-r.done:
+			r.finished = true
+			r.mu.Unlock()
 			r.finish()
+			return
+		}
+		msg := r.queue[0]
+		r.queue[0] = nil
+		r.queue = r.queue[1:]
+		r.mu.Unlock()
+		if err := r.conn.Send(msg); err != nil {
+			r.mu.Lock()
+			r.finished, r.queue = true, nil
+			r.mu.Unlock()
+			r.conn.Close()
+			r.end()
 			return
 		}
 	}
 }
 
-// finish ends the stream the way close asked.
+// finish ends the stream the way close asked, once the queue is sent when flushing.
 func (r *connRunner) finish() {
-	if !r.flush {
-		r.conn.Close()
-		return
-	}
-drain:
-	for {
+	defer r.end()
+	if r.flush {
+		_ = r.conn.CloseSend()
 		select {
-		case msg := <-r.queue:
-			if err := r.conn.Send(msg); err != nil {
-				r.conn.Close()
-				return
-			}
-		default:
-			break drain
+		case <-r.readDn:
+		case <-time.After(closeGrace):
 		}
 	}
-	_ = r.conn.CloseSend()
-	select {
-	case <-r.readDn:
-	case <-time.After(closeGrace):
-	}
 	r.conn.Close()
+}
+
+// end marks the stream finished on the writing side and releases the runner's count.
+func (r *connRunner) end() {
+	close(r.wroteDn)
+	r.c.live.Done()
 }
 
 // run feeds received messages to the core until the stream ends.

@@ -40,6 +40,8 @@ func (n *Node) newGRPCServer() *grpc.Server {
 		grpc.MaxRecvMsgSize(n.opts.maxPeerMessageBytes),
 		// A connection that does not complete its HTTP/2 (and TLS) handshake in time is dropped.
 		grpc.ConnectionTimeout(n.cfg.HandshakeTimeout),
+		// Gives each peer stream a context its serverConn can cancel to unblock Recv.
+		grpc.InTapHandle(cancellableStreams),
 		grpc.ChainUnaryInterceptor(
 			recovery.UnaryServerInterceptor(recover),
 			selector.UnaryServerInterceptor(n.metrics.grpc.UnaryServerInterceptor(), logged),

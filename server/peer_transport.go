@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
 	"github.com/meshnode/meshnode/membership"
@@ -92,54 +94,46 @@ func (c *clientConn) Close() {
 	})
 }
 
-// serverConn is the accepting end of a stream. gRPC offers no way to unblock a server
-// stream's Recv but to return from the handler, so a reader goroutine feeds a channel and
-// Close simply stops listening to it.
+// serverConn is the accepting end of a stream. Recv reads the gRPC stream directly on the
+// caller's goroutine. A server stream's Recv only returns early when the stream's context
+// ends, so every PeerService stream gets a context of its own from cancellableStreams, and
+// Close cancels it.
 type serverConn struct {
 	stream clusterv1.PeerService_ExchangeServer
-	frames chan recvResult
-	closed chan struct{}
-	once   sync.Once
+	cancel context.CancelFunc // ends the stream's context: a pending Recv returns at once
+	closed atomic.Bool
 }
 
-type recvResult struct {
-	msg *membership.Message
-	err error
-}
+// streamCancelKey is the context key of the cancel function cancellableStreams attaches.
+type streamCancelKey struct{}
 
-// newServerConn starts the reader of stream; it ends when the handler returns.
-func newServerConn(stream clusterv1.PeerService_ExchangeServer) *serverConn {
-	c := &serverConn{stream: stream, frames: make(chan recvResult), closed: make(chan struct{})}
-	go c.read()
-	return c
-}
-
-func (c *serverConn) read() {
-	for {
-		var r recvResult
-		f, err := c.stream.Recv()
-		if err != nil {
-			r.err = err
-		} else {
-			r.msg, r.err = decodeMessage(f.GetBody())
-		}
-		select {
-		case c.frames <- r:
-		case <-c.closed:
-			return
-		}
-		if r.err != nil {
-			return
-		}
+// cancellableStreams is the gRPC server's tap handle: it gives each PeerService stream a
+// context that its serverConn can cancel. The handle runs before the stream is created and the
+// context it returns becomes the stream's own, the one its Recv waits on. Cancelling it makes
+// Recv fail at once and gRPC end the stream with codes.Canceled, after the messages already
+// sent: nothing queued is discarded.
+func cancellableStreams(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if info.FullMethodName != clusterv1.PeerService_Exchange_FullMethodName {
+		return ctx, nil
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	return context.WithValue(ctx, streamCancelKey{}, cancel), nil
+}
+
+// newServerConn wraps stream; it fails if the stream's context was not made by
+// cancellableStreams, as then Close could not unblock Recv.
+func newServerConn(stream clusterv1.PeerService_ExchangeServer) (*serverConn, error) {
+	cancel, ok := stream.Context().Value(streamCancelKey{}).(context.CancelFunc)
+	if !ok {
+		return nil, errors.New("peer stream context cannot be cancelled: gRPC server built without its tap handle")
+	}
+	return &serverConn{stream: stream, cancel: cancel}, nil
 }
 
 // Send encodes and sends one message.
 func (c *serverConn) Send(msg *membership.Message) error {
-	select {
-	case <-c.closed:
+	if c.closed.Load() {
 		return io.EOF
-	default:
 	}
 	body, err := encodeMessage(msg)
 	if err != nil {
@@ -150,23 +144,29 @@ func (c *serverConn) Send(msg *membership.Message) error {
 
 // Recv returns the next message, or an error once the stream ended or was closed.
 func (c *serverConn) Recv() (*membership.Message, error) {
-	select {
-	case r := <-c.frames:
-		return r.msg, r.err
-	case <-c.closed:
+	if c.closed.Load() {
 		return nil, io.EOF
 	}
+	f, err := c.stream.Recv()
+	if err != nil {
+		return nil, err
+	}
+	return decodeMessage(f.GetBody())
 }
 
-// CloseSend ends the stream: a server cannot half-close, and returning from the handler
-// delivers what was sent before the status.
+// CloseSend ends the stream: a server cannot half-close, but ending the stream still
+// delivers what was sent before.
 func (c *serverConn) CloseSend() error {
 	c.Close()
 	return nil
 }
 
-// Close ends the stream.
-func (c *serverConn) Close() { c.once.Do(func() { close(c.closed) }) }
+// Close ends the stream without blocking: a pending Recv fails at once, later calls return
+// io.EOF, and the peer receives what was sent before, then the end of the stream.
+func (c *serverConn) Close() {
+	c.closed.Store(true)
+	c.cancel()
+}
 
 // peerService serves PeerService: each Exchange stream is handed to the membership engine.
 type peerService struct {
@@ -176,7 +176,10 @@ type peerService struct {
 
 // Exchange runs one inbound peer stream until it ends.
 func (s *peerService) Exchange(stream clusterv1.PeerService_ExchangeServer) error {
-	conn := newServerConn(stream)
+	conn, err := newServerConn(stream)
+	if err != nil {
+		return status.Error(codes.Internal, err.Error())
+	}
 	defer conn.Close()
 	if err := s.cluster.ServeConn(stream.Context(), conn); err != nil {
 		if errors.Is(err, membership.ErrNotRunning) {

@@ -1,0 +1,213 @@
+package membership
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+// recordingConn is a Conn that records what the runner does with it. Send blocks while
+// hold is set, until the conn is closed or released.
+type recordingConn struct {
+	mu      sync.Mutex
+	ops     []string
+	hold    bool
+	release chan struct{}
+	closed  chan struct{}
+	once    sync.Once
+}
+
+func newRecordingConn() *recordingConn {
+	return &recordingConn{release: make(chan struct{}), closed: make(chan struct{})}
+}
+
+func (c *recordingConn) record(op string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ops = append(c.ops, op)
+}
+
+// recorded returns the operations so far.
+func (c *recordingConn) recorded() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.ops...)
+}
+
+func (c *recordingConn) Send(msg *Message) error {
+	c.mu.Lock()
+	hold := c.hold
+	c.mu.Unlock()
+	if hold {
+		select {
+		case <-c.release:
+		case <-c.closed:
+			return io.EOF
+		}
+	}
+	select {
+	case <-c.closed:
+		return io.EOF
+	default:
+	}
+	c.record(fmt.Sprintf("send %d", msg.Heartbeat.ViewDigest))
+	return nil
+}
+
+func (c *recordingConn) Recv() (*Message, error) {
+	<-c.closed
+	return nil, io.EOF
+}
+
+func (c *recordingConn) CloseSend() error {
+	c.record("close send")
+	return nil
+}
+
+func (c *recordingConn) Close() {
+	c.once.Do(func() {
+		c.record("close")
+		close(c.closed)
+	})
+}
+
+// heartbeat is a message told apart by n.
+func heartbeat(n int) *Message { return &Message{Heartbeat: &Heartbeat{ViewDigest: uint64(n)}} }
+
+// sends lists "send i" for i in [from, to).
+func sends(from, to int) []string {
+	var out []string
+	for i := from; i < to; i++ {
+		out = append(out, fmt.Sprintf("send %d", i))
+	}
+	return out
+}
+
+// newRunnerCluster returns a stopped Cluster, enough to drive runners by hand.
+func newRunnerCluster(t *testing.T) *Cluster {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Name = "a"
+	id, err := NewNodeID("a", "127.0.0.1", 4369)
+	require.NoError(t, err)
+	c, err := New(id, cfg, nil, WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	return c
+}
+
+// requireLiveDone waits for every goroutine and stream counted in c.live.
+func requireLiveDone(t *testing.T, c *Cluster) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { c.live.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("c.live still counts something")
+	}
+}
+
+func TestRunnerSendsInOrderWithAWriterOnlyWhileBusy(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	c := newRunnerCluster(t)
+	conn := newRecordingConn()
+
+	// Queued while the dial is under way: bounded, kept in order, no goroutine yet.
+	c.mu.Lock()
+	r := c.newRunnerLocked(1, nil)
+	for i := range sendQueueSize + 10 {
+		r.enqueue(heartbeat(i))
+	}
+	c.mu.Unlock()
+	require.NoError(t, goleak.Find(before), "no writer without a conn")
+
+	r.attach(conn)
+	require.Eventually(t, func() bool { return len(conn.recorded()) == sendQueueSize }, 5*time.Second, time.Millisecond)
+	require.Equal(t, sends(0, sendQueueSize), conn.recorded(), "what the queue held, in order; the overflow dropped")
+	require.NoError(t, goleak.Find(before), "the writer exits once the queue is empty")
+
+	// An idle runner starts a writer again for the next messages.
+	c.mu.Lock()
+	for i := 1000; i < 1003; i++ {
+		r.enqueue(heartbeat(i))
+	}
+	c.mu.Unlock()
+	require.Eventually(t, func() bool { return len(conn.recorded()) == sendQueueSize+3 }, 5*time.Second, time.Millisecond)
+	require.Equal(t, sends(1000, 1003), conn.recorded()[sendQueueSize:])
+	require.NoError(t, goleak.Find(before), "the writer exits once the queue is empty")
+
+	// A graceful close: once the reader stops, the conn is closed and the runner is done.
+	close(r.readDn)
+	c.mu.Lock()
+	r.close(true)
+	r.enqueue(heartbeat(2000)) // after close: never sent
+	c.mu.Unlock()
+	<-r.wroteDn
+	require.Equal(t, []string{"close send", "close"}, conn.recorded()[sendQueueSize+3:])
+	requireLiveDone(t, c)
+	require.NoError(t, goleak.Find(before))
+}
+
+func TestRunnerFlushSendsTheQueueBeforeHalfClosing(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	c := newRunnerCluster(t)
+	conn := newRecordingConn()
+	conn.hold = true // the first Send waits: the rest stays queued
+
+	c.mu.Lock()
+	r := c.newRunnerLocked(1, conn)
+	for i := range 3 {
+		r.enqueue(heartbeat(i))
+	}
+	r.close(true)
+	c.mu.Unlock()
+	close(r.readDn)
+	close(conn.release)
+	<-r.wroteDn
+	require.Equal(t, append(sends(0, 3), "close send", "close"), conn.recorded())
+	requireLiveDone(t, c)
+	require.NoError(t, goleak.Find(before))
+}
+
+func TestRunnerAbortDropsTheQueue(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	c := newRunnerCluster(t)
+	conn := newRecordingConn()
+	conn.hold = true // the first Send waits until the conn is closed
+
+	c.mu.Lock()
+	r := c.newRunnerLocked(1, conn)
+	for i := range 3 {
+		r.enqueue(heartbeat(i))
+	}
+	c.mu.Unlock()
+	r.abort()
+	<-r.wroteDn
+	require.Equal(t, []string{"close"}, conn.recorded(), "nothing sent after an abort")
+	requireLiveDone(t, c)
+	require.NoError(t, goleak.Find(before))
+}
+
+func TestRunnerClosedBeforeItsDialEndsFinishesOnceAttached(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	c := newRunnerCluster(t)
+	conn := newRecordingConn()
+
+	c.mu.Lock()
+	r := c.newRunnerLocked(1, nil)
+	r.enqueue(heartbeat(1))
+	r.close(true)
+	c.mu.Unlock()
+	close(r.readDn)
+	r.attach(conn)
+	<-r.wroteDn
+	require.Equal(t, []string{"send 1", "close send", "close"}, conn.recorded())
+	requireLiveDone(t, c)
+	require.NoError(t, goleak.Find(before))
+}
