@@ -32,6 +32,8 @@ type core struct {
 
 	digest      uint64
 	digestDirty bool
+	viewCache   []MemberEntry // view(), nil when it must be rebuilt
+	memberOrder []*member     // members sorted by id, nil when it must be rebuilt
 
 	metrics MetricsSink
 
@@ -143,7 +145,7 @@ func (c *core) start(now time.Time) {
 		}
 		if _, known := c.members[id]; !known {
 			c.members[id] = &member{id: id, status: StatusConnecting, nextDial: now}
-			c.digestDirty = true
+			c.viewChanged()
 			c.wantDialAt(now)
 		}
 	}
@@ -341,6 +343,14 @@ func (c *core) wantDialAt(t time.Time) {
 // sortedConns returns the streams in id order, for deterministic iteration.
 // The order is cached until a stream is added or removed: tick runs it many times a second.
 // Callers may close streams while iterating; the slice they hold stays valid.
+// viewChanged notes a change to the node table or the tombstones: the digest, the view and
+// the member order are rebuilt when next needed.
+func (c *core) viewChanged() {
+	c.digestDirty = true
+	c.viewCache = nil
+	c.memberOrder = nil
+}
+
 func (c *core) sortedConns() []*peerConn {
 	if c.connOrder == nil {
 		c.connOrder = slices.Collect(maps.Values(c.conns))

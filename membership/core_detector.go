@@ -237,7 +237,7 @@ func (c *core) onLeave(now time.Time, pc *peerConn, l *Leave) {
 	}
 	c.tombs[pc.peer] = tombstone{incarnation: pc.peerInc, left: true, until: now.Add(c.cfg.TombstoneTimeout)}
 	c.wantWake(now.Add(c.cfg.TombstoneTimeout))
-	c.digestDirty = true
+	c.viewChanged()
 	c.closeConn(now, pc, false)
 }
 
@@ -341,8 +341,11 @@ func (c *core) runDials(now time.Time) {
 	if c.leaving || c.dialAt.IsZero() || now.Before(c.dialAt) {
 		return
 	}
-	c.dialAt = time.Time{}
 	slots := maxConcurrentDials - c.dialsInFlight()
+	if slots <= 0 {
+		return // still due: the end of a dial in flight runs runDials again
+	}
+	c.dialAt = time.Time{}
 	capped := false
 	for _, m := range c.sortedMembers() {
 		if m.nextDial.IsZero() || m.conn != 0 || m.dial != 0 {
@@ -427,7 +430,7 @@ func (c *core) expire(now time.Time) {
 			continue
 		}
 		delete(c.tombs, id)
-		c.digestDirty = true
+		c.viewChanged()
 	}
 }
 

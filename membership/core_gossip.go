@@ -8,6 +8,9 @@ import (
 
 // view returns every node the local node knows, left nodes included, itself excluded, sorted by id.
 func (c *core) view() []MemberEntry {
+	if c.viewCache != nil {
+		return c.viewCache
+	}
 	out := make([]MemberEntry, 0, len(c.members)+len(c.tombs))
 	for _, m := range c.members {
 		if m.incarnation == 0 {
@@ -21,7 +24,8 @@ func (c *core) view() []MemberEntry {
 		}
 	}
 	slices.SortFunc(out, func(a, b MemberEntry) int { return a.ID.Compare(b.ID) })
-	return out
+	c.viewCache = slices.Clip(out) // shared read-only by messages; appends copy
+	return c.viewCache
 }
 
 // viewDigest returns the digest of the local view, the local node included.
@@ -99,7 +103,7 @@ func (c *core) mergeLeft(now time.Time, e MemberEntry) {
 	}
 	c.tombs[e.ID] = tombstone{incarnation: e.Incarnation, left: true, until: now.Add(c.cfg.TombstoneTimeout)}
 	c.wantWake(now.Add(c.cfg.TombstoneTimeout))
-	c.digestDirty = true
+	c.viewChanged()
 }
 
 // mergeAlive applies a gossiped live node.
@@ -110,7 +114,7 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) {
 		delete(c.tombs, e.ID)
 		m = &member{id: e.ID, incarnation: e.Incarnation, status: StatusConnecting}
 		c.members[e.ID] = m
-		c.digestDirty = true
+		c.viewChanged()
 		// Both ends learn of each other; the smaller id dials at once, the larger one only if
 		// no stream shows up within a grace period.
 		due := now
@@ -122,12 +126,12 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) {
 	case m.incarnation == 0:
 		// A seed announced by id: now its incarnation is known; the dial rules are unchanged.
 		m.incarnation = e.Incarnation
-		c.digestDirty = true
+		c.viewChanged()
 	case e.Incarnation > m.incarnation:
 		// A restarted node: reach the new incarnation now, even over a stream to the old one.
 		if m.conn == 0 {
 			m.incarnation = e.Incarnation
-			c.digestDirty = true
+			c.viewChanged()
 		}
 		if m.dial == 0 {
 			m.attempts = 0
@@ -148,7 +152,7 @@ func (c *core) removeMember(m *member) {
 		c.dropConn(m.conn)
 	}
 	delete(c.members, m.id)
-	c.digestDirty = true
+	c.viewChanged()
 }
 
 // dialGrace is how long the larger id of a pair waits for the smaller one's dial.

@@ -131,7 +131,7 @@ func (c *core) current(pc *peerConn) bool {
 func (c *core) dropPlaceholder(id NodeID) {
 	if p := c.members[id]; p != nil && p.conn == 0 && p.incarnation == 0 {
 		delete(c.members, id)
-		c.digestDirty = true
+		c.viewChanged()
 	}
 }
 
@@ -152,9 +152,12 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 	}
 	if fresh {
 		m.incarnation = h.Incarnation
-		c.digestDirty = true
+		c.viewChanged()
 	}
-	delete(c.tombs, h.ID)
+	if _, ok := c.tombs[h.ID]; ok {
+		delete(c.tombs, h.ID)
+		c.viewChanged()
+	}
 
 	pc.established = true
 	pc.peer, pc.peerInc = h.ID, h.Incarnation
@@ -213,7 +216,7 @@ func (c *core) dropUnconfirmed(now time.Time, pc *peerConn) {
 	switch {
 	case pc.created && m.status == StatusConnecting:
 		delete(c.members, m.id)
-		c.digestDirty = true
+		c.viewChanged()
 	case m.status == StatusConnected:
 		c.markDown(now, m, ReasonConnectionClosed)
 		c.scheduleRedial(now, m)

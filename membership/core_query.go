@@ -49,7 +49,9 @@ func (c *core) nodes(now time.Time, connectedOnly bool) []NodeInfo {
 
 // sortedMembers returns the members in id order, for deterministic iteration.
 func (c *core) sortedMembers() []*member {
-	out := slices.Collect(maps.Values(c.members))
-	slices.SortFunc(out, func(a, b *member) int { return a.id.Compare(b.id) })
-	return out
+	if c.memberOrder == nil {
+		c.memberOrder = slices.Collect(maps.Values(c.members))
+		slices.SortFunc(c.memberOrder, func(a, b *member) int { return a.id.Compare(b.id) })
+	}
+	return c.memberOrder
 }

@@ -361,6 +361,9 @@ func (w *worker) join() {
 		rec.Seconds = at.Sub(t0).Seconds()
 	}
 	rec.Metrics = map[string]any{}
+	if ok {
+		rec.Metrics["observer_median_s"], rec.Metrics["observer_p90_s"], rec.Metrics["last_pair"] = seen.Spread(t0)
+	}
 	if ok2 {
 		rec.Metrics["joiner_sees_all_s"] = at2.Sub(t0).Seconds()
 	}
@@ -393,6 +396,8 @@ func (w *worker) fault(scenario, victim string, act func(Node)) {
 	rec.OK, rec.Missing = ok, missing
 	if ok {
 		rec.Seconds = at.Sub(t0).Seconds()
+		med, p90, last := wait.Spread(t0)
+		rec.Metrics = map[string]any{"observer_median_s": med, "observer_p90_s": p90, "last_pair": last}
 	} else {
 		rec.MissingList = wait.Missing(5)
 	}

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -15,6 +16,10 @@ type waiter struct {
 	want map[pair]struct{}
 	done chan struct{}
 	at   time.Time
+	// arrivals are the report times of the pairs, in the order they completed, and last the
+	// pair that completed the wait (for the spread across observers).
+	arrivals []time.Time
+	last     pair
 }
 
 // Tracker records what every node of a system reports about every other node, fed by the
@@ -85,8 +90,10 @@ func (t *Tracker) notify(now time.Time, up bool, p pair) {
 	for _, w := range t.waiters {
 		if _, ok := w.want[p]; ok && w.up == up {
 			delete(w.want, p)
+			w.arrivals = append(w.arrivals, now)
 			if now.After(w.at) {
 				w.at = now // the latest report completes the wait, whatever order they arrive in
+				w.last = p
 			}
 		}
 		if len(w.want) == 0 {
@@ -204,4 +211,18 @@ func (w *Wait) Missing(max int) []string {
 		out = append(out, p.obs+"->"+p.subj)
 	}
 	return out
+}
+
+// Spread summarises when the pairs of a completed wait were reported, relative to t0: the
+// median and 90th percentile over pairs, and the pair reported last ("observer->subject").
+func (w *Wait) Spread(t0 time.Time) (median, p90 float64, last string) {
+	w.t.mu.Lock()
+	defer w.t.mu.Unlock()
+	a := slices.Clone(w.w.arrivals)
+	if len(a) == 0 {
+		return 0, 0, ""
+	}
+	slices.SortFunc(a, func(x, y time.Time) int { return x.Compare(y) })
+	at := func(q float64) float64 { return a[int(q*float64(len(a)-1))].Sub(t0).Seconds() }
+	return at(0.5), at(0.9), w.w.last.obs + "->" + w.w.last.subj
 }
