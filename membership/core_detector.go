@@ -95,10 +95,18 @@ func (c *core) forgiveStall(now time.Time) {
 // starvation, a pause), not as scheduling noise in a busy process.
 const realStall = 500 * time.Millisecond
 
-// noteOverdue notes a real stall when the wake-up asked for is overdue at now: the local node
-// is handling input (or its timer) that long after it should have run.
+// noteOverdue notes a stall long enough to hold node_up reports back (holdUps) when the
+// wake-up asked for is overdue at now: the local node is handling input (or its timer) that
+// long after it should have run.
+//
+// The bar is half the silence after which peers cut this node off (interval × threshold), and
+// at least a real stall. A stale hello or first heartbeat is one whose stream the peer closed
+// after hearing nothing for its timeout; the local node wakes at least once per heartbeat
+// interval, so such a backlog always comes with a wake-up overdue by more than that bar. A
+// busy process that is a few hundred milliseconds late (a large formation) does not delay ups.
 func (c *core) noteOverdue(now time.Time) {
-	if c.wakeAt.IsZero() || now.Sub(c.wakeAt) < realStall {
+	bar := max(realStall, time.Duration(c.cfg.HeartbeatMissThreshold)*c.cfg.HeartbeatInterval/2)
+	if c.wakeAt.IsZero() || now.Sub(c.wakeAt) < bar {
 		return
 	}
 	if until := now.Add(c.cfg.HeartbeatInterval); until.After(c.stalledUntil) {
