@@ -1,12 +1,16 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -73,12 +77,8 @@ func (o *ours) Start(ctx context.Context, name, seed string) (Node, error) {
 		}
 	}
 	opts := []server.Option{
-		server.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+		server.WithLogger(nodeLogger(name)),
 		server.WithEventHandler(handler),
-	}
-	if os.Getenv("BENCH_DIAG") != "" {
-		// Diagnostics only: count dials (replaces the node's Prometheus sink).
-		opts = append(opts, server.WithClusterOptions(membership.WithMetrics(&diagSink)))
 	}
 	if os.Getenv("BENCH_DIAG") != "" {
 		// Diagnostics only: count dials (replaces the node's Prometheus sink).
@@ -128,3 +128,15 @@ func (d *diagCounter) DialStarted()                                  { d.dials.A
 
 // DiagDials returns the dials started so far in this process (BENCH_DIAG=1).
 func DiagDials() int64 { return diagSink.dials.Load() }
+
+// nodeLogger discards a node's log, except for the nodes named in BENCH_LOG_NODES
+// (comma-separated; diagnostics), which log at debug level to BENCH_LOG_DIR/<name>.<pid>.log.
+func nodeLogger(name string) *slog.Logger {
+	if slices.Contains(strings.Split(os.Getenv("BENCH_LOG_NODES"), ","), name) {
+		dir := cmp.Or(os.Getenv("BENCH_LOG_DIR"), os.TempDir())
+		if f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s.%d.log", name, os.Getpid()))); err == nil {
+			return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
