@@ -92,7 +92,7 @@ bench: ## Benchmark vs memberlist, N = 8, 32 (under 5 minutes); regenerates BENC
 	cd bench && ../bin/benchreport -results results -out ../BENCHMARKS.md -plots results/plots
 
 .PHONY: bench-full
-bench-full: ## Benchmark vs memberlist, N = 8, 32, 128, 256 (about an hour); regenerates BENCHMARKS.md.
+bench-full: ## Benchmark vs memberlist, N = 8, 32, 128, 256 (about 45 minutes); regenerates BENCHMARKS.md.
 	cd bench && $(GO) build -ldflags "-X main.buildCommit=$(BENCH_COMMIT)" -o ../bin/meshbench ./cmd/meshbench && $(GO) build -o ../bin/benchreport ./cmd/benchreport
 	cd bench && ../bin/meshbench $(BENCH_FULL) -label full -out results/full.jsonl
 	cd bench && ../bin/meshbench $(BENCH_256) -label full-256 -out results/full-256.jsonl
