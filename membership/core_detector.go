@@ -220,13 +220,16 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 	}
 }
 
-// answerHeartbeat sends pc's heartbeat at once when it is due within half an interval: the
-// two directions of a stream fall into step, one side's heartbeat answering the other's.
-// Each heartbeat then carries the TCP acknowledgement of the one it answers, so a pair costs
-// three segments per interval instead of four, and no extra heartbeat is sent: the answer
-// replaces the one that was about to go out.
+// answerHeartbeat sends pc's heartbeat at once when it is due within half an interval (the
+// shorter of the two nodes' intervals): the two directions of a stream fall into step, one
+// side's heartbeat answering the other's. Each heartbeat then carries the TCP
+// acknowledgement of the one it answers, so a pair costs three segments per interval instead
+// of four, and no extra heartbeat is sent: the answer replaces the one about to go out. (With
+// a window of half of its own interval, a node would answer a much faster peer about twice
+// per interval.)
 func (c *core) answerHeartbeat(now time.Time, pc *peerConn) {
-	if !c.current(pc) || pc.nextBeat.Sub(now) > c.cfg.HeartbeatInterval/2 {
+	window := min(c.cfg.HeartbeatInterval, pc.peerBeat) / 2
+	if !c.current(pc) || pc.nextBeat.Sub(now) > window {
 		return
 	}
 	c.sendHeartbeat(pc)

@@ -253,3 +253,18 @@ func eventLines(events []Event) []string {
 	n := &simNode{events: events}
 	return n.eventLog()
 }
+
+func TestCoreFasterPeerDoesNotSpeedUpHeartbeats(t *testing.T) {
+	// Answering a peer's heartbeat never raises a node's own rate: a node at 1 s next to a
+	// peer at 200 ms still sends about one heartbeat per second, and the peer five.
+	s := newSim(t)
+	fastCfg := simConfig("fast")
+	fastCfg.HeartbeatInterval = 200 * time.Millisecond
+	fast := s.add(simID("fast", 4001), fastCfg)
+	slow := s.add(simID("slow", 4002), simConfig("slow", "127.0.0.1:4001"))
+	s.advance(5 * time.Second)
+	since := s.now
+	s.advance(20 * time.Second)
+	require.InDelta(t, 20, len(heartbeatsTo(slow, fast, since)), 1.5, "the 1 s node: one heartbeat per second")
+	require.InDelta(t, 100, len(heartbeatsTo(fast, slow, since)), 6, "the 200 ms node: five per second")
+}
