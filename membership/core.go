@@ -39,9 +39,12 @@ type core struct {
 
 	dialAt time.Time // earliest member or seed dial due (zero: none)
 	wakeAt time.Time // when the runtime should call tick next (zero: never)
-	// stalledUntil holds back node_up reports: the local node was stalled until shortly
-	// before, so what it handles may be stale (see holdUps).
+	// holding holds back node_up reports: the local node stalled, so what it handles may be
+	// stale (see holdUps). It ends after stalledUntil, once the node runs on time
+	// (releaseHold, which checks again at holdCheck).
+	holding      bool
 	stalledUntil time.Time
+	holdCheck    time.Time
 	out          []output
 }
 

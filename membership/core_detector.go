@@ -14,8 +14,10 @@ func (c *core) tick(now time.Time) {
 	if c.leaving {
 		return
 	}
+	onTime := c.wakeAt.IsZero() || now.Sub(c.wakeAt) < c.stallTolerance()
 	c.forgiveStall(now)
 	c.wakeAt = time.Time{}
+	c.releaseHold(now, onTime)
 	// Heartbeats due soon are sent now, so one wake-up serves many streams.
 	coalesce := now.Add(c.cfg.HeartbeatInterval / 10)
 	for _, pc := range c.sortedConns() {
@@ -31,7 +33,7 @@ func (c *core) tick(now time.Time) {
 		} else {
 			pc.suspectSince = time.Time{}
 		}
-		if pc.held && !c.holdUps(now) {
+		if pc.held && !c.holding {
 			c.confirmAccepted(now, pc) // the node runs on time again: report what it held back
 		}
 		if !pc.nextBeat.After(coalesce) {
@@ -70,7 +72,7 @@ func (c *core) forgiveStall(now time.Time) {
 	// Ordinary scheduling jitter is not a stall: summed over many wake-ups it would only
 	// slow detection down in a busy process.
 	late := now.Sub(c.wakeAt)
-	if late < max(c.cfg.HeartbeatInterval/20, 10*time.Millisecond) {
+	if late < c.stallTolerance() {
 		return
 	}
 	if late >= max(c.cfg.HeartbeatInterval/4, 200*time.Millisecond) {
@@ -109,19 +111,46 @@ func (c *core) noteOverdue(now time.Time) {
 	if c.wakeAt.IsZero() || now.Sub(c.wakeAt) < bar {
 		return
 	}
+	c.holding = true
+	c.holdCheck = time.Time{}
 	if until := now.Add(c.cfg.HeartbeatInterval); until.After(c.stalledUntil) {
 		c.stalledUntil = until
 	}
 }
 
-// holdUps reports whether node_up reports are held back at now. A node that was stalled
-// handles a backlog: a hello or a first heartbeat on a stream its peer has cut off since
-// (the peer timed the silent node out) would report the peer up, and the end of the stream
-// queued right behind it down again. Held streams are reported up once the node has run on
-// time for a heartbeat interval, if they are still alive; one that ends meanwhile reports
-// nothing (dropUnconfirmed).
-func (c *core) holdUps(now time.Time) bool {
-	return now.Before(c.stalledUntil)
+// holdUps reports whether node_up reports are held back. A node that was stalled handles a
+// backlog: a hello or a first heartbeat on a stream its peer has cut off since (the peer
+// timed the silent node out) would report the peer up, and the end of the stream queued right
+// behind it down again. Held streams are reported up once the node runs on time again
+// (releaseHold), if they are still alive; one that ends meanwhile reports nothing
+// (dropUnconfirmed).
+func (c *core) holdUps() bool { return c.holding }
+
+// releaseHold ends a hold on ups once the node has run on time for a while: a heartbeat
+// interval after the stall, two wake-ups in a row on time, confirmDelay apart. One on-time
+// wake-up is not enough: a starved process that gets its CPU back at the moment its timer is
+// due runs that wake-up on time, and handles a stale backlog right after it.
+func (c *core) releaseHold(now time.Time, onTime bool) {
+	switch {
+	case !c.holding:
+	case !onTime:
+		c.holdCheck = time.Time{} // start over
+	case now.Before(c.stalledUntil):
+		c.wantWake(c.stalledUntil)
+	case c.holdCheck.IsZero():
+		c.holdCheck = now.Add(c.confirmDelay())
+		c.wantWake(c.holdCheck)
+	case now.Before(c.holdCheck):
+		c.wantWake(c.holdCheck)
+	default:
+		c.holding, c.holdCheck = false, time.Time{}
+	}
+}
+
+// stallTolerance is how late a wake-up may be and still count as on time: ordinary
+// scheduling jitter, not a stall.
+func (c *core) stallTolerance() time.Duration {
+	return max(c.cfg.HeartbeatInterval/20, 10*time.Millisecond)
 }
 
 // confirmTimeout reports whether pc's silence, past its timeout, is confirmed. The first

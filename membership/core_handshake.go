@@ -191,9 +191,8 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 // about a node (or incarnation) met for the first time. A node that was just stalled holds
 // the report back until it runs on time again (holdUps).
 func (c *core) confirm(now time.Time, pc *peerConn, m *member) {
-	if c.holdUps(now) {
+	if c.holdUps() {
 		pc.unconfirmed, pc.held = true, true
-		c.wantWake(c.stalledUntil)
 		return
 	}
 	pc.unconfirmed, pc.held = false, false

@@ -27,10 +27,44 @@ func TestCoreStarvedNodeReportsNoStaleUps(t *testing.T) {
 	}
 	s.feed(c)
 	c.starved = false
+	requireOnlyEchoes(t, s, nodes, c, start)
+}
+
+func TestCoreStarvedNodeWithItsTimerOnTimeReportsNoStaleUps(t *testing.T) {
+	// As above, but after each long stall c gets the CPU back exactly when its hold on ups is
+	// due to end: that wake-up is on time, and the backlog comes right after it. One on-time
+	// wake-up must not end the hold.
+	s := newSim(t)
+	nodes := newCluster(s, 4)
+	c := nodes[3]
+	s.advance(3 * time.Second)
+	start := s.now
+	c.starved = true
+	for s.now.Sub(start) < time.Minute {
+		s.advance(4 * time.Second) // long enough for the peers to cut c off
+		s.feed(c)
+		for s.now.Before(c.core.stalledUntil) {
+			s.step()
+		}
+		s.feedTimerFirst(c)
+	}
+	s.feed(c)
+	c.starved = false
+	requireOnlyEchoes(t, s, nodes, c, start)
+}
+
+// requireOnlyEchoes checks what the starved node c reported since start: each down is the echo
+// of a peer cutting it off (connection_closed, after that peer reported c down since c last
+// reported it up), and once c runs normally again the mesh comes back by itself.
+func requireOnlyEchoes(t *testing.T, s *sim, nodes []*simNode, c *simNode, start time.Time) {
+	t.Helper()
 	s.advanceUntil(10*time.Second, func() bool { return s.fullMesh(nodes...) }, "the mesh should return once c runs on time")
 
 	cuts := map[NodeID][]time.Duration{} // each peer's downs of c, since the starvation began
-	for _, p := range nodes[:3] {
+	for _, p := range nodes {
+		if p == c {
+			continue
+		}
 		for _, e := range p.eventsSince(0) {
 			if e.Type == EventNodeDown && e.Node.ID == c.id {
 				require.Equal(t, ReasonHeartbeatTimeout, e.Reason, "%s saw c go silent: %v", p.id, p.eventsAbout(c))

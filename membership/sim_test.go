@@ -222,17 +222,29 @@ func (s *sim) queueFor(n *simNode, f func()) {
 
 // feed lets a starved node run once: it handles its backlog, late, and then its timer, which
 // is late too; it is starved again afterwards.
-func (s *sim) feed(n *simNode) {
+func (s *sim) feed(n *simNode) { s.feedOrdered(n, false) }
+
+// feedTimerFirst is feed with the timer handled before the backlog, as when a starved process
+// gets the CPU back at the moment its timer is due.
+func (s *sim) feedTimerFirst(n *simNode) { s.feedOrdered(n, true) }
+
+func (s *sim) feedOrdered(n *simNode, timerFirst bool) {
 	n.starved = false
+	tick := func() {
+		if n.up && !n.frozen && !n.core.wakeAt.IsZero() && !s.now.Before(n.core.wakeAt) {
+			n.core.tick(s.now)
+			n.flush()
+		}
+	}
+	if timerFirst {
+		tick()
+	}
 	for len(n.backlog) > 0 {
 		f := n.backlog[0]
 		n.backlog = n.backlog[1:]
 		f()
 	}
-	if n.up && !n.frozen && !n.core.wakeAt.IsZero() && !s.now.Before(n.core.wakeAt) {
-		n.core.tick(s.now)
-		n.flush()
-	}
+	tick()
 	n.starved = true
 	s.settle()
 }
