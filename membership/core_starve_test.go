@@ -14,12 +14,7 @@ func TestCoreStarvedNodeReportsNoStaleUps(t *testing.T) {
 	// blame healthy peers: each down it reports is the echo of a peer cutting it off
 	// (connection_closed, after that peer reported c down since c last reported it up). Once c
 	// runs normally again, the mesh comes back by itself.
-	s := newSim(t)
-	nodes := newCluster(s, 4)
-	c := nodes[3]
-	s.advance(3 * time.Second)
-	start := s.now
-	c.starved = true
+	s, nodes, c, start := starvedCluster(t)
 	gaps := []time.Duration{4 * time.Second, 3200 * time.Millisecond, 5 * time.Second, 1100 * time.Millisecond, 4400 * time.Millisecond, 700 * time.Millisecond}
 	for i := 0; s.now.Sub(start) < time.Minute; i++ {
 		s.advance(gaps[i%len(gaps)])
@@ -34,12 +29,7 @@ func TestCoreStarvedNodeWithItsTimerOnTimeReportsNoStaleUps(t *testing.T) {
 	// As above, but after each long stall c gets the CPU back exactly when its hold on ups is
 	// due to end: that wake-up is on time, and the backlog comes right after it. One on-time
 	// wake-up must not end the hold.
-	s := newSim(t)
-	nodes := newCluster(s, 4)
-	c := nodes[3]
-	s.advance(3 * time.Second)
-	start := s.now
-	c.starved = true
+	s, nodes, c, start := starvedCluster(t)
 	for s.now.Sub(start) < time.Minute {
 		s.advance(4 * time.Second) // long enough for the peers to cut c off
 		s.feed(c)
@@ -51,6 +41,17 @@ func TestCoreStarvedNodeWithItsTimerOnTimeReportsNoStaleUps(t *testing.T) {
 	s.feed(c)
 	c.starved = false
 	requireOnlyEchoes(t, s, nodes, c, start)
+}
+
+// starvedCluster forms a 4-node cluster and starts starving its last node c; start is when
+// the starvation began.
+func starvedCluster(t *testing.T) (s *sim, nodes []*simNode, c *simNode, start time.Time) {
+	s = newSim(t)
+	nodes = newCluster(s, 4)
+	c = nodes[3]
+	s.advance(3 * time.Second)
+	c.starved = true
+	return s, nodes, c, s.now
 }
 
 // requireOnlyEchoes checks what the starved node c reported since start: each down is the echo

@@ -101,16 +101,22 @@ func newRunnerCluster(t *testing.T) *Cluster {
 	return c
 }
 
+// requireClosed waits for ch to be closed, failing with what after a deadline.
+func requireClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal(what)
+	}
+}
+
 // requireLiveDone waits for every goroutine and stream counted in c.live.
 func requireLiveDone(t *testing.T, c *Cluster) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() { c.live.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("c.live still counts something")
-	}
+	requireClosed(t, done, "c.live still counts something")
 }
 
 func TestRunnerSendsInOrderWithAWriterOnlyWhileBusy(t *testing.T) {
@@ -148,7 +154,7 @@ func TestRunnerSendsInOrderWithAWriterOnlyWhileBusy(t *testing.T) {
 	r.close(true)
 	r.enqueue(heartbeat(2000)) // after close: never sent
 	c.mu.Unlock()
-	<-r.wroteDn
+	requireClosed(t, r.wroteDn, "the stream should be finished on the writing side")
 	require.Equal(t, []string{"close send", "close"}, conn.recorded()[sendQueueSize+3:])
 	requireLiveDone(t, c)
 	require.NoError(t, goleak.Find(before))
@@ -169,7 +175,7 @@ func TestRunnerFlushSendsTheQueueBeforeHalfClosing(t *testing.T) {
 	c.mu.Unlock()
 	close(r.readDn)
 	close(conn.release)
-	<-r.wroteDn
+	requireClosed(t, r.wroteDn, "the stream should be finished on the writing side")
 	require.Equal(t, append(sends(0, 3), "close send", "close"), conn.recorded())
 	requireLiveDone(t, c)
 	require.NoError(t, goleak.Find(before))
@@ -188,7 +194,7 @@ func TestRunnerAbortDropsTheQueue(t *testing.T) {
 	}
 	c.mu.Unlock()
 	r.abort()
-	<-r.wroteDn
+	requireClosed(t, r.wroteDn, "the stream should be finished on the writing side")
 	require.Equal(t, []string{"close"}, conn.recorded(), "nothing sent after an abort")
 	requireLiveDone(t, c)
 	require.NoError(t, goleak.Find(before))
@@ -206,7 +212,7 @@ func TestRunnerClosedBeforeItsDialEndsFinishesOnceAttached(t *testing.T) {
 	c.mu.Unlock()
 	close(r.readDn)
 	r.attach(conn)
-	<-r.wroteDn
+	requireClosed(t, r.wroteDn, "the stream should be finished on the writing side")
 	require.Equal(t, []string{"send 1", "close send", "close"}, conn.recorded())
 	requireLiveDone(t, c)
 	require.NoError(t, goleak.Find(before))

@@ -29,17 +29,32 @@ func (e exchangeFunc) Exchange(stream clusterv1.PeerService_ExchangeServer) erro
 	return e.f(stream)
 }
 
-// servePeerService serves f as PeerService.Exchange on loopback, with the tap handle of the
-// node's server and no interceptor; it returns the address and a function that stops serving.
-func servePeerService(t *testing.T, f func(clusterv1.PeerService_ExchangeServer) error) (string, func()) {
+// servePeerService serves f as PeerService.Exchange on loopback with the given server options
+// and no interceptor; it returns the address and a function that stops serving.
+func servePeerService(t *testing.T, f func(clusterv1.PeerService_ExchangeServer) error, opts ...grpc.ServerOption) (string, func()) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	server := grpc.NewServer(grpc.InTapHandle(cancellableStreams))
+	server := grpc.NewServer(opts...)
 	clusterv1.RegisterPeerServiceServer(server, exchangeFunc{f: f})
 	served := make(chan struct{})
 	go func() { defer close(served); _ = server.Serve(l) }()
 	return l.Addr().String(), func() { server.Stop(); <-served }
+}
+
+// openExchange opens an Exchange stream to addr; the returned function closes its connection.
+func openExchange(t *testing.T, addr string) (clusterv1.PeerService_ExchangeClient, func()) {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	closeAll := func() { cancel(); _ = cc.Close() }
+	client, err := clusterv1.NewPeerServiceClient(cc).Exchange(ctx)
+	if err != nil {
+		closeAll()
+	}
+	require.NoError(t, err)
+	return client, closeAll
 }
 
 func TestServerConnCloseUnblocksRecvAndDeliversWhatWasSent(t *testing.T) {
@@ -62,18 +77,18 @@ func TestServerConnCloseUnblocksRecvAndDeliversWhatWasSent(t *testing.T) {
 		msg, err := conn.Recv() // the client sends nothing: only Close can end this
 		recvd <- recvResult{msg, err}
 		return nil
-	})
+	}, grpc.InTapHandle(cancellableStreams))
 	defer stop()
 
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer cc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	client, err := clusterv1.NewPeerServiceClient(cc).Exchange(ctx)
-	require.NoError(t, err)
+	client, closeClient := openExchange(t, addr)
+	defer closeClient()
 
-	conn := <-conns
+	var conn *serverConn
+	select {
+	case conn = <-conns:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler never got its stream")
+	}
 	closed := make(chan struct{})
 	go func() { conn.Close(); close(closed) }()
 	select {
@@ -88,7 +103,7 @@ func TestServerConnCloseUnblocksRecvAndDeliversWhatWasSent(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Recv still blocked after Close")
 	}
-	_, err = conn.Recv()
+	_, err := conn.Recv()
 	require.ErrorIs(t, err, io.EOF, "Recv after Close")
 	require.ErrorIs(t, conn.Send(&membership.Message{Heartbeat: &membership.Heartbeat{}}), io.EOF, "Send after Close")
 
@@ -121,48 +136,44 @@ func TestServerConnRecvReadsOnTheCallersGoroutine(t *testing.T) {
 			return err
 		}
 		return nil
-	})
+	}, grpc.InTapHandle(cancellableStreams))
 	defer stop()
 
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer cc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	client, err := clusterv1.NewPeerServiceClient(cc).Exchange(ctx)
-	require.NoError(t, err)
+	client, closeClient := openExchange(t, addr)
+	defer closeClient()
 	body, err := encodeMessage(&membership.Message{Heartbeat: &membership.Heartbeat{ViewDigest: 7}})
 	require.NoError(t, err)
 	require.NoError(t, client.Send(&clusterv1.ExchangeRequest{Body: body}))
 	require.NoError(t, client.CloseSend())
 	_, err = client.Recv()
 	require.ErrorIs(t, err, io.EOF, "the handler should end the stream cleanly after the half-close")
-	require.Equal(t, uint64(7), (<-got).Heartbeat.ViewDigest)
+	select {
+	case msg := <-got:
+		require.Equal(t, uint64(7), msg.Heartbeat.ViewDigest)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler never received the message")
+	}
 }
 
 func TestServerConnNeedsTheTapHandle(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	server := grpc.NewServer() // no tap handle: the stream's context cannot be cancelled
 	errs := make(chan error, 1)
-	clusterv1.RegisterPeerServiceServer(server, exchangeFunc{f: func(stream clusterv1.PeerService_ExchangeServer) error {
+	// No tap handle: the stream's context cannot be cancelled.
+	addr, stop := servePeerService(t, func(stream clusterv1.PeerService_ExchangeServer) error {
 		_, err := newServerConn(stream)
 		errs <- err
 		return err
-	}})
-	served := make(chan struct{})
-	go func() { defer close(served); _ = server.Serve(l) }()
-	defer func() { server.Stop(); <-served }()
+	})
+	defer stop()
 
-	cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer cc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	client, err := clusterv1.NewPeerServiceClient(cc).Exchange(ctx)
-	require.NoError(t, err)
-	require.Error(t, <-errs)
-	_, err = client.Recv()
+	client, closeClient := openExchange(t, addr)
+	defer closeClient()
+	select {
+	case err := <-errs:
+		require.Error(t, err, "newServerConn should refuse a stream it cannot cancel")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler never ran")
+	}
+	_, err := client.Recv()
 	require.Error(t, err)
 }

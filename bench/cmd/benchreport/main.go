@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"image/color"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -362,16 +363,7 @@ func (d *data) writeMachine(p func(string, ...any)) {
 				if !ok {
 					continue
 				}
-				keys := make([]string, 0, len(s))
-				for k := range s {
-					keys = append(keys, k)
-				}
-				sort.Strings(keys)
-				var parts []string
-				for _, k := range keys {
-					parts = append(parts, fmt.Sprintf("%s=%v", k, s[k]))
-				}
-				p("- **%s, %s**: %s\n", sys, pr, strings.Join(parts, ", "))
+				p("- **%s, %s**: %s\n", sys, pr, joinSorted(s, "%s=%v"))
 			}
 		}
 		p("\n")
@@ -683,14 +675,14 @@ func (d *data) reasons(system, pr, sc string, n int) string {
 	if len(agg) == 0 {
 		return "—"
 	}
-	keys := make([]string, 0, len(agg))
-	for k := range agg {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	return joinSorted(agg, "%s ×%d")
+}
+
+// joinSorted formats every entry of m with format (key, value), in key order, comma-separated.
+func joinSorted[V any](m map[string]V, format string) string {
 	var parts []string
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s ×%d", k, agg[k]))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf(format, k, m[k]))
 	}
 	return strings.Join(parts, ", ")
 }
