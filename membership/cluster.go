@@ -193,7 +193,9 @@ func (c *Cluster) ServeConn(ctx context.Context, conn Conn) error {
 // stepLocked runs one core input at the current time and carries out its effects.
 func (c *Cluster) stepLocked(input func(now time.Time)) {
 	input(c.clock.Now())
-	c.applyLocked(c.core.takeOutputs())
+	outs := c.core.takeOutputs()
+	c.applyLocked(outs)
+	c.core.recycleOutputs(outs)
 	c.checkStartedLocked()
 	c.armTimerLocked()
 }

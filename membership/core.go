@@ -46,6 +46,9 @@ type core struct {
 	stalledUntil time.Time
 	holdCheck    time.Time
 	out          []output
+	// beat is the heartbeat last sent without attributes; streams share it until the view
+	// digest or the attributes change, so a tick builds one message, not one per stream.
+	beat *Message
 }
 
 // member is one remote node in the table.
@@ -127,11 +130,26 @@ func newCore(self NodeID, incarnation uint64, cfg *Config, now time.Time, rng *r
 	}
 }
 
-// takeOutputs returns the effects accumulated since the last call.
+// takeOutputs returns the effects accumulated since the last call. Once they are carried
+// out, recycleOutputs may hand the slice back for reuse.
 func (c *core) takeOutputs() []output {
 	out := c.out
 	c.out = nil
 	return out
+}
+
+// maxRecycledOutputs bounds the output slice kept for reuse: a step that produced more (a
+// view pushed to every peer) does not pin its memory.
+const maxRecycledOutputs = 1024
+
+// recycleOutputs lets the core reuse the storage of outs, taken by takeOutputs and carried
+// out: without it, every step (a tick emits a heartbeat per due stream) grows a new slice.
+func (c *core) recycleOutputs(outs []output) {
+	if c.out != nil || cap(outs) > maxRecycledOutputs {
+		return
+	}
+	clear(outs)
+	c.out = outs[:0]
 }
 
 // start dials the seeds.

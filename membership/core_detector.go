@@ -45,17 +45,28 @@ func (c *core) tick(now time.Time) {
 		c.wantWake(pc.nextBeat)
 		c.wantWake(pc.lastRecv.Add(pc.timeout))
 	}
-	c.expire(now)
+	// One pass over the members: forgetting and due dials. Whether the dial slots are full
+	// is only counted when a dial is due at all (in a steady cluster, never).
 	c.dialAt = time.Time{}
-	full := c.dialsInFlight() >= maxConcurrentDials
-	for _, m := range c.members {
+	full, counted := false, false
+	slotsFull := func() bool {
+		if !counted {
+			full, counted = c.dialsInFlight() >= maxConcurrentDials, true
+		}
+		return full
+	}
+	for _, m := range c.sortedMembers() {
+		if c.forgetIfDue(now, m) {
+			continue
+		}
 		if !m.nextDial.IsZero() && m.conn == 0 && m.dial == 0 {
-			c.dueDial(now, m.nextDial, full)
+			c.dueDial(now, m.nextDial, slotsFull())
 		}
 	}
+	c.expireTombstones(now)
 	for _, s := range c.seeds {
 		if c.seedWanted(s) {
-			c.dueDial(now, s.nextDial, full)
+			c.dueDial(now, s.nextDial, slotsFull())
 		}
 	}
 	c.runDials(now)
@@ -203,19 +214,39 @@ func (c *core) heartbeatTimeout(now time.Time, pc *peerConn) {
 }
 
 // sendHeartbeat sends one heartbeat on pc; attributes ride along only when they changed.
+// Heartbeats without attributes are one shared message (sharedBeat): messages handed to the
+// runtime are never changed afterwards.
 func (c *core) sendHeartbeat(pc *peerConn) {
-	hb := &Heartbeat{
+	if pc.sentAttrs == c.attrs.Version {
+		c.send(pc, c.sharedBeat())
+		c.metrics.HeartbeatSent()
+		return
+	}
+	attrs := c.attrs.clone()
+	pc.sentAttrs = c.attrs.Version
+	c.send(pc, &Message{Heartbeat: &Heartbeat{
 		ViewDigest:        c.viewDigest(),
 		ProcessCount:      c.attrs.ProcessCount,
 		AttributesVersion: c.attrs.Version,
-	}
-	if pc.sentAttrs != c.attrs.Version {
-		attrs := c.attrs.clone()
-		hb.Attributes = &attrs
-		pc.sentAttrs = c.attrs.Version
-	}
-	c.send(pc, &Message{Heartbeat: hb})
+		Attributes:        &attrs,
+	}})
 	c.metrics.HeartbeatSent()
+}
+
+// sharedBeat returns the heartbeat without attributes for the current view digest and
+// attributes, built anew only when one of them changed.
+func (c *core) sharedBeat() *Message {
+	digest := c.viewDigest()
+	if hb := c.beat; hb != nil && hb.Heartbeat.ViewDigest == digest &&
+		hb.Heartbeat.AttributesVersion == c.attrs.Version && hb.Heartbeat.ProcessCount == c.attrs.ProcessCount {
+		return hb
+	}
+	c.beat = &Message{Heartbeat: &Heartbeat{
+		ViewDigest:        digest,
+		ProcessCount:      c.attrs.ProcessCount,
+		AttributesVersion: c.attrs.Version,
+	}}
+	return c.beat
 }
 
 // onHeartbeat records a peer's heartbeat, its attributes, and compares views.
@@ -449,21 +480,25 @@ func (c *core) dialsInFlight() int {
 	return n
 }
 
-// expire forgets nodes down for longer than the reconnect timeout and drops old tombstones.
-func (c *core) expire(now time.Time) {
-	for _, m := range c.members {
-		if m.status != StatusDisconnected || m.dial != 0 {
-			continue
-		}
-		forgetAt := m.downSince.Add(c.cfg.ReconnectTimeout)
-		if now.Before(forgetAt) {
-			c.wantWake(forgetAt)
-			continue
-		}
-		c.log(slog.LevelInfo, "forgetting node down for longer than the reconnect timeout", "node", m.id.String())
-		c.removeMember(m)
-		c.tombs[m.id] = tombstone{incarnation: m.incarnation, until: now.Add(c.cfg.TombstoneTimeout), probeAt: now.Add(c.cfg.ReconnectMaxDelay)}
+// forgetIfDue forgets m once it has been down for longer than the reconnect timeout, leaving
+// a tombstone; it reports whether m was forgotten.
+func (c *core) forgetIfDue(now time.Time, m *member) bool {
+	if m.status != StatusDisconnected || m.dial != 0 {
+		return false
 	}
+	forgetAt := m.downSince.Add(c.cfg.ReconnectTimeout)
+	if now.Before(forgetAt) {
+		c.wantWake(forgetAt)
+		return false
+	}
+	c.log(slog.LevelInfo, "forgetting node down for longer than the reconnect timeout", "node", m.id.String())
+	c.removeMember(m)
+	c.tombs[m.id] = tombstone{incarnation: m.incarnation, until: now.Add(c.cfg.TombstoneTimeout), probeAt: now.Add(c.cfg.ReconnectMaxDelay)}
+	return true
+}
+
+// expireTombstones drops tombstones whose time is up.
+func (c *core) expireTombstones(now time.Time) {
 	for id, t := range c.tombs {
 		if now.Before(t.until) {
 			c.wantWake(t.until)

@@ -63,7 +63,7 @@ func (n *Node) newGRPCServer() *grpc.Server {
 		opts = append(opts, grpc.Creds(n.serverCreds))
 	}
 	server := grpc.NewServer(opts...)
-	clusterv1.RegisterPeerServiceServer(server, &peerService{cluster: n.Cluster})
+	clusterv1.RegisterPeerServiceServer(server, &peerService{cluster: n.Cluster, bodies: n.bodies})
 	clusterv1.RegisterMembershipServiceServer(server, &apiService{cluster: n.Cluster, watchBuffer: DefaultWatchBuffer, watchers: func(d int) { n.metrics.watchers.Add(float64(d)) }})
 	healthpb.RegisterHealthServer(server, n.health)
 	reflection.Register(server)

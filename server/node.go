@@ -37,6 +37,8 @@ type Node struct {
 	metricsServer *http.Server
 	// serverCreds are the TLS credentials of the port, nil for plaintext.
 	serverCreds credentials.TransportCredentials
+	// bodies caches the encoded heartbeat shared by the node's peer streams.
+	bodies *bodyCache
 
 	mu       sync.Mutex
 	server   *grpc.Server
@@ -84,7 +86,8 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 		n.serverCreds = credentials.NewTLS(serverTLS)
 		dialCreds = credentials.NewTLS(dialTLS)
 	}
-	transport := &peerTransport{dialOptions: append([]grpc.DialOption{
+	n.bodies = &bodyCache{}
+	transport := &peerTransport{bodies: n.bodies, dialOptions: append([]grpc.DialOption{
 		grpc.WithTransportCredentials(dialCreds),
 		grpc.WithStreamInterceptor(n.auth.clientInterceptor()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxPeerMessageBytes)),

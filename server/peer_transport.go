@@ -21,6 +21,7 @@ import (
 // own HTTP/2 connection, so a broken stream means a broken connection and is seen at once.
 type peerTransport struct {
 	dialOptions []grpc.DialOption
+	bodies      *bodyCache // shared with the node's peerService; may be nil
 }
 
 // Dial opens an Exchange stream to addr and completes the authentication handshake within ctx.
@@ -54,7 +55,7 @@ func (t *peerTransport) Dial(ctx context.Context, addr string) (membership.Conn,
 		_ = cc.Close()
 		return nil, fmt.Errorf("dial %s: %w", addr, r.err)
 	}
-	return &clientConn{stream: r.stream, cancel: cancel, cc: cc}, nil
+	return &clientConn{stream: r.stream, cancel: cancel, cc: cc, bodies: t.bodies}, nil
 }
 
 // clientConn is the dialling end of a stream.
@@ -62,12 +63,13 @@ type clientConn struct {
 	stream clusterv1.PeerService_ExchangeClient
 	cancel context.CancelFunc
 	cc     *grpc.ClientConn
+	bodies *bodyCache
 	once   sync.Once
 }
 
 // Send encodes and sends one message.
 func (c *clientConn) Send(msg *membership.Message) error {
-	body, err := encodeMessage(msg)
+	body, err := c.bodies.encode(msg)
 	if err != nil {
 		return err
 	}
@@ -101,6 +103,7 @@ func (c *clientConn) Close() {
 type serverConn struct {
 	stream clusterv1.PeerService_ExchangeServer
 	cancel context.CancelFunc // ends the stream's context: a pending Recv returns at once
+	bodies *bodyCache
 	closed atomic.Bool
 }
 
@@ -135,7 +138,7 @@ func (c *serverConn) Send(msg *membership.Message) error {
 	if c.closed.Load() {
 		return io.EOF
 	}
-	body, err := encodeMessage(msg)
+	body, err := c.bodies.encode(msg)
 	if err != nil {
 		return err
 	}
@@ -172,6 +175,7 @@ func (c *serverConn) Close() {
 type peerService struct {
 	clusterv1.UnimplementedPeerServiceServer
 	cluster *membership.Cluster
+	bodies  *bodyCache // shared with the node's peerTransport; may be nil
 }
 
 // Exchange runs one inbound peer stream until it ends.
@@ -180,6 +184,7 @@ func (s *peerService) Exchange(stream clusterv1.PeerService_ExchangeServer) erro
 	if err != nil {
 		return status.Error(codes.Internal, err.Error())
 	}
+	conn.bodies = s.bodies
 	defer conn.Close()
 	if err := s.cluster.ServeConn(stream.Context(), conn); err != nil {
 		if errors.Is(err, membership.ErrNotRunning) {

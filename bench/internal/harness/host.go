@@ -45,13 +45,20 @@ type hostMsg struct {
 
 // RunHost serves one host process: it runs the nodes it is told to start on system/profile.
 //
-// BENCH_HOST_CPUPROFILE=prefix (diagnostics) profiles the host's whole life into prefix.<pid>.
+// BENCH_HOST_CPUPROFILE=prefix (diagnostics) profiles the host's whole life into prefix.<pid>,
+// and writes its allocations (heap profile) into prefix.<pid>.heap when it ends.
 func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 	if prefix := os.Getenv("BENCH_HOST_CPUPROFILE"); prefix != "" {
 		if f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid())); err == nil {
 			_ = pprof.StartCPUProfile(f)
 			defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 		}
+		defer func() {
+			if f, err := os.Create(fmt.Sprintf("%s.%d.heap", prefix, os.Getpid())); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				_ = f.Close()
+			}
+		}()
 	}
 	w := bufio.NewWriter(out)
 	var mu sync.Mutex
