@@ -189,7 +189,7 @@ func (c *core) dialed(now time.Time, id connID) {
 	if pc == nil {
 		return
 	}
-	c.sendHello(now, pc)
+	c.sendHello(now, pc, 0)
 }
 
 // ended reports that stream id ended (or its dial failed) for a reason outside the core.

@@ -7,9 +7,11 @@ import (
 	"time"
 )
 
-// hello builds the local handshake message.
-func (c *core) hello(now time.Time) *Hello {
-	return &Hello{
+// hello builds the local handshake message. Its view is left out when theirDigest, the
+// digest of the dialler's view, equals the local one: the dialler knows every node already.
+// (Zero is no digest: the dialler's own hello, and a peer that sent none.)
+func (c *core) hello(now time.Time, theirDigest uint64) *Hello {
+	h := &Hello{
 		ID:                c.self,
 		Incarnation:       c.incarnation,
 		ProtocolVersion:   ProtocolVersion,
@@ -17,14 +19,19 @@ func (c *core) hello(now time.Time) *Hello {
 		MissThreshold:     c.cfg.HeartbeatMissThreshold,
 		Uptime:            now.Sub(c.startedAt),
 		Attributes:        c.attrs.clone(),
-		View:              c.view(),
+		ViewDigest:        c.viewDigest(),
 	}
+	if theirDigest == 0 || theirDigest != h.ViewDigest {
+		h.View = c.view()
+	}
+	return h
 }
 
-// sendHello sends the local handshake on pc. The attributes ride in it, so heartbeats on pc
-// carry them again only once they change.
-func (c *core) sendHello(now time.Time, pc *peerConn) {
-	c.send(pc, &Message{Hello: c.hello(now)})
+// sendHello sends the local handshake on pc, answering the dialler's digest theirDigest (zero
+// on the dialling side). The attributes ride in it, so heartbeats on pc carry them again only
+// once they change.
+func (c *core) sendHello(now time.Time, pc *peerConn, theirDigest uint64) {
+	c.send(pc, &Message{Hello: c.hello(now, theirDigest)})
 	pc.sentAttrs = c.attrs.Version
 }
 
@@ -68,7 +75,7 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 		c.dropPlaceholder(pc.expect)
 	}
 	if !pc.outbound {
-		c.sendHello(now, pc)
+		c.sendHello(now, pc, h.ViewDigest)
 	}
 	c.establish(now, pc, m, h)
 }

@@ -268,3 +268,43 @@ func TestCoreFormationAtOnceDialsInWaves(t *testing.T) {
 		require.Empty(t, n.downs(), "%s: no down during the formation", n.id)
 	}
 }
+
+// hellosSince returns the hellos n sent to peer from since on.
+func hellosSince(n, peer *simNode, since time.Time) []*Hello {
+	var out []*Hello
+	for _, m := range sentSince(n, since) {
+		if m.msg.Hello != nil && m.to == peer {
+			out = append(out, m.msg.Hello)
+		}
+	}
+	return out
+}
+
+func TestCoreHelloCarriesTheViewOnlyWhenTheDiallerLacksIt(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 5)
+	a, b := nodes[1], nodes[2] // a has the smaller id: it dials b again at once
+
+	// A stream between two nodes that know the same cluster: the dialler's view comes along,
+	// the accepting side only proves it knows the same.
+	since := s.now
+	s.breakHalf(a, b)
+	s.advance(2 * time.Second)
+	s.requireFullMesh(nodes...)
+	fromA, fromB := hellosSince(a, b, since), hellosSince(b, a, since)
+	require.Len(t, fromA, 1, "%s should have dialled %s again with one hello", a.id, b.id)
+	require.Len(t, fromB, 1, "%s should have answered %s's dial with one hello", b.id, a.id)
+	require.Len(t, fromA[0].View, len(nodes)-1, "the dialler's hello lists every other node it knows")
+	require.Equal(t, fromA[0].ViewDigest, fromB[0].ViewDigest, "both nodes know the same cluster")
+	require.Empty(t, fromB[0].View, "the accepting side's view would tell the dialler nothing new")
+
+	// A joiner knows only itself: the seed's hello lists the whole cluster, and the joiner
+	// learns every node from it.
+	since = s.now
+	joiner := s.add(simID("joiner", 4100), simConfig("joiner", "127.0.0.1:4000"))
+	seedHellos := hellosSince(nodes[0], joiner, since)
+	require.Len(t, seedHellos, 1, "the seed should answer the joiner's dial with one hello")
+	require.Len(t, seedHellos[0].View, len(nodes)-1, "the seed's hello lists every node but itself")
+	s.advance(2 * time.Second)
+	s.requireFullMesh(append(nodes, joiner)...)
+}

@@ -36,8 +36,12 @@ type Hello struct {
 	Uptime time.Duration
 	// Attributes are the sender's application attributes.
 	Attributes Attributes
-	// View is every node the sender knows, left nodes included, itself excluded.
+	// View is every node the sender knows, left nodes included, itself excluded. The
+	// accepting side of a stream leaves it empty when its ViewDigest equals the dialler's.
 	View []MemberEntry
+	// ViewDigest is the digest of the sender's view and itself (as in Heartbeat); zero if
+	// unknown.
+	ViewDigest uint64
 }
 
 // Attributes is the application-level information a node advertises about itself.

@@ -20,7 +20,7 @@ func peerMessageSeeds(t testing.TB) [][]byte {
 	msgs := []*membership.Message{
 		{Hello: &membership.Hello{ID: id, Incarnation: 42, ProtocolVersion: 1, HeartbeatInterval: time.Second, MissThreshold: 3,
 			Uptime: time.Minute, Attributes: membership.Attributes{Version: 2, ProcessCount: 3, Metadata: map[string]string{"k": "v"}},
-			View: []membership.MemberEntry{{ID: other, Incarnation: 7}, {ID: membership.MustParseNodeID("c@h:1"), Incarnation: 1, Left: true}}}},
+			View: []membership.MemberEntry{{ID: other, Incarnation: 7}, {ID: membership.MustParseNodeID("c@h:1"), Incarnation: 1, Left: true}}, ViewDigest: 0xfeedface12345678}},
 		{Heartbeat: &membership.Heartbeat{ViewDigest: 0xdeadbeefcafef00d, ProcessCount: 3, AttributesVersion: 2}},
 		{Update: &membership.Update{Full: true, ReplyRequested: true, Entries: []membership.MemberEntry{{ID: other, Incarnation: 7}}}},
 		{Leave: &membership.Leave{ID: id, Incarnation: 42}},

@@ -31,6 +31,7 @@ func encodeMessage(msg *membership.Message) ([]byte, error) {
 			Uptime:                 durationpb.New(h.Uptime),
 			Info:                   encodeAttributes(h.Attributes),
 			View:                   encodeEntries(h.View),
+			ViewDigest:             h.ViewDigest,
 		}}
 	case msg.Heartbeat != nil:
 		hb := msg.Heartbeat
@@ -148,6 +149,7 @@ func decodeHello(h *clusterv1.Hello) (*membership.Message, error) {
 		Uptime:            max(uptime, 0),
 		Attributes:        decodeAttributes(h.GetInfo()),
 		View:              view,
+		ViewDigest:        h.GetViewDigest(),
 	}}, nil
 }
 

@@ -529,7 +529,11 @@ type Hello struct {
 	// info is the sender's application-level info.
 	Info *NodeAttributes `protobuf:"bytes,7,opt,name=info,proto3" json:"info,omitempty"`
 	// view is every node the sender knows, left nodes included, so the receiver learns the whole cluster at once.
-	View          []*MemberEntry `protobuf:"bytes,8,rep,name=view,proto3" json:"view,omitempty"`
+	// The accepting side leaves it empty when its view_digest equals the dialler's: the dialler already knows
+	// every node it would list.
+	View []*MemberEntry `protobuf:"bytes,8,rep,name=view,proto3" json:"view,omitempty"`
+	// view_digest is the digest of the sender's view and itself, as carried by heartbeats; 0 if unknown.
+	ViewDigest    uint64 `protobuf:"varint,9,opt,name=view_digest,json=viewDigest,proto3" json:"view_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -618,6 +622,13 @@ func (x *Hello) GetView() []*MemberEntry {
 		return x.View
 	}
 	return nil
+}
+
+func (x *Hello) GetViewDigest() uint64 {
+	if x != nil {
+		return x.ViewDigest
+	}
+	return 0
 }
 
 // NodeAttributes is the application-level information a node advertises about itself.
@@ -1033,7 +1044,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x06update\x18\x03 \x01(\v2\x1c.cluster.v1.MembershipUpdateH\x00R\x06update\x12)\n" +
 	"\x05leave\x18\x04 \x01(\v2\x11.cluster.v1.LeaveH\x00R\x05leave\x12,\n" +
 	"\x06reject\x18\x05 \x01(\v2\x12.cluster.v1.RejectH\x00R\x06rejectB\x06\n" +
-	"\x04kind\"\x81\x03\n" +
+	"\x04kind\"\xa2\x03\n" +
 	"\x05Hello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12)\n" +
@@ -1042,7 +1053,9 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x18heartbeat_miss_threshold\x18\x05 \x01(\rR\x16heartbeatMissThreshold\x121\n" +
 	"\x06uptime\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12.\n" +
 	"\x04info\x18\a \x01(\v2\x1a.cluster.v1.NodeAttributesR\x04info\x12+\n" +
-	"\x04view\x18\b \x03(\v2\x17.cluster.v1.MemberEntryR\x04view\"\xd2\x01\n" +
+	"\x04view\x18\b \x03(\v2\x17.cluster.v1.MemberEntryR\x04view\x12\x1f\n" +
+	"\vview_digest\x18\t \x01(\x04R\n" +
+	"viewDigest\"\xd2\x01\n" +
 	"\x0eNodeAttributes\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12#\n" +
 	"\rprocess_count\x18\x02 \x01(\rR\fprocessCount\x12D\n" +
