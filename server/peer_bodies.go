@@ -3,22 +3,35 @@ package server
 import (
 	"sync"
 
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
 	"github.com/meshnode/meshnode/membership"
 )
 
-// bodyCache keeps the encoding of the last heartbeat sent on a node's peer streams. The
-// engine hands one shared heartbeat message to every stream due in a tick (messages are
-// never changed once handed over), so it is encoded once rather than once per peer. A nil
-// cache encodes every message.
+// bodyCache keeps what the engine hands to many streams in the same form, encoded once:
+//   - the last heartbeat: the engine sends one shared heartbeat message to every stream due in
+//     a tick, so it is encoded once rather than once per peer;
+//   - the entries of the last view sent in a Hello: the engine keeps its view in one slice
+//     until it changes, so forming a cluster of N nodes encodes each view once, not in each
+//     of the N handshakes.
+//
+// Both rely on the engine never changing a message, or a view slice, once handed over. A nil
+// cache encodes everything afresh.
 type bodyCache struct {
-	mu   sync.Mutex
-	msg  *membership.Message
-	body []byte // read-only once cached: gRPC copies it into its own frame
+	mu      sync.Mutex
+	msg     *membership.Message
+	body    []byte // read-only once cached: gRPC copies it into its own frame
+	view    []membership.MemberEntry
+	entries []*clusterv1.MemberEntry // read-only once cached
 }
 
 // encode returns the PeerMessage body of msg.
 func (b *bodyCache) encode(msg *membership.Message) ([]byte, error) {
-	if b == nil || msg.Heartbeat == nil {
+	switch {
+	case b == nil:
+		return encodeMessage(msg)
+	case msg.Hello != nil:
+		return encodeMessageWith(msg, b.viewEntries)
+	case msg.Heartbeat == nil:
 		return encodeMessage(msg)
 	}
 	b.mu.Lock()
@@ -36,4 +49,18 @@ func (b *bodyCache) encode(msg *membership.Message) ([]byte, error) {
 	b.msg, b.body = msg, body
 	b.mu.Unlock()
 	return body, nil
+}
+
+// viewEntries returns the encoded entries of view, reusing those of the last view when view is
+// the same slice (same first element and length).
+func (b *bodyCache) viewEntries(view []membership.MemberEntry) []*clusterv1.MemberEntry {
+	if len(view) == 0 {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.view) != len(view) || &b.view[0] != &view[0] {
+		b.view, b.entries = view, encodeEntries(view)
+	}
+	return b.entries
 }

@@ -18,6 +18,11 @@ var errBadMessage = errors.New("malformed peer message")
 
 // encodeMessage serializes an engine message as a PeerMessage body.
 func encodeMessage(msg *membership.Message) ([]byte, error) {
+	return encodeMessageWith(msg, encodeEntries)
+}
+
+// encodeMessageWith is encodeMessage with the view of a Hello encoded by view.
+func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEntry) []*clusterv1.MemberEntry) ([]byte, error) {
 	pm := &clusterv1.PeerMessage{}
 	switch {
 	case msg.Hello != nil:
@@ -30,7 +35,7 @@ func encodeMessage(msg *membership.Message) ([]byte, error) {
 			HeartbeatMissThreshold: uint32(h.MissThreshold),
 			Uptime:                 durationpb.New(h.Uptime),
 			Info:                   encodeAttributes(h.Attributes),
-			View:                   encodeEntries(h.View),
+			View:                   view(h.View),
 			ViewDigest:             h.ViewDigest,
 		}}
 	case msg.Heartbeat != nil:
