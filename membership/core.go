@@ -64,6 +64,7 @@ type member struct {
 	lastHeartbeat time.Time
 	startedAt     time.Time
 	attrs         Attributes
+	removed       bool // taken out of the table (deleteMember): no stream may use it any more
 }
 
 // tombstone remembers a node that left (or was forgotten) so stale gossip cannot revive it.
@@ -97,6 +98,7 @@ type peerConn struct {
 	established  bool
 	rejected     RejectReason // the peer's Reject, if it sent one
 	peer         NodeID
+	member       *member // c.members[peer] when last looked up (see memberOf)
 	peerInc      uint64
 	peerBeat     time.Duration // the heartbeat interval the peer advertised
 	lastBeat     time.Time     // when the peer's last heartbeat (or hello) arrived
@@ -216,7 +218,7 @@ func (c *core) closed(now time.Time, id connID) {
 		c.dropUnconfirmed(now, pc)
 		return
 	}
-	m := c.members[pc.peer]
+	m := c.memberOf(pc)
 	if m == nil || m.conn != id {
 		return
 	}
@@ -252,7 +254,7 @@ func (c *core) receive(now time.Time, id connID, msg *Message) {
 // confirmAccepted brings up the peer of an accepted stream on the dialler's first message
 // after its hello.
 func (c *core) confirmAccepted(now time.Time, pc *peerConn) {
-	if m := c.members[pc.peer]; m != nil && m.conn == pc.id {
+	if m := c.memberOf(pc); m != nil && m.conn == pc.id {
 		c.confirm(now, pc, m)
 		return
 	}

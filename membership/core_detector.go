@@ -205,7 +205,7 @@ func (c *core) checkHandshake(now time.Time, pc *peerConn) {
 // heartbeatTimeout declares the peer of pc down after too long a silence and closes the
 // stream, so a restarted peer is never blocked by a stale one.
 func (c *core) heartbeatTimeout(now time.Time, pc *peerConn) {
-	m := c.members[pc.peer]
+	m := c.memberOf(pc)
 	if m != nil && m.conn == pc.id && !pc.unconfirmed {
 		c.markDown(now, m, ReasonHeartbeatTimeout)
 		c.scheduleRedial(now, m)
@@ -255,7 +255,7 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 		c.violation(now, pc, "heartbeat speaks for another node "+hb.ID.String())
 		return
 	}
-	m := c.members[pc.peer]
+	m := c.memberOf(pc)
 	if m == nil || m.conn != pc.id {
 		return
 	}
@@ -302,7 +302,7 @@ func (c *core) onLeave(now time.Time, pc *peerConn, l *Leave) {
 		c.violation(now, pc, "leave speaks for another node "+l.ID.String())
 		return
 	}
-	if m := c.members[pc.peer]; m != nil && m.conn == pc.id {
+	if m := c.memberOf(pc); m != nil && m.conn == pc.id {
 		c.markDown(now, m, ReasonGracefulShutdown)
 		c.removeMember(m)
 	}

@@ -151,8 +151,27 @@ func (c *core) removeMember(m *member) {
 	if m.conn != 0 {
 		c.dropConn(m.conn)
 	}
+	c.deleteMember(m)
+}
+
+// deleteMember takes m out of the table. Every removal goes through here, so a stream's cached
+// member (memberOf) is never one that left the table.
+func (c *core) deleteMember(m *member) {
 	delete(c.members, m.id)
+	m.removed = true
 	c.viewChanged()
+}
+
+// memberOf returns the table entry of pc's peer, nil if there is none. It is looked up once
+// and kept on pc until it leaves the table: a lookup hashes the peer's id, and every message
+// and tick needs it. (An entry only ever replaces one under the same id after deleteMember.)
+func (c *core) memberOf(pc *peerConn) *member {
+	if m := pc.member; m != nil && !m.removed && m.id == pc.peer {
+		return m
+	}
+	m := c.members[pc.peer]
+	pc.member = m
+	return m
 }
 
 // dialGrace is how long the larger id of a pair waits for the smaller one's dial.

@@ -130,15 +130,14 @@ func (c *core) openedBySmaller(pc *peerConn, peer NodeID) bool {
 // peer moved to a newer one gets no heartbeats, so it goes silent and times out if the peer
 // does not drop it first.
 func (c *core) current(pc *peerConn) bool {
-	m := c.members[pc.peer]
+	m := c.memberOf(pc)
 	return m != nil && m.conn == pc.id
 }
 
 // dropPlaceholder forgets a seed's announced id that turned out to be another node's address.
 func (c *core) dropPlaceholder(id NodeID) {
 	if p := c.members[id]; p != nil && p.conn == 0 && p.incarnation == 0 {
-		delete(c.members, id)
-		c.viewChanged()
+		c.deleteMember(p)
 	}
 }
 
@@ -214,15 +213,14 @@ func (c *core) confirm(now time.Time, pc *peerConn, m *member) {
 // on an older stream, which this one replaced, has no stream left and goes down; any other
 // node is dialled again.
 func (c *core) dropUnconfirmed(now time.Time, pc *peerConn) {
-	m := c.members[pc.peer]
+	m := c.memberOf(pc)
 	if m == nil || m.conn != pc.id {
 		return
 	}
 	m.conn = 0
 	switch {
 	case pc.created && m.status == StatusConnecting:
-		delete(c.members, m.id)
-		c.viewChanged()
+		c.deleteMember(m)
 	case m.status == StatusConnected:
 		c.markDown(now, m, ReasonConnectionClosed)
 		c.scheduleRedial(now, m)

@@ -46,7 +46,8 @@ type hostMsg struct {
 // RunHost serves one host process: it runs the nodes it is told to start on system/profile.
 //
 // BENCH_HOST_CPUPROFILE=prefix (diagnostics) profiles the host's whole life into prefix.<pid>,
-// and writes its allocations (heap profile) into prefix.<pid>.heap when it ends.
+// writes its allocations (heap profile) into prefix.<pid>.heap when it ends, and its live heap
+// into prefix.<pid>.inuse whenever usage is measured after a GC (the steady window).
 func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 	if prefix := os.Getenv("BENCH_HOST_CPUPROFILE"); prefix != "" {
 		if f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid())); err == nil {
@@ -108,6 +109,13 @@ func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 			case "usage":
 				u := sys.Usage(c.GC)
 				r.Usage = &u
+				if prefix := os.Getenv("BENCH_HOST_CPUPROFILE"); prefix != "" && c.GC {
+					// The live heap after the steady window, as the usage just measured it.
+					if f, err := os.Create(fmt.Sprintf("%s.%d.inuse", prefix, os.Getpid())); err == nil {
+						_ = pprof.Lookup("heap").WriteTo(f, 0)
+						_ = f.Close()
+					}
+				}
 			case "traffic":
 				t := sys.Traffic()
 				r.Traffic = &t
