@@ -197,7 +197,7 @@ func TestCoreIdentityIsBoundToTheStream(t *testing.T) {
 			return &Message{Leave: &Leave{ID: c.id, Incarnation: c.core.incarnation}}
 		},
 		"second hello as another node": func(b, c *simNode) *Message {
-			return &Message{Hello: c.core.hello(b.s.now, 0)}
+			return &Message{Hello: c.core.hello(b.s.now, 0, false)}
 		},
 	}
 	for name, craft := range cases {

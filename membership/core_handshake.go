@@ -7,10 +7,12 @@ import (
 	"time"
 )
 
-// hello builds the local handshake message. Its view is left out when theirDigest, the
-// digest of the dialler's view, equals the local one: the dialler knows every node already.
-// (Zero is no digest: the dialler's own hello, and a peer that sent none.)
-func (c *core) hello(now time.Time, theirDigest uint64) *Hello {
+// hello builds the local handshake message. The dialler sends only the digest of its view
+// (theirDigest zero); the accepting side answers with its whole view unless theirDigest, the
+// dialler's, equals its own: the dialler then knows every node already. (A dialler that sent
+// no digest, zero, always gets the view.) What the dialler knows and the accepting side lacks
+// follows the handshake as an update (sendViewIfTheyLack).
+func (c *core) hello(now time.Time, theirDigest uint64, outbound bool) *Hello {
 	h := &Hello{
 		ID:                c.self,
 		Incarnation:       c.incarnation,
@@ -21,18 +23,28 @@ func (c *core) hello(now time.Time, theirDigest uint64) *Hello {
 		Attributes:        c.attrs.clone(),
 		ViewDigest:        c.viewDigest(),
 	}
-	if theirDigest == 0 || theirDigest != h.ViewDigest {
+	if !outbound && (theirDigest == 0 || theirDigest != h.ViewDigest) {
 		h.View = c.view()
 	}
 	return h
 }
 
-// sendHello sends the local handshake on pc, answering the dialler's digest theirDigest (zero
-// on the dialling side). The attributes ride in it, so heartbeats on pc carry them again only
+// sendHello sends the local handshake on pc; on the accepting side it answers the dialler's
+// digest theirDigest. The attributes ride in it, so heartbeats on pc carry them again only
 // once they change.
 func (c *core) sendHello(now time.Time, pc *peerConn, theirDigest uint64) {
-	c.send(pc, &Message{Hello: c.hello(now, theirDigest)})
+	c.send(pc, &Message{Hello: c.hello(now, theirDigest, pc.outbound)})
 	pc.sentAttrs = c.attrs.Version
+}
+
+// sendViewIfTheyLack completes a handshake on the dialling side: when the accepting side's
+// digest (in its hello) differs from the local one, even after merging the view it sent, the
+// local node knows something the peer does not, and sends its whole view.
+func (c *core) sendViewIfTheyLack(pc *peerConn, theirDigest uint64) {
+	if theirDigest != 0 && theirDigest == c.viewDigest() {
+		return
+	}
+	c.send(pc, &Message{Update: &Update{Full: true, Entries: c.view()}})
 }
 
 // onHello handles a peer's handshake: it validates it, resolves duplicate streams, and brings
@@ -78,6 +90,9 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 		c.sendHello(now, pc, h.ViewDigest)
 	}
 	c.establish(now, pc, m, h)
+	if pc.outbound && pc.established {
+		c.sendViewIfTheyLack(pc, h.ViewDigest)
+	}
 }
 
 // resolveDuplicate settles an incoming handshake from a node that already has a stream.

@@ -280,13 +280,24 @@ func hellosSince(n, peer *simNode, since time.Time) []*Hello {
 	return out
 }
 
-func TestCoreHelloCarriesTheViewOnlyWhenTheDiallerLacksIt(t *testing.T) {
+// fullUpdatesSince returns the whole views n sent to peer as updates from since on.
+func fullUpdatesSince(n, peer *simNode, since time.Time) []*Update {
+	var out []*Update
+	for _, m := range sentSince(n, since) {
+		if m.msg.Update != nil && m.msg.Update.Full && m.to == peer {
+			out = append(out, m.msg.Update)
+		}
+	}
+	return out
+}
+
+func TestCoreHandshakeCarriesViewsOnlyToAPeerThatLacksThem(t *testing.T) {
 	s := newSim(t)
 	nodes := newCluster(s, 5)
 	a, b := nodes[1], nodes[2] // a has the smaller id: it dials b again at once
 
-	// A stream between two nodes that know the same cluster: the dialler's view comes along,
-	// the accepting side only proves it knows the same.
+	// A stream between two nodes that know the same cluster: both prove it with their
+	// digests, and no view goes either way.
 	since := s.now
 	s.breakHalf(a, b)
 	s.advance(2 * time.Second)
@@ -294,17 +305,21 @@ func TestCoreHelloCarriesTheViewOnlyWhenTheDiallerLacksIt(t *testing.T) {
 	fromA, fromB := hellosSince(a, b, since), hellosSince(b, a, since)
 	require.Len(t, fromA, 1, "%s should have dialled %s again with one hello", a.id, b.id)
 	require.Len(t, fromB, 1, "%s should have answered %s's dial with one hello", b.id, a.id)
-	require.Len(t, fromA[0].View, len(nodes)-1, "the dialler's hello lists every other node it knows")
+	require.NotZero(t, fromA[0].ViewDigest, "the dialler's hello carries its view digest")
 	require.Equal(t, fromA[0].ViewDigest, fromB[0].ViewDigest, "both nodes know the same cluster")
+	require.Empty(t, fromA[0].View, "the dialler sends only its digest")
 	require.Empty(t, fromB[0].View, "the accepting side's view would tell the dialler nothing new")
+	require.Empty(t, fullUpdatesSince(a, b, since), "the accepting side lacks nothing: no view follows")
 
-	// A joiner knows only itself: the seed's hello lists the whole cluster, and the joiner
-	// learns every node from it.
+	// A joiner knows only itself: the seed's hello lists the whole cluster, and the seed, which
+	// did not know the joiner, gets the joiner's view right after the handshake.
 	since = s.now
 	joiner := s.add(simID("joiner", 4100), simConfig("joiner", "127.0.0.1:4000"))
 	seedHellos := hellosSince(nodes[0], joiner, since)
 	require.Len(t, seedHellos, 1, "the seed should answer the joiner's dial with one hello")
 	require.Len(t, seedHellos[0].View, len(nodes)-1, "the seed's hello lists every node but itself")
+	require.Len(t, fullUpdatesSince(joiner, nodes[0], since), 1,
+		"the joiner should send its view to the seed, whose digest lacked the joiner")
 	s.advance(2 * time.Second)
 	s.requireFullMesh(append(nodes, joiner)...)
 }

@@ -36,8 +36,9 @@ type Hello struct {
 	Uptime time.Duration
 	// Attributes are the sender's application attributes.
 	Attributes Attributes
-	// View is every node the sender knows, left nodes included, itself excluded. The
-	// accepting side of a stream leaves it empty when its ViewDigest equals the dialler's.
+	// View is every node the sender knows, left nodes included, itself excluded. Only the
+	// accepting side of a stream sends it, and only when its ViewDigest differs from the
+	// dialler's.
 	View []MemberEntry
 	// ViewDigest is the digest of the sender's view and itself (as in Heartbeat); zero if
 	// unknown.

@@ -529,8 +529,9 @@ type Hello struct {
 	// info is the sender's application-level info.
 	Info *NodeAttributes `protobuf:"bytes,7,opt,name=info,proto3" json:"info,omitempty"`
 	// view is every node the sender knows, left nodes included, so the receiver learns the whole cluster at once.
-	// The accepting side leaves it empty when its view_digest equals the dialler's: the dialler already knows
-	// every node it would list.
+	// Only the accepting side fills it, and only when its view_digest differs from the dialler's (or the dialler
+	// sent none); a dialler whose view the accepting side lacks sends it as a full MembershipUpdate after the
+	// handshake.
 	View []*MemberEntry `protobuf:"bytes,8,rep,name=view,proto3" json:"view,omitempty"`
 	// view_digest is the digest of the sender's view and itself, as carried by heartbeats; 0 if unknown.
 	ViewDigest    uint64 `protobuf:"varint,9,opt,name=view_digest,json=viewDigest,proto3" json:"view_digest,omitempty"`
