@@ -363,9 +363,6 @@ func (c *core) wantDialAt(t time.Time) {
 	c.wantWake(t)
 }
 
-// sortedConns returns the streams in id order, for deterministic iteration.
-// The order is cached until a stream is added or removed: tick runs it many times a second.
-// Callers may close streams while iterating; the slice they hold stays valid.
 // viewChanged notes a change to the node table or the tombstones: the digest, the view and
 // the member order are rebuilt when next needed.
 func (c *core) viewChanged() {
@@ -374,6 +371,9 @@ func (c *core) viewChanged() {
 	c.memberOrder = nil
 }
 
+// sortedConns returns the streams in id order, for deterministic iteration.
+// The order is cached until a stream is added or removed: tick runs it many times a second.
+// Callers may close streams while iterating; the slice they hold stays valid.
 func (c *core) sortedConns() []*peerConn {
 	if c.connOrder == nil {
 		c.connOrder = slices.Collect(maps.Values(c.conns))

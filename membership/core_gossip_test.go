@@ -11,10 +11,18 @@ import (
 
 // heartbeatsTo returns the heartbeats n sent to peer from since on.
 func heartbeatsTo(n, peer *simNode, since time.Time) []*Heartbeat {
-	var out []*Heartbeat
+	return sentTo(n, peer, since, func(m *Message) *Heartbeat { return m.Heartbeat })
+}
+
+// sentTo returns what pick finds (non-nil) in the messages n sent to peer from since on.
+func sentTo[T any](n, peer *simNode, since time.Time, pick func(*Message) *T) []*T {
+	var out []*T
 	for _, m := range n.sent {
-		if m.to == peer && m.msg.Heartbeat != nil && !m.at.Before(since) {
-			out = append(out, m.msg.Heartbeat)
+		if m.to != peer || m.at.Before(since) {
+			continue
+		}
+		if v := pick(m.msg); v != nil {
+			out = append(out, v)
 		}
 	}
 	return out

@@ -271,24 +271,17 @@ func TestCoreFormationAtOnceDialsInWaves(t *testing.T) {
 
 // hellosSince returns the hellos n sent to peer from since on.
 func hellosSince(n, peer *simNode, since time.Time) []*Hello {
-	var out []*Hello
-	for _, m := range sentSince(n, since) {
-		if m.msg.Hello != nil && m.to == peer {
-			out = append(out, m.msg.Hello)
-		}
-	}
-	return out
+	return sentTo(n, peer, since, func(m *Message) *Hello { return m.Hello })
 }
 
 // fullUpdatesSince returns the whole views n sent to peer as updates from since on.
 func fullUpdatesSince(n, peer *simNode, since time.Time) []*Update {
-	var out []*Update
-	for _, m := range sentSince(n, since) {
-		if m.msg.Update != nil && m.msg.Update.Full && m.to == peer {
-			out = append(out, m.msg.Update)
+	return sentTo(n, peer, since, func(m *Message) *Update {
+		if m.Update != nil && m.Update.Full {
+			return m.Update
 		}
-	}
-	return out
+		return nil
+	})
 }
 
 func TestCoreHandshakeCarriesViewsOnlyToAPeerThatLacksThem(t *testing.T) {

@@ -24,31 +24,26 @@ type bodyCache struct {
 	entries []*clusterv1.MemberEntry // read-only once cached
 }
 
-// encode returns the PeerMessage body of msg.
+// encode returns the PeerMessage body of msg. A heartbeat is encoded under the lock, so the
+// streams of a tick that ask for the same new heartbeat at once wait for one encoding (about
+// a microsecond) instead of each making its own.
 func (b *bodyCache) encode(msg *membership.Message) ([]byte, error) {
 	switch {
-	case b == nil:
+	case b == nil, msg.Heartbeat == nil && msg.Hello == nil:
 		return encodeMessage(msg)
 	case msg.Hello != nil:
 		return encodeMessageWith(msg, b.viewEntries)
-	case msg.Heartbeat == nil:
-		return encodeMessage(msg)
 	}
 	b.mu.Lock()
-	if b.msg == msg {
-		body := b.body
-		b.mu.Unlock()
-		return body, nil
+	defer b.mu.Unlock()
+	if b.msg != msg {
+		body, err := encodeMessage(msg)
+		if err != nil {
+			return nil, err
+		}
+		b.msg, b.body = msg, body
 	}
-	b.mu.Unlock()
-	body, err := encodeMessage(msg)
-	if err != nil {
-		return nil, err
-	}
-	b.mu.Lock()
-	b.msg, b.body = msg, body
-	b.mu.Unlock()
-	return body, nil
+	return b.body, nil
 }
 
 // viewEntries returns the encoded entries of view, reusing those of the last view when view is
