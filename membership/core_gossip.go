@@ -164,9 +164,10 @@ func (c *core) deleteMember(m *member) {
 
 // memberOf returns the table entry of pc's peer, nil if there is none. It is looked up once
 // and kept on pc until it leaves the table: a lookup hashes the peer's id, and every message
-// and tick needs it. (An entry only ever replaces one under the same id after deleteMember.)
+// and tick needs it. (An entry only ever replaces one under the same id after deleteMember,
+// and pc.peer is set once, by establish, before which no entry is found and none is kept.)
 func (c *core) memberOf(pc *peerConn) *member {
-	if m := pc.member; m != nil && !m.removed && m.id == pc.peer {
+	if m := pc.member; m != nil && !m.removed {
 		return m
 	}
 	m := c.members[pc.peer]

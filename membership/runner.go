@@ -17,7 +17,9 @@ const (
 // connRunner drives one stream: a reader goroutine (or ServeConn's caller, for inbound
 // streams) feeds received messages to the core, and a writer goroutine sends the queue. The
 // writer runs only while there is something to send or the stream to finish: enqueue starts
-// it, and it exits once the queue is empty, so an idle stream costs no goroutine.
+// it, and it exits once the queue is empty, so an idle stream costs no goroutine. What the
+// core answers to a message on the same stream (a heartbeat answering a heartbeat), the
+// reader sends itself, once the core is done with the message.
 //
 // From the moment it has a conn until its stream is finished on the writing side, a runner
 // holds one count of c.live, as does each writer goroutine while it runs.
@@ -28,13 +30,20 @@ type connRunner struct {
 	readDn  chan struct{} // closed when the reader stops
 	wroteDn chan struct{} // closed when the stream is finished on the writing side
 
+	// ownStep is set, under c.mu, while the stream's own reader runs a step: what the step
+	// queues for this stream the reader sends itself once the step is over (sendOwn), so an
+	// answer needs no writer goroutine. Only the stream's own goroutine may block on its
+	// Send: a peer that stops reading stalls nothing but its own stream, which then times out.
+	ownStep bool
+
 	mu       sync.Mutex
-	conn     Conn       // nil while a dial is under way
-	queue    []*Message // waiting to be sent, oldest first; at most sendQueueSize
-	writing  bool       // a writer goroutine runs
-	closed   bool       // the core is done with the stream
-	flush    bool       // with closed: send the queue and half-close rather than abort
-	finished bool       // nothing more goes out: the stream was finished or a Send failed
+	conn     Conn        // nil while a dial is under way
+	queue    []*Message  // waiting to be sent, oldest first; at most sendQueueSize
+	one      [1]*Message // backs a queue of one message
+	writing  bool        // a writer runs: a goroutine, or the reader in sendOwn
+	closed   bool        // the core is done with the stream
+	flush    bool        // with closed: send the queue and half-close rather than abort
+	finished bool        // nothing more goes out: the stream was finished or a Send failed
 }
 
 // newRunnerLocked registers a runner for stream id; conn is nil while a dial is under way.
@@ -106,8 +115,13 @@ func (r *connRunner) enqueue(msg *Message) {
 	case len(r.queue) >= sendQueueSize:
 		r.c.logger.Debug("send queue full, message dropped", "conn", r.id)
 	default:
+		if r.queue == nil {
+			r.queue = r.one[:0] // a lone message needs no allocation
+		}
 		r.queue = append(r.queue, msg)
-		r.startWriterLocked()
+		if !r.ownStep {
+			r.startWriterLocked()
+		}
 	}
 }
 
@@ -125,17 +139,27 @@ func (r *connRunner) startWriterLocked() {
 
 // close tells the runner the core is done with the stream; with flush, queued messages go
 // out first and the stream is half-closed, otherwise it is aborted.
+//
+// An abort cuts a Send in progress short by closing the conn: a Send blocks while the peer
+// reads nothing, and the core aborts exactly such a stream when the peer's heartbeats stop
+// coming in (the stream's reader may be the one stuck in Send, see ownStep).
 func (r *connRunner) close(flush bool) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
+		r.mu.Unlock()
 		return
 	}
 	r.closed, r.flush = true, flush
 	if !flush {
 		r.queue = nil
 	}
+	sending := !flush && r.writing
+	conn := r.conn
 	r.startWriterLocked()
+	r.mu.Unlock()
+	if sending {
+		conn.Close() // never blocks (Conn.Close)
+	}
 }
 
 // abort cuts the stream at once.
@@ -149,16 +173,47 @@ func (r *connRunner) abort() {
 	}
 }
 
-// write sends queued messages, oldest first, until the queue is empty; then it exits, or
-// finishes the stream if the runner is closed.
+// write runs a writer goroutine: it sends the queue (drain).
 func (r *connRunner) write() {
 	defer r.c.live.Done()
+	r.drain(false)
+}
+
+// sendOwn sends what the reader's own step queued, on the reader's goroutine, unless a writer
+// runs already or the stream is closing (a writer goroutine finishes it then).
+func (r *connRunner) sendOwn() {
+	r.mu.Lock()
+	if len(r.queue) == 0 || r.writing {
+		r.mu.Unlock()
+		return
+	}
+	if r.conn == nil || r.finished || r.closed {
+		r.startWriterLocked()
+		r.mu.Unlock()
+		return
+	}
+	r.writing = true
+	r.mu.Unlock()
+	r.drain(true)
+}
+
+// drain sends queued messages, oldest first, until the queue is empty; then it stops
+// writing, or finishes the stream if the runner is closed. The caller set r.writing. On the
+// reader's goroutine (own), finishing is handed to a writer goroutine, as it waits for the
+// reader to stop.
+func (r *connRunner) drain(own bool) {
 	for {
 		r.mu.Lock()
 		if len(r.queue) == 0 {
 			if !r.closed {
 				r.writing = false
 				r.queue = nil // an idle stream keeps no buffer
+				r.mu.Unlock()
+				return
+			}
+			if own {
+				r.writing = false
+				r.startWriterLocked()
 				r.mu.Unlock()
 				return
 			}
@@ -223,8 +278,11 @@ func (r *connRunner) run() {
 			return
 		}
 		if !c.frozen {
+			r.ownStep = true
 			c.stepLocked(func(now time.Time) { c.core.receive(now, r.id, msg) })
+			r.ownStep = false
 		}
 		c.mu.Unlock()
+		r.sendOwn()
 	}
 }

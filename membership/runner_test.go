@@ -18,13 +18,15 @@ type recordingConn struct {
 	mu      sync.Mutex
 	ops     []string
 	hold    bool
+	held    chan struct{} // closed when a Send starts waiting
 	release chan struct{}
 	closed  chan struct{}
 	once    sync.Once
+	heldAt  sync.Once
 }
 
 func newRecordingConn() *recordingConn {
-	return &recordingConn{release: make(chan struct{}), closed: make(chan struct{})}
+	return &recordingConn{held: make(chan struct{}), release: make(chan struct{}), closed: make(chan struct{})}
 }
 
 func (c *recordingConn) record(op string) {
@@ -45,6 +47,7 @@ func (c *recordingConn) Send(msg *Message) error {
 	hold := c.hold
 	c.mu.Unlock()
 	if hold {
+		c.heldAt.Do(func() { close(c.held) })
 		select {
 		case <-c.release:
 		case <-c.closed:
@@ -214,6 +217,58 @@ func TestRunnerClosedBeforeItsDialEndsFinishesOnceAttached(t *testing.T) {
 	r.attach(conn)
 	requireClosed(t, r.wroteDn, "the stream should be finished on the writing side")
 	require.Equal(t, []string{"send 1", "close send", "close"}, conn.recorded())
+	requireLiveDone(t, c)
+	require.NoError(t, goleak.Find(before))
+}
+
+func TestRunnerAbortCutsAStuckSendShort(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	c := newRunnerCluster(t)
+	conn := newRecordingConn()
+	conn.hold = true // the peer reads nothing: Send waits until the conn is closed
+
+	c.mu.Lock()
+	r := c.newRunnerLocked(1, conn)
+	r.enqueue(heartbeat(1))
+	c.mu.Unlock()
+	requireClosed(t, conn.held, "the writer should be in Send")
+	c.mu.Lock()
+	r.close(false) // what the core does when the peer's heartbeats stop coming
+	c.mu.Unlock()
+	requireClosed(t, r.wroteDn, "an abort should end a stream whose Send is stuck")
+	require.Equal(t, []string{"close"}, conn.recorded(), "nothing sent")
+	close(r.readDn)
+	requireLiveDone(t, c)
+	require.NoError(t, goleak.Find(before))
+}
+
+func TestRunnerReaderSendsWhatItsOwnStepQueued(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	c := newRunnerCluster(t)
+	conn := newRecordingConn()
+
+	c.mu.Lock()
+	r := c.newRunnerLocked(1, conn)
+	r.ownStep = true // as the stream's reader does while the core handles its message
+	r.enqueue(heartbeat(1))
+	r.enqueue(heartbeat(2))
+	r.ownStep = false
+	c.mu.Unlock()
+	require.NoError(t, goleak.Find(before), "a step of the stream's own reader starts no writer")
+	require.Empty(t, conn.recorded(), "nothing sent while the core holds its lock")
+
+	r.sendOwn()
+	require.Equal(t, sends(1, 3), conn.recorded(), "the reader sends what its step queued, in order, before it returns")
+	require.NoError(t, goleak.Find(before))
+
+	// Queued by another step (a tick): a writer goroutine sends it, as before.
+	c.mu.Lock()
+	r.enqueue(heartbeat(3))
+	c.mu.Unlock()
+	require.Eventually(t, func() bool { return len(conn.recorded()) == 3 }, 5*time.Second, time.Millisecond)
+	r.abort()
+	close(r.readDn)
+	requireClosed(t, r.wroteDn, "the stream should be finished on the writing side")
 	requireLiveDone(t, c)
 	require.NoError(t, goleak.Find(before))
 }

@@ -13,9 +13,9 @@ type Transport interface {
 
 // Conn is one bidirectional stream between two nodes.
 //
-// Send and CloseSend are called by one goroutine at a time (not always the same one), Recv
-// from one other goroutine; Close may be called from any goroutine, any number of times, and
-// must not block.
+// Send and CloseSend are called by one goroutine at a time (not always the same one: it may
+// be the one that calls Recv, between two Recv calls), Recv by one goroutine at a time; Close
+// may be called from any goroutine, any number of times, and must not block.
 type Conn interface {
 	// Send transmits one message.
 	Send(msg *Message) error

@@ -77,3 +77,51 @@ func TestHeartbeatFrameSizeDoesNotGrowWithTheCluster(t *testing.T) {
 	t.Logf("heartbeat body %d bytes, signed frame %d bytes (+5 gRPC, +9 HTTP/2 frame header)", len(hb), len(frame))
 	require.Less(t, len(frame), 80, "a signed heartbeat frame stays small")
 }
+
+// TestPlainHeartbeatDecodingMatchesProtobuf checks the shortcut that decodes plain heartbeats
+// without protobuf's reflection: for every body, it gives what proto.Unmarshal and the full
+// checks give, or leaves the body to them.
+func TestPlainHeartbeatDecodingMatchesProtobuf(t *testing.T) {
+	hb := func(h *clusterv1.Heartbeat) []byte {
+		b, err := proto.Marshal(&clusterv1.PeerMessage{Kind: &clusterv1.PeerMessage_Heartbeat{Heartbeat: h}})
+		require.NoError(t, err)
+		return b
+	}
+	plain := [][]byte{
+		hb(&clusterv1.Heartbeat{}),
+		hb(&clusterv1.Heartbeat{ViewDigest: 0xdeadbeefcafef00d}),
+		hb(&clusterv1.Heartbeat{ViewDigest: 1, ProcessCount: 4294967295, AttributesVersion: 1 << 63}),
+		hb(&clusterv1.Heartbeat{ProcessCount: 7}),
+	}
+	for _, body := range plain {
+		require.NotNil(t, decodePlainHeartbeat(body), "%x is a plain heartbeat", body)
+	}
+	withID := hb(&clusterv1.Heartbeat{ViewDigest: 9, NodeId: "a@127.0.0.1:1"})
+	others := [][]byte{
+		withID,
+		hb(&clusterv1.Heartbeat{Attributes: &clusterv1.NodeAttributes{Version: 3, Metadata: map[string]string{"k": "v"}}}),
+		append(hb(&clusterv1.Heartbeat{ViewDigest: 1}), 0x1a, 0x00),    // a second kind after it (an empty update)
+		append([]byte{0x12, 0x02, 0x10, 0x05}, 0x12, 0x02, 0x10, 0x06), // the heartbeat twice: protobuf merges
+		{0x12, 0x04, 0x10, 0x05, 0x10, 0x06},                           // a field twice: the last wins
+		{0x12, 0x06, 0x10, 0x80, 0x80, 0x80, 0x80, 0x10},               // a process count over 32 bits
+		{0x12, 0x03, 0x30, 0x01, 0x00},                                 // an unknown field
+		{0x12, 0x02, 0x08, 0x01},                                       // the digest with the wrong wire type
+		{0x12, 0x05, 0x09, 0x01},                                       // a truncated digest
+		{0x12, 0x09, 0x09, 1, 2, 3, 4, 5, 6, 7},                        // a length past the end
+		{0x0a, 0x00},                                                   // an empty hello
+		{},
+	}
+	for _, body := range others {
+		require.Nil(t, decodePlainHeartbeat(body), "%x is left to protobuf", body)
+	}
+	for _, body := range append(plain, others...) {
+		want, wantErr := decodeMessage(body)
+		var pm clusterv1.PeerMessage
+		if err := proto.Unmarshal(body, &pm); err == nil && pm.GetHeartbeat() != nil {
+			want, wantErr = decodeHeartbeat(pm.GetHeartbeat())
+		}
+		got, gotErr := decodeMessage(body)
+		require.Equal(t, wantErr == nil, gotErr == nil, "%x: errors %v and %v", body, wantErr, gotErr)
+		require.Equal(t, want, got, "%x decodes as protobuf decodes it", body)
+	}
+}

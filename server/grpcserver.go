@@ -67,8 +67,19 @@ func (n *Node) newGRPCServer() *grpc.Server {
 	clusterv1.RegisterMembershipServiceServer(server, &apiService{cluster: n.Cluster, watchBuffer: DefaultWatchBuffer, watchers: func(d int) { n.metrics.watchers.Add(float64(d)) }})
 	healthpb.RegisterHealthServer(server, n.health)
 	reflection.Register(server)
-	n.metrics.grpc.InitializeMetrics(server)
+	n.metrics.grpc.InitializeMetrics(apiServices{server})
 	return server
+}
+
+// apiServices narrows the services of a server to the public API when the RPC metrics
+// pre-register their series: only its calls are counted, and the series of every method of
+// every other service, each with every status code, would cost each node memory for zeros.
+type apiServices struct{ server *grpc.Server }
+
+// GetServiceInfo returns the public API's entry of the server's services.
+func (s apiServices) GetServiceInfo() map[string]grpc.ServiceInfo {
+	name := clusterv1.MembershipService_ServiceDesc.ServiceName
+	return map[string]grpc.ServiceInfo{name: s.server.GetServiceInfo()[name]}
 }
 
 // apiLogLevel logs successful API calls at debug level and failures at warn.

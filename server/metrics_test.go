@@ -40,8 +40,9 @@ func TestMetricsEndpointReportsTheEngine(t *testing.T) {
 		"meshnode_heartbeat_lateness_seconds_bucket",
 		"meshnode_dials_total",
 		"meshnode_watchers 0",
-		"grpc_server_started_total",
+		`grpc_server_started_total{grpc_method="ListNodes",grpc_service="cluster.v1.MembershipService",grpc_type="unary"} 0`,
 	} {
 		require.Contains(t, body, want)
 	}
+	require.NotContains(t, body, `grpc_service="cluster.v1.PeerService"`, "peer streams are not counted as RPCs, so they have no series")
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -87,6 +88,9 @@ func encodeEntries(entries []membership.MemberEntry) []*clusterv1.MemberEntry {
 // decodeMessage parses and validates a PeerMessage body. Anything malformed is an error:
 // the engine never sees it.
 func decodeMessage(body []byte) (*membership.Message, error) {
+	if msg := decodePlainHeartbeat(body); msg != nil {
+		return msg, nil
+	}
 	var pm clusterv1.PeerMessage
 	if err := proto.Unmarshal(body, &pm); err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadMessage, err)
@@ -158,12 +162,72 @@ func decodeHello(h *clusterv1.Hello) (*membership.Message, error) {
 	}}, nil
 }
 
-func decodeHeartbeat(hb *clusterv1.Heartbeat) (*membership.Message, error) {
-	out := &membership.Heartbeat{
-		ViewDigest:        hb.GetViewDigest(),
-		ProcessCount:      int(hb.GetProcessCount()),
-		AttributesVersion: hb.GetAttributesVersion(),
+// heartbeatMessage is a decoded heartbeat and its message in one allocation.
+type heartbeatMessage struct {
+	msg membership.Message
+	hb  membership.Heartbeat
+}
+
+func newHeartbeatMessage() *heartbeatMessage {
+	m := &heartbeatMessage{}
+	m.msg.Heartbeat = &m.hb
+	return m
+}
+
+// decodePlainHeartbeat decodes the body of a heartbeat that has nothing but a view digest, a
+// process count and an attributes version, each at most once (what a node sends on every
+// stream every interval), without going through protobuf's reflection. Anything else, valid
+// or not, returns nil, for proto.Unmarshal and the full checks to handle.
+func decodePlainHeartbeat(body []byte) *membership.Message {
+	num, typ, n := protowire.ConsumeTag(body)
+	if n < 0 || num != 2 || typ != protowire.BytesType {
+		return nil
 	}
+	inner, m := protowire.ConsumeBytes(body[n:])
+	if m < 0 || n+m != len(body) {
+		return nil
+	}
+	out := newHeartbeatMessage()
+	var seen [4]bool
+	for len(inner) > 0 {
+		num, typ, n := protowire.ConsumeTag(inner)
+		if n < 0 || num < 1 || num > 3 || seen[num] {
+			return nil
+		}
+		seen[num] = true
+		inner = inner[n:]
+		switch {
+		case num == 1 && typ == protowire.Fixed64Type:
+			v, n := protowire.ConsumeFixed64(inner)
+			if n < 0 {
+				return nil
+			}
+			out.hb.ViewDigest, inner = v, inner[n:]
+		case num == 2 && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(inner)
+			if n < 0 || v > math.MaxUint32 {
+				return nil
+			}
+			out.hb.ProcessCount, inner = int(v), inner[n:]
+		case num == 3 && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(inner)
+			if n < 0 {
+				return nil
+			}
+			out.hb.AttributesVersion, inner = v, inner[n:]
+		default:
+			return nil
+		}
+	}
+	return &out.msg
+}
+
+func decodeHeartbeat(hb *clusterv1.Heartbeat) (*membership.Message, error) {
+	m := newHeartbeatMessage()
+	out := &m.hb
+	out.ViewDigest = hb.GetViewDigest()
+	out.ProcessCount = int(hb.GetProcessCount())
+	out.AttributesVersion = hb.GetAttributesVersion()
 	if hb.GetAttributes() != nil {
 		attrs := decodeAttributes(hb.GetAttributes())
 		out.Attributes = &attrs
@@ -175,7 +239,7 @@ func decodeHeartbeat(hb *clusterv1.Heartbeat) (*membership.Message, error) {
 		}
 		out.ID = id
 	}
-	return &membership.Message{Heartbeat: out}, nil
+	return &m.msg, nil
 }
 
 func decodeAttributes(a *clusterv1.NodeAttributes) membership.Attributes {

@@ -48,6 +48,8 @@ type hostMsg struct {
 // BENCH_HOST_CPUPROFILE=prefix (diagnostics) profiles the host's whole life into prefix.<pid>,
 // writes its allocations (heap profile) into prefix.<pid>.heap when it ends, and its live heap
 // into prefix.<pid>.inuse whenever usage is measured after a GC (the steady window).
+// BENCH_HOST_STEADYPROFILE=prefix profiles only the steady window (from the first traffic
+// sample to the second) into prefix.<pid>.steady.
 func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 	if prefix := os.Getenv("BENCH_HOST_CPUPROFILE"); prefix != "" {
 		if f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid())); err == nil {
@@ -61,6 +63,8 @@ func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 			}
 		}()
 	}
+	var steadyProfile steadyProfiler
+	defer steadyProfile.stop()
 	w := bufio.NewWriter(out)
 	var mu sync.Mutex
 	send := func(m hostMsg) {
@@ -119,6 +123,7 @@ func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 			case "traffic":
 				t := sys.Traffic()
 				r.Traffic = &t
+				steadyProfile.toggle()
 			}
 			send(r)
 		})
@@ -328,4 +333,48 @@ func newSystemFor(o Options, tr *Tracker) (System, error) {
 		return newRemoteSystem(o, tr, p)
 	}
 	return NewSystem(o.System, Profiles[o.Profile], tr), nil
+}
+
+// steadyProfiler profiles the steady window of a host when BENCH_HOST_STEADYPROFILE is set:
+// the first traffic sample starts the CPU profile, the second stops it.
+type steadyProfiler struct {
+	mu      sync.Mutex
+	samples int
+	f       *os.File
+}
+
+func (p *steadyProfiler) toggle() {
+	prefix := os.Getenv("BENCH_HOST_STEADYPROFILE")
+	if prefix == "" {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.samples++
+	switch p.samples {
+	case 1:
+		if f, err := os.Create(fmt.Sprintf("%s.%d.steady", prefix, os.Getpid())); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				p.f = f
+			} else {
+				_ = f.Close()
+			}
+		}
+	case 2:
+		p.stopLocked()
+	}
+}
+
+func (p *steadyProfiler) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopLocked()
+}
+
+func (p *steadyProfiler) stopLocked() {
+	if p.f != nil {
+		pprof.StopCPUProfile()
+		_ = p.f.Close()
+		p.f = nil
+	}
 }
