@@ -23,8 +23,9 @@ build: ## Build the node binary to bin/node.
 	$(GO) build -o $(BIN) ./cmd/node
 
 .PHONY: test
-test: ## Run every test with the race detector.
+test: ## Run every test with the race detector (the bench module's too).
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	cd bench && $(GO) test -race -count=1 ./...
 
 .PHONY: lint
 lint: $(BUF) ## buf lint + buf format + buf breaking + go vet + gofmt.

@@ -24,6 +24,7 @@ type core struct {
 	members   map[NodeID]*member
 	tombs     map[NodeID]tombstone
 	conns     map[connID]*peerConn
+	dialing   int         // outbound streams in conns not established yet (dialsInFlight)
 	connOrder []*peerConn // conns sorted by id; nil when it must be rebuilt
 	seeds     []*seed
 	lastConn  connID
@@ -206,8 +207,7 @@ func (c *core) closed(now time.Time, id connID) {
 	if pc == nil {
 		return
 	}
-	delete(c.conns, id)
-	c.connOrder = nil
+	c.removeConn(pc)
 	if !pc.established {
 		if pc.outbound {
 			c.dialFailed(now, pc)
@@ -284,8 +284,7 @@ func (c *core) leave(now time.Time) {
 			c.send(pc, &Message{Leave: &Leave{ID: c.self, Incarnation: c.incarnation}})
 		}
 		c.emit(output{kind: outClose, conn: pc.id, flush: true})
-		delete(c.conns, pc.id)
-		c.connOrder = nil
+		c.removeConn(pc)
 	}
 	for _, m := range c.members {
 		m.conn, m.dial, m.nextDial = 0, 0, time.Time{}
@@ -304,7 +303,19 @@ func (c *core) newConn(now time.Time, outbound bool) *peerConn {
 	pc := &peerConn{id: c.lastConn, outbound: outbound, opened: now, lastRecv: now}
 	c.conns[pc.id] = pc
 	c.connOrder = nil
+	if outbound {
+		c.dialing++
+	}
 	return pc
+}
+
+// removeConn takes pc out of the stream table.
+func (c *core) removeConn(pc *peerConn) {
+	delete(c.conns, pc.id)
+	c.connOrder = nil
+	if pc.outbound && !pc.established {
+		c.dialing--
+	}
 }
 
 // send queues msg on pc.
@@ -320,11 +331,11 @@ func (c *core) closeConn(now time.Time, pc *peerConn, flush bool) {
 
 // dropConn closes pc without any accounting: another stream replaces it.
 func (c *core) dropConn(id connID) {
-	if _, ok := c.conns[id]; !ok {
+	pc, ok := c.conns[id]
+	if !ok {
 		return
 	}
-	delete(c.conns, id)
-	c.connOrder = nil
+	c.removeConn(pc)
 	c.emit(output{kind: outClose, conn: id})
 }
 

@@ -469,16 +469,10 @@ func (c *core) dueDial(now, at time.Time, full bool) {
 	c.wantDialAt(at)
 }
 
-// dialsInFlight counts outbound streams still dialling or in their handshake.
-func (c *core) dialsInFlight() int {
-	n := 0
-	for _, pc := range c.conns {
-		if pc.outbound && !pc.established {
-			n++
-		}
-	}
-	return n
-}
+// dialsInFlight counts outbound streams still dialling or in their handshake. It is kept
+// as streams come and go (newConn, establish, removeConn): runDials asks after every message
+// while a cluster forms, and counting would visit every stream each time.
+func (c *core) dialsInFlight() int { return c.dialing }
 
 // forgetIfDue forgets m once it has been down for longer than the reconnect timeout, leaving
 // a tombstone; it reports whether m was forgotten.

@@ -181,6 +181,9 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 	}
 
 	pc.established = true
+	if pc.outbound {
+		c.dialing--
+	}
 	pc.peer, pc.peerInc = h.ID, h.Incarnation
 	pc.peerBeat = max(h.HeartbeatInterval, minHeartbeatInterval)
 	pc.lastBeat = now

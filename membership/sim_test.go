@@ -162,8 +162,15 @@ func (n *simNode) stop() {
 	n.s.settle()
 }
 
-// flush carries out the node's pending outputs.
+// flush carries out the node's pending outputs, after checking the core's bookkeeping.
 func (n *simNode) flush() {
+	inFlight := 0
+	for _, pc := range n.core.conns {
+		if pc.outbound && !pc.established {
+			inFlight++
+		}
+	}
+	require.Equal(n.s.t, inFlight, n.core.dialsInFlight(), "%s: dials in flight, as kept, match the stream table", n.id)
 	for _, o := range n.core.takeOutputs() {
 		n.s.apply(n, o)
 	}

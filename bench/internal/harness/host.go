@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime/pprof"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,7 +23,7 @@ import (
 // hostCmd is one command to a host.
 type hostCmd struct {
 	ID   int    `json:"id"`
-	Op   string `json:"op"` // start, kill, freeze, leave, close, usage, traffic
+	Op   string `json:"op"` // start, kill, freeze, leave, close, usage, traffic, fds
 	Name string `json:"name,omitempty"`
 	Seed string `json:"seed,omitempty"`
 	GC   bool   `json:"gc,omitempty"`
@@ -35,6 +36,7 @@ type hostMsg struct {
 	Addr    string   `json:"addr,omitempty"`
 	Usage   *Usage   `json:"usage,omitempty"`
 	Traffic *Traffic `json:"traffic,omitempty"`
+	FDs     int      `json:"fds,omitempty"`
 
 	E string `json:"e,omitempty"` // "up" or "down"
 	O string `json:"o,omitempty"`
@@ -49,7 +51,8 @@ type hostMsg struct {
 // writes its allocations (heap profile) into prefix.<pid>.heap when it ends, and its live heap
 // into prefix.<pid>.inuse whenever usage is measured after a GC (the steady window).
 // BENCH_HOST_STEADYPROFILE=prefix profiles only the steady window (from the first traffic
-// sample to the second) into prefix.<pid>.steady.
+// sample to the second) into prefix.<pid>.steady, and writes the allocations so far at both
+// ends into prefix.<pid>.allocs1 and .allocs2 (pprof -base tells the window's own).
 func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 	if prefix := os.Getenv("BENCH_HOST_CPUPROFILE"); prefix != "" {
 		if f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid())); err == nil {
@@ -120,6 +123,8 @@ func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 						_ = f.Close()
 					}
 				}
+			case "fds":
+				r.FDs = countFDs()
 			case "traffic":
 				t := sys.Traffic()
 				r.Traffic = &t
@@ -263,6 +268,20 @@ func (rs *remoteSystem) Traffic() Traffic {
 	return t
 }
 
+func (rs *remoteSystem) FDs() int {
+	var most atomic.Int64
+	var wg sync.WaitGroup
+	for _, h := range rs.hosts {
+		wg.Go(func() {
+			n := int64(h.call(hostCmd{Op: "fds"}).FDs)
+			for cur := most.Load(); n > cur && !most.CompareAndSwap(cur, n); cur = most.Load() {
+			}
+		})
+	}
+	wg.Wait()
+	return int(most.Load())
+}
+
 func (rs *remoteSystem) Usage(gc bool) Usage {
 	var u Usage
 	var mu sync.Mutex
@@ -351,6 +370,10 @@ func (p *steadyProfiler) toggle() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.samples++
+	if f, err := os.Create(fmt.Sprintf("%s.%d.allocs%d", prefix, os.Getpid(), p.samples)); err == nil {
+		_ = pprof.Lookup("allocs").WriteTo(f, 0)
+		_ = f.Close()
+	}
 	switch p.samples {
 	case 1:
 		if f, err := os.Create(fmt.Sprintf("%s.%d.steady", prefix, os.Getpid())); err == nil {

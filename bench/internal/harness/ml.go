@@ -279,3 +279,5 @@ func (t *mlTransport) Shutdown() error {
 
 // Usage returns this process's usage.
 func (m *mlSystem) Usage(gc bool) Usage { return LocalUsage(gc) }
+
+func (m *mlSystem) FDs() int { return countFDs() }

@@ -117,6 +117,8 @@ func (n *ourNode) Close() { _ = n.n.Kill() }
 // Usage returns this process's usage.
 func (o *ours) Usage(gc bool) Usage { return LocalUsage(gc) }
 
+func (o *ours) FDs() int { return countFDs() }
+
 // diagSink counts the engine's dials and heartbeats (BENCH_DIAG=1).
 var diagSink diagCounter
 

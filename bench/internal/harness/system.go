@@ -35,6 +35,10 @@ type System interface {
 	// Usage returns the CPU time, memory and goroutines of the process(es) hosting the
 	// nodes, collecting garbage first when gc is set.
 	Usage(gc bool) Usage
+	// FDs returns the open file descriptors of the hosting process (the most of any, when
+	// there are several), counted without stopping or allocating much: it is sampled while
+	// the nodes form.
+	FDs() int
 	// Describe states the settings used.
 	Describe() map[string]any
 }
