@@ -255,14 +255,14 @@ type fdSampler struct {
 	val  int
 }
 
-// startFDSampler samples the file descriptors of sys's process(es) every 250 ms (the peak
+// startFDSampler samples the file descriptors of sys's process(es) every second (the peak
 // of the largest process, which is what meets RLIMIT_NOFILE).
 func startFDSampler(sys System) *fdSampler {
 	countFDs := sys.FDs
 	s := &fdSampler{done: make(chan struct{}), peak: make(chan int, 1)}
 	go func() {
 		peak := countFDs()
-		t := time.NewTicker(250 * time.Millisecond)
+		t := time.NewTicker(time.Second) // listing /proc/self/fd costs the kernel time per descriptor
 		defer t.Stop()
 		for {
 			select {
