@@ -192,7 +192,7 @@ func (c *core) dialed(now time.Time, id connID) {
 	if pc == nil {
 		return
 	}
-	c.sendHello(now, pc, 0)
+	c.sendHello(now, pc, nil)
 }
 
 // ended reports that stream id ended (or its dial failed) for a reason outside the core.

@@ -1,7 +1,9 @@
 package membership
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"hash/fnv"
 	"slices"
 	"testing"
 	"time"
@@ -205,7 +207,7 @@ func TestCoreIdentityIsBoundToTheStream(t *testing.T) {
 			return &Message{Leave: &Leave{ID: c.id, Incarnation: c.core.incarnation}}
 		},
 		"second hello as another node": func(b, c *simNode) *Message {
-			return &Message{Hello: c.core.hello(b.s.now, 0, false)}
+			return &Message{Hello: c.core.hello(b.s.now, &Hello{ID: b.id, Incarnation: b.core.incarnation})}
 		},
 	}
 	for name, craft := range cases {
@@ -275,4 +277,22 @@ func TestCoreFasterPeerDoesNotSpeedUpHeartbeats(t *testing.T) {
 	s.advance(20 * time.Second)
 	require.InDelta(t, 20, len(heartbeatsTo(slow, fast, since)), 1.5, "the 1 s node: one heartbeat per second")
 	require.InDelta(t, 100, len(heartbeatsTo(fast, slow, since)), 6, "the 200 ms node: five per second")
+}
+
+// TestViewDigestIsStableAcrossReleases pins the digest to its definition: FNV-1a 64 over
+// each live entry, sorted by id, as the id's String() and the incarnation in big-endian. Nodes
+// of different releases compare digests, so a change here would make them sync views for
+// nothing.
+func TestViewDigestIsStableAcrossReleases(t *testing.T) {
+	entries := []MemberEntry{
+		{ID: MustParseNodeID("b@[::1]:4370"), Incarnation: 7},
+		{ID: MustParseNodeID("a@127.0.0.1:4369"), Incarnation: 1 << 40},
+		{ID: MustParseNodeID("c@host:1"), Incarnation: 3, Left: true},
+	}
+	h := fnv.New64a()
+	for _, e := range []MemberEntry{entries[1], entries[0]} {
+		_, _ = h.Write([]byte(e.ID.String()))
+		_, _ = h.Write(binary.BigEndian.AppendUint64(nil, e.Incarnation))
+	}
+	require.Equal(t, h.Sum64(), viewDigest(entries))
 }

@@ -7,12 +7,13 @@ import (
 	"time"
 )
 
-// hello builds the local handshake message. The dialler sends only the digest of its view
-// (theirDigest zero); the accepting side answers with its whole view unless theirDigest, the
-// dialler's, equals its own: the dialler then knows every node already. (A dialler that sent
-// no digest, zero, always gets the view.) What the dialler knows and the accepting side lacks
-// follows the handshake as an update (sendViewIfTheyLack).
-func (c *core) hello(now time.Time, theirDigest uint64, outbound bool) *Hello {
+// hello builds the local handshake message. The dialler sends only the digest of its view;
+// the accepting side answers the dialler's hello, them, with the digest its view will have
+// once the dialler is in it (digestWith), and with its whole view unless that digest equals
+// the dialler's: the dialler then knows every node already. (A dialler that sent no digest,
+// zero, always gets the view.) What the dialler knows and the accepting side lacks follows
+// the handshake as an update (sendViewIfTheyLack).
+func (c *core) hello(now time.Time, them *Hello) *Hello {
 	h := &Hello{
 		ID:                c.self,
 		Incarnation:       c.incarnation,
@@ -23,17 +24,37 @@ func (c *core) hello(now time.Time, theirDigest uint64, outbound bool) *Hello {
 		Attributes:        c.attrs.clone(),
 		ViewDigest:        c.viewDigest(),
 	}
-	if !outbound && (theirDigest == 0 || theirDigest != h.ViewDigest) {
-		h.View = c.view()
+	if them != nil {
+		h.ViewDigest = c.digestWith(MemberEntry{ID: them.ID, Incarnation: them.Incarnation})
+		if them.ViewDigest == 0 || them.ViewDigest != h.ViewDigest {
+			h.View = c.view()
+		}
 	}
 	return h
 }
 
+// digestWith returns the digest the local view will have once e is in it: a node meeting a
+// newcomer in its handshake knows then what the newcomer knows, and neither side needs the
+// other's view.
+func (c *core) digestWith(e MemberEntry) uint64 {
+	if m := c.members[e.ID]; m != nil && m.incarnation == e.Incarnation {
+		return c.viewDigest()
+	}
+	view := c.view()
+	entries := make([]MemberEntry, 0, len(view)+2)
+	for _, v := range view {
+		if v.ID != e.ID {
+			entries = append(entries, v)
+		}
+	}
+	return viewDigest(append(entries, MemberEntry{ID: c.self, Incarnation: c.incarnation}, e))
+}
+
 // sendHello sends the local handshake on pc; on the accepting side it answers the dialler's
-// digest theirDigest. The attributes ride in it, so heartbeats on pc carry them again only
-// once they change.
-func (c *core) sendHello(now time.Time, pc *peerConn, theirDigest uint64) {
-	c.send(pc, &Message{Hello: c.hello(now, theirDigest, pc.outbound)})
+// hello them. The attributes ride in it, so heartbeats on pc carry them again only once they
+// change.
+func (c *core) sendHello(now time.Time, pc *peerConn, them *Hello) {
+	c.send(pc, &Message{Hello: c.hello(now, them)})
 	pc.sentAttrs = c.attrs.Version
 }
 
@@ -87,7 +108,7 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 		c.dropPlaceholder(pc.expect)
 	}
 	if !pc.outbound {
-		c.sendHello(now, pc, h.ViewDigest)
+		c.sendHello(now, pc, h)
 	}
 	c.establish(now, pc, m, h)
 	if pc.outbound && pc.established {

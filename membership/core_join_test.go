@@ -304,15 +304,53 @@ func TestCoreHandshakeCarriesViewsOnlyToAPeerThatLacksThem(t *testing.T) {
 	require.Empty(t, fromB[0].View, "the accepting side's view would tell the dialler nothing new")
 	require.Empty(t, fullUpdatesSince(a, b, since), "the accepting side lacks nothing: no view follows")
 
-	// A joiner knows only itself: the seed's hello lists the whole cluster, and the seed, which
-	// did not know the joiner, gets the joiner's view right after the handshake.
+	// A joiner knows only itself: the seed's hello lists the whole cluster, and its digest is
+	// that of the cluster with the joiner, which the seed learns from the joiner's hello. No
+	// other view goes either way while the joiner meets every member: each of them knows the
+	// joiner's cluster once it knows the joiner.
 	since = s.now
 	joiner := s.add(simID("joiner", 4100), simConfig("joiner", "127.0.0.1:4000"))
 	seedHellos := hellosSince(nodes[0], joiner, since)
 	require.Len(t, seedHellos, 1, "the seed should answer the joiner's dial with one hello")
 	require.Len(t, seedHellos[0].View, len(nodes)-1, "the seed's hello lists every node but itself")
-	require.Len(t, fullUpdatesSince(joiner, nodes[0], since), 1,
-		"the joiner should send its view to the seed, whose digest lacked the joiner")
 	s.advance(2 * time.Second)
 	s.requireFullMesh(append(nodes, joiner)...)
+	require.Equal(t, joiner.core.viewDigest(), seedHellos[0].ViewDigest,
+		"the seed's hello gives the digest of its view with the joiner in it")
+	for _, n := range nodes {
+		require.Empty(t, fullUpdatesSince(joiner, n, since), "the joiner should send %s no view", n.id)
+		require.Empty(t, fullUpdatesSince(n, joiner, since), "%s should send the joiner no view", n.id)
+		if n != nodes[0] {
+			for _, h := range append(hellosSince(n, joiner, since), hellosSince(joiner, n, since)...) {
+				require.Empty(t, h.View, "a hello between %s and the joiner should carry no view", n.id)
+			}
+		}
+	}
+}
+
+// TestCoreHandshakeStillSendsWhatTheAcceptingSideLacks checks that a node that learned of
+// a newcomer the other side of a handshake does not know passes it on.
+func TestCoreHandshakeStillSendsWhatTheAcceptingSideLacks(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 2)
+	a, b := nodes[0], nodes[1]
+	s.partition([]*simNode{a}, []*simNode{b}, true)
+	newcomer := s.create(simID("newcomer", 4100), simConfig("newcomer", a.id.Address()))
+	s.partition([]*simNode{b}, []*simNode{newcomer}, true) // b can hear of it only from a
+	newcomer.start()
+	s.advanceUntil(5*time.Second, func() bool { return a.core.members[newcomer.id] != nil }, "a should meet the newcomer")
+	require.Nil(t, b.core.members[newcomer.id], "b has not heard of the newcomer")
+
+	since := s.now
+	s.partition([]*simNode{a}, []*simNode{b}, false)
+	s.advanceUntil(30*time.Second, func() bool { return b.core.members[newcomer.id] != nil },
+		"b should learn of the newcomer from a once the two meet again")
+	var views int
+	for _, h := range append(hellosSince(a, b, since), hellosSince(b, a, since)...) {
+		if len(h.View) > 0 {
+			views++
+		}
+	}
+	views += len(fullUpdatesSince(a, b, since)) + len(fullUpdatesSince(b, a, since))
+	require.NotZero(t, views, "a view should go between a and b in their handshake")
 }

@@ -17,11 +17,11 @@ func viewDigest(entries []MemberEntry) uint64 {
 	}
 	slices.SortFunc(live, func(a, b MemberEntry) int { return a.ID.Compare(b.ID) })
 	h := fnv.New64a()
-	var buf [8]byte
+	buf := make([]byte, 0, 128)
 	for _, e := range live {
-		_, _ = h.Write([]byte(e.ID.String()))
-		binary.BigEndian.PutUint64(buf[:], e.Incarnation)
-		_, _ = h.Write(buf[:])
+		// The id as String() gives it, then the incarnation: one write hashes as two would.
+		buf = binary.BigEndian.AppendUint64(e.ID.appendTo(buf[:0]), e.Incarnation)
+		_, _ = h.Write(buf)
 	}
 	return h.Sum64()
 }

@@ -375,8 +375,19 @@ func (id NodeID) String() string {
 // IsZero reports whether id is the zero value ("no id").
 func (id NodeID) IsZero() bool { return id == NodeID{} }
 
-// Compare orders ids by String(): -1 if id sorts before other, 0 if equal, +1
-// if after. It is a total order used for deterministic tie breaks.
+// appendTo appends String() to b; it allocates only to grow b.
+func (id NodeID) appendTo(b []byte) []byte {
+	if id.IsZero() {
+		return b
+	}
+	b = append(append(b, id.name...), '@')
+	if strings.IndexByte(id.host, ':') >= 0 { // as net.JoinHostPort brackets IPv6 hosts
+		b = append(append(append(b, '['), id.host...), ']')
+	} else {
+		b = append(b, id.host...)
+	}
+	return strconv.AppendUint(append(b, ':'), uint64(id.port), 10)
+}
 
 // Compare orders ids by name, then host, then port: a total order every node computes the
 // same way, used for deterministic tie breaks. It does not allocate.

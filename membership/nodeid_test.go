@@ -299,3 +299,12 @@ func TestNodeIDText(t *testing.T) {
 	require.ErrorAs(t, err, &idErr)
 	assert.Equal(t, "name", idErr.Part)
 }
+
+func TestNodeIDAppendToWritesString(t *testing.T) {
+	for _, s := range []string{"a@127.0.0.1:4369", "node-1@[::1]:9000", "x@host.example:1"} {
+		id, err := ParseNodeID(s)
+		require.NoError(t, err, s)
+		require.Equal(t, id.String(), string(id.appendTo([]byte("prefix:"))[len("prefix:"):]))
+	}
+	require.Empty(t, NodeID{}.appendTo(nil), "the zero id appends nothing, as its String is empty")
+}
