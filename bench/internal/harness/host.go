@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"runtime/pprof"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -52,7 +51,8 @@ type hostMsg struct {
 // into prefix.<pid>.inuse whenever usage is measured after a GC (the steady window).
 // BENCH_HOST_STEADYPROFILE=prefix profiles only the steady window (from the first traffic
 // sample to the second) into prefix.<pid>.steady, and writes the allocations so far at both
-// ends into prefix.<pid>.allocs1 and .allocs2 (pprof -base tells the window's own).
+// ends into prefix.<pid>.allocs1 and .allocs2 (pprof -base tells the window's own, give or take
+// one GC cycle: an allocation profile is as of the last completed collection).
 func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 	if prefix := os.Getenv("BENCH_HOST_CPUPROFILE"); prefix != "" {
 		if f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid())); err == nil {
@@ -268,18 +268,21 @@ func (rs *remoteSystem) Traffic() Traffic {
 	return t
 }
 
+// FDs returns the most file descriptors any host process holds.
 func (rs *remoteSystem) FDs() int {
-	var most atomic.Int64
+	var mu sync.Mutex
 	var wg sync.WaitGroup
+	most := 0
 	for _, h := range rs.hosts {
 		wg.Go(func() {
-			n := int64(h.call(hostCmd{Op: "fds"}).FDs)
-			for cur := most.Load(); n > cur && !most.CompareAndSwap(cur, n); cur = most.Load() {
-			}
+			n := h.call(hostCmd{Op: "fds"}).FDs
+			mu.Lock()
+			most = max(most, n)
+			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	return int(most.Load())
+	return most
 }
 
 func (rs *remoteSystem) Usage(gc bool) Usage {
