@@ -122,6 +122,14 @@ func requireLiveDone(t *testing.T, c *Cluster) {
 	requireClosed(t, done, "c.live still counts something")
 }
 
+// requireNothingLeft waits for c.live to drain and checks that no goroutine is left but those
+// before ignores.
+func requireNothingLeft(t *testing.T, c *Cluster, before goleak.Option) {
+	t.Helper()
+	requireLiveDone(t, c)
+	require.NoError(t, goleak.Find(before), "no writer or reader goroutine should be left")
+}
+
 func TestRunnerSendsInOrderWithAWriterOnlyWhileBusy(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	c := newRunnerCluster(t)
@@ -159,8 +167,7 @@ func TestRunnerSendsInOrderWithAWriterOnlyWhileBusy(t *testing.T) {
 	c.mu.Unlock()
 	requireClosed(t, r.wroteDn, "the stream should be finished on the writing side")
 	require.Equal(t, []string{"close send", "close"}, conn.recorded()[sendQueueSize+3:])
-	requireLiveDone(t, c)
-	require.NoError(t, goleak.Find(before))
+	requireNothingLeft(t, c, before)
 }
 
 func TestRunnerFlushSendsTheQueueBeforeHalfClosing(t *testing.T) {
@@ -180,8 +187,7 @@ func TestRunnerFlushSendsTheQueueBeforeHalfClosing(t *testing.T) {
 	close(conn.release)
 	requireClosed(t, r.wroteDn, "the stream should be finished on the writing side")
 	require.Equal(t, append(sends(0, 3), "close send", "close"), conn.recorded())
-	requireLiveDone(t, c)
-	require.NoError(t, goleak.Find(before))
+	requireNothingLeft(t, c, before)
 }
 
 func TestRunnerAbortDropsTheQueue(t *testing.T) {
@@ -199,8 +205,7 @@ func TestRunnerAbortDropsTheQueue(t *testing.T) {
 	r.abort()
 	requireClosed(t, r.wroteDn, "the stream should be finished on the writing side")
 	require.Equal(t, []string{"close"}, conn.recorded(), "nothing sent after an abort")
-	requireLiveDone(t, c)
-	require.NoError(t, goleak.Find(before))
+	requireNothingLeft(t, c, before)
 }
 
 func TestRunnerClosedBeforeItsDialEndsFinishesOnceAttached(t *testing.T) {
@@ -217,8 +222,7 @@ func TestRunnerClosedBeforeItsDialEndsFinishesOnceAttached(t *testing.T) {
 	r.attach(conn)
 	requireClosed(t, r.wroteDn, "the stream should be finished on the writing side")
 	require.Equal(t, []string{"send 1", "close send", "close"}, conn.recorded())
-	requireLiveDone(t, c)
-	require.NoError(t, goleak.Find(before))
+	requireNothingLeft(t, c, before)
 }
 
 func TestRunnerAbortCutsAStuckSendShort(t *testing.T) {
@@ -238,8 +242,7 @@ func TestRunnerAbortCutsAStuckSendShort(t *testing.T) {
 	requireClosed(t, r.wroteDn, "an abort should end a stream whose Send is stuck")
 	require.Equal(t, []string{"close"}, conn.recorded(), "nothing sent")
 	close(r.readDn)
-	requireLiveDone(t, c)
-	require.NoError(t, goleak.Find(before))
+	requireNothingLeft(t, c, before)
 }
 
 func TestRunnerReaderSendsWhatItsOwnStepQueued(t *testing.T) {
@@ -269,6 +272,5 @@ func TestRunnerReaderSendsWhatItsOwnStepQueued(t *testing.T) {
 	r.abort()
 	close(r.readDn)
 	requireClosed(t, r.wroteDn, "the stream should be finished on the writing side")
-	requireLiveDone(t, c)
-	require.NoError(t, goleak.Find(before))
+	requireNothingLeft(t, c, before)
 }
