@@ -27,10 +27,11 @@ func TestAuthenticatedPeerCannotSpeakForAnother(t *testing.T) {
 		{Heartbeat: &membership.Heartbeat{ID: b.LocalID()}},
 	} {
 		auth := newPeerAuth([][]byte{[]byte(secret)}, time.Second, 1, quietLogger())
-		transport := &peerTransport{dialOptions: []grpc.DialOption{
+		transport := &peerTransport{channel: peerChannel{dialOptions: []grpc.DialOption{
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithStreamInterceptor(auth.clientInterceptor()),
-		}}
+		}}}
+		t.Cleanup(transport.close)
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		conn, err := transport.Dial(ctx, a.Addr().String())
 		cancel()

@@ -39,6 +39,8 @@ type Node struct {
 	serverCreds credentials.TransportCredentials
 	// bodies caches the encoded heartbeat shared by the node's peer streams.
 	bodies *bodyCache
+	// transport dials peers through the node's peer channel, closed when serving stops.
+	transport *peerTransport
 
 	mu       sync.Mutex
 	server   *grpc.Server
@@ -87,15 +89,15 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 		dialCreds = credentials.NewTLS(dialTLS)
 	}
 	n.bodies = &bodyCache{}
-	transport := &peerTransport{bodies: n.bodies, dialOptions: append([]grpc.DialOption{
+	n.transport = &peerTransport{bodies: n.bodies, channel: peerChannel{dialOptions: append([]grpc.DialOption{
 		grpc.WithTransportCredentials(dialCreds),
 		grpc.WithStreamInterceptor(n.auth.clientInterceptor()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxPeerMessageBytes)),
-	}, o.grpcDialTuning()...)}
+	}, o.grpcDialTuning()...)}}
 	n.metrics = newMetrics(func() *membership.Cluster { return n.Cluster })
 	n.auth.onFailure = func(reason string) { n.metrics.authFailures.WithLabelValues(reason).Inc() }
 	clusterOpts := []membership.Option{membership.WithLogger(o.logger), membership.WithMetrics(n.metrics)}
-	n.Cluster, err = membership.New(id, cfg, transport, append(clusterOpts, o.clusterOptions...)...)
+	n.Cluster, err = membership.New(id, cfg, n.transport, append(clusterOpts, o.clusterOptions...)...)
 	if err != nil {
 		_ = listener.Close()
 		return nil, err
@@ -204,8 +206,10 @@ func (n *Node) Kill() error {
 	return err
 }
 
-// shutdown stops the gRPC server: gracefully until ctx ends, then at once.
+// shutdown stops the gRPC server (gracefully until ctx ends, then at once) and closes the
+// connections the node dialled.
 func (n *Node) shutdown(ctx context.Context) {
+	defer n.transport.close()
 	n.mu.Lock()
 	server, metricsServer := n.server, n.metricsServer
 	n.server, n.listener, n.metricsServer = nil, nil, nil

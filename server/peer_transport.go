@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
@@ -17,20 +16,25 @@ import (
 	"github.com/meshnode/meshnode/membership"
 )
 
-// peerTransport implements membership.Transport over PeerService streams. Every dial gets its
-// own HTTP/2 connection, so a broken stream means a broken connection and is seen at once.
+// peerTransport implements membership.Transport over PeerService streams, dialled through the
+// node's peer channel. Every dial gets its own HTTP/2 connection, so a broken stream means a
+// broken connection and is seen at once.
 type peerTransport struct {
-	dialOptions []grpc.DialOption
-	bodies      *bodyCache // shared with the node's peerService; may be nil
+	channel peerChannel
+	bodies  *bodyCache // shared with the node's peerService; may be nil
 }
 
 // Dial opens an Exchange stream to addr and completes the authentication handshake within ctx.
 func (t *peerTransport) Dial(ctx context.Context, addr string) (membership.Conn, error) {
-	cc, err := grpc.NewClient(addr, t.dialOptions...)
+	cc, router, err := t.channel.open()
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	streamCtx, cancel := context.WithCancel(context.Background())
+	dial, err := router.newDial(ctx, addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	streamCtx, cancel := context.WithCancel(context.WithValue(context.Background(), peerDialKey{}, dial))
 	type result struct {
 		stream clusterv1.PeerService_ExchangeClient
 		err    error
@@ -52,17 +56,20 @@ func (t *peerTransport) Dial(ctx context.Context, addr string) (membership.Conn,
 	}
 	if r.err != nil {
 		cancel()
-		_ = cc.Close()
+		go dial.shutdown()
 		return nil, fmt.Errorf("dial %s: %w", addr, r.err)
 	}
-	return &clientConn{stream: r.stream, cancel: cancel, cc: cc, bodies: t.bodies}, nil
+	return &clientConn{stream: r.stream, cancel: cancel, dial: dial, bodies: t.bodies}, nil
 }
+
+// close closes every connection the transport dialled (the node stops serving).
+func (t *peerTransport) close() { t.channel.close() }
 
 // clientConn is the dialling end of a stream.
 type clientConn struct {
 	stream clusterv1.PeerService_ExchangeClient
 	cancel context.CancelFunc
-	cc     *grpc.ClientConn
+	dial   *peerDial
 	bodies *bodyCache
 	once   sync.Once
 }
@@ -92,7 +99,7 @@ func (c *clientConn) CloseSend() error { return c.stream.CloseSend() }
 func (c *clientConn) Close() {
 	c.once.Do(func() {
 		c.cancel()
-		go func() { _ = c.cc.Close() }()
+		go c.dial.shutdown()
 	})
 }
 

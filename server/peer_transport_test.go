@@ -35,6 +35,11 @@ func servePeerService(t *testing.T, f func(clusterv1.PeerService_ExchangeServer)
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	return servePeerServiceOn(l, f, opts...)
+}
+
+// servePeerServiceOn is servePeerService on the listener l.
+func servePeerServiceOn(l net.Listener, f func(clusterv1.PeerService_ExchangeServer) error, opts ...grpc.ServerOption) (string, func()) {
 	server := grpc.NewServer(opts...)
 	clusterv1.RegisterPeerServiceServer(server, exchangeFunc{f: f})
 	served := make(chan struct{})
