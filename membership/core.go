@@ -26,6 +26,10 @@ type core struct {
 	conns     map[connID]*peerConn
 	dialing   int         // outbound streams in conns not established yet (dialsInFlight)
 	connOrder []*peerConn // conns sorted by id; nil when it must be rebuilt
+	// connDue[i] is when the tick must next look at connOrder[i], as an offset from
+	// startedAt: no earlier deadline of the stream (heartbeat, timeout, handshake) can fall
+	// before it. Zero: at the next tick. Rebuilt with connOrder.
+	connDue []time.Duration
 	seeds     []*seed
 	lastConn  connID
 	connected int
@@ -100,6 +104,7 @@ type peerConn struct {
 	rejected     RejectReason // the peer's Reject, if it sent one
 	peer         NodeID
 	member       *member // c.members[peer] when last looked up (see memberOf)
+	order        int     // the stream's index in c.connOrder and c.connDue, when they are built
 	peerInc      uint64
 	peerBeat     time.Duration // the heartbeat interval the peer advertised
 	lastBeat     time.Time     // when the peer's last heartbeat (or hello) arrived
@@ -389,6 +394,18 @@ func (c *core) sortedConns() []*peerConn {
 	if c.connOrder == nil {
 		c.connOrder = slices.Collect(maps.Values(c.conns))
 		slices.SortFunc(c.connOrder, func(a, b *peerConn) int { return cmp.Compare(a.id, b.id) })
+		c.connDue = make([]time.Duration, len(c.connOrder))
+		for i, pc := range c.connOrder {
+			pc.order = i
+		}
 	}
 	return c.connOrder
+}
+
+// recheck makes the next tick look at pc, whose deadlines may have moved earlier than its
+// entry in connDue says.
+func (c *core) recheck(pc *peerConn) {
+	if c.connOrder != nil && pc.order < len(c.connOrder) && c.connOrder[pc.order] == pc {
+		c.connDue[pc.order] = 0
+	}
 }

@@ -17,34 +17,14 @@ func (c *core) tick(now time.Time) {
 	onTime := c.wakeAt.IsZero() || now.Sub(c.wakeAt) < c.stallTolerance()
 	c.forgiveStall(now)
 	c.wakeAt = time.Time{}
+	wasHolding := c.holding
 	c.releaseHold(now, onTime)
+	if wasHolding && !c.holding {
+		clear(c.connDue) // every held stream is reported now (visitConn)
+	}
 	// Heartbeats due soon are sent now, so one wake-up serves many streams.
 	coalesce := now.Add(c.cfg.HeartbeatInterval / 10)
-	for _, pc := range c.sortedConns() {
-		if !pc.established {
-			c.checkHandshake(now, pc)
-			continue
-		}
-		if now.Sub(pc.lastRecv) >= pc.timeout {
-			if c.confirmTimeout(now, pc) {
-				c.heartbeatTimeout(now, pc)
-				continue
-			}
-		} else {
-			pc.suspectSince = time.Time{}
-		}
-		if pc.held && !c.holding {
-			c.confirmAccepted(now, pc) // the node runs on time again: report what it held back
-		}
-		if !pc.nextBeat.After(coalesce) {
-			if c.current(pc) {
-				c.sendHeartbeat(pc)
-			}
-			pc.nextBeat = now.Add(c.jitter(c.cfg.HeartbeatInterval))
-		}
-		c.wantWake(pc.nextBeat)
-		c.wantWake(pc.lastRecv.Add(pc.timeout))
-	}
+	c.visitConns(now, coalesce)
 	// One pass over the members: forgetting and due dials. Whether the dial slots are full
 	// is only counted when a dial is due at all (in a steady cluster, never).
 	c.dialAt = time.Time{}
@@ -70,6 +50,65 @@ func (c *core) tick(now time.Time) {
 		}
 	}
 	c.runDials(now)
+}
+
+// visitConns looks at the streams that may need something before coalesce: a heartbeat to
+// send, a silence to check, a handshake to time out. connDue keeps, per stream, the earliest
+// time any of that can fall due, so a tick reads one compact slice and touches only the
+// streams due, not every stream of a full mesh. Between two visits a stream's deadlines only
+// move later (a heartbeat received, one answered), except where recheck resets its entry.
+func (c *core) visitConns(now, coalesce time.Time) {
+	order, due := c.sortedConns(), c.connDue
+	horizon := coalesce.Sub(c.startedAt)
+	next := time.Duration(0) // the earliest entry, zero if none
+	for i, pc := range order {
+		if due[i] <= horizon {
+			due[i] = 0 // closed (an entry rebuilt at the next tick)
+			if deadline := c.visitConn(now, pc, coalesce); !deadline.IsZero() {
+				due[i] = max(deadline.Sub(c.startedAt), 1)
+			}
+		}
+		if due[i] != 0 && (next == 0 || due[i] < next) {
+			next = due[i]
+		}
+	}
+	if next != 0 {
+		c.wantWake(c.startedAt.Add(next))
+	}
+}
+
+// visitConn checks one stream's handshake or silence and sends its heartbeat when due by
+// coalesce. It returns the stream's next deadline, zero once the stream is closed.
+func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.Time {
+	if !pc.established {
+		return c.checkHandshake(now, pc)
+	}
+	silentAt := pc.lastRecv.Add(pc.timeout)
+	if !now.Before(silentAt) {
+		if c.confirmTimeout(now, pc) {
+			c.heartbeatTimeout(now, pc)
+			return time.Time{}
+		}
+		silentAt = pc.suspectSince.Add(c.confirmDelay())
+	} else {
+		pc.suspectSince = time.Time{}
+	}
+	if pc.held && !c.holding {
+		c.confirmAccepted(now, pc) // the node runs on time again: report what it held back
+	}
+	if !pc.nextBeat.After(coalesce) {
+		if c.current(pc) {
+			c.sendHeartbeat(pc)
+		}
+		pc.nextBeat = now.Add(c.jitter(c.cfg.HeartbeatInterval))
+	}
+	if _, open := c.conns[pc.id]; !open {
+		return time.Time{}
+	}
+	if pc.nextBeat.Before(silentAt) {
+		return pc.nextBeat
+	}
+	return silentAt
 }
 
 // forgiveStall handles a wake-up that came notably later than asked: the local process was slow
@@ -174,12 +213,7 @@ func (c *core) confirmTimeout(now time.Time, pc *peerConn) bool {
 	if pc.suspectSince.IsZero() {
 		pc.suspectSince = now
 	}
-	confirmAt := pc.suspectSince.Add(c.confirmDelay())
-	if now.Before(confirmAt) {
-		c.wantWake(confirmAt)
-		return false
-	}
-	return true
+	return !now.Before(pc.suspectSince.Add(c.confirmDelay()))
 }
 
 // confirmDelay is how long a silent stream stays suspected before it is declared timed out.
@@ -187,19 +221,20 @@ func (c *core) confirmDelay() time.Duration {
 	return min(max(c.cfg.HeartbeatInterval/10, 20*time.Millisecond), 200*time.Millisecond)
 }
 
-// checkHandshake closes a stream whose handshake did not finish in time.
-func (c *core) checkHandshake(now time.Time, pc *peerConn) {
+// checkHandshake closes a stream whose handshake did not finish in time; it returns the
+// handshake's deadline while it has not passed, zero once the stream is closed.
+func (c *core) checkHandshake(now time.Time, pc *peerConn) time.Time {
 	limit := c.cfg.HandshakeTimeout
 	if pc.outbound {
 		limit = c.cfg.DialTimeout
 	}
 	deadline := pc.opened.Add(limit)
 	if now.Before(deadline) {
-		c.wantWake(deadline)
-		return
+		return deadline
 	}
 	c.log(slog.LevelDebug, "handshake timed out", "outbound", pc.outbound, "expected", pc.expect.String())
 	c.closeConn(now, pc, false)
+	return time.Time{}
 }
 
 // heartbeatTimeout declares the peer of pc down after too long a silence and closes the

@@ -93,6 +93,28 @@ func TestCoreHeartbeatTimeoutWindowAndRecovery(t *testing.T) {
 	}
 }
 
+func TestCoreSuspectedSilenceSleepsUntilItsRecheck(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 2)
+	a, b := nodes[0], nodes[1]
+	s.advance(5 * time.Second)
+	b.frozen = true
+	suspected := func() *peerConn {
+		if m := a.core.members[b.id]; m != nil {
+			if pc := a.core.conns[m.conn]; pc != nil && !pc.suspectSince.IsZero() {
+				return pc
+			}
+		}
+		return nil
+	}
+	s.advanceUntil(5*time.Second, func() bool { return suspected() != nil }, "a should suspect the frozen b")
+	recheck := suspected().suspectSince.Add(a.core.confirmDelay())
+	require.True(t, a.core.wakeAt.After(s.now),
+		"while b is only suspected, a sleeps until the re-check at %v, not waking at once (asked for %v at %v)", recheck, a.core.wakeAt, s.now)
+	require.False(t, a.core.wakeAt.After(recheck), "a wakes up for the re-check at %v (asked for %v)", recheck, a.core.wakeAt)
+	s.advanceUntil(time.Second, func() bool { return hasDown(a, b) }, "a should time b out after the re-check")
+}
+
 func TestCoreHealthyClusterHasNoDownsFor60s(t *testing.T) {
 	s := newSim(t)
 	nodes := newCluster(s, 5)

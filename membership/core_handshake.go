@@ -211,6 +211,7 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 	pc.timeout = time.Duration(c.cfg.HeartbeatMissThreshold) * pc.peerBeat
 	pc.nextBeat = now.Add(c.jitter(c.cfg.HeartbeatInterval))
 	c.wantWake(pc.nextBeat)
+	c.recheck(pc) // its entry was the handshake's deadline
 
 	m.conn = pc.id
 	m.attrs = h.Attributes.clone()

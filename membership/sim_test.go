@@ -171,9 +171,52 @@ func (n *simNode) flush() {
 		}
 	}
 	require.Equal(n.s.t, inFlight, n.core.dialsInFlight(), "%s: dials in flight, as kept, match the stream table", n.id)
+	n.requireTickSeesEveryDeadline()
 	for _, o := range n.core.takeOutputs() {
 		n.s.apply(n, o)
 	}
+}
+
+// requireTickSeesEveryDeadline checks that no stream has a deadline before its entry in
+// connDue: a tick skips a stream until that entry, so it would miss the deadline.
+func (n *simNode) requireTickSeesEveryDeadline() {
+	c := n.core
+	for i, pc := range c.connOrder {
+		if c.connDue[i] == 0 {
+			continue
+		}
+		var deadline time.Time
+		if !pc.established {
+			limit := c.cfg.HandshakeTimeout
+			if pc.outbound {
+				limit = c.cfg.DialTimeout
+			}
+			deadline = pc.opened.Add(limit)
+		} else {
+			silentAt := pc.lastRecv.Add(pc.timeout)
+			if !pc.suspectSince.IsZero() {
+				silentAt = maxTime(silentAt, pc.suspectSince.Add(c.confirmDelay()))
+			}
+			deadline = minTime(pc.nextBeat, silentAt)
+		}
+		entry := c.startedAt.Add(c.connDue[i])
+		require.False(n.s.t, deadline.Before(entry), "%s: stream %d is due at %v, before the tick looks at it (%v)",
+			n.id, pc.id, deadline, entry)
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func (s *sim) apply(n *simNode, o output) {
