@@ -29,7 +29,7 @@ type core struct {
 	// connDue[i] is when the tick must next look at connOrder[i], as an offset from
 	// startedAt: no earlier deadline of the stream (heartbeat, timeout, handshake) can fall
 	// before it. Zero: at the next tick. Rebuilt with connOrder.
-	connDue []time.Duration
+	connDue   []time.Duration
 	seeds     []*seed
 	lastConn  connID
 	connected int
