@@ -26,7 +26,7 @@ func (c *core) tick(now time.Time) {
 	coalesce := now.Add(c.cfg.HeartbeatInterval / 10)
 	c.visitConns(now, coalesce)
 	// One pass over the members: forgetting and due dials. Whether the dial slots are full
-	// is only counted when a dial is due at all (in a steady cluster, never).
+	// is only counted when a dial is due at all.
 	c.dialAt = time.Time{}
 	full, counted := false, false
 	slotsFull := func() bool {
@@ -35,12 +35,16 @@ func (c *core) tick(now time.Time) {
 		}
 		return full
 	}
-	for _, m := range c.sortedMembers() {
-		if c.forgetIfDue(now, m) {
-			continue
-		}
-		if !m.nextDial.IsZero() && m.conn == 0 && m.dial == 0 {
-			c.dueDial(now, m.nextDial, slotsFull())
+	// With every member connected (a steady cluster) none can be due for forgetting or for a
+	// dial: the pass, which touches every member, is skipped.
+	if c.connected < len(c.members) {
+		for _, m := range c.sortedMembers() {
+			if c.forgetIfDue(now, m) {
+				continue
+			}
+			if !m.nextDial.IsZero() && m.conn == 0 && m.dial == 0 {
+				c.dueDial(now, m.nextDial, slotsFull())
+			}
 		}
 	}
 	c.expireTombstones(now)

@@ -172,6 +172,15 @@ func (n *simNode) flush() {
 	}
 	require.Equal(n.s.t, inFlight, n.core.dialsInFlight(), "%s: dials in flight, as kept, match the stream table", n.id)
 	n.requireTickSeesEveryDeadline()
+	connected := 0
+	for _, m := range n.core.members {
+		if m.status == StatusConnected {
+			connected++
+			// (A leaving node runs no tick and reports nothing more: it is exempt.)
+			require.True(n.s.t, m.conn != 0 || n.core.leaving, "%s: %s is connected, so it has a stream", n.id, m.id)
+		}
+	}
+	require.Equal(n.s.t, connected, n.core.connected, "%s: connected members, as counted, match the table", n.id)
 	for _, o := range n.core.takeOutputs() {
 		n.s.apply(n, o)
 	}
