@@ -82,7 +82,8 @@ func (c *core) visitConns(now, coalesce time.Time) {
 }
 
 // visitConn checks one stream's handshake or silence and sends its heartbeat when due by
-// coalesce. It returns the stream's next deadline, zero once the stream is closed.
+// coalesce. It returns the stream's next deadline, zero once it closed the stream. (Any
+// close rebuilds connDue at the next tick, so an entry for a closed stream is never read.)
 func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.Time {
 	if !pc.established {
 		return c.checkHandshake(now, pc)
@@ -105,9 +106,6 @@ func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.T
 			c.sendHeartbeat(pc)
 		}
 		pc.nextBeat = now.Add(c.jitter(c.cfg.HeartbeatInterval))
-	}
-	if _, open := c.conns[pc.id]; !open {
-		return time.Time{}
 	}
 	if pc.nextBeat.Before(silentAt) {
 		return pc.nextBeat
