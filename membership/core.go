@@ -65,6 +65,7 @@ type member struct {
 	dial          connID // outbound stream being set up, 0 if none
 	attempts      int
 	nextDial      time.Time // zero: no dial scheduled
+	graceFrom     time.Time // while the first dial waits for the smaller id's: when m was learned
 	downSince     time.Time
 	lastHeartbeat time.Time
 	startedAt     time.Time
@@ -292,7 +293,7 @@ func (c *core) leave(now time.Time) {
 		c.removeConn(pc)
 	}
 	for _, m := range c.members {
-		m.conn, m.dial, m.nextDial = 0, 0, time.Time{}
+		m.conn, m.dial, m.nextDial, m.graceFrom = 0, 0, time.Time{}, time.Time{}
 	}
 	c.dialAt, c.wakeAt = time.Time{}, time.Time{}
 }

@@ -391,7 +391,7 @@ func (c *core) dial(now time.Time, m *member) {
 	pc.expect = m.id
 	pc.anyID = m.incarnation == 0 // a seed announced by id: whoever answers there is welcome
 	m.dial = pc.id
-	m.nextDial = time.Time{}
+	m.nextDial, m.graceFrom = time.Time{}, time.Time{}
 	c.metrics.DialStarted()
 	c.emit(output{kind: outDial, conn: pc.id, addr: m.id.Address()})
 	c.wantWake(now.Add(c.cfg.DialTimeout))
@@ -459,7 +459,7 @@ func (c *core) runDials(now time.Time) {
 		if m.nextDial.IsZero() || m.conn != 0 || m.dial != 0 {
 			continue
 		}
-		if now.Before(m.nextDial) {
+		if now.Before(m.nextDial) || c.graceExtended(now, m) {
 			c.wantDialAt(m.nextDial)
 			continue
 		}

@@ -3,6 +3,7 @@ package membership
 import (
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -353,4 +354,38 @@ func TestCoreHandshakeStillSendsWhatTheAcceptingSideLacks(t *testing.T) {
 	}
 	views += len(fullUpdatesSince(a, b, since)) + len(fullUpdatesSince(b, a, since))
 	require.NotZero(t, views, "a view should go between a and b in their handshake")
+}
+
+func TestCoreLargerIDGraceGrowsWithTheTable(t *testing.T) {
+	// z learns a (a smaller id) while its table is small, then learns many more nodes, as in
+	// a formation. The smaller ids have the whole table to dial, so z's grace for a is sized
+	// by the table when the dial comes due, not by the table when a was learned.
+	start := time.Unix(1_700_000_000, 0)
+	z := newCore(MustParseNodeID(simID("zzz", 4002)), 1, simConfig("zzz"), start, rand.New(rand.NewPCG(1, 1)))
+	z.start(start)
+	z.takeOutputs()
+	a := MustParseNodeID(simID("aaa", 4001))
+	z.mergeAlive(start, MemberEntry{ID: a, Incarnation: 1})
+	firstGrace := z.dialGrace()
+	for i := range 3 * maxConcurrentDials {
+		z.mergeAlive(start, MemberEntry{ID: MustParseNodeID(simID(fmt.Sprintf("b%02d", i), 5000+i)), Incarnation: 1})
+	}
+	grownGrace := z.dialGrace()
+	require.Greater(t, grownGrace, firstGrace+time.Second, "scenario check: the grace should grow with the table")
+	dialsTo := func(now time.Time) []string {
+		z.tick(now)
+		var addrs []string
+		for _, o := range z.takeOutputs() {
+			if o.kind == outDial {
+				addrs = append(addrs, o.addr)
+			}
+		}
+		return addrs
+	}
+	require.NotContains(t, dialsTo(start.Add(firstGrace)), a.Address(),
+		"z should still wait for a's dial once the grace sized by its first, small table is over")
+	require.NotContains(t, dialsTo(start.Add(grownGrace-time.Millisecond)), a.Address(),
+		"z should wait for a's dial until the grace sized by its grown table (%v) is over", grownGrace)
+	require.Contains(t, dialsTo(start.Add(grownGrace)), a.Address(),
+		"z should dial a itself once the grown grace (%v) is over", grownGrace)
 }
