@@ -128,9 +128,6 @@ func (d *diagCounter) HeartbeatSent()                                { d.hbSent.
 func (d *diagCounter) HeartbeatReceived(gap, interval time.Duration) { d.hbRecv.Add(1) }
 func (d *diagCounter) DialStarted()                                  { d.dials.Add(1) }
 
-// DiagDials returns the dials started so far in this process (BENCH_DIAG=1).
-func DiagDials() int64 { return diagSink.dials.Load() }
-
 // nodeLogger discards a node's log, except for the nodes named in BENCH_LOG_NODES
 // (comma-separated; diagnostics), which log at debug level to BENCH_LOG_DIR/<name>.<pid>.log.
 func nodeLogger(name string) *slog.Logger {

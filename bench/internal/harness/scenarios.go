@@ -132,7 +132,7 @@ func (w *worker) formation() (allStarted, converged bool) {
 	rec := w.record("formation")
 	rec.Observers = N
 	ctx := context.Background()
-	cpu0 := w.sys.Usage(false).CPUSeconds
+	u0 := w.sys.Usage(false)
 	peak := startFDSampler(w.sys)
 	defer func() { peak.stop() }()
 	if w.o.FormationCPUProfile != "" {
@@ -194,9 +194,9 @@ func (w *worker) formation() (allStarted, converged bool) {
 	rec.FalseDowns = w.tr.FalseDowns()
 	u := w.sys.Usage(false)
 	rec.Metrics = map[string]any{"peak_fds": peak.stop(), "fds_after": u.FDs, "fd_limit_per_process": fdLimit(),
-		"processes": u.Processes, "cpu_s": u.CPUSeconds - cpu0}
+		"processes": u.Processes, "cpu_s": u.CPUSeconds - u0.CPUSeconds}
 	if os.Getenv("BENCH_DIAG") != "" {
-		rec.Metrics["dials"] = DiagDials()
+		rec.Metrics["dials"] = u.Dials - u0.Dials
 		rec.Metrics["pairs"] = N * (N - 1) / 2
 	}
 	w.o.Emit(rec)
@@ -330,6 +330,10 @@ func (w *worker) steady(base Usage) {
 		"sockets_end":                 tr1.Sockets,
 		"process_cpu_s_per_s":         (u1.CPUSeconds - u0.CPUSeconds) / secs,
 		"process_payload_bytes_per_s": float64(d.Payload) / secs,
+	}
+	if os.Getenv("BENCH_DIAG") != "" {
+		// Heartbeats sent per node per second.
+		rec.Metrics["heartbeats_per_node_s"] = float64(u1.Heartbeats-u0.Heartbeats) / N / secs
 	}
 	w.o.Emit(rec)
 }

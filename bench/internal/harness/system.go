@@ -61,13 +61,17 @@ type Usage struct {
 	FDs        int     `json:"fds"`
 	MaxFDs     int     `json:"max_fds"` // of the process holding the most
 	Processes  int     `json:"processes"`
+	// Dials and Heartbeats count the engine's dials started and heartbeats sent so far
+	// (meshnode with BENCH_DIAG=1 only; diagnostics).
+	Dials      int64 `json:"dials,omitempty"`
+	Heartbeats int64 `json:"heartbeats,omitempty"`
 }
 
 // Add returns u + o.
 func (u Usage) Add(o Usage) Usage {
 	return Usage{u.CPUSeconds + o.CPUSeconds, u.RSS + o.RSS, u.HeapInuse + o.HeapInuse,
 		u.StackInuse + o.StackInuse, u.Goroutines + o.Goroutines, u.FDs + o.FDs, max(u.MaxFDs, o.MaxFDs),
-		u.Processes + o.Processes}
+		u.Processes + o.Processes, u.Dials + o.Dials, u.Heartbeats + o.Heartbeats}
 }
 
 // LocalUsage returns this process's usage, after a garbage collection when gc is set (so the
@@ -80,7 +84,8 @@ func LocalUsage(gc bool) Usage {
 	runtime.ReadMemStats(&ms)
 	fds := countFDs()
 	return Usage{CPUSeconds: CPUSeconds(), RSS: RSSBytes(), HeapInuse: int64(ms.HeapInuse),
-		StackInuse: int64(ms.StackInuse), Goroutines: runtime.NumGoroutine(), FDs: fds, MaxFDs: fds, Processes: 1}
+		StackInuse: int64(ms.StackInuse), Goroutines: runtime.NumGoroutine(), FDs: fds, MaxFDs: fds, Processes: 1,
+		Dials: diagSink.dials.Load(), Heartbeats: diagSink.hbSent.Load()}
 }
 
 // Node is one running node.
