@@ -731,8 +731,23 @@ func (d *data) writeSteady(p func(string, ...any), pr string) {
 			p("| %d | %s | %s | %s | %s |\n", n, row.label, os, ts, rs)
 		}
 		p("| %d | false downs during the window | %d | %d | |\n", n, d.steadyFalse(ours, pr, n), d.steadyFalse(theirs, pr, n))
+		if o, t := d.afterWindowFalse(ours, pr, n), d.afterWindowFalse(theirs, pr, n); o+t > 0 {
+			p("| %d | false downs after the window, during the harness's forced garbage collection | %d | %d | |\n", n, o, t)
+		}
 	}
 	p("\n")
+}
+
+// afterWindowFalse sums what the forced collection after the steady windows caused (runs
+// that recorded it).
+func (d *data) afterWindowFalse(system, pr string, n int) int {
+	t := 0
+	for _, r := range d.sel(system, pr, "steady", n) {
+		if v, ok := metric(r, "false_downs_after_window"); ok {
+			t += int(v)
+		}
+	}
+	return t
 }
 
 func (d *data) steadyFalse(system, pr string, n int) int {
