@@ -187,10 +187,16 @@ func (c *core) memberOf(pc *peerConn) *member {
 // The grace runs from when m was learned, but is sized by the table when the dial comes due
 // (graceExtended): in a formation a node learns its first members while its table is still
 // small, and the smaller ids it waits for learn the rest of the cluster meanwhile.
+//
+// It is capped at maxDialGrace, for the pair whose smaller id can never dial the larger one
+// (a one-way firewall) in a very large cluster.
 func (c *core) dialGrace() time.Duration {
 	wave := min(max(c.cfg.HeartbeatInterval/2, 100*time.Millisecond), time.Second)
-	return wave * time.Duration(1+len(c.members)/maxConcurrentDials)
+	return min(wave*time.Duration(1+len(c.members)/maxConcurrentDials), maxDialGrace)
 }
+
+// maxDialGrace caps dialGrace (reached from about 500 members at a heartbeat interval of 1 s).
+const maxDialGrace = 30 * time.Second
 
 // graceExtended moves m's first dial later when the table grew while it waited for the
 // smaller id's dial, and reports whether it did.

@@ -389,3 +389,13 @@ func TestCoreLargerIDGraceGrowsWithTheTable(t *testing.T) {
 	require.Contains(t, dialsTo(start.Add(grownGrace)), a.Address(),
 		"z should dial a itself once the grown grace (%v) is over", grownGrace)
 }
+
+func TestCoreDialGraceIsCapped(t *testing.T) {
+	start := time.Unix(1_700_000_000, 0)
+	z := newCore(MustParseNodeID(simID("zzz", 4002)), 1, simConfig("zzz"), start, rand.New(rand.NewPCG(1, 1)))
+	z.start(start)
+	for i := range 2000 {
+		z.mergeAlive(start, MemberEntry{ID: MustParseNodeID(simID(fmt.Sprintf("b%04d", i), 10000+i)), Incarnation: 1})
+	}
+	require.Equal(t, maxDialGrace, z.dialGrace(), "a table of 2000 members should not push the grace past maxDialGrace")
+}
