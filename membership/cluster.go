@@ -179,8 +179,7 @@ func (c *Cluster) ServeConn(ctx context.Context, conn Conn) error {
 	}
 	var r *connRunner
 	c.stepLocked(func(now time.Time) {
-		id := c.core.accept(now)
-		r = c.newRunnerLocked(id, conn)
+		r = c.newRunnerLocked(c.core.acceptConn(now), conn)
 	})
 	c.mu.Unlock()
 	stop := context.AfterFunc(ctx, conn.Close)
@@ -205,16 +204,16 @@ func (c *Cluster) applyLocked(outs []output) {
 	for _, o := range outs {
 		switch o.kind {
 		case outSend:
-			if r := c.runners[o.conn]; r != nil && !c.frozen {
+			if r := o.pc.runner; r != nil && !c.frozen {
 				r.enqueue(o.msg)
 			}
 		case outClose:
-			if r := c.runners[o.conn]; r != nil {
-				delete(c.runners, o.conn)
+			if r := o.pc.runner; r != nil {
+				c.forgetRunnerLocked(r)
 				r.close(o.flush)
 			}
 		case outDial:
-			c.dialLocked(o.conn, o.addr)
+			c.dialLocked(o.pc, o.addr)
 		case outEvent:
 			c.publishLocked(o.event)
 		case outLog:

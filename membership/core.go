@@ -120,6 +120,10 @@ type peerConn struct {
 	sentAttrs    uint64
 	mismatches   int
 	syncHold     time.Time
+	removed      bool // taken out of the stream table: what arrives on it is ignored
+
+	// runner is the runtime's driver of the stream (Cluster); the core never reads it.
+	runner *connRunner
 }
 
 // newCore returns a core for the local node self, started at now.
@@ -183,13 +187,16 @@ func (c *core) start(now time.Time) {
 }
 
 // accept registers an inbound stream and returns its id.
-func (c *core) accept(now time.Time) connID {
+func (c *core) accept(now time.Time) connID { return c.acceptConn(now).id }
+
+// acceptConn registers an inbound stream and returns it.
+func (c *core) acceptConn(now time.Time) *peerConn {
 	pc := c.newConn(now, false)
 	c.wantWake(now.Add(c.cfg.HandshakeTimeout))
 	if c.leaving {
 		c.reject(now, pc, RejectShuttingDown, "node is stopping")
 	}
-	return pc.id
+	return pc
 }
 
 // dialed reports that the outbound stream id is open: the handshake starts.
@@ -234,8 +241,14 @@ func (c *core) closed(now time.Time, id connID) {
 
 // receive handles one message that arrived on stream id.
 func (c *core) receive(now time.Time, id connID, msg *Message) {
-	pc := c.conns[id]
-	if pc == nil {
+	if pc := c.conns[id]; pc != nil {
+		c.receiveOn(now, pc, msg)
+	}
+}
+
+// receiveOn handles one message that arrived on stream pc, unless pc was removed.
+func (c *core) receiveOn(now time.Time, pc *peerConn, msg *Message) {
+	if pc.removed {
 		return
 	}
 	c.noteOverdue(now)
@@ -289,7 +302,7 @@ func (c *core) leave(now time.Time) {
 		if pc.established {
 			c.send(pc, &Message{Leave: &Leave{ID: c.self, Incarnation: c.incarnation}})
 		}
-		c.emit(output{kind: outClose, conn: pc.id, flush: true})
+		c.emit(output{kind: outClose, conn: pc.id, pc: pc, flush: true})
 		c.removeConn(pc)
 	}
 	for _, m := range c.members {
@@ -318,6 +331,7 @@ func (c *core) newConn(now time.Time, outbound bool) *peerConn {
 // removeConn takes pc out of the stream table.
 func (c *core) removeConn(pc *peerConn) {
 	delete(c.conns, pc.id)
+	pc.removed = true
 	c.connOrder = nil
 	if pc.outbound && !pc.established {
 		c.dialing--
@@ -326,12 +340,12 @@ func (c *core) removeConn(pc *peerConn) {
 
 // send queues msg on pc.
 func (c *core) send(pc *peerConn, msg *Message) {
-	c.emit(output{kind: outSend, conn: pc.id, msg: msg})
+	c.emit(output{kind: outSend, conn: pc.id, pc: pc, msg: msg})
 }
 
 // closeConn closes pc from this side, after what was queued on it when flush is set.
 func (c *core) closeConn(now time.Time, pc *peerConn, flush bool) {
-	c.emit(output{kind: outClose, conn: pc.id, flush: flush})
+	c.emit(output{kind: outClose, conn: pc.id, pc: pc, flush: flush})
 	c.closed(now, pc.id)
 }
 
@@ -342,7 +356,7 @@ func (c *core) dropConn(id connID) {
 		return
 	}
 	c.removeConn(pc)
-	c.emit(output{kind: outClose, conn: id})
+	c.emit(output{kind: outClose, conn: id, pc: pc})
 }
 
 // reject refuses pc with reason and closes it.

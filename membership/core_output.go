@@ -23,8 +23,11 @@ const (
 
 // output is one effect the pure core asks its runtime to carry out.
 type output struct {
-	kind  outputKind
-	conn  connID
+	kind outputKind
+	conn connID
+	// pc is conn's stream, for outSend, outClose and outDial: the runtime finds the stream's
+	// runner through it without a lookup by id (nil for outputs that name no stream).
+	pc    *peerConn
 	msg   *Message
 	flush bool
 	addr  string

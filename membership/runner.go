@@ -27,6 +27,7 @@ type connRunner struct {
 	c       *Cluster
 	core    *core
 	id      connID
+	pc      *peerConn     // the core's stream, handed back to it with every message
 	readDn  chan struct{} // closed when the reader stops
 	wroteDn chan struct{} // closed when the stream is finished on the writing side
 
@@ -46,25 +47,38 @@ type connRunner struct {
 	finished bool        // nothing more goes out: the stream was finished or a Send failed
 }
 
-// newRunnerLocked registers a runner for stream id; conn is nil while a dial is under way.
-func (c *Cluster) newRunnerLocked(id connID, conn Conn) *connRunner {
+// newRunnerLocked registers a runner for stream pc; conn is nil while a dial is under way.
+func (c *Cluster) newRunnerLocked(pc *peerConn, conn Conn) *connRunner {
 	r := &connRunner{
 		c:       c,
 		core:    c.core,
-		id:      id,
+		id:      pc.id,
+		pc:      pc,
 		readDn:  make(chan struct{}),
 		wroteDn: make(chan struct{}),
 	}
-	c.runners[id] = r
+	c.runners[r.id] = r
+	pc.runner = r
 	if conn != nil {
 		r.attach(conn)
 	}
 	return r
 }
 
+// forgetRunnerLocked unregisters r, if it is still the runner of its stream.
+func (c *Cluster) forgetRunnerLocked(r *connRunner) {
+	if c.runners[r.id] == r {
+		delete(c.runners, r.id)
+	}
+	if r.pc.runner == r {
+		r.pc.runner = nil
+	}
+}
+
 // dialLocked starts an outbound stream.
-func (c *Cluster) dialLocked(id connID, addr string) {
-	r := c.newRunnerLocked(id, nil)
+func (c *Cluster) dialLocked(pc *peerConn, addr string) {
+	id := pc.id
+	r := c.newRunnerLocked(pc, nil)
 	if c.starting != nil {
 		c.starting[id] = true
 	}
@@ -80,7 +94,7 @@ func (c *Cluster) dialLocked(id connID, addr string) {
 		if err != nil {
 			c.logger.Debug("dial failed", "addr", addr, "err", err)
 			if c.core == r.core && c.runners[id] == r {
-				delete(c.runners, id)
+				c.forgetRunnerLocked(r)
 				c.stepLocked(func(now time.Time) { c.core.ended(now, id) })
 			}
 			r.close(false)
@@ -269,9 +283,7 @@ func (r *connRunner) run() {
 			return
 		}
 		if err != nil {
-			if c.runners[r.id] == r {
-				delete(c.runners, r.id)
-			}
+			c.forgetRunnerLocked(r)
 			c.stepLocked(func(now time.Time) { c.core.ended(now, r.id) })
 			c.mu.Unlock()
 			r.abort()
@@ -279,7 +291,7 @@ func (r *connRunner) run() {
 		}
 		if !c.frozen {
 			r.ownStep = true
-			c.stepLocked(func(now time.Time) { c.core.receive(now, r.id, msg) })
+			c.stepLocked(func(now time.Time) { c.core.receiveOn(now, r.pc, msg) })
 			r.ownStep = false
 		}
 		c.mu.Unlock()
