@@ -38,6 +38,8 @@ func (n *Node) newGRPCServer() *grpc.Server {
 	token := apiTokenAuth{token: []byte(n.opts.apiToken)}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(n.opts.maxPeerMessageBytes),
+		// Peer frames skip protobuf's reflection; every other message is plain proto.
+		grpc.ForceServerCodecV2(newFrameCodec()),
 		// A connection that does not complete its HTTP/2 (and TLS) handshake in time is dropped.
 		grpc.ConnectionTimeout(n.cfg.HandshakeTimeout),
 		// Gives each peer stream a context its serverConn can cancel to unblock Recv.

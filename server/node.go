@@ -92,7 +92,7 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 	n.transport = &peerTransport{bodies: n.bodies, channel: peerChannel{dialOptions: append([]grpc.DialOption{
 		grpc.WithTransportCredentials(dialCreds),
 		grpc.WithStreamInterceptor(n.auth.clientInterceptor()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxPeerMessageBytes)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxPeerMessageBytes), grpc.ForceCodecV2(newFrameCodec())),
 	}, o.grpcDialTuning()...)}}
 	n.metrics = newMetrics(func() *membership.Cluster { return n.Cluster })
 	n.auth.onFailure = func(reason string) { n.metrics.authFailures.WithLabelValues(reason).Inc() }
