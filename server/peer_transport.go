@@ -72,6 +72,10 @@ type clientConn struct {
 	dial   *peerDial
 	bodies *bodyCache
 	once   sync.Once
+	// The frames are reused: Send runs on one goroutine at a time, Recv too (membership.Conn),
+	// and gRPC is done with a frame when the call returns.
+	sendFrame clusterv1.ExchangeRequest
+	recvFrame clusterv1.ExchangeResponse
 }
 
 // Send encodes and sends one message.
@@ -80,16 +84,16 @@ func (c *clientConn) Send(msg *membership.Message) error {
 	if err != nil {
 		return err
 	}
-	return c.stream.Send(&clusterv1.ExchangeRequest{Body: body})
+	c.sendFrame.Body = body
+	return c.stream.Send(&c.sendFrame)
 }
 
 // Recv receives and decodes one message.
 func (c *clientConn) Recv() (*membership.Message, error) {
-	f, err := c.stream.Recv()
-	if err != nil {
+	if err := c.stream.RecvMsg(&c.recvFrame); err != nil {
 		return nil, err
 	}
-	return decodeMessage(f.GetBody())
+	return decodeMessage(c.recvFrame.GetBody())
 }
 
 // CloseSend half-closes the stream; the accepting side then ends it.
@@ -112,6 +116,9 @@ type serverConn struct {
 	cancel context.CancelFunc // ends the stream's context: a pending Recv returns at once
 	bodies *bodyCache
 	closed atomic.Bool
+	// Reused as clientConn's are.
+	sendFrame clusterv1.ExchangeResponse
+	recvFrame clusterv1.ExchangeRequest
 }
 
 // streamCancelKey is the context key of the cancel function cancellableStreams attaches.
@@ -149,7 +156,8 @@ func (c *serverConn) Send(msg *membership.Message) error {
 	if err != nil {
 		return err
 	}
-	return c.stream.Send(&clusterv1.ExchangeResponse{Body: body})
+	c.sendFrame.Body = body
+	return c.stream.Send(&c.sendFrame)
 }
 
 // Recv returns the next message, or an error once the stream ended or was closed.
@@ -157,11 +165,10 @@ func (c *serverConn) Recv() (*membership.Message, error) {
 	if c.closed.Load() {
 		return nil, io.EOF
 	}
-	f, err := c.stream.Recv()
-	if err != nil {
+	if err := c.stream.RecvMsg(&c.recvFrame); err != nil {
 		return nil, err
 	}
-	return decodeMessage(f.GetBody())
+	return decodeMessage(c.recvFrame.GetBody())
 }
 
 // CloseSend ends the stream: a server cannot half-close, but ending the stream still
