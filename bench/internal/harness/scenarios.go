@@ -295,7 +295,7 @@ func (w *worker) steady(base Usage) {
 	// sockets is the harness's work, not the system's.
 	tr0, lo0, tt0 := w.sys.Traffic(), LoopbackTxBytes(), time.Now()
 	u0, t0 := w.sys.Usage(false), time.Now()
-	time.Sleep(w.o.Steady)
+	perSecond := w.sleepCountingFalseDowns(w.o.Steady)
 	u1, t1 := w.sys.Usage(false), time.Now()
 	tr1, lo1, tt1 := w.sys.Traffic(), LoopbackTxBytes(), time.Now()
 	fd1 := w.tr.FalseDowns() // the window's own: the forced collection below can cause more
@@ -345,8 +345,23 @@ func (w *worker) steady(base Usage) {
 	if os.Getenv("BENCH_DIAG") != "" {
 		// Heartbeats sent per node per second.
 		rec.Metrics["heartbeats_per_node_s"] = float64(u1.Heartbeats-u0.Heartbeats) / N / secs
+		rec.Metrics["false_downs_per_second"] = perSecond
 	}
 	w.o.Emit(rec)
+}
+
+// sleepCountingFalseDowns sleeps for d and returns the false downs of each second of it.
+func (w *worker) sleepCountingFalseDowns(d time.Duration) []int {
+	var counts []int
+	end := time.Now().Add(d)
+	last := w.tr.FalseDowns()
+	for left := time.Until(end); left > 0; left = time.Until(end) {
+		time.Sleep(min(left, time.Second))
+		now := w.tr.FalseDowns()
+		counts = append(counts, now-last)
+		last = now
+	}
+	return counts
 }
 
 // settle waits (at most a minute) until every live node lists every other one, and returns
