@@ -5,6 +5,7 @@ import (
 	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
 )
@@ -32,24 +33,22 @@ func newFrameCodec() frameCodec {
 // Name is the codec's content subtype, the proto codec's own.
 func (frameCodec) Name() string { return grpcproto.Name }
 
+// peerFrame is what ExchangeRequest and ExchangeResponse have in common.
+type peerFrame interface {
+	GetBody() []byte
+	GetSequence() uint64
+	GetMac() []byte
+	GetAuth() *clusterv1.AuthFrame
+	ProtoReflect() protoreflect.Message
+}
+
 // Marshal encodes v.
 func (c frameCodec) Marshal(v any) (mem.BufferSlice, error) {
-	var body, mac []byte
-	var seq uint64
-	switch f := v.(type) {
-	case *clusterv1.ExchangeRequest:
-		if f.GetAuth() != nil || len(f.ProtoReflect().GetUnknown()) > 0 {
-			return c.proto.Marshal(v)
-		}
-		body, seq, mac = f.GetBody(), f.GetSequence(), f.GetMac()
-	case *clusterv1.ExchangeResponse:
-		if f.GetAuth() != nil || len(f.ProtoReflect().GetUnknown()) > 0 {
-			return c.proto.Marshal(v)
-		}
-		body, seq, mac = f.GetBody(), f.GetSequence(), f.GetMac()
-	default:
+	f, ok := v.(peerFrame)
+	if !ok || f.GetAuth() != nil || len(f.ProtoReflect().GetUnknown()) > 0 {
 		return c.proto.Marshal(v)
 	}
+	body, seq, mac := f.GetBody(), f.GetSequence(), f.GetMac()
 	size := frameSize(body, seq, mac)
 	if mem.IsBelowBufferPoolingThreshold(size) {
 		return mem.BufferSlice{mem.SliceBuffer(appendFrame(make([]byte, 0, size), body, seq, mac))}, nil
@@ -94,30 +93,26 @@ func appendFrame(b, body []byte, seq uint64, mac []byte) []byte {
 
 // Unmarshal decodes data into v.
 func (c frameCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if _, ok := v.(peerFrame); !ok {
+		return c.proto.Unmarshal(data, v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	body, seq, mac, ok := parseFrame(buf.ReadOnlyData())
+	if !ok {
+		return c.proto.Unmarshal(data, v)
+	}
 	switch f := v.(type) {
 	case *clusterv1.ExchangeRequest:
-		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
-		defer buf.Free()
-		body, seq, mac, ok := parseFrame(buf.ReadOnlyData())
-		if !ok {
-			return c.proto.Unmarshal(data, v)
-		}
 		f.Reset()
 		f.Body, f.Sequence, f.Mac = body, seq, mac
-		return nil
 	case *clusterv1.ExchangeResponse:
-		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
-		defer buf.Free()
-		body, seq, mac, ok := parseFrame(buf.ReadOnlyData())
-		if !ok {
-			return c.proto.Unmarshal(data, v)
-		}
 		f.Reset()
 		f.Body, f.Sequence, f.Mac = body, seq, mac
-		return nil
 	default:
 		return c.proto.Unmarshal(data, v)
 	}
+	return nil
 }
 
 // parseFrame reads a frame made of body, sequence and mac, each at most once with its proper
