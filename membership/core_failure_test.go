@@ -593,3 +593,52 @@ func TestCorePartitionLongerThanTheReconnectTimeoutHeals(t *testing.T) {
 		requireAlternating(t, n)
 	}
 }
+
+func TestCoreBrokenStreamsAreRedialledFromOneEnd(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 8)
+	mid := nodes[3]
+	s.advance(3 * time.Second)
+	// A handshake takes time, as on a loaded machine: longer than the spread of the first
+	// backoff, so that both ends would dial before either's stream is up.
+	s.dialLatency = 150 * time.Millisecond
+	resetAt := s.now
+	// Every stream of mid breaks on both ends at once, as when mid's peers cut a node that
+	// stalled and it resumes: both ends report the other down and plan a redial.
+	for _, peer := range nodes {
+		if peer == mid {
+			continue
+		}
+		e := mid.streamEnd(peer)
+		require.NotNil(t, e, "%s should have a stream to %s", mid.id, peer.id)
+		s.closeEnd(e)
+		mid.core.ended(s.now, e.id)
+		mid.flush()
+	}
+	s.settle()
+	for _, peer := range nodes {
+		if peer != mid {
+			require.True(t, hasDown(peer, mid) && hasDown(mid, peer), "%s and %s should both see their stream go down", mid.id, peer.id)
+		}
+	}
+	s.advance(10 * time.Second)
+	s.requireFullMesh(nodes...)
+	for _, peer := range nodes {
+		if peer == mid {
+			continue
+		}
+		fromMid := mid.dialsToSince(peer.id.Address(), resetAt)
+		fromPeer := peer.dialsToSince(mid.id.Address(), resetAt)
+		smaller, larger := mid, peer
+		if peer.id.Compare(mid.id) < 0 {
+			smaller, larger = peer, mid
+		}
+		require.Equal(t, 1, len(fromMid)+len(fromPeer),
+			"%s–%s: one redial for the pair, not one from each end (%d from %s, %d from %s)",
+			mid.id, peer.id, len(fromMid), mid.id, len(fromPeer), peer.id)
+		require.Len(t, smaller.dialsToSince(larger.id.Address(), resetAt), 1, "%s, the smaller id, redials %s", smaller.id, larger.id)
+		first := smaller.dialsToSince(larger.id.Address(), resetAt)[0]
+		require.LessOrEqual(t, first.Sub(resetAt), smaller.cfg.ReconnectBaseDelay,
+			"%s redials %s within the first backoff", smaller.id, larger.id)
+	}
+}
