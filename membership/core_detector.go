@@ -408,18 +408,10 @@ func (c *core) markDown(now time.Time, m *member, reason DownReason) {
 	}
 }
 
-// scheduleRedial plans the first redial of a node that just went down. Both ends of a broken
-// stream see it go down, and if both redialled at once every pair that recovers would cost
-// two handshakes, one of them dropped as a duplicate: after a mass of false downs on a loaded
-// machine, that doubled the handshakes competing with the heartbeats. As on a first dial, the
-// smaller id redials after the backoff and the larger one waits a grace on top, redialling
-// only if no stream came from the smaller one (which may be down, or unable to reach it).
+// scheduleRedial plans the first redial of a node that just went down.
 func (c *core) scheduleRedial(now time.Time, m *member) {
 	m.attempts = 0
 	m.nextDial = now.Add(c.backoff(0))
-	if c.self.Compare(m.id) > 0 {
-		m.nextDial = m.nextDial.Add(c.dialGrace())
-	}
 	c.wantDialAt(m.nextDial)
 }
 
