@@ -302,7 +302,7 @@ func (c *core) leave(now time.Time) {
 		if pc.established {
 			c.send(pc, &Message{Leave: &Leave{ID: c.self, Incarnation: c.incarnation}})
 		}
-		c.emit(output{kind: outClose, conn: pc.id, pc: pc, flush: true})
+		c.emit(output{kind: outClose, pc: pc, flush: true})
 		c.removeConn(pc)
 	}
 	for _, m := range c.members {
@@ -340,12 +340,12 @@ func (c *core) removeConn(pc *peerConn) {
 
 // send queues msg on pc.
 func (c *core) send(pc *peerConn, msg *Message) {
-	c.emit(output{kind: outSend, conn: pc.id, pc: pc, msg: msg})
+	c.emit(output{kind: outSend, pc: pc, msg: msg})
 }
 
 // closeConn closes pc from this side, after what was queued on it when flush is set.
 func (c *core) closeConn(now time.Time, pc *peerConn, flush bool) {
-	c.emit(output{kind: outClose, conn: pc.id, pc: pc, flush: flush})
+	c.emit(output{kind: outClose, pc: pc, flush: flush})
 	c.closed(now, pc.id)
 }
 
@@ -356,7 +356,7 @@ func (c *core) dropConn(id connID) {
 		return
 	}
 	c.removeConn(pc)
-	c.emit(output{kind: outClose, conn: id, pc: pc})
+	c.emit(output{kind: outClose, pc: pc})
 }
 
 // reject refuses pc with reason and closes it.

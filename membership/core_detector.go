@@ -423,7 +423,7 @@ func (c *core) dial(now time.Time, m *member) {
 	m.dial = pc.id
 	m.nextDial, m.graceFrom = time.Time{}, time.Time{}
 	c.metrics.DialStarted()
-	c.emit(output{kind: outDial, conn: pc.id, pc: pc, addr: m.id.Address()})
+	c.emit(output{kind: outDial, pc: pc, addr: m.id.Address()})
 	c.wantWake(now.Add(c.cfg.DialTimeout))
 }
 
@@ -434,7 +434,7 @@ func (c *core) dialSeed(now time.Time, s *seed) {
 	pc.seed = s
 	s.dial = pc.id
 	c.metrics.DialStarted()
-	c.emit(output{kind: outDial, conn: pc.id, pc: pc, addr: s.addr})
+	c.emit(output{kind: outDial, pc: pc, addr: s.addr})
 	c.wantWake(now.Add(c.cfg.DialTimeout))
 }
 

@@ -9,11 +9,11 @@ type connID uint64
 type outputKind int
 
 const (
-	// outSend: send msg on conn.
+	// outSend: send msg on pc.
 	outSend outputKind = iota + 1
-	// outClose: close conn; with flush, after what was queued on it is sent.
+	// outClose: close pc; with flush, after what was queued on it is sent.
 	outClose
-	// outDial: open an outbound stream to addr; it is known as conn from now on.
+	// outDial: open the outbound stream pc to addr.
 	outDial
 	// outEvent: publish event.
 	outEvent
@@ -24,9 +24,8 @@ const (
 // output is one effect the pure core asks its runtime to carry out.
 type output struct {
 	kind outputKind
-	conn connID
-	// pc is conn's stream, for outSend, outClose and outDial: the runtime finds the stream's
-	// runner through it without a lookup by id (nil for outputs that name no stream).
+	// pc is the stream of outSend, outClose and outDial (nil for the other kinds): the runtime
+	// reaches the stream's runner through it, without a lookup by id.
 	pc    *peerConn
 	msg   *Message
 	flush bool

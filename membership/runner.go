@@ -26,7 +26,6 @@ const (
 type connRunner struct {
 	c       *Cluster
 	core    *core
-	id      connID
 	pc      *peerConn     // the core's stream, handed back to it with every message
 	readDn  chan struct{} // closed when the reader stops
 	wroteDn chan struct{} // closed when the stream is finished on the writing side
@@ -52,12 +51,11 @@ func (c *Cluster) newRunnerLocked(pc *peerConn, conn Conn) *connRunner {
 	r := &connRunner{
 		c:       c,
 		core:    c.core,
-		id:      pc.id,
 		pc:      pc,
 		readDn:  make(chan struct{}),
 		wroteDn: make(chan struct{}),
 	}
-	c.runners[r.id] = r
+	c.runners[r.pc.id] = r
 	pc.runner = r
 	if conn != nil {
 		r.attach(conn)
@@ -67,8 +65,8 @@ func (c *Cluster) newRunnerLocked(pc *peerConn, conn Conn) *connRunner {
 
 // forgetRunnerLocked unregisters r, if it is still the runner of its stream.
 func (c *Cluster) forgetRunnerLocked(r *connRunner) {
-	if c.runners[r.id] == r {
-		delete(c.runners, r.id)
+	if c.runners[r.pc.id] == r {
+		delete(c.runners, r.pc.id)
 	}
 	if r.pc.runner == r {
 		r.pc.runner = nil
@@ -127,7 +125,7 @@ func (r *connRunner) enqueue(msg *Message) {
 	switch {
 	case r.closed || r.finished:
 	case len(r.queue) >= sendQueueSize:
-		r.c.logger.Debug("send queue full, message dropped", "conn", r.id)
+		r.c.logger.Debug("send queue full, message dropped", "conn", r.pc.id)
 	default:
 		if r.queue == nil {
 			r.queue = r.one[:0] // a lone message needs no allocation
@@ -284,7 +282,7 @@ func (r *connRunner) run() {
 		}
 		if err != nil {
 			c.forgetRunnerLocked(r)
-			c.stepLocked(func(now time.Time) { c.core.ended(now, r.id) })
+			c.stepLocked(func(now time.Time) { c.core.ended(now, r.pc.id) })
 			c.mu.Unlock()
 			r.abort()
 			return

@@ -234,9 +234,9 @@ func (s *sim) apply(n *simNode, o output) {
 		n.events = append(n.events, o.event)
 	case outDial:
 		n.dials = append(n.dials, simDial{at: s.now, addr: o.addr})
-		s.dial(n, o.conn, o.addr)
+		s.dial(n, o.pc.id, o.addr)
 	case outSend:
-		e := n.ends[o.conn]
+		e := n.ends[o.pc.id]
 		var to *simNode
 		if e != nil && e.peer != nil {
 			to = e.peer.node
@@ -247,7 +247,7 @@ func (s *sim) apply(n *simNode, o output) {
 		}
 		s.deliver(e, o.msg)
 	case outClose:
-		if e := n.ends[o.conn]; e != nil {
+		if e := n.ends[o.pc.id]; e != nil {
 			s.closeEnd(e)
 		}
 	}

@@ -687,6 +687,7 @@ func joinSorted[V any](m map[string]V, format string) string {
 	return strings.Join(parts, ", ")
 }
 
+// falseDowns sums the false downs of a scenario's runs.
 func (d *data) falseDowns(system, pr, sc string, n int) int {
 	t := 0
 	for _, r := range d.sel(system, pr, sc, n) {
@@ -730,7 +731,7 @@ func (d *data) writeSteady(p func(string, ...any), pr string) {
 			}
 			p("| %d | %s | %s | %s | %s |\n", n, row.label, os, ts, rs)
 		}
-		p("| %d | false downs during the window | %d | %d | |\n", n, d.steadyFalse(ours, pr, n), d.steadyFalse(theirs, pr, n))
+		p("| %d | false downs during the window | %d | %d | |\n", n, d.falseDowns(ours, pr, "steady", n), d.falseDowns(theirs, pr, "steady", n))
 		if o, t := d.afterWindowFalse(ours, pr, n), d.afterWindowFalse(theirs, pr, n); o+t > 0 {
 			p("| %d | false downs after the window, during the harness's forced garbage collection | %d | %d | |\n", n, o, t)
 		}
@@ -746,14 +747,6 @@ func (d *data) afterWindowFalse(system, pr string, n int) int {
 		if v, ok := metric(r, "false_downs_after_window"); ok {
 			t += int(v)
 		}
-	}
-	return t
-}
-
-func (d *data) steadyFalse(system, pr string, n int) int {
-	t := 0
-	for _, r := range d.sel(system, pr, "steady", n) {
-		t += r.FalseDowns
 	}
 	return t
 }
