@@ -33,6 +33,7 @@ type Cluster struct {
 	status    ClusterStatus
 	core      *core
 	runners   map[connID]*connRunner
+	closing   map[*connRunner]struct{} // closed gracefully, still flushing or waiting for the peer
 	live      sync.WaitGroup
 	timer     Timer
 	timerAt   time.Time
@@ -78,6 +79,7 @@ func New(id NodeID, cfg *Config, transport Transport, opts ...Option) (*Cluster,
 		logger:    slog.Default(),
 		cfg:       cfg.Clone(),
 		runners:   map[connID]*connRunner{},
+		closing:   map[*connRunner]struct{}{},
 	}
 	for _, opt := range opts {
 		opt(c)
@@ -152,9 +154,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	case <-drained:
 	case <-ctx.Done():
 		c.mu.Lock()
-		for _, r := range c.runners {
-			r.abort()
-		}
+		c.abortAllLocked()
 		c.mu.Unlock()
 		<-drained
 	}
@@ -210,6 +210,9 @@ func (c *Cluster) applyLocked(outs []output) {
 		case outClose:
 			if r := o.pc.runner; r != nil {
 				c.forgetRunnerLocked(r)
+				if o.flush && !r.ended {
+					c.closing[r] = struct{}{} // until it ends (connRunner.end), for abortAllLocked
+				}
 				r.close(o.flush)
 			}
 		case outDial:

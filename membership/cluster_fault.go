@@ -18,10 +18,7 @@ func (c *Cluster) Kill() error {
 	c.core = nil // every runner now sees a stale core and aborts
 	c.stopTimerLocked()
 	c.cancelRun()
-	for id, r := range c.runners {
-		delete(c.runners, id)
-		r.abort()
-	}
+	c.abortAllLocked()
 	_ = core
 	c.mu.Unlock()
 	c.live.Wait()

@@ -35,6 +35,8 @@ type connRunner struct {
 	// answer needs no writer goroutine. Only the stream's own goroutine may block on its
 	// Send: a peer that stops reading stalls nothing but its own stream, which then times out.
 	ownStep bool
+	// ended is set, under c.mu, once the stream is finished on the writing side (end).
+	ended bool
 
 	mu       sync.Mutex
 	conn     Conn        // nil while a dial is under way
@@ -262,10 +264,27 @@ func (r *connRunner) finish() {
 	r.conn.Close()
 }
 
-// end marks the stream finished on the writing side and releases the runner's count.
+// end marks the stream finished on the writing side and releases the runner's count. It is
+// never called with c.mu held.
 func (r *connRunner) end() {
 	close(r.wroteDn)
+	r.c.mu.Lock()
+	r.ended = true
+	delete(r.c.closing, r)
+	r.c.mu.Unlock()
 	r.c.live.Done()
+}
+
+// abortAllLocked cuts every stream at once: the current ones and those still closing
+// gracefully (a peer that never ends its side would otherwise hold each for closeGrace).
+func (c *Cluster) abortAllLocked() {
+	for id, r := range c.runners {
+		delete(c.runners, id)
+		r.abort()
+	}
+	for r := range c.closing {
+		r.abort()
+	}
 }
 
 // run feeds received messages to the core until the stream ends.
