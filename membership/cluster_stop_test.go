@@ -85,8 +85,8 @@ func (n *memNet) Dial(ctx context.Context, addr string) (Conn, error) {
 	return &memEnd{l: l, in: l.toClient, out: l.toServer, dialling: true}, nil
 }
 
-// startMemNode starts a Cluster named name on net, at 127.0.0.1:port.
-func startMemNode(t *testing.T, net *memNet, name string, port int, seeds ...string) *Cluster {
+// startMemNode starts a Cluster named name on network, at 127.0.0.1:port.
+func startMemNode(t *testing.T, network *memNet, name string, port int, seeds ...string) *Cluster {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Name = name
@@ -94,20 +94,20 @@ func startMemNode(t *testing.T, net *memNet, name string, port int, seeds ...str
 	cfg.HeartbeatInterval = time.Second
 	id, err := NewNodeID(name, "127.0.0.1", port)
 	require.NoError(t, err)
-	c, err := New(id, cfg, net, WithLogger(slog.New(slog.DiscardHandler)))
+	c, err := New(id, cfg, network, WithLogger(slog.New(slog.DiscardHandler)))
 	require.NoError(t, err)
-	net.mu.Lock()
-	net.nodes[id.Address()] = c
-	net.mu.Unlock()
+	network.mu.Lock()
+	network.nodes[id.Address()] = c
+	network.mu.Unlock()
 	require.NoError(t, c.Start(context.Background()))
 	return c
 }
 
 func TestStopWithAnExpiredContextCutsStreamsWaitingForADeafPeer(t *testing.T) {
-	net := &memNet{nodes: map[string]*Cluster{}}
-	b := startMemNode(t, net, "b", 2)
-	net.deaf = true // b will not see a's half-close
-	a := startMemNode(t, net, "a", 1, b.LocalID().String())
+	network := &memNet{nodes: map[string]*Cluster{}}
+	b := startMemNode(t, network, "b", 2)
+	network.deaf = true // b will not see a's half-close
+	a := startMemNode(t, network, "a", 1, b.LocalID().String())
 	require.Eventually(t, func() bool {
 		n, _ := a.ConnectedCount()
 		m, _ := b.ConnectedCount()
@@ -127,5 +127,5 @@ func TestStopWithAnExpiredContextCutsStreamsWaitingForADeafPeer(t *testing.T) {
 
 	b.Thaw()
 	require.NoError(t, b.Kill())
-	net.serve.Wait()
+	network.serve.Wait()
 }
