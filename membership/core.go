@@ -21,8 +21,13 @@ type core struct {
 	rng         *rand.Rand
 	attrs       Attributes
 
-	members   map[NodeID]*member
-	tombs     map[NodeID]tombstone
+	members map[NodeID]*member
+	tombs   map[NodeID]tombstone
+	// holders maps an address to the connected member whose id has it: a node that answers
+	// at a dead node's address (a reused pod IP and port) holds it, and the dead node is not
+	// redialled there meanwhile. parked counts the members waiting for their address.
+	holders   map[string]NodeID
+	parked    int
 	conns     map[connID]*peerConn
 	dialing   int         // outbound streams in conns not established yet (dialsInFlight)
 	connOrder []*peerConn // conns sorted by id; nil when it must be rebuilt
@@ -70,13 +75,16 @@ type member struct {
 	lastHeartbeat time.Time
 	startedAt     time.Time
 	attrs         Attributes
-	removed       bool // taken out of the table (deleteMember): no stream may use it any more
+	removed       bool   // taken out of the table (deleteMember): no stream may use it any more
+	heard         uint64 // the newest incarnation the node announced itself (gossip may claim newer)
+	parked        bool   // not redialled: another node holds its address (see park)
 }
 
 // tombstone remembers a node that left (or was forgotten) so stale gossip cannot revive it.
 type tombstone struct {
 	incarnation uint64
 	left        bool
+	direct      bool // the node said it left on its own stream (not a claim relayed by gossip)
 	until       time.Time
 	probeAt     time.Time // forgotten nodes: gossip may not revive it before this
 }
@@ -137,6 +145,7 @@ func newCore(self NodeID, incarnation uint64, cfg *Config, now time.Time, rng *r
 		attrs:       Attributes{Version: 1, ProcessCount: cfg.ProcessCount, Metadata: maps.Clone(cfg.Metadata)},
 		members:     map[NodeID]*member{},
 		tombs:       map[NodeID]tombstone{},
+		holders:     map[string]NodeID{},
 		conns:       map[connID]*peerConn{},
 		digestDirty: true,
 		metrics:     noMetrics{},

@@ -373,7 +373,7 @@ func (c *core) onLeave(now time.Time, pc *peerConn, l *Leave) {
 		c.markDown(now, m, ReasonGracefulShutdown)
 		c.removeMember(m)
 	}
-	c.tombs[pc.peer] = tombstone{incarnation: pc.peerInc, left: true, until: now.Add(c.cfg.TombstoneTimeout)}
+	c.tombs[pc.peer] = tombstone{incarnation: pc.peerInc, left: true, direct: true, until: now.Add(c.cfg.TombstoneTimeout)}
 	c.wantWake(now.Add(c.cfg.TombstoneTimeout))
 	c.viewChanged()
 	c.closeConn(now, pc, false)
@@ -386,6 +386,7 @@ func (c *core) markUp(now time.Time, m *member) {
 	}
 	m.status = StatusConnected
 	c.connected++
+	c.holders[m.id.Address()] = m.id
 	c.emit(output{kind: outEvent, event: Event{Type: EventNodeUp, Time: now, Node: c.nodeInfo(now, m)}})
 }
 
@@ -399,6 +400,7 @@ func (c *core) markDown(now time.Time, m *member, reason DownReason) {
 		info.Status = StatusDisconnected
 		c.emit(output{kind: outEvent, event: Event{Type: EventNodeDown, Time: now, Node: info, Reason: reason}})
 	}
+	c.releaseAddress(now, m)
 	m.status = StatusDisconnected
 	m.conn = 0
 	m.downSince = now
@@ -454,8 +456,12 @@ func (c *core) dialFailed(now time.Time, pc *peerConn) {
 	if m.conn != 0 {
 		return // another stream to the node is up: nothing to redial
 	}
-	if pc.rejected == RejectDuplicateStream {
-		// The peer's own stream wins the tie; redial only if it never shows up.
+	if pc.rejected == RejectUnexpectedID && c.park(now, m, true) {
+		return
+	}
+	if pc.rejected == RejectDuplicateStream || pc.rejected == RejectIDInUse {
+		// The peer's own stream wins the tie, or the peer checks this node's new incarnation
+		// by dialling it: redial only if that stream never shows up.
 		m.nextDial = now.Add(c.dialGrace())
 		c.wantDialAt(m.nextDial)
 		return
@@ -491,6 +497,9 @@ func (c *core) runDials(now time.Time) {
 		}
 		if now.Before(m.nextDial) || c.graceExtended(now, m) {
 			c.wantDialAt(m.nextDial)
+			continue
+		}
+		if c.park(now, m, false) {
 			continue
 		}
 		if slots <= 0 {
@@ -594,4 +603,62 @@ func (c *core) seedWanted(s *seed) bool {
 		return false
 	}
 	return s.id.IsZero() || c.members[s.id] == nil
+}
+
+// park stops redialling m while another node holds m's address (a connected member, or this
+// node itself, that replaced m there: the same host and port, another name), and reports
+// whether it did. m stays down (a node never reached is reported down, connection_refused),
+// and is redialled once the holder goes down (releaseAddress).
+//
+// Without answered (a dial that reached another node there), a node never reached is still
+// dialled: the holder may be a node that died there unnoticed, and m the one that replaced it.
+func (c *core) park(now time.Time, m *member, answered bool) bool {
+	holder, held := c.holders[m.id.Address()]
+	switch {
+	case m.id.Address() == c.self.Address():
+		holder, held = c.self, true
+	case !answered && m.status == StatusConnecting:
+		return false
+	}
+	if !held || holder == m.id {
+		return false
+	}
+	if m.status == StatusConnecting {
+		c.markDown(now, m, ReasonConnectionRefused) // learned, never reached: it is not there
+	}
+	m.nextDial, m.graceFrom, m.attempts = time.Time{}, time.Time{}, 0
+	if !m.parked {
+		m.parked = true
+		c.parked++
+		c.log(slog.LevelInfo, "another node holds the address of a node that is down; not redialling it there meanwhile",
+			"node", m.id.String(), "holder", holder.String())
+	}
+	return true
+}
+
+// releaseAddress notes that m, going down or leaving the table, no longer holds its address:
+// members parked on it are redialled.
+func (c *core) releaseAddress(now time.Time, m *member) {
+	addr := m.id.Address()
+	if c.holders[addr] != m.id {
+		return
+	}
+	delete(c.holders, addr)
+	if c.parked == 0 {
+		return
+	}
+	for _, p := range c.sortedMembers() {
+		if p.parked && p.id.Address() == addr {
+			c.unpark(p)
+			c.scheduleRedial(now, p)
+		}
+	}
+}
+
+// unpark takes m off the parked list.
+func (c *core) unpark(m *member) {
+	if m.parked {
+		m.parked = false
+		c.parked--
+	}
 }

@@ -535,10 +535,10 @@ func TestCoreHalfOpenStreamRecovers(t *testing.T) {
 		breaker  int // index of the node that sees the stream fail
 		peerSees []string
 	}{
-		// The smaller id's redial replaces the old stream at once: its peer notices nothing.
-		{"smaller id sees the break", 0, nil},
-		// The larger id's redial loses the tie-break to the live-looking old stream, so it is
-		// let in only once the smaller id's failure detector has closed the old one.
+		// A redial from either side is refused while the old stream looks alive to the peer
+		// (a stream the peer hears on is the node: a second one claiming its id is not
+		// believed), so it is let in once the peer's failure detector has closed the old one.
+		{"smaller id sees the break", 0, []string{"down %s heartbeat_timeout", "up %s"}},
 		{"larger id sees the break", 1, []string{"down %s heartbeat_timeout", "up %s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

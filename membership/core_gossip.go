@@ -93,8 +93,11 @@ func (c *core) mergeLeft(now time.Time, e MemberEntry) {
 		if m.incarnation > e.Incarnation {
 			return
 		}
-		if m.conn != 0 && m.incarnation == e.Incarnation {
-			return // the live stream is the authority; its own Leave will come on it
+		if m.conn != 0 || m.status == StatusConnected {
+			// Only a node can say it leaves: one connected here says so on its own stream.
+			// A claim relayed by gossip never removes it (it would be removed silently, and
+			// its stream refused), whatever incarnation the claim names.
+			return
 		}
 		if m.status == StatusConnecting {
 			c.markDown(now, m, ReasonGracefulShutdown)
@@ -146,6 +149,10 @@ func (c *core) removeMember(m *member) {
 	if m.status == StatusConnected {
 		c.connected--
 	}
+	if c.holders[m.id.Address()] == m.id {
+		delete(c.holders, m.id.Address())
+	}
+	c.unpark(m)
 	if m.dial != 0 {
 		c.dropConn(m.dial)
 	}

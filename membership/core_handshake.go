@@ -54,7 +54,11 @@ func (c *core) digestWith(e MemberEntry) uint64 {
 // hello them. The attributes ride in it, so heartbeats on pc carry them again only once they
 // change.
 func (c *core) sendHello(now time.Time, pc *peerConn, them *Hello) {
-	c.send(pc, &Message{Hello: c.hello(now, them)})
+	h := c.hello(now, them)
+	if pc.outbound && !pc.anyID {
+		h.Expect = pc.expect // a node reused at the address refuses before touching anything
+	}
+	c.send(pc, &Message{Hello: h})
 	pc.sentAttrs = c.attrs.Version
 }
 
@@ -84,6 +88,11 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 		}
 		c.reject(now, pc, RejectSelf, "dialled itself")
 		return
+	case !pc.outbound && !h.Expect.IsZero() && h.Expect != c.self:
+		// The dialler meant another node, which held this address before: refuse before the
+		// hello touches the table, so the stream this node may have with the dialler is kept.
+		c.reject(now, pc, RejectUnexpectedID, "this address is now "+c.self.String())
+		return
 	case pc.outbound && !pc.anyID && h.ID != pc.expect:
 		c.log(slog.LevelWarn, "dialled node answered with another id", "dialled", pc.expect.String(), "answered", h.ID.String())
 		c.reject(now, pc, RejectUnexpectedID, fmt.Sprintf("dialled %s", pc.expect))
@@ -92,13 +101,13 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 		c.reject(now, pc, RejectShuttingDown, "node is stopping")
 		return
 	}
-	if t, ok := c.tombs[h.ID]; ok && t.left && h.Incarnation <= t.incarnation {
+	if t, ok := c.tombs[h.ID]; ok && t.left && t.direct && h.Incarnation <= t.incarnation {
 		c.reject(now, pc, RejectStaleIncarnation, "this incarnation left the cluster")
 		return
 	}
 	m := c.members[h.ID]
-	if m != nil && h.Incarnation < m.incarnation {
-		c.reject(now, pc, RejectStaleIncarnation, fmt.Sprintf("incarnation %d is older than %d", h.Incarnation, m.incarnation))
+	if m != nil && h.Incarnation < m.heard {
+		c.reject(now, pc, RejectStaleIncarnation, fmt.Sprintf("incarnation %d is older than %d", h.Incarnation, m.heard))
 		return
 	}
 	if m != nil && !c.resolveDuplicate(now, pc, m, h) {
@@ -129,6 +138,19 @@ func (c *core) resolveDuplicate(now time.Time, pc *peerConn, m *member, h *Hello
 		c.dropConn(m.dial)
 		m.dial = 0
 	}
+	if !pc.outbound && c.liveStream(now, m) != nil && m.conn != pc.id {
+		// Whoever dials in as a node this one hears from on a live stream is not believed
+		// over that stream: the live stream is the node. A newer incarnation is checked with
+		// the node itself, by dialling its address (only the node can answer there); a
+		// restarted node is reached that way, an impostor is refused.
+		if h.Incarnation != m.incarnation {
+			c.verifyIncarnation(now, m)
+			c.reject(now, pc, RejectIDInUse, "a live stream with this node exists; its address is being checked")
+			return false
+		}
+		c.reject(now, pc, RejectDuplicateStream, "a stream between the two nodes already exists")
+		return false
+	}
 	if m.conn != 0 && m.conn != pc.id {
 		if m.incarnation == h.Incarnation {
 			// Two live streams of one incarnation: keep the one the smaller id opened, as
@@ -154,6 +176,27 @@ func (c *core) resolveDuplicate(now time.Time, pc *peerConn, m *member, h *Hello
 		}
 	}
 	return true
+}
+
+// liveStream returns m's stream when it is confirmed up and not silent past its timeout at
+// now; nil otherwise.
+func (c *core) liveStream(now time.Time, m *member) *peerConn {
+	if m.status != StatusConnected || m.conn == 0 {
+		return nil
+	}
+	pc := c.conns[m.conn]
+	if pc == nil || !pc.established || pc.unconfirmed || !pc.suspectSince.IsZero() || !now.Before(pc.lastRecv.Add(pc.timeout)) {
+		return nil
+	}
+	return pc
+}
+
+// verifyIncarnation dials m's address to learn which incarnation of m answers there, unless
+// a dial to it is under way: a claim that m restarted is believed only from m itself.
+func (c *core) verifyIncarnation(now time.Time, m *member) {
+	if m.dial == 0 && !c.leaving {
+		c.dial(now, m)
+	}
 }
 
 // openedBySmaller reports whether pc was opened by the smaller id of the pair (self, peer).
@@ -196,6 +239,8 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 		m.incarnation = h.Incarnation
 		c.viewChanged()
 	}
+	m.heard = max(m.heard, h.Incarnation)
+	c.unpark(m)
 	if _, ok := c.tombs[h.ID]; ok {
 		delete(c.tombs, h.ID)
 		c.viewChanged()

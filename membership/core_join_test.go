@@ -293,7 +293,7 @@ func TestCoreHandshakeCarriesViewsOnlyToAPeerThatLacksThem(t *testing.T) {
 	// A stream between two nodes that know the same cluster: both prove it with their
 	// digests, and no view goes either way.
 	since := s.now
-	s.breakHalf(a, b)
+	s.breakStream(a, b)
 	s.advance(2 * time.Second)
 	s.requireFullMesh(nodes...)
 	fromA, fromB := hellosSince(a, b, since), hellosSince(b, a, since)

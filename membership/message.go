@@ -43,6 +43,9 @@ type Hello struct {
 	// ViewDigest is the digest of the sender's view and itself (as in Heartbeat); zero if
 	// unknown.
 	ViewDigest uint64
+	// Expect is, in a dialler's hello, the node it meant to reach; zero when any node at the
+	// address is welcome (a plain seed). A node with another id refuses the stream at once.
+	Expect NodeID
 }
 
 // Attributes is the application-level information a node advertises about itself.
@@ -115,6 +118,8 @@ const (
 	RejectBadMessage
 	// RejectUnexpectedID: the node answering is not the node that was dialled.
 	RejectUnexpectedID
+	// RejectIDInUse: the receiver holds a live stream with the node the sender claims to be.
+	RejectIDInUse
 )
 
 // String returns the reason in snake case.
@@ -134,6 +139,8 @@ func (r RejectReason) String() string {
 		return "bad_message"
 	case RejectUnexpectedID:
 		return "unexpected_id"
+	case RejectIDInUse:
+		return "id_in_use"
 	default:
 		return "unknown"
 	}

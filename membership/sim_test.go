@@ -493,6 +493,18 @@ func (s *sim) breakHalf(n, peer *simNode) {
 	s.settle()
 }
 
+// breakStream makes the stream between n and peer fail on both sides: n sees it at once, and
+// peer once what was queued before it is delivered (a reset connection).
+func (s *sim) breakStream(n, peer *simNode) {
+	s.t.Helper()
+	e := n.streamEnd(peer)
+	require.NotNil(s.t, e, "breakStream: %s has no stream to %s", n.id, peer.id)
+	s.closeEnd(e)
+	n.core.ended(s.now, e.id)
+	n.flush()
+	s.settle()
+}
+
 // inject delivers msg to to as if from had sent it on their established (authenticated)
 // stream, and settles.
 func (s *sim) inject(from, to *simNode, msg *Message) {

@@ -38,6 +38,7 @@ func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEnt
 			Info:                   encodeAttributes(h.Attributes),
 			View:                   view(h.View),
 			ViewDigest:             h.ViewDigest,
+			ExpectedId:             expectedID(h.Expect),
 		}}
 	case msg.Heartbeat != nil:
 		hb := msg.Heartbeat
@@ -67,6 +68,14 @@ func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEnt
 		return nil, fmt.Errorf("%w: empty message", errBadMessage)
 	}
 	return proto.Marshal(pm)
+}
+
+// expectedID is the wire form of a hello's expected id: empty when any node is welcome.
+func expectedID(id membership.NodeID) string {
+	if id.IsZero() {
+		return ""
+	}
+	return id.String()
 }
 
 func encodeAttributes(a membership.Attributes) *clusterv1.NodeAttributes {
@@ -149,6 +158,12 @@ func decodeHello(h *clusterv1.Hello) (*membership.Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	var expect membership.NodeID
+	if h.GetExpectedId() != "" {
+		if expect, err = decodeID(h.GetExpectedId()); err != nil {
+			return nil, fmt.Errorf("expected_id: %w", err)
+		}
+	}
 	return &membership.Message{Hello: &membership.Hello{
 		ID:                id,
 		Incarnation:       h.GetIncarnation(),
@@ -159,6 +174,7 @@ func decodeHello(h *clusterv1.Hello) (*membership.Message, error) {
 		Attributes:        decodeAttributes(h.GetInfo()),
 		View:              view,
 		ViewDigest:        h.GetViewDigest(),
+		Expect:            expect,
 	}}, nil
 }
 

@@ -95,6 +95,9 @@ const (
 	RejectReason_REJECT_REASON_BAD_MESSAGE RejectReason = 6
 	// REJECT_REASON_UNEXPECTED_ID: the node answering is not the node that was dialled.
 	RejectReason_REJECT_REASON_UNEXPECTED_ID RejectReason = 7
+	// REJECT_REASON_ID_IN_USE: the receiver holds a live stream with the node the sender claims to be; a newer
+	// incarnation is checked by dialling the node's address before it replaces the live one.
+	RejectReason_REJECT_REASON_ID_IN_USE RejectReason = 8
 )
 
 // Enum value maps for RejectReason.
@@ -108,6 +111,7 @@ var (
 		5: "REJECT_REASON_SHUTTING_DOWN",
 		6: "REJECT_REASON_BAD_MESSAGE",
 		7: "REJECT_REASON_UNEXPECTED_ID",
+		8: "REJECT_REASON_ID_IN_USE",
 	}
 	RejectReason_value = map[string]int32{
 		"REJECT_REASON_UNSPECIFIED":       0,
@@ -118,6 +122,7 @@ var (
 		"REJECT_REASON_SHUTTING_DOWN":     5,
 		"REJECT_REASON_BAD_MESSAGE":       6,
 		"REJECT_REASON_UNEXPECTED_ID":     7,
+		"REJECT_REASON_ID_IN_USE":         8,
 	}
 )
 
@@ -534,7 +539,11 @@ type Hello struct {
 	// handshake.
 	View []*MemberEntry `protobuf:"bytes,8,rep,name=view,proto3" json:"view,omitempty"`
 	// view_digest is the digest of the sender's view and itself, as carried by heartbeats; 0 if unknown.
-	ViewDigest    uint64 `protobuf:"varint,9,opt,name=view_digest,json=viewDigest,proto3" json:"view_digest,omitempty"`
+	ViewDigest uint64 `protobuf:"varint,9,opt,name=view_digest,json=viewDigest,proto3" json:"view_digest,omitempty"`
+	// expected_id is, in a dialler's hello, the node it meant to reach (empty when any node at the
+	// address is welcome, as for a plain seed address). A node with another id refuses the stream
+	// with REJECT_REASON_UNEXPECTED_ID before it touches anything: the address now belongs to it.
+	ExpectedId    string `protobuf:"bytes,10,opt,name=expected_id,json=expectedId,proto3" json:"expected_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -630,6 +639,13 @@ func (x *Hello) GetViewDigest() uint64 {
 		return x.ViewDigest
 	}
 	return 0
+}
+
+func (x *Hello) GetExpectedId() string {
+	if x != nil {
+		return x.ExpectedId
+	}
+	return ""
 }
 
 // NodeAttributes is the application-level information a node advertises about itself.
@@ -1045,7 +1061,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x06update\x18\x03 \x01(\v2\x1c.cluster.v1.MembershipUpdateH\x00R\x06update\x12)\n" +
 	"\x05leave\x18\x04 \x01(\v2\x11.cluster.v1.LeaveH\x00R\x05leave\x12,\n" +
 	"\x06reject\x18\x05 \x01(\v2\x12.cluster.v1.RejectH\x00R\x06rejectB\x06\n" +
-	"\x04kind\"\xa2\x03\n" +
+	"\x04kind\"\xc3\x03\n" +
 	"\x05Hello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12)\n" +
@@ -1056,7 +1072,10 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x04info\x18\a \x01(\v2\x1a.cluster.v1.NodeAttributesR\x04info\x12+\n" +
 	"\x04view\x18\b \x03(\v2\x17.cluster.v1.MemberEntryR\x04view\x12\x1f\n" +
 	"\vview_digest\x18\t \x01(\x04R\n" +
-	"viewDigest\"\xd2\x01\n" +
+	"viewDigest\x12\x1f\n" +
+	"\vexpected_id\x18\n" +
+	" \x01(\tR\n" +
+	"expectedId\"\xd2\x01\n" +
 	"\x0eNodeAttributes\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12#\n" +
 	"\rprocess_count\x18\x02 \x01(\rR\fprocessCount\x12D\n" +
@@ -1090,7 +1109,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\vMemberState\x12\x1c\n" +
 	"\x18MEMBER_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12MEMBER_STATE_ALIVE\x10\x01\x12\x15\n" +
-	"\x11MEMBER_STATE_LEFT\x10\x02*\x93\x02\n" +
+	"\x11MEMBER_STATE_LEFT\x10\x02*\xb0\x02\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eREJECT_REASON_DUPLICATE_STREAM\x10\x01\x12\x16\n" +
@@ -1099,7 +1118,8 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x1fREJECT_REASON_STALE_INCARNATION\x10\x04\x12\x1f\n" +
 	"\x1bREJECT_REASON_SHUTTING_DOWN\x10\x05\x12\x1d\n" +
 	"\x19REJECT_REASON_BAD_MESSAGE\x10\x06\x12\x1f\n" +
-	"\x1bREJECT_REASON_UNEXPECTED_ID\x10\a2X\n" +
+	"\x1bREJECT_REASON_UNEXPECTED_ID\x10\a\x12\x1b\n" +
+	"\x17REJECT_REASON_ID_IN_USE\x10\b2X\n" +
 	"\vPeerService\x12I\n" +
 	"\bExchange\x12\x1b.cluster.v1.ExchangeRequest\x1a\x1c.cluster.v1.ExchangeResponse(\x010\x01B7Z5github.com/meshnode/meshnode/gen/cluster/v1;clusterv1b\x06proto3"
 
