@@ -65,7 +65,7 @@ func (n *Node) newGRPCServer() *grpc.Server {
 		opts = append(opts, grpc.Creds(n.serverCreds))
 	}
 	server := grpc.NewServer(opts...)
-	clusterv1.RegisterPeerServiceServer(server, &peerService{cluster: n.Cluster, bodies: n.bodies})
+	clusterv1.RegisterPeerServiceServer(server, &peerService{cluster: n.Cluster, bodies: n.bodies, logger: n.logger})
 	clusterv1.RegisterMembershipServiceServer(server, &apiService{cluster: n.Cluster, watchBuffer: DefaultWatchBuffer, watchers: func(d int) { n.metrics.watchers.Add(float64(d)) }})
 	healthpb.RegisterHealthServer(server, n.health)
 	reflection.Register(server)

@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 
@@ -116,6 +118,11 @@ type serverConn struct {
 	cancel context.CancelFunc // ends the stream's context: a pending Recv returns at once
 	bodies *bodyCache
 	closed atomic.Bool
+	// cert is the peer's verified client certificate (mutual TLS), nil without one: the id
+	// of the peer's hello must be one it covers (certCovers). hellos counts hellos checked.
+	cert    *x509.Certificate
+	hellos  int
+	refused error // why the stream was refused by the transport, ends the stream with its status
 	// Reused as clientConn's are.
 	sendFrame clusterv1.ExchangeResponse
 	recvFrame clusterv1.ExchangeRequest
@@ -144,7 +151,7 @@ func newServerConn(stream clusterv1.PeerService_ExchangeServer) (*serverConn, er
 	if !ok {
 		return nil, errors.New("peer stream context cannot be cancelled: gRPC server built without its tap handle")
 	}
-	return &serverConn{stream: stream, cancel: cancel}, nil
+	return &serverConn{stream: stream, cancel: cancel, cert: verifiedPeerCert(stream.Context())}, nil
 }
 
 // Send encodes and sends one message.
@@ -168,7 +175,15 @@ func (c *serverConn) Recv() (*membership.Message, error) {
 	if err := c.stream.RecvMsg(&c.recvFrame); err != nil {
 		return nil, err
 	}
-	return decodeMessage(c.recvFrame.GetBody())
+	msg, err := decodeMessage(c.recvFrame.GetBody())
+	if err == nil && msg.Hello != nil && c.cert != nil && c.hellos == 0 {
+		c.hellos++
+		if err := certCovers(c.cert, msg.Hello.ID); err != nil {
+			c.refused = err
+			return nil, err
+		}
+	}
+	return msg, err
 }
 
 // CloseSend ends the stream: a server cannot half-close, but ending the stream still
@@ -190,6 +205,7 @@ type peerService struct {
 	clusterv1.UnimplementedPeerServiceServer
 	cluster *membership.Cluster
 	bodies  *bodyCache // shared with the node's peerTransport; may be nil
+	logger  *slog.Logger
 }
 
 // Exchange runs one inbound peer stream until it ends.
@@ -200,7 +216,12 @@ func (s *peerService) Exchange(stream clusterv1.PeerService_ExchangeServer) erro
 	}
 	conn.bodies = s.bodies
 	defer conn.Close()
-	if err := s.cluster.ServeConn(stream.Context(), conn); err != nil {
+	err = s.cluster.ServeConn(stream.Context(), conn)
+	if conn.refused != nil { // read by the same goroutine's ServeConn, which has returned
+		s.logger.Warn("peer refused: its certificate does not cover the id it claims", "problem", conn.refused.Error())
+		return status.Error(codes.PermissionDenied, conn.refused.Error())
+	}
+	if err != nil {
 		if errors.Is(err, membership.ErrNotRunning) {
 			return status.Error(codes.Unavailable, err.Error())
 		}

@@ -48,6 +48,12 @@ func newTestCA(t *testing.T, name string) *testCA {
 // issue returns cert and key files for a node on 127.0.0.1, usable as server and client.
 func (ca *testCA) issue(t *testing.T, name string) TLSFiles {
 	t.Helper()
+	return ca.issueFor(t, name, []net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"})
+}
+
+// issueFor returns cert and key files with common name name and the given SANs.
+func (ca *testCA) issueFor(t *testing.T, name string, ips []net.IP, dnsNames []string) TLSFiles {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	ca.counter++
@@ -56,8 +62,8 @@ func (ca *testCA) issue(t *testing.T, name string) TLSFiles {
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:    []string{"localhost"},
+		IPAddresses: ips,
+		DNSNames:    dnsNames,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	require.NoError(t, err)
