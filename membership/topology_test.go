@@ -1,0 +1,99 @@
+package membership
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func topologyIDs(n int) []NodeID {
+	ids := make([]NodeID, n)
+	for i := range ids {
+		ids[i] = MustParseNodeID(fmt.Sprintf("node%04d@10.0.%d.%d:4369", i, i/250, i%250+1))
+	}
+	return ids
+}
+
+func TestTopologyIsTheSameForTheSameViewInAnyOrder(t *testing.T) {
+	ids := topologyIDs(200)
+	a := newTopology(ids, 10)
+	shuffled := slices.Clone(ids)
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	b := newTopology(shuffled, 10)
+	for _, id := range ids {
+		require.Equal(t, a.subjects(id), b.subjects(id), "subjects of %s", id)
+		require.Equal(t, a.observers(id), b.observers(id), "observers of %s", id)
+	}
+}
+
+func TestTopologyDegreeIsBoundedAndEdgesAreMutual(t *testing.T) {
+	for _, n := range []int{12, 100, 1000} {
+		ids := topologyIDs(n)
+		topo := newTopology(ids, 10)
+		total := 0
+		for _, id := range ids {
+			subjects, observers := topo.subjects(id), topo.observers(id)
+			total += len(observers)
+			require.LessOrEqual(t, len(subjects), 10)
+			require.LessOrEqual(t, len(observers), 10)
+			require.NotContains(t, subjects, id)
+			for _, s := range subjects {
+				require.Contains(t, topo.observers(s), id, "%s monitors %s, so it is among its observers", id, s)
+			}
+		}
+		if n >= 100 {
+			require.Greater(t, float64(total)/float64(n), 9.0, "with many nodes the rings rarely repeat an observer")
+		}
+	}
+}
+
+// TestTopologyIsAnExpander checks that every node reaches every other over the overlay's
+// edges within ceil(log_K N) + 2 hops (the bound the dissemination relies on).
+func TestTopologyIsAnExpander(t *testing.T) {
+	const k = 10
+	for _, n := range []int{100, 1000} {
+		ids := topologyIDs(n)
+		topo := newTopology(ids, k)
+		adj := map[NodeID][]NodeID{}
+		for _, id := range ids {
+			adj[id] = topo.neighbours(id)
+		}
+		bound := int(math.Ceil(math.Log(float64(n))/math.Log(k))) + 2
+		for _, from := range ids[:20] {
+			dist := map[NodeID]int{from: 0}
+			queue := []NodeID{from}
+			for len(queue) > 0 {
+				cur := queue[0]
+				queue = queue[1:]
+				for _, nb := range adj[cur] {
+					if _, seen := dist[nb]; !seen {
+						dist[nb] = dist[cur] + 1
+						queue = append(queue, nb)
+					}
+				}
+			}
+			require.Len(t, dist, n, "every node is reachable from %s", from)
+			for id, d := range dist {
+				require.LessOrEqual(t, d, bound, "%s is %d hops from %s (N=%d, bound %d)", id, d, from, n, bound)
+			}
+		}
+	}
+}
+
+func TestTopologyWouldNeighbourMatchesTheViewWithTheNode(t *testing.T) {
+	ids := topologyIDs(300)
+	missing := ids[150]
+	without := newTopology(append(slices.Clone(ids[:150]), ids[151:]...), 10)
+	with := newTopology(ids, 10)
+	for _, id := range ids {
+		if id == missing {
+			continue
+		}
+		want := slices.Contains(with.neighbours(missing), id)
+		require.Equal(t, want, without.wouldNeighbour(id, missing), "%s would neighbour %s", id, missing)
+	}
+}
