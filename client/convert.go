@@ -12,6 +12,7 @@ func fromNodeInfo(n *clusterv1.NodeInfo) membership.NodeInfo {
 	out := membership.NodeInfo{
 		ID:           id,
 		Incarnation:  n.GetIncarnation(),
+		Direct:       n.GetDirect(),
 		Status:       fromNodeStatus(n.GetStatus()),
 		ProcessCount: int(n.GetProcessCount()),
 		Metadata:     n.GetMetadata(),

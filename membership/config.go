@@ -22,6 +22,10 @@ const (
 	DefaultHeartbeatInterval = 5 * time.Second
 	// DefaultHeartbeatMissThreshold is the default HeartbeatMissThreshold.
 	DefaultHeartbeatMissThreshold = 3
+	// DefaultMonitors is the default Monitors (K).
+	DefaultMonitors = 10
+	// MaxMonitors is the largest Monitors accepted.
+	MaxMonitors = 64
 	// DefaultDialTimeout is the default DialTimeout.
 	DefaultDialTimeout = 5 * time.Second
 	// DefaultHandshakeTimeout is the default HandshakeTimeout.
@@ -97,6 +101,14 @@ type Config struct {
 	// env CLUSTER_HEARTBEAT_MISS_THRESHOLD.
 	HeartbeatMissThreshold int
 
+	// Monitors is K, how many peers monitor each node. While the cluster has at most K+1
+	// nodes it is a full mesh; above that each node streams only to the K nodes that
+	// monitor it and the K it monitors (K hash rings over the membership view), and a node
+	// is reported down once enough of its monitors agree. 0 keeps the full mesh at any
+	// size. 0 to MaxMonitors. Default DefaultMonitors. Flag --monitors, env
+	// CLUSTER_MONITORS.
+	Monitors int
+
 	// DialTimeout bounds an outbound dial plus its handshake; positive.
 	// Default 5s.
 	DialTimeout time.Duration
@@ -139,6 +151,7 @@ func DefaultConfig() *Config {
 		Port:                   DefaultPort,
 		HeartbeatInterval:      DefaultHeartbeatInterval,
 		HeartbeatMissThreshold: DefaultHeartbeatMissThreshold,
+		Monitors:               DefaultMonitors,
 		DialTimeout:            DefaultDialTimeout,
 		HandshakeTimeout:       DefaultHandshakeTimeout,
 		ReconnectBaseDelay:     DefaultReconnectBaseDelay,
@@ -201,6 +214,8 @@ func (c *Config) Validate() error {
 		fmt.Sprintf("must be at least %v (got %v)", MinHeartbeatInterval, c.HeartbeatInterval))
 	v.check(c.HeartbeatMissThreshold < 1, "HeartbeatMissThreshold",
 		fmt.Sprintf("must be at least 1 (got %d)", c.HeartbeatMissThreshold))
+	v.check(c.Monitors < 0 || c.Monitors > MaxMonitors, "Monitors",
+		fmt.Sprintf("must be between 0 and %d (got %d)", MaxMonitors, c.Monitors))
 	v.positive("DialTimeout", c.DialTimeout)
 	v.positive("HandshakeTimeout", c.HandshakeTimeout)
 	v.positive("ReconnectBaseDelay", c.ReconnectBaseDelay)

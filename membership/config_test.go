@@ -24,6 +24,7 @@ func TestDefaultConfig(t *testing.T) {
 		Port:                   4369,
 		HeartbeatInterval:      5 * time.Second,
 		HeartbeatMissThreshold: 3,
+		Monitors:               10,
 		DialTimeout:            5 * time.Second,
 		HandshakeTimeout:       5 * time.Second,
 		ReconnectBaseDelay:     200 * time.Millisecond,

@@ -26,11 +26,20 @@ type core struct {
 	// holders maps an address to the connected member whose id has it: a node that answers
 	// at a dead node's address (a reused pod IP and port) holds it, and the dead node is not
 	// redialled there meanwhile. parked counts the members waiting for their address.
-	holders   map[string]NodeID
-	parked    int
-	conns     map[connID]*peerConn
-	dialing   int         // outbound streams in conns not established yet (dialsInFlight)
-	connOrder []*peerConn // conns sorted by id; nil when it must be rebuilt
+	holders map[string]NodeID
+	parked  int
+	// topo is the overlay's topology of the live view (this node and every member alive in
+	// it); topoDirty asks the next tick to reconcile the streams with it. neighbourSet caches
+	// this node's neighbours in it as of neighbourVersion. alerts holds the observers' alerts
+	// by subject.
+	topo             *topology
+	topoDirty        bool
+	neighbourSet     map[NodeID]bool
+	neighbourVersion uint64
+	alerts           map[NodeID]*alertSet
+	conns            map[connID]*peerConn
+	dialing          int         // outbound streams in conns not established yet (dialsInFlight)
+	connOrder        []*peerConn // conns sorted by id; nil when it must be rebuilt
 	// connDue[i] is when the tick must next look at connOrder[i], as an offset from
 	// startedAt: no earlier deadline of the stream (heartbeat, timeout, handshake) can fall
 	// before it. Zero: at the next tick. Rebuilt with connOrder.
@@ -78,6 +87,7 @@ type member struct {
 	removed       bool   // taken out of the table (deleteMember): no stream may use it any more
 	heard         uint64 // the newest incarnation the node announced itself (gossip may claim newer)
 	parked        bool   // not redialled: another node holds its address (see park)
+	inView        bool   // on the overlay's rings: alive in the view (syncView)
 }
 
 // tombstone remembers a node that left (or was forgotten) so stale gossip cannot revive it.
@@ -146,6 +156,8 @@ func newCore(self NodeID, incarnation uint64, cfg *Config, now time.Time, rng *r
 		members:     map[NodeID]*member{},
 		tombs:       map[NodeID]tombstone{},
 		holders:     map[string]NodeID{},
+		topo:        newTopology([]NodeID{self}, cfg.Monitors),
+		alerts:      map[NodeID]*alertSet{},
 		conns:       map[connID]*peerConn{},
 		digestDirty: true,
 		metrics:     noMetrics{},
@@ -244,8 +256,7 @@ func (c *core) closed(now time.Time, id connID) {
 	if m == nil || m.conn != id {
 		return
 	}
-	c.markDown(now, m, ReasonConnectionClosed)
-	c.scheduleRedial(now, m)
+	c.lost(now, m, ReasonConnectionClosed)
 }
 
 // receive handles one message that arrived on stream id.
@@ -298,6 +309,10 @@ func (c *core) dispatch(now time.Time, pc *peerConn, msg *Message) {
 		c.onUpdate(now, pc, msg.Update)
 	case msg.Leave != nil:
 		c.onLeave(now, pc, msg.Leave)
+	case msg.Alert != nil:
+		c.onAlert(now, pc, msg.Alert)
+	case msg.Unlink != nil:
+		c.onUnlink(now, pc)
 	default:
 		c.reject(now, pc, RejectBadMessage, "empty message")
 	}

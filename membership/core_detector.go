@@ -24,6 +24,12 @@ func (c *core) tick(now time.Time) {
 	}
 	// Heartbeats due soon are sent now, so one wake-up serves many streams.
 	coalesce := now.Add(c.cfg.HeartbeatInterval / 10)
+	if c.topoDirty {
+		c.reconcile(now)
+	}
+	if len(c.alerts) > 0 {
+		c.expireAlerts(now)
+	}
 	c.visitConns(now, coalesce)
 	// One pass over the members: forgetting and due dials. Whether the dial slots are full
 	// is only counted when a dial is due at all.
@@ -35,9 +41,10 @@ func (c *core) tick(now time.Time) {
 		}
 		return full
 	}
-	// With every member connected (a steady cluster) none can be due for forgetting or for a
-	// dial: the pass, which touches every member, is skipped.
-	if c.connected < len(c.members) {
+	// With every member connected in a full mesh (a steady cluster) none can be due for
+	// forgetting or for a dial: the pass, which touches every member, is skipped. Where an
+	// overlay may form, a member can be up without a stream and due for a dial.
+	if c.connected < len(c.members) || c.cfg.Monitors > 0 {
 		for _, m := range c.sortedMembers() {
 			if c.forgetIfDue(now, m) {
 				continue
@@ -244,8 +251,7 @@ func (c *core) checkHandshake(now time.Time, pc *peerConn) time.Time {
 func (c *core) heartbeatTimeout(now time.Time, pc *peerConn) {
 	m := c.memberOf(pc)
 	if m != nil && m.conn == pc.id && !pc.unconfirmed {
-		c.markDown(now, m, ReasonHeartbeatTimeout)
-		c.scheduleRedial(now, m)
+		c.lost(now, m, ReasonHeartbeatTimeout)
 	}
 	c.closeConn(now, pc, false) // an unconfirmed stream goes through dropUnconfirmed
 }
@@ -372,6 +378,7 @@ func (c *core) onLeave(now time.Time, pc *peerConn, l *Leave) {
 	if m := c.memberOf(pc); m != nil && m.conn == pc.id {
 		c.markDown(now, m, ReasonGracefulShutdown)
 		c.removeMember(m)
+		c.relayFresh(pc.id, []MemberEntry{{ID: l.ID, Incarnation: pc.peerInc, Left: true}})
 	}
 	c.tombs[pc.peer] = tombstone{incarnation: pc.peerInc, left: true, direct: true, until: now.Add(c.cfg.TombstoneTimeout)}
 	c.wantWake(now.Add(c.cfg.TombstoneTimeout))
@@ -387,6 +394,7 @@ func (c *core) markUp(now time.Time, m *member) {
 	m.status = StatusConnected
 	c.connected++
 	c.holders[m.id.Address()] = m.id
+	c.syncView(now, m)
 	c.emit(output{kind: outEvent, event: Event{Type: EventNodeUp, Time: now, Node: c.nodeInfo(now, m)}})
 }
 
@@ -404,6 +412,7 @@ func (c *core) markDown(now time.Time, m *member, reason DownReason) {
 	m.status = StatusDisconnected
 	m.conn = 0
 	m.downSince = now
+	c.syncView(now, m)
 	c.wantWake(now.Add(c.cfg.ReconnectTimeout))
 	if c.connected == 0 && len(c.seeds) > 0 {
 		c.wantDialAt(now) // cut off from everyone: the seeds are the way back
@@ -469,8 +478,15 @@ func (c *core) dialFailed(now time.Time, pc *peerConn) {
 	m.attempts++
 	m.nextDial = now.Add(c.backoff(m.attempts))
 	c.wantDialAt(m.nextDial)
-	if m.status == StatusConnecting {
+	switch {
+	case m.status == StatusConnecting:
 		c.markDown(now, m, ReasonConnectionRefused)
+	case m.status == StatusConnected && c.overlay():
+		// A neighbour the cluster holds alive, dialled and not reached: its observers say so.
+		c.observe(now, m, ReasonConnectionClosed, false)
+	case m.status == StatusConnected:
+		// Up without a stream (the overlay shrank to a full mesh) and not reached.
+		c.markDown(now, m, ReasonConnectionClosed)
 	}
 }
 
@@ -500,6 +516,10 @@ func (c *core) runDials(now time.Time) {
 			continue
 		}
 		if c.park(now, m, false) {
+			continue
+		}
+		if !c.isNeighbour(m.id) {
+			m.nextDial, m.graceFrom = time.Time{}, time.Time{} // the overlay does not need it
 			continue
 		}
 		if slots <= 0 {

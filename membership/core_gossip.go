@@ -40,7 +40,7 @@ func (c *core) viewDigest() uint64 {
 
 // onUpdate merges a peer's entries and, if asked, answers with what the peer lacks.
 func (c *core) onUpdate(now time.Time, pc *peerConn, u *Update) {
-	c.merge(now, u.Entries)
+	c.merge(now, pc.id, u.Entries)
 	if !u.ReplyRequested {
 		return
 	}
@@ -65,9 +65,12 @@ func (c *core) deltaFor(theirs []MemberEntry) []MemberEntry {
 	return delta
 }
 
-// merge applies gossiped entries: unknown nodes are added and dialled, newer incarnations
-// replace older ones, left nodes are tombstoned. Stale entries change nothing.
-func (c *core) merge(now time.Time, entries []MemberEntry) {
+// merge applies gossiped entries that arrived on stream from: unknown nodes are added and
+// dialled, newer incarnations replace older ones, left nodes are tombstoned. Stale entries
+// change nothing. In the overlay what changed the table is relayed to the other neighbours.
+func (c *core) merge(now time.Time, from connID, entries []MemberEntry) {
+	var fresh []MemberEntry
+	defer func() { c.relayFresh(from, fresh) }()
 	for _, e := range entries {
 		if e.ID.IsZero() || e.ID == c.self {
 			continue
@@ -78,28 +81,33 @@ func (c *core) merge(now time.Time, entries []MemberEntry) {
 			}
 			continue
 		}
+		changed := false
 		if e.Left {
-			c.mergeLeft(now, e)
+			changed = c.mergeLeft(now, e)
 		} else {
-			c.mergeAlive(now, e)
+			changed = c.mergeAlive(now, e)
+		}
+		if changed {
+			fresh = append(fresh, e)
 		}
 	}
 }
 
-// mergeLeft applies a gossiped leave.
-func (c *core) mergeLeft(now time.Time, e MemberEntry) {
+// mergeLeft applies a gossiped leave; it reports whether it changed the table.
+func (c *core) mergeLeft(now time.Time, e MemberEntry) bool {
 	m := c.members[e.ID]
 	if m != nil {
 		if m.incarnation > e.Incarnation {
-			return
+			return false
 		}
-		if m.conn != 0 || m.status == StatusConnected {
-			// Only a node can say it leaves: one connected here says so on its own stream.
-			// A claim relayed by gossip never removes it (it would be removed silently, and
-			// its stream refused), whatever incarnation the claim names.
-			return
+		if m.conn != 0 || (m.status == StatusConnected && !c.overlay()) {
+			// Only a node can say it leaves: one this node streams to says so on its own
+			// stream. A claim relayed by gossip never removes it (it would be removed
+			// silently, and its stream refused), whatever incarnation the claim names. In the
+			// overlay a node without a stream here is told of leaves by its neighbours.
+			return false
 		}
-		if m.status == StatusConnecting {
+		if m.status != StatusDisconnected {
 			c.markDown(now, m, ReasonGracefulShutdown)
 		}
 		c.removeMember(m)
@@ -107,10 +115,11 @@ func (c *core) mergeLeft(now time.Time, e MemberEntry) {
 	c.tombs[e.ID] = tombstone{incarnation: e.Incarnation, left: true, until: now.Add(c.cfg.TombstoneTimeout)}
 	c.wantWake(now.Add(c.cfg.TombstoneTimeout))
 	c.viewChanged()
+	return true
 }
 
-// mergeAlive applies a gossiped live node.
-func (c *core) mergeAlive(now time.Time, e MemberEntry) {
+// mergeAlive applies a gossiped live node; it reports whether it changed the table.
+func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 	m := c.members[e.ID]
 	switch {
 	case m == nil:
@@ -118,30 +127,45 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) {
 		m = &member{id: e.ID, incarnation: e.Incarnation, status: StatusConnecting}
 		c.members[e.ID] = m
 		c.viewChanged()
+		c.syncView(now, m)
+		if c.overlay() {
+			// The cluster holds it alive: it is up here, and its neighbours stream to it.
+			m.lastHeartbeat = now
+			c.markUp(now, m)
+			if c.isNeighbour(m.id) {
+				c.wantStream(now, m)
+			}
+			return true
+		}
 		// Both ends learn of each other; the smaller id dials at once, the larger one only if
 		// no stream shows up within a grace period.
-		due := now
-		if c.self.Compare(e.ID) > 0 {
-			due = now.Add(c.dialGrace())
-			m.graceFrom = now
-		}
-		m.nextDial = due
-		c.wantDialAt(due)
+		c.wantStream(now, m)
 	case m.incarnation == 0:
 		// A seed announced by id: now its incarnation is known; the dial rules are unchanged.
 		m.incarnation = e.Incarnation
 		c.viewChanged()
+		c.syncView(now, m)
 	case e.Incarnation > m.incarnation:
 		// A restarted node: reach the new incarnation now, even over a stream to the old one.
 		if m.conn == 0 {
+			if c.overlay() && m.status == StatusConnected {
+				c.markDown(now, m, ReasonConnectionClosed) // the old incarnation is gone
+			}
 			m.incarnation = e.Incarnation
 			c.viewChanged()
+			if c.overlay() {
+				m.lastHeartbeat = now
+				c.markUp(now, m)
+			}
 		}
-		if m.dial == 0 {
+		if m.dial == 0 && c.isNeighbour(m.id) {
 			m.attempts = 0
 			c.dial(now, m)
 		}
+	default:
+		return false
 	}
+	return true
 }
 
 // removeMember drops m from the table, closing any stream it has.
@@ -168,6 +192,8 @@ func (c *core) deleteMember(m *member) {
 	delete(c.members, m.id)
 	m.removed = true
 	c.viewChanged()
+	c.syncView(time.Time{}, m)
+	delete(c.alerts, m.id)
 }
 
 // memberOf returns the table entry of pc's peer, nil if there is none. It is looked up once

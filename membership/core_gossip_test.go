@@ -102,7 +102,7 @@ func TestCoreDigestMismatchSyncsTheView(t *testing.T) {
 	s.advance(5 * time.Second)
 	// Only a learns of ghost (a node that is not running): nothing is pushed to b or c.
 	ghost := MustParseNodeID(simID("ghost", 4999))
-	a.core.merge(s.now, []MemberEntry{{ID: ghost, Incarnation: 42}})
+	a.core.merge(s.now, 0, []MemberEntry{{ID: ghost, Incarnation: 42}})
 	a.core.runDials(s.now)
 	a.flush()
 	s.settle()
@@ -136,7 +136,7 @@ func TestCoreDigestMismatchSyncsTheView(t *testing.T) {
 func TestCoreSteadyStateHeartbeatDoesNotGrowWithClusterSize(t *testing.T) {
 	measure := func(count int) (maxSize int, perStreamPerSecond float64) {
 		s := newSim(t)
-		nodes := newCluster(s, count)
+		nodes := newClusterWith(s, count, keepFullMesh) // one stream per pair at every size
 		s.advance(5 * time.Second)
 		since := s.now
 		s.advance(10 * time.Second)

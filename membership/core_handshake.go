@@ -241,6 +241,7 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 	}
 	m.heard = max(m.heard, h.Incarnation)
 	c.unpark(m)
+	c.syncView(now, m)
 	if _, ok := c.tombs[h.ID]; ok {
 		delete(c.tombs, h.ID)
 		c.viewChanged()
@@ -275,7 +276,7 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 		// up on a stream that is already dead.
 		pc.unconfirmed = true
 	}
-	c.merge(now, h.View)
+	c.merge(now, pc.id, h.View)
 }
 
 // confirm brings the peer of a stream that works both ways up, and tells the other peers
@@ -287,7 +288,11 @@ func (c *core) confirm(now time.Time, pc *peerConn, m *member) {
 		return
 	}
 	pc.unconfirmed, pc.held = false, false
+	wasDown := m.status == StatusDisconnected
 	c.markUp(now, m)
+	if wasDown || c.alerted(m.id) {
+		c.observe(now, m, 0, true) // an observer reaches its subject again: it says so
+	}
 	if pc.fresh {
 		c.push(pc.id, MemberEntry{ID: m.id, Incarnation: m.incarnation})
 	}
@@ -307,8 +312,7 @@ func (c *core) dropUnconfirmed(now time.Time, pc *peerConn) {
 	case pc.created && m.status == StatusConnecting:
 		c.deleteMember(m)
 	case m.status == StatusConnected:
-		c.markDown(now, m, ReasonConnectionClosed)
-		c.scheduleRedial(now, m)
+		c.lost(now, m, ReasonConnectionClosed)
 	case m.dial == 0 && m.nextDial.IsZero():
 		c.scheduleRedial(now, m)
 	}

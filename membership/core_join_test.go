@@ -56,9 +56,12 @@ func requireOneUpEach(t *testing.T, n *simNode, nodes []*simNode) {
 	require.Len(t, n.events, len(nodes)-1, "%s: one event per other node, no more", n.id)
 }
 
+// keepFullMesh configures a node to stay a full mesh at any size (Monitors 0).
+func keepFullMesh(cfg *Config) { cfg.Monitors = 0 }
+
 func TestCoreJoin32NodesThroughOneSeed(t *testing.T) {
 	s := newSim(t)
-	nodes := newCluster(s, 32)
+	nodes := newClusterWith(s, 32, keepFullMesh)
 	s.advance(10 * time.Second)
 	s.requireFullMesh(nodes...)
 	for _, n := range nodes {
@@ -361,7 +364,7 @@ func TestCoreLargerIDGraceGrowsWithTheTable(t *testing.T) {
 	// a formation. The smaller ids have the whole table to dial, so z's grace for a is sized
 	// by the table when the dial comes due, not by the table when a was learned.
 	start := time.Unix(1_700_000_000, 0)
-	z := newCore(MustParseNodeID(simID("zzz", 4002)), 1, simConfig("zzz"), start, rand.New(rand.NewPCG(1, 1)))
+	z := newCore(MustParseNodeID(simID("zzz", 4002)), 1, fullMeshConfig("zzz"), start, rand.New(rand.NewPCG(1, 1)))
 	z.start(start)
 	z.takeOutputs()
 	a := MustParseNodeID(simID("aaa", 4001))
@@ -398,4 +401,11 @@ func TestCoreDialGraceIsCapped(t *testing.T) {
 		z.mergeAlive(start, MemberEntry{ID: MustParseNodeID(simID(fmt.Sprintf("b%04d", i), 10000+i)), Incarnation: 1})
 	}
 	require.Equal(t, maxDialGrace, z.dialGrace(), "a table of 2000 members should not push the grace past maxDialGrace")
+}
+
+// fullMeshConfig is simConfig for a node that stays a full mesh at any size.
+func fullMeshConfig(name string, seeds ...string) *Config {
+	cfg := simConfig(name, seeds...)
+	keepFullMesh(cfg)
+	return cfg
 }

@@ -15,6 +15,7 @@ func (c *core) nodeInfo(now time.Time, m *member) NodeInfo {
 		ProcessCount:  m.attrs.ProcessCount,
 		LastHeartbeat: m.lastHeartbeat,
 		Metadata:      maps.Clone(m.attrs.Metadata),
+		Direct:        m.status == StatusConnected && m.conn != 0,
 	}
 	if m.status == StatusConnected && !m.startedAt.IsZero() {
 		info.Uptime = now.Sub(m.startedAt)

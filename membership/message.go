@@ -18,7 +18,29 @@ type Message struct {
 	Leave *Leave
 	// Reject refuses the stream; the sender closes it right after.
 	Reject *Reject
+	// Alert is an observer's report about a node it monitors, relayed over the overlay.
+	Alert *Alert
+	// Unlink closes a stream the overlay no longer needs: not a failure.
+	Unlink *Unlink
 }
+
+// Alert is an observer's report about its subject: it lost its stream to it (Up false, with
+// the reason), or holds one again (Up true).
+type Alert struct {
+	// Subject is the node the alert is about.
+	Subject NodeID
+	// Incarnation is the subject's incarnation the observer saw.
+	Incarnation uint64
+	// Observer is the node that saw it.
+	Observer NodeID
+	// Reason is why the observer lost its stream; unset when Up.
+	Reason DownReason
+	// Up says the observer holds a working stream with the subject again.
+	Up bool
+}
+
+// Unlink says the sender closes the stream because the overlay no longer needs it.
+type Unlink struct{}
 
 // Hello is the membership handshake.
 type Hello struct {

@@ -11,10 +11,11 @@ import (
 // its predecessor (its observer), so each node has at most K observers and K subjects, and
 // the union of the rings is an expander: any node reaches any other in about log_K N hops.
 // It depends on the view alone, so every node that holds the same view computes the same
-// graph. It is immutable once built.
+// graph. A node keeps one, and adds and removes ids as its view changes.
 type topology struct {
-	k     int
-	rings [][]ringSlot // rings[r]: the view's ids sorted by their key on ring r
+	k       int
+	rings   [][]ringSlot // rings[r]: the view's ids sorted by their key on ring r
+	version uint64       // grows with every change
 }
 
 // ringSlot is one id's place on a ring.
@@ -53,6 +54,34 @@ func newTopology(ids []NodeID, k int) *topology {
 	return t
 }
 
+// add puts id on every ring; it reports false if id was there already.
+func (t *topology) add(id NodeID) bool {
+	for r := range t.k {
+		slot := ringSlot{key: ringKey(r, id), id: id}
+		i, found := slices.BinarySearchFunc(t.rings[r], slot, compareSlots)
+		if found {
+			return false
+		}
+		t.rings[r] = slices.Insert(t.rings[r], i, slot)
+	}
+	t.version++
+	return true
+}
+
+// remove takes id off every ring; it reports false if id was not there.
+func (t *topology) remove(id NodeID) bool {
+	for r := range t.k {
+		slot := ringSlot{key: ringKey(r, id), id: id}
+		i, found := slices.BinarySearchFunc(t.rings[r], slot, compareSlots)
+		if !found {
+			return false
+		}
+		t.rings[r] = slices.Delete(t.rings[r], i, i+1)
+	}
+	t.version++
+	return true
+}
+
 // compareSlots orders slots by key, then by id (keys of distinct ids almost never collide).
 func compareSlots(a, b ringSlot) int {
 	if c := cmp.Compare(a.key, b.key); c != 0 {
@@ -69,26 +98,26 @@ func (t *topology) size() int {
 	return len(t.rings[0])
 }
 
-// index returns id's index on ring r, -1 if id is not in the view.
-func (t *topology) index(r int, id NodeID) int {
-	ring := t.rings[r]
-	slot := ringSlot{key: ringKey(r, id), id: id}
-	i, found := slices.BinarySearchFunc(ring, slot, compareSlots)
-	if !found {
-		return -1
-	}
-	return i
-}
-
-// neighbour returns the id step places from id on ring r (+1: its subject, -1: its
-// observer), or ok false if id is not in the view or alone on it.
+// neighbour returns id's successor (step +1: its subject) or predecessor (step -1: its
+// observer) on ring r. For an id not in the view it is the node that would be its
+// neighbour if it were: a node decided down is watched for by the nodes it would stream to.
+// ok is false when the ring holds no other node.
 func (t *topology) neighbour(r int, id NodeID, step int) (NodeID, bool) {
-	n := t.size()
-	i := t.index(r, id)
-	if i < 0 || n < 2 {
+	ring := t.rings[r]
+	n := len(ring)
+	i, found := slices.BinarySearchFunc(ring, ringSlot{key: ringKey(r, id), id: id}, compareSlots)
+	var j int
+	switch {
+	case n == 0 || (found && n == 1):
 		return NodeID{}, false
+	case step < 0:
+		j = (i - 1 + n) % n
+	case found:
+		j = (i + 1) % n
+	default:
+		j = i % n
 	}
-	return t.rings[r][((i+step)%n+n)%n].id, true
+	return ring[j].id, true
 }
 
 // subjects returns the distinct nodes id monitors: its successor on every ring.
@@ -119,19 +148,24 @@ func (t *topology) neighbours(id NodeID) []NodeID {
 	return out
 }
 
-// wouldNeighbour reports whether a node id, not in the view, would be a neighbour of self if
-// it were: self would be its predecessor or successor on some ring. A node that was decided
-// down is redialled only by the nodes it would stream to.
-func (t *topology) wouldNeighbour(self, id NodeID) bool {
-	n := t.size()
-	if n == 0 {
-		return false
-	}
+// isNeighbour reports whether self streams to id (in the view or not): self is id's
+// predecessor or successor on some ring.
+func (t *topology) isNeighbour(self, id NodeID) bool {
 	for r := range t.k {
-		ring := t.rings[r]
-		slot := ringSlot{key: ringKey(r, id), id: id}
-		i, _ := slices.BinarySearchFunc(ring, slot, compareSlots)
-		if ring[i%n].id == self || ring[(i-1+n)%n].id == self {
+		for _, step := range [2]int{-1, +1} {
+			if n, ok := t.neighbour(r, id, step); ok && n == self {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// isObserver reports whether self monitors id (in the view or not): self is id's predecessor
+// on some ring.
+func (t *topology) isObserver(self, id NodeID) bool {
+	for r := range t.k {
+		if n, ok := t.neighbour(r, id, -1); ok && n == self {
 			return true
 		}
 	}

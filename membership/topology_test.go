@@ -94,6 +94,29 @@ func TestTopologyWouldNeighbourMatchesTheViewWithTheNode(t *testing.T) {
 			continue
 		}
 		want := slices.Contains(with.neighbours(missing), id)
-		require.Equal(t, want, without.wouldNeighbour(id, missing), "%s would neighbour %s", id, missing)
+		require.Equal(t, want, without.isNeighbour(id, missing), "%s would neighbour %s", id, missing)
+	}
+}
+
+func TestTopologyKeptByAddAndRemoveEqualsOneBuiltAnew(t *testing.T) {
+	ids := topologyIDs(120)
+	kept := newTopology(nil, 10)
+	order := rand.New(rand.NewPCG(3, 4)).Perm(len(ids))
+	for _, i := range order {
+		require.True(t, kept.add(ids[i]))
+	}
+	require.False(t, kept.add(ids[0]), "adding twice changes nothing")
+	for _, i := range order[:40] {
+		require.True(t, kept.remove(ids[i]))
+	}
+	require.False(t, kept.remove(ids[order[0]]), "removing twice changes nothing")
+	var rest []NodeID
+	for _, i := range order[40:] {
+		rest = append(rest, ids[i])
+	}
+	anew := newTopology(rest, 10)
+	for _, id := range ids {
+		require.Equal(t, anew.subjects(id), kept.subjects(id), "subjects of %s", id)
+		require.Equal(t, anew.observers(id), kept.observers(id), "observers of %s", id)
 	}
 }

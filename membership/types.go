@@ -108,6 +108,11 @@ type NodeInfo struct {
 	Uptime time.Duration
 	// Metadata is the node's free-form application metadata.
 	Metadata map[string]string
+	// Direct reports whether the local node holds a stream of its own with the node. In a
+	// full mesh every connected node is direct; in the overlay a node without a direct
+	// stream is connected while the cluster holds it alive, and LastHeartbeat is when the
+	// local node last heard of it (its join, or the news that brought it back).
+	Direct bool
 }
 
 // clone returns a deep copy.

@@ -19,6 +19,7 @@ func toNodeInfo(n membership.NodeInfo) *clusterv1.NodeInfo {
 		ProcessCount: uint32(n.ProcessCount),
 		Metadata:     n.Metadata,
 		Incarnation:  n.Incarnation,
+		Direct:       n.Direct,
 	}
 	if !n.LastHeartbeat.IsZero() {
 		out.LastHeartbeat = timestamppb.New(n.LastHeartbeat)

@@ -64,6 +64,14 @@ func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEnt
 		pm.Kind = &clusterv1.PeerMessage_Reject{Reject: &clusterv1.Reject{
 			Reason: clusterv1.RejectReason(msg.Reject.Reason), Detail: msg.Reject.Detail,
 		}}
+	case msg.Alert != nil:
+		a := msg.Alert
+		pm.Kind = &clusterv1.PeerMessage_Alert{Alert: &clusterv1.Alert{
+			SubjectId: a.Subject.String(), Incarnation: a.Incarnation, ObserverId: a.Observer.String(),
+			Reason: clusterv1.NodeDownReason(a.Reason), Up: a.Up,
+		}}
+	case msg.Unlink != nil:
+		pm.Kind = &clusterv1.PeerMessage_Unlink{Unlink: &clusterv1.Unlink{}}
 	default:
 		return nil, fmt.Errorf("%w: empty message", errBadMessage)
 	}
@@ -127,9 +135,31 @@ func decodeMessage(body []byte) (*membership.Message, error) {
 		return &membership.Message{Reject: &membership.Reject{
 			Reason: membership.RejectReason(k.Reject.GetReason()), Detail: k.Reject.GetDetail(),
 		}}, nil
+	case *clusterv1.PeerMessage_Alert:
+		return decodeAlert(k.Alert)
+	case *clusterv1.PeerMessage_Unlink:
+		return &membership.Message{Unlink: &membership.Unlink{}}, nil
 	default:
 		return nil, fmt.Errorf("%w: no message kind set", errBadMessage)
 	}
+}
+
+func decodeAlert(a *clusterv1.Alert) (*membership.Message, error) {
+	subject, err := decodeID(a.GetSubjectId())
+	if err != nil {
+		return nil, fmt.Errorf("alert subject: %w", err)
+	}
+	observer, err := decodeID(a.GetObserverId())
+	if err != nil {
+		return nil, fmt.Errorf("alert observer: %w", err)
+	}
+	reason := membership.DownReason(a.GetReason())
+	if !a.GetUp() && (reason < membership.ReasonHeartbeatTimeout || reason > membership.ReasonGracefulShutdown) {
+		return nil, fmt.Errorf("%w: alert reason %d out of range", errBadMessage, a.GetReason())
+	}
+	return &membership.Message{Alert: &membership.Alert{
+		Subject: subject, Incarnation: a.GetIncarnation(), Observer: observer, Reason: reason, Up: a.GetUp(),
+	}}, nil
 }
 
 func decodeHello(h *clusterv1.Hello) (*membership.Message, error) {

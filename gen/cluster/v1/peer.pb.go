@@ -389,6 +389,8 @@ type PeerMessage struct {
 	//	*PeerMessage_Update
 	//	*PeerMessage_Leave
 	//	*PeerMessage_Reject
+	//	*PeerMessage_Alert
+	//	*PeerMessage_Unlink
 	Kind          isPeerMessage_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -476,6 +478,24 @@ func (x *PeerMessage) GetReject() *Reject {
 	return nil
 }
 
+func (x *PeerMessage) GetAlert() *Alert {
+	if x != nil {
+		if x, ok := x.Kind.(*PeerMessage_Alert); ok {
+			return x.Alert
+		}
+	}
+	return nil
+}
+
+func (x *PeerMessage) GetUnlink() *Unlink {
+	if x != nil {
+		if x, ok := x.Kind.(*PeerMessage_Unlink); ok {
+			return x.Unlink
+		}
+	}
+	return nil
+}
+
 type isPeerMessage_Kind interface {
 	isPeerMessage_Kind()
 }
@@ -505,6 +525,16 @@ type PeerMessage_Reject struct {
 	Reject *Reject `protobuf:"bytes,5,opt,name=reject,proto3,oneof"`
 }
 
+type PeerMessage_Alert struct {
+	// alert reports what an observer saw of a node it monitors; it is relayed over the overlay.
+	Alert *Alert `protobuf:"bytes,6,opt,name=alert,proto3,oneof"`
+}
+
+type PeerMessage_Unlink struct {
+	// unlink says the sender closes this stream because the overlay no longer needs it: not a failure.
+	Unlink *Unlink `protobuf:"bytes,7,opt,name=unlink,proto3,oneof"`
+}
+
 func (*PeerMessage_Hello) isPeerMessage_Kind() {}
 
 func (*PeerMessage_Heartbeat) isPeerMessage_Kind() {}
@@ -514,6 +544,131 @@ func (*PeerMessage_Update) isPeerMessage_Kind() {}
 func (*PeerMessage_Leave) isPeerMessage_Kind() {}
 
 func (*PeerMessage_Reject) isPeerMessage_Kind() {}
+
+func (*PeerMessage_Alert) isPeerMessage_Kind() {}
+
+func (*PeerMessage_Unlink) isPeerMessage_Kind() {}
+
+// Alert is an observer's report about a node it monitors (its subject), relayed to every node over
+// the overlay's streams. A node reports the subject down once enough of the subject's observers
+// report it down; an observer that reaches the subject again reports it up.
+type Alert struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// subject_id is the node the alert is about.
+	SubjectId string `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// incarnation is the subject's incarnation the observer saw.
+	Incarnation uint64 `protobuf:"varint,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// observer_id is the node that saw it.
+	ObserverId string `protobuf:"bytes,3,opt,name=observer_id,json=observerId,proto3" json:"observer_id,omitempty"`
+	// reason is why the observer lost its stream to the subject; unset when up is true.
+	Reason NodeDownReason `protobuf:"varint,4,opt,name=reason,proto3,enum=cluster.v1.NodeDownReason" json:"reason,omitempty"`
+	// up says the observer holds a working stream with the subject again.
+	Up            bool `protobuf:"varint,5,opt,name=up,proto3" json:"up,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Alert) Reset() {
+	*x = Alert{}
+	mi := &file_cluster_v1_peer_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Alert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Alert) ProtoMessage() {}
+
+func (x *Alert) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_v1_peer_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Alert.ProtoReflect.Descriptor instead.
+func (*Alert) Descriptor() ([]byte, []int) {
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Alert) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *Alert) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
+func (x *Alert) GetObserverId() string {
+	if x != nil {
+		return x.ObserverId
+	}
+	return ""
+}
+
+func (x *Alert) GetReason() NodeDownReason {
+	if x != nil {
+		return x.Reason
+	}
+	return NodeDownReason_NODE_DOWN_REASON_UNSPECIFIED
+}
+
+func (x *Alert) GetUp() bool {
+	if x != nil {
+		return x.Up
+	}
+	return false
+}
+
+// Unlink says the sender closes the stream because the overlay no longer needs it.
+type Unlink struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Unlink) Reset() {
+	*x = Unlink{}
+	mi := &file_cluster_v1_peer_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Unlink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Unlink) ProtoMessage() {}
+
+func (x *Unlink) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_v1_peer_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
+func (*Unlink) Descriptor() ([]byte, []int) {
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
+}
 
 // Hello is the membership handshake. The dialling node sends it first; the accepting node
 // answers with its own Hello, or a Reject.
@@ -550,7 +705,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[4]
+	mi := &file_cluster_v1_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -562,7 +717,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[4]
+	mi := &file_cluster_v1_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -575,7 +730,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{4}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Hello) GetNodeId() string {
@@ -663,7 +818,7 @@ type NodeAttributes struct {
 
 func (x *NodeAttributes) Reset() {
 	*x = NodeAttributes{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[5]
+	mi := &file_cluster_v1_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +830,7 @@ func (x *NodeAttributes) String() string {
 func (*NodeAttributes) ProtoMessage() {}
 
 func (x *NodeAttributes) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[5]
+	mi := &file_cluster_v1_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +843,7 @@ func (x *NodeAttributes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAttributes.ProtoReflect.Descriptor instead.
 func (*NodeAttributes) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NodeAttributes) GetVersion() uint64 {
@@ -727,7 +882,7 @@ type MemberEntry struct {
 
 func (x *MemberEntry) Reset() {
 	*x = MemberEntry{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_cluster_v1_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -739,7 +894,7 @@ func (x *MemberEntry) String() string {
 func (*MemberEntry) ProtoMessage() {}
 
 func (x *MemberEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_cluster_v1_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -752,7 +907,7 @@ func (x *MemberEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberEntry.ProtoReflect.Descriptor instead.
 func (*MemberEntry) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *MemberEntry) GetNodeId() string {
@@ -796,7 +951,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_cluster_v1_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +963,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_cluster_v1_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +976,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Heartbeat) GetViewDigest() uint64 {
@@ -875,7 +1030,7 @@ type MembershipUpdate struct {
 
 func (x *MembershipUpdate) Reset() {
 	*x = MembershipUpdate{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_cluster_v1_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +1042,7 @@ func (x *MembershipUpdate) String() string {
 func (*MembershipUpdate) ProtoMessage() {}
 
 func (x *MembershipUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_cluster_v1_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1055,7 @@ func (x *MembershipUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipUpdate.ProtoReflect.Descriptor instead.
 func (*MembershipUpdate) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MembershipUpdate) GetFull() bool {
@@ -937,7 +1092,7 @@ type Leave struct {
 
 func (x *Leave) Reset() {
 	*x = Leave{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_cluster_v1_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1104,7 @@ func (x *Leave) String() string {
 func (*Leave) ProtoMessage() {}
 
 func (x *Leave) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_cluster_v1_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +1117,7 @@ func (x *Leave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leave.ProtoReflect.Descriptor instead.
 func (*Leave) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Leave) GetNodeId() string {
@@ -992,7 +1147,7 @@ type Reject struct {
 
 func (x *Reject) Reset() {
 	*x = Reject{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_cluster_v1_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1004,7 +1159,7 @@ func (x *Reject) String() string {
 func (*Reject) ProtoMessage() {}
 
 func (x *Reject) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_cluster_v1_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1017,7 +1172,7 @@ func (x *Reject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reject.ProtoReflect.Descriptor instead.
 func (*Reject) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Reject) GetReason() RejectReason {
@@ -1039,7 +1194,7 @@ var File_cluster_v1_peer_proto protoreflect.FileDescriptor
 const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\n" +
 	"\x15cluster/v1/peer.proto\x12\n" +
-	"cluster.v1\x1a\x1egoogle/protobuf/duration.proto\"~\n" +
+	"cluster.v1\x1a\x16cluster/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\"~\n" +
 	"\x0fExchangeRequest\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\fR\x04body\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x10\n" +
@@ -1054,14 +1209,25 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12+\n" +
 	"\x11secret_configured\x18\x02 \x01(\bR\x10secretConfigured\x12\x14\n" +
 	"\x05nonce\x18\x03 \x01(\fR\x05nonce\x12\x14\n" +
-	"\x05proof\x18\x04 \x01(\fR\x05proof\"\x88\x02\n" +
+	"\x05proof\x18\x04 \x01(\fR\x05proof\"\xe1\x02\n" +
 	"\vPeerMessage\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x11.cluster.v1.HelloH\x00R\x05hello\x125\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x15.cluster.v1.HeartbeatH\x00R\theartbeat\x126\n" +
 	"\x06update\x18\x03 \x01(\v2\x1c.cluster.v1.MembershipUpdateH\x00R\x06update\x12)\n" +
 	"\x05leave\x18\x04 \x01(\v2\x11.cluster.v1.LeaveH\x00R\x05leave\x12,\n" +
-	"\x06reject\x18\x05 \x01(\v2\x12.cluster.v1.RejectH\x00R\x06rejectB\x06\n" +
-	"\x04kind\"\xc3\x03\n" +
+	"\x06reject\x18\x05 \x01(\v2\x12.cluster.v1.RejectH\x00R\x06reject\x12)\n" +
+	"\x05alert\x18\x06 \x01(\v2\x11.cluster.v1.AlertH\x00R\x05alert\x12,\n" +
+	"\x06unlink\x18\a \x01(\v2\x12.cluster.v1.UnlinkH\x00R\x06unlinkB\x06\n" +
+	"\x04kind\"\xad\x01\n" +
+	"\x05Alert\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12 \n" +
+	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12\x1f\n" +
+	"\vobserver_id\x18\x03 \x01(\tR\n" +
+	"observerId\x122\n" +
+	"\x06reason\x18\x04 \x01(\x0e2\x1a.cluster.v1.NodeDownReasonR\x06reason\x12\x0e\n" +
+	"\x02up\x18\x05 \x01(\bR\x02up\"\b\n" +
+	"\x06Unlink\"\xc3\x03\n" +
 	"\x05Hello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12)\n" +
@@ -1136,7 +1302,7 @@ func file_cluster_v1_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_v1_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_cluster_v1_peer_proto_goTypes = []any{
 	(MemberState)(0),            // 0: cluster.v1.MemberState
 	(RejectReason)(0),           // 1: cluster.v1.RejectReason
@@ -1144,40 +1310,46 @@ var file_cluster_v1_peer_proto_goTypes = []any{
 	(*ExchangeResponse)(nil),    // 3: cluster.v1.ExchangeResponse
 	(*AuthFrame)(nil),           // 4: cluster.v1.AuthFrame
 	(*PeerMessage)(nil),         // 5: cluster.v1.PeerMessage
-	(*Hello)(nil),               // 6: cluster.v1.Hello
-	(*NodeAttributes)(nil),      // 7: cluster.v1.NodeAttributes
-	(*MemberEntry)(nil),         // 8: cluster.v1.MemberEntry
-	(*Heartbeat)(nil),           // 9: cluster.v1.Heartbeat
-	(*MembershipUpdate)(nil),    // 10: cluster.v1.MembershipUpdate
-	(*Leave)(nil),               // 11: cluster.v1.Leave
-	(*Reject)(nil),              // 12: cluster.v1.Reject
-	nil,                         // 13: cluster.v1.NodeAttributes.MetadataEntry
-	(*durationpb.Duration)(nil), // 14: google.protobuf.Duration
+	(*Alert)(nil),               // 6: cluster.v1.Alert
+	(*Unlink)(nil),              // 7: cluster.v1.Unlink
+	(*Hello)(nil),               // 8: cluster.v1.Hello
+	(*NodeAttributes)(nil),      // 9: cluster.v1.NodeAttributes
+	(*MemberEntry)(nil),         // 10: cluster.v1.MemberEntry
+	(*Heartbeat)(nil),           // 11: cluster.v1.Heartbeat
+	(*MembershipUpdate)(nil),    // 12: cluster.v1.MembershipUpdate
+	(*Leave)(nil),               // 13: cluster.v1.Leave
+	(*Reject)(nil),              // 14: cluster.v1.Reject
+	nil,                         // 15: cluster.v1.NodeAttributes.MetadataEntry
+	(NodeDownReason)(0),         // 16: cluster.v1.NodeDownReason
+	(*durationpb.Duration)(nil), // 17: google.protobuf.Duration
 }
 var file_cluster_v1_peer_proto_depIdxs = []int32{
 	4,  // 0: cluster.v1.ExchangeRequest.auth:type_name -> cluster.v1.AuthFrame
 	4,  // 1: cluster.v1.ExchangeResponse.auth:type_name -> cluster.v1.AuthFrame
-	6,  // 2: cluster.v1.PeerMessage.hello:type_name -> cluster.v1.Hello
-	9,  // 3: cluster.v1.PeerMessage.heartbeat:type_name -> cluster.v1.Heartbeat
-	10, // 4: cluster.v1.PeerMessage.update:type_name -> cluster.v1.MembershipUpdate
-	11, // 5: cluster.v1.PeerMessage.leave:type_name -> cluster.v1.Leave
-	12, // 6: cluster.v1.PeerMessage.reject:type_name -> cluster.v1.Reject
-	14, // 7: cluster.v1.Hello.heartbeat_interval:type_name -> google.protobuf.Duration
-	14, // 8: cluster.v1.Hello.uptime:type_name -> google.protobuf.Duration
-	7,  // 9: cluster.v1.Hello.info:type_name -> cluster.v1.NodeAttributes
-	8,  // 10: cluster.v1.Hello.view:type_name -> cluster.v1.MemberEntry
-	13, // 11: cluster.v1.NodeAttributes.metadata:type_name -> cluster.v1.NodeAttributes.MetadataEntry
-	0,  // 12: cluster.v1.MemberEntry.state:type_name -> cluster.v1.MemberState
-	7,  // 13: cluster.v1.Heartbeat.attributes:type_name -> cluster.v1.NodeAttributes
-	8,  // 14: cluster.v1.MembershipUpdate.entries:type_name -> cluster.v1.MemberEntry
-	1,  // 15: cluster.v1.Reject.reason:type_name -> cluster.v1.RejectReason
-	2,  // 16: cluster.v1.PeerService.Exchange:input_type -> cluster.v1.ExchangeRequest
-	3,  // 17: cluster.v1.PeerService.Exchange:output_type -> cluster.v1.ExchangeResponse
-	17, // [17:18] is the sub-list for method output_type
-	16, // [16:17] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	8,  // 2: cluster.v1.PeerMessage.hello:type_name -> cluster.v1.Hello
+	11, // 3: cluster.v1.PeerMessage.heartbeat:type_name -> cluster.v1.Heartbeat
+	12, // 4: cluster.v1.PeerMessage.update:type_name -> cluster.v1.MembershipUpdate
+	13, // 5: cluster.v1.PeerMessage.leave:type_name -> cluster.v1.Leave
+	14, // 6: cluster.v1.PeerMessage.reject:type_name -> cluster.v1.Reject
+	6,  // 7: cluster.v1.PeerMessage.alert:type_name -> cluster.v1.Alert
+	7,  // 8: cluster.v1.PeerMessage.unlink:type_name -> cluster.v1.Unlink
+	16, // 9: cluster.v1.Alert.reason:type_name -> cluster.v1.NodeDownReason
+	17, // 10: cluster.v1.Hello.heartbeat_interval:type_name -> google.protobuf.Duration
+	17, // 11: cluster.v1.Hello.uptime:type_name -> google.protobuf.Duration
+	9,  // 12: cluster.v1.Hello.info:type_name -> cluster.v1.NodeAttributes
+	10, // 13: cluster.v1.Hello.view:type_name -> cluster.v1.MemberEntry
+	15, // 14: cluster.v1.NodeAttributes.metadata:type_name -> cluster.v1.NodeAttributes.MetadataEntry
+	0,  // 15: cluster.v1.MemberEntry.state:type_name -> cluster.v1.MemberState
+	9,  // 16: cluster.v1.Heartbeat.attributes:type_name -> cluster.v1.NodeAttributes
+	10, // 17: cluster.v1.MembershipUpdate.entries:type_name -> cluster.v1.MemberEntry
+	1,  // 18: cluster.v1.Reject.reason:type_name -> cluster.v1.RejectReason
+	2,  // 19: cluster.v1.PeerService.Exchange:input_type -> cluster.v1.ExchangeRequest
+	3,  // 20: cluster.v1.PeerService.Exchange:output_type -> cluster.v1.ExchangeResponse
+	20, // [20:21] is the sub-list for method output_type
+	19, // [19:20] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_cluster_v1_peer_proto_init() }
@@ -1185,12 +1357,15 @@ func file_cluster_v1_peer_proto_init() {
 	if File_cluster_v1_peer_proto != nil {
 		return
 	}
+	file_cluster_v1_types_proto_init()
 	file_cluster_v1_peer_proto_msgTypes[3].OneofWrappers = []any{
 		(*PeerMessage_Hello)(nil),
 		(*PeerMessage_Heartbeat)(nil),
 		(*PeerMessage_Update)(nil),
 		(*PeerMessage_Leave)(nil),
 		(*PeerMessage_Reject)(nil),
+		(*PeerMessage_Alert)(nil),
+		(*PeerMessage_Unlink)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1198,7 +1373,7 @@ func file_cluster_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_v1_peer_proto_rawDesc), len(file_cluster_v1_peer_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -224,7 +224,13 @@ type NodeInfo struct {
 	// incarnation distinguishes restarts of a node with the same id; a higher value is newer.
 	Incarnation uint64 `protobuf:"varint,9,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	// name is the id's name part.
-	Name          string `protobuf:"bytes,10,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,10,opt,name=name,proto3" json:"name,omitempty"`
+	// direct reports whether the reporting node holds a stream of its own with the node. In a small
+	// cluster (a full mesh) every connected node is direct; in a large one each node streams only to
+	// the peers that monitor it and that it monitors, and a node without a direct stream is connected
+	// while the cluster holds it alive. For such a node last_heartbeat is when the reporting node last
+	// heard of it (its join, or the news that brought it back), not a heartbeat of its own.
+	Direct        bool `protobuf:"varint,11,opt,name=direct,proto3" json:"direct,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -329,12 +335,19 @@ func (x *NodeInfo) GetName() string {
 	return ""
 }
 
+func (x *NodeInfo) GetDirect() bool {
+	if x != nil {
+		return x.Direct
+	}
+	return false
+}
+
 var File_cluster_v1_types_proto protoreflect.FileDescriptor
 
 const file_cluster_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"\x16cluster/v1/types.proto\x12\n" +
-	"cluster.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x03\n" +
+	"cluster.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd8\x03\n" +
 	"\bNodeInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
@@ -346,7 +359,8 @@ const file_cluster_v1_types_proto_rawDesc = "" +
 	"\bmetadata\x18\b \x03(\v2\".cluster.v1.NodeInfo.MetadataEntryR\bmetadata\x12 \n" +
 	"\vincarnation\x18\t \x01(\x04R\vincarnation\x12\x12\n" +
 	"\x04name\x18\n" +
-	" \x01(\tR\x04name\x1a;\n" +
+	" \x01(\tR\x04name\x12\x16\n" +
+	"\x06direct\x18\v \x01(\bR\x06direct\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*~\n" +

@@ -1,0 +1,323 @@
+package membership
+
+import (
+	"log/slog"
+	"slices"
+	"time"
+)
+
+// The overlay. While the live view has at most K+1 nodes (K = Config.Monitors) the cluster is
+// a full mesh and every node decides alone about each peer, from its own stream. Above that,
+// each node streams only to its neighbours in the topology of the live view (the K nodes that
+// monitor it, its observers, and the K it monitors, its subjects); every node still knows
+// every node. Joins and leaves travel over those streams (merge relays what is new), and a
+// node that loses its stream to a subject it observes raises an alert, relayed to every node:
+// a node reports the subject down once enough of the subject's observers agree (quorum). An
+// observer that reaches the subject again says so (an up alert), which withdraws its alert,
+// and brings back a subject that was reported down.
+
+// overlay reports whether the cluster is above the full mesh's size: K > 0 and the live
+// view, this node included, has more than K+1 nodes.
+func (c *core) overlay() bool {
+	return c.cfg.Monitors > 0 && c.topo.size() > c.cfg.Monitors+1
+}
+
+// syncView puts m on the rings while it is alive in the view (known incarnation, not down,
+// in the table), and takes it off otherwise. Every change of a member's status, incarnation
+// or presence goes through here.
+func (c *core) syncView(now time.Time, m *member) {
+	alive := !m.removed && m.incarnation != 0 && m.status != StatusDisconnected
+	if alive == m.inView {
+		return
+	}
+	m.inView = alive
+	if alive {
+		c.topo.add(m.id)
+	} else {
+		c.topo.remove(m.id)
+	}
+	c.topoDirty = true
+	if !now.IsZero() {
+		c.wantWake(now)
+	}
+}
+
+// isNeighbour reports whether the local node streams to id: always in a full mesh, else when
+// id is one of its observers or subjects (or would be, for a node off the view).
+func (c *core) isNeighbour(id NodeID) bool {
+	if !c.overlay() {
+		return true
+	}
+	if c.neighbourVersion != c.topo.version || c.neighbourSet == nil {
+		c.neighbourSet = map[NodeID]bool{}
+		for _, n := range c.topo.neighbours(c.self) {
+			c.neighbourSet[n] = true
+		}
+		c.neighbourVersion = c.topo.version
+	}
+	if c.neighbourSet[id] {
+		return true
+	}
+	return !c.members[id].inViewOrNil() && c.topo.isNeighbour(c.self, id)
+}
+
+// inViewOrNil reports whether m exists and is on the rings.
+func (m *member) inViewOrNil() bool { return m != nil && m.inView }
+
+// reconcile brings the streams in line with the topology after the live view changed: in the
+// overlay, members learned from the view are live (up) without a stream of their own, streams
+// this node opened to nodes that are no longer its neighbours are unlinked, and neighbours
+// without a stream are dialled (the smaller id at once, the larger after a grace, as in a
+// join). A node decided down is redialled only by the nodes it would stream to.
+func (c *core) reconcile(now time.Time) {
+	c.topoDirty = false
+	overlay := c.overlay()
+	for _, m := range c.sortedMembers() {
+		if m.incarnation == 0 || m.removed {
+			continue // a seed announced by id: dialled as a seed
+		}
+		wanted := c.isNeighbour(m.id)
+		if m.status == StatusDisconnected {
+			if !wanted && m.dial == 0 && !m.nextDial.IsZero() {
+				m.nextDial, m.graceFrom = time.Time{}, time.Time{}
+			}
+			continue
+		}
+		if overlay && m.status == StatusConnecting && m.conn == 0 {
+			c.markUp(now, m) // the cluster holds it alive; its neighbours check it
+		}
+		if wanted {
+			c.wantStream(now, m)
+			continue
+		}
+		if m.conn == 0 && m.dial == 0 {
+			m.nextDial, m.graceFrom = time.Time{}, time.Time{}
+		}
+		if pc := c.conns[m.conn]; m.conn != 0 && pc != nil && pc.outbound && pc.established && !pc.unconfirmed {
+			c.unlink(now, pc, m)
+		}
+	}
+}
+
+// wantStream schedules a dial to m unless it has a stream, a dial or a schedule already.
+func (c *core) wantStream(now time.Time, m *member) {
+	if m.conn != 0 || m.dial != 0 || !m.nextDial.IsZero() || m.parked {
+		return
+	}
+	due := now
+	if c.self.Compare(m.id) > 0 {
+		due = now.Add(c.dialGrace())
+		m.graceFrom = now
+	}
+	m.nextDial = due
+	c.wantDialAt(due)
+}
+
+// unlink closes pc, this node's stream to m, because the overlay no longer needs it; the peer
+// is told, so neither side takes it for a failure.
+func (c *core) unlink(now time.Time, pc *peerConn, m *member) {
+	c.send(pc, &Message{Unlink: &Unlink{}})
+	m.conn = 0
+	c.emit(output{kind: outClose, pc: pc, flush: true})
+	c.removeConn(pc)
+	c.log(slog.LevelDebug, "unlinked a stream the overlay no longer needs", "peer", m.id.String())
+}
+
+// onUnlink handles the peer closing the stream because its overlay no longer needs it.
+func (c *core) onUnlink(now time.Time, pc *peerConn) {
+	if m := c.memberOf(pc); m != nil && m.conn == pc.id {
+		m.conn = 0
+		c.topoDirty = true // if this node still wants the stream, reconcile redials it
+		c.wantWake(now)
+	}
+	c.emit(output{kind: outClose, pc: pc})
+	c.removeConn(pc)
+}
+
+// lost handles the end of m's stream (its current one) for reason: in a full mesh m is down;
+// in the overlay an observer raises an alert and the cluster decides, and a neighbour redials.
+func (c *core) lost(now time.Time, m *member, reason DownReason) {
+	if !c.overlay() {
+		c.markDown(now, m, reason)
+		c.scheduleRedial(now, m)
+		return
+	}
+	m.conn = 0
+	c.observe(now, m, reason, false)
+	if c.isNeighbour(m.id) {
+		c.scheduleRedial(now, m)
+	}
+}
+
+// observe raises this node's alert about m, if it is one of m's observers: m lost (up false,
+// with the reason) or reached again (up true).
+func (c *core) observe(now time.Time, m *member, reason DownReason, up bool) {
+	if !c.overlay() || !c.topo.isObserver(c.self, m.id) {
+		return
+	}
+	a := &Alert{Subject: m.id, Incarnation: m.incarnation, Observer: c.self, Up: up}
+	if !up {
+		a.Reason = reason
+	}
+	if c.recordAlert(now, a) {
+		c.relay(0, &Message{Alert: a})
+		c.decide(now, m)
+	}
+}
+
+// onAlert handles an alert relayed by a peer: recorded once, relayed on, then decided.
+func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
+	if a.Observer == c.self {
+		return // its own, back over another path
+	}
+	if a.Subject == c.self {
+		c.relay(pc.id, &Message{Alert: a}) // the others still need it
+		return
+	}
+	m := c.members[a.Subject]
+	if m == nil || a.Incarnation != m.incarnation {
+		return // about a node or an incarnation this node does not hold: nothing to decide
+	}
+	if !c.recordAlert(now, a) {
+		return
+	}
+	c.relay(pc.id, &Message{Alert: a})
+	c.decide(now, m)
+}
+
+// relay sends msg on every established stream but except.
+func (c *core) relay(except connID, msg *Message) {
+	for _, pc := range c.sortedConns() {
+		if pc.established && pc.id != except && c.current(pc) {
+			c.send(pc, msg)
+		}
+	}
+}
+
+// alertSet holds the alerts about one incarnation of a subject, by observer.
+type alertSet struct {
+	incarnation uint64
+	by          map[NodeID]alertMark
+}
+
+// alertMark is one observer's last word about the subject.
+type alertMark struct {
+	reason DownReason
+	up     bool
+	at     time.Time
+}
+
+// recordAlert stores a and reports whether it says something new.
+func (c *core) recordAlert(now time.Time, a *Alert) bool {
+	set := c.alerts[a.Subject]
+	if set == nil || set.incarnation != a.Incarnation {
+		set = &alertSet{incarnation: a.Incarnation, by: map[NodeID]alertMark{}}
+		c.alerts[a.Subject] = set
+	}
+	prev, known := set.by[a.Observer]
+	if known && prev.up == a.Up && prev.reason == a.Reason {
+		return false
+	}
+	set.by[a.Observer] = alertMark{reason: a.Reason, up: a.Up, at: now}
+	c.wantWake(now.Add(c.alertLifetime()))
+	return true
+}
+
+// decide reports m down once a quorum of its observers report it down, with the reason most
+// of them give; an up alert from one of its observers brings a node reported down back.
+func (c *core) decide(now time.Time, m *member) {
+	set := c.alerts[m.id]
+	if set == nil || set.incarnation != m.incarnation {
+		return
+	}
+	observers := c.topo.observers(m.id)
+	downs := map[DownReason]int{}
+	count, upFromObserver := 0, false
+	for _, o := range observers {
+		mark, ok := set.by[o]
+		switch {
+		case !ok:
+		case mark.up:
+			upFromObserver = true
+		default:
+			downs[mark.reason]++
+			count++
+		}
+	}
+	switch {
+	case m.status == StatusDisconnected && upFromObserver:
+		delete(c.alerts, m.id)
+		c.markUp(now, m)
+	case m.status != StatusDisconnected && count > 0 && count >= c.quorum(len(observers)):
+		delete(c.alerts, m.id)
+		c.markDown(now, m, majority(downs))
+		if m.conn != 0 {
+			c.dropConn(m.conn) // the cluster has decided: this node's stream does not overrule it
+			m.conn = 0
+		}
+		if c.isNeighbour(m.id) {
+			c.scheduleRedial(now, m)
+		}
+	}
+}
+
+// quorum is how many of a subject's observers must report it down: H of K (K - K/10, 9 of
+// 10 as in Rapid), scaled to the observers the subject has (fewer than K when rings repeat).
+func (c *core) quorum(observers int) int {
+	k := c.cfg.Monitors
+	h := k - k/10
+	return max(1, (h*observers+k-1)/k)
+}
+
+// majority returns the reason given most, the most specific on a tie.
+func majority(counts map[DownReason]int) DownReason {
+	best, bestCount := ReasonConnectionClosed, 0
+	for _, r := range []DownReason{ReasonHeartbeatTimeout, ReasonConnectionClosed, ReasonConnectionRefused, ReasonGracefulShutdown} {
+		if counts[r] > bestCount {
+			best, bestCount = r, counts[r]
+		}
+	}
+	return best
+}
+
+// alertLifetime is how long an alert counts: long enough for every observer of a failed node
+// to time it out, short enough that old, isolated alerts never add up to a quorum.
+func (c *core) alertLifetime() time.Duration {
+	return 3*time.Duration(c.cfg.HeartbeatMissThreshold)*c.cfg.HeartbeatInterval + c.cfg.DialTimeout
+}
+
+// expireAlerts drops alerts older than their lifetime.
+func (c *core) expireAlerts(now time.Time) {
+	for id, set := range c.alerts {
+		for o, mark := range set.by {
+			if now.Sub(mark.at) >= c.alertLifetime() {
+				delete(set.by, o)
+			} else {
+				c.wantWake(mark.at.Add(c.alertLifetime()))
+			}
+		}
+		if len(set.by) == 0 {
+			delete(c.alerts, id)
+		}
+	}
+}
+
+// relayFresh passes view entries that changed the local table on to the other neighbours, so
+// joins and leaves reach every node of the overlay; in a full mesh every node hears them first
+// hand.
+func (c *core) relayFresh(from connID, fresh []MemberEntry) {
+	if len(fresh) == 0 || !c.overlay() {
+		return
+	}
+	c.relay(from, &Message{Update: &Update{Entries: slices.Clip(fresh)}})
+}
+
+// alerted reports whether this node has a down alert of its own standing about id.
+func (c *core) alerted(id NodeID) bool {
+	set := c.alerts[id]
+	if set == nil {
+		return false
+	}
+	mark, ok := set.by[c.self]
+	return ok && !mark.up
+}

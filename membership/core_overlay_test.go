@@ -1,0 +1,204 @@
+package membership
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// overlayCluster starts count nodes with K = k, all seeded with node00, and lets them
+// converge: every node sees every other connected.
+func overlayCluster(t *testing.T, count, k int) (*sim, []*simNode) {
+	t.Helper()
+	s := newSim(t)
+	nodes := newClusterWith(s, count, func(cfg *Config) { cfg.Monitors = k })
+	s.advanceUntil(60*time.Second, func() bool { return s.fullMesh(nodes...) }, "%d nodes with K=%d should converge", count, k)
+	s.advance(5 * time.Second)
+	return s, nodes
+}
+
+// topoOf returns the topology of the given live nodes, as every node that holds that view
+// computes it.
+func topoOf(nodes []*simNode, k int) *topology {
+	ids := make([]NodeID, len(nodes))
+	for i, n := range nodes {
+		ids[i] = n.id
+	}
+	return newTopology(ids, k)
+}
+
+// requireOverlayStreams checks that each node streams to at most 2K peers and to every
+// neighbour the topology gives it.
+func requireOverlayStreams(t *testing.T, nodes []*simNode, k int) {
+	t.Helper()
+	topo := topoOf(nodes, k)
+	for _, n := range nodes {
+		var direct []NodeID
+		for _, m := range n.core.members {
+			if m.conn != 0 {
+				direct = append(direct, m.id)
+			}
+		}
+		require.LessOrEqual(t, len(direct), 2*k, "%s streams to %d peers, more than 2K", n.id, len(direct))
+		for _, nb := range topo.neighbours(n.id) {
+			require.Contains(t, direct, nb, "%s should stream to its neighbour %s", n.id, nb)
+		}
+	}
+}
+
+func TestOverlayFormsAboveKPlusOneWithBoundedStreams(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	requireOverlayStreams(t, nodes, k)
+	s.advance(30 * time.Second)
+	for _, n := range nodes {
+		requireOneUpEach(t, n, nodes)
+		requireAlternating(t, n)
+	}
+	info, ok := nodes[0].info(nodes[39])
+	require.True(t, ok)
+	require.Equal(t, StatusConnected, info.Status, "a node far away is listed connected")
+}
+
+func TestOverlayMessagesPerNodeStayFlatAsTheClusterGrows(t *testing.T) {
+	const k = 4
+	perNode := func(count int) float64 {
+		s, nodes := overlayCluster(t, count, k)
+		since := s.now
+		s.advance(10 * time.Second)
+		msgs := 0
+		for _, n := range nodes {
+			msgs += len(sentSince(n, since))
+		}
+		return float64(msgs) / float64(count) / 10
+	}
+	small, large := perNode(30), perNode(120)
+	require.InDelta(t, small, large, 0.1*small, "messages per node per interval: %.2f at 30 nodes, %.2f at 120", small, large)
+	require.LessOrEqual(t, large, float64(2*k)+1, "a node sends about one heartbeat per stream per interval")
+}
+
+// hopsBound is ⌈log_K N⌉ + 2.
+func hopsBound(n, k int) int { return int(math.Ceil(math.Log(float64(n))/math.Log(float64(k)))) + 2 }
+
+func TestOverlayCrashIsReportedDownEverywhereAtOnce(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	victim := nodes[17]
+	victim.crash() // every stream closes: its observers alert, the alerts spread
+	for _, n := range nodes {
+		if n == victim {
+			continue
+		}
+		require.Equal(t, []string{"up " + victim.id.String(), "down " + victim.id.String() + " connection_closed"},
+			n.eventsAbout(victim), "%s should report the crash once, with the observers' reason", n.id)
+	}
+	s.advance(30 * time.Second)
+	for _, n := range nodes {
+		if n != victim {
+			require.Len(t, n.eventsAbout(victim), 2, "%s: nothing more about the crashed node", n.id)
+		}
+	}
+}
+
+func TestOverlayJoinAndLeaveReachEveryNode(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	joiner := s.add(simID("joiner", 4500), func() *Config {
+		cfg := simConfig("joiner", nodes[5].id.String())
+		cfg.Monitors = k
+		return cfg
+	}())
+	all := append(slices.Clone(nodes), joiner)
+	s.advanceUntil(5*time.Second, func() bool { return s.fullMesh(all...) }, "the join reaches every node")
+	s.advance(5 * time.Second)
+	requireOverlayStreams(t, all, k)
+	for _, n := range nodes {
+		require.Equal(t, []string{"up " + joiner.id.String()}, n.eventsAbout(joiner))
+	}
+	require.Len(t, joiner.connectedIDs(), len(nodes), "the joiner knows every node")
+
+	leaver := nodes[23]
+	leaver.stop()
+	for _, n := range all {
+		if n != leaver {
+			require.Equal(t, []string{"up " + leaver.id.String(), "down " + leaver.id.String() + " graceful_shutdown"},
+				n.eventsAbout(leaver), "%s should report the leave at once", n.id)
+		}
+	}
+	s.advance(30 * time.Second)
+	for _, n := range all {
+		if n != leaver {
+			require.Len(t, n.eventsAbout(leaver), 2, "%s: the node that left is not redialled or revived", n.id)
+		}
+	}
+}
+
+func TestOverlayOneBadLinkTakesNobodyDown(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	subject := nodes[11]
+	observers := topoOf(nodes, k).observers(subject.id)
+	var observer *simNode
+	for _, n := range nodes {
+		if n.id == observers[0] {
+			observer = n
+		}
+	}
+	s.partition([]*simNode{subject}, []*simNode{observer}, true)
+	s.advance(20 * time.Second) // the observer times the stream out and alerts; redials fail
+	for _, n := range nodes {
+		require.Empty(t, n.downs(), "%s: one observer's bad link takes nobody down", n.id)
+	}
+	s.partition([]*simNode{subject}, []*simNode{observer}, false)
+	s.advance(20 * time.Second)
+	requireOverlayStreams(t, nodes, k)
+	for _, n := range nodes {
+		require.Empty(t, n.downs(), "%s: nobody went down", n.id)
+	}
+}
+
+func TestOverlayNodeCutFromItsObserversIsDownEverywhereAndBackAfterHealing(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	subject := nodes[29]
+	var rest []*simNode
+	for _, n := range nodes {
+		if n != subject {
+			rest = append(rest, n)
+		}
+	}
+	s.partition([]*simNode{subject}, rest, true) // isolated: every stream goes silent
+	s.advance(10 * time.Second)
+	for _, n := range rest {
+		require.Equal(t, []string{"up " + subject.id.String(), "down " + subject.id.String() + " heartbeat_timeout"},
+			n.eventsAbout(subject), "%s should report the isolated node down", n.id)
+	}
+	s.partition([]*simNode{subject}, rest, false)
+	s.advanceUntil(30*time.Second, func() bool { return s.fullMesh(nodes...) }, "the isolated node comes back once healed")
+	for _, n := range rest {
+		require.Equal(t, []string{"up " + subject.id.String(), "down " + subject.id.String() + " heartbeat_timeout", "up " + subject.id.String()},
+			n.eventsAbout(subject), "%s: down once, up once", n.id)
+		requireAlternating(t, n)
+	}
+}
+
+func TestOverlayFallsBackToAFullMeshAtKPlusOne(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, k+2, k) // one above the full mesh's size
+	require.True(t, nodes[0].core.overlay())
+	nodes[k+1].stop()
+	s.advance(5 * time.Second)
+	live := nodes[:k+1]
+	for _, n := range live {
+		require.False(t, n.core.overlay(), "%s: K+1 nodes are a full mesh", n.id)
+		for _, o := range live {
+			if o != n {
+				require.NotNil(t, n.streamEnd(o), fmt.Sprintf("%s streams to %s in the full mesh", n.id, o.id))
+			}
+		}
+	}
+}
