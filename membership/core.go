@@ -33,6 +33,7 @@ type core struct {
 	// this node's neighbours in it as of neighbourVersion. alerts holds the observers' alerts
 	// by subject.
 	topo             *topology
+	basis            *topology // topo and the nodes down for less than an alert's lifetime
 	topoDirty        bool
 	neighbourSet     map[NodeID]bool
 	neighbourVersion uint64
@@ -88,6 +89,7 @@ type member struct {
 	heard         uint64 // the newest incarnation the node announced itself (gossip may claim newer)
 	parked        bool   // not redialled: another node holds its address (see park)
 	inView        bool   // on the overlay's rings: alive in the view (syncView)
+	inBasis       bool   // on the basis's rings: in the view or down for a short while
 }
 
 // tombstone remembers a node that left (or was forgotten) so stale gossip cannot revive it.
@@ -157,6 +159,7 @@ func newCore(self NodeID, incarnation uint64, cfg *Config, now time.Time, rng *r
 		tombs:       map[NodeID]tombstone{},
 		holders:     map[string]NodeID{},
 		topo:        newTopology([]NodeID{self}, cfg.Monitors),
+		basis:       newTopology([]NodeID{self}, cfg.Monitors),
 		alerts:      map[NodeID]*alertSet{},
 		conns:       map[connID]*peerConn{},
 		digestDirty: true,

@@ -30,6 +30,7 @@ func (c *core) tick(now time.Time) {
 	if len(c.alerts) > 0 {
 		c.expireAlerts(now)
 	}
+	c.expireBasis(now)
 	c.visitConns(now, coalesce)
 	// One pass over the members: forgetting and due dials. Whether the dial slots are full
 	// is only counted when a dial is due at all.

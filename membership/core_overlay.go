@@ -2,6 +2,7 @@ package membership
 
 import (
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 )
@@ -27,6 +28,13 @@ func (c *core) overlay() bool {
 // or presence goes through here.
 func (c *core) syncView(now time.Time, m *member) {
 	alive := !m.removed && m.incarnation != 0 && m.status != StatusDisconnected
+	if alive {
+		c.setBasis(m, true)
+	} else if m.removed {
+		c.setBasis(m, false)
+	} else if m.inBasis && !now.IsZero() {
+		c.wantWake(now.Add(c.alertLifetime())) // leaves the basis then (expireBasis)
+	}
 	if alive == m.inView {
 		return
 	}
@@ -39,6 +47,39 @@ func (c *core) syncView(now time.Time, m *member) {
 	c.topoDirty = true
 	if !now.IsZero() {
 		c.wantWake(now)
+	}
+}
+
+// setBasis puts m on the basis's rings, or takes it off. The basis is the live view plus the
+// nodes that went down within an alert's lifetime: decisions are counted over it, so every
+// node counts the same observers for a subject whatever order it decided the others in, and
+// an observer that failed with its subject counts as reporting it (decide).
+func (c *core) setBasis(m *member, in bool) {
+	if m.inBasis == in {
+		return
+	}
+	m.inBasis = in
+	if in {
+		c.basis.add(m.id)
+	} else {
+		c.basis.remove(m.id)
+	}
+}
+
+// expireBasis takes nodes down for longer than an alert's lifetime off the basis.
+func (c *core) expireBasis(now time.Time) {
+	if c.basis.size() == c.topo.size() {
+		return
+	}
+	for _, m := range c.members {
+		if !m.inBasis || m.status != StatusDisconnected {
+			continue
+		}
+		if until := m.downSince.Add(c.alertLifetime()); now.Before(until) {
+			c.wantWake(until)
+		} else {
+			c.setBasis(m, false)
+		}
 	}
 }
 
@@ -60,6 +101,9 @@ func (c *core) isNeighbour(id NodeID) bool {
 	}
 	return !c.members[id].inViewOrNil() && c.topo.isNeighbour(c.self, id)
 }
+
+// isDown reports whether m exists and is down.
+func (m *member) isDown() bool { return m != nil && m.status == StatusDisconnected }
 
 // inViewOrNil reports whether m exists and is on the rings.
 func (m *member) inViewOrNil() bool { return m != nil && m.inView }
@@ -152,7 +196,7 @@ func (c *core) lost(now time.Time, m *member, reason DownReason) {
 // observe raises this node's alert about m, if it is one of m's observers: m lost (up false,
 // with the reason) or reached again (up true).
 func (c *core) observe(now time.Time, m *member, reason DownReason, up bool) {
-	if !c.overlay() || !c.topo.isObserver(c.self, m.id) {
+	if !c.overlay() || !c.basis.isObserver(c.self, m.id) {
 		return
 	}
 	a := &Alert{Subject: m.id, Incarnation: m.incarnation, Observer: c.self, Up: up}
@@ -161,7 +205,7 @@ func (c *core) observe(now time.Time, m *member, reason DownReason, up bool) {
 	}
 	if c.recordAlert(now, a) {
 		c.relay(0, &Message{Alert: a})
-		c.decide(now, m)
+		c.decideAll(now)
 	}
 }
 
@@ -182,7 +226,7 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 		return
 	}
 	c.relay(pc.id, &Message{Alert: a})
-	c.decide(now, m)
+	c.decideAll(now)
 }
 
 // relay sends msg on every established stream but except.
@@ -223,32 +267,52 @@ func (c *core) recordAlert(now time.Time, a *Alert) bool {
 	return true
 }
 
+// decideAll decides every subject with alerts, again after each decision: a decision changes
+// the rings, and so whose alerts count for the others.
+func (c *core) decideAll(now time.Time) {
+	for changed := true; changed; {
+		changed = false
+		for _, id := range slices.SortedFunc(maps.Keys(c.alerts), NodeID.Compare) {
+			if m := c.members[id]; m != nil && c.decide(now, m) {
+				changed = true
+			}
+		}
+	}
+}
+
 // decide reports m down once a quorum of its observers report it down, with the reason most
-// of them give; an up alert from one of its observers brings a node reported down back.
-func (c *core) decide(now time.Time, m *member) {
+// of them give; an up alert from one of its observers brings a node reported down back. It
+// reports whether it changed m's status.
+//
+// An observer that is itself suspected (down alerts from at least L of its own observers,
+// L = 3 of 10 as in Rapid) counts as reporting m down: when several nodes fail at once, some
+// of a failed node's observers failed too and cannot say so.
+func (c *core) decide(now time.Time, m *member) bool {
 	set := c.alerts[m.id]
 	if set == nil || set.incarnation != m.incarnation {
-		return
+		return false
 	}
-	observers := c.topo.observers(m.id)
+	observers := c.basis.observers(m.id)
 	downs := map[DownReason]int{}
 	count, upFromObserver := 0, false
 	for _, o := range observers {
 		mark, ok := set.by[o]
 		switch {
-		case !ok:
-		case mark.up:
+		case ok && mark.up:
 			upFromObserver = true
-		default:
+		case ok:
 			downs[mark.reason]++
 			count++
+		case c.suspected(o) || c.members[o].isDown():
+			count++ // failed with its subject, or suspected itself: it cannot say so
 		}
 	}
 	switch {
 	case m.status == StatusDisconnected && upFromObserver:
 		delete(c.alerts, m.id)
 		c.markUp(now, m)
-	case m.status != StatusDisconnected && count > 0 && count >= c.quorum(len(observers)):
+		return true
+	case m.status != StatusDisconnected && len(downs) > 0 && count >= c.quorum(len(observers)):
 		delete(c.alerts, m.id)
 		c.markDown(now, m, majority(downs))
 		if m.conn != 0 {
@@ -258,7 +322,31 @@ func (c *core) decide(now time.Time, m *member) {
 		if c.isNeighbour(m.id) {
 			c.scheduleRedial(now, m)
 		}
+		return true
 	}
+	return false
+}
+
+// suspected reports whether at least L of id's observers report it down.
+func (c *core) suspected(id NodeID) bool {
+	set := c.alerts[id]
+	if set == nil {
+		return false
+	}
+	m := c.members[id]
+	if m == nil || set.incarnation != m.incarnation || m.status == StatusDisconnected {
+		return false
+	}
+	observers := c.basis.observers(id)
+	count := 0
+	for _, o := range observers {
+		if mark, ok := set.by[o]; ok && !mark.up {
+			count++
+		}
+	}
+	k := c.cfg.Monitors
+	low := max(1, k*3/10)
+	return count >= max(1, (low*len(observers)+k-1)/k)
 }
 
 // quorum is how many of a subject's observers must report it down: H of K (K - K/10, 9 of

@@ -202,3 +202,38 @@ func TestOverlayFallsBackToAFullMeshAtKPlusOne(t *testing.T) {
 		}
 	}
 }
+
+func TestOverlayAQuarterCrashingAtOnceIsReportedDownEverywhere(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	var victims, survivors []*simNode
+	for i, n := range nodes {
+		if i%4 == 1 {
+			victims = append(victims, n)
+		} else {
+			survivors = append(survivors, n)
+		}
+	}
+	for _, v := range victims {
+		v.up = false // all at once: nothing runs in between
+	}
+	for _, v := range victims {
+		v.up = true
+		v.crash()
+	}
+	s.advance(5 * time.Second) // dials to the victims fail at once; nothing times out
+	for _, n := range survivors {
+		for _, v := range victims {
+			require.Equal(t, []string{"up " + v.id.String(), "down " + v.id.String() + " connection_closed"},
+				n.eventsAbout(v), "%s should report %s down once", n.id, v.id)
+		}
+	}
+	s.advance(30 * time.Second)
+	s.requireFullMesh(survivors...)
+	requireOverlayStreams(t, survivors, k)
+	for _, n := range survivors {
+		for _, v := range victims {
+			require.Len(t, n.eventsAbout(v), 2, "%s: %s is not brought back", n.id, v.id)
+		}
+	}
+}
