@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/meshnode/meshnode/internal/quote"
 )
 
 // Defaults of Config (contract §2), as set by DefaultConfig.
@@ -175,18 +177,18 @@ func (c *Config) Validate() error {
 	var v validator
 	v.check(c.Name == "", "Name", "is required")
 	if rule := nameRule(c.Name); c.Name != "" && rule != "" {
-		v.add("Name", fmt.Sprintf("%s (got %q)", rule, c.Name))
+		v.add("Name", fmt.Sprintf("%s (got %s)", rule, quote.Input(c.Name)))
 	}
 	v.check(c.BindHost == "", "BindHost", "is required")
 	if rule := hostRule(c.BindHost); c.BindHost != "" && rule != "" {
-		v.add("BindHost", fmt.Sprintf("%s (got %q)", rule, c.BindHost))
+		v.add("BindHost", fmt.Sprintf("%s (got %s)", rule, quote.Input(c.BindHost)))
 	}
 	v.check(c.Port < 0 || c.Port > maxPort, "Port", fmt.Sprintf("must be between 0 and %d (got %d)", maxPort, c.Port))
 	if c.AdvertiseHost != "" {
 		if rule := hostRule(c.AdvertiseHost); rule != "" {
-			v.add("AdvertiseHost", fmt.Sprintf("%s (got %q)", rule, c.AdvertiseHost))
+			v.add("AdvertiseHost", fmt.Sprintf("%s (got %s)", rule, quote.Input(c.AdvertiseHost)))
 		} else if isUnspecified(c.AdvertiseHost) {
-			v.add("AdvertiseHost", fmt.Sprintf("must be an address other nodes can dial (got %q)", c.AdvertiseHost))
+			v.add("AdvertiseHost", fmt.Sprintf("must be an address other nodes can dial (got %s)", quote.Input(c.AdvertiseHost)))
 		}
 	}
 	for i, seed := range c.Seeds {

@@ -207,3 +207,20 @@ func TestConfigClone(t *testing.T) {
 	assert.Nil(t, nilConfig.Clone())
 	assert.NoError(t, validConfig().Clone().Validate())
 }
+
+func TestConfigErrorsQuoteAtMostAPrefixOfTheInput(t *testing.T) {
+	huge := strings.Repeat("x", 1<<20)
+	c := validConfig()
+	c.Name = "1" + huge
+	c.BindHost = huge + "_"
+	c.AdvertiseHost = "-" + huge
+	c.Seeds = []string{"1" + huge + "@h:1", huge}
+	err := c.Validate()
+	var cfgErr *ConfigError
+	require.ErrorAs(t, err, &cfgErr)
+	require.Len(t, cfgErr.Problems, 5, err.Error()[:min(len(err.Error()), 2000)])
+	for _, p := range cfgErr.Problems {
+		assert.Less(t, len(p.Message), 400, "%s: %.200q…", p.Field, p.Message)
+	}
+	assert.Less(t, len(err.Error()), 2000)
+}

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"maps"
 	"time"
+
+	"github.com/meshnode/meshnode/internal/quote"
 )
 
 // hello builds the local handshake message. The dialler sends only the digest of its view;
@@ -279,7 +281,7 @@ func (c *core) onReject(now time.Time, pc *peerConn, r *Reject) {
 	if r.Reason != RejectDuplicateStream && r.Reason != RejectSelf && r.Reason != RejectShuttingDown {
 		level = slog.LevelWarn
 	}
-	c.log(level, "peer rejected the stream", "peer", pc.peer.String(), "expected", pc.expect.String(), "reason", r.Reason.String(), "detail", r.Detail)
+	c.log(level, "peer rejected the stream", "peer", pc.peer.String(), "expected", pc.expect.String(), "reason", r.Reason.String(), "detail", quote.Input(r.Detail))
 	c.closeConn(now, pc, false)
 }
 

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/meshnode/meshnode/internal/quote"
 )
 
 // Limits of the node id grammar (contract §1).
@@ -30,8 +32,11 @@ var ErrInvalidNodeID = errors.New("invalid node id")
 // that is wrong and the rule it breaks, and reads like
 //
 //	invalid node id "1app@h:1": name must start with a letter
+//
+// The message quotes at most the first 64 bytes of a longer input, then its
+// length, so that it never echoes unbounded input back.
 type IDError struct {
-	// Input is the text that was rejected.
+	// Input is the text that was rejected, whole.
 	Input string
 	// Part is the part that broke a rule: "id" (the overall shape), "name",
 	// "host" or "port"; ParseSeed reports the overall shape as "seed".
@@ -50,7 +55,7 @@ func (e *IDError) Error() string {
 	if subject == "" {
 		subject = "node id"
 	}
-	return fmt.Sprintf("invalid %s %q: %s %s", subject, e.Input, e.Part, e.Rule)
+	return fmt.Sprintf("invalid %s %s: %s %s", subject, quote.Input(e.Input), e.Part, e.Rule)
 }
 
 // Is reports whether target is ErrInvalidNodeID, so that
@@ -299,10 +304,10 @@ func ipv4Rule(host string) string {
 		case o == "":
 			return "is not a valid IPv4 address (empty octet)"
 		case len(o) > 1 && o[0] == '0':
-			return fmt.Sprintf("is not a valid IPv4 address (octet %q has a leading zero)", o)
+			return fmt.Sprintf("is not a valid IPv4 address (octet %s has a leading zero)", quote.Input(o))
 		}
 		if n, err := strconv.Atoi(o); err != nil || n > 255 {
-			return fmt.Sprintf("is not a valid IPv4 address (octet %q is greater than 255)", o)
+			return fmt.Sprintf("is not a valid IPv4 address (octet %s is greater than 255)", quote.Input(o))
 		}
 	}
 	return ""
@@ -327,7 +332,7 @@ func hostnameRule(host string) string {
 		case len(label) > maxLabelLen:
 			return fmt.Sprintf("labels must be at most %d characters (got %d)", maxLabelLen, len(label))
 		case label[0] == '-' || label[len(label)-1] == '-':
-			return fmt.Sprintf("labels must not start or end with '-' (got %q)", label)
+			return fmt.Sprintf("labels must not start or end with '-' (got %s)", quote.Input(label))
 		}
 	}
 	return ""

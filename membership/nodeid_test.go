@@ -3,6 +3,7 @@ package membership
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -123,7 +124,7 @@ func TestParseNodeIDInvalid(t *testing.T) {
 			assert.Contains(t, idErr.Rule, tt.rule)
 			assert.ErrorIs(t, err, ErrInvalidNodeID)
 			assert.True(t, strings.HasPrefix(err.Error(), `invalid node id "`), err.Error())
-			assert.Contains(t, err.Error(), `": `+tt.part+" ")
+			assert.Contains(t, err.Error(), ": "+tt.part+" ")
 			assert.Contains(t, err.Error(), tt.rule)
 
 			assert.Equal(t, err, ValidateNodeID(tt.in))
@@ -307,4 +308,32 @@ func TestNodeIDAppendToWritesString(t *testing.T) {
 		require.Equal(t, id.String(), string(id.appendTo([]byte("prefix:"))[len("prefix:"):]))
 	}
 	require.Empty(t, NodeID{}.appendTo(nil), "the zero id appends nothing, as its String is empty")
+}
+
+// Errors quote at most a short prefix of what they reject, and its length: an id, a seed or a
+// host of a megabyte never comes back whole in a message.
+func TestErrorsQuoteAtMostAPrefixOfTheInput(t *testing.T) {
+	huge := strings.Repeat("a", 1<<20)
+	inputs := map[string]string{
+		"id without '@'":    huge,
+		"name":              "1" + huge + "@h:1",
+		"IPv4 octet":        "a@1.2.3." + strings.Repeat("9", 1<<20) + ":1",
+		"port":              "a@h:" + strings.Repeat("9", 1<<20),
+		"hostname":          "a@" + huge + ":1",
+		"two '@'":           huge + "@@h:1",
+		"unbracketed IPv6":  "a@" + strings.Repeat("1:", 1<<19) + ":1",
+		"unclosed bracket":  "a@[" + huge,
+		"bracketed junk":    "a@[" + huge + "]:1",
+		"seed without port": "seed:" + huge,
+	}
+	for label, in := range inputs {
+		t.Run(label, func(t *testing.T) {
+			for _, err := range []error{ValidateNodeID(in), func() error { _, _, err := ParseSeed(in); return err }()} {
+				require.Error(t, err)
+				assert.Less(t, len(err.Error()), 400, "error %.200q…", err.Error())
+				assert.Contains(t, err.Error(), fmt.Sprintf("(%d bytes)", len(in)))
+				assert.ErrorIs(t, err, ErrInvalidNodeID)
+			}
+		})
+	}
 }

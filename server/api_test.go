@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -238,4 +239,31 @@ func (s *stuckStream) registered() bool {
 func (s *stuckStream) Send(*clusterv1.WatchEventsResponse) error {
 	<-s.release
 	return nil
+}
+
+// A malformed id of a megabyte is answered with INVALID_ARGUMENT and a short message, which
+// fits the headers of a client that accepts no more than 16 KiB of them; the Go client's
+// error quotes the id only in part too.
+func TestGetNodeWithAHugeMalformedIDAnswersInvalidArgumentBriefly(t *testing.T) {
+	a := startNode(t, testConfig("a"))
+	cc, err := grpc.NewClient(a.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithMaxHeaderListSize(16<<10))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cc.Close() })
+	api := clusterv1.NewMembershipServiceClient(cc)
+	huge := "1" + strings.Repeat("a", 1<<20-5) + "@h:1"
+
+	_, err = api.GetNode(t.Context(), &clusterv1.GetNodeRequest{Id: huge})
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "got %.300v", err)
+	msg := status.Convert(err).Message()
+	require.Less(t, len(msg), 400, "%.300q", msg)
+	require.Contains(t, msg, "(1048576 bytes)")
+	require.Contains(t, msg, "name must be at most 64 characters")
+
+	c, err := client.Dial(a.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Node(t.Context(), huge)
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
+	require.Less(t, len(err.Error()), 1000, "%.300q", err.Error())
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshnode/meshnode/internal/quote"
 	"github.com/meshnode/meshnode/membership"
 	"github.com/meshnode/meshnode/server"
 )
@@ -89,7 +90,7 @@ func eventLogger(logger *slog.Logger) func(membership.Event) {
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
-		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+		return nil, fmt.Errorf("log level %s: want debug, info, warn or error", quote.Input(level))
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
 	switch format {
@@ -98,6 +99,6 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	default:
-		return nil, fmt.Errorf("log format %q: want text or json", format)
+		return nil, fmt.Errorf("log format %s: want text or json", quote.Input(format))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshnode/meshnode/internal/quote"
 	"github.com/meshnode/meshnode/membership"
 	"github.com/meshnode/meshnode/server"
 )
@@ -59,23 +60,23 @@ func (f *agentFlags) config() (*membership.Config, error) {
 	cfg.BindHost = f.host.value
 	cfg.AdvertiseHost = f.advertise.value
 	if port, err := strconv.Atoi(f.port.value); err != nil {
-		bad("Port", "%q is not a number", f.port.value)
+		bad("Port", "%s is not a number", quote.Input(f.port.value))
 	} else {
 		cfg.Port = port
 	}
 	cfg.Seeds = splitList(f.seeds.value)
 	if d, err := time.ParseDuration(f.interval.value); err != nil {
-		bad("HeartbeatInterval", "%q is not a duration such as 5s or 500ms", f.interval.value)
+		bad("HeartbeatInterval", "%s is not a duration such as 5s or 500ms", quote.Input(f.interval.value))
 	} else {
 		cfg.HeartbeatInterval = d
 	}
 	if n, err := strconv.Atoi(f.threshold.value); err != nil {
-		bad("HeartbeatMissThreshold", "%q is not a number", f.threshold.value)
+		bad("HeartbeatMissThreshold", "%s is not a number", quote.Input(f.threshold.value))
 	} else {
 		cfg.HeartbeatMissThreshold = n
 	}
 	if n, err := strconv.Atoi(f.processCount.value); err != nil {
-		bad("ProcessCount", "%q is not a number", f.processCount.value)
+		bad("ProcessCount", "%s is not a number", quote.Input(f.processCount.value))
 	} else {
 		cfg.ProcessCount = n
 	}
@@ -106,7 +107,7 @@ func (f *agentFlags) secrets() ([][]byte, error) {
 	if f.secretFile.value != "" {
 		data, err := os.ReadFile(f.secretFile.value)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read secret file %q: %w", f.secretFile.value, unwrapPathError(err))
+			return nil, fmt.Errorf("cannot read secret file %s: %w", quote.Input(f.secretFile.value), unwrapPathError(err))
 		}
 		var out [][]byte
 		for _, line := range bytes.Split(data, []byte("\n")) {
@@ -117,7 +118,7 @@ func (f *agentFlags) secrets() ([][]byte, error) {
 			out = append(out, line)
 		}
 		if len(out) == 0 {
-			return nil, fmt.Errorf("secret file %q holds no secret", f.secretFile.value)
+			return nil, fmt.Errorf("secret file %s holds no secret", quote.Input(f.secretFile.value))
 		}
 		return out, nil
 	}
@@ -156,7 +157,7 @@ func parseMetadata(s string) (map[string]string, error) {
 	for _, item := range items {
 		k, v, ok := strings.Cut(item, "=")
 		if !ok || strings.TrimSpace(k) == "" {
-			return nil, fmt.Errorf("%q is not key=value", item)
+			return nil, fmt.Errorf("%s is not key=value", quote.Input(item))
 		}
 		md[strings.TrimSpace(k)] = strings.TrimSpace(v)
 	}
