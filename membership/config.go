@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -38,10 +39,26 @@ const (
 	DefaultTombstoneTimeout = time.Hour
 )
 
-// Limits enforced by Config.Validate.
+// Limits enforced by Config.Validate. Every numeric field has a range, and the ranges keep
+// every product of two settings (interval × threshold, the doubling backoff) far from
+// overflowing a time.Duration.
 const (
 	// MinHeartbeatInterval is the shortest allowed HeartbeatInterval.
 	MinHeartbeatInterval = 100 * time.Millisecond
+	// MaxHeartbeatInterval is the longest allowed HeartbeatInterval.
+	MaxHeartbeatInterval = 10 * time.Minute
+	// MinHeartbeatMissThreshold is the smallest allowed HeartbeatMissThreshold.
+	MinHeartbeatMissThreshold = 1
+	// MaxHeartbeatMissThreshold is the largest allowed HeartbeatMissThreshold.
+	MaxHeartbeatMissThreshold = 100
+	// MaxTimeout is the longest allowed DialTimeout, HandshakeTimeout, ReconnectBaseDelay
+	// and ReconnectMaxDelay.
+	MaxTimeout = time.Hour
+	// MaxRetention is the longest allowed ReconnectTimeout and TombstoneTimeout.
+	MaxRetention = 30 * 24 * time.Hour
+	// MaxProcessCount is the largest allowed ProcessCount (and SetProcessCount argument):
+	// the largest 32-bit signed integer, which every peer and API client can hold.
+	MaxProcessCount = math.MaxInt32
 	// MaxMetadataBytes caps the total size of Metadata keys and values.
 	MaxMetadataBytes = 4096
 )
@@ -89,38 +106,39 @@ type Config struct {
 	// Flag --secret-file, env CLUSTER_SECRET.
 	Secrets [][]byte
 
-	// HeartbeatInterval is the heartbeat period, at least 100ms.
+	// HeartbeatInterval is the heartbeat period, 100ms–10m.
 	// Default 5s. Flag --heartbeat-interval, env CLUSTER_HEARTBEAT_INTERVAL.
 	HeartbeatInterval time.Duration
 
 	// HeartbeatMissThreshold is how many heartbeat intervals may pass without
-	// a heartbeat before a peer is down with heartbeat_timeout; at least 1.
+	// a heartbeat before a peer is down with heartbeat_timeout; 1–100.
 	// Default 3. Flag --heartbeat-miss-threshold,
 	// env CLUSTER_HEARTBEAT_MISS_THRESHOLD.
 	HeartbeatMissThreshold int
 
-	// DialTimeout bounds an outbound dial plus its handshake; positive.
-	// Default 5s.
+	// DialTimeout bounds an outbound dial plus its handshake; positive, at
+	// most 1h. Default 5s.
 	DialTimeout time.Duration
 
 	// HandshakeTimeout is how long an inbound peer has to complete the
-	// handshake; positive. Default 5s.
+	// handshake; positive, at most 1h. Default 5s.
 	HandshakeTimeout time.Duration
 
 	// ReconnectBaseDelay is the first delay of the capped, jittered
-	// exponential redial backoff; positive. Default 200ms.
+	// exponential redial backoff; positive, at most 1h. Default 200ms.
 	ReconnectBaseDelay time.Duration
 
 	// ReconnectMaxDelay caps the redial backoff; at least
-	// ReconnectBaseDelay. Default 5s.
+	// ReconnectBaseDelay, at most 1h. Default 5s.
 	ReconnectMaxDelay time.Duration
 
 	// ReconnectTimeout is how long a disconnected node is redialled before
-	// it is forgotten; positive. Default 1h.
+	// it is forgotten; positive, at most 30 days (720h). Default 1h.
 	ReconnectTimeout time.Duration
 
 	// TombstoneTimeout is how long nodes that left or were forgotten are
-	// remembered, so stale gossip cannot revive them; positive. Default 1h.
+	// remembered, so stale gossip cannot revive them; positive, at most 30
+	// days (720h). Default 1h.
 	TombstoneTimeout time.Duration
 
 	// Metadata is the initial free-form metadata advertised to peers. Keys
@@ -129,7 +147,7 @@ type Config struct {
 	Metadata map[string]string
 
 	// ProcessCount is the initial process count advertised to peers (the
-	// seed's processCount); at least 0. Default 0.
+	// seed's processCount); 0–2147483647 (MaxProcessCount). Default 0.
 	ProcessCount int
 }
 
@@ -199,21 +217,32 @@ func (c *Config) Validate() error {
 	for i, secret := range c.Secrets {
 		v.check(len(secret) == 0, "Secrets", fmt.Sprintf("secret %d is empty", i))
 	}
-	v.check(c.HeartbeatInterval < MinHeartbeatInterval, "HeartbeatInterval",
-		fmt.Sprintf("must be at least %v (got %v)", MinHeartbeatInterval, c.HeartbeatInterval))
-	v.check(c.HeartbeatMissThreshold < 1, "HeartbeatMissThreshold",
-		fmt.Sprintf("must be at least 1 (got %d)", c.HeartbeatMissThreshold))
-	v.positive("DialTimeout", c.DialTimeout)
-	v.positive("HandshakeTimeout", c.HandshakeTimeout)
-	v.positive("ReconnectBaseDelay", c.ReconnectBaseDelay)
-	v.positive("ReconnectMaxDelay", c.ReconnectMaxDelay)
+	v.check(c.HeartbeatInterval < MinHeartbeatInterval || c.HeartbeatInterval > MaxHeartbeatInterval, "HeartbeatInterval",
+		fmt.Sprintf("must be between %v and %v (got %v)", MinHeartbeatInterval, MaxHeartbeatInterval, c.HeartbeatInterval))
+	v.check(c.HeartbeatMissThreshold < MinHeartbeatMissThreshold || c.HeartbeatMissThreshold > MaxHeartbeatMissThreshold,
+		"HeartbeatMissThreshold", fmt.Sprintf("must be between %d and %d (got %d)",
+			MinHeartbeatMissThreshold, MaxHeartbeatMissThreshold, c.HeartbeatMissThreshold))
+	v.duration("DialTimeout", c.DialTimeout, MaxTimeout)
+	v.duration("HandshakeTimeout", c.HandshakeTimeout, MaxTimeout)
+	v.duration("ReconnectBaseDelay", c.ReconnectBaseDelay, MaxTimeout)
+	v.duration("ReconnectMaxDelay", c.ReconnectMaxDelay, MaxTimeout)
 	v.check(c.ReconnectMaxDelay > 0 && c.ReconnectMaxDelay < c.ReconnectBaseDelay, "ReconnectMaxDelay",
 		fmt.Sprintf("must be at least ReconnectBaseDelay %v (got %v)", c.ReconnectBaseDelay, c.ReconnectMaxDelay))
-	v.positive("ReconnectTimeout", c.ReconnectTimeout)
-	v.positive("TombstoneTimeout", c.TombstoneTimeout)
+	v.duration("ReconnectTimeout", c.ReconnectTimeout, MaxRetention)
+	v.duration("TombstoneTimeout", c.TombstoneTimeout, MaxRetention)
 	v.metadata(c.Metadata)
-	v.check(c.ProcessCount < 0, "ProcessCount", fmt.Sprintf("must not be negative (got %d)", c.ProcessCount))
+	if rule := processCountRule(c.ProcessCount); rule != "" {
+		v.add("ProcessCount", rule)
+	}
 	return v.err()
+}
+
+// processCountRule returns the rule a process count breaks, or "" if it is in range.
+func processCountRule(n int) string {
+	if n < 0 || n > MaxProcessCount {
+		return fmt.Sprintf("must be between 0 and %d (got %d)", MaxProcessCount, n)
+	}
+	return ""
 }
 
 // isUnspecified reports whether host is the wildcard address 0.0.0.0 or ::.
@@ -235,8 +264,14 @@ func (v *validator) check(invalid bool, field, message string) {
 	}
 }
 
-func (v *validator) positive(field string, d time.Duration) {
-	v.check(d <= 0, field, fmt.Sprintf("must be positive (got %v)", d))
+// duration checks that d is positive and at most limit.
+func (v *validator) duration(field string, d, limit time.Duration) {
+	switch {
+	case d <= 0:
+		v.add(field, fmt.Sprintf("must be positive (got %v)", d))
+	case d > limit:
+		v.add(field, fmt.Sprintf("must be at most %v (got %v)", limit, d))
+	}
 }
 
 func (v *validator) metadata(md map[string]string) {

@@ -574,16 +574,15 @@ func (c *core) expireTombstones(now time.Time) {
 func (c *core) backoff(attempt int) time.Duration {
 	d := c.cfg.ReconnectBaseDelay
 	for i := 0; i < attempt && d < c.cfg.ReconnectMaxDelay; i++ {
-		d *= 2
+		d = min(2*d, c.cfg.ReconnectMaxDelay) // d ≤ MaxTimeout: the doubling never overflows
 	}
-	d = min(d, c.cfg.ReconnectMaxDelay)
 	return d/2 + time.Duration(c.rng.Int64N(int64(d/2)+1))
 }
 
 // jitter returns d shortened by up to 5%, so that streams opened together do not stay in
 // lockstep.
 func (c *core) jitter(d time.Duration) time.Duration {
-	return d - time.Duration(c.rng.Int64N(int64(d)*5/100+1))
+	return d - time.Duration(c.rng.Int64N(int64(d/20)+1))
 }
 
 // seedWanted reports whether seed s should be dialled: while the node at s is not in the

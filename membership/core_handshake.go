@@ -208,7 +208,9 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 		c.dialing--
 	}
 	pc.peer, pc.peerInc = h.ID, h.Incarnation
-	pc.peerBeat = max(h.HeartbeatInterval, minHeartbeatInterval)
+	// The peer's interval is its word, not validated configuration: kept within the range a
+	// Config allows, so that the silence limit below (threshold × interval) cannot overflow.
+	pc.peerBeat = min(max(h.HeartbeatInterval, minHeartbeatInterval), MaxHeartbeatInterval)
 	pc.lastBeat = now
 	pc.timeout = time.Duration(c.cfg.HeartbeatMissThreshold) * pc.peerBeat
 	pc.nextBeat = now.Add(c.jitter(c.cfg.HeartbeatInterval))
