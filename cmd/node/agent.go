@@ -27,12 +27,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "node agent: %v\n", err)
 		return exitConfig
 	}
-	logger, err := newLogger(stderr, f.logFormat.value, f.level.value)
-	if err != nil {
-		fmt.Fprintf(stderr, "node agent: %v\n", err)
-		return exitConfig
-	}
-	cfg, err := f.config()
+	cfg, extra, logger, err := f.setup(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "node agent: %v\n", err)
 		return exitConfig
@@ -44,11 +39,6 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 
-	extra, err := f.serverOptions()
-	if err != nil {
-		fmt.Fprintf(stderr, "node agent: %v\n", err)
-		return exitConfig
-	}
 	opts := append([]server.Option{server.WithLogger(logger), server.WithEventHandler(eventLogger(logger))}, extra...)
 	node, err := server.Start(ctx, cfg, opts...)
 	if err != nil {
