@@ -235,6 +235,9 @@ func (c *core) checkHandshake(now time.Time, pc *peerConn) time.Time {
 		return deadline
 	}
 	c.log(slog.LevelDebug, "handshake timed out", "outbound", pc.outbound, "expected", pc.expect.String())
+	if pc.failure == "" {
+		pc.failure = "no handshake within " + limit.String()
+	}
 	c.closeConn(now, pc, false)
 	return time.Time{}
 }
@@ -420,6 +423,9 @@ func (c *core) dial(now time.Time, m *member) {
 	pc := c.newConn(now, true)
 	pc.expect = m.id
 	pc.anyID = m.incarnation == 0 // a seed announced by id: whoever answers there is welcome
+	if m.incarnation == 0 {
+		pc.trying = c.seedWithID(m.id)
+	}
 	m.dial = pc.id
 	m.nextDial, m.graceFrom = time.Time{}, time.Time{}
 	c.metrics.DialStarted()
@@ -431,7 +437,7 @@ func (c *core) dial(now time.Time, m *member) {
 func (c *core) dialSeed(now time.Time, s *seed) {
 	pc := c.newConn(now, true)
 	pc.anyID = true
-	pc.seed = s
+	pc.seed, pc.trying = s, s
 	s.dial = pc.id
 	c.metrics.DialStarted()
 	c.emit(output{kind: outDial, pc: pc, addr: s.addr})
@@ -440,6 +446,13 @@ func (c *core) dialSeed(now time.Time, s *seed) {
 
 // dialFailed handles an outbound stream that ended before its handshake finished.
 func (c *core) dialFailed(now time.Time, pc *peerConn) {
+	if s := pc.trying; s != nil && !s.self {
+		if pc.rejected == RejectDuplicateStream {
+			c.seedReached(now, s) // a node answered there: already connected on another stream
+		} else {
+			c.seedFailed(now, s, pc)
+		}
+	}
 	if s := pc.seed; s != nil && s.dial == pc.id {
 		s.dial = 0
 		s.attempts++

@@ -84,6 +84,9 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 		if pc.seed != nil {
 			pc.seed.self = true
 		}
+		if pc.trying != nil {
+			pc.trying.self = true // the seed is this node: not one to reach or to warn about
+		}
 		c.reject(now, pc, RejectSelf, "dialled itself")
 		return
 	case pc.outbound && !pc.anyID && h.ID != pc.expect:
@@ -194,6 +197,9 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 		sd.dial, sd.attempts = 0, 0 // reached: dialled again only if cut off, or if sd.id is forgotten
 		sd.id = h.ID
 	}
+	if sd := pc.trying; sd != nil {
+		c.seedReached(now, sd)
+	}
 	if fresh {
 		m.incarnation = h.Incarnation
 		c.viewChanged()
@@ -276,6 +282,9 @@ func (c *core) dropUnconfirmed(now time.Time, pc *peerConn) {
 // onReject handles the peer refusing the stream.
 func (c *core) onReject(now time.Time, pc *peerConn, r *Reject) {
 	pc.rejected = r.Reason
+	if pc.failure == "" {
+		pc.failure = "the node there rejected the stream: " + r.Reason.String() + " " + quote.Input(r.Detail)
+	}
 	if r.Reason == RejectSelf && pc.seed != nil {
 		pc.seed.self = true // the seed's address leads back here: never dial it again
 	}
