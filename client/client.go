@@ -137,6 +137,11 @@ func (c *Client) Health(ctx context.Context) (membership.HealthReport, error) {
 	for _, e := range resp.GetRecentEvents() {
 		report.RecentEvents = append(report.RecentEvents, fromEvent(e).Event())
 	}
+	for _, s := range resp.GetSeeds() {
+		report.Seeds = append(report.Seeds, membership.SeedStatus{
+			Seed: s.GetSeed(), Reachable: s.GetReachable(), LastError: s.GetLastError(), FailedDials: int(s.GetFailedDials()),
+		})
+	}
 	return report, nil
 }
 

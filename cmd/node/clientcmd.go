@@ -78,10 +78,7 @@ func describe(addr string, err error) string {
 	if errors.Is(err, context.Canceled) {
 		return "interrupted"
 	}
-	st, ok := status.FromError(errors.Unwrap(err))
-	if !ok {
-		st, ok = status.FromError(err)
-	}
+	st, ok := statusOf(err)
 	if !ok {
 		return err.Error()
 	}
@@ -95,4 +92,16 @@ func describe(addr string, err error) string {
 	default:
 		return fmt.Sprintf("%s: %s", st.Code(), st.Message())
 	}
+}
+
+// statusOf returns the gRPC status of err: of the error it wraps when it wraps one, whose
+// message is then the server's alone, without the client's context.
+func statusOf(err error) (*status.Status, bool) {
+	if inner := errors.Unwrap(err); inner != nil {
+		if st, ok := status.FromError(inner); ok {
+			return st, true
+		}
+	}
+	st, ok := status.FromError(err)
+	return st, ok && err != nil
 }
