@@ -300,7 +300,7 @@ type FieldError struct {
 	// Field is the Go field name, e.g. "HeartbeatInterval".
 	Field string
 	// Message says which rule is broken and the value found, e.g.
-	// "must be at least 100ms (got 50ms)".
+	// "must be between 100ms and 10m0s (got 50ms)".
 	Message string
 }
 
@@ -315,7 +315,7 @@ type ConfigError struct {
 
 // Error reads like
 //
-//	invalid cluster config: Name: is required; HeartbeatInterval: must be at least 100ms (got 50ms)
+//	invalid cluster config: Name: is required; HeartbeatInterval: must be between 100ms and 10m0s (got 50ms)
 func (e *ConfigError) Error() string {
 	parts := make([]string, len(e.Problems))
 	for i, p := range e.Problems {
