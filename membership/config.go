@@ -297,7 +297,8 @@ func (v *validator) err() error {
 
 // FieldError is one invalid Config field.
 type FieldError struct {
-	// Field is the Go field name, e.g. "HeartbeatInterval".
+	// Field is the Go name of the field, e.g. "HeartbeatInterval" (or of a
+	// server option, e.g. "MetricsAddr" or "TLS").
 	Field string
 	// Message says which rule is broken and the value found, e.g.
 	// "must be between 100ms and 10m0s (got 50ms)".
