@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/internal/quote"
 	"github.com/meshnode/meshnode/membership"
 )
 
@@ -112,7 +113,7 @@ func (c *Client) Nodes(ctx context.Context, connectedOnly bool) ([]membership.No
 func (c *Client) Node(ctx context.Context, id string) (membership.NodeInfo, error) {
 	resp, err := c.api.GetNode(ctx, &clusterv1.GetNodeRequest{Id: id})
 	if err != nil {
-		return membership.NodeInfo{}, fmt.Errorf("get node %s from %s: %w", id, c.addr, err)
+		return membership.NodeInfo{}, fmt.Errorf("get node %s from %s: %w", quote.Input(id), c.addr, err)
 	}
 	return fromNodeInfo(resp.GetNode()), nil
 }
@@ -135,6 +136,11 @@ func (c *Client) Health(ctx context.Context) (membership.HealthReport, error) {
 	}
 	for _, e := range resp.GetRecentEvents() {
 		report.RecentEvents = append(report.RecentEvents, fromEvent(e).Event())
+	}
+	for _, s := range resp.GetSeeds() {
+		report.Seeds = append(report.Seeds, membership.SeedStatus{
+			Seed: s.GetSeed(), Reachable: s.GetReachable(), LastError: s.GetLastError(), FailedDials: int(s.GetFailedDials()),
+		})
 	}
 	return report, nil
 }

@@ -47,24 +47,69 @@ func (e Event) Event() membership.Event {
 	}
 }
 
+// WatchOption customises Watch.
+type WatchOption func(*watchOptions)
+
+// watchOptions are the settings of one Watch.
+type watchOptions struct {
+	stopOnBreak bool
+	onBreak     func(error)
+	onResume    func(Resume)
+}
+
+// StopOnBreak makes Watch return as soon as the stream ends, instead of resuming it: with an
+// error wrapping the stream's status, codes.Unavailable when the node stopped or cannot be
+// reached.
+func StopOnBreak() WatchOption { return func(o *watchOptions) { o.stopOnBreak = true } }
+
+// OnBreak calls f with the error that broke the stream, once per break (not once per failed
+// attempt to resume), before Watch tries to resume it.
+func OnBreak(f func(err error)) WatchOption { return func(o *watchOptions) { o.onBreak = f } }
+
+// OnResume calls f when a broken stream is resumed, before the ups and downs missed meanwhile
+// are reported.
+func OnResume(f func(Resume)) WatchOption { return func(o *watchOptions) { o.onResume = f } }
+
+// Resume describes a watch resumed after a broken stream.
+type Resume struct {
+	// NodeRestarted reports that the node is a new incarnation: it restarted while the stream
+	// was broken.
+	NodeRestarted bool
+	// SequenceRestarted reports that the node's sequence numbers started over (a new process
+	// numbers its events from 1 again): the new snapshot's is lower than the last one seen.
+	SequenceRestarted bool
+	// LastSequence is the last sequence number seen before the break; Sequence is the new
+	// snapshot's, after which the events go on.
+	LastSequence, Sequence uint64
+}
+
 // Watch calls handler with a snapshot of the node's view, then with every event, until ctx
 // ends (it then returns ctx's error) or the node refuses the watch for good (an
 // authentication or unknown-method error). A broken stream is resumed with capped backoff:
 // the client re-dials, takes a new snapshot and reports the ups and downs it missed
-// (Resynced), so the caller never sees a transition twice or misses one.
-func (c *Client) Watch(ctx context.Context, handler func(Event)) error {
-	w := &watcher{client: c, handler: handler}
+// (Resynced), so the caller never sees a transition twice or misses one. OnBreak and
+// OnResume tell the caller about breaks and resumptions; with StopOnBreak, Watch returns at
+// the first break instead.
+func (c *Client) Watch(ctx context.Context, handler func(Event), opts ...WatchOption) error {
+	var o watchOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	w := &watcher{client: c, handler: handler, onResume: o.onResume}
 	backoff := 100 * time.Millisecond
 	for {
 		err := w.stream(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if permanent(err) {
+		if permanent(err) || o.stopOnBreak {
 			return fmt.Errorf("watch %s: %w", c.addr, err)
 		}
 		if w.progressed {
 			backoff = 100 * time.Millisecond
+			if o.onBreak != nil {
+				o.onBreak(err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -86,12 +131,14 @@ func permanent(err error) bool {
 
 // watcher holds what a Watch has reported so far, to resume without duplicates.
 type watcher struct {
-	client     *Client
-	handler    func(Event)
-	started    bool
-	progressed bool
-	lastSeq    uint64
-	connected  map[membership.NodeID]membership.NodeInfo
+	client      *Client
+	handler     func(Event)
+	onResume    func(Resume)
+	started     bool
+	progressed  bool
+	lastSeq     uint64
+	incarnation uint64 // the node's, when onResume is set (0: unknown)
+	connected   map[membership.NodeID]membership.NodeInfo
 }
 
 // errGap ends a stream whose sequence numbers skipped or went back.
@@ -102,6 +149,15 @@ func (w *watcher) stream(ctx context.Context) error {
 	w.progressed = false
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var incarnation uint64
+	if w.onResume != nil {
+		// Only the node's own info tells a restart apart from a broken connection.
+		local, err := w.client.api.GetLocalNode(ctx, &clusterv1.GetLocalNodeRequest{})
+		if err != nil {
+			return err
+		}
+		incarnation = local.GetNode().GetIncarnation()
+	}
 	stream, err := w.client.api.WatchEvents(ctx, &clusterv1.WatchEventsRequest{Snapshot: true})
 	if err != nil {
 		return err
@@ -114,6 +170,15 @@ func (w *watcher) stream(ctx context.Context) error {
 	if !snap.Snapshot {
 		return fmt.Errorf("%w: the first event is not a snapshot", errGap)
 	}
+	if w.started && w.onResume != nil {
+		w.onResume(Resume{
+			NodeRestarted:     w.incarnation != 0 && incarnation != w.incarnation,
+			SequenceRestarted: snap.Sequence < w.lastSeq,
+			LastSequence:      w.lastSeq,
+			Sequence:          snap.Sequence,
+		})
+	}
+	w.incarnation = incarnation
 	w.resync(snap)
 	w.progressed = true
 	for {

@@ -96,10 +96,11 @@ func (c *Cluster) ConnectedCount() (int, error) {
 }
 
 // SetProcessCount sets the process count the local node advertises; peers see it with the
-// next heartbeat. It is kept across restarts.
+// next heartbeat. It is kept across restarts. A count outside 0–MaxProcessCount is refused
+// with a *ConfigError.
 func (c *Cluster) SetProcessCount(n int) error {
-	if n < 0 {
-		return fmt.Errorf("set process count %d: must not be negative", n)
+	if rule := processCountRule(n); rule != "" {
+		return fmt.Errorf("set process count: %w", &ConfigError{Problems: []FieldError{{Field: "ProcessCount", Message: rule}}})
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

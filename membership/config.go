@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/meshnode/meshnode/internal/quote"
 )
 
 // Defaults of Config (contract §2), as set by DefaultConfig.
@@ -40,10 +43,26 @@ const (
 	DefaultTombstoneTimeout = time.Hour
 )
 
-// Limits enforced by Config.Validate.
+// Limits enforced by Config.Validate. Every numeric field has a range, and the ranges keep
+// every product of two settings (interval × threshold, the doubling backoff) far from
+// overflowing a time.Duration.
 const (
 	// MinHeartbeatInterval is the shortest allowed HeartbeatInterval.
 	MinHeartbeatInterval = 100 * time.Millisecond
+	// MaxHeartbeatInterval is the longest allowed HeartbeatInterval.
+	MaxHeartbeatInterval = 10 * time.Minute
+	// MinHeartbeatMissThreshold is the smallest allowed HeartbeatMissThreshold.
+	MinHeartbeatMissThreshold = 1
+	// MaxHeartbeatMissThreshold is the largest allowed HeartbeatMissThreshold.
+	MaxHeartbeatMissThreshold = 100
+	// MaxTimeout is the longest allowed DialTimeout, HandshakeTimeout, ReconnectBaseDelay
+	// and ReconnectMaxDelay.
+	MaxTimeout = time.Hour
+	// MaxRetention is the longest allowed ReconnectTimeout and TombstoneTimeout.
+	MaxRetention = 30 * 24 * time.Hour
+	// MaxProcessCount is the largest allowed ProcessCount (and SetProcessCount argument):
+	// the largest 32-bit signed integer, which every peer and API client can hold.
+	MaxProcessCount = math.MaxInt32
 	// MaxMetadataBytes caps the total size of Metadata keys and values.
 	MaxMetadataBytes = 4096
 )
@@ -91,12 +110,12 @@ type Config struct {
 	// Flag --secret-file, env CLUSTER_SECRET.
 	Secrets [][]byte
 
-	// HeartbeatInterval is the heartbeat period, at least 100ms.
+	// HeartbeatInterval is the heartbeat period, 100ms–10m.
 	// Default 5s. Flag --heartbeat-interval, env CLUSTER_HEARTBEAT_INTERVAL.
 	HeartbeatInterval time.Duration
 
 	// HeartbeatMissThreshold is how many heartbeat intervals may pass without
-	// a heartbeat before a peer is down with heartbeat_timeout; at least 1.
+	// a heartbeat before a peer is down with heartbeat_timeout; 1–100.
 	// Default 3. Flag --heartbeat-miss-threshold,
 	// env CLUSTER_HEARTBEAT_MISS_THRESHOLD.
 	HeartbeatMissThreshold int
@@ -109,28 +128,29 @@ type Config struct {
 	// CLUSTER_MONITORS.
 	Monitors int
 
-	// DialTimeout bounds an outbound dial plus its handshake; positive.
-	// Default 5s.
+	// DialTimeout bounds an outbound dial plus its handshake; positive, at
+	// most 1h. Default 5s.
 	DialTimeout time.Duration
 
 	// HandshakeTimeout is how long an inbound peer has to complete the
-	// handshake; positive. Default 5s.
+	// handshake; positive, at most 1h. Default 5s.
 	HandshakeTimeout time.Duration
 
 	// ReconnectBaseDelay is the first delay of the capped, jittered
-	// exponential redial backoff; positive. Default 200ms.
+	// exponential redial backoff; positive, at most 1h. Default 200ms.
 	ReconnectBaseDelay time.Duration
 
 	// ReconnectMaxDelay caps the redial backoff; at least
-	// ReconnectBaseDelay. Default 5s.
+	// ReconnectBaseDelay, at most 1h. Default 5s.
 	ReconnectMaxDelay time.Duration
 
 	// ReconnectTimeout is how long a disconnected node is redialled before
-	// it is forgotten; positive. Default 1h.
+	// it is forgotten; positive, at most 30 days (720h). Default 1h.
 	ReconnectTimeout time.Duration
 
 	// TombstoneTimeout is how long nodes that left or were forgotten are
-	// remembered, so stale gossip cannot revive them; positive. Default 1h.
+	// remembered, so stale gossip cannot revive them; positive, at most 30
+	// days (720h). Default 1h.
 	TombstoneTimeout time.Duration
 
 	// Metadata is the initial free-form metadata advertised to peers. Keys
@@ -139,7 +159,7 @@ type Config struct {
 	Metadata map[string]string
 
 	// ProcessCount is the initial process count advertised to peers (the
-	// seed's processCount); at least 0. Default 0.
+	// seed's processCount); 0–2147483647 (MaxProcessCount). Default 0.
 	ProcessCount int
 }
 
@@ -188,18 +208,18 @@ func (c *Config) Validate() error {
 	var v validator
 	v.check(c.Name == "", "Name", "is required")
 	if rule := nameRule(c.Name); c.Name != "" && rule != "" {
-		v.add("Name", fmt.Sprintf("%s (got %q)", rule, c.Name))
+		v.add("Name", fmt.Sprintf("%s (got %s)", rule, quote.Input(c.Name)))
 	}
 	v.check(c.BindHost == "", "BindHost", "is required")
 	if rule := hostRule(c.BindHost); c.BindHost != "" && rule != "" {
-		v.add("BindHost", fmt.Sprintf("%s (got %q)", rule, c.BindHost))
+		v.add("BindHost", fmt.Sprintf("%s (got %s)", rule, quote.Input(c.BindHost)))
 	}
 	v.check(c.Port < 0 || c.Port > maxPort, "Port", fmt.Sprintf("must be between 0 and %d (got %d)", maxPort, c.Port))
 	if c.AdvertiseHost != "" {
 		if rule := hostRule(c.AdvertiseHost); rule != "" {
-			v.add("AdvertiseHost", fmt.Sprintf("%s (got %q)", rule, c.AdvertiseHost))
+			v.add("AdvertiseHost", fmt.Sprintf("%s (got %s)", rule, quote.Input(c.AdvertiseHost)))
 		} else if isUnspecified(c.AdvertiseHost) {
-			v.add("AdvertiseHost", fmt.Sprintf("must be an address other nodes can dial (got %q)", c.AdvertiseHost))
+			v.add("AdvertiseHost", fmt.Sprintf("must be an address other nodes can dial (got %s)", quote.Input(c.AdvertiseHost)))
 		}
 	}
 	for i, seed := range c.Seeds {
@@ -210,23 +230,34 @@ func (c *Config) Validate() error {
 	for i, secret := range c.Secrets {
 		v.check(len(secret) == 0, "Secrets", fmt.Sprintf("secret %d is empty", i))
 	}
-	v.check(c.HeartbeatInterval < MinHeartbeatInterval, "HeartbeatInterval",
-		fmt.Sprintf("must be at least %v (got %v)", MinHeartbeatInterval, c.HeartbeatInterval))
-	v.check(c.HeartbeatMissThreshold < 1, "HeartbeatMissThreshold",
-		fmt.Sprintf("must be at least 1 (got %d)", c.HeartbeatMissThreshold))
+	v.check(c.HeartbeatInterval < MinHeartbeatInterval || c.HeartbeatInterval > MaxHeartbeatInterval, "HeartbeatInterval",
+		fmt.Sprintf("must be between %v and %v (got %v)", MinHeartbeatInterval, MaxHeartbeatInterval, c.HeartbeatInterval))
+	v.check(c.HeartbeatMissThreshold < MinHeartbeatMissThreshold || c.HeartbeatMissThreshold > MaxHeartbeatMissThreshold,
+		"HeartbeatMissThreshold", fmt.Sprintf("must be between %d and %d (got %d)",
+			MinHeartbeatMissThreshold, MaxHeartbeatMissThreshold, c.HeartbeatMissThreshold))
 	v.check(c.Monitors < 0 || c.Monitors > MaxMonitors, "Monitors",
 		fmt.Sprintf("must be between 0 and %d (got %d)", MaxMonitors, c.Monitors))
-	v.positive("DialTimeout", c.DialTimeout)
-	v.positive("HandshakeTimeout", c.HandshakeTimeout)
-	v.positive("ReconnectBaseDelay", c.ReconnectBaseDelay)
-	v.positive("ReconnectMaxDelay", c.ReconnectMaxDelay)
+	v.duration("DialTimeout", c.DialTimeout, MaxTimeout)
+	v.duration("HandshakeTimeout", c.HandshakeTimeout, MaxTimeout)
+	v.duration("ReconnectBaseDelay", c.ReconnectBaseDelay, MaxTimeout)
+	v.duration("ReconnectMaxDelay", c.ReconnectMaxDelay, MaxTimeout)
 	v.check(c.ReconnectMaxDelay > 0 && c.ReconnectMaxDelay < c.ReconnectBaseDelay, "ReconnectMaxDelay",
 		fmt.Sprintf("must be at least ReconnectBaseDelay %v (got %v)", c.ReconnectBaseDelay, c.ReconnectMaxDelay))
-	v.positive("ReconnectTimeout", c.ReconnectTimeout)
-	v.positive("TombstoneTimeout", c.TombstoneTimeout)
+	v.duration("ReconnectTimeout", c.ReconnectTimeout, MaxRetention)
+	v.duration("TombstoneTimeout", c.TombstoneTimeout, MaxRetention)
 	v.metadata(c.Metadata)
-	v.check(c.ProcessCount < 0, "ProcessCount", fmt.Sprintf("must not be negative (got %d)", c.ProcessCount))
+	if rule := processCountRule(c.ProcessCount); rule != "" {
+		v.add("ProcessCount", rule)
+	}
 	return v.err()
+}
+
+// processCountRule returns the rule a process count breaks, or "" if it is in range.
+func processCountRule(n int) string {
+	if n < 0 || n > MaxProcessCount {
+		return fmt.Sprintf("must be between 0 and %d (got %d)", MaxProcessCount, n)
+	}
+	return ""
 }
 
 // isUnspecified reports whether host is the wildcard address 0.0.0.0 or ::.
@@ -248,8 +279,14 @@ func (v *validator) check(invalid bool, field, message string) {
 	}
 }
 
-func (v *validator) positive(field string, d time.Duration) {
-	v.check(d <= 0, field, fmt.Sprintf("must be positive (got %v)", d))
+// duration checks that d is positive and at most limit.
+func (v *validator) duration(field string, d, limit time.Duration) {
+	switch {
+	case d <= 0:
+		v.add(field, fmt.Sprintf("must be positive (got %v)", d))
+	case d > limit:
+		v.add(field, fmt.Sprintf("must be at most %v (got %v)", limit, d))
+	}
 }
 
 func (v *validator) metadata(md map[string]string) {
@@ -275,10 +312,11 @@ func (v *validator) err() error {
 
 // FieldError is one invalid Config field.
 type FieldError struct {
-	// Field is the Go field name, e.g. "HeartbeatInterval".
+	// Field is the Go name of the field, e.g. "HeartbeatInterval" (or of a
+	// server option, e.g. "MetricsAddr" or "TLS").
 	Field string
 	// Message says which rule is broken and the value found, e.g.
-	// "must be at least 100ms (got 50ms)".
+	// "must be between 100ms and 10m0s (got 50ms)".
 	Message string
 }
 
@@ -293,7 +331,7 @@ type ConfigError struct {
 
 // Error reads like
 //
-//	invalid cluster config: Name: is required; HeartbeatInterval: must be at least 100ms (got 50ms)
+//	invalid cluster config: Name: is required; HeartbeatInterval: must be between 100ms and 10m0s (got 50ms)
 func (e *ConfigError) Error() string {
 	parts := make([]string, len(e.Problems))
 	for i, p := range e.Problems {

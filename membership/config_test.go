@@ -2,6 +2,7 @@ package membership
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -80,10 +81,19 @@ func TestConfigValidate(t *testing.T) {
 		{"secrets valid", func(c *Config) { c.Secrets = [][]byte{[]byte("new"), []byte("old")} }, "", ""},
 
 		{"heartbeat too short", func(c *Config) { c.HeartbeatInterval = 50 * time.Millisecond }, "HeartbeatInterval",
-			"must be at least 100ms (got 50ms)"},
+			"must be between 100ms and 10m0s (got 50ms)"},
 		{"heartbeat minimum", func(c *Config) { c.HeartbeatInterval = 100 * time.Millisecond }, "", ""},
-		{"threshold zero", func(c *Config) { c.HeartbeatMissThreshold = 0 }, "HeartbeatMissThreshold", "must be at least 1 (got 0)"},
+		{"heartbeat maximum", func(c *Config) { c.HeartbeatInterval = 10 * time.Minute }, "", ""},
+		{"heartbeat too long", func(c *Config) { c.HeartbeatInterval = 10*time.Minute + 1 }, "HeartbeatInterval",
+			"must be between 100ms and 10m0s (got 10m0.000000001s)"},
+		{"heartbeat 1300000h", func(c *Config) { c.HeartbeatInterval = 1300000 * time.Hour }, "HeartbeatInterval",
+			"(got 1300000h0m0s)"},
+		{"threshold zero", func(c *Config) { c.HeartbeatMissThreshold = 0 }, "HeartbeatMissThreshold", "must be between 1 and 100 (got 0)"},
 		{"threshold one", func(c *Config) { c.HeartbeatMissThreshold = 1 }, "", ""},
+		{"threshold 100", func(c *Config) { c.HeartbeatMissThreshold = 100 }, "", ""},
+		{"threshold 101", func(c *Config) { c.HeartbeatMissThreshold = 101 }, "HeartbeatMissThreshold", "must be between 1 and 100 (got 101)"},
+		{"threshold 19000000000", func(c *Config) { c.HeartbeatMissThreshold = 19000000000 }, "HeartbeatMissThreshold",
+			"must be between 1 and 100 (got 19000000000)"},
 
 		{"dial timeout zero", func(c *Config) { c.DialTimeout = 0 }, "DialTimeout", "must be positive (got 0s)"},
 		{"handshake timeout negative", func(c *Config) { c.HandshakeTimeout = -time.Second }, "HandshakeTimeout", "must be positive (got -1s)"},
@@ -94,6 +104,13 @@ func TestConfigValidate(t *testing.T) {
 		{"max delay equals base", func(c *Config) { c.ReconnectMaxDelay = c.ReconnectBaseDelay }, "", ""},
 		{"reconnect timeout zero", func(c *Config) { c.ReconnectTimeout = 0 }, "ReconnectTimeout", "must be positive"},
 		{"tombstone timeout zero", func(c *Config) { c.TombstoneTimeout = 0 }, "TombstoneTimeout", "must be positive"},
+		{"dial timeout too long", func(c *Config) { c.DialTimeout = 2 * time.Hour }, "DialTimeout", "must be at most 1h0m0s (got 2h0m0s)"},
+		{"handshake timeout too long", func(c *Config) { c.HandshakeTimeout = 2 * time.Hour }, "HandshakeTimeout", "must be at most 1h0m0s"},
+		{"max delay too long", func(c *Config) { c.ReconnectMaxDelay = math.MaxInt64 }, "ReconnectMaxDelay", "must be at most 1h0m0s"},
+		{"max delay at limit", func(c *Config) { c.ReconnectMaxDelay = time.Hour }, "", ""},
+		{"reconnect timeout too long", func(c *Config) { c.ReconnectTimeout = 721 * time.Hour }, "ReconnectTimeout", "must be at most 720h0m0s"},
+		{"tombstone timeout too long", func(c *Config) { c.TombstoneTimeout = 721 * time.Hour }, "TombstoneTimeout", "must be at most 720h0m0s"},
+		{"retention at limit", func(c *Config) { c.ReconnectTimeout, c.TombstoneTimeout = 720*time.Hour, 720*time.Hour }, "", ""},
 
 		{"metadata empty key", func(c *Config) { c.Metadata = map[string]string{"": "x"} }, "Metadata", "keys must not be empty"},
 		{"metadata bad UTF-8", func(c *Config) { c.Metadata = map[string]string{"k": "\xff"} }, "Metadata", "valid UTF-8"},
@@ -101,8 +118,11 @@ func TestConfigValidate(t *testing.T) {
 			"at most 4096 bytes (got 4097)"},
 		{"metadata at limit", func(c *Config) { c.Metadata = map[string]string{"k": strings.Repeat("v", 4095)} }, "", ""},
 
-		{"process count negative", func(c *Config) { c.ProcessCount = -1 }, "ProcessCount", "must not be negative (got -1)"},
+		{"process count negative", func(c *Config) { c.ProcessCount = -1 }, "ProcessCount", "must be between 0 and 2147483647 (got -1)"},
 		{"process count positive", func(c *Config) { c.ProcessCount = 7 }, "", ""},
+		{"process count at limit", func(c *Config) { c.ProcessCount = math.MaxInt32 }, "", ""},
+		{"process count past 32 bits", func(c *Config) { c.ProcessCount = 4294967297 }, "ProcessCount",
+			"must be between 0 and 2147483647 (got 4294967297)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.label, func(t *testing.T) {
@@ -136,8 +156,8 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 		"Port: must be between 0 and 65535 (got 70000); "+
 		`Seeds: seed 1: invalid seed "bad": port is missing (expected host:port); `+
 		`Seeds: seed 2: invalid seed "h:0": port must be between 1 and 65535; `+
-		"HeartbeatInterval: must be at least 100ms (got 50ms); "+
-		"ProcessCount: must not be negative (got -3)")
+		"HeartbeatInterval: must be between 100ms and 10m0s (got 50ms); "+
+		"ProcessCount: must be between 0 and 2147483647 (got -3)")
 
 	var cfgErr *ConfigError
 	require.ErrorAs(t, err, &cfgErr)
@@ -155,7 +175,7 @@ func TestConfigErrorMatching(t *testing.T) {
 	err := fmt.Errorf("starting node: %w", c.Validate())
 
 	assert.EqualError(t, err,
-		"starting node: invalid cluster config: Name: is required; HeartbeatInterval: must be at least 100ms (got 50ms)")
+		"starting node: invalid cluster config: Name: is required; HeartbeatInterval: must be between 100ms and 10m0s (got 50ms)")
 	var cfgErr *ConfigError
 	require.ErrorAs(t, err, &cfgErr)
 	assert.Len(t, cfgErr.Problems, 2)
@@ -207,4 +227,33 @@ func TestConfigClone(t *testing.T) {
 	var nilConfig *Config
 	assert.Nil(t, nilConfig.Clone())
 	assert.NoError(t, validConfig().Clone().Validate())
+}
+
+func TestConfigErrorsQuoteAtMostAPrefixOfTheInput(t *testing.T) {
+	huge := strings.Repeat("x", 1<<20)
+	c := validConfig()
+	c.Name = "1" + huge
+	c.BindHost = huge + "_"
+	c.AdvertiseHost = "-" + huge
+	c.Seeds = []string{"1" + huge + "@h:1", huge}
+	err := c.Validate()
+	var cfgErr *ConfigError
+	require.ErrorAs(t, err, &cfgErr)
+	require.Len(t, cfgErr.Problems, 5, err.Error()[:min(len(err.Error()), 2000)])
+	for _, p := range cfgErr.Problems {
+		assert.Less(t, len(p.Message), 400, "%s: %.200q…", p.Field, p.Message)
+	}
+	assert.Less(t, len(err.Error()), 2000)
+}
+
+func TestSetProcessCountIsRefusedOutOfRange(t *testing.T) {
+	c, err := New(MustParseNodeID("app1@127.0.0.1:4000"), validConfig(), nil)
+	require.NoError(t, err)
+	for _, n := range []int{-1, math.MaxInt32 + 1, 4294967297} {
+		err := c.SetProcessCount(n)
+		var cfgErr *ConfigError
+		require.ErrorAs(t, err, &cfgErr, "%d", n)
+		assert.Equal(t, "ProcessCount", cfgErr.Problems[0].Field)
+	}
+	require.NoError(t, c.SetProcessCount(math.MaxInt32))
 }

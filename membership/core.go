@@ -105,12 +105,20 @@ type tombstone struct {
 // (never reached, or forgotten after a long partition), so even a cluster split for longer
 // than the reconnect timeout heals.
 type seed struct {
+	text     string // as configured: host:port or name@host:port
 	addr     string
 	id       NodeID // the node at addr, once known (given as name@host:port, or learned)
 	self     bool
 	dial     connID
 	attempts int
 	nextDial time.Time
+
+	// What the node knows of the seed's reachability, for warnings and health (core_seeds.go).
+	reached      bool      // the last dial that tried it reached a node
+	lastErr      string    // why the last dial failed ("" once it reached a node)
+	failures     int       // dials failed since it was last reached (or since the start)
+	failingSince time.Time // when the first of those failed
+	warnedAt     time.Time // when it was last warned about (zero: not since it was last reached)
 }
 
 // peerConn is one stream, from dial or accept until close.
@@ -120,6 +128,8 @@ type peerConn struct {
 	expect       NodeID // outbound: the member dialled (zero for plain seeds)
 	anyID        bool   // outbound to a seed: whoever answers is welcome
 	seed         *seed
+	trying       *seed  // outbound: the seed this dial tries (plain, or announced by id and never reached)
+	failure      string // outbound: why the stream ended before its handshake, when known
 	opened       time.Time
 	established  bool
 	rejected     RejectReason // the peer's Reject, if it sent one
@@ -196,7 +206,7 @@ func (c *core) start(now time.Time) {
 		if err != nil || addr == c.self.Address() || id == c.self {
 			continue
 		}
-		c.seeds = append(c.seeds, &seed{addr: addr, id: id, nextDial: now})
+		c.seeds = append(c.seeds, &seed{text: s, addr: addr, id: id, nextDial: now})
 		c.wantDialAt(now)
 		if id.IsZero() {
 			continue
@@ -236,6 +246,15 @@ func (c *core) dialed(now time.Time, id connID) {
 func (c *core) ended(now time.Time, id connID) {
 	c.closed(now, id)
 	c.runDials(now) // a dial slot may have freed
+}
+
+// endedBy is ended with the error that ended the stream or failed its dial, which the
+// warnings about an unreachable seed quote.
+func (c *core) endedBy(now time.Time, id connID, err error) {
+	if pc := c.conns[id]; pc != nil && err != nil && pc.failure == "" {
+		pc.failure = err.Error()
+	}
+	c.ended(now, id)
 }
 
 // closed handles the end of stream id.
@@ -388,6 +407,9 @@ func (c *core) dropConn(id connID) {
 
 // reject refuses pc with reason and closes it.
 func (c *core) reject(now time.Time, pc *peerConn, reason RejectReason, detail string) {
+	if pc.failure == "" {
+		pc.failure = "refused the node there: " + detail
+	}
 	c.send(pc, &Message{Reject: &Reject{Reason: reason, Detail: detail}})
 	c.closeConn(now, pc, true)
 }

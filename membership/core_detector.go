@@ -243,6 +243,9 @@ func (c *core) checkHandshake(now time.Time, pc *peerConn) time.Time {
 		return deadline
 	}
 	c.log(slog.LevelDebug, "handshake timed out", "outbound", pc.outbound, "expected", pc.expect.String())
+	if pc.failure == "" {
+		pc.failure = "no handshake within " + limit.String()
+	}
 	c.closeConn(now, pc, false)
 	return time.Time{}
 }
@@ -432,6 +435,9 @@ func (c *core) dial(now time.Time, m *member) {
 	pc := c.newConn(now, true)
 	pc.expect = m.id
 	pc.anyID = m.incarnation == 0 // a seed announced by id: whoever answers there is welcome
+	if m.incarnation == 0 {
+		pc.trying = c.seedWithID(m.id)
+	}
 	m.dial = pc.id
 	m.nextDial, m.graceFrom = time.Time{}, time.Time{}
 	c.metrics.DialStarted()
@@ -443,7 +449,7 @@ func (c *core) dial(now time.Time, m *member) {
 func (c *core) dialSeed(now time.Time, s *seed) {
 	pc := c.newConn(now, true)
 	pc.anyID = true
-	pc.seed = s
+	pc.seed, pc.trying = s, s
 	s.dial = pc.id
 	c.metrics.DialStarted()
 	c.emit(output{kind: outDial, pc: pc, addr: s.addr})
@@ -452,6 +458,13 @@ func (c *core) dialSeed(now time.Time, s *seed) {
 
 // dialFailed handles an outbound stream that ended before its handshake finished.
 func (c *core) dialFailed(now time.Time, pc *peerConn) {
+	if s := pc.trying; s != nil && !s.self {
+		if pc.rejected == RejectDuplicateStream {
+			c.seedReached(now, s) // a node answered there: already connected on another stream
+		} else {
+			c.seedFailed(now, s, pc)
+		}
+	}
 	if s := pc.seed; s != nil && s.dial == pc.id {
 		s.dial = 0
 		s.attempts++
@@ -604,16 +617,15 @@ func (c *core) expireTombstones(now time.Time) {
 func (c *core) backoff(attempt int) time.Duration {
 	d := c.cfg.ReconnectBaseDelay
 	for i := 0; i < attempt && d < c.cfg.ReconnectMaxDelay; i++ {
-		d *= 2
+		d = min(2*d, c.cfg.ReconnectMaxDelay) // d ≤ MaxTimeout: the doubling never overflows
 	}
-	d = min(d, c.cfg.ReconnectMaxDelay)
 	return d/2 + time.Duration(c.rng.Int64N(int64(d/2)+1))
 }
 
 // jitter returns d shortened by up to 5%, so that streams opened together do not stay in
 // lockstep.
 func (c *core) jitter(d time.Duration) time.Duration {
-	return d - time.Duration(c.rng.Int64N(int64(d)*5/100+1))
+	return d - time.Duration(c.rng.Int64N(int64(d/20)+1))
 }
 
 // seedWanted reports whether seed s should be dialled: while the node at s is not in the

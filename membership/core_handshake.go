@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"maps"
 	"time"
+
+	"github.com/meshnode/meshnode/internal/quote"
 )
 
 // hello builds the local handshake message. The dialler sends only the digest of its view;
@@ -85,6 +87,9 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 	case h.ID == c.self:
 		if pc.seed != nil {
 			pc.seed.self = true
+		}
+		if pc.trying != nil {
+			pc.trying.self = true // the seed is this node: not one to reach or to warn about
 		}
 		c.reject(now, pc, RejectSelf, "dialled itself")
 		return
@@ -235,6 +240,9 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 		sd.dial, sd.attempts = 0, 0 // reached: dialled again only if cut off, or if sd.id is forgotten
 		sd.id = h.ID
 	}
+	if sd := pc.trying; sd != nil {
+		c.seedReached(now, sd)
+	}
 	if fresh {
 		m.incarnation = h.Incarnation
 		c.viewChanged()
@@ -252,7 +260,9 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 		c.dialing--
 	}
 	pc.peer, pc.peerInc = h.ID, h.Incarnation
-	pc.peerBeat = max(h.HeartbeatInterval, minHeartbeatInterval)
+	// The peer's interval is its word, not validated configuration: kept within the range a
+	// Config allows, so that the silence limit below (threshold × interval) cannot overflow.
+	pc.peerBeat = min(max(h.HeartbeatInterval, minHeartbeatInterval), MaxHeartbeatInterval)
 	pc.lastBeat = now
 	pc.timeout = time.Duration(c.cfg.HeartbeatMissThreshold) * pc.peerBeat
 	pc.nextBeat = now.Add(c.jitter(c.cfg.HeartbeatInterval))
@@ -321,6 +331,9 @@ func (c *core) dropUnconfirmed(now time.Time, pc *peerConn) {
 // onReject handles the peer refusing the stream.
 func (c *core) onReject(now time.Time, pc *peerConn, r *Reject) {
 	pc.rejected = r.Reason
+	if pc.failure == "" {
+		pc.failure = "the node there rejected the stream: " + r.Reason.String() + " " + quote.Input(r.Detail)
+	}
 	if r.Reason == RejectSelf && pc.seed != nil {
 		pc.seed.self = true // the seed's address leads back here: never dial it again
 	}
@@ -328,7 +341,7 @@ func (c *core) onReject(now time.Time, pc *peerConn, r *Reject) {
 	if r.Reason != RejectDuplicateStream && r.Reason != RejectSelf && r.Reason != RejectShuttingDown {
 		level = slog.LevelWarn
 	}
-	c.log(level, "peer rejected the stream", "peer", pc.peer.String(), "expected", pc.expect.String(), "reason", r.Reason.String(), "detail", r.Detail)
+	c.log(level, "peer rejected the stream", "peer", pc.peer.String(), "expected", pc.expect.String(), "reason", r.Reason.String(), "detail", quote.Input(r.Detail))
 	c.closeConn(now, pc, false)
 }
 

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -40,4 +41,32 @@ func TestCoreHeartbeatsComeOncePerIntervalEachWay(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A peer advertising a heartbeat interval far beyond the configurable range (an old or hostile
+// version: 1300000h) must not overflow threshold × interval into a silence limit in the past,
+// which took it down at every tick and back up at every redial.
+func TestCorePeerIntervalBeyondTheRangeNeverOverflowsTheSilenceLimit(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	cfg := simConfig("a")
+	require.NoError(t, cfg.Validate())
+	c := newCore(MustParseNodeID("a@127.0.0.1:4000"), 1, cfg, now, rand.New(rand.NewPCG(1, 2)))
+	c.start(now)
+	peer := MustParseNodeID("b@127.0.0.1:4001")
+	id := c.accept(now)
+	c.receive(now, id, &Message{Hello: &Hello{
+		ID: peer, Incarnation: 1, ProtocolVersion: ProtocolVersion,
+		HeartbeatInterval: 1300000 * time.Hour, MissThreshold: 3,
+	}})
+	c.receive(now, id, &Message{Heartbeat: &Heartbeat{}}) // confirms the stream: b is up
+	require.Equal(t, 1, c.connected)
+	require.Equal(t, 3*MaxHeartbeatInterval, c.conns[id].timeout, "the silence limit uses the interval clamped to the range")
+	for range 100 {
+		now = now.Add(100 * time.Millisecond)
+		c.tick(now)
+	}
+	for _, o := range c.takeOutputs() {
+		require.False(t, o.kind == outEvent && o.event.Type == EventNodeDown, "b was reported down: %+v", o.event)
+	}
+	require.Equal(t, 1, c.connected, "b stays up")
 }

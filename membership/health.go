@@ -2,6 +2,7 @@ package membership
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -13,8 +14,8 @@ const (
 	HealthHealthy HealthStatus = iota + 1
 	// HealthDegraded: some known nodes are down, or nodes went down within the window.
 	HealthDegraded
-	// HealthCritical: fewer than half of the known nodes are connected, or the local node is
-	// not running.
+	// HealthCritical: fewer than half of the known nodes are connected, no node is connected
+	// and none of the seeds is reachable, or the local node is not running.
 	HealthCritical
 )
 
@@ -44,7 +45,8 @@ type HealthReport struct {
 	Status HealthStatus
 	// Connected and Known count the connected and the known nodes (the local one excluded).
 	Connected, Known int
-	// AvailabilityPercent is Connected over Known in percent; 100 when no node is known.
+	// AvailabilityPercent is Connected over Known in percent; 100 when no node is known,
+	// unless the node has seeds and none is reachable: 0 then.
 	AvailabilityPercent float64
 	// RecentDowns counts node_down events within Window.
 	RecentDowns int
@@ -56,12 +58,20 @@ type HealthReport struct {
 	Uptime time.Duration
 	// Message explains the grade in one sentence.
 	Message string
+	// Seeds reports the node's seeds (Config.Seeds), the node itself excluded: whether each
+	// is reachable and, if not, why.
+	Seeds []SeedStatus
 }
 
+// maxSeedsInMessage bounds how many unreachable seeds the health message names.
+const maxSeedsInMessage = 3
+
 // Health grades the cluster:
-//   - critical when the node is not running, or fewer than 50% of the known nodes are connected;
+//   - critical when the node is not running, or fewer than 50% of the known nodes are
+//     connected, or no node is connected and the node has seeds but none is reachable (a node
+//     cut off from the cluster it was told to join: availability 0%);
 //   - degraded when some known node is not connected, or a node went down in the last 5 minutes;
-//   - healthy otherwise (a node alone, knowing no other, is healthy).
+//   - healthy otherwise (a node alone, knowing no other and given no seed, is healthy).
 func (c *Cluster) Health() HealthReport {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -81,10 +91,18 @@ func (c *Cluster) Health() HealthReport {
 	report.Uptime = now.Sub(c.startedAt)
 	report.Known = len(c.core.members)
 	report.Connected = c.core.connected
+	report.Seeds = c.core.seedStatuses()
 	if report.Known > 0 {
 		report.AvailabilityPercent = 100 * float64(report.Connected) / float64(report.Known)
 	}
+	cutOff := report.Connected == 0 && len(report.Seeds) > 0 && !anyReachable(report.Seeds)
+	if cutOff {
+		report.AvailabilityPercent = 0
+	}
 	switch {
+	case cutOff:
+		report.Status = HealthCritical
+		report.Message = noSeedMessage(report.Seeds, report.Known)
 	case report.AvailabilityPercent < criticalAvailability:
 		report.Status = HealthCritical
 		report.Message = fmt.Sprintf("only %d of %d known nodes are connected", report.Connected, report.Known)
@@ -99,4 +117,45 @@ func (c *Cluster) Health() HealthReport {
 		report.Message = fmt.Sprintf("all %d known nodes are connected", report.Known)
 	}
 	return report
+}
+
+// anyReachable reports whether some seed is reachable.
+func anyReachable(seeds []SeedStatus) bool {
+	for _, s := range seeds {
+		if s.Reachable {
+			return true
+		}
+	}
+	return false
+}
+
+// noSeedMessage explains a node cut off from its seeds, naming the first few and why.
+func noSeedMessage(seeds []SeedStatus, known int) string {
+	var b strings.Builder
+	if len(seeds) == 1 {
+		b.WriteString("no seed is reachable")
+	} else {
+		fmt.Fprintf(&b, "none of the %d seeds is reachable", len(seeds))
+	}
+	for i, s := range seeds {
+		if i == maxSeedsInMessage {
+			fmt.Fprintf(&b, "; and %d more", len(seeds)-i)
+			break
+		}
+		sep := "; "
+		if i == 0 {
+			sep = ": "
+		}
+		why := s.LastError
+		if why == "" {
+			why = "not reached yet"
+		}
+		fmt.Fprintf(&b, "%s%s (%s)", sep, s.Seed, why)
+	}
+	if known > 0 {
+		fmt.Fprintf(&b, "; none of %d known nodes is connected", known)
+	} else {
+		b.WriteString("; no other node is known")
+	}
+	return b.String()
 }

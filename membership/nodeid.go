@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/meshnode/meshnode/internal/quote"
 )
 
 // Limits of the node id grammar (contract §1).
@@ -26,31 +28,37 @@ const (
 // errors.Is(err, ErrInvalidNodeID) is true for any *IDError.
 var ErrInvalidNodeID = errors.New("invalid node id")
 
-// IDError is returned for every rejected node id or seed. It names the part
-// that is wrong and the rule it breaks, and reads like
+// IDError is returned for every rejected node id, seed, address or port. It
+// names the part that is wrong and the rule it breaks, and reads like
 //
 //	invalid node id "1app@h:1": name must start with a letter
+//
+// The message quotes at most the first 64 bytes of a longer input, then its
+// length, so that it never echoes unbounded input back.
 type IDError struct {
-	// Input is the text that was rejected.
+	// Input is the text that was rejected, whole.
 	Input string
 	// Part is the part that broke a rule: "id" (the overall shape), "name",
-	// "host" or "port"; ParseSeed reports the overall shape as "seed".
+	// "host" or "port"; ParseSeed reports the overall shape as "seed", and
+	// ParseAddress and ParseListenAddress as "address".
 	Part string
 	// Rule is the rule that was broken, e.g. "must start with a letter".
 	Rule string
 
-	// subject is what Input was meant to be: "" (a node id) or "seed".
+	// subject is what Input was meant to be: "" (a node id), "seed", "address",
+	// "listen address" or "port".
 	subject string
 }
 
-// Error reads `invalid node id "<input>": <part> <rule>` (or `invalid seed ...`
-// for errors from ParseSeed).
+// Error reads `invalid node id "<input>": <part> <rule>` (or `invalid seed ...`,
+// `invalid address ...`, `invalid listen address ...`, `invalid port ...` for
+// errors from ParseSeed, ParseAddress, ParseListenAddress and ParseListenPort).
 func (e *IDError) Error() string {
 	subject := e.subject
 	if subject == "" {
 		subject = "node id"
 	}
-	return fmt.Sprintf("invalid %s %q: %s %s", subject, e.Input, e.Part, e.Rule)
+	return fmt.Sprintf("invalid %s %s: %s %s", subject, quote.Input(e.Input), e.Part, e.Rule)
 }
 
 // Is reports whether target is ErrInvalidNodeID, so that
@@ -125,12 +133,57 @@ func ParseSeed(s string) (addr string, id NodeID, err error) {
 	if s == "" {
 		return "", NodeID{}, &IDError{Input: s, Part: "seed", Rule: "must not be empty", subject: "seed"}
 	}
-	host, port, perr := parseHostPort(s)
+	host, port, perr := parseHostPort(s, false)
 	if perr != nil {
 		perr.Input, perr.subject = s, "seed"
 		return "", NodeID{}, perr
 	}
 	return net.JoinHostPort(host, strconv.Itoa(int(port))), NodeID{}, nil
+}
+
+// ParseAddress parses a dial address, host:port ([host]:port for IPv6), by the
+// rules of a node id's host and port: what a client dials and a plain seed.
+// It returns the address as NodeID.Address formats it. Any rejection is an
+// *IDError reading `invalid address "<input>": ...`.
+func ParseAddress(s string) (string, error) {
+	if s == "" {
+		return "", &IDError{Input: s, Part: "address", Rule: "must not be empty (expected host:port)", subject: "address"}
+	}
+	host, port, err := parseHostPort(s, false)
+	if err != nil {
+		err.Input, err.subject = s, "address"
+		return "", err
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(port))), nil
+}
+
+// ParseListenAddress parses the address a listener binds, host:port: the host
+// may be empty (every interface, ":9469") and the port may be 0 (pick a free
+// one); otherwise host and port follow the node id rules, an IPv6 host in
+// brackets. It returns the host (without brackets) and the port. Any rejection
+// is an *IDError reading `invalid listen address "<input>": ...`.
+func ParseListenAddress(s string) (host string, port int, err error) {
+	if s == "" {
+		return "", 0, &IDError{Input: s, Part: "address", Rule: "must not be empty (expected host:port)", subject: "listen address"}
+	}
+	h, p, perr := parseHostPort(s, true)
+	if perr != nil {
+		perr.Input, perr.subject = s, "listen address"
+		return "", 0, perr
+	}
+	return h, int(p), nil
+}
+
+// ParseListenPort parses a listen port as a flag or the environment gives it:
+// "0" (pick a free port) or a port by the node id rule: decimal digits only, no
+// sign, no leading zero, 1–65535. Any rejection is an *IDError reading
+// `invalid port "<input>": port ...`.
+func ParseListenPort(s string) (int, error) {
+	port, rule := parsePort(s, true)
+	if rule != "" {
+		return 0, &IDError{Input: s, Part: "port", Rule: rule, subject: "port"}
+	}
+	return int(port), nil
 }
 
 // parseID parses name@host:port; subject selects how errors read.
@@ -154,7 +207,7 @@ func parseID(s, subject string) (NodeID, error) {
 	if rule := nameRule(name); rule != "" {
 		return fail("name", rule)
 	}
-	host, port, err := parseHostPort(hostPort)
+	host, port, err := parseHostPort(hostPort, false)
 	if err != nil {
 		err.Input, err.subject = s, subject
 		return NodeID{}, err
@@ -163,8 +216,9 @@ func parseID(s, subject string) (NodeID, error) {
 }
 
 // parseHostPort splits and validates host:port ([v6]:port for IPv6). The
-// returned host has no brackets. The error's Input is left for the caller.
-func parseHostPort(s string) (string, uint16, *IDError) {
+// returned host has no brackets. With listen, the host may be empty and the
+// port 0. The error's Input is left for the caller.
+func parseHostPort(s string, listen bool) (string, uint16, *IDError) {
 	fail := func(part, rule string) (string, uint16, *IDError) {
 		return "", 0, &IDError{Part: part, Rule: rule}
 	}
@@ -199,10 +253,10 @@ func parseHostPort(s string) (string, uint16, *IDError) {
 			return fail("host", "must put an IPv6 address in brackets, e.g. [::1]:4369")
 		}
 	}
-	if rule := hostRule(host); rule != "" {
+	if rule := hostRule(host); rule != "" && (!listen || host != "") {
 		return fail("host", rule)
 	}
-	port, rule := parsePort(portText)
+	port, rule := parsePort(portText, listen)
 	if rule != "" {
 		return fail("port", rule)
 	}
@@ -212,11 +266,15 @@ func parseHostPort(s string) (string, uint16, *IDError) {
 // portRangeRule is the rule broken by a port outside 1–65535.
 const portRangeRule = "must be between 1 and 65535"
 
-// parsePort parses a strict decimal port in 1–65535; on failure it returns the
+// parsePort parses a strict decimal port in 1–65535 (or exactly "0" when
+// zero is allowed: a listener's "pick a free port"); on failure it returns the
 // rule broken.
-func parsePort(s string) (uint16, string) {
+func parsePort(s string, zero bool) (uint16, string) {
 	if s == "" {
 		return 0, "must not be empty"
+	}
+	if zero && s == "0" {
+		return 0, ""
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
@@ -299,10 +357,10 @@ func ipv4Rule(host string) string {
 		case o == "":
 			return "is not a valid IPv4 address (empty octet)"
 		case len(o) > 1 && o[0] == '0':
-			return fmt.Sprintf("is not a valid IPv4 address (octet %q has a leading zero)", o)
+			return fmt.Sprintf("is not a valid IPv4 address (octet %s has a leading zero)", quote.Input(o))
 		}
 		if n, err := strconv.Atoi(o); err != nil || n > 255 {
-			return fmt.Sprintf("is not a valid IPv4 address (octet %q is greater than 255)", o)
+			return fmt.Sprintf("is not a valid IPv4 address (octet %s is greater than 255)", quote.Input(o))
 		}
 	}
 	return ""
@@ -327,7 +385,7 @@ func hostnameRule(host string) string {
 		case len(label) > maxLabelLen:
 			return fmt.Sprintf("labels must be at most %d characters (got %d)", maxLabelLen, len(label))
 		case label[0] == '-' || label[len(label)-1] == '-':
-			return fmt.Sprintf("labels must not start or end with '-' (got %q)", label)
+			return fmt.Sprintf("labels must not start or end with '-' (got %s)", quote.Input(label))
 		}
 	}
 	return ""

@@ -3,6 +3,7 @@ package membership
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -123,7 +124,7 @@ func TestParseNodeIDInvalid(t *testing.T) {
 			assert.Contains(t, idErr.Rule, tt.rule)
 			assert.ErrorIs(t, err, ErrInvalidNodeID)
 			assert.True(t, strings.HasPrefix(err.Error(), `invalid node id "`), err.Error())
-			assert.Contains(t, err.Error(), `": `+tt.part+" ")
+			assert.Contains(t, err.Error(), ": "+tt.part+" ")
 			assert.Contains(t, err.Error(), tt.rule)
 
 			assert.Equal(t, err, ValidateNodeID(tt.in))
@@ -307,4 +308,113 @@ func TestNodeIDAppendToWritesString(t *testing.T) {
 		require.Equal(t, id.String(), string(id.appendTo([]byte("prefix:"))[len("prefix:"):]))
 	}
 	require.Empty(t, NodeID{}.appendTo(nil), "the zero id appends nothing, as its String is empty")
+}
+
+// Errors quote at most a short prefix of what they reject, and its length: an id, a seed or a
+// host of a megabyte never comes back whole in a message.
+func TestErrorsQuoteAtMostAPrefixOfTheInput(t *testing.T) {
+	huge := strings.Repeat("a", 1<<20)
+	inputs := map[string]string{
+		"id without '@'":    huge,
+		"name":              "1" + huge + "@h:1",
+		"IPv4 octet":        "a@1.2.3." + strings.Repeat("9", 1<<20) + ":1",
+		"port":              "a@h:" + strings.Repeat("9", 1<<20),
+		"hostname":          "a@" + huge + ":1",
+		"two '@'":           huge + "@@h:1",
+		"unbracketed IPv6":  "a@" + strings.Repeat("1:", 1<<19) + ":1",
+		"unclosed bracket":  "a@[" + huge,
+		"bracketed junk":    "a@[" + huge + "]:1",
+		"seed without port": "seed:" + huge,
+	}
+	for label, in := range inputs {
+		t.Run(label, func(t *testing.T) {
+			for _, err := range []error{ValidateNodeID(in), func() error { _, _, err := ParseSeed(in); return err }()} {
+				require.Error(t, err)
+				assert.Less(t, len(err.Error()), 400, "error %.200q…", err.Error())
+				assert.Contains(t, err.Error(), fmt.Sprintf("(%d bytes)", len(in)))
+				assert.ErrorIs(t, err, ErrInvalidNodeID)
+			}
+		})
+	}
+}
+
+func TestParseListenPortFollowsTheNodeIDPortRule(t *testing.T) {
+	for in, want := range map[string]int{"0": 0, "1": 1, "4369": 4369, "65535": 65535} {
+		got, err := ParseListenPort(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for in, rule := range map[string]string{
+		"":       "must not be empty",
+		"+80":    "only decimal digits",
+		"-1":     "only decimal digits",
+		" 80":    "only decimal digits",
+		"12abc":  "only decimal digits",
+		"07350":  "leading zeros",
+		"00":     "between 1 and 65535",
+		"65536":  "between 1 and 65535",
+		"999999": "between 1 and 65535",
+	} {
+		_, err := ParseListenPort(in)
+		var idErr *IDError
+		require.ErrorAs(t, err, &idErr, in)
+		assert.Equal(t, "port", idErr.Part, in)
+		assert.Contains(t, err.Error(), rule, in)
+		assert.True(t, strings.HasPrefix(err.Error(), "invalid port "), err.Error())
+	}
+}
+
+func TestParseAddress(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1:4369": "127.0.0.1:4369", "localhost:1": "localhost:1", "[::1]:4369": "[::1]:4369",
+	} {
+		got, err := ParseAddress(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got)
+	}
+	for in, rule := range map[string]string{
+		"":               "address must not be empty",
+		"not an addr":    "port is missing",
+		":99999":         "host must not be empty",
+		"127.0.0.1:0":    "port must be between 1 and 65535",
+		"127.0.0.1:+80":  "port must contain only decimal digits",
+		"127.0.0.1:0080": "port must not have leading zeros",
+		"::1:4369":       "in brackets",
+		"a@h:1":          "host",
+	} {
+		_, err := ParseAddress(in)
+		require.Error(t, err, in)
+		assert.Contains(t, err.Error(), rule, in)
+		assert.True(t, strings.HasPrefix(err.Error(), "invalid address "), err.Error())
+	}
+}
+
+func TestParseListenAddress(t *testing.T) {
+	valid := []struct {
+		in   string
+		host string
+		port int
+	}{
+		{"127.0.0.1:9469", "127.0.0.1", 9469}, {":9469", "", 9469}, {"[::]:0", "::", 0}, {"localhost:0", "localhost", 0},
+		{"0.0.0.0:1", "0.0.0.0", 1},
+	}
+	for _, tt := range valid {
+		host, port, err := ParseListenAddress(tt.in)
+		require.NoError(t, err, tt.in)
+		assert.Equal(t, tt.host, host, tt.in)
+		assert.Equal(t, tt.port, port, tt.in)
+	}
+	for in, rule := range map[string]string{
+		"":             "must not be empty",
+		"notanaddr":    "port is missing",
+		":99999":       "port must be between 1 and 65535",
+		"127.0.0.1:07": "leading zeros",
+		"bad_host:80":  "host must contain only",
+		"1.2.3.4:+1":   "only decimal digits",
+	} {
+		_, _, err := ParseListenAddress(in)
+		require.Error(t, err, in)
+		assert.Contains(t, err.Error(), rule, in)
+		assert.True(t, strings.HasPrefix(err.Error(), "invalid listen address "), err.Error())
+	}
 }

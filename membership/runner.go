@@ -95,7 +95,7 @@ func (c *Cluster) dialLocked(pc *peerConn, addr string) {
 			c.logger.Debug("dial failed", "addr", addr, "err", err)
 			if c.core == r.core && c.runners[id] == r {
 				c.forgetRunnerLocked(r)
-				c.stepLocked(func(now time.Time) { c.core.ended(now, id) })
+				c.stepLocked(func(now time.Time) { c.core.endedBy(now, id, err) })
 			}
 			r.close(false)
 			return
@@ -301,7 +301,7 @@ func (r *connRunner) run() {
 		}
 		if err != nil {
 			c.forgetRunnerLocked(r)
-			c.stepLocked(func(now time.Time) { c.core.ended(now, r.pc.id) })
+			c.stepLocked(func(now time.Time) { c.core.endedBy(now, r.pc.id, err) })
 			c.mu.Unlock()
 			r.abort()
 			return

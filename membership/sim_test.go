@@ -1,7 +1,9 @@
 package membership
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"slices"
@@ -53,6 +55,15 @@ type simNode struct {
 	inc     uint64
 	dials   []simDial // every dial the node started, in order
 	sent    []simSent // every message the node handed to the network, in order
+	logs    []simLog  // every line the node logged, in order
+}
+
+// simLog is one line a node logged.
+type simLog struct {
+	at    time.Time
+	level slog.Level
+	text  string
+	attrs []any
 }
 
 // simDial is one dial a node started.
@@ -235,6 +246,8 @@ func (s *sim) apply(n *simNode, o output) {
 	switch o.kind {
 	case outEvent:
 		n.events = append(n.events, o.event)
+	case outLog:
+		n.logs = append(n.logs, simLog{at: s.now, level: o.level, text: o.text, attrs: o.attrs})
 	case outDial:
 		n.dials = append(n.dials, simDial{at: s.now, addr: o.addr})
 		s.dial(n, o.pc.id, o.addr)
@@ -342,7 +355,7 @@ func (s *sim) dial(n *simNode, id connID, addr string) {
 		if target == nil || !target.up || target.frozen || s.linkCut(n, target) || s.linkCut(target, n) {
 			end.closed = true
 			delete(n.ends, id)
-			n.core.ended(s.now, id)
+			n.core.endedBy(s.now, id, errSimRefused)
 			n.flush()
 			return
 		}
@@ -356,6 +369,9 @@ func (s *sim) dial(n *simNode, id connID, addr string) {
 	}
 	s.after(s.dialLatency, outcome)
 }
+
+// errSimRefused is the error of a dial that reaches no node.
+var errSimRefused = errors.New("connection refused")
 
 // after queues f now, or at now+d when d is positive.
 func (s *sim) after(d time.Duration, f func()) {

@@ -96,6 +96,7 @@ func (s *apiService) GetHealth(context.Context, *clusterv1.GetHealthRequest) (*c
 		RecentDownCount:     uint32(h.RecentDowns),
 		RecentWindow:        durationpb.New(h.Window),
 		Message:             h.Message,
+		Seeds:               toSeedStatuses(h.Seeds),
 	}, nil
 }
 

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"math"
+
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -116,6 +118,20 @@ func toEvents(events []membership.Event) []*clusterv1.Event {
 	out := make([]*clusterv1.Event, len(events))
 	for i, e := range events {
 		out[i] = toEvent(e)
+	}
+	return out
+}
+
+// toSeedStatuses converts the seeds of a health report for the public API.
+func toSeedStatuses(seeds []membership.SeedStatus) []*clusterv1.SeedStatus {
+	if len(seeds) == 0 {
+		return nil
+	}
+	out := make([]*clusterv1.SeedStatus, len(seeds))
+	for i, s := range seeds {
+		out[i] = &clusterv1.SeedStatus{
+			Seed: s.Seed, Reachable: s.Reachable, LastError: s.LastError, FailedDials: uint32(min(s.FailedDials, math.MaxUint32)),
+		}
 	}
 	return out
 }

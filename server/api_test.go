@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -238,4 +240,126 @@ func (s *stuckStream) registered() bool {
 func (s *stuckStream) Send(*clusterv1.WatchEventsResponse) error {
 	<-s.release
 	return nil
+}
+
+// A malformed id of a megabyte is answered with INVALID_ARGUMENT and a short message, which
+// fits the headers of a client that accepts no more than 16 KiB of them; the Go client's
+// error quotes the id only in part too.
+func TestGetNodeWithAHugeMalformedIDAnswersInvalidArgumentBriefly(t *testing.T) {
+	a := startNode(t, testConfig("a"))
+	cc, err := grpc.NewClient(a.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithMaxHeaderListSize(16<<10))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cc.Close() })
+	api := clusterv1.NewMembershipServiceClient(cc)
+	huge := "1" + strings.Repeat("a", 1<<20-5) + "@h:1"
+
+	_, err = api.GetNode(t.Context(), &clusterv1.GetNodeRequest{Id: huge})
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "got %.300v", err)
+	msg := status.Convert(err).Message()
+	require.Less(t, len(msg), 400, "%.300q", msg)
+	require.Contains(t, msg, "(1048576 bytes)")
+	require.Contains(t, msg, "name must be at most 64 characters")
+
+	c, err := client.Dial(a.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Node(t.Context(), huge)
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
+	require.Less(t, len(err.Error()), 1000, "%.300q", err.Error())
+}
+
+// A node given a seed that nobody answers at is not healthy: GetHealth says no seed is
+// reachable, why, and 0% availability, until a node appears there.
+func TestGetHealthSaysWhenNoSeedIsReachable(t *testing.T) {
+	port := freePorts(t, 1)[0]
+	seed := fmt.Sprintf("127.0.0.1:%d", port)
+	a := startNode(t, testConfig("a", seed))
+	api := apiClient(t, a)
+
+	h, err := api.GetHealth(t.Context(), &clusterv1.GetHealthRequest{})
+	require.NoError(t, err)
+	require.Equal(t, clusterv1.HealthStatus_HEALTH_STATUS_CRITICAL, h.GetStatus())
+	require.Zero(t, h.GetAvailabilityPercent())
+	require.Contains(t, h.GetMessage(), "no seed is reachable: "+seed)
+	require.Len(t, h.GetSeeds(), 1)
+	require.Equal(t, seed, h.GetSeeds()[0].GetSeed())
+	require.False(t, h.GetSeeds()[0].GetReachable())
+	require.Contains(t, h.GetSeeds()[0].GetLastError(), "connection refused")
+	require.GreaterOrEqual(t, h.GetSeeds()[0].GetFailedDials(), uint32(1))
+
+	cfg := testConfig("b")
+	cfg.Port = port
+	b := startNode(t, cfg)
+	requireFullMesh(t, 10*time.Second, a, b)
+	c, err := client.Dial(a.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	report, err := c.Health(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, membership.HealthHealthy, report.Status, report.Message)
+	require.Equal(t, []membership.SeedStatus{{Seed: seed, Reachable: true}}, report.Seeds)
+	require.InDelta(t, 100.0, report.AvailabilityPercent, 0.001)
+}
+
+// With StopOnBreak, Watch ends with the stream: UNAVAILABLE when the node stops. With OnBreak
+// and OnResume, the caller hears of the break once and of the resumption, with the restart.
+func TestClientWatchStopOnBreakAndOnBreakOnResume(t *testing.T) {
+	a := startNode(t, testConfig("a"))
+	c, err := client.Dial(a.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+
+	snapshot := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Watch(t.Context(), func(e client.Event) {
+			if e.Snapshot {
+				snapshot <- struct{}{}
+			}
+		}, client.StopOnBreak())
+	}()
+	<-snapshot
+	require.NoError(t, a.Stop(t.Context()))
+	select {
+	case err := <-done:
+		require.Equal(t, codes.Unavailable, status.Code(err), "got %v", err)
+		require.Contains(t, err.Error(), "stopped")
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watch with StopOnBreak did not return when the node stopped")
+	}
+
+	require.NoError(t, a.Start(t.Context()))
+	var mu sync.Mutex
+	var breaks []error
+	var resumes []client.Resume
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		done <- c.Watch(ctx, func(e client.Event) {
+			if e.Snapshot {
+				snapshot <- struct{}{}
+			}
+		}, client.OnBreak(func(err error) {
+			mu.Lock()
+			breaks = append(breaks, err)
+			mu.Unlock()
+		}), client.OnResume(func(r client.Resume) {
+			mu.Lock()
+			resumes = append(resumes, r)
+			mu.Unlock()
+		}))
+	}()
+	<-snapshot
+	require.NoError(t, a.Stop(t.Context()))
+	require.NoError(t, a.Start(t.Context()))
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(resumes) == 1 }, 15*time.Second, 20*time.Millisecond)
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, breaks, 1, "one break, however many attempts to resume failed")
+	require.Equal(t, codes.Unavailable, status.Code(breaks[0]))
+	require.True(t, resumes[0].NodeRestarted)
+	require.False(t, resumes[0].SequenceRestarted, "one process numbers its events on across restarts")
+	require.Greater(t, resumes[0].Sequence, resumes[0].LastSequence)
 }

@@ -3,12 +3,15 @@ package server
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshnode/meshnode/membership"
 )
 
 func TestMetricsEndpointReportsTheEngine(t *testing.T) {
@@ -45,4 +48,29 @@ func TestMetricsEndpointReportsTheEngine(t *testing.T) {
 		require.Contains(t, body, want)
 	}
 	require.NotContains(t, body, `grpc_service="cluster.v1.PeerService"`, "peer streams are not counted as RPCs, so they have no series")
+}
+
+// Invalid options are refused like invalid configuration: before anything listens, every
+// invalid field in one *membership.ConfigError.
+func TestStartRefusesInvalidListenerAddressesAndTLSFilesBeforeListening(t *testing.T) {
+	port := freePorts(t, 1)[0]
+	cfg := testConfig("a")
+	cfg.Port = port
+	cfg.HeartbeatMissThreshold = 101
+	_, err := Start(t.Context(), cfg, WithLogger(quietLogger()), WithMetricsAddr("notanaddr"),
+		WithTLS(TLSFiles{CertFile: "/nonexistent/cert.pem", KeyFile: "/nonexistent/key.pem"}))
+	var ce *membership.ConfigError
+	require.ErrorAs(t, err, &ce)
+	require.ErrorIs(t, err, membership.ErrInvalidConfig)
+	fields := make([]string, len(ce.Problems))
+	for i, p := range ce.Problems {
+		fields[i] = p.Field
+	}
+	require.Equal(t, []string{"HeartbeatMissThreshold", "MetricsAddr", "TLS"}, fields)
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	require.NoError(t, err, "the node's port was never bound")
+	require.NoError(t, l.Close())
+
+	require.NoError(t, Validate(testConfig("a"), WithMetricsAddr(":0")))
+	require.ErrorAs(t, Validate(testConfig("a"), WithMetricsAddr("127.0.0.1:99999")), &ce)
 }

@@ -48,23 +48,15 @@ type Node struct {
 	serving  sync.WaitGroup
 }
 
-// Start validates cfg, binds the port, starts serving and joins the cluster through the seeds.
-// It returns once each seed has answered or failed (see membership.Cluster.Start). Invalid
-// configuration is refused before anything listens, with a *membership.ConfigError.
+// Start validates cfg and the options (see Validate), binds the port, starts serving and joins
+// the cluster through the seeds. It returns once each seed has answered or failed (see
+// membership.Cluster.Start). Invalid configuration is refused before anything listens, with a
+// *membership.ConfigError listing every invalid field.
 func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, error) {
-	if err := cfg.Validate(); err != nil {
+	o := newOptions(opts)
+	tlsSetup, err := validate(cfg, &o)
+	if err != nil {
 		return nil, err
-	}
-	o := options{
-		logger:               slog.Default(),
-		maxPeerMessageBytes:  DefaultMaxPeerMessageBytes,
-		maxPendingHandshakes: DefaultMaxPendingHandshakes,
-		grpcReadBuffer:       DefaultGRPCReadBufferSize,
-		grpcWriteBuffer:      DefaultGRPCWriteBufferSize,
-		grpcWindow:           DefaultGRPCWindowSize,
-	}
-	for _, opt := range opts {
-		opt(&o)
 	}
 	n := &Node{cfg: cfg.Clone(), opts: o, port: cfg.Port, logger: o.logger}
 	listener, err := n.listen()
@@ -79,14 +71,9 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 	}
 	n.auth = newPeerAuth(cfg.Secrets, cfg.HandshakeTimeout, o.maxPendingHandshakes, o.logger.With("node", id.String()))
 	dialCreds := insecure.NewCredentials()
-	if o.tls != nil {
-		serverTLS, dialTLS, err := o.tls.tlsConfigs()
-		if err != nil {
-			_ = listener.Close()
-			return nil, err
-		}
-		n.serverCreds = credentials.NewTLS(serverTLS)
-		dialCreds = credentials.NewTLS(dialTLS)
+	if tlsSetup != nil {
+		n.serverCreds = credentials.NewTLS(tlsSetup.server)
+		dialCreds = credentials.NewTLS(tlsSetup.dial)
 	}
 	n.bodies = &bodyCache{}
 	n.transport = &peerTransport{bodies: n.bodies, channel: peerChannel{dialOptions: append([]grpc.DialOption{

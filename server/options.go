@@ -50,6 +50,22 @@ type options struct {
 // Option customises Start.
 type Option func(*options)
 
+// newOptions returns the defaults with opts applied.
+func newOptions(opts []Option) options {
+	o := options{
+		logger:               slog.Default(),
+		maxPeerMessageBytes:  DefaultMaxPeerMessageBytes,
+		maxPendingHandshakes: DefaultMaxPendingHandshakes,
+		grpcReadBuffer:       DefaultGRPCReadBufferSize,
+		grpcWriteBuffer:      DefaultGRPCWriteBufferSize,
+		grpcWindow:           DefaultGRPCWindowSize,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
 // WithLogger sets the logger of the node (default slog.Default()).
 func WithLogger(logger *slog.Logger) Option { return func(o *options) { o.logger = logger } }
 
@@ -78,7 +94,9 @@ func WithAPIToken(token string) Option { return func(o *options) { o.apiToken = 
 // files.CAFile is set.
 func WithTLS(files TLSFiles) Option { return func(o *options) { o.tls = &files } }
 
-// WithMetricsAddr serves Prometheus metrics at http://addr/metrics (e.g. "127.0.0.1:9469").
+// WithMetricsAddr serves Prometheus metrics at http://addr/metrics (e.g. "127.0.0.1:9469"). The
+// address is host:port (the host may be empty: every interface; port 0 picks a free one);
+// Start refuses any other with a *membership.ConfigError before it binds anything.
 func WithMetricsAddr(addr string) Option { return func(o *options) { o.metricsAddr = addr } }
 
 // WithGRPCBufferSizes sets the read and write buffer sizes of every gRPC connection of the

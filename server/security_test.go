@@ -214,3 +214,16 @@ func TestGarbageOnThePortHarmsNothing(t *testing.T) {
 	requireFullMesh(t, 2*time.Second, a, b)
 	require.Empty(t, ra.downs(b.LocalID()), "garbage on the port must not disturb the cluster")
 }
+
+// A wrong token, however long, is never echoed back.
+func TestAPITokenErrorsNeverEchoTheToken(t *testing.T) {
+	n, _ := startLogged(t, testConfig("a"), WithAPIToken("api-token-123"))
+	token := strings.Repeat("t0ken", 1600) // 8000 bytes
+	wrong, err := client.Dial(n.Addr().String(), client.WithToken(token))
+	require.NoError(t, err)
+	defer wrong.Close()
+	_, err = wrong.Nodes(context.Background(), false)
+	require.Equal(t, codes.Unauthenticated, status.Code(err))
+	require.NotContains(t, err.Error(), "t0kent0ken")
+	require.Less(t, len(err.Error()), 400)
+}

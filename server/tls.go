@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/meshnode/meshnode/internal/quote"
 )
 
 // TLSFiles names the PEM files of a node's TLS setup. With CAFile set, TLS is mutual: peers
@@ -50,7 +52,7 @@ func LoadCertPool(path string) (*x509.CertPool, error) {
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("CA file %q holds no PEM certificate", path)
+		return nil, fmt.Errorf("CA file %s holds no PEM certificate", quote.Input(path))
 	}
 	return pool, nil
 }

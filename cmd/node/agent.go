@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshnode/meshnode/internal/quote"
 	"github.com/meshnode/meshnode/membership"
 	"github.com/meshnode/meshnode/server"
 )
@@ -26,12 +27,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "node agent: %v\n", err)
 		return exitConfig
 	}
-	logger, err := newLogger(stderr, f.logFormat.value, f.level.value)
-	if err != nil {
-		fmt.Fprintf(stderr, "node agent: %v\n", err)
-		return exitConfig
-	}
-	cfg, err := f.config()
+	cfg, extra, logger, err := f.setup(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "node agent: %v\n", err)
 		return exitConfig
@@ -43,11 +39,6 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 
-	extra, err := f.serverOptions()
-	if err != nil {
-		fmt.Fprintf(stderr, "node agent: %v\n", err)
-		return exitConfig
-	}
 	opts := append([]server.Option{server.WithLogger(logger), server.WithEventHandler(eventLogger(logger))}, extra...)
 	node, err := server.Start(ctx, cfg, opts...)
 	if err != nil {
@@ -89,7 +80,7 @@ func eventLogger(logger *slog.Logger) func(membership.Event) {
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
-		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+		return nil, fmt.Errorf("log level %s: want debug, info, warn or error", quote.Input(level))
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
 	switch format {
@@ -98,6 +89,6 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	default:
-		return nil, fmt.Errorf("log format %q: want text or json", format)
+		return nil, fmt.Errorf("log format %s: want text or json", quote.Input(format))
 	}
 }

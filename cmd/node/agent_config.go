@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/meshnode/meshnode/internal/quote"
 	"github.com/meshnode/meshnode/membership"
 	"github.com/meshnode/meshnode/server"
 )
@@ -29,84 +33,142 @@ func newAgentFlags() *agentFlags {
 		s:            s,
 		name:         s.str("name", "NODE_NAME", "", "node name (required)"),
 		host:         s.str("host", "CLUSTER_HOST", d.BindHost, "bind address"),
-		port:         s.str("port", "CLUSTER_PORT", strconv.Itoa(d.Port), "listen port; 0 picks a free one"),
+		port:         s.str("port", "CLUSTER_PORT", strconv.Itoa(d.Port), "listen port, 1 to 65535 (digits only, no sign, no leading zero); 0 picks a free one"),
 		advertise:    s.str("advertise", "CLUSTER_ADVERTISE", "", "host other nodes dial (default: the bind host, or the first private address)"),
 		seeds:        s.str("seeds", "CLUSTER_SEEDS", "", "comma-separated seeds, name@host:port or host:port"),
 		secretFile:   s.str("secret-file", "", "", "file with the cluster secret(s), one per line: sign with the first, accept any (env CLUSTER_SECRET holds one secret)"),
-		interval:     s.str("heartbeat-interval", "CLUSTER_HEARTBEAT_INTERVAL", d.HeartbeatInterval.String(), "heartbeat period (>= 100ms)"),
-		threshold:    s.str("heartbeat-miss-threshold", "CLUSTER_HEARTBEAT_MISS_THRESHOLD", strconv.Itoa(d.HeartbeatMissThreshold), "missed heartbeats before heartbeat_timeout (>= 1)"),
+		interval:     s.str("heartbeat-interval", "CLUSTER_HEARTBEAT_INTERVAL", d.HeartbeatInterval.String(), "heartbeat period (100ms to 10m)"),
+		threshold:    s.str("heartbeat-miss-threshold", "CLUSTER_HEARTBEAT_MISS_THRESHOLD", strconv.Itoa(d.HeartbeatMissThreshold), "missed heartbeats before heartbeat_timeout (1 to 100)"),
 		metadata:     s.str("metadata", "CLUSTER_METADATA", "", "comma-separated key=value metadata advertised to peers"),
-		processCount: s.str("process-count", "CLUSTER_PROCESS_COUNT", "0", "process count advertised to peers"),
+		processCount: s.str("process-count", "CLUSTER_PROCESS_COUNT", "0", "process count advertised to peers (0 to 2147483647)"),
 		logFormat:    s.str("log-format", "LOG_FORMAT", "text", "log format: text or json"),
 		level:        s.str("log-level", "LOG_LEVEL", "info", "log level: debug, info, warn or error"),
 		token:        s.str("token", "CLUSTER_API_TOKEN", "", "require this bearer token on the public API"),
 		tlsCert:      s.str("tls-cert", "CLUSTER_TLS_CERT", "", "PEM certificate: serve and dial peers over TLS"),
 		tlsKey:       s.str("tls-key", "CLUSTER_TLS_KEY", "", "PEM private key of --tls-cert"),
-		metricsAddr:  s.str("metrics-addr", "CLUSTER_METRICS_ADDR", "", "serve Prometheus metrics at http://ADDR/metrics"),
+		metricsAddr:  s.str("metrics-addr", "CLUSTER_METRICS_ADDR", "", "serve Prometheus metrics at http://ADDR/metrics (host:port; an empty host is every interface)"),
 		tlsCA:        s.str("tls-ca", "CLUSTER_TLS_CA", "", "PEM CA: mutual TLS, peers and clients must present a certificate it signed"),
 	}
 }
 
-// config builds the membership configuration; every problem is reported at once, as a
-// *membership.ConfigError.
+// problems collects the invalid fields of the flags, to report them all in one message.
+type problems []membership.FieldError
+
+// add records one invalid field.
+func (p *problems) add(field, format string, args ...any) {
+	*p = append(*p, membership.FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+// addErr records the fields of a *membership.ConfigError, or err as one problem of field.
+func (p *problems) addErr(field string, err error) {
+	var ce *membership.ConfigError
+	if errors.As(err, &ce) {
+		*p = append(*p, ce.Problems...)
+		return
+	}
+	p.add(field, "%v", err)
+}
+
+// err returns nil or a *membership.ConfigError listing every problem.
+func (p problems) err() error {
+	if len(p) == 0 {
+		return nil
+	}
+	return &membership.ConfigError{Problems: p}
+}
+
+// setup turns the flags into the node's configuration, server options and logger. Nothing
+// listens yet: every invalid field (of the membership configuration, the listener addresses,
+// the TLS files, the log settings) is reported at once, as a *membership.ConfigError.
+func (f *agentFlags) setup(stderr io.Writer) (*membership.Config, []server.Option, *slog.Logger, error) {
+	var bad problems
+	cfg, err := f.config()
+	if err != nil {
+		bad.addErr("Config", err)
+	}
+	opts, err := f.serverOptions()
+	if err != nil {
+		bad.addErr("TLS", err)
+	}
+	logger, err := newLogger(stderr, f.logFormat.value, f.level.value)
+	if err != nil {
+		bad.addErr("Log", err)
+	}
+	// The membership fields that did not parse keep their defaults: Validate reports only
+	// the others, so no field is listed twice.
+	if err := server.Validate(cfg, opts...); err != nil {
+		bad.addErr("Config", err)
+	}
+	if err := bad.err(); err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, opts, logger, nil
+}
+
+// config builds the membership configuration from the flags, without validating it: values
+// that do not parse are reported at once, as a *membership.ConfigError, and the returned
+// configuration keeps their defaults.
 func (f *agentFlags) config() (*membership.Config, error) {
 	cfg := membership.DefaultConfig()
-	var problems []membership.FieldError
-	bad := func(field, format string, args ...any) {
-		problems = append(problems, membership.FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
-	}
+	var bad problems
 	cfg.Name = f.name.value
 	cfg.BindHost = f.host.value
 	cfg.AdvertiseHost = f.advertise.value
-	if port, err := strconv.Atoi(f.port.value); err != nil {
-		bad("Port", "%q is not a number", f.port.value)
+	if port, err := membership.ParseListenPort(f.port.value); err != nil {
+		bad.add("Port", "%v", err)
 	} else {
 		cfg.Port = port
 	}
 	cfg.Seeds = splitList(f.seeds.value)
 	if d, err := time.ParseDuration(f.interval.value); err != nil {
-		bad("HeartbeatInterval", "%q is not a duration such as 5s or 500ms", f.interval.value)
+		bad.add("HeartbeatInterval", "%s is not a duration such as 5s or 500ms, or is out of range", quote.Input(f.interval.value))
 	} else {
 		cfg.HeartbeatInterval = d
 	}
-	if n, err := strconv.Atoi(f.threshold.value); err != nil {
-		bad("HeartbeatMissThreshold", "%q is not a number", f.threshold.value)
+	if n, err := parseInt(f.threshold.value); err != nil {
+		bad.add("HeartbeatMissThreshold", "%v", err)
 	} else {
 		cfg.HeartbeatMissThreshold = n
 	}
-	if n, err := strconv.Atoi(f.processCount.value); err != nil {
-		bad("ProcessCount", "%q is not a number", f.processCount.value)
+	if n, err := parseInt(f.processCount.value); err != nil {
+		bad.add("ProcessCount", "%v", err)
 	} else {
 		cfg.ProcessCount = n
 	}
 	md, err := parseMetadata(f.metadata.value)
 	if err != nil {
-		bad("Metadata", "%v", err)
+		bad.add("Metadata", "%v", err)
 	}
 	cfg.Metadata = md
 	secrets, err := f.secrets()
 	if err != nil {
-		bad("Secrets", "%v", err)
+		bad.add("Secrets", "%v", err)
 	}
 	cfg.Secrets = secrets
-	if err := cfg.Validate(); err != nil {
-		if ce, ok := err.(*membership.ConfigError); ok {
-			problems = append(problems, ce.Problems...)
-		}
+	return cfg, bad.err()
+}
+
+// parseInt parses a decimal integer; the range is Config.Validate's to check, but a number
+// too large for an int is out of every range.
+func parseInt(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return 0, fmt.Errorf("%s is out of range", quote.Input(s))
+	case err != nil:
+		return 0, fmt.Errorf("%s is not a number", quote.Input(s))
 	}
-	if len(problems) > 0 {
-		return nil, &membership.ConfigError{Problems: problems}
-	}
-	return cfg, nil
+	return n, nil
 }
 
 // secrets reads --secret-file (one secret per line, blank lines and #comments skipped) or
-// CLUSTER_SECRET. The secret never appears in an error.
+// CLUSTER_SECRET. A secret that is set but empty (an empty file, an empty variable) is an
+// error, never a silent run without authentication. The secret never appears in an error.
 func (f *agentFlags) secrets() ([][]byte, error) {
 	if f.secretFile.value != "" {
 		data, err := os.ReadFile(f.secretFile.value)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read secret file %q: %w", f.secretFile.value, unwrapPathError(err))
+			return nil, fmt.Errorf("cannot read secret file %s: %w", quote.Input(f.secretFile.value), unwrapPathError(err))
 		}
 		var out [][]byte
 		for _, line := range bytes.Split(data, []byte("\n")) {
@@ -117,11 +179,17 @@ func (f *agentFlags) secrets() ([][]byte, error) {
 			out = append(out, line)
 		}
 		if len(out) == 0 {
-			return nil, fmt.Errorf("secret file %q holds no secret", f.secretFile.value)
+			return nil, fmt.Errorf("secret file %s holds no secret", quote.Input(f.secretFile.value))
 		}
 		return out, nil
 	}
-	if s := os.Getenv("CLUSTER_SECRET"); s != "" {
+	if f.secretFile.set {
+		return nil, errors.New("--secret-file is empty: name a file, or leave the flag out to run without authentication")
+	}
+	if s, ok := os.LookupEnv("CLUSTER_SECRET"); ok {
+		if strings.TrimSpace(s) == "" {
+			return nil, errors.New("CLUSTER_SECRET is set but empty: set a secret, or unset it to run without authentication")
+		}
 		return [][]byte{[]byte(s)}, nil
 	}
 	return nil, nil
@@ -156,7 +224,7 @@ func parseMetadata(s string) (map[string]string, error) {
 	for _, item := range items {
 		k, v, ok := strings.Cut(item, "=")
 		if !ok || strings.TrimSpace(k) == "" {
-			return nil, fmt.Errorf("%q is not key=value", item)
+			return nil, fmt.Errorf("%s is not key=value", quote.Input(item))
 		}
 		md[strings.TrimSpace(k)] = strings.TrimSpace(v)
 	}
@@ -164,6 +232,7 @@ func parseMetadata(s string) (map[string]string, error) {
 }
 
 // serverOptions returns the server options the flags ask for beyond the membership config.
+// The metrics address and the TLS files are checked by server.Validate.
 func (f *agentFlags) serverOptions() ([]server.Option, error) {
 	var opts []server.Option
 	if f.metricsAddr.value != "" {
@@ -174,7 +243,7 @@ func (f *agentFlags) serverOptions() ([]server.Option, error) {
 	}
 	if f.tlsCert.value != "" || f.tlsKey.value != "" || f.tlsCA.value != "" {
 		if f.tlsCert.value == "" || f.tlsKey.value == "" {
-			return nil, fmt.Errorf("TLS needs both --tls-cert and --tls-key")
+			return opts, errors.New("TLS needs both --tls-cert and --tls-key")
 		}
 		opts = append(opts, server.WithTLS(server.TLSFiles{CertFile: f.tlsCert.value, KeyFile: f.tlsKey.value, CAFile: f.tlsCA.value}))
 	}

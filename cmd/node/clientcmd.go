@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/meshnode/meshnode/client"
+	"github.com/meshnode/meshnode/membership"
 )
 
 // clientFlags are the options every client command takes.
@@ -23,7 +24,7 @@ func newClientFlags(name string) *clientFlags {
 	s := newSettings(name)
 	return &clientFlags{
 		s:       s,
-		addr:    s.str("addr", "CLUSTER_ADDR", client.DefaultAddr, "address of the node to ask"),
+		addr:    s.str("addr", "CLUSTER_ADDR", client.DefaultAddr, "address of the node to ask, host:port"),
 		token:   s.str("token", "CLUSTER_API_TOKEN", "", "bearer token for the node's API"),
 		tlsCA:   s.str("tls-ca", "CLUSTER_TLS_CA", "", "PEM CA to verify the node's certificate: dial with TLS"),
 		tlsCert: s.str("tls-cert", "CLUSTER_TLS_CERT", "", "PEM client certificate, for mutual TLS"),
@@ -39,6 +40,11 @@ func (f *clientFlags) dial(args []string, stderr io.Writer) (*client.Client, int
 			return nil, exitOK
 		}
 		fmt.Fprintf(stderr, "node %s: %v\n", f.s.fs.Name(), err)
+		return nil, exitConfig
+	}
+	// An address that cannot be one is a wrong flag, not a node that cannot be reached.
+	if _, err := membership.ParseAddress(f.addr.value); err != nil {
+		fmt.Fprintf(stderr, "node %s: --addr: %v\n", f.s.fs.Name(), err)
 		return nil, exitConfig
 	}
 	var opts []client.Option
@@ -72,10 +78,7 @@ func describe(addr string, err error) string {
 	if errors.Is(err, context.Canceled) {
 		return "interrupted"
 	}
-	st, ok := status.FromError(errors.Unwrap(err))
-	if !ok {
-		st, ok = status.FromError(err)
-	}
+	st, ok := statusOf(err)
 	if !ok {
 		return err.Error()
 	}
@@ -89,4 +92,16 @@ func describe(addr string, err error) string {
 	default:
 		return fmt.Sprintf("%s: %s", st.Code(), st.Message())
 	}
+}
+
+// statusOf returns the gRPC status of err: of the error it wraps when it wraps one, whose
+// message is then the server's alone, without the client's context.
+func statusOf(err error) (*status.Status, bool) {
+	if inner := errors.Unwrap(err); inner != nil {
+		if st, ok := status.FromError(inner); ok {
+			return st, true
+		}
+	}
+	st, ok := status.FromError(err)
+	return st, ok && err != nil
 }

@@ -62,6 +62,25 @@ func formatHealth(c *client.Client, r membership.HealthReport, colour bool) stri
 	fmt.Fprintf(&b, "  nodes:        %d connected / %d known (%.1f%% available)\n", r.Connected, r.Known, r.AvailabilityPercent)
 	fmt.Fprintf(&b, "  recent downs: %d in the last %s\n", r.RecentDowns, r.Window)
 	fmt.Fprintf(&b, "  uptime:       %s\n", roundDuration(r.Uptime))
+	if len(r.Seeds) > 0 {
+		reachable := 0
+		for _, s := range r.Seeds {
+			if s.Reachable {
+				reachable++
+			}
+		}
+		fmt.Fprintf(&b, "  seeds:        %d of %d reachable\n", reachable, len(r.Seeds))
+		for _, s := range r.Seeds {
+			if s.Reachable {
+				continue
+			}
+			why := s.LastError
+			if why == "" {
+				why = "not reached yet"
+			}
+			fmt.Fprintf(&b, "    %s unreachable: %s (%d failed dials)\n", s.Seed, why, s.FailedDials)
+		}
+	}
 	if len(r.RecentEvents) > 0 {
 		fmt.Fprintf(&b, "  recent events:\n")
 		start := max(0, len(r.RecentEvents)-10)

@@ -126,3 +126,16 @@ func TestClientCommandsFailWithOneLineWhenUnreachable(t *testing.T) {
 		require.Equal(t, "node "+cmd+": cannot reach a node at 127.0.0.1:1 (is `node agent` running there?)\n", errOut)
 	}
 }
+
+// Configuration errors quote at most a short prefix of each value, and its length.
+func TestAgentConfigErrorsQuoteAtMostAPrefixOfTheInput(t *testing.T) {
+	huge := strings.Repeat("z", 100_000)
+	code, _, errOut := runCLI(t, "agent", "--name", "1"+huge, "--port", huge, "--heartbeat-interval", huge,
+		"--heartbeat-miss-threshold", huge, "--process-count", huge, "--metadata", huge, "--seeds", huge)
+	require.Equal(t, 2, code)
+	for _, field := range []string{"Name", "Port", "HeartbeatInterval", "HeartbeatMissThreshold", "ProcessCount", "Metadata", "Seeds"} {
+		require.Contains(t, errOut, field+": ")
+	}
+	require.Less(t, len(errOut), 2500, "%.500q", errOut)
+	require.Contains(t, errOut, "(100000 bytes)")
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/meshnode/meshnode/internal/quote"
 )
 
 // setting is one option that a flag or an environment variable can set; the flag wins.
@@ -45,7 +47,7 @@ func (s *settings) parse(args []string) error {
 		return err
 	}
 	if s.fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", s.fs.Arg(0))
+		return fmt.Errorf("unexpected argument %s", quote.Input(s.fs.Arg(0)))
 	}
 	for _, st := range s.list {
 		if st.set || st.env == "" {

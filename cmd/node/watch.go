@@ -8,6 +8,8 @@ import (
 	"io"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/meshnode/meshnode/client"
 	"github.com/meshnode/meshnode/membership"
 )
@@ -15,6 +17,7 @@ import (
 func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := newClientFlags("watch")
 	asJSON := f.s.fs.Bool("json", false, "print one JSON object per line")
+	follow := f.s.fs.Bool("follow", false, "when the stream ends (the node stopped or went away), say so and resume once the node answers again, instead of exiting 1")
 	c, code := f.dial(args, stderr)
 	if c == nil {
 		return code
@@ -28,17 +31,60 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return fail(stderr, "watch", f.addr.value, err)
 	}
 	enc := json.NewEncoder(stdout)
-	err = c.Watch(ctx, func(e client.Event) {
+	show := func(e client.Event) {
 		if *asJSON {
 			_ = enc.Encode(jsonEvent(e))
 			return
 		}
 		fmt.Fprintln(stdout, formatEvent(e))
-	})
+	}
+	// Without --follow the watch ends with the stream; with it, the breaks and resumptions are
+	// said on stderr, so stdout stays one event per line.
+	opts := []client.WatchOption{client.StopOnBreak()}
+	if *follow {
+		opts = []client.WatchOption{
+			client.OnBreak(func(err error) {
+				fmt.Fprintf(stderr, "node watch: %s; resuming when it answers again\n", describeWatchEnd(f.addr.value, err))
+			}),
+			client.OnResume(func(r client.Resume) {
+				fmt.Fprintf(stderr, "node watch: %s\n", describeResume(f.addr.value, r))
+			}),
+		}
+	}
+	err = c.Watch(ctx, show, opts...)
 	if err != nil && !errors.Is(err, context.Canceled) {
-		return fail(stderr, "watch", f.addr.value, err)
+		fmt.Fprintf(stderr, "node watch: %s\n", describeWatchEnd(f.addr.value, err))
+		return exitError
 	}
 	return exitOK
+}
+
+// describeWatchEnd says in one sentence why a watch stream ended.
+func describeWatchEnd(addr string, err error) string {
+	st, ok := statusOf(err)
+	if !ok {
+		return describe(addr, err)
+	}
+	switch st.Code() {
+	case codes.Unavailable:
+		return fmt.Sprintf("the stream ended: the node at %s stopped or cannot be reached (%s)", addr, st.Message())
+	case codes.ResourceExhausted:
+		return fmt.Sprintf("the stream ended: the node at %s cut this watcher off (%s)", addr, st.Message())
+	default:
+		return "the stream ended: " + describe(addr, err)
+	}
+}
+
+// describeResume says in one sentence that a watch resumed, and what restarted meanwhile.
+func describeResume(addr string, r client.Resume) string {
+	msg := "resumed watching " + addr
+	if r.NodeRestarted {
+		msg += "; the node restarted meanwhile"
+	}
+	if r.SequenceRestarted {
+		msg += fmt.Sprintf("; its sequence numbers restarted (last seen #%d, now #%d)", r.LastSequence, r.Sequence)
+	}
+	return msg + "; ups and downs missed meanwhile follow, marked"
 }
 
 // formatEvent renders an event as one line.

@@ -70,7 +70,7 @@ func startAgent(t *testing.T, name string, flags ...string) *proc {
 	t.Helper()
 	args := append([]string{"agent", "--name", name, "--host", "127.0.0.1", "--port", "0", "--log-format", "json"}, flags...)
 	cmd := exec.Command(nodeBinary, args...)
-	cmd.Env = append(os.Environ(), "CLUSTER_SEEDS=", "CLUSTER_SECRET=")
+	cmd.Env = cleanEnv()
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start(), "start node %s", name)

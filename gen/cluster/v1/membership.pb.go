@@ -33,7 +33,8 @@ const (
 	HealthStatus_HEALTH_STATUS_HEALTHY HealthStatus = 1
 	// HEALTH_STATUS_DEGRADED: some known nodes are down, or nodes went down recently.
 	HealthStatus_HEALTH_STATUS_DEGRADED HealthStatus = 2
-	// HEALTH_STATUS_CRITICAL: most known nodes are down, or this node is not running.
+	// HEALTH_STATUS_CRITICAL: most known nodes are down, no node is connected and none of this
+	// node's seeds is reachable, or this node is not running.
 	HealthStatus_HEALTH_STATUS_CRITICAL HealthStatus = 3
 )
 
@@ -411,7 +412,8 @@ type GetHealthResponse struct {
 	ConnectedNodes uint32 `protobuf:"varint,2,opt,name=connected_nodes,json=connectedNodes,proto3" json:"connected_nodes,omitempty"`
 	// known_nodes is how many nodes are known (connected or not), not counting this node.
 	KnownNodes uint32 `protobuf:"varint,3,opt,name=known_nodes,json=knownNodes,proto3" json:"known_nodes,omitempty"`
-	// availability_percent is connected over known, in percent (100 when no node is known).
+	// availability_percent is connected over known, in percent (100 when no node is known,
+	// unless this node has seeds and none is reachable: 0 then).
 	AvailabilityPercent float64 `protobuf:"fixed64,4,opt,name=availability_percent,json=availabilityPercent,proto3" json:"availability_percent,omitempty"`
 	// recent_events are the latest membership events, oldest first.
 	RecentEvents []*Event `protobuf:"bytes,5,rep,name=recent_events,json=recentEvents,proto3" json:"recent_events,omitempty"`
@@ -422,7 +424,10 @@ type GetHealthResponse struct {
 	// recent_window is the window recent_down_count counts over.
 	RecentWindow *durationpb.Duration `protobuf:"bytes,8,opt,name=recent_window,json=recentWindow,proto3" json:"recent_window,omitempty"`
 	// message explains the grade in one human-readable sentence.
-	Message       string `protobuf:"bytes,9,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,9,opt,name=message,proto3" json:"message,omitempty"`
+	// seeds reports this node's seeds (itself excluded), in configuration order: whether each is
+	// reachable and, if not, why. Empty for a node started without seeds.
+	Seeds         []*SeedStatus `protobuf:"bytes,10,rep,name=seeds,proto3" json:"seeds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -520,6 +525,89 @@ func (x *GetHealthResponse) GetMessage() string {
 	return ""
 }
 
+func (x *GetHealthResponse) GetSeeds() []*SeedStatus {
+	if x != nil {
+		return x.Seeds
+	}
+	return nil
+}
+
+// SeedStatus is what a node knows of one of its seeds.
+type SeedStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seed is the seed as configured: host:port or name@host:port.
+	Seed string `protobuf:"bytes,1,opt,name=seed,proto3" json:"seed,omitempty"`
+	// reachable is true when the seed's last dial reached a node, or the node behind it is
+	// connected.
+	Reachable bool `protobuf:"varint,2,opt,name=reachable,proto3" json:"reachable,omitempty"`
+	// last_error says why the seed is not reachable: the last dial's error, or that the node
+	// behind it is down. Empty when reachable, or before its first dial ended.
+	LastError string `protobuf:"bytes,3,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// failed_dials counts the dials of the seed that failed since it was last reached (or since
+	// the node started).
+	FailedDials   uint32 `protobuf:"varint,4,opt,name=failed_dials,json=failedDials,proto3" json:"failed_dials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeedStatus) Reset() {
+	*x = SeedStatus{}
+	mi := &file_cluster_v1_membership_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeedStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeedStatus) ProtoMessage() {}
+
+func (x *SeedStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_v1_membership_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeedStatus.ProtoReflect.Descriptor instead.
+func (*SeedStatus) Descriptor() ([]byte, []int) {
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SeedStatus) GetSeed() string {
+	if x != nil {
+		return x.Seed
+	}
+	return ""
+}
+
+func (x *SeedStatus) GetReachable() bool {
+	if x != nil {
+		return x.Reachable
+	}
+	return false
+}
+
+func (x *SeedStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *SeedStatus) GetFailedDials() uint32 {
+	if x != nil {
+		return x.FailedDials
+	}
+	return 0
+}
+
 // WatchEventsRequest opens an event stream.
 type WatchEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -531,7 +619,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_cluster_v1_membership_proto_msgTypes[8]
+	mi := &file_cluster_v1_membership_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +631,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_membership_proto_msgTypes[8]
+	mi := &file_cluster_v1_membership_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +644,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{8}
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WatchEventsRequest) GetSnapshot() bool {
@@ -577,7 +665,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_cluster_v1_membership_proto_msgTypes[9]
+	mi := &file_cluster_v1_membership_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +677,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_membership_proto_msgTypes[9]
+	mi := &file_cluster_v1_membership_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +690,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{9}
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WatchEventsResponse) GetEvent() *Event {
@@ -636,7 +724,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_cluster_v1_membership_proto_msgTypes[10]
+	mi := &file_cluster_v1_membership_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +736,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_membership_proto_msgTypes[10]
+	mi := &file_cluster_v1_membership_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +749,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{10}
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Event) GetTime() *timestamppb.Timestamp {
@@ -764,7 +852,7 @@ type NodeUp struct {
 
 func (x *NodeUp) Reset() {
 	*x = NodeUp{}
-	mi := &file_cluster_v1_membership_proto_msgTypes[11]
+	mi := &file_cluster_v1_membership_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +864,7 @@ func (x *NodeUp) String() string {
 func (*NodeUp) ProtoMessage() {}
 
 func (x *NodeUp) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_membership_proto_msgTypes[11]
+	mi := &file_cluster_v1_membership_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +877,7 @@ func (x *NodeUp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeUp.ProtoReflect.Descriptor instead.
 func (*NodeUp) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{11}
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NodeUp) GetNode() *NodeInfo {
@@ -814,7 +902,7 @@ type NodeDown struct {
 
 func (x *NodeDown) Reset() {
 	*x = NodeDown{}
-	mi := &file_cluster_v1_membership_proto_msgTypes[12]
+	mi := &file_cluster_v1_membership_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -826,7 +914,7 @@ func (x *NodeDown) String() string {
 func (*NodeDown) ProtoMessage() {}
 
 func (x *NodeDown) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_membership_proto_msgTypes[12]
+	mi := &file_cluster_v1_membership_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -839,7 +927,7 @@ func (x *NodeDown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeDown.ProtoReflect.Descriptor instead.
 func (*NodeDown) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{12}
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NodeDown) GetId() string {
@@ -876,7 +964,7 @@ type StatusChange struct {
 
 func (x *StatusChange) Reset() {
 	*x = StatusChange{}
-	mi := &file_cluster_v1_membership_proto_msgTypes[13]
+	mi := &file_cluster_v1_membership_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +976,7 @@ func (x *StatusChange) String() string {
 func (*StatusChange) ProtoMessage() {}
 
 func (x *StatusChange) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_membership_proto_msgTypes[13]
+	mi := &file_cluster_v1_membership_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +989,7 @@ func (x *StatusChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChange.ProtoReflect.Descriptor instead.
 func (*StatusChange) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{13}
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StatusChange) GetPrevious() ClusterStatus {
@@ -931,7 +1019,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_cluster_v1_membership_proto_msgTypes[14]
+	mi := &file_cluster_v1_membership_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1031,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_membership_proto_msgTypes[14]
+	mi := &file_cluster_v1_membership_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1044,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{14}
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Snapshot) GetNodes() []*NodeInfo {
@@ -992,7 +1080,7 @@ const file_cluster_v1_membership_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\";\n" +
 	"\x0fGetNodeResponse\x12(\n" +
 	"\x04node\x18\x01 \x01(\v2\x14.cluster.v1.NodeInfoR\x04node\"\x12\n" +
-	"\x10GetHealthRequest\"\xb3\x03\n" +
+	"\x10GetHealthRequest\"\xe1\x03\n" +
 	"\x11GetHealthResponse\x120\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x18.cluster.v1.HealthStatusR\x06status\x12'\n" +
 	"\x0fconnected_nodes\x18\x02 \x01(\rR\x0econnectedNodes\x12\x1f\n" +
@@ -1003,7 +1091,16 @@ const file_cluster_v1_membership_proto_rawDesc = "" +
 	"\x06uptime\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12*\n" +
 	"\x11recent_down_count\x18\a \x01(\rR\x0frecentDownCount\x12>\n" +
 	"\rrecent_window\x18\b \x01(\v2\x19.google.protobuf.DurationR\frecentWindow\x12\x18\n" +
-	"\amessage\x18\t \x01(\tR\amessage\"0\n" +
+	"\amessage\x18\t \x01(\tR\amessage\x12,\n" +
+	"\x05seeds\x18\n" +
+	" \x03(\v2\x16.cluster.v1.SeedStatusR\x05seeds\"\x80\x01\n" +
+	"\n" +
+	"SeedStatus\x12\x12\n" +
+	"\x04seed\x18\x01 \x01(\tR\x04seed\x12\x1c\n" +
+	"\treachable\x18\x02 \x01(\bR\treachable\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x03 \x01(\tR\tlastError\x12!\n" +
+	"\ffailed_dials\x18\x04 \x01(\rR\vfailedDials\"0\n" +
 	"\x12WatchEventsRequest\x12\x1a\n" +
 	"\bsnapshot\x18\x01 \x01(\bR\bsnapshot\">\n" +
 	"\x13WatchEventsResponse\x12'\n" +
@@ -1053,7 +1150,7 @@ func file_cluster_v1_membership_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_v1_membership_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cluster_v1_membership_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_cluster_v1_membership_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_cluster_v1_membership_proto_goTypes = []any{
 	(HealthStatus)(0),             // 0: cluster.v1.HealthStatus
 	(*GetLocalNodeRequest)(nil),   // 1: cluster.v1.GetLocalNodeRequest
@@ -1064,56 +1161,58 @@ var file_cluster_v1_membership_proto_goTypes = []any{
 	(*GetNodeResponse)(nil),       // 6: cluster.v1.GetNodeResponse
 	(*GetHealthRequest)(nil),      // 7: cluster.v1.GetHealthRequest
 	(*GetHealthResponse)(nil),     // 8: cluster.v1.GetHealthResponse
-	(*WatchEventsRequest)(nil),    // 9: cluster.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),   // 10: cluster.v1.WatchEventsResponse
-	(*Event)(nil),                 // 11: cluster.v1.Event
-	(*NodeUp)(nil),                // 12: cluster.v1.NodeUp
-	(*NodeDown)(nil),              // 13: cluster.v1.NodeDown
-	(*StatusChange)(nil),          // 14: cluster.v1.StatusChange
-	(*Snapshot)(nil),              // 15: cluster.v1.Snapshot
-	(*NodeInfo)(nil),              // 16: cluster.v1.NodeInfo
-	(ClusterStatus)(0),            // 17: cluster.v1.ClusterStatus
-	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(NodeDownReason)(0),           // 20: cluster.v1.NodeDownReason
+	(*SeedStatus)(nil),            // 9: cluster.v1.SeedStatus
+	(*WatchEventsRequest)(nil),    // 10: cluster.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),   // 11: cluster.v1.WatchEventsResponse
+	(*Event)(nil),                 // 12: cluster.v1.Event
+	(*NodeUp)(nil),                // 13: cluster.v1.NodeUp
+	(*NodeDown)(nil),              // 14: cluster.v1.NodeDown
+	(*StatusChange)(nil),          // 15: cluster.v1.StatusChange
+	(*Snapshot)(nil),              // 16: cluster.v1.Snapshot
+	(*NodeInfo)(nil),              // 17: cluster.v1.NodeInfo
+	(ClusterStatus)(0),            // 18: cluster.v1.ClusterStatus
+	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(NodeDownReason)(0),           // 21: cluster.v1.NodeDownReason
 }
 var file_cluster_v1_membership_proto_depIdxs = []int32{
-	16, // 0: cluster.v1.GetLocalNodeResponse.node:type_name -> cluster.v1.NodeInfo
-	17, // 1: cluster.v1.GetLocalNodeResponse.status:type_name -> cluster.v1.ClusterStatus
-	18, // 2: cluster.v1.GetLocalNodeResponse.uptime:type_name -> google.protobuf.Duration
-	16, // 3: cluster.v1.ListNodesResponse.nodes:type_name -> cluster.v1.NodeInfo
-	16, // 4: cluster.v1.GetNodeResponse.node:type_name -> cluster.v1.NodeInfo
+	17, // 0: cluster.v1.GetLocalNodeResponse.node:type_name -> cluster.v1.NodeInfo
+	18, // 1: cluster.v1.GetLocalNodeResponse.status:type_name -> cluster.v1.ClusterStatus
+	19, // 2: cluster.v1.GetLocalNodeResponse.uptime:type_name -> google.protobuf.Duration
+	17, // 3: cluster.v1.ListNodesResponse.nodes:type_name -> cluster.v1.NodeInfo
+	17, // 4: cluster.v1.GetNodeResponse.node:type_name -> cluster.v1.NodeInfo
 	0,  // 5: cluster.v1.GetHealthResponse.status:type_name -> cluster.v1.HealthStatus
-	11, // 6: cluster.v1.GetHealthResponse.recent_events:type_name -> cluster.v1.Event
-	18, // 7: cluster.v1.GetHealthResponse.uptime:type_name -> google.protobuf.Duration
-	18, // 8: cluster.v1.GetHealthResponse.recent_window:type_name -> google.protobuf.Duration
-	11, // 9: cluster.v1.WatchEventsResponse.event:type_name -> cluster.v1.Event
-	19, // 10: cluster.v1.Event.time:type_name -> google.protobuf.Timestamp
-	12, // 11: cluster.v1.Event.node_up:type_name -> cluster.v1.NodeUp
-	13, // 12: cluster.v1.Event.node_down:type_name -> cluster.v1.NodeDown
-	14, // 13: cluster.v1.Event.status_change:type_name -> cluster.v1.StatusChange
-	15, // 14: cluster.v1.Event.snapshot:type_name -> cluster.v1.Snapshot
-	16, // 15: cluster.v1.NodeUp.node:type_name -> cluster.v1.NodeInfo
-	20, // 16: cluster.v1.NodeDown.reason:type_name -> cluster.v1.NodeDownReason
-	17, // 17: cluster.v1.StatusChange.previous:type_name -> cluster.v1.ClusterStatus
-	17, // 18: cluster.v1.StatusChange.current:type_name -> cluster.v1.ClusterStatus
-	16, // 19: cluster.v1.Snapshot.nodes:type_name -> cluster.v1.NodeInfo
-	17, // 20: cluster.v1.Snapshot.status:type_name -> cluster.v1.ClusterStatus
-	1,  // 21: cluster.v1.MembershipService.GetLocalNode:input_type -> cluster.v1.GetLocalNodeRequest
-	3,  // 22: cluster.v1.MembershipService.ListNodes:input_type -> cluster.v1.ListNodesRequest
-	5,  // 23: cluster.v1.MembershipService.GetNode:input_type -> cluster.v1.GetNodeRequest
-	7,  // 24: cluster.v1.MembershipService.GetHealth:input_type -> cluster.v1.GetHealthRequest
-	9,  // 25: cluster.v1.MembershipService.WatchEvents:input_type -> cluster.v1.WatchEventsRequest
-	2,  // 26: cluster.v1.MembershipService.GetLocalNode:output_type -> cluster.v1.GetLocalNodeResponse
-	4,  // 27: cluster.v1.MembershipService.ListNodes:output_type -> cluster.v1.ListNodesResponse
-	6,  // 28: cluster.v1.MembershipService.GetNode:output_type -> cluster.v1.GetNodeResponse
-	8,  // 29: cluster.v1.MembershipService.GetHealth:output_type -> cluster.v1.GetHealthResponse
-	10, // 30: cluster.v1.MembershipService.WatchEvents:output_type -> cluster.v1.WatchEventsResponse
-	26, // [26:31] is the sub-list for method output_type
-	21, // [21:26] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	12, // 6: cluster.v1.GetHealthResponse.recent_events:type_name -> cluster.v1.Event
+	19, // 7: cluster.v1.GetHealthResponse.uptime:type_name -> google.protobuf.Duration
+	19, // 8: cluster.v1.GetHealthResponse.recent_window:type_name -> google.protobuf.Duration
+	9,  // 9: cluster.v1.GetHealthResponse.seeds:type_name -> cluster.v1.SeedStatus
+	12, // 10: cluster.v1.WatchEventsResponse.event:type_name -> cluster.v1.Event
+	20, // 11: cluster.v1.Event.time:type_name -> google.protobuf.Timestamp
+	13, // 12: cluster.v1.Event.node_up:type_name -> cluster.v1.NodeUp
+	14, // 13: cluster.v1.Event.node_down:type_name -> cluster.v1.NodeDown
+	15, // 14: cluster.v1.Event.status_change:type_name -> cluster.v1.StatusChange
+	16, // 15: cluster.v1.Event.snapshot:type_name -> cluster.v1.Snapshot
+	17, // 16: cluster.v1.NodeUp.node:type_name -> cluster.v1.NodeInfo
+	21, // 17: cluster.v1.NodeDown.reason:type_name -> cluster.v1.NodeDownReason
+	18, // 18: cluster.v1.StatusChange.previous:type_name -> cluster.v1.ClusterStatus
+	18, // 19: cluster.v1.StatusChange.current:type_name -> cluster.v1.ClusterStatus
+	17, // 20: cluster.v1.Snapshot.nodes:type_name -> cluster.v1.NodeInfo
+	18, // 21: cluster.v1.Snapshot.status:type_name -> cluster.v1.ClusterStatus
+	1,  // 22: cluster.v1.MembershipService.GetLocalNode:input_type -> cluster.v1.GetLocalNodeRequest
+	3,  // 23: cluster.v1.MembershipService.ListNodes:input_type -> cluster.v1.ListNodesRequest
+	5,  // 24: cluster.v1.MembershipService.GetNode:input_type -> cluster.v1.GetNodeRequest
+	7,  // 25: cluster.v1.MembershipService.GetHealth:input_type -> cluster.v1.GetHealthRequest
+	10, // 26: cluster.v1.MembershipService.WatchEvents:input_type -> cluster.v1.WatchEventsRequest
+	2,  // 27: cluster.v1.MembershipService.GetLocalNode:output_type -> cluster.v1.GetLocalNodeResponse
+	4,  // 28: cluster.v1.MembershipService.ListNodes:output_type -> cluster.v1.ListNodesResponse
+	6,  // 29: cluster.v1.MembershipService.GetNode:output_type -> cluster.v1.GetNodeResponse
+	8,  // 30: cluster.v1.MembershipService.GetHealth:output_type -> cluster.v1.GetHealthResponse
+	11, // 31: cluster.v1.MembershipService.WatchEvents:output_type -> cluster.v1.WatchEventsResponse
+	27, // [27:32] is the sub-list for method output_type
+	22, // [22:27] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_cluster_v1_membership_proto_init() }
@@ -1122,7 +1221,7 @@ func file_cluster_v1_membership_proto_init() {
 		return
 	}
 	file_cluster_v1_types_proto_init()
-	file_cluster_v1_membership_proto_msgTypes[10].OneofWrappers = []any{
+	file_cluster_v1_membership_proto_msgTypes[11].OneofWrappers = []any{
 		(*Event_NodeUp)(nil),
 		(*Event_NodeDown)(nil),
 		(*Event_StatusChange)(nil),
@@ -1134,7 +1233,7 @@ func file_cluster_v1_membership_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_v1_membership_proto_rawDesc), len(file_cluster_v1_membership_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,94 @@
+package membership
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// seedWarnEvery is how often a seed that stays unreachable is warned about again: its first
+// failed dial is logged at once, then at most one line per seed per seedWarnEvery, however
+// often it is redialled, and one line when it is reached again.
+const seedWarnEvery = time.Minute
+
+// SeedStatus is what a node knows of one of its seeds (Config.Seeds), for HealthReport.
+type SeedStatus struct {
+	// Seed is the seed as configured: host:port or name@host:port.
+	Seed string
+	// Reachable reports whether the seed answers: its last dial reached a node, or the node
+	// behind it is connected.
+	Reachable bool
+	// LastError says why the seed is not reachable: the last dial's error, or that the node
+	// behind it is down; empty when reachable, or before its first dial ended.
+	LastError string
+	// FailedDials counts the dials of the seed that failed since it was last reached (or
+	// since the start).
+	FailedDials int
+}
+
+// seedWithID returns the seed announced by id (name@host:port), nil if none.
+func (c *core) seedWithID(id NodeID) *seed {
+	for _, s := range c.seeds {
+		if s.id == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// seedFailed notes that a dial trying s ended before its handshake: the first failure since
+// s was last reached is logged as a warning at once, later ones at most once per
+// seedWarnEvery.
+func (c *core) seedFailed(now time.Time, s *seed, pc *peerConn) {
+	cause := pc.failure
+	if cause == "" {
+		cause = "the stream ended before the handshake"
+	}
+	s.reached, s.lastErr = false, cause
+	s.failures++
+	if s.failures == 1 {
+		s.failingSince = now
+	}
+	switch {
+	case s.warnedAt.IsZero():
+		c.log(slog.LevelWarn, "seed unreachable; retrying with backoff", "seed", s.text, "err", cause)
+	case now.Sub(s.warnedAt) >= seedWarnEvery:
+		c.log(slog.LevelWarn, "seed still unreachable; retrying with backoff", "seed", s.text, "err", cause,
+			"failed_dials", s.failures, "unreachable_for", now.Sub(s.failingSince).Round(time.Second).String())
+	default:
+		return
+	}
+	s.warnedAt = now
+}
+
+// seedReached notes that a dial trying s reached a node; a seed that was warned about is
+// said to be reachable again, once.
+func (c *core) seedReached(now time.Time, s *seed) {
+	if !s.warnedAt.IsZero() {
+		c.log(slog.LevelInfo, "seed reachable again", "seed", s.text, "failed_dials", s.failures,
+			"unreachable_for", now.Sub(s.failingSince).Round(time.Second).String())
+	}
+	s.reached, s.lastErr, s.failures = true, "", 0
+	s.failingSince, s.warnedAt = time.Time{}, time.Time{}
+}
+
+// seedStatuses reports every seed but the node itself, in configuration order.
+func (c *core) seedStatuses() []SeedStatus {
+	var out []SeedStatus
+	for _, s := range c.seeds {
+		if s.self {
+			continue
+		}
+		st := SeedStatus{Seed: s.text, Reachable: s.reached, LastError: s.lastErr, FailedDials: s.failures}
+		// Once reached, a seed's node is redialled as a member: its status says more than the
+		// last seed dial.
+		if m := c.members[s.id]; !s.id.IsZero() && m != nil && m.incarnation != 0 {
+			st.Reachable = m.status == StatusConnected
+			if !st.Reachable && st.LastError == "" {
+				st.LastError = fmt.Sprintf("node %s is %s", m.id, m.status)
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}

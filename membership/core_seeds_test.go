@@ -1,0 +1,86 @@
+package membership
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// seedLogs returns the lines n logged about seed, as "LEVEL text".
+func (n *simNode) seedLogs(seed string) []string {
+	var out []string
+	for _, l := range n.logs {
+		for i := 0; i+1 < len(l.attrs); i += 2 {
+			if l.attrs[i] == "seed" && l.attrs[i+1] == seed {
+				out = append(out, l.level.String()+" "+l.text)
+			}
+		}
+	}
+	return out
+}
+
+// A seed nobody answers at is warned about at its first failed dial, then at most once a
+// minute however often it is redialled, and said to be reachable again once, when a node
+// appears there. Its status says why meanwhile.
+func TestCoreUnreachableSeedIsWarnedAboutRateLimitedAndItsRecoveryOnce(t *testing.T) {
+	s := newSim(t)
+	const seed = "127.0.0.1:4999"
+	a := s.add(simID("a", 4000), simConfig("a", seed))
+	require.Equal(t, []string{"WARN seed unreachable; retrying with backoff"}, a.seedLogs(seed), "warned at the first failed dial")
+	st := a.core.seedStatuses()
+	require.Len(t, st, 1)
+	require.Equal(t, SeedStatus{Seed: seed, LastError: "connection refused", FailedDials: 1}, st[0])
+
+	s.advance(150 * time.Second)
+	dials := len(a.dialsTo(seed))
+	require.Greater(t, dials, 20, "redialled with capped backoff")
+	warns := a.seedLogs(seed)
+	require.Equal(t, []string{
+		"WARN seed unreachable; retrying with backoff",
+		"WARN seed still unreachable; retrying with backoff",
+		"WARN seed still unreachable; retrying with backoff",
+	}, warns, "one warning at the first failure, then one a minute, not one per dial (%d dials)", dials)
+	var at []time.Time
+	for _, l := range a.logs {
+		if strings.Contains(l.text, "seed") {
+			at = append(at, l.at)
+			require.Equal(t, slog.LevelWarn, l.level)
+		}
+	}
+	for i := 1; i < len(at); i++ {
+		require.GreaterOrEqual(t, at[i].Sub(at[i-1]), seedWarnEvery)
+	}
+	st = a.core.seedStatuses()
+	require.False(t, st[0].Reachable)
+	require.Equal(t, dials, st[0].FailedDials)
+
+	b := s.add("b@127.0.0.1:4999", simConfig("b"))
+	s.advanceUntil(10*time.Second, func() bool { return s.fullMesh(a, b) }, "a should reach b through its seed")
+	s.advance(5 * time.Second)
+	logs := a.seedLogs(seed)
+	require.Equal(t, "INFO seed reachable again", logs[len(logs)-1])
+	require.Len(t, logs, len(warns)+1, "the recovery is said once")
+	require.Equal(t, []SeedStatus{{Seed: seed, Reachable: true}}, a.core.seedStatuses())
+
+	// The seed's node gone, the seed's status follows the node (redialled as a member).
+	b.crash()
+	s.advanceUntil(10*time.Second, func() bool { return !a.core.seedStatuses()[0].Reachable }, "b's crash should show")
+	require.Contains(t, a.core.seedStatuses()[0].LastError, "b@127.0.0.1:4999 is disconnected")
+}
+
+// A seed given by id is reported under its configured text, and a seed that is the node
+// itself is neither dialled for ever nor reported.
+func TestCoreSeedStatusesByIDAndWithoutSelf(t *testing.T) {
+	s := newSim(t)
+	cfg := simConfig("a", "ghost@127.0.0.1:4998", "a@127.0.0.1:4000")
+	a := s.add(simID("a", 4000), cfg)
+	st := a.core.seedStatuses()
+	require.Len(t, st, 1, "the node itself is not one of its seeds")
+	require.Equal(t, "ghost@127.0.0.1:4998", st[0].Seed)
+	require.False(t, st[0].Reachable)
+	require.Equal(t, "connection refused", st[0].LastError)
+	require.Equal(t, []string{"WARN seed unreachable; retrying with backoff"}, a.seedLogs("ghost@127.0.0.1:4998"))
+}
