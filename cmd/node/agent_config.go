@@ -21,6 +21,7 @@ type agentFlags struct {
 	s                                        *settings
 	name, host, port, advertise, seeds       *setting
 	secretFile, interval, threshold          *setting
+	monitors                                 *setting
 	metadata, processCount, logFormat, level *setting
 	token, tlsCert, tlsKey, tlsCA            *setting
 	metricsAddr                              *setting
@@ -39,6 +40,7 @@ func newAgentFlags() *agentFlags {
 		secretFile:   s.str("secret-file", "", "", "file with the cluster secret(s), one per line: sign with the first, accept any (env CLUSTER_SECRET holds one secret)"),
 		interval:     s.str("heartbeat-interval", "CLUSTER_HEARTBEAT_INTERVAL", d.HeartbeatInterval.String(), "heartbeat period (100ms to 10m)"),
 		threshold:    s.str("heartbeat-miss-threshold", "CLUSTER_HEARTBEAT_MISS_THRESHOLD", strconv.Itoa(d.HeartbeatMissThreshold), "missed heartbeats before heartbeat_timeout (1 to 100)"),
+		monitors:     s.str("monitors", "CLUSTER_MONITORS", strconv.Itoa(d.Monitors), "K: peers that monitor each node; above K+1 nodes each node streams to 2K peers, not all (0 to 64; 0 keeps a full mesh)"),
 		metadata:     s.str("metadata", "CLUSTER_METADATA", "", "comma-separated key=value metadata advertised to peers"),
 		processCount: s.str("process-count", "CLUSTER_PROCESS_COUNT", "0", "process count advertised to peers (0 to 2147483647)"),
 		logFormat:    s.str("log-format", "LOG_FORMAT", "text", "log format: text or json"),
@@ -129,6 +131,11 @@ func (f *agentFlags) config() (*membership.Config, error) {
 		bad.add("HeartbeatMissThreshold", "%v", err)
 	} else {
 		cfg.HeartbeatMissThreshold = n
+	}
+	if n, err := parseInt(f.monitors.value); err != nil {
+		bad.add("Monitors", "%v", err)
+	} else {
+		cfg.Monitors = n
 	}
 	if n, err := parseInt(f.processCount.value); err != nil {
 		bad.add("ProcessCount", "%v", err)
