@@ -496,8 +496,11 @@ func (c *core) dialFailed(now time.Time, pc *peerConn) {
 	case m.status == StatusConnecting:
 		c.markDown(now, m, ReasonConnectionRefused)
 	case m.status == StatusConnected && c.overlay():
-		// A neighbour the cluster holds alive, dialled and not reached: its observers say so.
-		c.observe(now, m, ReasonConnectionClosed, false)
+		// A neighbour the cluster holds alive, dialled and not reached: an observer says so
+		// when others already do (a dial failing in a busy formation is no failure of its own).
+		if c.alerts[m.id] != nil {
+			c.observe(now, m, ReasonConnectionClosed, false)
+		}
 	case m.status == StatusConnected:
 		// Up without a stream (the overlay shrank to a full mesh) and not reached.
 		c.markDown(now, m, ReasonConnectionClosed)

@@ -147,7 +147,16 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 		c.syncView(now, m)
 	case e.Incarnation > m.incarnation:
 		// A restarted node: reach the new incarnation now, even over a stream to the old one.
-		if m.conn == 0 {
+		// Over a stream the claim is checked by the dial, and only a hello changes the table
+		// (and is relayed), so a claim is never relayed round and round.
+		if m.dial == 0 && c.isNeighbour(m.id) {
+			m.attempts = 0
+			c.dial(now, m)
+		}
+		if m.conn != 0 {
+			return false
+		}
+		{
 			if c.overlay() && m.status == StatusConnected {
 				c.markDown(now, m, ReasonConnectionClosed) // the old incarnation is gone
 			}
@@ -157,10 +166,6 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 				m.lastHeartbeat = now
 				c.markUp(now, m)
 			}
-		}
-		if m.dial == 0 && c.isNeighbour(m.id) {
-			m.attempts = 0
-			c.dial(now, m)
 		}
 	default:
 		return false

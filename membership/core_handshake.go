@@ -306,6 +306,10 @@ func (c *core) confirm(now time.Time, pc *peerConn, m *member) {
 	if pc.fresh {
 		c.push(pc.id, MemberEntry{ID: m.id, Incarnation: m.incarnation})
 	}
+	if pc.outbound && !c.isNeighbour(m.id) {
+		c.topoDirty = true // dialled while it was a neighbour: reconcile unlinks it
+		c.wantWake(now)
+	}
 }
 
 // dropUnconfirmed forgets an accepted stream that ended before the dialler confirmed it:
@@ -321,6 +325,12 @@ func (c *core) dropUnconfirmed(now time.Time, pc *peerConn) {
 	switch {
 	case pc.created && m.status == StatusConnecting:
 		c.deleteMember(m)
+	case m.status == StatusConnected && c.overlay():
+		// Up by the cluster's view, not by this stream, which never worked both ways: no
+		// alert (the dialler gave up or moved on), only a stream to restore if needed.
+		if c.isNeighbour(m.id) {
+			c.wantStream(now, m)
+		}
 	case m.status == StatusConnected:
 		c.lost(now, m, ReasonConnectionClosed)
 	case m.dial == 0 && m.nextDial.IsZero():

@@ -2,7 +2,6 @@ package membership
 
 import (
 	"log/slog"
-	"maps"
 	"slices"
 	"time"
 )
@@ -205,7 +204,7 @@ func (c *core) observe(now time.Time, m *member, reason DownReason, up bool) {
 	}
 	if c.recordAlert(now, a) {
 		c.relay(0, &Message{Alert: a})
-		c.decideAll(now)
+		c.decideFrom(now, m.id)
 	}
 }
 
@@ -226,7 +225,7 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 		return
 	}
 	c.relay(pc.id, &Message{Alert: a})
-	c.decideAll(now)
+	c.decideFrom(now, m.id)
 }
 
 // relay sends msg on every established stream but except.
@@ -267,14 +266,31 @@ func (c *core) recordAlert(now time.Time, a *Alert) bool {
 	return true
 }
 
-// decideAll decides every subject with alerts, again after each decision: a decision changes
-// the rings, and so whose alerts count for the others.
-func (c *core) decideAll(now time.Time) {
-	for changed := true; changed; {
-		changed = false
-		for _, id := range slices.SortedFunc(maps.Keys(c.alerts), NodeID.Compare) {
-			if m := c.members[id]; m != nil && c.decide(now, m) {
-				changed = true
+// decideFrom decides subject, whose alerts changed, and then the subjects whose count it may
+// change: a node that is suspected or decided down counts as alerting for the nodes it
+// observes (its subjects), so a decision or a new suspicion about one node is followed by its
+// subjects' decisions, and theirs after them. Each node is decided at most twice per call.
+func (c *core) decideFrom(now time.Time, subject NodeID) {
+	work := []NodeID{subject}
+	visits := map[NodeID]int{}
+	for len(work) > 0 {
+		id := work[0]
+		work = work[1:]
+		if visits[id] >= 2 {
+			continue
+		}
+		visits[id]++
+		m := c.members[id]
+		if m == nil {
+			continue
+		}
+		changed := c.decide(now, m)
+		if !changed && id != subject {
+			continue
+		}
+		for _, s := range c.basis.subjects(id) {
+			if c.alerts[s] != nil {
+				work = append(work, s)
 			}
 		}
 	}
