@@ -118,6 +118,8 @@ func decodeMessage(body []byte) (*membership.Message, error) {
 		return &membership.Message{Reject: &membership.Reject{
 			Reason: membership.RejectReason(k.Reject.GetReason()), Detail: k.Reject.GetDetail(),
 		}}, nil
+	case *clusterv1.PeerMessage_Fragment:
+		return nil, fmt.Errorf("%w: a fragment out of place (fragments are joined before decoding)", errBadMessage)
 	default:
 		return nil, fmt.Errorf("%w: no message kind set", errBadMessage)
 	}

@@ -384,6 +384,7 @@ type PeerMessage struct {
 	//	*PeerMessage_Update
 	//	*PeerMessage_Leave
 	//	*PeerMessage_Reject
+	//	*PeerMessage_Fragment
 	Kind          isPeerMessage_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -471,6 +472,15 @@ func (x *PeerMessage) GetReject() *Reject {
 	return nil
 }
 
+func (x *PeerMessage) GetFragment() *Fragment {
+	if x != nil {
+		if x, ok := x.Kind.(*PeerMessage_Fragment); ok {
+			return x.Fragment
+		}
+	}
+	return nil
+}
+
 type isPeerMessage_Kind interface {
 	isPeerMessage_Kind()
 }
@@ -500,6 +510,11 @@ type PeerMessage_Reject struct {
 	Reject *Reject `protobuf:"bytes,5,opt,name=reject,proto3,oneof"`
 }
 
+type PeerMessage_Fragment struct {
+	// fragment is part of a message too large for one frame.
+	Fragment *Fragment `protobuf:"bytes,15,opt,name=fragment,proto3,oneof"`
+}
+
 func (*PeerMessage_Hello) isPeerMessage_Kind() {}
 
 func (*PeerMessage_Heartbeat) isPeerMessage_Kind() {}
@@ -509,6 +524,68 @@ func (*PeerMessage_Update) isPeerMessage_Kind() {}
 func (*PeerMessage_Leave) isPeerMessage_Kind() {}
 
 func (*PeerMessage_Reject) isPeerMessage_Kind() {}
+
+func (*PeerMessage_Fragment) isPeerMessage_Kind() {}
+
+// Fragment carries part of a serialized PeerMessage too large for one frame: frames are
+// small (a receiver reads no larger message before it has authenticated anything), peer
+// messages need not be (a Hello carries the whole view). The sender cuts the serialized
+// message into consecutive Fragment frames, nothing in between; the receiver concatenates
+// their data until it holds size bytes, then decodes them as one PeerMessage, which is never
+// itself a Fragment. Each frame carries its own sequence number and MAC.
+type Fragment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// size is the size of the whole serialized message; set on the first fragment only.
+	Size uint32 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	// data is the next part of the serialized message.
+	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fragment) Reset() {
+	*x = Fragment{}
+	mi := &file_cluster_v1_peer_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fragment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fragment) ProtoMessage() {}
+
+func (x *Fragment) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_v1_peer_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fragment.ProtoReflect.Descriptor instead.
+func (*Fragment) Descriptor() ([]byte, []int) {
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Fragment) GetSize() uint32 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Fragment) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
 
 // Hello is the membership handshake. The dialling node sends it first; the accepting node
 // answers with its own Hello, or a Reject.
@@ -541,7 +618,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[4]
+	mi := &file_cluster_v1_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +630,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[4]
+	mi := &file_cluster_v1_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +643,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{4}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Hello) GetNodeId() string {
@@ -647,7 +724,7 @@ type NodeAttributes struct {
 
 func (x *NodeAttributes) Reset() {
 	*x = NodeAttributes{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[5]
+	mi := &file_cluster_v1_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +736,7 @@ func (x *NodeAttributes) String() string {
 func (*NodeAttributes) ProtoMessage() {}
 
 func (x *NodeAttributes) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[5]
+	mi := &file_cluster_v1_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +749,7 @@ func (x *NodeAttributes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAttributes.ProtoReflect.Descriptor instead.
 func (*NodeAttributes) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *NodeAttributes) GetVersion() uint64 {
@@ -711,7 +788,7 @@ type MemberEntry struct {
 
 func (x *MemberEntry) Reset() {
 	*x = MemberEntry{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_cluster_v1_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +800,7 @@ func (x *MemberEntry) String() string {
 func (*MemberEntry) ProtoMessage() {}
 
 func (x *MemberEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_cluster_v1_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +813,7 @@ func (x *MemberEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberEntry.ProtoReflect.Descriptor instead.
 func (*MemberEntry) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MemberEntry) GetNodeId() string {
@@ -780,7 +857,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_cluster_v1_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +869,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_cluster_v1_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +882,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Heartbeat) GetViewDigest() uint64 {
@@ -859,7 +936,7 @@ type MembershipUpdate struct {
 
 func (x *MembershipUpdate) Reset() {
 	*x = MembershipUpdate{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_cluster_v1_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +948,7 @@ func (x *MembershipUpdate) String() string {
 func (*MembershipUpdate) ProtoMessage() {}
 
 func (x *MembershipUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_cluster_v1_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +961,7 @@ func (x *MembershipUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipUpdate.ProtoReflect.Descriptor instead.
 func (*MembershipUpdate) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MembershipUpdate) GetFull() bool {
@@ -921,7 +998,7 @@ type Leave struct {
 
 func (x *Leave) Reset() {
 	*x = Leave{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_cluster_v1_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1010,7 @@ func (x *Leave) String() string {
 func (*Leave) ProtoMessage() {}
 
 func (x *Leave) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_cluster_v1_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1023,7 @@ func (x *Leave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leave.ProtoReflect.Descriptor instead.
 func (*Leave) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Leave) GetNodeId() string {
@@ -976,7 +1053,7 @@ type Reject struct {
 
 func (x *Reject) Reset() {
 	*x = Reject{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_cluster_v1_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1065,7 @@ func (x *Reject) String() string {
 func (*Reject) ProtoMessage() {}
 
 func (x *Reject) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_cluster_v1_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1078,7 @@ func (x *Reject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reject.ProtoReflect.Descriptor instead.
 func (*Reject) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Reject) GetReason() RejectReason {
@@ -1038,14 +1115,18 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12+\n" +
 	"\x11secret_configured\x18\x02 \x01(\bR\x10secretConfigured\x12\x14\n" +
 	"\x05nonce\x18\x03 \x01(\fR\x05nonce\x12\x14\n" +
-	"\x05proof\x18\x04 \x01(\fR\x05proof\"\x88\x02\n" +
+	"\x05proof\x18\x04 \x01(\fR\x05proof\"\xbc\x02\n" +
 	"\vPeerMessage\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x11.cluster.v1.HelloH\x00R\x05hello\x125\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x15.cluster.v1.HeartbeatH\x00R\theartbeat\x126\n" +
 	"\x06update\x18\x03 \x01(\v2\x1c.cluster.v1.MembershipUpdateH\x00R\x06update\x12)\n" +
 	"\x05leave\x18\x04 \x01(\v2\x11.cluster.v1.LeaveH\x00R\x05leave\x12,\n" +
-	"\x06reject\x18\x05 \x01(\v2\x12.cluster.v1.RejectH\x00R\x06rejectB\x06\n" +
-	"\x04kind\"\xa2\x03\n" +
+	"\x06reject\x18\x05 \x01(\v2\x12.cluster.v1.RejectH\x00R\x06reject\x122\n" +
+	"\bfragment\x18\x0f \x01(\v2\x14.cluster.v1.FragmentH\x00R\bfragmentB\x06\n" +
+	"\x04kind\"2\n" +
+	"\bFragment\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\rR\x04size\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xa2\x03\n" +
 	"\x05Hello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12)\n" +
@@ -1116,7 +1197,7 @@ func file_cluster_v1_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_v1_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_cluster_v1_peer_proto_goTypes = []any{
 	(MemberState)(0),            // 0: cluster.v1.MemberState
 	(RejectReason)(0),           // 1: cluster.v1.RejectReason
@@ -1124,40 +1205,42 @@ var file_cluster_v1_peer_proto_goTypes = []any{
 	(*ExchangeResponse)(nil),    // 3: cluster.v1.ExchangeResponse
 	(*AuthFrame)(nil),           // 4: cluster.v1.AuthFrame
 	(*PeerMessage)(nil),         // 5: cluster.v1.PeerMessage
-	(*Hello)(nil),               // 6: cluster.v1.Hello
-	(*NodeAttributes)(nil),      // 7: cluster.v1.NodeAttributes
-	(*MemberEntry)(nil),         // 8: cluster.v1.MemberEntry
-	(*Heartbeat)(nil),           // 9: cluster.v1.Heartbeat
-	(*MembershipUpdate)(nil),    // 10: cluster.v1.MembershipUpdate
-	(*Leave)(nil),               // 11: cluster.v1.Leave
-	(*Reject)(nil),              // 12: cluster.v1.Reject
-	nil,                         // 13: cluster.v1.NodeAttributes.MetadataEntry
-	(*durationpb.Duration)(nil), // 14: google.protobuf.Duration
+	(*Fragment)(nil),            // 6: cluster.v1.Fragment
+	(*Hello)(nil),               // 7: cluster.v1.Hello
+	(*NodeAttributes)(nil),      // 8: cluster.v1.NodeAttributes
+	(*MemberEntry)(nil),         // 9: cluster.v1.MemberEntry
+	(*Heartbeat)(nil),           // 10: cluster.v1.Heartbeat
+	(*MembershipUpdate)(nil),    // 11: cluster.v1.MembershipUpdate
+	(*Leave)(nil),               // 12: cluster.v1.Leave
+	(*Reject)(nil),              // 13: cluster.v1.Reject
+	nil,                         // 14: cluster.v1.NodeAttributes.MetadataEntry
+	(*durationpb.Duration)(nil), // 15: google.protobuf.Duration
 }
 var file_cluster_v1_peer_proto_depIdxs = []int32{
 	4,  // 0: cluster.v1.ExchangeRequest.auth:type_name -> cluster.v1.AuthFrame
 	4,  // 1: cluster.v1.ExchangeResponse.auth:type_name -> cluster.v1.AuthFrame
-	6,  // 2: cluster.v1.PeerMessage.hello:type_name -> cluster.v1.Hello
-	9,  // 3: cluster.v1.PeerMessage.heartbeat:type_name -> cluster.v1.Heartbeat
-	10, // 4: cluster.v1.PeerMessage.update:type_name -> cluster.v1.MembershipUpdate
-	11, // 5: cluster.v1.PeerMessage.leave:type_name -> cluster.v1.Leave
-	12, // 6: cluster.v1.PeerMessage.reject:type_name -> cluster.v1.Reject
-	14, // 7: cluster.v1.Hello.heartbeat_interval:type_name -> google.protobuf.Duration
-	14, // 8: cluster.v1.Hello.uptime:type_name -> google.protobuf.Duration
-	7,  // 9: cluster.v1.Hello.info:type_name -> cluster.v1.NodeAttributes
-	8,  // 10: cluster.v1.Hello.view:type_name -> cluster.v1.MemberEntry
-	13, // 11: cluster.v1.NodeAttributes.metadata:type_name -> cluster.v1.NodeAttributes.MetadataEntry
-	0,  // 12: cluster.v1.MemberEntry.state:type_name -> cluster.v1.MemberState
-	7,  // 13: cluster.v1.Heartbeat.attributes:type_name -> cluster.v1.NodeAttributes
-	8,  // 14: cluster.v1.MembershipUpdate.entries:type_name -> cluster.v1.MemberEntry
-	1,  // 15: cluster.v1.Reject.reason:type_name -> cluster.v1.RejectReason
-	2,  // 16: cluster.v1.PeerService.Exchange:input_type -> cluster.v1.ExchangeRequest
-	3,  // 17: cluster.v1.PeerService.Exchange:output_type -> cluster.v1.ExchangeResponse
-	17, // [17:18] is the sub-list for method output_type
-	16, // [16:17] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	7,  // 2: cluster.v1.PeerMessage.hello:type_name -> cluster.v1.Hello
+	10, // 3: cluster.v1.PeerMessage.heartbeat:type_name -> cluster.v1.Heartbeat
+	11, // 4: cluster.v1.PeerMessage.update:type_name -> cluster.v1.MembershipUpdate
+	12, // 5: cluster.v1.PeerMessage.leave:type_name -> cluster.v1.Leave
+	13, // 6: cluster.v1.PeerMessage.reject:type_name -> cluster.v1.Reject
+	6,  // 7: cluster.v1.PeerMessage.fragment:type_name -> cluster.v1.Fragment
+	15, // 8: cluster.v1.Hello.heartbeat_interval:type_name -> google.protobuf.Duration
+	15, // 9: cluster.v1.Hello.uptime:type_name -> google.protobuf.Duration
+	8,  // 10: cluster.v1.Hello.info:type_name -> cluster.v1.NodeAttributes
+	9,  // 11: cluster.v1.Hello.view:type_name -> cluster.v1.MemberEntry
+	14, // 12: cluster.v1.NodeAttributes.metadata:type_name -> cluster.v1.NodeAttributes.MetadataEntry
+	0,  // 13: cluster.v1.MemberEntry.state:type_name -> cluster.v1.MemberState
+	8,  // 14: cluster.v1.Heartbeat.attributes:type_name -> cluster.v1.NodeAttributes
+	9,  // 15: cluster.v1.MembershipUpdate.entries:type_name -> cluster.v1.MemberEntry
+	1,  // 16: cluster.v1.Reject.reason:type_name -> cluster.v1.RejectReason
+	2,  // 17: cluster.v1.PeerService.Exchange:input_type -> cluster.v1.ExchangeRequest
+	3,  // 18: cluster.v1.PeerService.Exchange:output_type -> cluster.v1.ExchangeResponse
+	18, // [18:19] is the sub-list for method output_type
+	17, // [17:18] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_cluster_v1_peer_proto_init() }
@@ -1171,6 +1254,7 @@ func file_cluster_v1_peer_proto_init() {
 		(*PeerMessage_Update)(nil),
 		(*PeerMessage_Leave)(nil),
 		(*PeerMessage_Reject)(nil),
+		(*PeerMessage_Fragment)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1178,7 +1262,7 @@ func file_cluster_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_v1_peer_proto_rawDesc), len(file_cluster_v1_peer_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
