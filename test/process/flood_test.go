@@ -426,8 +426,9 @@ func firstAuthFrame(t *testing.T) []byte {
 
 // halfHandshakes keeps n peer streams open from 127.0.0.1, each stalled before the end of the
 // handshake (before its first frame, or after the first frame when frame is set), and reopens
-// each as soon as it ends, until stop. opened counts the streams it opened.
-func halfHandshakes(addr string, n int, frame []byte, opened *atomic.Int64, stop <-chan struct{}) {
+// each as soon as it ends (on the same connection, or a new one with fresh), until stop.
+// opened counts the streams it opened.
+func halfHandshakes(addr string, n int, frame []byte, fresh bool, opened *atomic.Int64, stop <-chan struct{}) {
 	parallel(n, func(int) {
 		var c *h2conn
 		defer func() { c.close() }()
@@ -437,7 +438,7 @@ func halfHandshakes(addr string, n int, frame []byte, opened *atomic.Int64, stop
 				return
 			default:
 			}
-			if c == nil || c.isClosed() {
+			if c == nil || c.isClosed() || fresh {
 				c.close()
 				var err error
 				if c, err = h2Dial(addr, true); err != nil {
@@ -474,11 +475,15 @@ func TestProcessJoinThroughASeedFloodedWithHalfHandshakes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("floods take a while")
 	}
-	for _, firstFrame := range []bool{false, true} {
-		name := "stalled before the first frame"
-		if firstFrame {
-			name = "stalled after the first frame"
-		}
+	for _, tc := range []struct {
+		name              string
+		firstFrame, fresh bool
+	}{
+		{"stalled before the first frame", false, false},
+		{"stalled after the first frame", true, false},
+		{"stalled after the first frame, a new connection each time", true, true},
+	} {
+		name := tc.name
 		t.Run(name, func(t *testing.T) {
 			secret := writeSecretFile(t)
 			flags := []string{"--secret-file", secret, "--heartbeat-interval", "500ms", "--heartbeat-miss-threshold", "3"}
@@ -487,10 +492,10 @@ func TestProcessJoinThroughASeedFloodedWithHalfHandshakes(t *testing.T) {
 			attacked := make(chan struct{})
 			var opened atomic.Int64
 			var frame []byte
-			if firstFrame {
+			if tc.firstFrame {
 				frame = firstAuthFrame(t)
 			}
-			go func() { defer close(attacked); halfHandshakes(seed.addr, 300, frame, &opened, stop) }()
+			go func() { defer close(attacked); halfHandshakes(seed.addr, 300, frame, tc.fresh, &opened, stop) }()
 			defer func() {
 				close(stop)
 				<-attacked
