@@ -88,7 +88,7 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 			return nil, err
 		}
 		n.serverCreds = credentials.NewTLS(serverTLS)
-		dialCreds = credentials.NewTLS(dialTLS)
+		dialCreds = newVerifyLogged(credentials.NewTLS(dialTLS), logger)
 	}
 	n.bodies = &bodyCache{}
 	n.transport = &peerTransport{bodies: n.bodies, channel: peerChannel{dialOptions: append([]grpc.DialOption{
