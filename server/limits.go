@@ -220,10 +220,10 @@ func (r *limitReporter) hitRemote(limit, remote string) {
 }
 
 // connRegistry wraps the node's listener. It tracks every accepted connection and how many
-// streams it has open, and closes the connection idle longest whenever more than maxIdle
-// have none: a connection is idle from its accept (the TLS and HTTP/2 handshakes included)
-// until its first stream, and again after its last. Connections with a stream are bounded
-// by the limits on streams.
+// streams it has open, and whenever more than maxIdle have none it closes one: a connection
+// that never opened a stream if there is one (idle since its accept, the TLS and HTTP/2
+// handshakes included), oldest first, else the one idle longest since its last stream (a
+// client between calls). Connections with a stream are bounded by the limits on streams.
 type connRegistry struct {
 	net.Listener
 	maxIdle int
@@ -231,7 +231,8 @@ type connRegistry struct {
 
 	mu    sync.Mutex
 	conns map[string]*trackedConn // by remote address
-	idle  list.List               // of *trackedConn, idle longest first
+	fresh list.List               // of *trackedConn that never had a stream, oldest first
+	idle  list.List               // of *trackedConn that had streams, idle longest first
 }
 
 // trackedConn is an accepted connection; its fields are guarded by its registry's lock.
@@ -241,7 +242,8 @@ type trackedConn struct {
 	key         string
 	streams     int
 	peerStreams int
-	idleElem    *list.Element // nil while the connection has a stream, or once forgotten
+	idleElem    *list.Element // in fresh or idle; nil while the connection has a stream, or once forgotten
+	idleList    *list.List
 	forgotten   bool
 	closeOnce   sync.Once
 }
@@ -259,19 +261,23 @@ func (r *connRegistry) Accept() (net.Conn, error) {
 	tc := &trackedConn{Conn: c, reg: r, key: c.RemoteAddr().String()}
 	r.mu.Lock()
 	r.conns[tc.key] = tc
-	tc.idleElem = r.idle.PushBack(tc)
+	tc.idleElem, tc.idleList = r.fresh.PushBack(tc), &r.fresh
 	victim := r.evictLocked()
 	r.mu.Unlock()
 	r.close(victim)
 	return tc, nil
 }
 
-// evictLocked forgets and returns the connection idle longest when over the cap (else nil).
+// evictLocked forgets and returns the connection to close when over the cap (else nil).
 func (r *connRegistry) evictLocked() *trackedConn {
-	if r.idle.Len() <= r.maxIdle {
+	if r.fresh.Len()+r.idle.Len() <= r.maxIdle {
 		return nil
 	}
-	victim := r.idle.Front().Value.(*trackedConn)
+	from := &r.fresh
+	if from.Len() == 0 {
+		from = &r.idle
+	}
+	victim := from.Front().Value.(*trackedConn)
 	r.forgetLocked(victim)
 	return victim
 }
@@ -294,9 +300,14 @@ func (r *connRegistry) forgetLocked(c *trackedConn) {
 	if r.conns[c.key] == c {
 		delete(r.conns, c.key)
 	}
+	r.unidleLocked(c)
+}
+
+// unidleLocked takes c out of its idle list.
+func (r *connRegistry) unidleLocked(c *trackedConn) {
 	if c.idleElem != nil {
-		r.idle.Remove(c.idleElem)
-		c.idleElem = nil
+		c.idleList.Remove(c.idleElem)
+		c.idleElem, c.idleList = nil, nil
 	}
 }
 
@@ -330,10 +341,7 @@ func (r *connRegistry) streamStarted(c *trackedConn) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c.streams++
-	if c.idleElem != nil {
-		r.idle.Remove(c.idleElem)
-		c.idleElem = nil
-	}
+	r.unidleLocked(c)
 }
 
 // streamEnded counts the end of a stream on c: with none left it is idle again.
@@ -342,18 +350,11 @@ func (r *connRegistry) streamEnded(c *trackedConn) {
 	c.streams--
 	var victim *trackedConn
 	if c.streams == 0 && !c.forgotten {
-		c.idleElem = r.idle.PushBack(c)
+		c.idleElem, c.idleList = r.idle.PushBack(c), &r.idle
 		victim = r.evictLocked()
 	}
 	r.mu.Unlock()
 	r.close(victim)
-}
-
-// idleConnections returns how many tracked connections have no stream.
-func (r *connRegistry) idleConnections() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.idle.Len()
 }
 
 // Close closes the connection and forgets it.

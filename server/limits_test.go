@@ -205,29 +205,33 @@ func TestMessagesOverTheReceiveLimitAreRefusedUnread(t *testing.T) {
 	require.NoError(t, err, "the connection still serves")
 }
 
-func TestIdleConnectionsOverTheCapAreClosedOldestFirst(t *testing.T) {
+func TestIdleConnectionsOverTheCapAreClosedNeverUsedFirst(t *testing.T) {
 	n, _ := startLogged(t, testConfig("a"), WithMaxIdleConnections(2))
-	var conns []net.Conn
-	for range 3 {
-		c, err := net.Dial("tcp", n.Addr().String())
-		require.NoError(t, err)
-		defer c.Close()
-		conns = append(conns, c)
-	}
-	closed := func(c net.Conn) bool {
-		_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
-		_, err := c.Read(make([]byte, 1))
-		return errors.Is(err, io.EOF) || (err != nil && !isTimeout(err))
-	}
-	require.Eventually(t, func() bool { return closed(conns[0]) }, 5*time.Second, 20*time.Millisecond,
-		"the connection idle longest is closed")
-	require.False(t, closed(conns[2]), "the newest stays")
-	// A connection with a stream is not idle: the API keeps working.
+	// A client that made a call: its connection is idle between calls.
 	c, err := client.Dial(n.Addr().String())
 	require.NoError(t, err)
 	defer c.Close()
 	_, err = c.Nodes(t.Context(), false)
 	require.NoError(t, err)
+	var conns []net.Conn
+	for range 3 {
+		raw, err := net.Dial("tcp", n.Addr().String())
+		require.NoError(t, err)
+		defer raw.Close()
+		conns = append(conns, raw)
+	}
+	closed := func(c net.Conn) bool {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		_, err := c.Read(make([]byte, 4096))
+		return errors.Is(err, io.EOF) || (err != nil && !isTimeout(err))
+	}
+	require.Eventually(t, func() bool { return closed(conns[0]) && closed(conns[1]) }, 5*time.Second, 20*time.Millisecond,
+		"the oldest connections that never opened a stream are closed first")
+	require.False(t, closed(conns[2]), "the newest stays")
+	start := time.Now()
+	_, err = c.Nodes(t.Context(), false)
+	require.NoError(t, err, "the client's connection, idle between calls, was kept")
+	require.Less(t, time.Since(start), time.Second)
 }
 
 func isTimeout(err error) bool {

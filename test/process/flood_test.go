@@ -138,6 +138,7 @@ type floodReport struct {
 	peakGoroutines int
 	p99, max       time.Duration
 	calls, failed  int
+	firstErr       error
 }
 
 func (r floodReport) String() string {
@@ -223,6 +224,9 @@ func (f *floodTarget) flood(t *testing.T, name string, attack func(stop <-chan s
 			latencies = append(latencies, elapsed)
 			if err != nil {
 				r.failed++
+				if r.firstErr == nil {
+					r.firstErr = err
+				}
 			}
 			mu.Unlock()
 		}
@@ -264,7 +268,7 @@ func (f *floodTarget) flood(t *testing.T, name string, attack func(stop <-chan s
 	t.Logf("%s: %s (p99 target %s)", name, r, apiP99Target)
 	require.Less(t, r.rssDeltaKiB, int64(rssBoundKiB), "%s: the node's RSS grows by less than 64 MiB", name)
 	require.Less(t, r.peakGoroutines, goroutineBound, "%s: the node runs fewer than %d goroutines", name, goroutineBound)
-	require.Zero(t, r.failed, "%s: every API call succeeds during the flood", name)
+	require.Zero(t, r.failed, "%s: every API call succeeds during the flood (first error: %v)", name, r.firstErr)
 	require.Less(t, r.p99, apiP99Bound, "%s: the API answers during the flood", name)
 	for _, l := range f.events {
 		for _, p := range []*proc{f.node, f.peer} {
