@@ -431,8 +431,9 @@ func firstAuthFrame(t *testing.T) []byte {
 // halfHandshakes keeps n peer streams open from 127.0.0.1, each stalled before the end of the
 // handshake (before its first frame, or after the first frame when frame is set), and reopens
 // each as soon as it ends (on the same connection, or a new one with fresh), until stop.
-// opened counts the streams it opened.
-func halfHandshakes(addr string, n int, frame []byte, fresh bool, opened *atomic.Int64, stop <-chan struct{}) {
+// opened counts the streams it opened, full those that ended with RESOURCE_EXHAUSTED (the
+// seed's pending handshakes were full).
+func halfHandshakes(addr string, n int, frame []byte, fresh bool, opened, full *atomic.Int64, stop <-chan struct{}) {
 	parallel(n, func(int) {
 		var c *h2conn
 		defer func() { c.close() }()
@@ -464,7 +465,14 @@ func halfHandshakes(addr string, n int, frame []byte, fresh bool, opened *atomic
 			if frame != nil {
 				_ = c.sendFlowControlled(id, frame, stop)
 			}
-			for c.waitEnded(id, 100*time.Millisecond) == "" {
+			for {
+				how := c.waitEnded(id, 100*time.Millisecond)
+				if how == "8" {
+					full.Add(1)
+				}
+				if how != "" {
+					break
+				}
 				select {
 				case <-stop:
 					return
@@ -494,20 +502,20 @@ func TestProcessJoinThroughASeedFloodedWithHalfHandshakes(t *testing.T) {
 			seed := startAgent(t, "seed", flags...)
 			stop := make(chan struct{})
 			attacked := make(chan struct{})
-			var opened atomic.Int64
+			var opened, full atomic.Int64
 			var frame []byte
 			if tc.firstFrame {
 				frame = firstAuthFrame(t)
 			}
-			go func() { defer close(attacked); halfHandshakes(seed.addr, 300, frame, tc.fresh, &opened, stop) }()
+			go func() { defer close(attacked); halfHandshakes(seed.addr, 300, frame, tc.fresh, &opened, &full, stop) }()
 			defer func() {
 				close(stop)
 				<-attacked
 				t.Logf("%s: %d attacking streams opened", name, opened.Load())
 			}()
-			// The attack has all its streams open (and the seed's pending handshakes full)
+			// The attack has all its streams open and the seed's pending handshakes full
 			// before the node comes.
-			require.Eventually(t, func() bool { return opened.Load() >= 300 }, 10*time.Second, 10*time.Millisecond)
+			require.Eventually(t, func() bool { return opened.Load() >= 300 && full.Load() > 0 }, 10*time.Second, 10*time.Millisecond)
 			start := time.Now()
 			joiner := startAgent(t, "joiner", append(flags, "--seeds", seed.id.String())...)
 			require.Eventually(t, func() bool {
