@@ -216,7 +216,7 @@ func (r *limitReporter) hitRemote(limit, remote string) {
 	}
 	r.last[limit] = now
 	r.mu.Unlock()
-	r.logger.Warn("limit reached: streams or connections refused or cut (logged once per 10s)", "limit", limit, "remote", remote)
+	r.logger.Warn("refused or cut a stream or connection of a client not authenticated (logged once per 10s per limit)", "limit", limit, "remote", remote)
 }
 
 // connRegistry wraps the node's listener. It tracks every accepted connection and how many

@@ -43,8 +43,6 @@ type Node struct {
 	transport *peerTransport
 	// limits counts and logs what the limits on unauthenticated clients refuse or cut.
 	limits *limitReporter
-	// conns tracks the connections of the listener being served.
-	conns *connRegistry
 
 	mu       sync.Mutex
 	server   *grpc.Server
@@ -140,7 +138,7 @@ func (n *Node) serve(l net.Listener) {
 	conns := newConnRegistry(l, n.opts.maxIdleConnections, n.limits)
 	server := n.newGRPCServer(conns)
 	n.mu.Lock()
-	n.server, n.listener, n.conns = server, l, conns
+	n.server, n.listener = server, l
 	n.mu.Unlock()
 	n.serving.Add(1)
 	go func() {
