@@ -253,6 +253,7 @@ func TestEvictedHandshakeEndsWithResourceExhausted(t *testing.T) {
 	cfg := withSecrets(testConfig("a"), "evict-test-secret-0123")
 	a, logs := startLogged(t, cfg, WithMaxPendingHandshakes(1))
 	first := openSilentPeerStream(t, a.Addr().String())
+	require.Eventually(t, func() bool { return a.auth.pending.pending() == 1 }, 5*time.Second, time.Millisecond)
 	cc := dialRaw(t, a)
 	stream, err := clusterv1.NewPeerServiceClient(cc).Exchange(t.Context())
 	require.NoError(t, err)
