@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -263,4 +264,25 @@ func TestEvictedHandshakeEndsWithResourceExhausted(t *testing.T) {
 	_, err = stream.Recv()
 	require.Equal(t, codes.ResourceExhausted, status.Code(err), "the silent newcomer was evicted in turn by b: %v", err)
 	require.Contains(t, logs.String(), "limit=pending_handshakes")
+}
+
+// TestMaxConnectionAgeWithoutGraceKeepsPeerStreams backs WithKeepalive's advice: an age limit
+// without a grace period only refuses new streams on old connections (gRPC's GOAWAY), and
+// peer streams, which live as long as their connection, are not cut.
+func TestMaxConnectionAgeWithoutGraceKeepsPeerStreams(t *testing.T) {
+	ka := WithKeepalive(keepalive.ServerParameters{MaxConnectionAge: 300 * time.Millisecond}, keepalive.EnforcementPolicy{})
+	a, _ := startLogged(t, testConfig("a"), ka)
+	b, _ := startLogged(t, testConfig("b", a.LocalID().String()), ka)
+	requireFullMesh(t, 5*time.Second, a, b)
+	ra, rb := record(a), record(b)
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		require.Empty(t, ra.downs(b.LocalID()), "well past the age limit, no down")
+		require.Empty(t, rb.downs(a.LocalID()))
+	}
+	requireFullMesh(t, time.Second, a, b)
+	c, err := client.Dial(a.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Nodes(t.Context(), false)
+	require.NoError(t, err, "API clients reconnect after the GOAWAY")
 }
