@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 	"time"
@@ -123,4 +124,31 @@ func TestLargeMessagesCrossAStreamUnderTheReceiveLimit(t *testing.T) {
 	m, err := c.Recv()
 	require.NoError(t, err)
 	require.Len(t, m.Hello.View, 30000, "the client joined the server's fragments")
+}
+
+// FuzzReassemble feeds frames (the input cut at each 0x00 0x00 pair) to a reassembler: it
+// never panics and never holds more than its limit.
+func FuzzReassemble(f *testing.F) {
+	body, err := encodeMessage(bigHello(3))
+	require.NoError(f, err)
+	frag := func(size int, data []byte) []byte {
+		b, err := proto.Marshal(&clusterv1.PeerMessage{Kind: &clusterv1.PeerMessage_Fragment{Fragment: &clusterv1.Fragment{Size: uint32(size), Data: data}}})
+		require.NoError(f, err)
+		return b
+	}
+	half := len(body) / 2
+	f.Add(bytes.Join([][]byte{frag(len(body), body[:half]), frag(0, body[half:])}, []byte{0, 0}))
+	f.Add(bytes.Join([][]byte{body, frag(len(body), body)}, []byte{0, 0}))
+	f.Add([]byte{fragmentTag, 4, 8, 200, 1, 18})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := reassembler{max: 100 << 10}
+		for _, frame := range bytes.Split(in, []byte{0, 0}) {
+			if _, err := r.next(frame); err != nil {
+				return
+			}
+			if len(r.buf) > r.max || cap(r.buf) > 2*r.max {
+				t.Fatalf("holds %d bytes (capacity %d), over the limit of %d", len(r.buf), cap(r.buf), r.max)
+			}
+		}
+	})
 }
