@@ -278,6 +278,16 @@ func (f *floodTarget) flood(t *testing.T, name string, attack func(stop <-chan s
 	return r
 }
 
+// isDone says whether stop is closed.
+func isDone(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // parallel runs n attackers and waits for them.
 func parallel(n int, fn func(i int)) {
 	var wg sync.WaitGroup
@@ -302,7 +312,10 @@ func TestProcessFloodsOfUnauthenticatedClients(t *testing.T) {
 				return
 			}
 			defer c.close()
-			for range 50000 {
+			for i := range 50000 {
+				if i%1000 == 0 && isDone(stop) {
+					break
+				}
 				if _, err := c.open(reflectionPath, false); err != nil {
 					break
 				}
