@@ -50,7 +50,7 @@ check-generated: generate ## Fail if gen/ differs from what proto/ generates.
 	@echo "gen/ is up to date"
 
 .PHONY: fuzz
-FUZZ_TARGETS := membership:FuzzParseNodeID membership:FuzzCoreReceive server:FuzzSessionOpen server:FuzzDecodeMessage
+FUZZ_TARGETS := membership:FuzzParseNodeID membership:FuzzCoreReceive server:FuzzSessionOpen server:FuzzDecodeMessage server:FuzzReassemble
 
 fuzz: ## Run each fuzz target briefly (FUZZTIME=$(FUZZTIME) each).
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -25,6 +26,10 @@ type apiService struct {
 	cluster     *membership.Cluster
 	watchBuffer int
 	watchers    func(delta int)
+	// maxWatchers caps the WatchEvents streams in progress (0: no cap); active counts them.
+	maxWatchers int64
+	active      atomic.Int64
+	report      *limitReporter
 }
 
 // apiError maps engine errors to gRPC status codes, in one place.
@@ -102,8 +107,15 @@ func (s *apiService) GetHealth(context.Context, *clusterv1.GetHealthRequest) (*c
 
 // WatchEvents streams events: the snapshot first if asked, then every event in order. A
 // watcher that falls more than the buffer behind is cut off with RESOURCE_EXHAUSTED; the
-// engine never waits for it. The stream ends with UNAVAILABLE when the node stops.
+// engine never waits for it. Past the watchers cap a new watcher is refused with
+// RESOURCE_EXHAUSTED. The stream ends with UNAVAILABLE when the node stops.
 func (s *apiService) WatchEvents(req *clusterv1.WatchEventsRequest, stream grpc.ServerStreamingServer[clusterv1.WatchEventsResponse]) error {
+	if n := s.active.Add(1); s.maxWatchers > 0 && n > s.maxWatchers {
+		s.active.Add(-1)
+		s.report.hit(stream.Context(), limitWatchers)
+		return status.Errorf(codes.ResourceExhausted, "too many watchers (limit %d); retry later", s.maxWatchers)
+	}
+	defer s.active.Add(-1)
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
 	events := make(chan membership.Event, s.watchBuffer)

@@ -22,8 +22,9 @@ import (
 )
 
 // newGRPCServer builds the node's gRPC server: PeerService behind the HMAC interceptor, the
-// public MembershipService behind recovery and logging, plus health and reflection.
-func (n *Node) newGRPCServer() *grpc.Server {
+// public MembershipService behind recovery and logging, plus health and reflection, every
+// stream admitted by the limiter first (conns: the connections of the listener it serves).
+func (n *Node) newGRPCServer(conns *connRegistry) *grpc.Server {
 	recover := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		n.logger.Error("panic in gRPC handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
@@ -36,14 +37,28 @@ func (n *Node) newGRPCServer() *grpc.Server {
 	})
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(apiLogLevel)}
 	token := apiTokenAuth{token: []byte(n.opts.apiToken)}
+	limits := &limiter{
+		token:             token,
+		maxOpenCalls:      int64(n.opts.maxOpenCalls),
+		openCallTimeout:   n.opts.openCallTimeout,
+		openStreamTimeout: n.opts.openStreamTimeout,
+		conns:             conns,
+		report:            n.limits,
+	}
 	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(n.opts.maxPeerMessageBytes),
+		// Every message read, authenticated or not, is small: a peer message larger than a
+		// frame travels in fragments (peer_fragment.go).
+		grpc.MaxRecvMsgSize(n.opts.maxRecvMessageBytes),
+		grpc.MaxConcurrentStreams(n.opts.maxConcurrentStreams),
+		grpc.KeepaliveParams(n.opts.keepalive),
+		grpc.KeepaliveEnforcementPolicy(n.opts.keepalivePolicy),
 		// Peer frames skip protobuf's reflection; every other message is plain proto.
 		grpc.ForceServerCodecV2(newFrameCodec()),
 		// A connection that does not complete its HTTP/2 (and TLS) handshake in time is dropped.
 		grpc.ConnectionTimeout(n.cfg.HandshakeTimeout),
-		// Gives each peer stream a context its serverConn can cancel to unblock Recv.
-		grpc.InTapHandle(cancellableStreams),
+		// Admits each stream before anything of it is read (and gives each peer stream a
+		// context its serverConn can cancel to unblock Recv).
+		grpc.InTapHandle(limits.tap),
 		grpc.ChainUnaryInterceptor(
 			recovery.UnaryServerInterceptor(recover),
 			selector.UnaryServerInterceptor(n.metrics.grpc.UnaryServerInterceptor(), logged),
@@ -65,10 +80,14 @@ func (n *Node) newGRPCServer() *grpc.Server {
 		opts = append(opts, grpc.Creds(n.serverCreds))
 	}
 	server := grpc.NewServer(opts...)
-	clusterv1.RegisterPeerServiceServer(server, &peerService{cluster: n.Cluster, bodies: n.bodies, logger: n.logger})
-	clusterv1.RegisterMembershipServiceServer(server, &apiService{cluster: n.Cluster, watchBuffer: DefaultWatchBuffer, watchers: func(d int) { n.metrics.watchers.Add(float64(d)) }})
+	clusterv1.RegisterPeerServiceServer(server, &peerService{cluster: n.Cluster, bodies: n.bodies, maxMessage: n.opts.maxPeerMessageBytes, logger: n.logger})
+	clusterv1.RegisterMembershipServiceServer(server, &apiService{
+		cluster: n.Cluster, watchBuffer: DefaultWatchBuffer, maxWatchers: int64(n.opts.maxWatchers), report: n.limits,
+		watchers: func(d int) { n.metrics.watchers.Add(float64(d)) },
+	})
 	healthpb.RegisterHealthServer(server, n.health)
 	reflection.Register(server)
+	limits.methods = methodTable(server)
 	n.metrics.grpc.InitializeMetrics(apiServices{server})
 	return server
 }

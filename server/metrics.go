@@ -23,6 +23,7 @@ type metrics struct {
 	lateness           prometheus.Histogram
 	dials              prometheus.Counter
 	authFailures       *prometheus.CounterVec
+	limitHits          *prometheus.CounterVec
 	events             *prometheus.CounterVec
 	watchers           prometheus.Gauge
 }
@@ -53,6 +54,10 @@ func newMetrics(cluster func() *membership.Cluster) *metrics {
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshnode_auth_failures_total", Help: "Peer streams refused by authentication, by reason.",
 		}, []string{"reason"}),
+		limitHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshnode_limit_hits_total",
+			Help: "Streams or connections of clients not (yet) authenticated that a limit refused or cut, by limit.",
+		}, []string{"limit"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshnode_node_events_total", Help: "Membership events, by type and down reason.",
 		}, []string{"type", "reason"}),
@@ -61,7 +66,7 @@ func newMetrics(cluster func() *membership.Cluster) *metrics {
 		}),
 	}
 	m.registry.MustRegister(m.grpc, m.heartbeatsSent, m.heartbeatsReceived, m.heartbeatsLate, m.lateness,
-		m.dials, m.authFailures, m.events, m.watchers, &stateCollector{cluster: cluster},
+		m.dials, m.authFailures, m.limitHits, m.events, m.watchers, &stateCollector{cluster: cluster},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

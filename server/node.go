@@ -41,6 +41,8 @@ type Node struct {
 	bodies *bodyCache
 	// transport dials peers through the node's peer channel, closed when serving stops.
 	transport *peerTransport
+	// limits counts and logs what the limits on unauthenticated clients refuse or cut.
+	limits *limitReporter
 
 	mu       sync.Mutex
 	server   *grpc.Server
@@ -69,20 +71,24 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 		_ = listener.Close()
 		return nil, fmt.Errorf("local node id: %w", err)
 	}
-	n.auth = newPeerAuth(cfg.Secrets, cfg.HandshakeTimeout, o.maxPendingHandshakes, o.logger.With("node", id.String()))
+	logger := o.logger.With("node", id.String())
+	n.auth = newPeerAuth(cfg.Secrets, cfg.HandshakeTimeout, o.maxPendingHandshakes, logger)
+	n.auth.pending = newHandshakePool(o.maxPendingHandshakes, o.maxPendingPerSource)
 	dialCreds := insecure.NewCredentials()
 	if tlsSetup != nil {
 		n.serverCreds = credentials.NewTLS(tlsSetup.server)
-		dialCreds = credentials.NewTLS(tlsSetup.dial)
+		dialCreds = newVerifyLogged(credentials.NewTLS(tlsSetup.dial), logger)
 	}
 	n.bodies = &bodyCache{}
 	n.transport = &peerTransport{bodies: n.bodies, channel: peerChannel{dialOptions: append([]grpc.DialOption{
 		grpc.WithTransportCredentials(dialCreds),
 		grpc.WithStreamInterceptor(n.auth.clientInterceptor()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxPeerMessageBytes), grpc.ForceCodecV2(newFrameCodec())),
-	}, o.grpcDialTuning()...)}}
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxRecvMessageBytes), grpc.ForceCodecV2(newFrameCodec())),
+	}, o.grpcDialTuning()...)}, maxMessage: o.maxPeerMessageBytes}
 	n.metrics = newMetrics(func() *membership.Cluster { return n.Cluster })
 	n.auth.onFailure = func(reason string) { n.metrics.authFailures.WithLabelValues(reason).Inc() }
+	n.limits = newLimitReporter(logger, func(limit string) { n.metrics.limitHits.WithLabelValues(limit).Inc() })
+	n.auth.report = n.limits
 	clusterOpts := []membership.Option{membership.WithLogger(o.logger), membership.WithMetrics(n.metrics)}
 	n.Cluster, err = membership.New(id, cfg, n.transport, append(clusterOpts, o.clusterOptions...)...)
 	if err != nil {
@@ -118,16 +124,17 @@ func (n *Node) listen() (net.Listener, error) {
 	return l, nil
 }
 
-// serve starts the gRPC server on l.
+// serve starts the gRPC server on l, through a registry of its connections.
 func (n *Node) serve(l net.Listener) {
-	server := n.newGRPCServer()
+	conns := newConnRegistry(l, n.opts.maxIdleConnections, n.limits)
+	server := n.newGRPCServer(conns)
 	n.mu.Lock()
 	n.server, n.listener = server, l
 	n.mu.Unlock()
 	n.serving.Add(1)
 	go func() {
 		defer n.serving.Done()
-		if err := server.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		if err := server.Serve(conns); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			n.logger.Error("gRPC server stopped", "err", err)
 		}
 	}()

@@ -1,22 +1,67 @@
 package server
 
 import (
+	"fmt"
 	"log/slog"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/meshnode/meshnode/membership"
 )
 
 // Defaults of the server options.
 const (
-	// DefaultMaxPeerMessageBytes bounds one peer frame: enough for a view of tens of
-	// thousands of nodes, small enough that no peer can make a node buffer much.
+	// DefaultMaxPeerMessageBytes bounds one peer message once the stream is authenticated:
+	// enough for a view of tens of thousands of nodes. A message larger than a frame may be
+	// travels as fragments, each under the receive limit, reassembled up to this size.
 	DefaultMaxPeerMessageBytes = 4 << 20
+	// DefaultMaxRecvMessageBytes bounds every gRPC message a node reads, before anything is
+	// authenticated: an API, health or reflection request, a peer frame (the first ones
+	// included). None of these needs more (an API request carries at most 4 KiB of
+	// metadata, a peer frame at most a fragment), and an unauthenticated client can make
+	// the node hold at most this much per stream it may open.
+	DefaultMaxRecvMessageBytes = 64 << 10
+	// MinRecvMessageBytes is the smallest receive limit: a peer fragment must fit.
+	MinRecvMessageBytes = peerFragmentBytes + 1<<10
 	// DefaultMaxPendingHandshakes caps inbound peer streams that have not authenticated yet:
 	// enough for a few hundred nodes joining through one seed at once, few enough that a
-	// flood of silent connections costs little until the handshake deadline drops them.
+	// flood of silent connections costs little (at most this many receive limits of memory,
+	// 16 MiB at the defaults). A newcomer is never refused: it takes the place of the pending
+	// handshake least likely to be a real peer (see WithMaxPendingHandshakes).
 	DefaultMaxPendingHandshakes = 256
+	// DefaultMaxPendingHandshakesPerSource caps the pending handshakes of one remote address.
+	// By default it is the whole pool: nodes that share an address (behind a NAT, or many on
+	// one host, as in tests and benchmarks) may all join one seed at once, and an address
+	// flooding the pool is the one that loses handshakes when another address comes (see
+	// WithMaxPendingHandshakes). Set it lower where every node has an address of its own.
+	DefaultMaxPendingHandshakesPerSource = DefaultMaxPendingHandshakes
+
+	// DefaultMaxConcurrentStreams is gRPC's MaxConcurrentStreams: the streams one HTTP/2
+	// connection may have open at once (more are refused by HTTP/2 itself). A peer
+	// connection carries one; an API client rarely needs more than a few.
+	DefaultMaxConcurrentStreams = 100
+	// DefaultMaxIdleConnections caps the connections that have no stream open (including
+	// those still in their TLS or HTTP/2 handshake): past it, the one idle longest is closed.
+	// Each costs the node three goroutines and its buffers.
+	DefaultMaxIdleConnections = 256
+	// DefaultMaxConnectionIdle is gRPC's keepalive MaxConnectionIdle: a connection without a
+	// stream for this long is closed gracefully (GOAWAY). Peer connections always have one.
+	DefaultMaxConnectionIdle = 5 * time.Minute
+	// DefaultMaxOpenCalls caps the calls in progress that no credential admits: health,
+	// reflection, and the public API when no token is set (WatchEvents aside, which
+	// DefaultMaxWatchers caps). More are refused at once with RESOURCE_EXHAUSTED.
+	DefaultMaxOpenCalls = 256
+	// DefaultOpenCallTimeout is the deadline of a unary call that no credential admits: its
+	// request and its answer must be through by then.
+	DefaultOpenCallTimeout = 10 * time.Second
+	// DefaultOpenStreamTimeout is the deadline of a streaming call that no credential admits
+	// (a reflection stream, a health Watch): gRPC clients re-open such streams at once.
+	DefaultOpenStreamTimeout = 10 * time.Minute
+	// DefaultMaxWatchers caps concurrent WatchEvents streams; more are refused with
+	// RESOURCE_EXHAUSTED. Each may buffer DefaultWatchBuffer events.
+	DefaultMaxWatchers = 256
 
 	// DefaultGRPCReadBufferSize and DefaultGRPCWriteBufferSize size the buffers of every
 	// HTTP/2 connection on the port and of every peer dial. A node holds one connection per
@@ -37,7 +82,17 @@ type options struct {
 	logger               *slog.Logger
 	clusterOptions       []membership.Option
 	maxPeerMessageBytes  int
+	maxRecvMessageBytes  int
 	maxPendingHandshakes int
+	maxPendingPerSource  int
+	maxConcurrentStreams uint32
+	maxIdleConnections   int
+	keepalive            keepalive.ServerParameters
+	keepalivePolicy      keepalive.EnforcementPolicy
+	maxOpenCalls         int
+	openCallTimeout      time.Duration
+	openStreamTimeout    time.Duration
+	maxWatchers          int
 	handlers             []func(membership.Event)
 	apiToken             string
 	metricsAddr          string
@@ -52,14 +107,7 @@ type Option func(*options)
 
 // newOptions returns the defaults with opts applied.
 func newOptions(opts []Option) options {
-	o := options{
-		logger:               slog.Default(),
-		maxPeerMessageBytes:  DefaultMaxPeerMessageBytes,
-		maxPendingHandshakes: DefaultMaxPendingHandshakes,
-		grpcReadBuffer:       DefaultGRPCReadBufferSize,
-		grpcWriteBuffer:      DefaultGRPCWriteBufferSize,
-		grpcWindow:           DefaultGRPCWindowSize,
-	}
+	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -74,11 +122,59 @@ func WithClusterOptions(opts ...membership.Option) Option {
 	return func(o *options) { o.clusterOptions = append(o.clusterOptions, opts...) }
 }
 
-// WithMaxPeerMessageBytes bounds the size of one message on the port (default 4 MiB).
+// WithMaxPeerMessageBytes bounds one peer message, reassembled from its fragments, on an
+// authenticated stream (default DefaultMaxPeerMessageBytes).
 func WithMaxPeerMessageBytes(n int) Option { return func(o *options) { o.maxPeerMessageBytes = n } }
 
-// WithMaxPendingHandshakes caps concurrent unauthenticated peer streams (default 64).
+// WithMaxRecvMessageBytes bounds every gRPC message the node reads, authenticated or not
+// (gRPC's MaxRecvMsgSize, and the receive limit of its peer dials): larger ones are refused
+// with RESOURCE_EXHAUSTED before they are read. Default DefaultMaxRecvMessageBytes, at least
+// MinRecvMessageBytes.
+func WithMaxRecvMessageBytes(n int) Option { return func(o *options) { o.maxRecvMessageBytes = n } }
+
+// WithMaxPendingHandshakes caps concurrent unauthenticated peer streams (default
+// DefaultMaxPendingHandshakes). A newcomer over this cap, or over the cap of its remote
+// address (WithMaxPendingHandshakesPerSource), is not refused: it evicts a pending handshake,
+// of its own address when that address is at its cap, else of the address holding the most;
+// the one evicted is on a connection that already carried a peer stream if any, else one
+// still waiting for its first frame, else the oldest. It ends with RESOURCE_EXHAUSTED. Every
+// pending handshake also ends at the handshake deadline (membership.Config.HandshakeTimeout).
 func WithMaxPendingHandshakes(n int) Option { return func(o *options) { o.maxPendingHandshakes = n } }
+
+// WithMaxPendingHandshakesPerSource caps the pending handshakes of one remote address
+// (default DefaultMaxPendingHandshakesPerSource; see WithMaxPendingHandshakes).
+func WithMaxPendingHandshakesPerSource(n int) Option {
+	return func(o *options) { o.maxPendingPerSource = n }
+}
+
+// WithMaxConcurrentStreams sets gRPC's MaxConcurrentStreams, the streams one connection may
+// have open at once (default DefaultMaxConcurrentStreams).
+func WithMaxConcurrentStreams(n uint32) Option {
+	return func(o *options) { o.maxConcurrentStreams = n }
+}
+
+// WithMaxIdleConnections caps the connections without an open stream; past it the one idle
+// longest is closed (default DefaultMaxIdleConnections).
+func WithMaxIdleConnections(n int) Option { return func(o *options) { o.maxIdleConnections = n } }
+
+// WithKeepalive sets gRPC's keepalive parameters and enforcement policy of the port. The
+// default is gRPC's, with MaxConnectionIdle set to DefaultMaxConnectionIdle. Keep
+// MaxConnectionAgeGrace unset (infinite) if MaxConnectionAge is set: a peer stream lives as
+// long as its connection, and a grace period would cut it (a false connection_closed).
+func WithKeepalive(params keepalive.ServerParameters, policy keepalive.EnforcementPolicy) Option {
+	return func(o *options) { o.keepalive, o.keepalivePolicy = params, policy }
+}
+
+// WithMaxOpenCalls caps the calls in progress that no credential admits (health,
+// reflection, and the public API when no token is set, WatchEvents aside) and sets their
+// deadlines: unary for a unary call, stream for a streaming one (0: none). Defaults
+// DefaultMaxOpenCalls, DefaultOpenCallTimeout and DefaultOpenStreamTimeout.
+func WithMaxOpenCalls(n int, unary, stream time.Duration) Option {
+	return func(o *options) { o.maxOpenCalls, o.openCallTimeout, o.openStreamTimeout = n, unary, stream }
+}
+
+// WithMaxWatchers caps concurrent WatchEvents streams (default DefaultMaxWatchers).
+func WithMaxWatchers(n int) Option { return func(o *options) { o.maxWatchers = n } }
 
 // WithEventHandler subscribes handler before the node starts, so it sees every event from
 // the first status change on (see membership.Cluster.Subscribe).
@@ -111,6 +207,64 @@ func WithGRPCBufferSizes(read, write int) Option {
 // connection of the node (default DefaultGRPCWindowSize; gRPC raises sizes under 64 KiB to
 // 64 KiB). Zero restores gRPC's dynamic windows, probed with BDP pings.
 func WithGRPCWindowSize(size int32) Option { return func(o *options) { o.grpcWindow = size } }
+
+// defaultOptions returns the options before any Option is applied.
+func defaultOptions() options {
+	return options{
+		logger:               slog.Default(),
+		maxPeerMessageBytes:  DefaultMaxPeerMessageBytes,
+		maxRecvMessageBytes:  DefaultMaxRecvMessageBytes,
+		maxPendingHandshakes: DefaultMaxPendingHandshakes,
+		maxPendingPerSource:  DefaultMaxPendingHandshakesPerSource,
+		maxConcurrentStreams: DefaultMaxConcurrentStreams,
+		maxIdleConnections:   DefaultMaxIdleConnections,
+		keepalive:            keepalive.ServerParameters{MaxConnectionIdle: DefaultMaxConnectionIdle},
+		maxOpenCalls:         DefaultMaxOpenCalls,
+		openCallTimeout:      DefaultOpenCallTimeout,
+		openStreamTimeout:    DefaultOpenStreamTimeout,
+		maxWatchers:          DefaultMaxWatchers,
+		grpcReadBuffer:       DefaultGRPCReadBufferSize,
+		grpcWriteBuffer:      DefaultGRPCWriteBufferSize,
+		grpcWindow:           DefaultGRPCWindowSize,
+	}
+}
+
+// validate refuses limits out of range, every problem at once, as membership.Config does.
+func (o *options) validate() error {
+	var problems []membership.FieldError
+	bad := func(field, format string, args ...any) {
+		problems = append(problems, membership.FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	const maxLimit = 1 << 20
+	for _, c := range []struct {
+		field    string
+		value    int
+		min, max int
+	}{
+		{"MaxRecvMessageBytes", o.maxRecvMessageBytes, MinRecvMessageBytes, 1 << 30},
+		{"MaxPeerMessageBytes", o.maxPeerMessageBytes, 1 << 10, 1 << 30},
+		{"MaxPendingHandshakes", o.maxPendingHandshakes, 1, maxLimit},
+		{"MaxPendingHandshakesPerSource", o.maxPendingPerSource, 1, maxLimit},
+		{"MaxConcurrentStreams", int(o.maxConcurrentStreams), 1, maxLimit},
+		{"MaxIdleConnections", o.maxIdleConnections, 1, maxLimit},
+		{"MaxOpenCalls", o.maxOpenCalls, 1, maxLimit},
+		{"MaxWatchers", o.maxWatchers, 1, maxLimit},
+	} {
+		if c.value < c.min || c.value > c.max {
+			bad(c.field, "must be between %d and %d (got %d)", c.min, c.max, c.value)
+		}
+	}
+	if o.openCallTimeout < 0 || o.openStreamTimeout < 0 {
+		bad("OpenCallTimeout", "deadlines must not be negative (got %s and %s)", o.openCallTimeout, o.openStreamTimeout)
+	}
+	if o.keepalive.MaxConnectionIdle < 0 || o.keepalive.MaxConnectionAge < 0 || o.keepalive.MaxConnectionAgeGrace < 0 {
+		bad("Keepalive", "durations must not be negative")
+	}
+	if len(problems) > 0 {
+		return &membership.ConfigError{Problems: problems}
+	}
+	return nil
+}
 
 // grpcDialTuning returns the dial options of the gRPC tuning.
 func (o *options) grpcDialTuning() []grpc.DialOption {

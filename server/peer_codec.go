@@ -139,6 +139,8 @@ func decodeMessage(body []byte) (*membership.Message, error) {
 		return decodeAlert(k.Alert)
 	case *clusterv1.PeerMessage_Unlink:
 		return &membership.Message{Unlink: &membership.Unlink{}}, nil
+	case *clusterv1.PeerMessage_Fragment:
+		return nil, fmt.Errorf("%w: a fragment out of place (fragments are joined before decoding)", errBadMessage)
 	default:
 		return nil, fmt.Errorf("%w: no message kind set", errBadMessage)
 	}

@@ -24,6 +24,8 @@ import (
 type peerTransport struct {
 	channel peerChannel
 	bodies  *bodyCache // shared with the node's peerService; may be nil
+	// maxMessage bounds a peer message joined from fragments (0: the default).
+	maxMessage int
 }
 
 // Dial opens an Exchange stream to addr and completes the authentication handshake within ctx.
@@ -61,7 +63,7 @@ func (t *peerTransport) Dial(ctx context.Context, addr string) (membership.Conn,
 		go dial.shutdown()
 		return nil, fmt.Errorf("dial %s: %w", addr, r.err)
 	}
-	return &clientConn{stream: r.stream, cancel: cancel, dial: dial, bodies: t.bodies}, nil
+	return &clientConn{stream: r.stream, cancel: cancel, dial: dial, bodies: t.bodies, frags: reassembler{max: t.maxMessage}}, nil
 }
 
 // close closes every connection the transport dialled (the node stops serving).
@@ -78,24 +80,37 @@ type clientConn struct {
 	// and gRPC is done with a frame when the call returns.
 	sendFrame clusterv1.ExchangeRequest
 	recvFrame clusterv1.ExchangeResponse
+	frags     reassembler
 }
 
-// Send encodes and sends one message.
+// Send encodes and sends one message, in fragments if it is large.
 func (c *clientConn) Send(msg *membership.Message) error {
 	body, err := c.bodies.encode(msg)
 	if err != nil {
 		return err
 	}
+	if len(body) > peerFragmentBytes {
+		return sendFragments(body, c.sendBody)
+	}
+	return c.sendBody(body)
+}
+
+// sendBody sends one frame.
+func (c *clientConn) sendBody(body []byte) error {
 	c.sendFrame.Body = body
 	return c.stream.Send(&c.sendFrame)
 }
 
-// Recv receives and decodes one message.
+// Recv receives and decodes one message, joining its fragments.
 func (c *clientConn) Recv() (*membership.Message, error) {
-	if err := c.stream.RecvMsg(&c.recvFrame); err != nil {
-		return nil, err
+	for {
+		if err := c.stream.RecvMsg(&c.recvFrame); err != nil {
+			return nil, err
+		}
+		if msg, err := c.frags.next(c.recvFrame.GetBody()); err != nil || msg != nil {
+			return msg, err
+		}
 	}
-	return decodeMessage(c.recvFrame.GetBody())
 }
 
 // CloseSend half-closes the stream; the accepting side then ends it.
@@ -126,6 +141,7 @@ type serverConn struct {
 	// Reused as clientConn's are.
 	sendFrame clusterv1.ExchangeResponse
 	recvFrame clusterv1.ExchangeRequest
+	frags     reassembler
 }
 
 // streamCancelKey is the context key of the cancel function cancellableStreams attaches.
@@ -154,7 +170,7 @@ func newServerConn(stream clusterv1.PeerService_ExchangeServer) (*serverConn, er
 	return &serverConn{stream: stream, cancel: cancel, cert: verifiedPeerCert(stream.Context())}, nil
 }
 
-// Send encodes and sends one message.
+// Send encodes and sends one message, in fragments if it is large.
 func (c *serverConn) Send(msg *membership.Message) error {
 	if c.closed.Load() {
 		return io.EOF
@@ -163,27 +179,44 @@ func (c *serverConn) Send(msg *membership.Message) error {
 	if err != nil {
 		return err
 	}
+	if len(body) > peerFragmentBytes {
+		return sendFragments(body, c.sendBody)
+	}
+	return c.sendBody(body)
+}
+
+// sendBody sends one frame.
+func (c *serverConn) sendBody(body []byte) error {
 	c.sendFrame.Body = body
 	return c.stream.Send(&c.sendFrame)
 }
 
-// Recv returns the next message, or an error once the stream ended or was closed.
+// Recv returns the next message, joining its fragments, or an error once the stream ended
+// or was closed.
 func (c *serverConn) Recv() (*membership.Message, error) {
 	if c.closed.Load() {
 		return nil, io.EOF
 	}
-	if err := c.stream.RecvMsg(&c.recvFrame); err != nil {
-		return nil, err
-	}
-	msg, err := decodeMessage(c.recvFrame.GetBody())
-	if err == nil && msg.Hello != nil && c.cert != nil && c.hellos == 0 {
-		c.hellos++
-		if err := certCovers(c.cert, msg.Hello.ID); err != nil {
-			c.refused = err
+	for {
+		if err := c.stream.RecvMsg(&c.recvFrame); err != nil {
 			return nil, err
 		}
+		msg, err := c.frags.next(c.recvFrame.GetBody())
+		if err != nil {
+			return nil, err
+		}
+		if msg == nil {
+			continue
+		}
+		if msg.Hello != nil && c.cert != nil && c.hellos == 0 {
+			c.hellos++
+			if err := certCovers(c.cert, msg.Hello.ID); err != nil {
+				c.refused = err
+				return nil, err
+			}
+		}
+		return msg, nil
 	}
-	return msg, err
 }
 
 // CloseSend ends the stream: a server cannot half-close, but ending the stream still
@@ -206,6 +239,8 @@ type peerService struct {
 	cluster *membership.Cluster
 	bodies  *bodyCache // shared with the node's peerTransport; may be nil
 	logger  *slog.Logger
+	// maxMessage bounds a peer message joined from fragments (0: the default).
+	maxMessage int
 }
 
 // Exchange runs one inbound peer stream until it ends.
@@ -215,6 +250,7 @@ func (s *peerService) Exchange(stream clusterv1.PeerService_ExchangeServer) erro
 		return status.Error(codes.Internal, err.Error())
 	}
 	conn.bodies = s.bodies
+	conn.frags.max = s.maxMessage
 	defer conn.Close()
 	err = s.cluster.ServeConn(stream.Context(), conn)
 	if conn.refused != nil { // read by the same goroutine's ServeConn, which has returned

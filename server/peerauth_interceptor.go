@@ -24,9 +24,10 @@ import (
 type peerAuth struct {
 	ring             keyring
 	handshakeTimeout time.Duration
-	slots            chan struct{} // caps concurrent unauthenticated inbound streams
+	pending          *handshakePool // caps concurrent unauthenticated inbound streams
 	logger           *slog.Logger
 	onFailure        func(reason string)
+	report           *limitReporter // counts and logs evictions; may be nil
 
 	mu       sync.Mutex
 	lastLogs map[string]time.Time
@@ -41,7 +42,7 @@ func newPeerAuth(secrets [][]byte, handshakeTimeout time.Duration, maxPending in
 	return &peerAuth{
 		ring:             keyring{keys: secrets},
 		handshakeTimeout: handshakeTimeout,
-		slots:            make(chan struct{}, maxPending),
+		pending:          newHandshakePool(maxPending, maxPending),
 		logger:           logger,
 		lastLogs:         map[string]time.Time{},
 		onFailure:        func(string) {},
@@ -63,30 +64,38 @@ func (a *peerAuth) clientInterceptor() grpc.StreamClientInterceptor {
 	return selector.StreamClientInterceptor(a.interceptClient, selector.MatchFunc(isPeerExchange))
 }
 
+// errHandshakeEvicted ends a pending handshake whose place a newcomer took.
+var errHandshakeEvicted = errors.New("pending peer handshake evicted: too many unauthenticated peer streams; retry")
+
 func (a *peerAuth) interceptServer(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	select {
-	case a.slots <- struct{}{}:
-	default:
-		return status.Error(codes.ResourceExhausted, "too many unauthenticated peer streams")
+	ctx := ss.Context()
+	entry, victim := a.pending.admit(remoteHost(ctx), reusedConnection(ctx))
+	if victim != nil {
+		a.report.hitRemote(limitPendingHandshakes, victim.source)
 	}
-	sess, err := a.serverHandshake(ss)
-	<-a.slots
+	sess, err := a.serverHandshake(ss, entry)
+	a.pending.release(entry)
+	if errors.Is(err, errHandshakeEvicted) {
+		return status.Error(codes.ResourceExhausted, err.Error())
+	}
 	if err != nil {
-		a.fail(ss.Context(), err)
+		a.fail(ctx, err)
 		return status.Error(authCode(err), err.Error())
 	}
 	return handler(srv, &authedServerStream{ServerStream: ss, sess: sess, auth: a})
 }
 
-// serverHandshake runs the accepting side of the handshake within the handshake deadline.
-func (a *peerAuth) serverHandshake(ss grpc.ServerStream) (*session, error) {
+// serverHandshake runs the accepting side of the handshake within the handshake deadline,
+// unless entry is evicted first. Either way it returns at once: the caller's status ends the
+// stream, which ends the handshake's pending read.
+func (a *peerAuth) serverHandshake(ss grpc.ServerStream, entry *pendingHandshake) (*session, error) {
 	type result struct {
 		sess *session
 		err  error
 	}
 	done := make(chan result, 1)
 	go func() {
-		sess, err := a.runServerHandshake(ss)
+		sess, err := a.runServerHandshake(ss, entry)
 		done <- result{sess, err}
 	}()
 	timer := time.NewTimer(a.handshakeTimeout)
@@ -96,15 +105,20 @@ func (a *peerAuth) serverHandshake(ss grpc.ServerStream) (*session, error) {
 		return r.sess, r.err
 	case <-timer.C:
 		return nil, fmt.Errorf("%w: handshake not completed within %s", ErrBadFrame, a.handshakeTimeout)
+	case <-entry.evicted:
+		return nil, errHandshakeEvicted
 	}
 }
 
-func (a *peerAuth) runServerHandshake(ss grpc.ServerStream) (*session, error) {
+// runServerHandshake reads the dialler's first frame, answers, and checks its proof; entry
+// records the progress.
+func (a *peerAuth) runServerHandshake(ss grpc.ServerStream, entry *pendingHandshake) (*session, error) {
 	sess := &session{ring: a.ring, local: dirServer}
 	var hello clusterv1.ExchangeRequest
 	if err := ss.RecvMsg(&hello); err != nil {
 		return nil, fmt.Errorf("%w: reading handshake: %v", ErrBadFrame, err)
 	}
+	entry.progressed.Store(true)
 	auth := hello.GetAuth()
 	if err := checkAuthFrame(auth); err != nil {
 		return nil, err

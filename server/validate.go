@@ -31,6 +31,13 @@ func validate(cfg *membership.Config, o *options) (*tlsSetup, error) {
 		}
 		problems = append(problems, ce.Problems...)
 	}
+	if err := o.validate(); err != nil {
+		var ce *membership.ConfigError
+		if !errors.As(err, &ce) {
+			return nil, err
+		}
+		problems = append(problems, ce.Problems...)
+	}
 	if o.metricsAddr != "" {
 		if _, _, err := membership.ParseListenAddress(o.metricsAddr); err != nil {
 			problems = append(problems, membership.FieldError{Field: "MetricsAddr", Message: err.Error()})

@@ -23,8 +23,10 @@ type agentFlags struct {
 	secretFile, interval, threshold          *setting
 	monitors                                 *setting
 	metadata, processCount, logFormat, level *setting
-	token, tlsCert, tlsKey, tlsCA            *setting
+	tlsCert, tlsKey, tlsCA                   *setting
 	metricsAddr                              *setting
+	token                                    tokenFlags
+	limits                                   limitFlags
 }
 
 func newAgentFlags() *agentFlags {
@@ -45,11 +47,12 @@ func newAgentFlags() *agentFlags {
 		processCount: s.str("process-count", "CLUSTER_PROCESS_COUNT", "0", "process count advertised to peers (0 to 2147483647)"),
 		logFormat:    s.str("log-format", "LOG_FORMAT", "text", "log format: text or json"),
 		level:        s.str("log-level", "LOG_LEVEL", "info", "log level: debug, info, warn or error"),
-		token:        s.str("token", "CLUSTER_API_TOKEN", "", "require this bearer token on the public API"),
+		token:        newTokenFlags(s, "require this bearer token on the public API"),
 		tlsCert:      s.str("tls-cert", "CLUSTER_TLS_CERT", "", "PEM certificate: serve and dial peers over TLS"),
 		tlsKey:       s.str("tls-key", "CLUSTER_TLS_KEY", "", "PEM private key of --tls-cert"),
 		metricsAddr:  s.str("metrics-addr", "CLUSTER_METRICS_ADDR", "", "serve Prometheus metrics at http://ADDR/metrics (host:port; an empty host is every interface)"),
 		tlsCA:        s.str("tls-ca", "CLUSTER_TLS_CA", "", "PEM CA: mutual TLS, peers and clients must present a certificate it signed"),
+		limits:       newLimitFlags(s),
 	}
 }
 
@@ -245,9 +248,18 @@ func (f *agentFlags) serverOptions() ([]server.Option, error) {
 	if f.metricsAddr.value != "" {
 		opts = append(opts, server.WithMetricsAddr(f.metricsAddr.value))
 	}
-	if f.token.value != "" {
-		opts = append(opts, server.WithAPIToken(f.token.value))
+	token, err := f.token.value()
+	if err != nil {
+		return nil, err
 	}
+	if token != "" {
+		opts = append(opts, server.WithAPIToken(token))
+	}
+	limits, err := f.limits.options()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, limits...)
 	if f.tlsCert.value != "" || f.tlsKey.value != "" || f.tlsCA.value != "" {
 		if f.tlsCert.value == "" || f.tlsKey.value == "" {
 			return opts, errors.New("TLS needs both --tls-cert and --tls-key")

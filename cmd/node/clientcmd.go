@@ -16,7 +16,8 @@ import (
 // clientFlags are the options every client command takes.
 type clientFlags struct {
 	s                      *settings
-	addr, token            *setting
+	addr                   *setting
+	token                  tokenFlags
 	tlsCA, tlsCert, tlsKey *setting
 }
 
@@ -25,7 +26,7 @@ func newClientFlags(name string) *clientFlags {
 	return &clientFlags{
 		s:       s,
 		addr:    s.str("addr", "CLUSTER_ADDR", client.DefaultAddr, "address of the node to ask, host:port"),
-		token:   s.str("token", "CLUSTER_API_TOKEN", "", "bearer token for the node's API"),
+		token:   newTokenFlags(s, "bearer token for the node's API"),
 		tlsCA:   s.str("tls-ca", "CLUSTER_TLS_CA", "", "PEM CA to verify the node's certificate: dial with TLS"),
 		tlsCert: s.str("tls-cert", "CLUSTER_TLS_CERT", "", "PEM client certificate, for mutual TLS"),
 		tlsKey:  s.str("tls-key", "CLUSTER_TLS_KEY", "", "PEM private key of --tls-cert"),
@@ -48,8 +49,13 @@ func (f *clientFlags) dial(args []string, stderr io.Writer) (*client.Client, int
 		return nil, exitConfig
 	}
 	var opts []client.Option
-	if f.token.value != "" {
-		opts = append(opts, client.WithToken(f.token.value))
+	token, err := f.token.value()
+	if err != nil {
+		fmt.Fprintf(stderr, "node %s: %v\n", f.s.fs.Name(), err)
+		return nil, exitConfig
+	}
+	if token != "" {
+		opts = append(opts, client.WithToken(token))
 	}
 	if f.tlsCA.value != "" || f.tlsCert.value != "" {
 		cfg, err := client.TLSConfig(f.tlsCA.value, f.tlsCert.value, f.tlsKey.value)
@@ -88,7 +94,7 @@ func describe(addr string, err error) string {
 	case codes.DeadlineExceeded:
 		return fmt.Sprintf("the node at %s did not answer in time", addr)
 	case codes.Unauthenticated, codes.PermissionDenied:
-		return fmt.Sprintf("the node at %s refused the call: %s (check --token)", addr, st.Message())
+		return fmt.Sprintf("the node at %s refused the call: %s (check --token-file or --token)", addr, st.Message())
 	default:
 		return fmt.Sprintf("%s: %s", st.Code(), st.Message())
 	}

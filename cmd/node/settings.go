@@ -14,6 +14,8 @@ type setting struct {
 	flag, env string
 	value     string
 	set       bool
+	// fromFlag says the flag, not the environment, set the value.
+	fromFlag bool
 }
 
 // settings is the flag set of one command plus the environment fallbacks of its flags.
@@ -34,7 +36,7 @@ func (s *settings) str(flagName, env, def, help string) *setting {
 		help += " (env " + env + ")"
 	}
 	s.fs.Func(flagName, help+fmt.Sprintf(" (default %q)", def), func(v string) error {
-		st.value, st.set = v, true
+		st.value, st.set, st.fromFlag = v, true, true
 		return nil
 	})
 	s.list = append(s.list, st)

@@ -62,6 +62,8 @@ type proc struct {
 	log    strings.Builder
 	exited chan struct{}
 	err    error
+	// token, when set, is sent as the API token by client.
+	token string
 }
 
 // startAgent starts `node agent` with the given flags on a free loopback port and waits
@@ -145,7 +147,11 @@ func (p *proc) waitExit(timeout time.Duration) int {
 // client returns an API client of the process.
 func (p *proc) client() *client.Client {
 	p.t.Helper()
-	c, err := client.Dial(p.addr)
+	var opts []client.Option
+	if p.token != "" {
+		opts = append(opts, client.WithToken(p.token))
+	}
+	c, err := client.Dial(p.addr, opts...)
 	require.NoError(p.t, err)
 	p.t.Cleanup(func() { _ = c.Close() })
 	return c

@@ -391,6 +391,7 @@ type PeerMessage struct {
 	//	*PeerMessage_Reject
 	//	*PeerMessage_Alert
 	//	*PeerMessage_Unlink
+	//	*PeerMessage_Fragment
 	Kind          isPeerMessage_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -496,6 +497,15 @@ func (x *PeerMessage) GetUnlink() *Unlink {
 	return nil
 }
 
+func (x *PeerMessage) GetFragment() *Fragment {
+	if x != nil {
+		if x, ok := x.Kind.(*PeerMessage_Fragment); ok {
+			return x.Fragment
+		}
+	}
+	return nil
+}
+
 type isPeerMessage_Kind interface {
 	isPeerMessage_Kind()
 }
@@ -535,6 +545,11 @@ type PeerMessage_Unlink struct {
 	Unlink *Unlink `protobuf:"bytes,7,opt,name=unlink,proto3,oneof"`
 }
 
+type PeerMessage_Fragment struct {
+	// fragment is part of a message too large for one frame.
+	Fragment *Fragment `protobuf:"bytes,15,opt,name=fragment,proto3,oneof"`
+}
+
 func (*PeerMessage_Hello) isPeerMessage_Kind() {}
 
 func (*PeerMessage_Heartbeat) isPeerMessage_Kind() {}
@@ -548,6 +563,8 @@ func (*PeerMessage_Reject) isPeerMessage_Kind() {}
 func (*PeerMessage_Alert) isPeerMessage_Kind() {}
 
 func (*PeerMessage_Unlink) isPeerMessage_Kind() {}
+
+func (*PeerMessage_Fragment) isPeerMessage_Kind() {}
 
 // Alert is an observer's report about a node it monitors (its subject), relayed to every node over
 // the overlay's streams. A node reports the subject down once enough of the subject's observers
@@ -670,6 +687,66 @@ func (*Unlink) Descriptor() ([]byte, []int) {
 	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
+// Fragment carries part of a serialized PeerMessage too large for one frame: frames are
+// small (a receiver reads no larger message before it has authenticated anything), peer
+// messages need not be (a Hello carries the whole view). The sender cuts the serialized
+// message into consecutive Fragment frames, nothing in between; the receiver concatenates
+// their data until it holds size bytes, then decodes them as one PeerMessage, which is never
+// itself a Fragment. Each frame carries its own sequence number and MAC.
+type Fragment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// size is the size of the whole serialized message; set on the first fragment only.
+	Size uint32 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	// data is the next part of the serialized message.
+	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fragment) Reset() {
+	*x = Fragment{}
+	mi := &file_cluster_v1_peer_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fragment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fragment) ProtoMessage() {}
+
+func (x *Fragment) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_v1_peer_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fragment.ProtoReflect.Descriptor instead.
+func (*Fragment) Descriptor() ([]byte, []int) {
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Fragment) GetSize() uint32 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Fragment) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 // Hello is the membership handshake. The dialling node sends it first; the accepting node
 // answers with its own Hello, or a Reject.
 type Hello struct {
@@ -705,7 +782,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_cluster_v1_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +794,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_cluster_v1_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +807,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Hello) GetNodeId() string {
@@ -818,7 +895,7 @@ type NodeAttributes struct {
 
 func (x *NodeAttributes) Reset() {
 	*x = NodeAttributes{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_cluster_v1_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +907,7 @@ func (x *NodeAttributes) String() string {
 func (*NodeAttributes) ProtoMessage() {}
 
 func (x *NodeAttributes) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_cluster_v1_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +920,7 @@ func (x *NodeAttributes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAttributes.ProtoReflect.Descriptor instead.
 func (*NodeAttributes) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NodeAttributes) GetVersion() uint64 {
@@ -882,7 +959,7 @@ type MemberEntry struct {
 
 func (x *MemberEntry) Reset() {
 	*x = MemberEntry{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_cluster_v1_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +971,7 @@ func (x *MemberEntry) String() string {
 func (*MemberEntry) ProtoMessage() {}
 
 func (x *MemberEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_cluster_v1_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +984,7 @@ func (x *MemberEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberEntry.ProtoReflect.Descriptor instead.
 func (*MemberEntry) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MemberEntry) GetNodeId() string {
@@ -951,7 +1028,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_cluster_v1_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1040,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_cluster_v1_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1053,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Heartbeat) GetViewDigest() uint64 {
@@ -1030,7 +1107,7 @@ type MembershipUpdate struct {
 
 func (x *MembershipUpdate) Reset() {
 	*x = MembershipUpdate{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_cluster_v1_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1119,7 @@ func (x *MembershipUpdate) String() string {
 func (*MembershipUpdate) ProtoMessage() {}
 
 func (x *MembershipUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_cluster_v1_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1132,7 @@ func (x *MembershipUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipUpdate.ProtoReflect.Descriptor instead.
 func (*MembershipUpdate) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MembershipUpdate) GetFull() bool {
@@ -1092,7 +1169,7 @@ type Leave struct {
 
 func (x *Leave) Reset() {
 	*x = Leave{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[11]
+	mi := &file_cluster_v1_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1181,7 @@ func (x *Leave) String() string {
 func (*Leave) ProtoMessage() {}
 
 func (x *Leave) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[11]
+	mi := &file_cluster_v1_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1194,7 @@ func (x *Leave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leave.ProtoReflect.Descriptor instead.
 func (*Leave) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Leave) GetNodeId() string {
@@ -1147,7 +1224,7 @@ type Reject struct {
 
 func (x *Reject) Reset() {
 	*x = Reject{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[12]
+	mi := &file_cluster_v1_peer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1236,7 @@ func (x *Reject) String() string {
 func (*Reject) ProtoMessage() {}
 
 func (x *Reject) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[12]
+	mi := &file_cluster_v1_peer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1249,7 @@ func (x *Reject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reject.ProtoReflect.Descriptor instead.
 func (*Reject) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{12}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Reject) GetReason() RejectReason {
@@ -1209,7 +1286,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12+\n" +
 	"\x11secret_configured\x18\x02 \x01(\bR\x10secretConfigured\x12\x14\n" +
 	"\x05nonce\x18\x03 \x01(\fR\x05nonce\x12\x14\n" +
-	"\x05proof\x18\x04 \x01(\fR\x05proof\"\xe1\x02\n" +
+	"\x05proof\x18\x04 \x01(\fR\x05proof\"\x95\x03\n" +
 	"\vPeerMessage\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x11.cluster.v1.HelloH\x00R\x05hello\x125\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x15.cluster.v1.HeartbeatH\x00R\theartbeat\x126\n" +
@@ -1217,7 +1294,8 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x05leave\x18\x04 \x01(\v2\x11.cluster.v1.LeaveH\x00R\x05leave\x12,\n" +
 	"\x06reject\x18\x05 \x01(\v2\x12.cluster.v1.RejectH\x00R\x06reject\x12)\n" +
 	"\x05alert\x18\x06 \x01(\v2\x11.cluster.v1.AlertH\x00R\x05alert\x12,\n" +
-	"\x06unlink\x18\a \x01(\v2\x12.cluster.v1.UnlinkH\x00R\x06unlinkB\x06\n" +
+	"\x06unlink\x18\a \x01(\v2\x12.cluster.v1.UnlinkH\x00R\x06unlink\x122\n" +
+	"\bfragment\x18\x0f \x01(\v2\x14.cluster.v1.FragmentH\x00R\bfragmentB\x06\n" +
 	"\x04kind\"\xad\x01\n" +
 	"\x05Alert\x12\x1d\n" +
 	"\n" +
@@ -1227,7 +1305,10 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"observerId\x122\n" +
 	"\x06reason\x18\x04 \x01(\x0e2\x1a.cluster.v1.NodeDownReasonR\x06reason\x12\x0e\n" +
 	"\x02up\x18\x05 \x01(\bR\x02up\"\b\n" +
-	"\x06Unlink\"\xc3\x03\n" +
+	"\x06Unlink\"2\n" +
+	"\bFragment\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\rR\x04size\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xc3\x03\n" +
 	"\x05Hello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12)\n" +
@@ -1302,7 +1383,7 @@ func file_cluster_v1_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_v1_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_cluster_v1_peer_proto_goTypes = []any{
 	(MemberState)(0),            // 0: cluster.v1.MemberState
 	(RejectReason)(0),           // 1: cluster.v1.RejectReason
@@ -1312,44 +1393,46 @@ var file_cluster_v1_peer_proto_goTypes = []any{
 	(*PeerMessage)(nil),         // 5: cluster.v1.PeerMessage
 	(*Alert)(nil),               // 6: cluster.v1.Alert
 	(*Unlink)(nil),              // 7: cluster.v1.Unlink
-	(*Hello)(nil),               // 8: cluster.v1.Hello
-	(*NodeAttributes)(nil),      // 9: cluster.v1.NodeAttributes
-	(*MemberEntry)(nil),         // 10: cluster.v1.MemberEntry
-	(*Heartbeat)(nil),           // 11: cluster.v1.Heartbeat
-	(*MembershipUpdate)(nil),    // 12: cluster.v1.MembershipUpdate
-	(*Leave)(nil),               // 13: cluster.v1.Leave
-	(*Reject)(nil),              // 14: cluster.v1.Reject
-	nil,                         // 15: cluster.v1.NodeAttributes.MetadataEntry
-	(NodeDownReason)(0),         // 16: cluster.v1.NodeDownReason
-	(*durationpb.Duration)(nil), // 17: google.protobuf.Duration
+	(*Fragment)(nil),            // 8: cluster.v1.Fragment
+	(*Hello)(nil),               // 9: cluster.v1.Hello
+	(*NodeAttributes)(nil),      // 10: cluster.v1.NodeAttributes
+	(*MemberEntry)(nil),         // 11: cluster.v1.MemberEntry
+	(*Heartbeat)(nil),           // 12: cluster.v1.Heartbeat
+	(*MembershipUpdate)(nil),    // 13: cluster.v1.MembershipUpdate
+	(*Leave)(nil),               // 14: cluster.v1.Leave
+	(*Reject)(nil),              // 15: cluster.v1.Reject
+	nil,                         // 16: cluster.v1.NodeAttributes.MetadataEntry
+	(NodeDownReason)(0),         // 17: cluster.v1.NodeDownReason
+	(*durationpb.Duration)(nil), // 18: google.protobuf.Duration
 }
 var file_cluster_v1_peer_proto_depIdxs = []int32{
 	4,  // 0: cluster.v1.ExchangeRequest.auth:type_name -> cluster.v1.AuthFrame
 	4,  // 1: cluster.v1.ExchangeResponse.auth:type_name -> cluster.v1.AuthFrame
-	8,  // 2: cluster.v1.PeerMessage.hello:type_name -> cluster.v1.Hello
-	11, // 3: cluster.v1.PeerMessage.heartbeat:type_name -> cluster.v1.Heartbeat
-	12, // 4: cluster.v1.PeerMessage.update:type_name -> cluster.v1.MembershipUpdate
-	13, // 5: cluster.v1.PeerMessage.leave:type_name -> cluster.v1.Leave
-	14, // 6: cluster.v1.PeerMessage.reject:type_name -> cluster.v1.Reject
+	9,  // 2: cluster.v1.PeerMessage.hello:type_name -> cluster.v1.Hello
+	12, // 3: cluster.v1.PeerMessage.heartbeat:type_name -> cluster.v1.Heartbeat
+	13, // 4: cluster.v1.PeerMessage.update:type_name -> cluster.v1.MembershipUpdate
+	14, // 5: cluster.v1.PeerMessage.leave:type_name -> cluster.v1.Leave
+	15, // 6: cluster.v1.PeerMessage.reject:type_name -> cluster.v1.Reject
 	6,  // 7: cluster.v1.PeerMessage.alert:type_name -> cluster.v1.Alert
 	7,  // 8: cluster.v1.PeerMessage.unlink:type_name -> cluster.v1.Unlink
-	16, // 9: cluster.v1.Alert.reason:type_name -> cluster.v1.NodeDownReason
-	17, // 10: cluster.v1.Hello.heartbeat_interval:type_name -> google.protobuf.Duration
-	17, // 11: cluster.v1.Hello.uptime:type_name -> google.protobuf.Duration
-	9,  // 12: cluster.v1.Hello.info:type_name -> cluster.v1.NodeAttributes
-	10, // 13: cluster.v1.Hello.view:type_name -> cluster.v1.MemberEntry
-	15, // 14: cluster.v1.NodeAttributes.metadata:type_name -> cluster.v1.NodeAttributes.MetadataEntry
-	0,  // 15: cluster.v1.MemberEntry.state:type_name -> cluster.v1.MemberState
-	9,  // 16: cluster.v1.Heartbeat.attributes:type_name -> cluster.v1.NodeAttributes
-	10, // 17: cluster.v1.MembershipUpdate.entries:type_name -> cluster.v1.MemberEntry
-	1,  // 18: cluster.v1.Reject.reason:type_name -> cluster.v1.RejectReason
-	2,  // 19: cluster.v1.PeerService.Exchange:input_type -> cluster.v1.ExchangeRequest
-	3,  // 20: cluster.v1.PeerService.Exchange:output_type -> cluster.v1.ExchangeResponse
-	20, // [20:21] is the sub-list for method output_type
-	19, // [19:20] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	8,  // 9: cluster.v1.PeerMessage.fragment:type_name -> cluster.v1.Fragment
+	17, // 10: cluster.v1.Alert.reason:type_name -> cluster.v1.NodeDownReason
+	18, // 11: cluster.v1.Hello.heartbeat_interval:type_name -> google.protobuf.Duration
+	18, // 12: cluster.v1.Hello.uptime:type_name -> google.protobuf.Duration
+	10, // 13: cluster.v1.Hello.info:type_name -> cluster.v1.NodeAttributes
+	11, // 14: cluster.v1.Hello.view:type_name -> cluster.v1.MemberEntry
+	16, // 15: cluster.v1.NodeAttributes.metadata:type_name -> cluster.v1.NodeAttributes.MetadataEntry
+	0,  // 16: cluster.v1.MemberEntry.state:type_name -> cluster.v1.MemberState
+	10, // 17: cluster.v1.Heartbeat.attributes:type_name -> cluster.v1.NodeAttributes
+	11, // 18: cluster.v1.MembershipUpdate.entries:type_name -> cluster.v1.MemberEntry
+	1,  // 19: cluster.v1.Reject.reason:type_name -> cluster.v1.RejectReason
+	2,  // 20: cluster.v1.PeerService.Exchange:input_type -> cluster.v1.ExchangeRequest
+	3,  // 21: cluster.v1.PeerService.Exchange:output_type -> cluster.v1.ExchangeResponse
+	21, // [21:22] is the sub-list for method output_type
+	20, // [20:21] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_cluster_v1_peer_proto_init() }
@@ -1366,6 +1449,7 @@ func file_cluster_v1_peer_proto_init() {
 		(*PeerMessage_Reject)(nil),
 		(*PeerMessage_Alert)(nil),
 		(*PeerMessage_Unlink)(nil),
+		(*PeerMessage_Fragment)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1373,7 +1457,7 @@ func file_cluster_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_v1_peer_proto_rawDesc), len(file_cluster_v1_peer_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
