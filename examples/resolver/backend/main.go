@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -122,11 +123,29 @@ func start(ctx context.Context, cfg *membership.Config, appAddr string) (*backen
 //     that raced the leave is refused with GOAWAY before it starts, which gRPC retries on
 //     another backend by itself.
 //
+// Stop tells every peer at once, then waits for the peers to close their streams, which a
+// frozen peer never does before ctx ends; so the drain starts drainDelay after the leave
+// began, not after Stop returns.
+//
 // Draining first would be the wrong order: the resolvers would still send calls to a server
 // that refuses them until the node's heartbeats time out.
 func (b *backend) leave(ctx context.Context, drainDelay time.Duration) error {
 	b.health.Shutdown()
-	stopErr := b.node.Stop(ctx)
+	leaving := make(chan struct{})
+	var once sync.Once
+	unsubscribe := b.node.OnStatusChange(func(_, current membership.ClusterStatus) {
+		if current != membership.ClusterRunning {
+			once.Do(func() { close(leaving) })
+		}
+	})
+	defer unsubscribe()
+	stopped := make(chan error, 1)
+	go func() { stopped <- b.node.Stop(ctx) }()
+	select {
+	case <-leaving: // the leave is on its way to every peer
+	case err := <-stopped:
+		stopped <- err
+	}
 	select {
 	case <-time.After(drainDelay):
 	case <-ctx.Done():
@@ -140,8 +159,8 @@ func (b *backend) leave(ctx context.Context, drainDelay time.Duration) error {
 		<-drained
 	}
 	<-b.served
-	if stopErr != nil {
-		return fmt.Errorf("leave the cluster: %w", stopErr)
+	if err := <-stopped; err != nil {
+		return fmt.Errorf("leave the cluster: %w", err)
 	}
 	return nil
 }
