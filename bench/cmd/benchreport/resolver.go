@@ -89,13 +89,19 @@ func fmtFollow(outs []resolverbench.Outcome, join bool) string {
 	}
 	notYet := "still sent to it at the end of the run"
 	if join {
-		notYet = "never (no call served by the end of the run)"
+		notYet = "never by the end of the run"
 	}
 	if notFollowed == len(outs) {
 		if len(outs) == 1 {
 			return notYet
 		}
 		return fmt.Sprintf("%s (%d of %d)", notYet, notFollowed, len(outs))
+	}
+	if !join && !slices.ContainsFunc(vs, func(v float64) bool { return v != 0 }) && notFollowed == 0 {
+		if len(vs) == 1 {
+			return "none"
+		}
+		return fmt.Sprintf("none (%d of %d)", len(vs), len(vs))
 	}
 	s, _ := summarize(vs)
 	text := s.fmt(func(v float64) string {
@@ -219,6 +225,13 @@ func writeResolver(p func(string, ...any), r *resolverbench.Report, plotsLink st
 	p("The `dns:///` channel asked the DNS server %s time(s) (per trial): grpc-go resolves at start,\n", strings.Join(queries, ", "))
 	p("then again when a connection fails but no sooner than 30 s after its previous resolution, so\n")
 	p("within a run shorter than that no change of the records reached its balancer.\n\n")
+	p("How to read it. A crash closes the backend's sockets, so every channel's `round_robin` drops\n")
+	p("it at once, whatever its resolver. A graceful leave fails no call on any channel: the drain's\n")
+	p("GOAWAY moves the static and DNS channels too, one drain delay later, while `meshnode:///` has\n")
+	p("stopped sending before the drain. The freeze is where the resolver matters: the frozen\n")
+	p("backend's sockets stay open, so only a resolver told of the failure takes it out; the calls\n")
+	p("`meshnode:///` still sends it until the cluster decides (interval × threshold) fail at their\n")
+	p("deadline. A join reaches only `meshnode:///`.\n\n")
 	p("![calls per backend over time, trial 1](%s/resolver.png)\n\n", plotsLink)
 }
 
