@@ -11,18 +11,23 @@ import (
 
 // Report is the file a run writes: its settings, the machine and every trial.
 type Report struct {
-	Run        string  `json:"run"`
-	Command    string  `json:"command"`
-	Machine    string  `json:"machine"`
-	GoVersion  string  `json:"go_version"`
-	Commit     string  `json:"commit"`
-	Interval   string  `json:"interval"`
-	Threshold  int     `json:"threshold"`
-	Every      string  `json:"every"`
-	Deadline   string  `json:"deadline"`
-	DrainDelay string  `json:"drain_delay"`
-	Settle     string  `json:"settle"`
-	Trials     []Trial `json:"trials"`
+	// Run is the start time of the run (UTC, compact), Command its command line.
+	Run     string `json:"run"`
+	Command string `json:"command"`
+	// Machine, GoVersion and Commit say what ran it.
+	Machine   string `json:"machine"`
+	GoVersion string `json:"go_version"`
+	Commit    string `json:"commit"`
+	// Interval and Threshold are the nodes' heartbeat settings.
+	Interval  string `json:"interval"`
+	Threshold int    `json:"threshold"`
+	// Every, Deadline, DrainDelay and Settle are the Options of the trials.
+	Every      string `json:"every"`
+	Deadline   string `json:"deadline"`
+	DrainDelay string `json:"drain_delay"`
+	Settle     string `json:"settle"`
+	// Trials are the trials, in order.
+	Trials []Trial `json:"trials"`
 }
 
 // Machine describes the CPU and the number of CPUs.

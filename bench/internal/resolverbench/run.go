@@ -76,16 +76,21 @@ type Trial struct {
 
 // ChangeAt is one change of the backends.
 type ChangeAt struct {
-	Kind    string  `json:"kind"`
-	Backend string  `json:"backend"`
-	At      float64 `json:"at_s"`
+	// Kind is kill, freeze, leave or join.
+	Kind string `json:"kind"`
+	// Backend is the backend changed.
+	Backend string `json:"backend"`
+	// At is when, in seconds since the calls started.
+	At float64 `json:"at_s"`
 }
 
 // ModeResult is what one channel saw.
 type ModeResult struct {
-	Mode   string `json:"mode"`
-	Calls  int    `json:"calls"`
-	Failed int    `json:"failed"`
+	// Mode is meshnode, static or dns.
+	Mode string `json:"mode"`
+	// Calls and Failed count the channel's calls and its failed ones.
+	Calls  int `json:"calls"`
+	Failed int `json:"failed"`
 	// Outcomes are per change, in the order of Changes.
 	Outcomes []Outcome `json:"outcomes"`
 	// Served counts calls per backend and 100 ms bin (by start time); Failures counts
@@ -96,6 +101,7 @@ type ModeResult struct {
 
 // Outcome is how a channel's traffic followed one change.
 type Outcome struct {
+	// Kind and Backend name the change.
 	Kind    string `json:"kind"`
 	Backend string `json:"backend"`
 	// Failed counts the failed calls due to the change: those sent to the backend after it,
