@@ -321,7 +321,12 @@ func (r *meshResolver) watch(addr string) (progressed bool, err error) {
 	for _, id := range slices.SortedFunc(maps.Keys(r.view), membership.NodeID.Compare) {
 		r.learned = append(r.learned, id.Address())
 	}
-	r.publishLocked()
+	if snapshot {
+		// The node the endpoints relied on broke off: it goes, the others stay until the
+		// next node's snapshot says otherwise. A node that failed before its snapshot was
+		// never relied on; what the last snapshot said of it stands.
+		r.publishLocked()
+	}
 	return snapshot, err
 }
 

@@ -77,6 +77,7 @@ type fakeNode struct {
 	peers    map[membership.NodeID]membership.NodeInfo
 	frozen   bool // LocalNode and new watches hang until their deadline
 	down     bool // every call fails with Unavailable
+	watchErr error // WatchEvents fails with it (LocalNode still answers)
 	stream   *fakeStream
 	watches  int
 	watching bool
@@ -202,6 +203,11 @@ func (c fakeConn) Watch(ctx context.Context, handler func(Event), _ ...WatchOpti
 		n.mu.Unlock()
 		return errNoNode
 	}
+	if n.watchErr != nil {
+		n.watches++
+		n.mu.Unlock()
+		return n.watchErr
+	}
 	s := &fakeStream{events: make(chan Event, 16), end: make(chan error, 1)}
 	n.stream = s
 	n.watches++
@@ -294,6 +300,18 @@ func (cc *fakeCC) waitAddrs(t *testing.T, want ...string) {
 	want = slices.Sorted(slices.Values(want))
 	require.Eventually(t, func() bool { return cc.updates() > 0 && slices.Equal(cc.last(), want) }, 5*time.Second, time.Millisecond,
 		"want endpoints %v", want)
+}
+
+// waitSeen waits until some state pushed so far held exactly want: for a state that the next
+// one may replace at once.
+func (cc *fakeCC) waitSeen(t *testing.T, want ...string) {
+	t.Helper()
+	want = slices.Sorted(slices.Values(want))
+	require.Eventually(t, func() bool {
+		cc.mu.Lock()
+		defer cc.mu.Unlock()
+		return slices.ContainsFunc(cc.states, func(s resolver.State) bool { return slices.Equal(stateAddrs(s), want) })
+	}, 5*time.Second, time.Millisecond, "want a state with endpoints %v", want)
 }
 
 // build starts a resolver of target over the fake cluster and closes it when the test ends.
@@ -490,6 +508,27 @@ func TestResolverFailsOverWhenWatchedNodeDies(t *testing.T) {
 	cc.waitAddrs(t, other.info.ID.Address(), "127.0.0.1:4003", "127.0.0.1:4004")
 }
 
+func TestResolverKeepsNodeWhoseWatchFailsBeforeItsSnapshot(t *testing.T) {
+	c := newFakeCluster()
+	s1 := c.node("s1", 4001, nil)
+	s1.setPeers(peer("s2", 4002, nil), peer("x", 4003, nil))
+	cc, _ := build(t, c, "meshnode:///127.0.0.1:4001")
+	cc.waitAddrs(t, "127.0.0.1:4001", "127.0.0.1:4002", "127.0.0.1:4003")
+	s2 := c.node("s2", 4002, nil)
+	s2.mu.Lock()
+	s2.watchErr = status.Error(codes.ResourceExhausted, "too many watchers")
+	s2.mu.Unlock()
+	// s1 dies: the resolver drops it and tries s2 (learned from s1), whose API answers but
+	// refuses the watch. s2 stays an endpoint: nothing says it is gone.
+	s1.kill()
+	require.Eventually(t, func() bool {
+		s2.mu.Lock()
+		defer s2.mu.Unlock()
+		return s2.watches >= 2
+	}, 5*time.Second, time.Millisecond)
+	cc.waitAddrs(t, "127.0.0.1:4002", "127.0.0.1:4003")
+}
+
 func TestResolverSkipsUnreachableSeed(t *testing.T) {
 	c := newFakeCluster()
 	s2 := c.node("s2", 4002, nil)
@@ -514,7 +553,7 @@ func TestResolverFrozenWatchedNodeIsLeftByProbe(t *testing.T) {
 	}
 	// Its stream stays open but the probe times out: the resolver drops it and moves on.
 	watched.freeze()
-	cc.waitAddrs(t, other.info.ID.Address())
+	cc.waitSeen(t, other.info.ID.Address())
 	require.Eventually(t, other.isWatched, 5*time.Second, time.Millisecond)
 	// The other node's snapshot still lists it until the cluster decides; then it goes.
 	cc.waitAddrs(t, "127.0.0.1:4001", "127.0.0.1:4002")
