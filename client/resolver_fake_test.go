@@ -75,8 +75,8 @@ type fakeNode struct {
 	info     membership.NodeInfo
 	status   membership.ClusterStatus
 	peers    map[membership.NodeID]membership.NodeInfo
-	frozen   bool // LocalNode and new watches hang until their deadline
-	down     bool // every call fails with Unavailable
+	frozen   bool  // LocalNode and new watches hang until their deadline
+	down     bool  // every call fails with Unavailable
 	watchErr error // WatchEvents fails with it (LocalNode still answers)
 	stream   *fakeStream
 	watches  int
