@@ -75,7 +75,7 @@ type fakeNode struct {
 	info     membership.NodeInfo
 	status   membership.ClusterStatus
 	peers    map[membership.NodeID]membership.NodeInfo
-	frozen   bool  // LocalNode and new watches hang until their deadline
+	frozen   bool  // LocalNode hangs until its deadline; an open stream stays silent
 	down     bool  // every call fails with Unavailable
 	watchErr error // WatchEvents fails with it (LocalNode still answers)
 	stream   *fakeStream
