@@ -92,6 +92,12 @@ bench: ## Benchmark vs memberlist, N = 8, 32 (under 5 minutes); regenerates BENC
 	cd bench && ../bin/meshbench $(BENCH_QUICK) -label quick -out results/quick.jsonl
 	cd bench && ../bin/benchreport -results results -out ../BENCHMARKS.md -plots results/plots
 
+.PHONY: bench-resolver
+bench-resolver: ## Client traffic through meshnode:///, a static list and dns:/// while backends change (about 1 minute); regenerates BENCHMARKS.md.
+	cd bench && $(GO) build -o ../bin/resolverbench ./cmd/resolverbench && $(GO) build -o ../bin/benchreport ./cmd/benchreport
+	cd bench && ../bin/resolverbench -trials 3 -out results/resolver/resolver.json
+	cd bench && ../bin/benchreport -results results -out ../BENCHMARKS.md -plots results/plots
+
 .PHONY: bench-full
 bench-full: ## Benchmark vs memberlist, N = 8, 32, 128, 256 (about 45 minutes); regenerates BENCHMARKS.md.
 	cd bench && $(GO) build -ldflags "-X main.buildCommit=$(BENCH_COMMIT)" -o ../bin/meshbench ./cmd/meshbench && $(GO) build -o ../bin/benchreport ./cmd/benchreport

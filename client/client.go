@@ -32,6 +32,8 @@ type options struct {
 	token       string
 	tls         *tls.Config
 	dialOptions []grpc.DialOption
+	// probeInterval is the resolver's liveness probe period (0: the default).
+	probeInterval time.Duration
 }
 
 // Option customises Dial.

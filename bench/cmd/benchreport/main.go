@@ -50,6 +50,7 @@ func main() {
 		plots    = flag.String("plots", "results/plots", "directory of the PNG plots")
 		relPlots = flag.String("plots-link", "bench/results/plots", "the plots directory as linked from the markdown")
 		analysis = flag.String("analysis", "ANALYSIS.md", "hand-written analysis included verbatim (\"\" for none)")
+		resolver = flag.String("resolver", "results/resolver/resolver.json", "results of cmd/resolverbench, reported when the file exists (\"\" for none)")
 	)
 	flag.Parse()
 	recs, metas, err := load(*dir)
@@ -73,8 +74,18 @@ func main() {
 	if err := os.MkdirAll(*plots, 0o755); err != nil {
 		fatal(err)
 	}
+	resolverReport, err := loadResolver(*resolver)
+	if err != nil {
+		fatal(err)
+	}
 	var md strings.Builder
 	d.write(&md, *relPlots, analysisText)
+	if resolverReport != nil {
+		writeResolver(func(format string, args ...any) { fmt.Fprintf(&md, format, args...) }, resolverReport, *relPlots)
+		if err := plotResolver(resolverReport, filepath.Join(*plots, "resolver.png")); err != nil {
+			fatal(err)
+		}
+	}
 	for _, sc := range []string{"formation", "join", "crash", "silent", "leave"} {
 		if err := d.plot(sc, filepath.Join(*plots, sc+".png")); err != nil {
 			fatal(err)
