@@ -146,7 +146,9 @@ func (c *cluster) waitSteady(group []*node) {
 				break
 			}
 			for _, info := range infos {
-				if info.Status == membership.StatusConnected && !info.LastHeartbeat.After(since) {
+				// Only a direct peer heartbeats to this node; in the overlay (above K+1 nodes)
+				// the others' last heartbeat is when this node last heard of them.
+				if info.Status == membership.StatusConnected && info.Direct && !info.LastHeartbeat.After(since) {
 					steady = false
 				}
 			}
