@@ -490,7 +490,7 @@ func (c *core) dialFailed(now time.Time, pc *peerConn) {
 		return
 	}
 	m.attempts++
-	m.nextDial = now.Add(c.backoff(m.attempts))
+	m.nextDial = now.Add(c.redialBackoff(m.attempts))
 	c.wantDialAt(m.nextDial)
 	switch {
 	case m.status == StatusConnecting:
@@ -623,6 +623,19 @@ func (c *core) backoff(attempt int) time.Duration {
 		d = min(2*d, c.cfg.ReconnectMaxDelay) // d ≤ MaxTimeout: the doubling never overflows
 	}
 	return d/2 + time.Duration(c.rng.Int64N(int64(d/2)+1))
+}
+
+// redialBackoff is backoff for a member's redial. In the overlay it is capped at one
+// heartbeat interval: a node redials at most its 2K neighbours, and a node decided down is
+// redialled only by the nodes it would stream to, so the cap costs a bounded number of dials
+// per interval, and a healed node is met again within about an interval rather than the
+// backoff's maximum.
+func (c *core) redialBackoff(attempt int) time.Duration {
+	d := c.backoff(attempt)
+	if c.overlay() {
+		d = min(d, c.cfg.HeartbeatInterval)
+	}
+	return d
 }
 
 // jitter returns d shortened by up to 5%, so that streams opened together do not stay in
