@@ -37,6 +37,8 @@ type core struct {
 	topoDirty        bool
 	neighbourSet     map[NodeID]bool
 	neighbourVersion uint64
+	subjects         map[NodeID]bool // this node's subjects in topo, as of subjectVersion
+	subjectVersion   uint64
 	alerts           map[NodeID]*alertSet
 	conns            map[connID]*peerConn
 	dialing          int         // outbound streams in conns not established yet (dialsInFlight)

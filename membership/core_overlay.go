@@ -203,7 +203,7 @@ func (c *core) observe(now time.Time, m *member, reason DownReason, up bool) {
 		a.Reason = reason
 	}
 	if c.recordAlert(now, a) {
-		c.relay(0, &Message{Alert: a})
+		c.relayAlert(0, &Message{Alert: a})
 		c.decideFrom(now, m.id)
 	}
 }
@@ -214,7 +214,7 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 		return // its own, back over another path
 	}
 	if a.Subject == c.self {
-		c.relay(pc.id, &Message{Alert: a}) // the others still need it
+		c.relayAlert(pc.id, &Message{Alert: a}) // the others still need it
 		return
 	}
 	m := c.members[a.Subject]
@@ -224,8 +224,38 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 	if !c.recordAlert(now, a) {
 		return
 	}
-	c.relay(pc.id, &Message{Alert: a})
+	c.relayAlert(pc.id, &Message{Alert: a})
 	c.decideFrom(now, m.id)
+}
+
+// relayAlert passes an alert on to this node's subjects only (its successors on the K rings):
+// K random rings followed one way already reach every node in about log_K N hops, at half
+// the messages of relaying to every neighbour. A node that has no stream to a subject yet
+// relays to every neighbour instead.
+func (c *core) relayAlert(except connID, msg *Message) {
+	subjects := c.subjectSet()
+	sent := 0
+	for _, pc := range c.sortedConns() {
+		if pc.established && pc.id != except && c.current(pc) && subjects[pc.peer] {
+			c.send(pc, msg)
+			sent++
+		}
+	}
+	if sent < len(subjects)-1 {
+		c.relay(except, msg)
+	}
+}
+
+// subjectSet returns this node's subjects in the live view, cached per topology version.
+func (c *core) subjectSet() map[NodeID]bool {
+	if c.subjectVersion != c.topo.version || c.subjects == nil {
+		c.subjects = map[NodeID]bool{}
+		for _, s := range c.topo.subjects(c.self) {
+			c.subjects[s] = true
+		}
+		c.subjectVersion = c.topo.version
+	}
+	return c.subjects
 }
 
 // relay sends msg on every established stream but except.
