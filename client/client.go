@@ -63,7 +63,7 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	}
 	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, o.dialOptions...)
 	if o.token != "" {
-		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer{token: o.token, secure: o.tls != nil}))
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer{token: o.token}))
 	}
 	cc, err := grpc.NewClient(addr, dialOpts...)
 	if err != nil {
@@ -156,8 +156,7 @@ func asDuration(d *durationpb.Duration) time.Duration {
 
 // bearer attaches a bearer token to every call.
 type bearer struct {
-	token  string
-	secure bool
+	token string
 }
 
 // GetRequestMetadata returns the authorization header.

@@ -15,7 +15,7 @@ import (
 	"github.com/meshnode/meshnode/internal/quote"
 )
 
-// Defaults of Config (contract §2), as set by DefaultConfig.
+// Defaults of Config, as set by DefaultConfig.
 const (
 	// DefaultBindHost is the default BindHost: every IPv4 interface.
 	DefaultBindHost = "0.0.0.0"
@@ -96,7 +96,7 @@ type Config struct {
 	// AdvertiseHost is the host other nodes dial and the host in this node's
 	// id. Default "": the bind host when it is a specific address, else the
 	// machine's first private non-loopback address, falling back to
-	// 127.0.0.1 (contract §1). Flag --advertise, env CLUSTER_ADVERTISE.
+	// 127.0.0.1. Flag --advertise, env CLUSTER_ADVERTISE.
 	AdvertiseHost string
 
 	// Seeds are the addresses dialled to join a cluster, each

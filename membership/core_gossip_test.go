@@ -78,7 +78,7 @@ func TestCoreAttributesReachEveryPeerWithTheNextHeartbeat(t *testing.T) {
 		}
 	}
 
-	// A process-count-only change (the seed's setProcessCount) spreads the same way.
+	// A process-count-only change (SetProcessCount) spreads the same way.
 	changedAt = s.now
 	a.core.setAttributes(9, map[string]string{"role": "db"})
 	s.advance(a.cfg.HeartbeatInterval + 10*time.Millisecond)

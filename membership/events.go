@@ -76,6 +76,3 @@ func (b *eventBus) drain(s *subscriber) {
 		s.handler(e)
 	}
 }
-
-// wait blocks until every queued event has been delivered (or dropped by an unsubscribe).
-func (b *eventBus) wait() { b.wg.Wait() }

@@ -1,7 +1,7 @@
-// Package membership holds the cluster's node identities and configuration:
-// parsing and validating node ids (name@host:port) and seeds, and the Config
-// a node is started with. It does no I/O and keeps no global mutable state.
 package membership
+
+// This file holds the cluster's node identities: parsing and validating node ids
+// (name@host:port) and seeds. It does no I/O and keeps no global mutable state.
 
 import (
 	"cmp"
@@ -16,7 +16,7 @@ import (
 	"github.com/meshnode/meshnode/internal/quote"
 )
 
-// Limits of the node id grammar (contract §1).
+// Limits of the node id grammar (docs/reference.md, node identity).
 const (
 	maxNameLen  = 64
 	maxHostLen  = 253
@@ -74,7 +74,7 @@ type NodeID struct {
 	port uint16
 }
 
-// ParseNodeID parses and validates s as name@host:port (contract §1). An IPv6
+// ParseNodeID parses and validates s as name@host:port (docs/reference.md, node identity). An IPv6
 // host must be in brackets, e.g. "node_2@[::1]:4369". Any rejection is an
 // *IDError; ParseNodeID never panics.
 func ParseNodeID(s string) (NodeID, error) {

@@ -1,7 +1,6 @@
 package membership
 
 import (
-	"maps"
 	"time"
 )
 
@@ -113,12 +112,6 @@ type NodeInfo struct {
 	// stream is connected while the cluster holds it alive, and LastHeartbeat is when the
 	// local node last heard of it (its join, or the news that brought it back).
 	Direct bool
-}
-
-// clone returns a deep copy.
-func (n NodeInfo) clone() NodeInfo {
-	n.Metadata = maps.Clone(n.Metadata)
-	return n
 }
 
 // EventType tells which kind of Event it is.

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 )
 
-// advertiseHost picks the host other nodes dial (contract §1): the configured advertise host
+// advertiseHost picks the host other nodes dial (docs/reference.md, node identity): the configured advertise host
 // if any, else the bind host when it is a specific address, else the machine's first private
 // non-loopback address, else 127.0.0.1.
 func advertiseHost(advertise, bind string) string {

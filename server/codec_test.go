@@ -125,3 +125,14 @@ func TestPlainHeartbeatDecodingMatchesProtobuf(t *testing.T) {
 		require.Equal(t, want, got, "%x decodes as protobuf decodes it", body)
 	}
 }
+
+// TestPlainHeartbeatFieldNumbersMatchTheProto keeps the hand-read field numbers of
+// decodePlainHeartbeat in step with peer.proto.
+func TestPlainHeartbeatFieldNumbersMatchTheProto(t *testing.T) {
+	pm := (&clusterv1.PeerMessage{}).ProtoReflect().Descriptor()
+	hb := (&clusterv1.Heartbeat{}).ProtoReflect().Descriptor()
+	require.EqualValues(t, pm.Fields().ByName("heartbeat").Number(), heartbeatKindField)
+	require.EqualValues(t, hb.Fields().ByName("view_digest").Number(), heartbeatViewDigestField)
+	require.EqualValues(t, hb.Fields().ByName("process_count").Number(), heartbeatProcessCountField)
+	require.EqualValues(t, hb.Fields().ByName("attributes_version").Number(), heartbeatAttributesVersionField)
+}

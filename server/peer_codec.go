@@ -222,13 +222,22 @@ func newHeartbeatMessage() *heartbeatMessage {
 	return m
 }
 
+// Field numbers of peer.proto that decodePlainHeartbeat reads by hand: PeerMessage.heartbeat,
+// and Heartbeat's view_digest, process_count and attributes_version.
+const (
+	heartbeatKindField              = 2
+	heartbeatViewDigestField        = 1
+	heartbeatProcessCountField      = 2
+	heartbeatAttributesVersionField = 3
+)
+
 // decodePlainHeartbeat decodes the body of a heartbeat that has nothing but a view digest, a
 // process count and an attributes version, each at most once (what a node sends on every
 // stream every interval), without going through protobuf's reflection. Anything else, valid
 // or not, returns nil, for proto.Unmarshal and the full checks to handle.
 func decodePlainHeartbeat(body []byte) *membership.Message {
 	num, typ, n := protowire.ConsumeTag(body)
-	if n < 0 || num != 2 || typ != protowire.BytesType {
+	if n < 0 || num != heartbeatKindField || typ != protowire.BytesType {
 		return nil
 	}
 	inner, m := protowire.ConsumeBytes(body[n:])
@@ -245,19 +254,19 @@ func decodePlainHeartbeat(body []byte) *membership.Message {
 		seen[num] = true
 		inner = inner[n:]
 		switch {
-		case num == 1 && typ == protowire.Fixed64Type:
+		case num == heartbeatViewDigestField && typ == protowire.Fixed64Type:
 			v, n := protowire.ConsumeFixed64(inner)
 			if n < 0 {
 				return nil
 			}
 			out.hb.ViewDigest, inner = v, inner[n:]
-		case num == 2 && typ == protowire.VarintType:
+		case num == heartbeatProcessCountField && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(inner)
 			if n < 0 || v > math.MaxUint32 {
 				return nil
 			}
 			out.hb.ProcessCount, inner = int(v), inner[n:]
-		case num == 3 && typ == protowire.VarintType:
+		case num == heartbeatAttributesVersionField && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(inner)
 			if n < 0 {
 				return nil

@@ -400,7 +400,7 @@ type target struct {
 }
 
 func (d *data) writeTargets(p func(string, ...any)) {
-	p("## Targets (issue 7)\n\n")
+	p("## Targets\n\n")
 	p("Medians over trials; the ratio is ours/theirs computed pairwise per trial (median of the\n")
 	p("per-trial ratios), so below 1 means meshnode is faster or smaller.\n\n")
 	p("| measure | target | meshnode | memberlist | ratio ours/theirs | verdict |\n|---|---|---|---|---|---|\n")
