@@ -221,11 +221,23 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 	if m == nil || a.Incarnation != m.incarnation {
 		return // about a node or an incarnation this node does not hold: nothing to decide
 	}
+	if a.Decided {
+		if !a.Up && m.status != StatusDisconnected {
+			c.settleDown(now, m, a.Reason, a)
+		}
+		return
+	}
+	decided := m.status == StatusDisconnected
 	if !c.recordAlert(now, a) {
 		return
 	}
+	if decided && !a.Up {
+		return // this node relayed its decision already: it covers this alert's news
+	}
+	if c.decideFrom(now, m.id) && m.status == StatusDisconnected && !a.Up {
+		return // deciding it, this node relayed its decision, which covers this alert too
+	}
 	c.relayAlert(pc.id, &Message{Alert: a})
-	c.decideFrom(now, m.id)
 }
 
 // relayAlert passes an alert on to this node's subjects only (its successors on the K rings):
@@ -300,7 +312,7 @@ func (c *core) recordAlert(now time.Time, a *Alert) bool {
 // change: a node that is suspected or decided down counts as alerting for the nodes it
 // observes (its subjects), so a decision or a new suspicion about one node is followed by its
 // subjects' decisions, and theirs after them. Each node is decided at most twice per call.
-func (c *core) decideFrom(now time.Time, subject NodeID) {
+func (c *core) decideFrom(now time.Time, subject NodeID) (decidedSubject bool) {
 	work := []NodeID{subject}
 	visits := map[NodeID]int{}
 	for len(work) > 0 {
@@ -315,6 +327,9 @@ func (c *core) decideFrom(now time.Time, subject NodeID) {
 			continue
 		}
 		changed := c.decide(now, m)
+		if changed && id == subject {
+			decidedSubject = true
+		}
 		if !changed && id != subject {
 			continue
 		}
@@ -324,6 +339,7 @@ func (c *core) decideFrom(now time.Time, subject NodeID) {
 			}
 		}
 	}
+	return decidedSubject
 }
 
 // decide reports m down once a quorum of its observers report it down, with the reason most
@@ -359,15 +375,7 @@ func (c *core) decide(now time.Time, m *member) bool {
 		c.markUp(now, m)
 		return true
 	case m.status != StatusDisconnected && len(downs) > 0 && count >= c.quorum(len(observers)):
-		delete(c.alerts, m.id)
-		c.markDown(now, m, majority(downs))
-		if m.conn != 0 {
-			c.dropConn(m.conn) // the cluster has decided: this node's stream does not overrule it
-			m.conn = 0
-		}
-		if c.isNeighbour(m.id) {
-			c.scheduleRedial(now, m)
-		}
+		c.settleDown(now, m, majority(downs), nil)
 		return true
 	}
 	return false
@@ -454,4 +462,26 @@ func (c *core) alerted(id NodeID) bool {
 	}
 	mark, ok := set.by[c.self]
 	return ok && !mark.up
+}
+
+// settleDown reports m down for reason, decided here (heard nil) or by the node that relayed
+// heard, and relays the decision once: the nodes that have not decided yet do so on it, and
+// no longer need each observer's alert.
+func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Alert) {
+	delete(c.alerts, m.id)
+	from := connID(0)
+	decision := &Alert{Subject: m.id, Incarnation: m.incarnation, Observer: c.self, Reason: reason, Decided: true}
+	if heard != nil {
+		decision = heard
+	}
+	c.markDown(now, m, reason)
+	if m.conn != 0 {
+		from = m.conn
+		c.dropConn(m.conn) // the cluster has decided: this node's stream does not overrule it
+		m.conn = 0
+	}
+	c.relayAlert(from, &Message{Alert: decision})
+	if c.isNeighbour(m.id) {
+		c.scheduleRedial(now, m)
+	}
 }

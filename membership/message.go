@@ -37,6 +37,9 @@ type Alert struct {
 	Reason DownReason
 	// Up says the observer holds a working stream with the subject again.
 	Up bool
+	// Decided says Observer has decided the subject down for Reason on its observers'
+	// alerts: a node that has not decided yet does so at once.
+	Decided bool
 }
 
 // Unlink says the sender closes the stream because the overlay no longer needs it.

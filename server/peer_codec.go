@@ -68,7 +68,7 @@ func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEnt
 		a := msg.Alert
 		pm.Kind = &clusterv1.PeerMessage_Alert{Alert: &clusterv1.Alert{
 			SubjectId: a.Subject.String(), Incarnation: a.Incarnation, ObserverId: a.Observer.String(),
-			Reason: clusterv1.NodeDownReason(a.Reason), Up: a.Up,
+			Reason: clusterv1.NodeDownReason(a.Reason), Up: a.Up, Decided: a.Decided,
 		}}
 	case msg.Unlink != nil:
 		pm.Kind = &clusterv1.PeerMessage_Unlink{Unlink: &clusterv1.Unlink{}}
@@ -160,7 +160,7 @@ func decodeAlert(a *clusterv1.Alert) (*membership.Message, error) {
 		return nil, fmt.Errorf("%w: alert reason %d out of range", errBadMessage, a.GetReason())
 	}
 	return &membership.Message{Alert: &membership.Alert{
-		Subject: subject, Incarnation: a.GetIncarnation(), Observer: observer, Reason: reason, Up: a.GetUp(),
+		Subject: subject, Incarnation: a.GetIncarnation(), Observer: observer, Reason: reason, Up: a.GetUp(), Decided: a.GetDecided(),
 	}}, nil
 }
 

@@ -580,7 +580,10 @@ type Alert struct {
 	// reason is why the observer lost its stream to the subject; unset when up is true.
 	Reason NodeDownReason `protobuf:"varint,4,opt,name=reason,proto3,enum=cluster.v1.NodeDownReason" json:"reason,omitempty"`
 	// up says the observer holds a working stream with the subject again.
-	Up            bool `protobuf:"varint,5,opt,name=up,proto3" json:"up,omitempty"`
+	Up bool `protobuf:"varint,5,opt,name=up,proto3" json:"up,omitempty"`
+	// decided says the sender (observer_id) has decided the subject down for reason on its observers'
+	// alerts: a node that has not decided yet does so at once, and needs no more of those alerts.
+	Decided       bool `protobuf:"varint,6,opt,name=decided,proto3" json:"decided,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -646,6 +649,13 @@ func (x *Alert) GetReason() NodeDownReason {
 func (x *Alert) GetUp() bool {
 	if x != nil {
 		return x.Up
+	}
+	return false
+}
+
+func (x *Alert) GetDecided() bool {
+	if x != nil {
+		return x.Decided
 	}
 	return false
 }
@@ -1296,7 +1306,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x05alert\x18\x06 \x01(\v2\x11.cluster.v1.AlertH\x00R\x05alert\x12,\n" +
 	"\x06unlink\x18\a \x01(\v2\x12.cluster.v1.UnlinkH\x00R\x06unlink\x122\n" +
 	"\bfragment\x18\x0f \x01(\v2\x14.cluster.v1.FragmentH\x00R\bfragmentB\x06\n" +
-	"\x04kind\"\xad\x01\n" +
+	"\x04kind\"\xc7\x01\n" +
 	"\x05Alert\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12 \n" +
@@ -1304,7 +1314,8 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\vobserver_id\x18\x03 \x01(\tR\n" +
 	"observerId\x122\n" +
 	"\x06reason\x18\x04 \x01(\x0e2\x1a.cluster.v1.NodeDownReasonR\x06reason\x12\x0e\n" +
-	"\x02up\x18\x05 \x01(\bR\x02up\"\b\n" +
+	"\x02up\x18\x05 \x01(\bR\x02up\x12\x18\n" +
+	"\adecided\x18\x06 \x01(\bR\adecided\"\b\n" +
 	"\x06Unlink\"2\n" +
 	"\bFragment\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\rR\x04size\x12\x12\n" +
