@@ -110,6 +110,14 @@ type Config struct {
 	// Flag --secret-file, env CLUSTER_SECRET.
 	Secrets [][]byte
 
+	// ClusterName is a label every node of one cluster shares: a peer whose handshake
+	// carries another name is refused (RejectClusterName), so two clusters whose nodes reuse
+	// each other's addresses never merge, even without a secret. Empty means none, and a
+	// node without a name and a node with one refuse each other too. When set it follows the
+	// rule of a node's name: 1–64 chars, a letter first, then letters, digits, '_' and '-'.
+	// Default none. Flag --cluster-name, env CLUSTER_NAME.
+	ClusterName string
+
 	// HeartbeatInterval is the heartbeat period, 100ms–10m.
 	// Default 5s. Flag --heartbeat-interval, env CLUSTER_HEARTBEAT_INTERVAL.
 	HeartbeatInterval time.Duration
@@ -230,6 +238,9 @@ func (c *Config) Validate() error {
 	for i, secret := range c.Secrets {
 		v.check(len(secret) == 0, "Secrets", fmt.Sprintf("secret %d is empty", i))
 	}
+	if rule := nameRule(c.ClusterName); c.ClusterName != "" && rule != "" {
+		v.add("ClusterName", fmt.Sprintf("%s (got %s)", rule, quote.Input(c.ClusterName)))
+	}
 	v.check(c.HeartbeatInterval < MinHeartbeatInterval || c.HeartbeatInterval > MaxHeartbeatInterval, "HeartbeatInterval",
 		fmt.Sprintf("must be between %v and %v (got %v)", MinHeartbeatInterval, MaxHeartbeatInterval, c.HeartbeatInterval))
 	v.check(c.HeartbeatMissThreshold < MinHeartbeatMissThreshold || c.HeartbeatMissThreshold > MaxHeartbeatMissThreshold,
@@ -250,6 +261,19 @@ func (c *Config) Validate() error {
 		v.add("ProcessCount", rule)
 	}
 	return v.err()
+}
+
+// ValidateClusterName returns nil if name is a valid cluster name (Config.ClusterName): empty
+// (none), or 1–64 chars, a letter first, then letters, digits, '_' and '-', as a node's name.
+// Otherwise the error says which rule is broken and quotes the name at most in part.
+func ValidateClusterName(name string) error {
+	if name == "" {
+		return nil
+	}
+	if rule := nameRule(name); rule != "" {
+		return fmt.Errorf("invalid cluster name %s: %s", quote.Input(name), rule)
+	}
+	return nil
 }
 
 // processCountRule returns the rule a process count breaks, or "" if it is in range.

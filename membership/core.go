@@ -66,6 +66,9 @@ type core struct {
 	stalledUntil time.Time
 	holdCheck    time.Time
 	out          []output
+	// foreignWarned holds, by address dialled or id dialling in, when a refusal between nodes
+	// of different clusters was last logged (warnForeign).
+	foreignWarned map[string]time.Time
 	// beat is the heartbeat last sent without attributes; streams share it until the view
 	// digest or the attributes change, so a tick builds one message, not one per stream.
 	beat *Message
@@ -133,6 +136,8 @@ type peerConn struct {
 	opened       time.Time
 	established  bool
 	rejected     RejectReason // the peer's Reject, if it sent one
+	foreign      bool         // refused, by either side, for a cluster name that differs
+	addr         string       // outbound: the address dialled
 	peer         NodeID
 	member       *member // c.members[peer] when last looked up (see memberOf)
 	order        int     // the stream's index in c.connOrder and c.connDue, when they are built

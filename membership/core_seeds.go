@@ -49,6 +49,9 @@ func (c *core) seedFailed(now time.Time, s *seed, pc *peerConn) {
 	if s.failures == 1 {
 		s.failingSince = now
 	}
+	if pc.foreign {
+		return // a node of another cluster answered there: that refusal was logged (warnForeign)
+	}
 	switch {
 	case s.warnedAt.IsZero():
 		c.log(slog.LevelWarn, "seed unreachable; retrying with backoff", "seed", s.text, "err", cause)

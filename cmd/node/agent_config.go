@@ -25,6 +25,7 @@ type agentFlags struct {
 	metadata, processCount, logFormat, level *setting
 	tlsCert, tlsKey, tlsCA                   *setting
 	metricsAddr                              *setting
+	clusterName                              *setting
 	token                                    tokenFlags
 	limits                                   limitFlags
 }
@@ -53,6 +54,7 @@ func newAgentFlags() *agentFlags {
 		metricsAddr:  s.str("metrics-addr", "CLUSTER_METRICS_ADDR", "", "serve Prometheus metrics at http://ADDR/metrics (host:port; an empty host is every interface)"),
 		tlsCA:        s.str("tls-ca", "CLUSTER_TLS_CA", "", "PEM CA: mutual TLS, peers and clients must present a certificate it signed"),
 		limits:       newLimitFlags(s),
+		clusterName:  s.str("cluster-name", "CLUSTER_NAME", "", "label every node of the cluster shares; a peer with another name (or none) is refused (1-64 chars: a letter, then letters, digits, '_', '-')"),
 	}
 }
 
@@ -125,6 +127,7 @@ func (f *agentFlags) config() (*membership.Config, error) {
 		cfg.Port = port
 	}
 	cfg.Seeds = splitList(f.seeds.value)
+	cfg.ClusterName = f.clusterName.value
 	if d, err := time.ParseDuration(f.interval.value); err != nil {
 		bad.add("HeartbeatInterval", "%s is not a duration such as 5s or 500ms, or is out of range", quote.Input(f.interval.value))
 	} else {
