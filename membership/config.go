@@ -100,9 +100,17 @@ type Config struct {
 	AdvertiseHost string
 
 	// Seeds are the addresses dialled to join a cluster, each
-	// "name@host:port" or plain "host:port" (see ParseSeed). Default none.
-	// Flag --seeds, env CLUSTER_SEEDS (comma-separated).
+	// "name@host:port" or plain "host:port" (see ParseSeed), or a DNS seed (see
+	// ParseDNSSeed): "dns+host:port" dials every A/AAAA address of host at port,
+	// "dnssrv+_service._proto.domain" reads SRV records and dials the addresses of their
+	// targets at their ports. DNS seeds are resolved at start and again, with backoff,
+	// while the node is alone or cannot reach one of the addresses they gave. Default
+	// none. Flag --seeds, env CLUSTER_SEEDS (comma-separated).
 	Seeds []string
+
+	// DNSServer is the DNS server (host:port) that resolves DNS seeds; empty means the
+	// system's resolver. Default none. Flag --dns-server, env CLUSTER_DNS_SERVER.
+	DNSServer string
 
 	// Secrets authenticate peers: messages are signed with the first secret
 	// and accepted if they verify with any, which allows rotation. Empty
@@ -231,8 +239,19 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, seed := range c.Seeds {
-		if _, _, err := ParseSeed(seed); err != nil {
+		var err error
+		if IsDNSSeed(seed) {
+			_, err = ParseDNSSeed(seed)
+		} else {
+			_, _, err = ParseSeed(seed)
+		}
+		if err != nil {
 			v.add("Seeds", fmt.Sprintf("seed %d: %v", i, err))
+		}
+	}
+	if c.DNSServer != "" {
+		if _, err := ParseAddress(c.DNSServer); err != nil {
+			v.add("DNSServer", err.Error())
 		}
 	}
 	for i, secret := range c.Secrets {

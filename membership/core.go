@@ -46,6 +46,7 @@ type core struct {
 	// before it. Zero: at the next tick. Rebuilt with connOrder.
 	connDue   []time.Duration
 	seeds     []*seed
+	dnsSeeds  []*dnsSeedState // the DNS seeds of the configuration (core_dns.go)
 	lastConn  connID
 	connected int
 	leaving   bool
@@ -108,7 +109,8 @@ type tombstone struct {
 // (never reached, or forgotten after a long partition), so even a cluster split for longer
 // than the reconnect timeout heals.
 type seed struct {
-	text     string // as configured: host:port or name@host:port
+	text     string // as configured: host:port or name@host:port; for a DNS seed, its address
+	via      string // the DNS seed that resolved to addr, "" for a seed configured as an address
 	addr     string
 	id       NodeID // the node at addr, once known (given as name@host:port, or learned)
 	self     bool
@@ -207,6 +209,10 @@ func (c *core) recycleOutputs(outs []output) {
 // start dials the seeds.
 func (c *core) start(now time.Time) {
 	for _, s := range c.cfg.Seeds {
+		if IsDNSSeed(s) {
+			c.dnsSeeds = append(c.dnsSeeds, &dnsSeedState{text: s})
+			continue
+		}
 		addr, id, err := ParseSeed(s)
 		if err != nil || addr == c.self.Address() || id == c.self {
 			continue
