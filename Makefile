@@ -22,6 +22,25 @@ $(BUF): tools/package.json tools/package-lock.json
 build: ## Build the node binary to bin/node.
 	$(GO) build -o $(BIN) ./cmd/node
 
+# The container image (Dockerfile): IMAGE names it; IMAGE_TOOL is docker, podman or buildah,
+# whichever is found first.
+IMAGE      ?= meshnode:dev
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE_TOOL ?= $(shell for t in docker podman buildah; do command -v $$t >/dev/null && { echo $$t; break; }; done)
+
+.PHONY: static
+static: ## Build the static node binary (CGO off) the image holds, to bin/node-static.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/node-static ./cmd/node
+
+.PHONY: image
+image: ## Build the container image $(IMAGE) from source (docker, podman or buildah).
+	@test -n "$(IMAGE_TOOL)" || { echo "make image needs docker, podman or buildah"; exit 1; }
+	$(IMAGE_TOOL) build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+.PHONY: image-check
+image-check: static ## Build the image daemonless with buildah from bin/node-static and run the node from it.
+	scripts/image-check.sh
+
 .PHONY: test
 test: ## Run every test with the race detector (the bench module's too).
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
