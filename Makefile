@@ -42,9 +42,10 @@ image-check: static ## Build the image daemonless with buildah from bin/node-sta
 	scripts/image-check.sh
 
 .PHONY: test
-test: ## Run every test with the race detector (the bench module's too).
+test: ## Run every test with the race detector (the bench and deploy/kubernetes/check modules' too).
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	cd bench && $(GO) test -race -count=1 ./...
+	cd deploy/kubernetes/check && $(GO) test -race -count=1 ./...
 
 .PHONY: lint
 lint: $(BUF) ## buf lint + buf format + buf breaking + go vet + gofmt.
@@ -55,6 +56,7 @@ lint: $(BUF) ## buf lint + buf format + buf breaking + go vet + gofmt.
 	  $(BUF) breaking --against '.git#ref=HEAD~1'; \
 	else echo "buf breaking: no previous commit, skipped"; fi
 	$(GO) vet $(PKGS)
+	cd deploy/kubernetes/check && $(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
