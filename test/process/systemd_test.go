@@ -84,7 +84,7 @@ func TestSystemdUnit(t *testing.T) {
 	// verify checks that ExecStart's binary exists: point it at the node built for the tests.
 	dir := t.TempDir()
 	copyUnit := filepath.Join(dir, "meshnode.service")
-	require.NoError(t, os.WriteFile(copyUnit, []byte(strings.Replace(string(unit), execStart[1], nodeBinary, 1)), 0o644))
+	require.NoError(t, os.WriteFile(copyUnit, []byte(strings.Replace(string(unit), execStart[0], "ExecStart="+nodeBinary+" "+execStart[2], 1)), 0o644))
 	out, err := execCmd(analyze, "verify", "--man=no", copyUnit)
 	require.NoError(t, err, "systemd-analyze verify:\n%s", out)
 	require.Empty(t, strings.TrimSpace(out), "systemd-analyze verify has no complaint")
