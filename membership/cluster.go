@@ -107,8 +107,9 @@ func New(id NodeID, cfg *Config, transport Transport, opts ...Option) (*Cluster,
 	return c, nil
 }
 
-// Start joins the cluster: it dials the seeds and returns once each seed has answered or
-// failed (at most DialTimeout, or when ctx ends). A node whose seeds are all unreachable
+// Start joins the cluster: it looks up the DNS seeds (within DialTimeout), dials the seeds
+// and returns once each seed has answered or failed (at most DialTimeout more, or when ctx
+// ends). A node whose seeds are all unreachable
 // still runs and keeps redialling them. A stopped node can be started again; each start is
 // a new incarnation.
 func (c *Cluster) Start(ctx context.Context) error {
