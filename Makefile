@@ -22,10 +22,30 @@ $(BUF): tools/package.json tools/package-lock.json
 build: ## Build the node binary to bin/node.
 	$(GO) build -o $(BIN) ./cmd/node
 
+# The container image (Dockerfile): IMAGE names it; IMAGE_TOOL is docker, podman or buildah,
+# whichever is found first.
+IMAGE      ?= meshnode:dev
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE_TOOL ?= $(shell for t in docker podman buildah; do command -v $$t >/dev/null && { echo $$t; break; }; done)
+
+.PHONY: static
+static: ## Build the static node binary (CGO off) the image holds, to bin/node-static.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/node-static ./cmd/node
+
+.PHONY: image
+image: ## Build the container image $(IMAGE) from source (docker, podman or buildah).
+	@test -n "$(IMAGE_TOOL)" || { echo "make image needs docker, podman or buildah"; exit 1; }
+	$(IMAGE_TOOL) build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+.PHONY: image-check
+image-check: static ## Build the image daemonless with buildah from bin/node-static and run the node from it.
+	scripts/image-check.sh
+
 .PHONY: test
-test: ## Run every test with the race detector (the bench module's too).
+test: ## Run every test with the race detector (the bench and deploy/kubernetes/check modules' too).
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	cd bench && $(GO) test -race -count=1 ./...
+	cd deploy/kubernetes/check && $(GO) test -race -count=1 ./...
 
 .PHONY: lint
 lint: $(BUF) ## buf lint + buf format + buf breaking + go vet + gofmt.
@@ -36,6 +56,7 @@ lint: $(BUF) ## buf lint + buf format + buf breaking + go vet + gofmt.
 	  $(BUF) breaking --against '.git#ref=HEAD~1'; \
 	else echo "buf breaking: no previous commit, skipped"; fi
 	$(GO) vet $(PKGS)
+	cd deploy/kubernetes/check && $(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 

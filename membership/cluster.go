@@ -47,6 +47,16 @@ type Cluster struct {
 	started   chan struct{}
 	frozen    bool
 	metrics   MetricsSink
+
+	// DNS seeds (cluster_dns.go): the resolver, the lookups of the current run (cancelled by
+	// Stop) and their pacing.
+	resolver  Resolver
+	dnsCtx    context.Context
+	dnsCancel context.CancelFunc
+	dnsTimer  Timer
+	dnsDelay  time.Duration
+	dnsLast   string
+	dnsRounds sync.WaitGroup
 }
 
 // Option customises a Cluster.
@@ -90,12 +100,16 @@ func New(id NodeID, cfg *Config, transport Transport, opts ...Option) (*Cluster,
 	if c.rng == nil {
 		c.rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
+	if c.resolver == nil {
+		c.resolver = newResolver(c.cfg)
+	}
 	c.logger = c.logger.With("node", id.String())
 	return c, nil
 }
 
-// Start joins the cluster: it dials the seeds and returns once each seed has answered or
-// failed (at most DialTimeout, or when ctx ends). A node whose seeds are all unreachable
+// Start joins the cluster: it looks up the DNS seeds (within DialTimeout), dials the seeds
+// and returns once each seed has answered or failed (at most DialTimeout more, or when ctx
+// ends). A node whose seeds are all unreachable
 // still runs and keeps redialling them. A stopped node can be started again; each start is
 // a new incarnation.
 func (c *Cluster) Start(ctx context.Context) error {
@@ -104,6 +118,20 @@ func (c *Cluster) Start(ctx context.Context) error {
 		status := c.status
 		c.mu.Unlock()
 		return fmt.Errorf("start %s: node is %s", c.id, status)
+	}
+	var resolved []seedResolution
+	if hasDNSSeeds(c.cfg) {
+		// DNS seeds are looked up before the first dials (without the lock: it is I/O).
+		c.mu.Unlock()
+		lookupCtx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+		resolved = c.resolveSeeds(lookupCtx)
+		cancel()
+		c.mu.Lock()
+		if c.status != ClusterStopped {
+			status := c.status
+			c.mu.Unlock()
+			return fmt.Errorf("start %s: node is %s", c.id, status)
+		}
 	}
 	now := c.clock.Now()
 	c.lastInc = max(uint64(now.UnixNano()), c.lastInc+1)
@@ -115,7 +143,13 @@ func (c *Cluster) Start(ctx context.Context) error {
 	started := make(chan struct{})
 	c.started = started
 	c.setStatusLocked(ClusterStarting)
-	c.stepLocked(func(now time.Time) { c.core.start(now) })
+	c.stepLocked(func(now time.Time) {
+		c.core.start(now)
+		if resolved != nil {
+			c.core.seedsResolved(now, resolved)
+		}
+	})
+	c.startDNSLocked(resolved)
 	c.mu.Unlock()
 
 	wait, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
@@ -146,7 +180,9 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	c.setStatusLocked(ClusterStopping)
 	c.stepLocked(func(now time.Time) { c.core.leave(now) })
 	c.stopTimerLocked()
+	c.stopDNSLocked()
 	c.mu.Unlock()
+	c.dnsRounds.Wait()
 
 	drained := make(chan struct{})
 	go func() { c.live.Wait(); close(drained) }()

@@ -17,11 +17,13 @@ func (c *Cluster) Kill() error {
 	core := c.core
 	c.core = nil // every runner now sees a stale core and aborts
 	c.stopTimerLocked()
+	c.stopDNSLocked()
 	c.cancelRun()
 	c.abortAllLocked()
 	_ = core
 	c.mu.Unlock()
 	c.live.Wait()
+	c.dnsRounds.Wait()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.setStatusLocked(ClusterStopped)

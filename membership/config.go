@@ -100,15 +100,31 @@ type Config struct {
 	AdvertiseHost string
 
 	// Seeds are the addresses dialled to join a cluster, each
-	// "name@host:port" or plain "host:port" (see ParseSeed). Default none.
-	// Flag --seeds, env CLUSTER_SEEDS (comma-separated).
+	// "name@host:port" or plain "host:port" (see ParseSeed), or a DNS seed (see
+	// ParseDNSSeed): "dns+host:port" dials every A/AAAA address of host at port,
+	// "dnssrv+_service._proto.domain" reads SRV records and dials the addresses of their
+	// targets at their ports. DNS seeds are resolved at start and again, with backoff,
+	// while the node is alone or cannot reach one of the addresses they gave. Default
+	// none. Flag --seeds, env CLUSTER_SEEDS (comma-separated).
 	Seeds []string
+
+	// DNSServer is the DNS server (host:port) that resolves DNS seeds; empty means the
+	// system's resolver. Default none. Flag --dns-server, env CLUSTER_DNS_SERVER.
+	DNSServer string
 
 	// Secrets authenticate peers: messages are signed with the first secret
 	// and accepted if they verify with any, which allows rotation. Empty
 	// means no peer authentication. Default none.
 	// Flag --secret-file, env CLUSTER_SECRET.
 	Secrets [][]byte
+
+	// ClusterName is a label every node of one cluster shares: a peer whose handshake
+	// carries another name is refused (RejectClusterName), so two clusters whose nodes reuse
+	// each other's addresses never merge, even without a secret. Empty means none, and a
+	// node without a name and a node with one refuse each other too. When set it follows the
+	// rule of a node's name: 1–64 chars, a letter first, then letters, digits, '_' and '-'.
+	// Default none. Flag --cluster-name, env CLUSTER_NAME.
+	ClusterName string
 
 	// HeartbeatInterval is the heartbeat period, 100ms–10m.
 	// Default 5s. Flag --heartbeat-interval, env CLUSTER_HEARTBEAT_INTERVAL.
@@ -223,12 +239,26 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, seed := range c.Seeds {
-		if _, _, err := ParseSeed(seed); err != nil {
+		var err error
+		if IsDNSSeed(seed) {
+			_, err = ParseDNSSeed(seed)
+		} else {
+			_, _, err = ParseSeed(seed)
+		}
+		if err != nil {
 			v.add("Seeds", fmt.Sprintf("seed %d: %v", i, err))
+		}
+	}
+	if c.DNSServer != "" {
+		if _, err := ParseAddress(c.DNSServer); err != nil {
+			v.add("DNSServer", err.Error())
 		}
 	}
 	for i, secret := range c.Secrets {
 		v.check(len(secret) == 0, "Secrets", fmt.Sprintf("secret %d is empty", i))
+	}
+	if rule := nameRule(c.ClusterName); c.ClusterName != "" && rule != "" {
+		v.add("ClusterName", fmt.Sprintf("%s (got %s)", rule, quote.Input(c.ClusterName)))
 	}
 	v.check(c.HeartbeatInterval < MinHeartbeatInterval || c.HeartbeatInterval > MaxHeartbeatInterval, "HeartbeatInterval",
 		fmt.Sprintf("must be between %v and %v (got %v)", MinHeartbeatInterval, MaxHeartbeatInterval, c.HeartbeatInterval))
@@ -250,6 +280,19 @@ func (c *Config) Validate() error {
 		v.add("ProcessCount", rule)
 	}
 	return v.err()
+}
+
+// ValidateClusterName returns nil if name is a valid cluster name (Config.ClusterName): empty
+// (none), or 1–64 chars, a letter first, then letters, digits, '_' and '-', as a node's name.
+// Otherwise the error says which rule is broken and quotes the name at most in part.
+func ValidateClusterName(name string) error {
+	if name == "" {
+		return nil
+	}
+	if rule := nameRule(name); rule != "" {
+		return fmt.Errorf("invalid cluster name %s: %s", quote.Input(name), rule)
+	}
+	return nil
 }
 
 // processCountRule returns the rule a process count breaks, or "" if it is in range.

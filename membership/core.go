@@ -48,6 +48,7 @@ type core struct {
 	// before it. Zero: at the next tick. Rebuilt with connOrder.
 	connDue   []time.Duration
 	seeds     []*seed
+	dnsSeeds  []*dnsSeedState // the DNS seeds of the configuration (core_dns.go)
 	lastConn  connID
 	connected int
 	leaving   bool
@@ -68,6 +69,9 @@ type core struct {
 	stalledUntil time.Time
 	holdCheck    time.Time
 	out          []output
+	// foreignWarned holds, by address dialled or id dialling in, when a refusal between nodes
+	// of different clusters was last logged (warnForeign).
+	foreignWarned map[string]time.Time
 	// beat is the heartbeat last sent without attributes; streams share it until the view
 	// digest or the attributes change, so a tick builds one message, not one per stream.
 	beat *Message
@@ -107,7 +111,8 @@ type tombstone struct {
 // (never reached, or forgotten after a long partition), so even a cluster split for longer
 // than the reconnect timeout heals.
 type seed struct {
-	text     string // as configured: host:port or name@host:port
+	text     string // as configured: host:port or name@host:port; for a DNS seed, its address
+	via      string // the DNS seed that resolved to addr, "" for a seed configured as an address
 	addr     string
 	id       NodeID // the node at addr, once known (given as name@host:port, or learned)
 	self     bool
@@ -135,6 +140,8 @@ type peerConn struct {
 	opened       time.Time
 	established  bool
 	rejected     RejectReason // the peer's Reject, if it sent one
+	foreign      bool         // refused, by either side, for a cluster name that differs
+	addr         string       // outbound: the address dialled
 	peer         NodeID
 	member       *member // c.members[peer] when last looked up (see memberOf)
 	order        int     // the stream's index in c.connOrder and c.connDue, when they are built
@@ -204,6 +211,10 @@ func (c *core) recycleOutputs(outs []output) {
 // start dials the seeds.
 func (c *core) start(now time.Time) {
 	for _, s := range c.cfg.Seeds {
+		if IsDNSSeed(s) {
+			c.dnsSeeds = append(c.dnsSeeds, &dnsSeedState{text: s})
+			continue
+		}
 		addr, id, err := ParseSeed(s)
 		if err != nil || addr == c.self.Address() || id == c.self {
 			continue

@@ -441,7 +441,8 @@ func (c *core) dial(now time.Time, m *member) {
 	m.dial = pc.id
 	m.nextDial, m.graceFrom = time.Time{}, time.Time{}
 	c.metrics.DialStarted()
-	c.emit(output{kind: outDial, pc: pc, addr: m.id.Address()})
+	pc.addr = m.id.Address()
+	c.emit(output{kind: outDial, pc: pc, addr: pc.addr})
 	c.wantWake(now.Add(c.cfg.DialTimeout))
 }
 
@@ -452,7 +453,8 @@ func (c *core) dialSeed(now time.Time, s *seed) {
 	pc.seed, pc.trying = s, s
 	s.dial = pc.id
 	c.metrics.DialStarted()
-	c.emit(output{kind: outDial, pc: pc, addr: s.addr})
+	pc.addr = s.addr
+	c.emit(output{kind: outDial, pc: pc, addr: pc.addr})
 	c.wantWake(now.Add(c.cfg.DialTimeout))
 }
 

@@ -269,7 +269,8 @@ func (c *core) probeForgotten(now time.Time, e MemberEntry, t tombstone) {
 	pc := c.newConn(now, true)
 	pc.expect = e.ID
 	c.metrics.DialStarted()
-	c.emit(output{kind: outDial, pc: pc, addr: e.ID.Address()})
+	pc.addr = e.ID.Address()
+	c.emit(output{kind: outDial, pc: pc, addr: pc.addr})
 	c.wantWake(now.Add(c.cfg.DialTimeout))
 	c.log(slog.LevelDebug, "a peer still knows a forgotten node; probing it", "node", e.ID.String())
 }

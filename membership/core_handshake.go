@@ -25,6 +25,7 @@ func (c *core) hello(now time.Time, them *Hello) *Hello {
 		Uptime:            now.Sub(c.startedAt),
 		Attributes:        c.attrs.clone(),
 		ViewDigest:        c.viewDigest(),
+		ClusterName:       c.cfg.ClusterName,
 	}
 	if them != nil {
 		h.ViewDigest = c.digestWith(MemberEntry{ID: them.ID, Incarnation: them.Incarnation})
@@ -83,6 +84,9 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 		return
 	case h.ProtocolVersion != ProtocolVersion:
 		c.reject(now, pc, RejectProtocolVersion, fmt.Sprintf("protocol version %d, want %d", h.ProtocolVersion, ProtocolVersion))
+		return
+	case h.ClusterName != c.cfg.ClusterName:
+		c.refuseForeign(now, pc, h)
 		return
 	case h.ID == c.self:
 		if pc.seed != nil {
@@ -347,12 +351,70 @@ func (c *core) onReject(now time.Time, pc *peerConn, r *Reject) {
 	if r.Reason == RejectSelf && pc.seed != nil {
 		pc.seed.self = true // the seed's address leads back here: never dial it again
 	}
+	if r.Reason == RejectClusterName {
+		pc.foreign = true
+		c.warnForeign(now, "addr:"+pc.addr, "a node of another cluster refused the stream: the cluster names differ",
+			"addr", pc.addr, "cluster_name", displayClusterName(c.cfg.ClusterName), "detail", quote.Input(r.Detail))
+		c.closeConn(now, pc, false)
+		return
+	}
 	level := slog.LevelDebug
 	if r.Reason != RejectDuplicateStream && r.Reason != RejectSelf && r.Reason != RejectShuttingDown {
 		level = slog.LevelWarn
 	}
 	c.log(level, "peer rejected the stream", "peer", pc.peer.String(), "expected", pc.expect.String(), "reason", r.Reason.String(), "detail", quote.Input(r.Detail))
 	c.closeConn(now, pc, false)
+}
+
+// foreignWarnEvery is how often the refusal of one node of another cluster (one address
+// dialled, one id dialling in) is logged again: the first refusal at once, then at most one
+// line per foreignWarnEvery, however often the node is redialled or dials in.
+const foreignWarnEvery = time.Minute
+
+// maxForeignWarned bounds the refusals remembered for rate limiting.
+const maxForeignWarned = 1024
+
+// refuseForeign refuses the stream pc, whose hello h carries another cluster name than the
+// local one (a name and none differ too), and logs it, rate-limited.
+func (c *core) refuseForeign(now time.Time, pc *peerConn, h *Hello) {
+	pc.foreign = true
+	key, text := "id:"+h.ID.String(), "refused a node of another cluster: the cluster names differ"
+	if pc.outbound {
+		key, text = "addr:"+pc.addr, "refused the node dialled: it belongs to another cluster (the cluster names differ)"
+	}
+	c.warnForeign(now, key, text, "peer", h.ID.String(), "peer_cluster_name", displayClusterName(h.ClusterName),
+		"cluster_name", displayClusterName(c.cfg.ClusterName))
+	c.reject(now, pc, RejectClusterName, fmt.Sprintf("cluster name %s here, %s in the hello",
+		displayClusterName(c.cfg.ClusterName), displayClusterName(h.ClusterName)))
+}
+
+// warnForeign logs a refusal between nodes of different clusters at most once per
+// foreignWarnEvery for each key.
+func (c *core) warnForeign(now time.Time, key, text string, attrs ...any) {
+	if at, ok := c.foreignWarned[key]; ok && now.Sub(at) < foreignWarnEvery {
+		return
+	}
+	if c.foreignWarned == nil || len(c.foreignWarned) >= maxForeignWarned {
+		for k, at := range c.foreignWarned {
+			if now.Sub(at) >= foreignWarnEvery {
+				delete(c.foreignWarned, k)
+			}
+		}
+		if c.foreignWarned == nil || len(c.foreignWarned) >= maxForeignWarned {
+			c.foreignWarned = map[string]time.Time{}
+		}
+	}
+	c.foreignWarned[key] = now
+	c.log(slog.LevelWarn, text, attrs...)
+}
+
+// displayClusterName quotes a cluster name for a log line or a reject detail; "none" when
+// empty.
+func displayClusterName(name string) string {
+	if name == "" {
+		return "none"
+	}
+	return quote.Input(name)
 }
 
 // push sends entry to every established stream but except.

@@ -49,46 +49,69 @@ func (c *core) seedFailed(now time.Time, s *seed, pc *peerConn) {
 	if s.failures == 1 {
 		s.failingSince = now
 	}
+	if pc.foreign {
+		return // a node of another cluster answered there: that refusal was logged (warnForeign)
+	}
 	switch {
 	case s.warnedAt.IsZero():
-		c.log(slog.LevelWarn, "seed unreachable; retrying with backoff", "seed", s.text, "err", cause)
+		c.log(slog.LevelWarn, "seed unreachable; retrying with backoff", s.logAttrs("err", cause)...)
 	case now.Sub(s.warnedAt) >= seedWarnEvery:
-		c.log(slog.LevelWarn, "seed still unreachable; retrying with backoff", "seed", s.text, "err", cause,
-			"failed_dials", s.failures, "unreachable_for", now.Sub(s.failingSince).Round(time.Second).String())
+		c.log(slog.LevelWarn, "seed still unreachable; retrying with backoff", s.logAttrs("err", cause,
+			"failed_dials", s.failures, "unreachable_for", now.Sub(s.failingSince).Round(time.Second).String())...)
 	default:
 		return
 	}
 	s.warnedAt = now
 }
 
+// logAttrs returns the attributes of a log line about s: the seed, the DNS seed it came
+// from if any, then more.
+func (s *seed) logAttrs(more ...any) []any {
+	attrs := []any{"seed", s.text}
+	if s.via != "" {
+		attrs = append(attrs, "via", s.via)
+	}
+	return append(attrs, more...)
+}
+
 // seedReached notes that a dial trying s reached a node; a seed that was warned about is
 // said to be reachable again, once.
 func (c *core) seedReached(now time.Time, s *seed) {
 	if !s.warnedAt.IsZero() {
-		c.log(slog.LevelInfo, "seed reachable again", "seed", s.text, "failed_dials", s.failures,
-			"unreachable_for", now.Sub(s.failingSince).Round(time.Second).String())
+		c.log(slog.LevelInfo, "seed reachable again", s.logAttrs("failed_dials", s.failures,
+			"unreachable_for", now.Sub(s.failingSince).Round(time.Second).String())...)
 	}
 	s.reached, s.lastErr, s.failures = true, "", 0
 	s.failingSince, s.warnedAt = time.Time{}, time.Time{}
 }
 
-// seedStatuses reports every seed but the node itself, in configuration order.
+// seedStatuses reports every seed but the node itself, in configuration order, then the
+// addresses DNS seeds resolved to (each under its address and the DNS seed), and the DNS
+// seeds that resolved to none.
 func (c *core) seedStatuses() []SeedStatus {
 	var out []SeedStatus
 	for _, s := range c.seeds {
 		if s.self {
 			continue
 		}
-		st := SeedStatus{Seed: s.text, Reachable: s.reached, LastError: s.lastErr, FailedDials: s.failures}
-		// Once reached, a seed's node is redialled as a member: its status says more than the
-		// last seed dial.
-		if m := c.members[s.id]; !s.id.IsZero() && m != nil && m.incarnation != 0 {
-			st.Reachable = m.status == StatusConnected
-			if !st.Reachable && st.LastError == "" {
-				st.LastError = fmt.Sprintf("node %s is %s", m.id, m.status)
-			}
-		}
-		out = append(out, st)
+		out = append(out, c.seedStatus(s))
 	}
-	return out
+	return append(out, c.dnsSeedStatuses()...)
+}
+
+// seedStatus reports what the node knows of s.
+func (c *core) seedStatus(s *seed) SeedStatus {
+	st := SeedStatus{Seed: s.text, Reachable: s.reached, LastError: s.lastErr, FailedDials: s.failures}
+	if s.via != "" {
+		st.Seed = s.addr + " (" + s.via + ")"
+	}
+	// Once reached, a seed's node is redialled as a member: its status says more than the
+	// last seed dial.
+	if m := c.members[s.id]; !s.id.IsZero() && m != nil && m.incarnation != 0 {
+		st.Reachable = m.status == StatusConnected
+		if !st.Reachable && st.LastError == "" {
+			st.LastError = fmt.Sprintf("node %s is %s", m.id, m.status)
+		}
+	}
+	return st
 }

@@ -71,6 +71,9 @@ type Hello struct {
 	// Expect is, in a dialler's hello, the node it meant to reach; zero when any node at the
 	// address is welcome (a plain seed). A node with another id refuses the stream at once.
 	Expect NodeID
+	// ClusterName is the sender's Config.ClusterName ("" for none). A node with another name
+	// (none and a name differ too) refuses the stream with RejectClusterName.
+	ClusterName string
 }
 
 // Attributes is the application-level information a node advertises about itself.
@@ -145,6 +148,10 @@ const (
 	RejectUnexpectedID
 	// RejectIDInUse: the receiver holds a live stream with the node the sender claims to be.
 	RejectIDInUse
+	// RejectClusterName: the sender's cluster name (Config.ClusterName) differs from the
+	// receiver's; a node with a name and a node without one refuse each other too. Its
+	// number leaves room for reasons added in between.
+	RejectClusterName RejectReason = 20
 )
 
 // String returns the reason in snake case.
@@ -166,6 +173,8 @@ func (r RejectReason) String() string {
 		return "unexpected_id"
 	case RejectIDInUse:
 		return "id_in_use"
+	case RejectClusterName:
+		return "cluster_name"
 	default:
 		return "unknown"
 	}

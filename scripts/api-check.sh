@@ -28,6 +28,11 @@ for _ in $(seq 50); do "$PROBE" -addr "$A" >/dev/null 2>&1 && break; sleep 0.1; 
 "$PROBE" -addr "$A" 2>&1 | grep -q SERVING || fail "grpc_health_probe should report SERVING"
 pass "grpc_health_probe -addr $A"
 
+# Readiness: the first node by configuration (no seed) is ready alone.
+for _ in $(seq 50); do "$PROBE" -addr "$A" -service meshnode.readiness >/dev/null 2>&1 && break; sleep 0.1; done
+"$PROBE" -addr "$A" -service meshnode.readiness 2>&1 | grep -q SERVING || fail "grpc_health_probe -service meshnode.readiness should report SERVING"
+pass "grpc_health_probe -addr $A -service meshnode.readiness"
+
 services=$("$GRPCURL" -plaintext "$A" list)
 for s in cluster.v1.MembershipService cluster.v1.PeerService grpc.health.v1.Health; do
   grep -qx "$s" <<<"$services" || fail "grpcurl list should show $s, got: $services"

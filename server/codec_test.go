@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
 	"github.com/meshnode/meshnode/membership"
@@ -20,11 +21,12 @@ func peerMessageSeeds(t testing.TB) [][]byte {
 	msgs := []*membership.Message{
 		{Hello: &membership.Hello{ID: id, Incarnation: 42, ProtocolVersion: 1, HeartbeatInterval: time.Second, MissThreshold: 3,
 			Uptime: time.Minute, Attributes: membership.Attributes{Version: 2, ProcessCount: 3, Metadata: map[string]string{"k": "v"}},
-			View: []membership.MemberEntry{{ID: other, Incarnation: 7}, {ID: membership.MustParseNodeID("c@h:1"), Incarnation: 1, Left: true}}, ViewDigest: 0xfeedface12345678}},
+			View: []membership.MemberEntry{{ID: other, Incarnation: 7}, {ID: membership.MustParseNodeID("c@h:1"), Incarnation: 1, Left: true}}, ViewDigest: 0xfeedface12345678, ClusterName: "blue"}},
 		{Heartbeat: &membership.Heartbeat{ViewDigest: 0xdeadbeefcafef00d, ProcessCount: 3, AttributesVersion: 2}},
 		{Update: &membership.Update{Full: true, ReplyRequested: true, Entries: []membership.MemberEntry{{ID: other, Incarnation: 7}}}},
 		{Leave: &membership.Leave{ID: id, Incarnation: 42}},
 		{Reject: &membership.Reject{Reason: membership.RejectDuplicateStream, Detail: "dup"}},
+		{Reject: &membership.Reject{Reason: membership.RejectClusterName, Detail: `cluster name "blue" here, none in the hello`}},
 	}
 	var out [][]byte
 	for _, m := range msgs {
@@ -56,6 +58,8 @@ func TestCodecRejectsMalformedMessages(t *testing.T) {
 		{Kind: &clusterv1.PeerMessage_Leave{Leave: &clusterv1.Leave{NodeId: "nope"}}},
 		{Kind: &clusterv1.PeerMessage_Update{Update: &clusterv1.MembershipUpdate{Entries: []*clusterv1.MemberEntry{{NodeId: "a@h:1"}}}}},
 		{Kind: &clusterv1.PeerMessage_Heartbeat{Heartbeat: &clusterv1.Heartbeat{NodeId: "@@"}}},
+		{Kind: &clusterv1.PeerMessage_Hello{Hello: &clusterv1.Hello{NodeId: "a@h:1", Incarnation: 1, ProtocolVersion: 1,
+			HeartbeatInterval: durationpb.New(time.Second), HeartbeatMissThreshold: 3, ClusterName: "not a name"}}},
 	}
 	for _, pm := range bad {
 		body, err := proto.Marshal(pm)

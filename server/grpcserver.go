@@ -113,16 +113,44 @@ func apiLogLevel(code codes.Code) logging.Level {
 	}
 }
 
-// trackHealth keeps grpc.health.v1 in step with the node's status: SERVING while running.
+// ReadinessService is the grpc.health.v1 service name of readiness: SERVING only while the
+// node runs and has joined a cluster (at least one peer connected), or runs with no seed
+// configured (the first node by configuration); NOT_SERVING otherwise. The empty service name
+// is liveness: SERVING while the process serves gRPC. Kubernetes' native gRPC probes tell
+// them apart with `grpc: {port, service}`.
+const ReadinessService = "meshnode.readiness"
+
+// trackHealth keeps grpc.health.v1 in step with the node: the empty name (liveness) is
+// SERVING while the process serves; the public API's name is SERVING while the node runs;
+// ReadinessService follows ready.
 func (n *Node) trackHealth() {
 	n.health = health.NewServer()
-	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	n.OnStatusChange(func(_, current membership.ClusterStatus) {
-		s := healthpb.HealthCheckResponse_NOT_SERVING
-		if current == membership.ClusterRunning {
-			s = healthpb.HealthCheckResponse_SERVING
-		}
-		n.health.SetServingStatus("", s)
-		n.health.SetServingStatus(clusterv1.MembershipService_ServiceDesc.ServiceName, s)
+	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	n.health.SetServingStatus(clusterv1.MembershipService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	n.health.SetServingStatus(ReadinessService, healthpb.HealthCheckResponse_NOT_SERVING)
+	n.Subscribe(func(membership.Event) {
+		// Each event's handler reads the node's state as it is now: the last one sets
+		// what the last change left.
+		running := n.Status() == membership.ClusterRunning
+		n.health.SetServingStatus(clusterv1.MembershipService_ServiceDesc.ServiceName, servingStatus(running))
+		n.health.SetServingStatus(ReadinessService, servingStatus(running && n.ready()))
 	})
+}
+
+// ready reports whether the node has joined a cluster (a peer connected) or is the first node
+// by configuration (no seed).
+func (n *Node) ready() bool {
+	if len(n.cfg.Seeds) == 0 {
+		return true
+	}
+	connected, err := n.ConnectedCount()
+	return err == nil && connected > 0
+}
+
+// servingStatus is SERVING when ok, else NOT_SERVING.
+func servingStatus(ok bool) healthpb.HealthCheckResponse_ServingStatus {
+	if ok {
+		return healthpb.HealthCheckResponse_SERVING
+	}
+	return healthpb.HealthCheckResponse_NOT_SERVING
 }

@@ -39,6 +39,7 @@ func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEnt
 			View:                   view(h.View),
 			ViewDigest:             h.ViewDigest,
 			ExpectedId:             expectedID(h.Expect),
+			ClusterName:            h.ClusterName,
 		}}
 	case msg.Heartbeat != nil:
 		hb := msg.Heartbeat
@@ -196,7 +197,11 @@ func decodeHello(h *clusterv1.Hello) (*membership.Message, error) {
 			return nil, fmt.Errorf("expected_id: %w", err)
 		}
 	}
+	if err := membership.ValidateClusterName(h.GetClusterName()); err != nil {
+		return nil, fmt.Errorf("%w: cluster_name: %v", errBadMessage, err)
+	}
 	return &membership.Message{Hello: &membership.Hello{
+		ClusterName:       h.GetClusterName(),
 		ID:                id,
 		Incarnation:       h.GetIncarnation(),
 		ProtocolVersion:   h.GetProtocolVersion(),

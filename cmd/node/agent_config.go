@@ -25,6 +25,7 @@ type agentFlags struct {
 	metadata, processCount, logFormat, level *setting
 	tlsCert, tlsKey, tlsCA                   *setting
 	metricsAddr                              *setting
+	clusterName, dnsServer                   *setting
 	token                                    tokenFlags
 	limits                                   limitFlags
 }
@@ -38,7 +39,7 @@ func newAgentFlags() *agentFlags {
 		host:         s.str("host", "CLUSTER_HOST", d.BindHost, "bind address"),
 		port:         s.str("port", "CLUSTER_PORT", strconv.Itoa(d.Port), "listen port, 1 to 65535 (digits only, no sign, no leading zero); 0 picks a free one"),
 		advertise:    s.str("advertise", "CLUSTER_ADVERTISE", "", "host other nodes dial (default: the bind host, or the first private address)"),
-		seeds:        s.str("seeds", "CLUSTER_SEEDS", "", "comma-separated seeds, name@host:port or host:port"),
+		seeds:        s.str("seeds", "CLUSTER_SEEDS", "", "comma-separated seeds: name@host:port, host:port, dns+host:port (every A/AAAA address) or dnssrv+_service._proto.domain (SRV records)"),
 		secretFile:   s.str("secret-file", "", "", "file with the cluster secret(s), one per line: sign with the first, accept any (env CLUSTER_SECRET holds one secret)"),
 		interval:     s.str("heartbeat-interval", "CLUSTER_HEARTBEAT_INTERVAL", d.HeartbeatInterval.String(), "heartbeat period (100ms to 10m)"),
 		threshold:    s.str("heartbeat-miss-threshold", "CLUSTER_HEARTBEAT_MISS_THRESHOLD", strconv.Itoa(d.HeartbeatMissThreshold), "missed heartbeats before heartbeat_timeout (1 to 100)"),
@@ -53,6 +54,8 @@ func newAgentFlags() *agentFlags {
 		metricsAddr:  s.str("metrics-addr", "CLUSTER_METRICS_ADDR", "", "serve Prometheus metrics at http://ADDR/metrics (host:port; an empty host is every interface)"),
 		tlsCA:        s.str("tls-ca", "CLUSTER_TLS_CA", "", "PEM CA: mutual TLS, peers and clients must present a certificate it signed"),
 		limits:       newLimitFlags(s),
+		dnsServer:    s.str("dns-server", "CLUSTER_DNS_SERVER", "", "DNS server (host:port) that resolves dns+ and dnssrv+ seeds (default: the system's resolver)"),
+		clusterName:  s.str("cluster-name", "CLUSTER_NAME", "", "label every node of the cluster shares; a peer with another name (or none) is refused (1-64 chars: a letter, then letters, digits, '_', '-')"),
 	}
 }
 
@@ -125,6 +128,8 @@ func (f *agentFlags) config() (*membership.Config, error) {
 		cfg.Port = port
 	}
 	cfg.Seeds = splitList(f.seeds.value)
+	cfg.ClusterName = f.clusterName.value
+	cfg.DNSServer = f.dnsServer.value
 	if d, err := time.ParseDuration(f.interval.value); err != nil {
 		bad.add("HeartbeatInterval", "%s is not a duration such as 5s or 500ms, or is out of range", quote.Input(f.interval.value))
 	} else {

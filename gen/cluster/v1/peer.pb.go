@@ -98,20 +98,23 @@ const (
 	// REJECT_REASON_ID_IN_USE: the receiver holds a live stream with the node the sender claims to be; a newer
 	// incarnation is checked by dialling the node's address before it replaces the live one.
 	RejectReason_REJECT_REASON_ID_IN_USE RejectReason = 8
+	// REJECT_REASON_CLUSTER_NAME: the sender's cluster_name differs from the receiver's (a name and none differ too).
+	RejectReason_REJECT_REASON_CLUSTER_NAME RejectReason = 20
 )
 
 // Enum value maps for RejectReason.
 var (
 	RejectReason_name = map[int32]string{
-		0: "REJECT_REASON_UNSPECIFIED",
-		1: "REJECT_REASON_DUPLICATE_STREAM",
-		2: "REJECT_REASON_SELF",
-		3: "REJECT_REASON_PROTOCOL_VERSION",
-		4: "REJECT_REASON_STALE_INCARNATION",
-		5: "REJECT_REASON_SHUTTING_DOWN",
-		6: "REJECT_REASON_BAD_MESSAGE",
-		7: "REJECT_REASON_UNEXPECTED_ID",
-		8: "REJECT_REASON_ID_IN_USE",
+		0:  "REJECT_REASON_UNSPECIFIED",
+		1:  "REJECT_REASON_DUPLICATE_STREAM",
+		2:  "REJECT_REASON_SELF",
+		3:  "REJECT_REASON_PROTOCOL_VERSION",
+		4:  "REJECT_REASON_STALE_INCARNATION",
+		5:  "REJECT_REASON_SHUTTING_DOWN",
+		6:  "REJECT_REASON_BAD_MESSAGE",
+		7:  "REJECT_REASON_UNEXPECTED_ID",
+		8:  "REJECT_REASON_ID_IN_USE",
+		20: "REJECT_REASON_CLUSTER_NAME",
 	}
 	RejectReason_value = map[string]int32{
 		"REJECT_REASON_UNSPECIFIED":       0,
@@ -123,6 +126,7 @@ var (
 		"REJECT_REASON_BAD_MESSAGE":       6,
 		"REJECT_REASON_UNEXPECTED_ID":     7,
 		"REJECT_REASON_ID_IN_USE":         8,
+		"REJECT_REASON_CLUSTER_NAME":      20,
 	}
 )
 
@@ -785,7 +789,11 @@ type Hello struct {
 	// expected_id is, in a dialler's hello, the node it meant to reach (empty when any node at the
 	// address is welcome, as for a plain seed address). A node with another id refuses the stream
 	// with REJECT_REASON_UNEXPECTED_ID before it touches anything: the address now belongs to it.
-	ExpectedId    string `protobuf:"bytes,10,opt,name=expected_id,json=expectedId,proto3" json:"expected_id,omitempty"`
+	ExpectedId string `protobuf:"bytes,10,opt,name=expected_id,json=expectedId,proto3" json:"expected_id,omitempty"`
+	// cluster_name is the sender's cluster name, empty for none (1-64 chars: a letter first, then letters,
+	// digits, '_' and '-'). A node whose own name differs (a name and none differ too) refuses the stream
+	// with REJECT_REASON_CLUSTER_NAME, so two clusters whose nodes reuse each other's addresses never merge.
+	ClusterName   string `protobuf:"bytes,20,opt,name=cluster_name,json=clusterName,proto3" json:"cluster_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -886,6 +894,13 @@ func (x *Hello) GetViewDigest() uint64 {
 func (x *Hello) GetExpectedId() string {
 	if x != nil {
 		return x.ExpectedId
+	}
+	return ""
+}
+
+func (x *Hello) GetClusterName() string {
+	if x != nil {
+		return x.ClusterName
 	}
 	return ""
 }
@@ -1319,7 +1334,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x06Unlink\"2\n" +
 	"\bFragment\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\rR\x04size\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\xc3\x03\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xe6\x03\n" +
 	"\x05Hello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12)\n" +
@@ -1333,7 +1348,8 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"viewDigest\x12\x1f\n" +
 	"\vexpected_id\x18\n" +
 	" \x01(\tR\n" +
-	"expectedId\"\xd2\x01\n" +
+	"expectedId\x12!\n" +
+	"\fcluster_name\x18\x14 \x01(\tR\vclusterName\"\xd2\x01\n" +
 	"\x0eNodeAttributes\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12#\n" +
 	"\rprocess_count\x18\x02 \x01(\rR\fprocessCount\x12D\n" +
@@ -1367,7 +1383,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\vMemberState\x12\x1c\n" +
 	"\x18MEMBER_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12MEMBER_STATE_ALIVE\x10\x01\x12\x15\n" +
-	"\x11MEMBER_STATE_LEFT\x10\x02*\xb0\x02\n" +
+	"\x11MEMBER_STATE_LEFT\x10\x02*\xd0\x02\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eREJECT_REASON_DUPLICATE_STREAM\x10\x01\x12\x16\n" +
@@ -1377,7 +1393,8 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x1bREJECT_REASON_SHUTTING_DOWN\x10\x05\x12\x1d\n" +
 	"\x19REJECT_REASON_BAD_MESSAGE\x10\x06\x12\x1f\n" +
 	"\x1bREJECT_REASON_UNEXPECTED_ID\x10\a\x12\x1b\n" +
-	"\x17REJECT_REASON_ID_IN_USE\x10\b2X\n" +
+	"\x17REJECT_REASON_ID_IN_USE\x10\b\x12\x1e\n" +
+	"\x1aREJECT_REASON_CLUSTER_NAME\x10\x142X\n" +
 	"\vPeerService\x12I\n" +
 	"\bExchange\x12\x1b.cluster.v1.ExchangeRequest\x1a\x1c.cluster.v1.ExchangeResponse(\x010\x01B7Z5github.com/meshnode/meshnode/gen/cluster/v1;clusterv1b\x06proto3"
 

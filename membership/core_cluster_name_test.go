@@ -1,0 +1,122 @@
+package membership
+
+import (
+	"log/slog"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// warnings returns the warnings n logged whose text contains one of the cluster-name
+// refusal lines.
+func (n *simNode) foreignWarnings() []string {
+	var out []string
+	for _, l := range n.logs {
+		if l.level.String() == "WARN" && (l.text == "refused a node of another cluster: the cluster names differ" ||
+			l.text == "a node of another cluster refused the stream: the cluster names differ" ||
+			l.text == "refused the node dialled: it belongs to another cluster (the cluster names differ)") {
+			out = append(out, l.text)
+		}
+	}
+	return out
+}
+
+func namedConfig(cluster, name string, seeds ...string) *Config {
+	cfg := simConfig(name, seeds...)
+	cfg.ClusterName = cluster
+	return cfg
+}
+
+// Nodes with the same cluster name form a cluster; a node with another name, or none, is
+// refused at the handshake on both sides, with one warning on each side however often it
+// redials (at most one a minute), and never joins.
+func TestCoreClusterNameRefusesOtherClusters(t *testing.T) {
+	for _, tc := range []struct{ name, mine, theirs string }{
+		{"other name", "blue", "green"},
+		{"none on the dialler", "blue", ""},
+		{"none on the seed", "", "blue"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSim(t)
+			a := s.add(simID("a", 4000), namedConfig(tc.mine, "a"))
+			b := s.add(simID("b", 4001), namedConfig(tc.mine, "b", "127.0.0.1:4000"))
+			s.advanceUntil(10*time.Second, func() bool { return s.fullMesh(a, b) }, "same cluster name: a and b should meet")
+
+			x := s.add(simID("x", 4002), namedConfig(tc.theirs, "x", "127.0.0.1:4000"))
+			s.advance(150 * time.Second)
+			require.Empty(t, x.connectedIDs(), "x joins nothing")
+			require.NotContains(t, a.knownIDs(), "x@127.0.0.1:4002")
+			require.NotContains(t, b.knownIDs(), "x@127.0.0.1:4002")
+			require.Greater(t, len(x.dialsTo("127.0.0.1:4000")), 20, "x keeps dialling its seed with backoff")
+			require.Equal(t, []string{
+				"refused a node of another cluster: the cluster names differ",
+				"refused a node of another cluster: the cluster names differ",
+				"refused a node of another cluster: the cluster names differ",
+			}, a.foreignWarnings(), "the seed says so once a minute, not once per dial")
+			require.Equal(t, []string{
+				"a node of another cluster refused the stream: the cluster names differ",
+				"a node of another cluster refused the stream: the cluster names differ",
+				"a node of another cluster refused the stream: the cluster names differ",
+			}, x.foreignWarnings(), "the refused node says so once a minute")
+			require.Empty(t, x.seedLogs("127.0.0.1:4000"), "no second line about the seed")
+			st := x.core.seedStatuses()
+			require.Len(t, st, 1)
+			require.False(t, st[0].Reachable)
+			require.Contains(t, st[0].LastError, "cluster_name")
+			s.requireFullMesh(a, b)
+		})
+	}
+}
+
+// A dialler whose peer does not check names (an older node) still refuses the peer's hello.
+func TestCoreClusterNameCheckedByTheDiallerToo(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	x := newCore(MustParseNodeID(simID("x", 4002)), 1, namedConfig("green", "x", "127.0.0.1:4000"), now, rand.New(rand.NewPCG(1, 2)))
+	x.start(now)
+	var pc *peerConn
+	for _, o := range x.takeOutputs() {
+		if o.kind == outDial {
+			pc = o.pc
+		}
+	}
+	require.NotNil(t, pc, "x dials its seed")
+	x.dialed(now, pc.id)
+	x.takeOutputs()
+	// The hello of a node of cluster "blue" that has no check of its own (an older node).
+	a := newCore(MustParseNodeID(simID("a", 4000)), 1, namedConfig("blue", "a"), now, rand.New(rand.NewPCG(3, 4)))
+	x.receive(now, pc.id, &Message{Hello: a.hello(now, nil)})
+	var rejected *Reject
+	var warned []string
+	for _, o := range x.takeOutputs() {
+		switch {
+		case o.kind == outSend && o.msg.Reject != nil:
+			rejected = o.msg.Reject
+		case o.kind == outLog && o.level == slog.LevelWarn:
+			warned = append(warned, o.text)
+		}
+	}
+	require.NotNil(t, rejected)
+	require.Equal(t, RejectClusterName, rejected.Reason)
+	require.Equal(t, `cluster name "green" here, "blue" in the hello`, rejected.Detail)
+	require.Equal(t, []string{"refused the node dialled: it belongs to another cluster (the cluster names differ)"}, warned)
+	require.Zero(t, x.connected)
+	require.Empty(t, x.members)
+}
+
+func TestConfigClusterNameRule(t *testing.T) {
+	cfg := simConfig("a")
+	for _, ok := range []string{"", "prod", "eu-west_1", "A"} {
+		cfg.ClusterName = ok
+		require.NoError(t, cfg.Validate(), ok)
+		require.NoError(t, ValidateClusterName(ok))
+	}
+	for _, bad := range []string{"1prod", "prod.eu", "-x", string(make([]byte, 65))} {
+		cfg.ClusterName = bad
+		err := cfg.Validate()
+		require.ErrorIs(t, err, ErrInvalidConfig, bad)
+		require.Contains(t, err.Error(), "ClusterName: ")
+		require.Error(t, ValidateClusterName(bad))
+	}
+}
