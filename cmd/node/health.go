@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/meshnode/meshnode/client"
 	"github.com/meshnode/meshnode/membership"
 )
@@ -15,12 +17,31 @@ import (
 // healthRefresh is how often `node health --watch` redraws.
 const healthRefresh = time.Second
 
-func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	f := newClientFlags("health")
-	watch := f.s.fs.Bool("watch", false, "redraw the report every second until interrupted")
-	c, code := f.dial(args, stderr)
-	if c == nil {
-		return code
+// newHealthCommand wires `node health`.
+func newHealthCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "health",
+		Short: "Print a running node's cluster health report",
+		Long: `health prints the cluster health report of the node at --addr: healthy, degraded or
+critical, how many known nodes are connected, recent downs, its seeds and its latest events.`,
+		Example: `  node health
+  node health --addr 10.0.0.1:4369 --watch`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().SortFlags = false
+	watch := cmd.Flags().Bool("watch", false, "redraw the report every second until interrupted")
+	f := newClientFlags(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runHealth(cmd.Context(), f, *watch, a.stdout)
+	}
+	return cmd
+}
+
+// runHealth prints the health report of the node at --addr, once or every second.
+func runHealth(ctx context.Context, f *clientFlags, watch bool, stdout io.Writer) error {
+	c, err := f.dial()
+	if err != nil {
+		return err
 	}
 	defer c.Close()
 	tty := isTerminal(stdout)
@@ -30,20 +51,20 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
-				return exitOK
+				return nil
 			}
-			return fail(stderr, "health", f.addr.value, err)
+			return callFailed(f.addr.value, err)
 		}
-		if *watch && tty {
+		if watch && tty {
 			fmt.Fprint(stdout, "\x1b[H\x1b[2J") // home, clear screen
 		}
 		fmt.Fprint(stdout, formatHealth(c, report, tty))
-		if !*watch {
-			return exitOK
+		if !watch {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return exitOK
+			return nil
 		case <-time.After(healthRefresh):
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -49,22 +50,25 @@ func TestUnknownCommandExits2(t *testing.T) {
 	code, _, errOut := runCLI(t, "frobnicate")
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, `unknown command "frobnicate"`)
+	require.Contains(t, errOut, "node --help")
 }
 
 func TestAgentRejectsBadConfigListingEveryField(t *testing.T) {
 	t.Setenv("CLUSTER_HEARTBEAT_MISS_THRESHOLD", "0")
 	code, _, errOut := runCLI(t, "agent", "--name", "ok", "--port", "70000", "--seeds", "bad seed", "--heartbeat-interval", "1ms")
 	require.Equal(t, 2, code)
-	for _, field := range []string{"Port", "Seeds", "HeartbeatInterval", "HeartbeatMissThreshold"} {
+	for _, field := range []string{"--port (CLUSTER_PORT): ", "--seeds (CLUSTER_SEEDS): ", "--heartbeat-interval (CLUSTER_HEARTBEAT_INTERVAL): must be between 100ms and 10m0s (got 1ms)",
+		"--heartbeat-miss-threshold (CLUSTER_HEARTBEAT_MISS_THRESHOLD): "} {
 		require.Contains(t, errOut, field)
 	}
+	require.NotContains(t, errOut, "HeartbeatInterval", "flags, not Go fields")
 	require.Equal(t, 1, strings.Count(strings.TrimSpace(errOut), "\n")+1, "one message: %q", errOut)
 }
 
 func TestFlagsWinOverTheEnvironment(t *testing.T) {
 	t.Setenv("NODE_NAME", "fromenv")
 	t.Setenv("CLUSTER_PORT", "1234")
-	f := newAgentFlags()
+	f := newAgentFlags(pflag.NewFlagSet("agent", pflag.ContinueOnError))
 	require.NoError(t, f.s.parse([]string{"--port", "0", "--host", "127.0.0.1"}))
 	cfg, err := f.config()
 	require.NoError(t, err)
@@ -133,8 +137,8 @@ func TestAgentConfigErrorsQuoteAtMostAPrefixOfTheInput(t *testing.T) {
 	code, _, errOut := runCLI(t, "agent", "--name", "1"+huge, "--port", huge, "--heartbeat-interval", huge,
 		"--heartbeat-miss-threshold", huge, "--process-count", huge, "--metadata", huge, "--seeds", huge)
 	require.Equal(t, 2, code)
-	for _, field := range []string{"Name", "Port", "HeartbeatInterval", "HeartbeatMissThreshold", "ProcessCount", "Metadata", "Seeds"} {
-		require.Contains(t, errOut, field+": ")
+	for _, flag := range []string{"name", "port", "heartbeat-interval", "heartbeat-miss-threshold", "process-count", "metadata", "seeds"} {
+		require.Contains(t, errOut, "--"+flag+" (")
 	}
 	require.Less(t, len(errOut), 2500, "%.500q", errOut)
 	require.Contains(t, errOut, "(100000 bytes)")

@@ -11,34 +11,56 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/meshnode/meshnode/membership"
 )
 
 // callTimeout bounds one API call of a client command.
 const callTimeout = 10 * time.Second
 
-func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	f := newClientFlags("members")
-	all := f.s.fs.Bool("all", false, "list every known node, not only the connected ones")
-	asJSON := f.s.fs.Bool("json", false, "print JSON")
-	c, code := f.dial(args, stderr)
-	if c == nil {
-		return code
+// newMembersCommand wires `node members`.
+func newMembersCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "members",
+		Short: "List the nodes a running node knows",
+		Long: `members lists the connected nodes of the node at --addr; with --all, every node it
+knows, whatever its status.`,
+		Example: `  node members
+  node members --addr 10.0.0.1:4369 --all
+  node members --json | jq -r '.nodes[].id'`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().SortFlags = false
+	all := cmd.Flags().Bool("all", false, "list every known node, not only the connected ones")
+	asJSON := cmd.Flags().Bool("json", false, "print JSON")
+	f := newClientFlags(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runMembers(cmd.Context(), f, *all, *asJSON, a.stdout)
+	}
+	return cmd
+}
+
+// runMembers prints the nodes the node at --addr knows.
+func runMembers(ctx context.Context, f *clientFlags, all, asJSON bool, stdout io.Writer) error {
+	c, err := f.dial()
+	if err != nil {
+		return err
 	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	nodes, err := c.Nodes(ctx, !*all)
+	nodes, err := c.Nodes(ctx, !all)
 	if err != nil {
-		return fail(stderr, "members", f.addr.value, err)
+		return callFailed(f.addr.value, err)
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(jsonNodes(nodes)); err != nil {
-			return fail(stderr, "members", f.addr.value, err)
+			return failure(fmt.Errorf("write: %w", err))
 		}
-		return exitOK
+		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATUS\tUPTIME\tLAST HEARTBEAT\tPROCESSES\tMETADATA")
@@ -47,7 +69,7 @@ func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", n.ID, n.Status, roundDuration(n.Uptime), ago(now, n.LastHeartbeat), n.ProcessCount, formatMetadata(n.Metadata))
 	}
 	_ = tw.Flush()
-	return exitOK
+	return nil
 }
 
 // jsonNode is the JSON shape of a node.

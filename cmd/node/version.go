@@ -2,8 +2,9 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"runtime"
+
+	"github.com/spf13/cobra"
 
 	"github.com/meshnode/meshnode/membership"
 )
@@ -11,7 +12,21 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-func runVersion(stdout io.Writer) int {
-	fmt.Fprintf(stdout, "node %s (peer protocol %d, %s %s/%s)\n", version, membership.ProtocolVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	return exitOK
+// newVersionCommand wires `node version`.
+func newVersionCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "version",
+		Short:   "Print the version, commit and build date",
+		Example: "  node version",
+		Args:    cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintln(a.stdout, versionLine())
+			return nil
+		},
+	}
+}
+
+// versionLine is the one line `node version` prints.
+func versionLine() string {
+	return fmt.Sprintf("node %s (peer protocol %d, %s %s/%s)", version, membership.ProtocolVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

@@ -8,31 +8,53 @@ import (
 	"io"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 
 	"github.com/meshnode/meshnode/client"
 	"github.com/meshnode/meshnode/membership"
 )
 
-func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	f := newClientFlags("watch")
-	asJSON := f.s.fs.Bool("json", false, "print one JSON object per line")
-	follow := f.s.fs.Bool("follow", false, "when the stream ends (the node stopped or went away), say so and resume once the node answers again, instead of exiting 1")
-	c, code := f.dial(args, stderr)
-	if c == nil {
-		return code
+// newWatchCommand wires `node watch`.
+func newWatchCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "watch",
+		Short: "Stream a running node's events, one line each",
+		Long: `watch prints a snapshot of the nodes the node at --addr knows, then every membership
+event as it happens, one line each, until interrupted. Without --follow it exits 1 when the
+stream ends (the node stopped or went away).`,
+		Example: `  node watch
+  node watch --addr 10.0.0.1:4369 --follow
+  node watch --json | jq -c 'select(.nodeDown)'`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().SortFlags = false
+	asJSON := cmd.Flags().Bool("json", false, "print one JSON object per line")
+	follow := cmd.Flags().Bool("follow", false, "when the stream ends (the node stopped or went away), say so and resume once the node answers again, instead of exiting 1")
+	f := newClientFlags(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runWatch(cmd.Context(), f, *asJSON, *follow, a.stdout, a.stderr)
+	}
+	return cmd
+}
+
+// runWatch streams the events of the node at --addr until ctx ends.
+func runWatch(ctx context.Context, f *clientFlags, asJSON, follow bool, stdout, stderr io.Writer) error {
+	c, err := f.dial()
+	if err != nil {
+		return err
 	}
 	defer c.Close()
 	// Fail fast with one line if the node cannot be reached at all.
 	probe, cancel := context.WithTimeout(ctx, callTimeout)
-	_, err := c.LocalNode(probe)
+	_, err = c.LocalNode(probe)
 	cancel()
 	if err != nil {
-		return fail(stderr, "watch", f.addr.value, err)
+		return callFailed(f.addr.value, err)
 	}
 	enc := json.NewEncoder(stdout)
 	show := func(e client.Event) {
-		if *asJSON {
+		if asJSON {
 			_ = enc.Encode(jsonEvent(e))
 			return
 		}
@@ -41,7 +63,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// Without --follow the watch ends with the stream; with it, the breaks and resumptions are
 	// said on stderr, so stdout stays one event per line.
 	opts := []client.WatchOption{client.StopOnBreak()}
-	if *follow {
+	if follow {
 		opts = []client.WatchOption{
 			client.OnBreak(func(err error) {
 				fmt.Fprintf(stderr, "node watch: %s; resuming when it answers again\n", describeWatchEnd(f.addr.value, err))
@@ -53,10 +75,9 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	err = c.Watch(ctx, show, opts...)
 	if err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintf(stderr, "node watch: %s\n", describeWatchEnd(f.addr.value, err))
-		return exitError
+		return failure(errors.New(describeWatchEnd(f.addr.value, err)))
 	}
-	return exitOK
+	return nil
 }
 
 // describeWatchEnd says in one sentence why a watch stream ended.

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// commands are every command a user runs, with cobra's completion.
+var commands = []string{"agent", "members", "watch", "health", "version", "completion"}
+
+func TestEveryCommandHasItsOwnHelp(t *testing.T) {
+	for _, cmd := range commands {
+		t.Run(cmd, func(t *testing.T) {
+			code, out, errOut := runCLI(t, cmd, "--help")
+			require.Equal(t, 0, code, errOut)
+			require.Empty(t, errOut)
+			require.Contains(t, out, "Usage:\n  node "+cmd)
+			require.Contains(t, out, "  -h, --help ")
+			if cmd != "completion" {
+				require.Contains(t, out, "Examples:\n  ")
+			}
+			for _, line := range strings.Split(out, "\n") {
+				require.LessOrEqual(t, strings.Count(line, "(default"), 1, "one default per flag: %q", line)
+				require.NotRegexp(t, regexp.MustCompile(`^\s+-[a-z][a-z-]`), line, "double-dash flags only")
+			}
+			code, viaHelp, _ := runCLI(t, "help", cmd)
+			require.Equal(t, 0, code)
+			require.Equal(t, out, viaHelp, "node help %s prints the help of %s", cmd, cmd)
+		})
+	}
+}
+
+func TestTopLevelHelpListsTheCommands(t *testing.T) {
+	code, out, _ := runCLI(t, "--help")
+	require.Equal(t, 0, code)
+	for _, cmd := range commands {
+		require.Regexp(t, regexp.MustCompile(`(?m)^  `+cmd+` +\S`), out)
+	}
+	code, _, errOut := runCLI(t)
+	require.Equal(t, 2, code, "no command is a usage error")
+	require.Contains(t, errOut, "Available Commands:")
+}
+
+func TestAgentHelpShowsEachFlagsVariableAndOneDefault(t *testing.T) {
+	_, out, _ := runCLI(t, "agent", "--help")
+	require.Regexp(t, `--heartbeat-interval duration +heartbeat period, 100ms to 10m \[\$CLUSTER_HEARTBEAT_INTERVAL\] \(default 5s\)\n`, out)
+	require.Regexp(t, `--advertise host +[^\n]*\[\$CLUSTER_ADVERTISE\]\n`, out, "no default of its own: the help says what applies")
+	require.Regexp(t, `--name string +[^\n]*\[\$NODE_NAME\]\n`, out)
+}
+
+func TestCompletionScriptsAreGenerated(t *testing.T) {
+	for shell, marker := range map[string]string{"bash": "__start_node", "zsh": "#compdef node", "fish": "complete -c node"} {
+		code, out, errOut := runCLI(t, "completion", shell)
+		require.Equal(t, 0, code, errOut)
+		require.Contains(t, out, marker, shell)
+	}
+}
+
+func TestUnknownFlagIsAUsageError(t *testing.T) {
+	code, _, errOut := runCLI(t, "members", "--bogus")
+	require.Equal(t, 2, code)
+	require.Equal(t, "node members: unknown flag: --bogus\nRun 'node members --help' for usage.\n", errOut)
+	code, _, errOut = runCLI(t, "members", "extra")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, `"extra"`)
+}
+
+func TestAgentReportsABadLogFormatWithTheOtherInvalidFields(t *testing.T) {
+	t.Setenv("LOG_LEVEL", "loud")
+	code, _, errOut := runCLI(t, "agent", "--name", "ok", "--log-format", "xml", "--heartbeat-interval", "1ms")
+	require.Equal(t, 2, code)
+	require.Equal(t, `node agent: invalid cluster config: `+
+		`--heartbeat-interval (CLUSTER_HEARTBEAT_INTERVAL): must be between 100ms and 10m0s (got 1ms); `+
+		`--log-format (LOG_FORMAT): "xml" is not a format: want text or json; `+
+		`--log-level (LOG_LEVEL): "loud" is not a level: want debug, info, warn or error`+"\n", errOut)
+}
+
+func TestClientAddrValidationExits2(t *testing.T) {
+	for _, cmd := range []string{"members", "watch", "health"} {
+		code, _, errOut := runCLI(t, cmd, "--addr", "not an address")
+		require.Equal(t, 2, code, cmd)
+		require.True(t, strings.HasPrefix(errOut, "node "+cmd+": --addr: "), errOut)
+		require.Equal(t, 1, strings.Count(errOut, "\n"), errOut)
+	}
+}
