@@ -75,6 +75,10 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 // Close releases the connection.
 func (c *Client) Close() error { return c.cc.Close() }
 
+// API returns the generated client of the node's MembershipService, for calls and fields
+// this package does not wrap; it shares the client's connection, token and TLS.
+func (c *Client) API() clusterv1.MembershipServiceClient { return c.api }
+
 // Addr returns the address the client dials.
 func (c *Client) Addr() string { return c.addr }
 
@@ -126,6 +130,11 @@ func (c *Client) Health(ctx context.Context) (membership.HealthReport, error) {
 	if err != nil {
 		return membership.HealthReport{}, fmt.Errorf("get health of %s: %w", c.addr, err)
 	}
+	return HealthReport(resp), nil
+}
+
+// HealthReport converts a GetHealth response of the API.
+func HealthReport(resp *clusterv1.GetHealthResponse) membership.HealthReport {
 	report := membership.HealthReport{
 		Status:              fromHealthStatus(resp.GetStatus()),
 		Connected:           int(resp.GetConnectedNodes()),
@@ -144,7 +153,7 @@ func (c *Client) Health(ctx context.Context) (membership.HealthReport, error) {
 			Seed: s.GetSeed(), Reachable: s.GetReachable(), LastError: s.GetLastError(), FailedDials: int(s.GetFailedDials()),
 		})
 	}
-	return report, nil
+	return report
 }
 
 func asDuration(d *durationpb.Duration) time.Duration {

@@ -37,6 +37,9 @@ type Event struct {
 	// Resynced marks an up or down inferred, after a broken stream, from the difference
 	// between the last state seen and a fresh snapshot.
 	Resynced bool
+
+	// wire is the message the event came in, nil for an event built by the client.
+	wire *clusterv1.Event
 }
 
 // Event returns e as a membership.Event (snapshots have no equivalent and give a zero Type).

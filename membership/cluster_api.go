@@ -60,6 +60,18 @@ func (c *Cluster) nodes(op string, connectedOnly bool) ([]NodeInfo, error) {
 	return c.core.nodes(c.clock.Now(), connectedOnly), nil
 }
 
+// LeftNodes returns the nodes that left gracefully, sorted by id, with status StatusLeft: each
+// while the local node remembers its leave (Config.TombstoneTimeout), so that stale gossip
+// cannot bring it back. Nodes and ConnectedNodes never list them.
+func (c *Cluster) LeftNodes() ([]NodeInfo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.runningLocked("left nodes"); err != nil {
+		return nil, err
+	}
+	return c.core.left(), nil
+}
+
 // Node returns one known node; ErrNodeNotFound if the local node does not know it.
 func (c *Cluster) Node(id NodeID) (NodeInfo, error) {
 	c.mu.Lock()

@@ -15,6 +15,9 @@ const (
 	StatusConnected
 	// StatusDisconnected: the node is known but down; it is redialled with backoff.
 	StatusDisconnected
+	// StatusLeft: the node left gracefully and is not redialled. Only LeftNodes lists such
+	// nodes, while the local node remembers the leave (Config.TombstoneTimeout).
+	StatusLeft
 )
 
 // String returns the status in lower case, e.g. "connected".
@@ -26,6 +29,8 @@ func (s NodeStatus) String() string {
 		return "connected"
 	case StatusDisconnected:
 		return "disconnected"
+	case StatusLeft:
+		return "left"
 	default:
 		return "unknown"
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -62,7 +63,8 @@ func (s *apiService) GetLocalNode(context.Context, *clusterv1.GetLocalNodeReques
 	return resp, nil
 }
 
-// ListNodes returns the known (or connected) nodes.
+// ListNodes returns the known (or connected) nodes, with the serving node and the nodes that
+// left when asked for, sorted by id.
 func (s *apiService) ListNodes(_ context.Context, req *clusterv1.ListNodesRequest) (*clusterv1.ListNodesResponse, error) {
 	list := s.cluster.Nodes
 	if req.GetConnectedOnly() {
@@ -72,7 +74,29 @@ func (s *apiService) ListNodes(_ context.Context, req *clusterv1.ListNodesReques
 	if err != nil {
 		return nil, apiError(err)
 	}
-	return &clusterv1.ListNodesResponse{Nodes: toNodeInfos(nodes)}, nil
+	if req.GetIncludeLeft() && !req.GetConnectedOnly() {
+		left, err := s.cluster.LeftNodes()
+		if err != nil {
+			return nil, apiError(err)
+		}
+		nodes = append(nodes, left...)
+	}
+	self := s.cluster.LocalID()
+	if req.GetIncludeSelf() {
+		info, err := s.cluster.LocalNode()
+		if err != nil {
+			return nil, apiError(err)
+		}
+		nodes = append(nodes, info)
+		slices.SortStableFunc(nodes, func(a, b membership.NodeInfo) int { return a.ID.Compare(b.ID) })
+	} else if req.GetIncludeLeft() {
+		slices.SortStableFunc(nodes, func(a, b membership.NodeInfo) int { return a.ID.Compare(b.ID) })
+	}
+	out := toNodeInfos(nodes)
+	for i, n := range nodes {
+		out[i].Local = req.GetIncludeSelf() && n.ID == self && n.Status != membership.StatusLeft
+	}
+	return &clusterv1.ListNodesResponse{Nodes: out}, nil
 }
 
 // GetNode returns one node by id.

@@ -48,6 +48,8 @@ func toNodeStatus(s membership.NodeStatus) clusterv1.NodeStatus {
 		return clusterv1.NodeStatus_NODE_STATUS_CONNECTED
 	case membership.StatusDisconnected:
 		return clusterv1.NodeStatus_NODE_STATUS_DISCONNECTED
+	case membership.StatusLeft:
+		return clusterv1.NodeStatus_NODE_STATUS_LEFT
 	default:
 		return clusterv1.NodeStatus_NODE_STATUS_UNSPECIFIED
 	}

@@ -72,6 +72,40 @@ func TestAPIQueries(t *testing.T) {
 	require.InDelta(t, 100.0, health.GetAvailabilityPercent(), 0.001)
 }
 
+func TestListNodesIncludesSelfAndLeftNodesWhenAsked(t *testing.T) {
+	a := startNode(t, testConfig("a"))
+	b := startNode(t, testConfig("b", a.LocalID().String()))
+	c := startNode(t, testConfig("c", a.LocalID().String()))
+	requireFullMesh(t, 5*time.Second, a, b, c)
+	api := apiClient(t, a)
+	ctx := t.Context()
+
+	list, err := api.ListNodes(ctx, &clusterv1.ListNodesRequest{ConnectedOnly: true, IncludeSelf: true})
+	require.NoError(t, err)
+	var ids []string
+	for _, n := range list.GetNodes() {
+		ids = append(ids, n.GetId())
+		require.Equal(t, n.GetId() == a.LocalID().String(), n.GetLocal(), n.GetId())
+	}
+	require.Equal(t, []string{a.LocalID().String(), b.LocalID().String(), c.LocalID().String()}, ids, "sorted by id, the asked node included")
+
+	require.NoError(t, b.Stop(ctx))
+	require.Eventually(t, func() bool { return len(connectedIDs(a)) == 1 }, 5*time.Second, 10*time.Millisecond)
+	list, err = api.ListNodes(ctx, &clusterv1.ListNodesRequest{})
+	require.NoError(t, err)
+	require.Len(t, list.GetNodes(), 1, "a node that left is not listed unless asked for")
+	list, err = api.ListNodes(ctx, &clusterv1.ListNodesRequest{IncludeLeft: true})
+	require.NoError(t, err)
+	require.Len(t, list.GetNodes(), 2)
+	require.Equal(t, b.LocalID().String(), list.GetNodes()[0].GetId())
+	require.Equal(t, clusterv1.NodeStatus_NODE_STATUS_LEFT, list.GetNodes()[0].GetStatus())
+	require.False(t, list.GetNodes()[0].GetLocal())
+	left, err := a.LeftNodes()
+	require.NoError(t, err)
+	require.Len(t, left, 1)
+	require.Equal(t, membership.StatusLeft, left[0].Status)
+}
+
 func TestProcessCountAndMetadataReachPeersWithTheNextHeartbeat(t *testing.T) {
 	a := startNode(t, testConfig("a"))
 	b := startNode(t, testConfig("b", a.LocalID().String()))

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
+	"io"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
 )
 
 // commands are every command a user runs, with cobra's completion.
@@ -84,5 +90,41 @@ func TestClientAddrValidationExits2(t *testing.T) {
 		require.Equal(t, 2, code, cmd)
 		require.True(t, strings.HasPrefix(errOut, "node "+cmd+": --addr: "), errOut)
 		require.Equal(t, 1, strings.Count(errOut, "\n"), errOut)
+	}
+}
+
+func TestHealthJSONIsTheAPIResponse(t *testing.T) {
+	a := startTestNode(t, "alpha")
+	code, out, errOut := runCLI(t, "health", "--json", "--addr", a.Addr().String())
+	require.Equal(t, 0, code, errOut)
+	require.Empty(t, errOut)
+	var resp clusterv1.GetHealthResponse
+	require.NoError(t, protojson.Unmarshal([]byte(out), &resp), out)
+	require.Equal(t, clusterv1.HealthStatus_HEALTH_STATUS_HEALTHY, resp.GetStatus())
+	require.NotEmpty(t, resp.GetRecentEvents())
+	requireAPIJSON(t, out)
+	require.Regexp(t, `"sequence": *"1"`, out)
+}
+
+func TestWatchJSONIsOneAPIEventPerLine(t *testing.T) {
+	a := startTestNode(t, "alpha")
+	ctx, cancel := context.WithCancel(t.Context())
+	var out syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"watch", "--json", "--addr", a.Addr().String()}, &out, io.Discard) }()
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "snapshot") }, 5*time.Second, 10*time.Millisecond)
+	b := startTestNode(t, "beta", a.LocalID().String())
+	require.NoError(t, b.Stop(t.Context()))
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "GRACEFUL_SHUTDOWN") }, 5*time.Second, 10*time.Millisecond)
+	cancel()
+	require.Equal(t, 0, <-done)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 3, out.String())
+	kinds := []string{"snapshot", "nodeUp", "nodeDown"}
+	for i, line := range lines {
+		var e clusterv1.Event
+		require.NoError(t, protojson.Unmarshal([]byte(line), &e), line)
+		require.Contains(t, line, `"`+kinds[i]+`"`)
+		requireAPIJSON(t, line)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshnode/meshnode/client"
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
 	"github.com/meshnode/meshnode/membership"
 )
 
@@ -23,22 +24,27 @@ func newHealthCommand(a *app) *cobra.Command {
 		Use:   "health",
 		Short: "Print a running node's cluster health report",
 		Long: `health prints the cluster health report of the node at --addr: healthy, degraded or
-critical, how many known nodes are connected, recent downs, its seeds and its latest events.`,
+critical, how many known nodes are connected, recent downs, its seeds and its latest events.
+
+With --json it prints the API's GetHealthResponse as JSON (camelCase, 64-bit integers as
+strings).`,
 		Example: `  node health
-  node health --addr 10.0.0.1:4369 --watch`,
+  node health --addr 10.0.0.1:4369 --watch
+  node health --json | jq -r .status`,
 		Args: cobra.NoArgs,
 	}
 	cmd.Flags().SortFlags = false
 	watch := cmd.Flags().Bool("watch", false, "redraw the report every second until interrupted")
+	asJSON := cmd.Flags().Bool("json", false, "print the report as JSON (with --watch, one report per line)")
 	f := newClientFlags(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		return runHealth(cmd.Context(), f, *watch, a.stdout)
+		return runHealth(cmd.Context(), f, *watch, *asJSON, a.stdout)
 	}
 	return cmd
 }
 
 // runHealth prints the health report of the node at --addr, once or every second.
-func runHealth(ctx context.Context, f *clientFlags, watch bool, stdout io.Writer) error {
+func runHealth(ctx context.Context, f *clientFlags, watch, asJSON bool, stdout io.Writer) error {
 	c, err := f.dial()
 	if err != nil {
 		return err
@@ -47,7 +53,7 @@ func runHealth(ctx context.Context, f *clientFlags, watch bool, stdout io.Writer
 	tty := isTerminal(stdout)
 	for {
 		callCtx, cancel := context.WithTimeout(ctx, callTimeout)
-		report, err := c.Health(callCtx)
+		resp, err := c.API().GetHealth(callCtx, &clusterv1.GetHealthRequest{})
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -55,10 +61,16 @@ func runHealth(ctx context.Context, f *clientFlags, watch bool, stdout io.Writer
 			}
 			return callFailed(f.addr.value, err)
 		}
-		if watch && tty {
-			fmt.Fprint(stdout, "\x1b[H\x1b[2J") // home, clear screen
+		if asJSON {
+			if err := writeJSON(stdout, resp, !watch); err != nil {
+				return err
+			}
+		} else {
+			if watch && tty {
+				fmt.Fprint(stdout, "\x1b[H\x1b[2J") // home, clear screen
+			}
+			fmt.Fprint(stdout, formatHealth(c.Addr(), client.HealthReport(resp), tty))
 		}
-		fmt.Fprint(stdout, formatHealth(c, report, tty))
 		if !watch {
 			return nil
 		}
@@ -71,14 +83,14 @@ func runHealth(ctx context.Context, f *clientFlags, watch bool, stdout io.Writer
 }
 
 // formatHealth renders the report; with colour on a terminal.
-func formatHealth(c *client.Client, r membership.HealthReport, colour bool) string {
+func formatHealth(addr string, r membership.HealthReport, colour bool) string {
 	var b strings.Builder
 	status := strings.ToUpper(r.Status.String())
 	if colour {
 		code := map[membership.HealthStatus]string{membership.HealthHealthy: "32", membership.HealthDegraded: "33", membership.HealthCritical: "31"}[r.Status]
 		status = "\x1b[1;" + code + "m" + status + "\x1b[0m"
 	}
-	fmt.Fprintf(&b, "Cluster health at %s: %s\n", c.Addr(), status)
+	fmt.Fprintf(&b, "Cluster health at %s: %s\n", addr, status)
 	fmt.Fprintf(&b, "  %s\n", r.Message)
 	fmt.Fprintf(&b, "  nodes:        %d connected / %d known (%.1f%% available)\n", r.Connected, r.Known, r.AvailabilityPercent)
 	fmt.Fprintf(&b, "  recent downs: %d in the last %s\n", r.RecentDowns, r.Window)

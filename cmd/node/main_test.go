@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"strings"
@@ -13,7 +12,9 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/encoding/protojson"
 
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
 	"github.com/meshnode/meshnode/membership"
 	"github.com/meshnode/meshnode/server"
 )
@@ -87,14 +88,45 @@ func TestMembersTableAndJSON(t *testing.T) {
 	require.Contains(t, out, "beta@127.0.0.1:")
 	require.Contains(t, out, "connected")
 	require.Contains(t, out, "role=beta")
+	require.Regexp(t, `(?m)^alpha@127\.0\.0\.1:\d+ \* +connected `, out, "the asked node is listed, marked")
 
 	code, out, _ = runCLI(t, "members", "--json", "--all", "--addr", a.Addr().String())
 	require.Equal(t, 0, code)
-	var nodes []map[string]any
-	require.NoError(t, json.Unmarshal([]byte(out), &nodes))
-	require.Len(t, nodes, 1)
-	require.Equal(t, "beta", nodes[0]["name"])
-	require.Equal(t, "connected", nodes[0]["status"])
+	var resp clusterv1.ListNodesResponse
+	require.NoError(t, protojson.Unmarshal([]byte(out), &resp), out)
+	require.Len(t, resp.GetNodes(), 2)
+	require.Equal(t, "alpha", resp.GetNodes()[0].GetName())
+	require.True(t, resp.GetNodes()[0].GetLocal())
+	require.Equal(t, "beta", resp.GetNodes()[1].GetName())
+	require.Equal(t, clusterv1.NodeStatus_NODE_STATUS_CONNECTED, resp.GetNodes()[1].GetStatus())
+	requireAPIJSON(t, out)
+}
+
+func TestMembersAllShowsANodeThatLeftAsLeft(t *testing.T) {
+	a := startTestNode(t, "alpha")
+	b := startTestNode(t, "beta", a.LocalID().String())
+	require.Eventually(t, func() bool { n, _ := a.ConnectedCount(); return n == 1 }, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, b.Stop(t.Context()))
+	require.Eventually(t, func() bool { n, _ := a.ConnectedCount(); return n == 0 }, 5*time.Second, 10*time.Millisecond)
+
+	code, out, errOut := runCLI(t, "members", "--all", "--addr", a.Addr().String())
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `(?m)^beta@127\.0\.0\.1:\d+ +left `, out)
+	code, out, _ = runCLI(t, "members", "--addr", a.Addr().String())
+	require.Equal(t, 0, code)
+	require.NotContains(t, out, "beta", "without --all only the connected nodes")
+
+	code, out, _ = runCLI(t, "members", "--all", "--json", "--addr", a.Addr().String())
+	require.Equal(t, 0, code)
+	require.Contains(t, out, `"NODE_STATUS_LEFT"`)
+}
+
+// requireAPIJSON checks that out is the API's JSON: camelCase names, 64-bit integers as
+// strings (so that jq does not round them).
+func requireAPIJSON(t *testing.T, out string) {
+	t.Helper()
+	require.NotRegexp(t, `"[a-z]+_[a-z_]+":`, out, "camelCase names, not snake_case")
+	require.NotRegexp(t, `"(incarnation|sequence)": *[0-9]`, out, "int64 as strings")
 }
 
 func TestHealthPlainWhenPiped(t *testing.T) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -12,8 +11,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
-	"github.com/meshnode/meshnode/membership"
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
 )
 
 // callTimeout bounds one API call of a client command.
@@ -24,15 +25,19 @@ func newMembersCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "members",
 		Short: "List the nodes a running node knows",
-		Long: `members lists the connected nodes of the node at --addr; with --all, every node it
-knows, whatever its status.`,
+		Long: `members lists the nodes the node at --addr sees connected, itself included and
+marked with *; with --all, every node it knows, whatever its status, and the nodes that left
+gracefully (status left) while it remembers them.
+
+With --json it prints the API's ListNodesResponse as JSON (camelCase, 64-bit integers such as
+incarnation as strings); the asked node has "local": true.`,
 		Example: `  node members
   node members --addr 10.0.0.1:4369 --all
   node members --json | jq -r '.nodes[].id'`,
 		Args: cobra.NoArgs,
 	}
 	cmd.Flags().SortFlags = false
-	all := cmd.Flags().Bool("all", false, "list every known node, not only the connected ones")
+	all := cmd.Flags().Bool("all", false, "list every known node, not only the connected ones, and those that left gracefully (as left) while this node remembers them")
 	asJSON := cmd.Flags().Bool("json", false, "print JSON")
 	f := newClientFlags(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -41,7 +46,7 @@ knows, whatever its status.`,
 	return cmd
 }
 
-// runMembers prints the nodes the node at --addr knows.
+// runMembers prints the nodes the node at --addr knows, itself included and marked.
 func runMembers(ctx context.Context, f *clientFlags, all, asJSON bool, stdout io.Writer) error {
 	c, err := f.dial()
 	if err != nil {
@@ -50,60 +55,54 @@ func runMembers(ctx context.Context, f *clientFlags, all, asJSON bool, stdout io
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	nodes, err := c.Nodes(ctx, !all)
+	resp, err := c.API().ListNodes(ctx, &clusterv1.ListNodesRequest{ConnectedOnly: !all, IncludeSelf: true, IncludeLeft: all})
 	if err != nil {
 		return callFailed(f.addr.value, err)
 	}
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(jsonNodes(nodes)); err != nil {
-			return failure(fmt.Errorf("write: %w", err))
-		}
-		return nil
+		return writeJSON(stdout, resp, true)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATUS\tUPTIME\tLAST HEARTBEAT\tPROCESSES\tMETADATA")
 	now := time.Now()
-	for _, n := range nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", n.ID, n.Status, roundDuration(n.Uptime), ago(now, n.LastHeartbeat), n.ProcessCount, formatMetadata(n.Metadata))
+	for _, n := range resp.GetNodes() {
+		id, heard := n.GetId(), "-"
+		if n.GetLocal() {
+			id += " *"
+		} else if n.GetLastHeartbeat() != nil {
+			heard = ago(now, n.GetLastHeartbeat().AsTime())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", id, nodeStatus(n.GetStatus()), roundDuration(n.GetUptime().AsDuration()),
+			heard, n.GetProcessCount(), formatMetadata(n.GetMetadata()))
 	}
 	_ = tw.Flush()
 	return nil
 }
 
-// jsonNode is the JSON shape of a node.
-type jsonNode struct {
-	ID            string            `json:"id"`
-	Name          string            `json:"name"`
-	Host          string            `json:"host"`
-	Port          int               `json:"port"`
-	Status        string            `json:"status"`
-	Incarnation   uint64            `json:"incarnation"`
-	ProcessCount  int               `json:"process_count"`
-	LastHeartbeat *time.Time        `json:"last_heartbeat,omitempty"`
-	UptimeSeconds float64           `json:"uptime_seconds"`
-	Metadata      map[string]string `json:"metadata,omitempty"`
+// nodeStatus names a status as the Go API does: connected, left, …
+func nodeStatus(s clusterv1.NodeStatus) string {
+	name, ok := strings.CutPrefix(s.String(), "NODE_STATUS_")
+	if !ok {
+		return "unknown"
+	}
+	return strings.ToLower(name)
 }
 
-func toJSONNode(n membership.NodeInfo) jsonNode {
-	out := jsonNode{
-		ID: n.ID.String(), Name: n.ID.Name(), Host: n.ID.Host(), Port: n.ID.Port(), Status: n.Status.String(),
-		Incarnation: n.Incarnation, ProcessCount: n.ProcessCount, UptimeSeconds: n.Uptime.Seconds(), Metadata: n.Metadata,
+// writeJSON prints m as the API's JSON (protojson: camelCase names, 64-bit integers as
+// strings, enums by name), indented or on one line.
+func writeJSON(w io.Writer, m proto.Message, indent bool) error {
+	opts := protojson.MarshalOptions{}
+	if indent {
+		opts.Multiline, opts.Indent = true, "  "
 	}
-	if !n.LastHeartbeat.IsZero() {
-		t := n.LastHeartbeat.UTC()
-		out.LastHeartbeat = &t
+	data, err := opts.Marshal(m)
+	if err != nil {
+		return failure(fmt.Errorf("encode JSON: %w", err))
 	}
-	return out
-}
-
-func jsonNodes(nodes []membership.NodeInfo) []jsonNode {
-	out := make([]jsonNode, len(nodes))
-	for i, n := range nodes {
-		out[i] = toJSONNode(n)
+	if _, err := fmt.Fprintf(w, "%s\n", data); err != nil {
+		return failure(fmt.Errorf("write: %w", err))
 	}
-	return out
+	return nil
 }
 
 // roundDuration prints a duration to the second ("-" when zero).

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,7 +21,11 @@ func newWatchCommand(a *app) *cobra.Command {
 		Short: "Stream a running node's events, one line each",
 		Long: `watch prints a snapshot of the nodes the node at --addr knows, then every membership
 event as it happens, one line each, until interrupted. Without --follow it exits 1 when the
-stream ends (the node stopped or went away).`,
+stream ends (the node stopped or went away).
+
+With --json each line is one API Event as JSON (camelCase, 64-bit integers as strings). An up
+or down that --follow infers after a broken stream, from the difference between two
+snapshots, has no sequence number.`,
 		Example: `  node watch
   node watch --addr 10.0.0.1:4369 --follow
   node watch --json | jq -c 'select(.nodeDown)'`,
@@ -52,10 +55,9 @@ func runWatch(ctx context.Context, f *clientFlags, asJSON, follow bool, stdout, 
 	if err != nil {
 		return callFailed(f.addr.value, err)
 	}
-	enc := json.NewEncoder(stdout)
 	show := func(e client.Event) {
 		if asJSON {
-			_ = enc.Encode(jsonEvent(e))
+			_ = writeJSON(stdout, e.Proto(), false)
 			return
 		}
 		fmt.Fprintln(stdout, formatEvent(e))
@@ -137,36 +139,4 @@ func formatEvent(e client.Event) string {
 	default:
 		return fmt.Sprintf("%s #%d unknown event", ts, e.Sequence)
 	}
-}
-
-// jsonEventOut is the JSON shape of an event.
-type jsonEventOut struct {
-	Type     string     `json:"type"`
-	Sequence uint64     `json:"sequence"`
-	Time     time.Time  `json:"time"`
-	Node     *jsonNode  `json:"node,omitempty"`
-	Nodes    []jsonNode `json:"nodes,omitempty"`
-	Reason   string     `json:"reason,omitempty"`
-	Previous string     `json:"previous,omitempty"`
-	Current  string     `json:"current,omitempty"`
-	Resynced bool       `json:"resynced,omitempty"`
-}
-
-func jsonEvent(e client.Event) jsonEventOut {
-	out := jsonEventOut{Type: e.Type.String(), Sequence: e.Sequence, Time: e.Time.UTC(), Resynced: e.Resynced}
-	switch {
-	case e.Snapshot:
-		out.Type = "snapshot"
-		out.Nodes = jsonNodes(e.Nodes)
-		out.Current = e.Current.String()
-	case e.Type == membership.EventNodeUp || e.Type == membership.EventNodeDown:
-		n := toJSONNode(e.Node)
-		out.Node = &n
-		if e.Type == membership.EventNodeDown {
-			out.Reason = e.Reason.String()
-		}
-	case e.Type == membership.EventStatusChange:
-		out.Previous, out.Current = e.Previous.String(), e.Current.String()
-	}
-	return out
 }

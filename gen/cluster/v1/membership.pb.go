@@ -187,6 +187,12 @@ type ListNodesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// connected_only keeps only nodes whose status is CONNECTED.
 	ConnectedOnly bool `protobuf:"varint,1,opt,name=connected_only,json=connectedOnly,proto3" json:"connected_only,omitempty"`
+	// include_self lists the serving node too (status CONNECTED, local set), as Serf and Consul
+	// list the agent they ask.
+	IncludeSelf bool `protobuf:"varint,2,opt,name=include_self,json=includeSelf,proto3" json:"include_self,omitempty"`
+	// include_left lists the nodes that left gracefully too, with status LEFT, while the serving
+	// node remembers their leave. Ignored with connected_only.
+	IncludeLeft   bool `protobuf:"varint,3,opt,name=include_left,json=includeLeft,proto3" json:"include_left,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -228,10 +234,24 @@ func (x *ListNodesRequest) GetConnectedOnly() bool {
 	return false
 }
 
+func (x *ListNodesRequest) GetIncludeSelf() bool {
+	if x != nil {
+		return x.IncludeSelf
+	}
+	return false
+}
+
+func (x *ListNodesRequest) GetIncludeLeft() bool {
+	if x != nil {
+		return x.IncludeLeft
+	}
+	return false
+}
+
 // ListNodesResponse holds the listed nodes, sorted by id.
 type ListNodesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// nodes are the listed nodes, sorted by id; the serving node is never listed.
+	// nodes are the listed nodes, sorted by id; the serving node only with include_self.
 	Nodes         []*NodeInfo `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1071,9 +1091,11 @@ const file_cluster_v1_membership_proto_rawDesc = "" +
 	"\x14GetLocalNodeResponse\x12(\n" +
 	"\x04node\x18\x01 \x01(\v2\x14.cluster.v1.NodeInfoR\x04node\x121\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x19.cluster.v1.ClusterStatusR\x06status\x121\n" +
-	"\x06uptime\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\"9\n" +
+	"\x06uptime\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\"\x7f\n" +
 	"\x10ListNodesRequest\x12%\n" +
-	"\x0econnected_only\x18\x01 \x01(\bR\rconnectedOnly\"?\n" +
+	"\x0econnected_only\x18\x01 \x01(\bR\rconnectedOnly\x12!\n" +
+	"\finclude_self\x18\x02 \x01(\bR\vincludeSelf\x12!\n" +
+	"\finclude_left\x18\x03 \x01(\bR\vincludeLeft\"?\n" +
 	"\x11ListNodesResponse\x12*\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x14.cluster.v1.NodeInfoR\x05nodes\" \n" +
 	"\x0eGetNodeRequest\x12\x0e\n" +

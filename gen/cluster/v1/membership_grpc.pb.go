@@ -35,7 +35,8 @@ const (
 type MembershipServiceClient interface {
 	// GetLocalNode returns this node's own info, its cluster status and uptime.
 	GetLocalNode(ctx context.Context, in *GetLocalNodeRequest, opts ...grpc.CallOption) (*GetLocalNodeResponse, error)
-	// ListNodes returns every node this node knows (never itself), or only the connected ones.
+	// ListNodes returns every node this node knows, or only the connected ones; itself and the
+	// nodes that left only when asked for.
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 	// GetNode returns one node by id: NOT_FOUND if unknown, INVALID_ARGUMENT if the id is malformed.
 	GetNode(ctx context.Context, in *GetNodeRequest, opts ...grpc.CallOption) (*GetNodeResponse, error)
@@ -123,7 +124,8 @@ type MembershipService_WatchEventsClient = grpc.ServerStreamingClient[WatchEvent
 type MembershipServiceServer interface {
 	// GetLocalNode returns this node's own info, its cluster status and uptime.
 	GetLocalNode(context.Context, *GetLocalNodeRequest) (*GetLocalNodeResponse, error)
-	// ListNodes returns every node this node knows (never itself), or only the connected ones.
+	// ListNodes returns every node this node knows, or only the connected ones; itself and the
+	// nodes that left only when asked for.
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	// GetNode returns one node by id: NOT_FOUND if unknown, INVALID_ARGUMENT if the id is malformed.
 	GetNode(context.Context, *GetNodeRequest) (*GetNodeResponse, error)

@@ -35,6 +35,10 @@ const (
 	NodeStatus_NODE_STATUS_CONNECTED NodeStatus = 2
 	// NODE_STATUS_DISCONNECTED: the node is known but down; it is redialled with backoff unless it left.
 	NodeStatus_NODE_STATUS_DISCONNECTED NodeStatus = 3
+	// NODE_STATUS_LEFT: the node left the cluster gracefully and is not redialled. Only listed
+	// when asked for (ListNodesRequest.include_left), while the reporting node remembers the
+	// leave (its tombstone).
+	NodeStatus_NODE_STATUS_LEFT NodeStatus = 4
 )
 
 // Enum value maps for NodeStatus.
@@ -44,12 +48,14 @@ var (
 		1: "NODE_STATUS_CONNECTING",
 		2: "NODE_STATUS_CONNECTED",
 		3: "NODE_STATUS_DISCONNECTED",
+		4: "NODE_STATUS_LEFT",
 	}
 	NodeStatus_value = map[string]int32{
 		"NODE_STATUS_UNSPECIFIED":  0,
 		"NODE_STATUS_CONNECTING":   1,
 		"NODE_STATUS_CONNECTED":    2,
 		"NODE_STATUS_DISCONNECTED": 3,
+		"NODE_STATUS_LEFT":         4,
 	}
 )
 
@@ -230,7 +236,10 @@ type NodeInfo struct {
 	// the peers that monitor it and that it monitors, and a node without a direct stream is connected
 	// while the cluster holds it alive. For such a node last_heartbeat is when the reporting node last
 	// heard of it (its join, or the news that brought it back), not a heartbeat of its own.
-	Direct        bool `protobuf:"varint,11,opt,name=direct,proto3" json:"direct,omitempty"`
+	Direct bool `protobuf:"varint,11,opt,name=direct,proto3" json:"direct,omitempty"`
+	// local reports that the node is the reporting node itself (listed only when asked for:
+	// ListNodesRequest.include_self).
+	Local         bool `protobuf:"varint,12,opt,name=local,proto3" json:"local,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -342,12 +351,19 @@ func (x *NodeInfo) GetDirect() bool {
 	return false
 }
 
+func (x *NodeInfo) GetLocal() bool {
+	if x != nil {
+		return x.Local
+	}
+	return false
+}
+
 var File_cluster_v1_types_proto protoreflect.FileDescriptor
 
 const file_cluster_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"\x16cluster/v1/types.proto\x12\n" +
-	"cluster.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd8\x03\n" +
+	"cluster.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xee\x03\n" +
 	"\bNodeInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
@@ -360,16 +376,18 @@ const file_cluster_v1_types_proto_rawDesc = "" +
 	"\vincarnation\x18\t \x01(\x04R\vincarnation\x12\x12\n" +
 	"\x04name\x18\n" +
 	" \x01(\tR\x04name\x12\x16\n" +
-	"\x06direct\x18\v \x01(\bR\x06direct\x1a;\n" +
+	"\x06direct\x18\v \x01(\bR\x06direct\x12\x14\n" +
+	"\x05local\x18\f \x01(\bR\x05local\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*~\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x94\x01\n" +
 	"\n" +
 	"NodeStatus\x12\x1b\n" +
 	"\x17NODE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16NODE_STATUS_CONNECTING\x10\x01\x12\x19\n" +
 	"\x15NODE_STATUS_CONNECTED\x10\x02\x12\x1c\n" +
-	"\x18NODE_STATUS_DISCONNECTED\x10\x03*\xd3\x01\n" +
+	"\x18NODE_STATUS_DISCONNECTED\x10\x03\x12\x14\n" +
+	"\x10NODE_STATUS_LEFT\x10\x04*\xd3\x01\n" +
 	"\x0eNodeDownReason\x12 \n" +
 	"\x1cNODE_DOWN_REASON_UNSPECIFIED\x10\x00\x12&\n" +
 	"\"NODE_DOWN_REASON_HEARTBEAT_TIMEOUT\x10\x01\x12&\n" +
