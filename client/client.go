@@ -124,6 +124,26 @@ func (c *Client) Node(ctx context.Context, id string) (membership.NodeInfo, erro
 	return fromNodeInfo(resp.GetNode()), nil
 }
 
+// UpdateLocalNode changes the node's process count and metadata as u says (nil fields are
+// kept; an empty, non-nil Metadata clears it) and returns the node's info after the change.
+// Every connected node sees the change within a round trip and fires node_updated. A value
+// the node refuses carries codes.InvalidArgument.
+func (c *Client) UpdateLocalNode(ctx context.Context, u membership.LocalUpdate) (membership.NodeInfo, error) {
+	req := &clusterv1.UpdateLocalNodeRequest{Metadata: u.Metadata, ClearMetadata: u.Metadata != nil && len(u.Metadata) == 0}
+	if u.ProcessCount != nil {
+		if *u.ProcessCount < 0 || *u.ProcessCount > membership.MaxProcessCount {
+			return membership.NodeInfo{}, fmt.Errorf("update %s: process count must be between 0 and %d (got %d)", c.addr, membership.MaxProcessCount, *u.ProcessCount)
+		}
+		n := uint32(*u.ProcessCount)
+		req.ProcessCount = &n
+	}
+	resp, err := c.api.UpdateLocalNode(ctx, req)
+	if err != nil {
+		return membership.NodeInfo{}, fmt.Errorf("update %s: %w", c.addr, err)
+	}
+	return fromNodeInfo(resp.GetNode()), nil
+}
+
 // Health returns the node's cluster health report.
 func (c *Client) Health(ctx context.Context) (membership.HealthReport, error) {
 	resp, err := c.api.GetHealth(ctx, &clusterv1.GetHealthRequest{})

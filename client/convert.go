@@ -105,6 +105,9 @@ func fromEvent(e *clusterv1.Event) Event {
 		id, _ := membership.ParseNodeID(k.NodeDown.GetId())
 		out.Node = membership.NodeInfo{ID: id, Incarnation: k.NodeDown.GetIncarnation(), Status: membership.StatusDisconnected}
 		out.Reason = fromDownReason(k.NodeDown.GetReason())
+	case *clusterv1.Event_NodeUpdated:
+		out.Type = membership.EventNodeUpdated
+		out.Node = fromNodeInfo(k.NodeUpdated.GetNode())
 	case *clusterv1.Event_StatusChange:
 		out.Type = membership.EventStatusChange
 		out.Previous = fromClusterStatus(k.StatusChange.GetPrevious())
@@ -134,6 +137,8 @@ func (e Event) Proto() *clusterv1.Event {
 		out.Kind = &clusterv1.Event_NodeDown{NodeDown: &clusterv1.NodeDown{
 			Id: e.Node.ID.String(), Reason: toDownReason(e.Reason), Incarnation: e.Node.Incarnation,
 		}}
+	case e.Type == membership.EventNodeUpdated:
+		out.Kind = &clusterv1.Event_NodeUpdated{NodeUpdated: &clusterv1.NodeUpdated{Node: toNodeInfo(e.Node)}}
 	case e.Type == membership.EventStatusChange:
 		out.Kind = &clusterv1.Event_StatusChange{StatusChange: &clusterv1.StatusChange{
 			Previous: toClusterStatus(e.Previous), Current: toClusterStatus(e.Current),

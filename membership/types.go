@@ -136,6 +136,8 @@ const (
 	EventNodeDown
 	// EventStatusChange: the local node's cluster status changed.
 	EventStatusChange
+	// EventNodeUpdated: a connected node changed its process count or metadata.
+	EventNodeUpdated
 )
 
 // String returns the type in snake case, e.g. "node_up".
@@ -147,6 +149,8 @@ func (t EventType) String() string {
 		return "node_down"
 	case EventStatusChange:
 		return "status_change"
+	case EventNodeUpdated:
+		return "node_updated"
 	default:
 		return "unknown"
 	}
@@ -160,7 +164,8 @@ type Event struct {
 	Sequence uint64
 	// Time is when the event happened.
 	Time time.Time
-	// Node is the node that came up (EventNodeUp) or its last known info (EventNodeDown).
+	// Node is the node that came up (EventNodeUp), its last known info (EventNodeDown), or its
+	// info with the new process count and metadata (EventNodeUpdated).
 	Node NodeInfo
 	// Reason is why the node went down (EventNodeDown only).
 	Reason DownReason

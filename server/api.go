@@ -42,7 +42,7 @@ func apiError(err error) error {
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, membership.ErrNodeNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, membership.ErrInvalidNodeID):
+	case errors.Is(err, membership.ErrInvalidNodeID), errors.Is(err, membership.ErrInvalidConfig):
 		return status.Error(codes.InvalidArgument, err.Error())
 	default:
 		return status.Error(codes.Internal, err.Error())
@@ -110,6 +110,30 @@ func (s *apiService) GetNode(_ context.Context, req *clusterv1.GetNodeRequest) (
 		return nil, apiError(err)
 	}
 	return &clusterv1.GetNodeResponse{Node: toNodeInfo(info)}, nil
+}
+
+// UpdateLocalNode changes the local node's process count and metadata; the cluster pushes the
+// change to every peer at once.
+func (s *apiService) UpdateLocalNode(_ context.Context, req *clusterv1.UpdateLocalNodeRequest) (*clusterv1.UpdateLocalNodeResponse, error) {
+	var u membership.LocalUpdate
+	if len(req.GetMetadata()) > 0 || req.GetClearMetadata() {
+		u.Metadata = req.GetMetadata()
+		if u.Metadata == nil {
+			u.Metadata = map[string]string{}
+		}
+	}
+	if req.ProcessCount != nil {
+		n := int(req.GetProcessCount())
+		u.ProcessCount = &n
+	}
+	if _, err := s.cluster.UpdateLocal(u); err != nil {
+		return nil, apiError(err)
+	}
+	info, err := s.cluster.LocalNode()
+	if err != nil {
+		return nil, apiError(err)
+	}
+	return &clusterv1.UpdateLocalNodeResponse{Node: toNodeInfo(info)}, nil
 }
 
 // GetHealth returns the health report.

@@ -108,6 +108,8 @@ func toEvent(e membership.Event) *clusterv1.Event {
 		out.Kind = &clusterv1.Event_NodeDown{NodeDown: &clusterv1.NodeDown{
 			Id: e.Node.ID.String(), Reason: toDownReason(e.Reason), Incarnation: e.Node.Incarnation,
 		}}
+	case membership.EventNodeUpdated:
+		out.Kind = &clusterv1.Event_NodeUpdated{NodeUpdated: &clusterv1.NodeUpdated{Node: toNodeInfo(e.Node)}}
 	case membership.EventStatusChange:
 		out.Kind = &clusterv1.Event_StatusChange{StatusChange: &clusterv1.StatusChange{
 			Previous: toClusterStatus(e.Previous), Current: toClusterStatus(e.Current),

@@ -94,6 +94,8 @@ func eventLogger(logger *slog.Logger) func(membership.Event) {
 			logger.Info("Node joined: "+e.Node.ID.String(), "incarnation", e.Node.Incarnation)
 		case membership.EventNodeDown:
 			logger.Info(fmt.Sprintf("Node left: %s (%s)", e.Node.ID, e.Reason))
+		case membership.EventNodeUpdated:
+			logger.Info("Node updated: "+e.Node.ID.String(), "metadata", formatMetadata(e.Node.Metadata), "process_count", e.Node.ProcessCount)
 		case membership.EventStatusChange:
 			logger.Info(fmt.Sprintf("Status: %s -> %s", e.Previous, e.Current))
 		}

@@ -15,7 +15,7 @@ import (
 )
 
 // commands are every command a user runs, with cobra's completion.
-var commands = []string{"agent", "members", "watch", "health", "version", "completion"}
+var commands = []string{"agent", "members", "watch", "health", "update", "version", "completion"}
 
 func TestEveryCommandHasItsOwnHelp(t *testing.T) {
 	for _, cmd := range commands {
@@ -127,4 +127,42 @@ func TestWatchJSONIsOneAPIEventPerLine(t *testing.T) {
 		require.Contains(t, line, `"`+kinds[i]+`"`)
 		requireAPIJSON(t, line)
 	}
+}
+
+func TestUpdateChangesTheNodeAndAPeersWatchShowsIt(t *testing.T) {
+	a := startTestNode(t, "alpha")
+	b := startTestNode(t, "beta", a.LocalID().String())
+	require.Eventually(t, func() bool { n, _ := b.ConnectedCount(); return n == 1 }, 5*time.Second, 10*time.Millisecond)
+	ctx, cancel := context.WithCancel(t.Context())
+	var out syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"watch", "--addr", b.Addr().String()}, &out, io.Discard) }()
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "snapshot") }, 5*time.Second, 10*time.Millisecond)
+
+	code, stdout, errOut := runCLI(t, "update", "--addr", a.Addr().String(), "--metadata", "role=db", "--process-count", "1")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "Updated "+a.LocalID().String()+": metadata role=db, 1 process\n", stdout)
+	require.Eventually(t, func() bool {
+		return strings.Contains(out.String(), "node_updated "+a.LocalID().String()+" metadata role=db, 1 process")
+	}, 5*time.Second, 10*time.Millisecond)
+	cancel()
+	require.Equal(t, 0, <-done)
+
+	code, stdout, _ = runCLI(t, "update", "--json", "--addr", a.Addr().String(), "--process-count", "2")
+	require.Equal(t, 0, code)
+	var resp clusterv1.UpdateLocalNodeResponse
+	require.NoError(t, protojson.Unmarshal([]byte(stdout), &resp), stdout)
+	require.Equal(t, map[string]string{"role": "db"}, resp.GetNode().GetMetadata(), "--metadata left out: kept")
+	require.Equal(t, uint32(2), resp.GetNode().GetProcessCount())
+	requireAPIJSON(t, stdout)
+
+	code, _, errOut = runCLI(t, "update", "--addr", a.Addr().String())
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "nothing to change")
+	code, _, errOut = runCLI(t, "update", "--addr", a.Addr().String(), "--metadata", "novalue", "--process-count", "-1")
+	require.Equal(t, 2, code)
+	require.Equal(t, `node update: invalid flags: --metadata: "novalue" is not key=value; --process-count: must be between 0 and 2147483647 (got -1)`+"\n", errOut)
+	code, _, errOut = runCLI(t, "update", "--addr", "127.0.0.1:1", "--process-count", "1")
+	require.Equal(t, 1, code)
+	require.Equal(t, "node update: cannot reach a node at 127.0.0.1:1 (is `node agent` running there?)\n", errOut)
 }

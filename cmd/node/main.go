@@ -112,6 +112,7 @@ its variable.`,
 		newMembersCommand(a),
 		newWatchCommand(a),
 		newHealthCommand(a),
+		newUpdateCommand(a),
 		newVersionCommand(a),
 	)
 	return root

@@ -134,6 +134,9 @@ func formatEvent(e client.Event) string {
 			reason = "reason unknown"
 		}
 		return fmt.Sprintf("%s #%d node_down %s (%s)%s", ts, e.Sequence, e.Node.ID, reason, resync)
+	case e.Type == membership.EventNodeUpdated:
+		return fmt.Sprintf("%s #%d node_updated %s metadata %s, %s%s", ts, e.Sequence, e.Node.ID,
+			formatMetadata(e.Node.Metadata), plural(e.Node.ProcessCount, "process", "processes"), resync)
 	case e.Type == membership.EventStatusChange:
 		return fmt.Sprintf("%s #%d status    %s -> %s", ts, e.Sequence, e.Previous, e.Current)
 	default:
