@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/internal/buildinfo"
 	"github.com/meshnode/meshnode/membership"
 )
 
@@ -51,7 +52,7 @@ func apiError(err error) error {
 
 // GetLocalNode returns this node's info, status and uptime.
 func (s *apiService) GetLocalNode(context.Context, *clusterv1.GetLocalNodeRequest) (*clusterv1.GetLocalNodeResponse, error) {
-	resp := &clusterv1.GetLocalNodeResponse{Status: toClusterStatus(s.cluster.Status())}
+	resp := &clusterv1.GetLocalNodeResponse{Status: toClusterStatus(s.cluster.Status()), Build: buildinfo.Get().Proto()}
 	info, err := s.cluster.LocalNode()
 	if err != nil {
 		id := s.cluster.LocalID()

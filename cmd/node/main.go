@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/meshnode/meshnode/internal/buildinfo"
 )
 
 // Exit codes.
@@ -93,7 +95,7 @@ its variable.`,
 
   # Ask the first one
   node members --addr 127.0.0.1:4369`,
-		Version:       versionLine(),
+		Version:       versionLine(buildinfo.Get().Proto()),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Args:          cobra.NoArgs,

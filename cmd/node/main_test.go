@@ -44,7 +44,25 @@ func startTestNode(t *testing.T, name string, seeds ...string) *server.Node {
 func TestVersion(t *testing.T) {
 	code, out, _ := runCLI(t, "version")
 	require.Equal(t, 0, code)
-	require.Contains(t, out, "peer protocol 1")
+	require.Regexp(t, `^node \S+ \(commit \S+, built \S+, peer protocol 1, go1\.\S+ \w+/\w+\)\n$`, out)
+	code, viaFlag, _ := runCLI(t, "--version")
+	require.Equal(t, 0, code)
+	require.Equal(t, out, viaFlag)
+
+	code, out, _ = runCLI(t, "version", "--json")
+	require.Equal(t, 0, code)
+	var b clusterv1.BuildInfo
+	require.NoError(t, protojson.Unmarshal([]byte(out), &b), out)
+	require.Equal(t, uint32(membership.ProtocolVersion), b.GetProtocolVersion())
+	require.NotEmpty(t, b.GetVersion())
+	require.Contains(t, out, `"goVersion"`)
+
+	a := startTestNode(t, "alpha")
+	code, out, errOut := runCLI(t, "version", "--addr", a.Addr().String())
+	require.Equal(t, 0, code, errOut)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 2, out)
+	require.True(t, strings.HasPrefix(lines[1], a.LocalID().String()+" at "+a.Addr().String()+": node "), lines[1])
 }
 
 func TestUnknownCommandExits2(t *testing.T) {

@@ -126,7 +126,9 @@ type GetLocalNodeResponse struct {
 	// status is this node's lifecycle status.
 	Status ClusterStatus `protobuf:"varint,2,opt,name=status,proto3,enum=cluster.v1.ClusterStatus" json:"status,omitempty"`
 	// uptime is how long this node has been running since its last start.
-	Uptime        *durationpb.Duration `protobuf:"bytes,3,opt,name=uptime,proto3" json:"uptime,omitempty"`
+	Uptime *durationpb.Duration `protobuf:"bytes,3,opt,name=uptime,proto3" json:"uptime,omitempty"`
+	// build is the build of meshnode this node runs.
+	Build         *BuildInfo `protobuf:"bytes,4,opt,name=build,proto3" json:"build,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -178,6 +180,13 @@ func (x *GetLocalNodeResponse) GetStatus() ClusterStatus {
 func (x *GetLocalNodeResponse) GetUptime() *durationpb.Duration {
 	if x != nil {
 		return x.Uptime
+	}
+	return nil
+}
+
+func (x *GetLocalNodeResponse) GetBuild() *BuildInfo {
+	if x != nil {
+		return x.Build
 	}
 	return nil
 }
@@ -1262,11 +1271,12 @@ const file_cluster_v1_membership_proto_rawDesc = "" +
 	"\n" +
 	"\x1bcluster/v1/membership.proto\x12\n" +
 	"cluster.v1\x1a\x16cluster/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x15\n" +
-	"\x13GetLocalNodeRequest\"\xa6\x01\n" +
+	"\x13GetLocalNodeRequest\"\xd3\x01\n" +
 	"\x14GetLocalNodeResponse\x12(\n" +
 	"\x04node\x18\x01 \x01(\v2\x14.cluster.v1.NodeInfoR\x04node\x121\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x19.cluster.v1.ClusterStatusR\x06status\x121\n" +
-	"\x06uptime\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\"\x7f\n" +
+	"\x06uptime\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12+\n" +
+	"\x05build\x18\x04 \x01(\v2\x15.cluster.v1.BuildInfoR\x05build\"\x7f\n" +
 	"\x10ListNodesRequest\x12%\n" +
 	"\x0econnected_only\x18\x01 \x01(\bR\rconnectedOnly\x12!\n" +
 	"\finclude_self\x18\x02 \x01(\bR\vincludeSelf\x12!\n" +
@@ -1387,53 +1397,55 @@ var file_cluster_v1_membership_proto_goTypes = []any{
 	(*NodeInfo)(nil),                // 21: cluster.v1.NodeInfo
 	(ClusterStatus)(0),              // 22: cluster.v1.ClusterStatus
 	(*durationpb.Duration)(nil),     // 23: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 24: google.protobuf.Timestamp
-	(NodeDownReason)(0),             // 25: cluster.v1.NodeDownReason
+	(*BuildInfo)(nil),               // 24: cluster.v1.BuildInfo
+	(*timestamppb.Timestamp)(nil),   // 25: google.protobuf.Timestamp
+	(NodeDownReason)(0),             // 26: cluster.v1.NodeDownReason
 }
 var file_cluster_v1_membership_proto_depIdxs = []int32{
 	21, // 0: cluster.v1.GetLocalNodeResponse.node:type_name -> cluster.v1.NodeInfo
 	22, // 1: cluster.v1.GetLocalNodeResponse.status:type_name -> cluster.v1.ClusterStatus
 	23, // 2: cluster.v1.GetLocalNodeResponse.uptime:type_name -> google.protobuf.Duration
-	21, // 3: cluster.v1.ListNodesResponse.nodes:type_name -> cluster.v1.NodeInfo
-	21, // 4: cluster.v1.GetNodeResponse.node:type_name -> cluster.v1.NodeInfo
-	0,  // 5: cluster.v1.GetHealthResponse.status:type_name -> cluster.v1.HealthStatus
-	14, // 6: cluster.v1.GetHealthResponse.recent_events:type_name -> cluster.v1.Event
-	23, // 7: cluster.v1.GetHealthResponse.uptime:type_name -> google.protobuf.Duration
-	23, // 8: cluster.v1.GetHealthResponse.recent_window:type_name -> google.protobuf.Duration
-	9,  // 9: cluster.v1.GetHealthResponse.seeds:type_name -> cluster.v1.SeedStatus
-	20, // 10: cluster.v1.UpdateLocalNodeRequest.metadata:type_name -> cluster.v1.UpdateLocalNodeRequest.MetadataEntry
-	21, // 11: cluster.v1.UpdateLocalNodeResponse.node:type_name -> cluster.v1.NodeInfo
-	14, // 12: cluster.v1.WatchEventsResponse.event:type_name -> cluster.v1.Event
-	24, // 13: cluster.v1.Event.time:type_name -> google.protobuf.Timestamp
-	15, // 14: cluster.v1.Event.node_up:type_name -> cluster.v1.NodeUp
-	17, // 15: cluster.v1.Event.node_down:type_name -> cluster.v1.NodeDown
-	18, // 16: cluster.v1.Event.status_change:type_name -> cluster.v1.StatusChange
-	19, // 17: cluster.v1.Event.snapshot:type_name -> cluster.v1.Snapshot
-	16, // 18: cluster.v1.Event.node_updated:type_name -> cluster.v1.NodeUpdated
-	21, // 19: cluster.v1.NodeUp.node:type_name -> cluster.v1.NodeInfo
-	21, // 20: cluster.v1.NodeUpdated.node:type_name -> cluster.v1.NodeInfo
-	25, // 21: cluster.v1.NodeDown.reason:type_name -> cluster.v1.NodeDownReason
-	22, // 22: cluster.v1.StatusChange.previous:type_name -> cluster.v1.ClusterStatus
-	22, // 23: cluster.v1.StatusChange.current:type_name -> cluster.v1.ClusterStatus
-	21, // 24: cluster.v1.Snapshot.nodes:type_name -> cluster.v1.NodeInfo
-	22, // 25: cluster.v1.Snapshot.status:type_name -> cluster.v1.ClusterStatus
-	1,  // 26: cluster.v1.MembershipService.GetLocalNode:input_type -> cluster.v1.GetLocalNodeRequest
-	3,  // 27: cluster.v1.MembershipService.ListNodes:input_type -> cluster.v1.ListNodesRequest
-	5,  // 28: cluster.v1.MembershipService.GetNode:input_type -> cluster.v1.GetNodeRequest
-	7,  // 29: cluster.v1.MembershipService.GetHealth:input_type -> cluster.v1.GetHealthRequest
-	12, // 30: cluster.v1.MembershipService.WatchEvents:input_type -> cluster.v1.WatchEventsRequest
-	10, // 31: cluster.v1.MembershipService.UpdateLocalNode:input_type -> cluster.v1.UpdateLocalNodeRequest
-	2,  // 32: cluster.v1.MembershipService.GetLocalNode:output_type -> cluster.v1.GetLocalNodeResponse
-	4,  // 33: cluster.v1.MembershipService.ListNodes:output_type -> cluster.v1.ListNodesResponse
-	6,  // 34: cluster.v1.MembershipService.GetNode:output_type -> cluster.v1.GetNodeResponse
-	8,  // 35: cluster.v1.MembershipService.GetHealth:output_type -> cluster.v1.GetHealthResponse
-	13, // 36: cluster.v1.MembershipService.WatchEvents:output_type -> cluster.v1.WatchEventsResponse
-	11, // 37: cluster.v1.MembershipService.UpdateLocalNode:output_type -> cluster.v1.UpdateLocalNodeResponse
-	32, // [32:38] is the sub-list for method output_type
-	26, // [26:32] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	24, // 3: cluster.v1.GetLocalNodeResponse.build:type_name -> cluster.v1.BuildInfo
+	21, // 4: cluster.v1.ListNodesResponse.nodes:type_name -> cluster.v1.NodeInfo
+	21, // 5: cluster.v1.GetNodeResponse.node:type_name -> cluster.v1.NodeInfo
+	0,  // 6: cluster.v1.GetHealthResponse.status:type_name -> cluster.v1.HealthStatus
+	14, // 7: cluster.v1.GetHealthResponse.recent_events:type_name -> cluster.v1.Event
+	23, // 8: cluster.v1.GetHealthResponse.uptime:type_name -> google.protobuf.Duration
+	23, // 9: cluster.v1.GetHealthResponse.recent_window:type_name -> google.protobuf.Duration
+	9,  // 10: cluster.v1.GetHealthResponse.seeds:type_name -> cluster.v1.SeedStatus
+	20, // 11: cluster.v1.UpdateLocalNodeRequest.metadata:type_name -> cluster.v1.UpdateLocalNodeRequest.MetadataEntry
+	21, // 12: cluster.v1.UpdateLocalNodeResponse.node:type_name -> cluster.v1.NodeInfo
+	14, // 13: cluster.v1.WatchEventsResponse.event:type_name -> cluster.v1.Event
+	25, // 14: cluster.v1.Event.time:type_name -> google.protobuf.Timestamp
+	15, // 15: cluster.v1.Event.node_up:type_name -> cluster.v1.NodeUp
+	17, // 16: cluster.v1.Event.node_down:type_name -> cluster.v1.NodeDown
+	18, // 17: cluster.v1.Event.status_change:type_name -> cluster.v1.StatusChange
+	19, // 18: cluster.v1.Event.snapshot:type_name -> cluster.v1.Snapshot
+	16, // 19: cluster.v1.Event.node_updated:type_name -> cluster.v1.NodeUpdated
+	21, // 20: cluster.v1.NodeUp.node:type_name -> cluster.v1.NodeInfo
+	21, // 21: cluster.v1.NodeUpdated.node:type_name -> cluster.v1.NodeInfo
+	26, // 22: cluster.v1.NodeDown.reason:type_name -> cluster.v1.NodeDownReason
+	22, // 23: cluster.v1.StatusChange.previous:type_name -> cluster.v1.ClusterStatus
+	22, // 24: cluster.v1.StatusChange.current:type_name -> cluster.v1.ClusterStatus
+	21, // 25: cluster.v1.Snapshot.nodes:type_name -> cluster.v1.NodeInfo
+	22, // 26: cluster.v1.Snapshot.status:type_name -> cluster.v1.ClusterStatus
+	1,  // 27: cluster.v1.MembershipService.GetLocalNode:input_type -> cluster.v1.GetLocalNodeRequest
+	3,  // 28: cluster.v1.MembershipService.ListNodes:input_type -> cluster.v1.ListNodesRequest
+	5,  // 29: cluster.v1.MembershipService.GetNode:input_type -> cluster.v1.GetNodeRequest
+	7,  // 30: cluster.v1.MembershipService.GetHealth:input_type -> cluster.v1.GetHealthRequest
+	12, // 31: cluster.v1.MembershipService.WatchEvents:input_type -> cluster.v1.WatchEventsRequest
+	10, // 32: cluster.v1.MembershipService.UpdateLocalNode:input_type -> cluster.v1.UpdateLocalNodeRequest
+	2,  // 33: cluster.v1.MembershipService.GetLocalNode:output_type -> cluster.v1.GetLocalNodeResponse
+	4,  // 34: cluster.v1.MembershipService.ListNodes:output_type -> cluster.v1.ListNodesResponse
+	6,  // 35: cluster.v1.MembershipService.GetNode:output_type -> cluster.v1.GetNodeResponse
+	8,  // 36: cluster.v1.MembershipService.GetHealth:output_type -> cluster.v1.GetHealthResponse
+	13, // 37: cluster.v1.MembershipService.WatchEvents:output_type -> cluster.v1.WatchEventsResponse
+	11, // 38: cluster.v1.MembershipService.UpdateLocalNode:output_type -> cluster.v1.UpdateLocalNodeResponse
+	33, // [33:39] is the sub-list for method output_type
+	27, // [27:33] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_cluster_v1_membership_proto_init() }
