@@ -610,7 +610,7 @@ func (c *core) forgetIfDue(now time.Time, m *member) bool {
 		c.wantWake(forgetAt)
 		return false
 	}
-	c.log(slog.LevelInfo, "forgetting node down for longer than the reconnect timeout", "node", m.id.String())
+	c.log(slog.LevelInfo, "forgetting node down for longer than the reconnect timeout", "peer", m.id.String())
 	c.removeMember(m)
 	c.tombs[m.id] = tombstone{incarnation: m.incarnation, until: now.Add(c.cfg.TombstoneTimeout), probeAt: now.Add(c.cfg.ReconnectMaxDelay)}
 	return true
@@ -679,7 +679,7 @@ func (c *core) park(now time.Time, m *member, answered bool) bool {
 		m.parked = true
 		c.parked++
 		c.log(slog.LevelInfo, "another node holds the address of a node that is down; not redialling it there meanwhile",
-			"node", m.id.String(), "holder", holder.String())
+			"peer", m.id.String(), "holder", holder.String())
 	}
 	return true
 }

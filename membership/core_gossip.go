@@ -271,5 +271,5 @@ func (c *core) probeForgotten(now time.Time, e MemberEntry, t tombstone) {
 	c.metrics.DialStarted()
 	c.emit(output{kind: outDial, pc: pc, addr: e.ID.Address()})
 	c.wantWake(now.Add(c.cfg.DialTimeout))
-	c.log(slog.LevelDebug, "a peer still knows a forgotten node; probing it", "node", e.ID.String())
+	c.log(slog.LevelDebug, "a peer still knows a forgotten node; probing it", "peer", e.ID.String())
 }

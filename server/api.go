@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -32,6 +35,7 @@ type apiService struct {
 	maxWatchers int64
 	active      atomic.Int64
 	report      *limitReporter
+	logger      *slog.Logger // nil: no log
 }
 
 // apiError maps engine errors to gRPC status codes, in one place.
@@ -134,6 +138,9 @@ func (s *apiService) UpdateLocalNode(_ context.Context, req *clusterv1.UpdateLoc
 	if err != nil {
 		return nil, apiError(err)
 	}
+	if s.logger != nil {
+		s.logger.Info("local node updated through the API", "metadata", formatMetadata(info.Metadata), "process_count", info.ProcessCount)
+	}
 	return &clusterv1.UpdateLocalNodeResponse{Node: toNodeInfo(info)}, nil
 }
 
@@ -210,4 +217,13 @@ func (s *apiService) WatchEvents(req *clusterv1.WatchEventsRequest, stream grpc.
 			}
 		}
 	}
+}
+
+// formatMetadata renders metadata as k=v pairs sorted by key, comma-separated.
+func formatMetadata(md map[string]string) string {
+	parts := make([]string, 0, len(md))
+	for _, k := range slices.Sorted(maps.Keys(md)) {
+		parts = append(parts, k+"="+md[k])
+	}
+	return strings.Join(parts, ",")
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -56,14 +57,11 @@ func runAgent(ctx context.Context, f *agentFlags, stderr io.Writer) error {
 	if err != nil {
 		return configError(err)
 	}
-	for _, s := range cfg.Secrets {
-		if len(s) < 16 {
-			logger.Warn("cluster secret is shorter than 16 bytes; use a long random secret", "node", cfg.Name)
-			break
-		}
-	}
 
-	opts := append([]server.Option{server.WithLogger(logger), server.WithEventHandler(eventLogger(logger))}, extra...)
+	events := func(local membership.NodeID) func(membership.Event) {
+		return eventLogger(logger.With("node", local.String()))
+	}
+	opts := append([]server.Option{server.WithLogger(logger), server.WithLocalEventHandler(events)}, extra...)
 	node, err := server.Start(ctx, cfg, opts...)
 	if err != nil {
 		var ce *membership.ConfigError
@@ -74,6 +72,12 @@ func runAgent(ctx context.Context, f *agentFlags, stderr io.Writer) error {
 	}
 	logger = logger.With("node", node.LocalID().String())
 	logger.Info("node started", "id", node.LocalID().String(), "listen", node.Addr().String(), "status", node.Status().String())
+	for _, s := range cfg.Secrets {
+		if len(s) < 16 {
+			logger.Warn("cluster secret is shorter than 16 bytes; use a long random secret")
+			break
+		}
+	}
 
 	<-ctx.Done()
 	logger.Info("signal received, leaving the cluster")
@@ -86,18 +90,20 @@ func runAgent(ctx context.Context, f *agentFlags, stderr io.Writer) error {
 	return nil
 }
 
-// eventLogger logs membership events one line each.
+// eventLogger logs membership events one line each; the node an event is about is the
+// field peer, a down's reason the field reason, so that JSON logs can be filtered on them.
 func eventLogger(logger *slog.Logger) func(membership.Event) {
 	return func(e membership.Event) {
+		peer := e.Node.ID.String()
 		switch e.Type {
 		case membership.EventNodeUp:
-			logger.Info("Node joined: "+e.Node.ID.String(), "incarnation", e.Node.Incarnation)
+			logger.Info("Node joined: "+peer, "peer", peer, "incarnation", strconv.FormatUint(e.Node.Incarnation, 10))
 		case membership.EventNodeDown:
-			logger.Info(fmt.Sprintf("Node left: %s (%s)", e.Node.ID, e.Reason))
+			logger.Info(fmt.Sprintf("Node left: %s (%s)", peer, e.Reason), "peer", peer, "reason", e.Reason.String(), "incarnation", strconv.FormatUint(e.Node.Incarnation, 10))
 		case membership.EventNodeUpdated:
-			logger.Info("Node updated: "+e.Node.ID.String(), "metadata", formatMetadata(e.Node.Metadata), "process_count", e.Node.ProcessCount)
+			logger.Info("Node updated: "+peer, "peer", peer, "metadata", formatMetadata(e.Node.Metadata), "process_count", e.Node.ProcessCount)
 		case membership.EventStatusChange:
-			logger.Info(fmt.Sprintf("Status: %s -> %s", e.Previous, e.Current))
+			logger.Info(fmt.Sprintf("Status: %s -> %s", e.Previous, e.Current), "previous", e.Previous.String(), "current", e.Current.String())
 		}
 	}
 }

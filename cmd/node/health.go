@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -50,7 +49,7 @@ func runHealth(ctx context.Context, f *clientFlags, watch, asJSON bool, stdout i
 		return err
 	}
 	defer c.Close()
-	tty := isTerminal(stdout)
+	tty, colour := isTerminal(stdout), colourOn(stdout)
 	for {
 		callCtx, cancel := context.WithTimeout(ctx, callTimeout)
 		resp, err := c.API().GetHealth(callCtx, &clusterv1.GetHealthRequest{})
@@ -69,7 +68,7 @@ func runHealth(ctx context.Context, f *clientFlags, watch, asJSON bool, stdout i
 			if watch && tty {
 				fmt.Fprint(stdout, "\x1b[H\x1b[2J") // home, clear screen
 			}
-			fmt.Fprint(stdout, formatHealth(c.Addr(), client.HealthReport(resp), tty))
+			fmt.Fprint(stdout, formatHealth(c.Addr(), client.HealthReport(resp), colour))
 		}
 		if !watch {
 			return nil
@@ -85,11 +84,8 @@ func runHealth(ctx context.Context, f *clientFlags, watch, asJSON bool, stdout i
 // formatHealth renders the report; with colour on a terminal.
 func formatHealth(addr string, r membership.HealthReport, colour bool) string {
 	var b strings.Builder
-	status := strings.ToUpper(r.Status.String())
-	if colour {
-		code := map[membership.HealthStatus]string{membership.HealthHealthy: "32", membership.HealthDegraded: "33", membership.HealthCritical: "31"}[r.Status]
-		status = "\x1b[1;" + code + "m" + status + "\x1b[0m"
-	}
+	style := map[membership.HealthStatus]string{membership.HealthHealthy: styleGreen, membership.HealthDegraded: styleYellow, membership.HealthCritical: styleRed}[r.Status]
+	status := paint(colour, styleBold+";"+style, strings.ToUpper(r.Status.String()))
 	fmt.Fprintf(&b, "Cluster health at %s: %s\n", addr, status)
 	fmt.Fprintf(&b, "  %s\n", r.Message)
 	fmt.Fprintf(&b, "  nodes:        %d connected / %d known (%.1f%% available)\n", r.Connected, r.Known, r.AvailabilityPercent)
@@ -111,27 +107,17 @@ func formatHealth(addr string, r membership.HealthReport, colour bool) string {
 			if why == "" {
 				why = "not reached yet"
 			}
-			fmt.Fprintf(&b, "    %s unreachable: %s (%d failed dials)\n", s.Seed, why, s.FailedDials)
+			fmt.Fprintf(&b, "    %s unreachable: %s (%s)\n", s.Seed, why, plural(s.FailedDials, "failed dial", "failed dials"))
 		}
 	}
 	if len(r.RecentEvents) > 0 {
 		fmt.Fprintf(&b, "  recent events:\n")
 		start := max(0, len(r.RecentEvents)-10)
 		for _, e := range r.RecentEvents[start:] {
-			fmt.Fprintf(&b, "    %s\n", formatEvent(client.Event{
+			fmt.Fprintf(&b, "    %s\n", formatEvent(colour, client.Event{
 				Type: e.Type, Sequence: e.Sequence, Time: e.Time, Node: e.Node, Reason: e.Reason, Previous: e.Previous, Current: e.Current,
 			}))
 		}
 	}
 	return b.String()
-}
-
-// isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	info, err := f.Stat()
-	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }

@@ -62,6 +62,7 @@ func runMembers(ctx context.Context, f *clientFlags, all, asJSON bool, stdout io
 	if asJSON {
 		return writeJSON(stdout, resp, true)
 	}
+	colour := colourOn(stdout)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATUS\tUPTIME\tLAST HEARTBEAT\tPROCESSES\tMETADATA")
 	now := time.Now()
@@ -72,11 +73,25 @@ func runMembers(ctx context.Context, f *clientFlags, all, asJSON bool, stdout io
 		} else if n.GetLastHeartbeat() != nil {
 			heard = ago(now, n.GetLastHeartbeat().AsTime())
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", id, nodeStatus(n.GetStatus()), roundDuration(n.GetUptime().AsDuration()),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", id, paintStatus(colour, n.GetStatus()), roundDuration(n.GetUptime().AsDuration()),
 			heard, n.GetProcessCount(), formatMetadata(n.GetMetadata()))
 	}
 	_ = tw.Flush()
 	return nil
+}
+
+// paintStatus names a status, coloured when colour is set: every colour code has the same
+// length, so the table's columns stay aligned.
+func paintStatus(colour bool, s clusterv1.NodeStatus) string {
+	style := map[clusterv1.NodeStatus]string{
+		clusterv1.NodeStatus_NODE_STATUS_CONNECTED:    styleGreen,
+		clusterv1.NodeStatus_NODE_STATUS_CONNECTING:   styleYellow,
+		clusterv1.NodeStatus_NODE_STATUS_DISCONNECTED: styleRed,
+	}[s]
+	if style == "" {
+		style = styleGrey
+	}
+	return paint(colour, style, nodeStatus(s))
 }
 
 // nodeStatus names a status as the Go API does: connected, left, …

@@ -55,12 +55,13 @@ func runWatch(ctx context.Context, f *clientFlags, asJSON, follow bool, stdout, 
 	if err != nil {
 		return callFailed(f.addr.value, err)
 	}
+	colour := colourOn(stdout)
 	show := func(e client.Event) {
 		if asJSON {
 			_ = writeJSON(stdout, e.Proto(), false)
 			return
 		}
-		fmt.Fprintln(stdout, formatEvent(e))
+		fmt.Fprintln(stdout, formatEvent(colour, e))
 	}
 	// Without --follow the watch ends with the stream; with it, the breaks and resumptions are
 	// said on stderr, so stdout stays one event per line.
@@ -110,8 +111,8 @@ func describeResume(addr string, r client.Resume) string {
 	return msg + "; ups and downs missed meanwhile follow, marked"
 }
 
-// formatEvent renders an event as one line.
-func formatEvent(e client.Event) string {
+// formatEvent renders an event as one line, its kind coloured when colour is set.
+func formatEvent(colour bool, e client.Event) string {
 	ts := e.Time.Local().Format(time.TimeOnly + ".000")
 	resync := ""
 	if e.Resynced {
@@ -125,17 +126,17 @@ func formatEvent(e client.Event) string {
 				connected++
 			}
 		}
-		return fmt.Sprintf("%s snapshot: node %s, %d connected of %d known", ts, e.Current, connected, len(e.Nodes))
+		return fmt.Sprintf("%s snapshot: node %s, %d connected of %s", ts, e.Current, connected, plural(len(e.Nodes), "known node", "known nodes"))
 	case e.Type == membership.EventNodeUp:
-		return fmt.Sprintf("%s #%d node_up   %s%s", ts, e.Sequence, e.Node.ID, resync)
+		return fmt.Sprintf("%s #%d %s   %s%s", ts, e.Sequence, paint(colour, styleGreen, "node_up"), e.Node.ID, resync)
 	case e.Type == membership.EventNodeDown:
 		reason := e.Reason.String()
 		if e.Reason == 0 {
 			reason = "reason unknown"
 		}
-		return fmt.Sprintf("%s #%d node_down %s (%s)%s", ts, e.Sequence, e.Node.ID, reason, resync)
+		return fmt.Sprintf("%s #%d %s %s (%s)%s", ts, e.Sequence, paint(colour, styleRed, "node_down"), e.Node.ID, reason, resync)
 	case e.Type == membership.EventNodeUpdated:
-		return fmt.Sprintf("%s #%d node_updated %s metadata %s, %s%s", ts, e.Sequence, e.Node.ID,
+		return fmt.Sprintf("%s #%d %s %s metadata %s, %s%s", ts, e.Sequence, paint(colour, styleYellow, "node_updated"), e.Node.ID,
 			formatMetadata(e.Node.Metadata), plural(e.Node.ProcessCount, "process", "processes"), resync)
 	case e.Type == membership.EventStatusChange:
 		return fmt.Sprintf("%s #%d status    %s -> %s", ts, e.Sequence, e.Previous, e.Current)
