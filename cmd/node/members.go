@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -104,17 +106,24 @@ func nodeStatus(s clusterv1.NodeStatus) string {
 }
 
 // writeJSON prints m as the API's JSON (protojson: camelCase names, 64-bit integers as
-// strings, enums by name), indented or on one line.
+// strings, enums by name), indented or on one line. protojson varies its whitespace on
+// purpose; the output is laid out again here, so it is the same from one build to the next.
 func writeJSON(w io.Writer, m proto.Message, indent bool) error {
-	opts := protojson.MarshalOptions{}
-	if indent {
-		opts.Multiline, opts.Indent = true, "  "
-	}
-	data, err := opts.Marshal(m)
+	data, err := protojson.Marshal(m)
 	if err != nil {
 		return failure(fmt.Errorf("encode JSON: %w", err))
 	}
-	if _, err := fmt.Fprintf(w, "%s\n", data); err != nil {
+	var out bytes.Buffer
+	if indent {
+		err = json.Indent(&out, data, "", "  ")
+	} else {
+		err = json.Compact(&out, data)
+	}
+	if err != nil {
+		return failure(fmt.Errorf("lay out JSON: %w", err))
+	}
+	out.WriteByte('\n')
+	if _, err := w.Write(out.Bytes()); err != nil {
 		return failure(fmt.Errorf("write: %w", err))
 	}
 	return nil
