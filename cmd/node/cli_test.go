@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
 )
@@ -165,4 +166,40 @@ func TestUpdateChangesTheNodeAndAPeersWatchShowsIt(t *testing.T) {
 	code, _, errOut = runCLI(t, "update", "--addr", "127.0.0.1:1", "--process-count", "1")
 	require.Equal(t, 1, code)
 	require.Equal(t, "node update: cannot reach a node at 127.0.0.1:1 (is `node agent` running there?)\n", errOut)
+}
+
+// Every command that prints data has --json, and what it prints is the API's JSON: it parses
+// with protojson's rules into the API message, and holds no snake_case name and no 64-bit
+// integer as a number.
+func TestEveryCommandsJSONIsTheAPIsJSON(t *testing.T) {
+	a := startTestNode(t, "alpha")
+	startTestNode(t, "beta", a.LocalID().String())
+	require.Eventually(t, func() bool { n, _ := a.ConnectedCount(); return n == 1 }, 5*time.Second, 10*time.Millisecond)
+	addr := a.Addr().String()
+	for _, tc := range []struct {
+		args []string
+		into proto.Message
+	}{
+		{[]string{"members", "--json", "--all"}, &clusterv1.ListNodesResponse{}},
+		{[]string{"health", "--json"}, &clusterv1.GetHealthResponse{}},
+		{[]string{"update", "--json", "--metadata", "k=v"}, &clusterv1.UpdateLocalNodeResponse{}},
+		{[]string{"version", "--json"}, &clusterv1.BuildInfo{}},
+		{[]string{"version", "--json", "--addr", addr}, &clusterv1.BuildInfo{}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			args := tc.args
+			if tc.args[0] != "version" {
+				args = append(args, "--addr", addr)
+			}
+			code, out, errOut := runCLI(t, args...)
+			require.Equal(t, 0, code, errOut)
+			require.NoError(t, protojson.Unmarshal([]byte(out), tc.into), out)
+			requireAPIJSON(t, out)
+			require.True(t, strings.HasSuffix(out, "}\n"), "one JSON document")
+		})
+	}
+	// watch --json is tested line by line in TestWatchJSONIsOneAPIEventPerLine.
+	code, out, _ := runCLI(t, "members", "--json", "--addr", addr)
+	require.Equal(t, 0, code)
+	require.Regexp(t, `"incarnation": "\d+"`, out, "int64 as a string")
 }
