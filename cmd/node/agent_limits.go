@@ -17,16 +17,16 @@ type limitFlags struct {
 // newLimitFlags declares the limit options on s.
 func newLimitFlags(s *settings) limitFlags {
 	return limitFlags{
-		pending: s.str("max-pending-handshakes", "CLUSTER_MAX_PENDING_HANDSHAKES", "int", strconv.Itoa(server.DefaultMaxPendingHandshakes),
-			"peer streams authenticating at once; past it a newcomer evicts the least promising"),
-		pendingPerSource: s.str("max-pending-handshakes-per-source", "CLUSTER_MAX_PENDING_HANDSHAKES_PER_SOURCE", "int", strconv.Itoa(server.DefaultMaxPendingHandshakesPerSource),
-			"peer streams authenticating at once from one address"),
-		openCalls: s.str("max-open-calls", "CLUSTER_MAX_OPEN_CALLS", "int", strconv.Itoa(server.DefaultMaxOpenCalls),
-			"health, reflection and token-less API calls in progress; more are refused"),
-		watchers: s.str("max-watchers", "CLUSTER_MAX_WATCHERS", "int", strconv.Itoa(server.DefaultMaxWatchers),
-			"WatchEvents streams at once; more are refused"),
-		idleConns: s.str("max-idle-connections", "CLUSTER_MAX_IDLE_CONNECTIONS", "int", strconv.Itoa(server.DefaultMaxIdleConnections),
-			"connections without a stream; past it the one idle longest is closed"),
+		pending: s.str("max-pending-handshakes", "CLUSTER_MAX_PENDING_HANDSHAKES", strconv.Itoa(server.DefaultMaxPendingHandshakes),
+			"peer streams authenticating at once; past it a newcomer evicts the least promising").as("int"),
+		pendingPerSource: s.str("max-pending-handshakes-per-source", "CLUSTER_MAX_PENDING_HANDSHAKES_PER_SOURCE", strconv.Itoa(server.DefaultMaxPendingHandshakesPerSource),
+			"peer streams authenticating at once from one address").as("int"),
+		openCalls: s.str("max-open-calls", "CLUSTER_MAX_OPEN_CALLS", strconv.Itoa(server.DefaultMaxOpenCalls),
+			"health, reflection and token-less API calls in progress; more are refused").as("int"),
+		watchers: s.str("max-watchers", "CLUSTER_MAX_WATCHERS", strconv.Itoa(server.DefaultMaxWatchers),
+			"WatchEvents streams at once; more are refused").as("int"),
+		idleConns: s.str("max-idle-connections", "CLUSTER_MAX_IDLE_CONNECTIONS", strconv.Itoa(server.DefaultMaxIdleConnections),
+			"connections without a stream; past it the one idle longest is closed").as("int"),
 	}
 }
 

@@ -27,11 +27,11 @@ func newClientFlags(fs *pflag.FlagSet) *clientFlags {
 	s := newSettings(fs)
 	return &clientFlags{
 		s:       s,
-		addr:    s.str("addr", "CLUSTER_ADDR", "host:port", client.DefaultAddr, "address of the node to ask"),
+		addr:    s.str("addr", "CLUSTER_ADDR", client.DefaultAddr, "address of the node to ask").as("host:port"),
 		token:   newTokenFlags(s, "bearer token for the node's API"),
-		tlsCA:   s.str("tls-ca", "CLUSTER_TLS_CA", "file", "", "PEM CA to verify the node's certificate: dial with TLS"),
-		tlsCert: s.str("tls-cert", "CLUSTER_TLS_CERT", "file", "", "PEM client certificate, for mutual TLS"),
-		tlsKey:  s.str("tls-key", "CLUSTER_TLS_KEY", "file", "", "PEM private key of --tls-cert"),
+		tlsCA:   s.str("tls-ca", "CLUSTER_TLS_CA", "", "PEM CA to verify the node's certificate: dial with TLS").as("file"),
+		tlsCert: s.str("tls-cert", "CLUSTER_TLS_CERT", "", "PEM client certificate, for mutual TLS").as("file"),
+		tlsKey:  s.str("tls-key", "CLUSTER_TLS_KEY", "", "PEM private key of --tls-cert").as("file"),
 	}
 }
 

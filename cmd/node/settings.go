@@ -53,16 +53,23 @@ type settings struct {
 // newSettings declares options on fs.
 func newSettings(fs *pflag.FlagSet) *settings { return &settings{fs: fs} }
 
-// str declares an option with a flag, an optional environment variable and a default. typ
-// names the value in the help ("string" quotes the default there).
-func (s *settings) str(flagName, env, typ, def, help string) *setting {
-	st := &setting{flag: flagName, env: env, typ: typ, value: def}
+// str declares an option with a flag, an optional environment variable and a default; the
+// help names its value "string" unless as names it otherwise.
+func (s *settings) str(flagName, env, def, help string) *setting {
+	st := &setting{flag: flagName, env: env, typ: "string", value: def}
 	if env != "" {
 		help += " [$" + env + "]"
 	}
 	f := s.fs.VarPF(flagValue{st}, flagName, "", help)
 	f.DefValue = def
 	s.list = append(s.list, st)
+	return st
+}
+
+// as names the setting's value in the help, e.g. "duration" or "host:port" (a "string"
+// default is quoted there, others are not), and returns the setting.
+func (st *setting) as(typ string) *setting {
+	st.typ = typ
 	return st
 }
 

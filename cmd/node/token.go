@@ -20,8 +20,8 @@ const tokenHelp = "; visible in ps: prefer --token-file or the environment"
 // newTokenFlags declares --token and --token-file on s; purpose starts the help of --token.
 func newTokenFlags(s *settings, purpose string) tokenFlags {
 	return tokenFlags{
-		token: s.str("token", "CLUSTER_API_TOKEN", "string", "", purpose+tokenHelp),
-		file:  s.str("token-file", "CLUSTER_API_TOKEN_FILE", "file", "", "file holding the API token (its first line; not visible in ps)"),
+		token: s.str("token", "CLUSTER_API_TOKEN", "", purpose+tokenHelp),
+		file:  s.str("token-file", "CLUSTER_API_TOKEN_FILE", "", "file holding the API token (its first line; not visible in ps)").as("file"),
 	}
 }
 
