@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/membership"
 )
 
 // commands are every command a user runs, with cobra's completion.
@@ -202,4 +204,20 @@ func TestEveryCommandsJSONIsTheAPIsJSON(t *testing.T) {
 	code, out, _ := runCLI(t, "members", "--json", "--addr", addr)
 	require.Equal(t, 0, code)
 	require.Regexp(t, `"incarnation": "\d+"`, out, "int64 as a string")
+}
+
+// A Config field is named in errors by the flag of the same name in kebab case, so a new
+// option needs no entry of its own: ClusterName is --cluster-name (CLUSTER_NAME).
+func TestConfigErrorsNameTheFlagOfEachField(t *testing.T) {
+	s := newSettings(pflag.NewFlagSet("t", pflag.ContinueOnError))
+	s.str("cluster-name", "CLUSTER_NAME", "", "a label")
+	s.str("host", "CLUSTER_HOST", "", "bind address")
+	s.str("max-pending-handshakes-per-source", "CLUSTER_MAX_PENDING_HANDSHAKES_PER_SOURCE", "1", "a limit")
+	err := s.relabel(&membership.ConfigError{Problems: []membership.FieldError{
+		{Field: "MaxPendingHandshakesPerSource", Message: "m1"}, {Field: "ClusterName", Message: "m2"},
+		{Field: "BindHost", Message: "m3"}, {Field: "DialTimeout", Message: "m4"},
+	}})
+	require.Equal(t, "invalid cluster config: --cluster-name (CLUSTER_NAME): m2; --host (CLUSTER_HOST): m3; "+
+		"--max-pending-handshakes-per-source (CLUSTER_MAX_PENDING_HANDSHAKES_PER_SOURCE): m1; DialTimeout: m4", err.Error(),
+		"in the order of the flags; a field no flag sets keeps its name")
 }
