@@ -126,7 +126,8 @@ func (c *Client) Node(ctx context.Context, id string) (membership.NodeInfo, erro
 
 // UpdateLocalNode changes the node's process count and metadata as u says (nil fields are
 // kept; an empty, non-nil Metadata clears it) and returns the node's info after the change.
-// Every connected node sees the change within a round trip and fires node_updated. A value
+// Every node that streams to the node (all of them in a full mesh) sees the change within a
+// round trip and fires node_updated. A value
 // the node refuses carries codes.InvalidArgument.
 func (c *Client) UpdateLocalNode(ctx context.Context, u membership.LocalUpdate) (membership.NodeInfo, error) {
 	req := &clusterv1.UpdateLocalNodeRequest{Metadata: u.Metadata, ClearMetadata: u.Metadata != nil && len(u.Metadata) == 0}

@@ -18,8 +18,9 @@ func newUpdateCommand(a *app) *cobra.Command {
 		Use:   "update",
 		Short: "Change the metadata or process count a running node advertises",
 		Long: `update changes the metadata (--metadata, which replaces the whole map) and the process
-count (--process-count) of the node at --addr; what it leaves out is kept. Every connected node
-sees the change within a round trip and fires a node_updated event, which node watch shows.
+count (--process-count) of the node at --addr; what it leaves out is kept. Every node that
+streams to it (every node while the cluster is a full mesh) sees the change within a round trip
+and fires a node_updated event, which node watch shows.
 
 With --json it prints the API's UpdateLocalNodeResponse as JSON.`,
 		Example: `  node update --metadata role=db,zone=eu-1

@@ -48,7 +48,8 @@ type MembershipServiceClient interface {
 	// event is newer than it, so nothing is lost or doubled between the two.
 	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEventsResponse], error)
 	// UpdateLocalNode changes this node's process count and metadata. The change reaches every
-	// connected node within a round trip, and each fires a node_updated event. It is kept
+	// node that streams to this one (every node of a full mesh; in the overlay, its neighbours)
+	// within a round trip, and each fires a node_updated event. It is kept
 	// until the node changes it again (across restarts of the node in the same process). A
 	// value the node's configuration would refuse is INVALID_ARGUMENT. Like every call of this
 	// service it needs the node's API token when the node has one.
@@ -153,7 +154,8 @@ type MembershipServiceServer interface {
 	// event is newer than it, so nothing is lost or doubled between the two.
 	WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsResponse]) error
 	// UpdateLocalNode changes this node's process count and metadata. The change reaches every
-	// connected node within a round trip, and each fires a node_updated event. It is kept
+	// node that streams to this one (every node of a full mesh; in the overlay, its neighbours)
+	// within a round trip, and each fires a node_updated event. It is kept
 	// until the node changes it again (across restarts of the node in the same process). A
 	// value the node's configuration would refuse is INVALID_ARGUMENT. Like every call of this
 	// service it needs the node's API token when the node has one.
