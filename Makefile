@@ -6,6 +6,16 @@ PKGS  := ./...
 FUZZTIME ?= 20s
 BIN   := bin/node
 
+# What `node version` and meshnode_build_info report. A build with a VCS stamp (go build's
+# default inside a repository) takes the commit from the stamp; these fill in where it has none
+# (GOFLAGS=-buildvcs=false, a source archive).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+MODIFIED  ?= $(shell git diff --quiet HEAD -- 2>/dev/null || echo true)
+DATE      ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+BUILDINFO := github.com/meshnode/meshnode/internal/buildinfo
+LDFLAGS   := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).modified=$(MODIFIED) -X $(BUILDINFO).date=$(DATE)
+
 .PHONY: help
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -19,8 +29,8 @@ $(BUF): tools/package.json tools/package-lock.json
 	@touch $(BUF)
 
 .PHONY: build
-build: ## Build the node binary to bin/node.
-	$(GO) build -o $(BIN) ./cmd/node
+build: ## Build the node binary to bin/node, with its version, commit and build date.
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/node
 
 # The container image (Dockerfile): IMAGE names it; IMAGE_TOOL is docker, podman or buildah,
 # whichever is found first.

@@ -75,6 +75,10 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 // Close releases the connection.
 func (c *Client) Close() error { return c.cc.Close() }
 
+// API returns the generated client of the node's MembershipService, for calls and fields
+// this package does not wrap; it shares the client's connection, token and TLS.
+func (c *Client) API() clusterv1.MembershipServiceClient { return c.api }
+
 // Addr returns the address the client dials.
 func (c *Client) Addr() string { return c.addr }
 
@@ -120,12 +124,38 @@ func (c *Client) Node(ctx context.Context, id string) (membership.NodeInfo, erro
 	return fromNodeInfo(resp.GetNode()), nil
 }
 
+// UpdateLocalNode changes the node's process count and metadata as u says (nil fields are
+// kept; an empty, non-nil Metadata clears it) and returns the node's info after the change.
+// Every node that streams to the node (all of them in a full mesh) sees the change within a
+// round trip and fires node_updated. A value
+// the node refuses carries codes.InvalidArgument.
+func (c *Client) UpdateLocalNode(ctx context.Context, u membership.LocalUpdate) (membership.NodeInfo, error) {
+	req := &clusterv1.UpdateLocalNodeRequest{Metadata: u.Metadata, ClearMetadata: u.Metadata != nil && len(u.Metadata) == 0}
+	if u.ProcessCount != nil {
+		if *u.ProcessCount < 0 || *u.ProcessCount > membership.MaxProcessCount {
+			return membership.NodeInfo{}, fmt.Errorf("update %s: process count must be between 0 and %d (got %d)", c.addr, membership.MaxProcessCount, *u.ProcessCount)
+		}
+		n := uint32(*u.ProcessCount)
+		req.ProcessCount = &n
+	}
+	resp, err := c.api.UpdateLocalNode(ctx, req)
+	if err != nil {
+		return membership.NodeInfo{}, fmt.Errorf("update %s: %w", c.addr, err)
+	}
+	return fromNodeInfo(resp.GetNode()), nil
+}
+
 // Health returns the node's cluster health report.
 func (c *Client) Health(ctx context.Context) (membership.HealthReport, error) {
 	resp, err := c.api.GetHealth(ctx, &clusterv1.GetHealthRequest{})
 	if err != nil {
 		return membership.HealthReport{}, fmt.Errorf("get health of %s: %w", c.addr, err)
 	}
+	return HealthReport(resp), nil
+}
+
+// HealthReport converts a GetHealth response of the API.
+func HealthReport(resp *clusterv1.GetHealthResponse) membership.HealthReport {
 	report := membership.HealthReport{
 		Status:              fromHealthStatus(resp.GetStatus()),
 		Connected:           int(resp.GetConnectedNodes()),
@@ -144,7 +174,7 @@ func (c *Client) Health(ctx context.Context) (membership.HealthReport, error) {
 			Seed: s.GetSeed(), Reachable: s.GetReachable(), LastError: s.GetLastError(), FailedDials: int(s.GetFailedDials()),
 		})
 	}
-	return report, nil
+	return report
 }
 
 func asDuration(d *durationpb.Duration) time.Duration {

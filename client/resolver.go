@@ -382,6 +382,11 @@ func (r *meshResolver) apply(e Event) (leaving bool) {
 		}
 	case e.Type == membership.EventNodeDown:
 		delete(r.view, e.Node.ID)
+	case e.Type == membership.EventNodeUpdated:
+		// New metadata can bring a node into the filters or take it out.
+		if _, ok := r.view[e.Node.ID]; ok {
+			r.view[e.Node.ID] = e.Node
+		}
 	case e.Type == membership.EventStatusChange:
 		r.running = e.Current == membership.ClusterRunning
 		leaving = e.Current == membership.ClusterStopping || e.Current == membership.ClusterStopped

@@ -118,6 +118,8 @@ func (n *fakeNode) send(t *testing.T, e Event) {
 		n.peers[e.Node.ID] = e.Node
 	case membership.EventNodeDown:
 		delete(n.peers, e.Node.ID)
+	case membership.EventNodeUpdated:
+		n.peers[e.Node.ID] = e.Node
 	case membership.EventStatusChange:
 		n.status = e.Current
 	}
@@ -418,6 +420,25 @@ func TestResolverNodeDownAndUp(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, uint64(2), n.Incarnation)
 	require.Equal(t, "2", n.Metadata["version"])
+}
+
+// A node whose metadata changes (node_updated) enters or leaves the filtered endpoints at
+// once, without a new snapshot.
+func TestResolverFollowsMetadataChanges(t *testing.T) {
+	c := newFakeCluster()
+	seed := c.node("seed", 4001, map[string]string{"role": "api"})
+	a := peer("a", 4002, map[string]string{"role": "web"})
+	seed.setPeers(a)
+	cc, _ := build(t, c, "meshnode:///127.0.0.1:4001?metadata.role=api")
+	cc.waitAddrs(t, "127.0.0.1:4001")
+
+	a.Metadata = map[string]string{"role": "api"}
+	seed.send(t, Event{Type: membership.EventNodeUpdated, Node: a})
+	cc.waitAddrs(t, "127.0.0.1:4001", "127.0.0.1:4002")
+
+	a.Metadata = map[string]string{"role": "batch"}
+	seed.send(t, Event{Type: membership.EventNodeUpdated, Node: a})
+	cc.waitAddrs(t, "127.0.0.1:4001")
 }
 
 func TestResolverDeduplicatesUpdates(t *testing.T) {

@@ -25,7 +25,7 @@ type Event struct {
 	Sequence uint64
 	// Time is when the node observed the event.
 	Time time.Time
-	// Node is the node that went up or down.
+	// Node is the node that went up or down, or changed its process count or metadata.
 	Node membership.NodeInfo
 	// Nodes are the nodes of a snapshot.
 	Nodes []membership.NodeInfo
@@ -37,6 +37,9 @@ type Event struct {
 	// Resynced marks an up or down inferred, after a broken stream, from the difference
 	// between the last state seen and a fresh snapshot.
 	Resynced bool
+
+	// wire is the message the event came in, nil for an event built by the client.
+	wire *clusterv1.Event
 }
 
 // Event returns e as a membership.Event (snapshots have no equivalent and give a zero Type).
@@ -197,7 +200,7 @@ func (w *watcher) stream(ctx context.Context) error {
 }
 
 // resync reports the snapshot on the first stream, and on later ones only the transitions
-// the broken stream missed.
+// and the changes of attributes the broken stream missed.
 func (w *watcher) resync(snap Event) {
 	now := make(map[membership.NodeID]membership.NodeInfo)
 	for _, n := range snap.Nodes {
@@ -222,8 +225,12 @@ func (w *watcher) resync(snap Event) {
 	}
 	for _, id := range sortedIDs(now) {
 		n := now[id]
-		if old, ok := w.connected[id]; !ok || old.Incarnation != n.Incarnation {
+		old, ok := w.connected[id]
+		switch {
+		case !ok || old.Incarnation != n.Incarnation:
 			w.handler(Event{Type: membership.EventNodeUp, Time: snap.Time, Node: n, Resynced: true})
+		case old.ProcessCount != n.ProcessCount || !maps.Equal(old.Metadata, n.Metadata):
+			w.handler(Event{Type: membership.EventNodeUpdated, Time: snap.Time, Node: n, Resynced: true})
 		}
 	}
 	w.connected = now
@@ -236,6 +243,10 @@ func (w *watcher) apply(e Event) {
 		w.connected[e.Node.ID] = e.Node
 	case membership.EventNodeDown:
 		delete(w.connected, e.Node.ID)
+	case membership.EventNodeUpdated:
+		if _, ok := w.connected[e.Node.ID]; ok {
+			w.connected[e.Node.ID] = e.Node
+		}
 	}
 }
 

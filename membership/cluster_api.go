@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -60,6 +61,18 @@ func (c *Cluster) nodes(op string, connectedOnly bool) ([]NodeInfo, error) {
 	return c.core.nodes(c.clock.Now(), connectedOnly), nil
 }
 
+// LeftNodes returns the nodes that left gracefully, sorted by id, with status StatusLeft: each
+// while the local node remembers its leave (Config.TombstoneTimeout), so that stale gossip
+// cannot bring it back. Nodes and ConnectedNodes never list them.
+func (c *Cluster) LeftNodes() ([]NodeInfo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.runningLocked("left nodes"); err != nil {
+		return nil, err
+	}
+	return c.core.left(), nil
+}
+
 // Node returns one known node; ErrNodeNotFound if the local node does not know it.
 func (c *Cluster) Node(id NodeID) (NodeInfo, error) {
 	c.mu.Lock()
@@ -95,37 +108,73 @@ func (c *Cluster) ConnectedCount() (int, error) {
 	return c.core.connected, nil
 }
 
-// SetProcessCount sets the process count the local node advertises; peers see it with the
-// next heartbeat. It is kept across restarts. A count outside 0–MaxProcessCount is refused
-// with a *ConfigError.
+// SetProcessCount sets the process count the local node advertises; every peer sees it within
+// a round trip and fires node_updated. It is kept across restarts. A count outside
+// 0–MaxProcessCount is refused with a *ConfigError.
 func (c *Cluster) SetProcessCount(n int) error {
-	if rule := processCountRule(n); rule != "" {
-		return fmt.Errorf("set process count: %w", &ConfigError{Problems: []FieldError{{Field: "ProcessCount", Message: rule}}})
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.cfg.ProcessCount = n
-	if c.core != nil {
-		c.core.setAttributes(n, c.cfg.Metadata)
+	if _, err := c.UpdateLocal(LocalUpdate{ProcessCount: &n}); err != nil {
+		return fmt.Errorf("set process count: %w", err)
 	}
 	return nil
 }
 
-// SetMetadata replaces the metadata the local node advertises; peers see it with the next
-// heartbeat. It is kept across restarts.
+// SetMetadata replaces the metadata the local node advertises; every peer sees it within a
+// round trip and fires node_updated. It is kept across restarts. Metadata that a Config
+// would refuse is refused with a *ConfigError.
 func (c *Cluster) SetMetadata(metadata map[string]string) error {
-	probe := DefaultConfig()
-	probe.Name, probe.Metadata = c.id.Name(), metadata
-	if err := probe.Validate(); err != nil {
+	if metadata == nil {
+		metadata = map[string]string{}
+	}
+	if _, err := c.UpdateLocal(LocalUpdate{Metadata: metadata}); err != nil {
 		return fmt.Errorf("set metadata: %w", err)
+	}
+	return nil
+}
+
+// LocalUpdate changes what the local node advertises about itself; nil fields are kept.
+type LocalUpdate struct {
+	// ProcessCount, when not nil, replaces the process count.
+	ProcessCount *int
+	// Metadata, when not nil, replaces the metadata; an empty map clears it.
+	Metadata map[string]string
+}
+
+// UpdateLocal applies u at once (both fields together, or neither): the change is pushed to
+// every peer at once, and each fires node_updated for the local node. It is kept across
+// restarts. A value that a Config would refuse is refused with a *ConfigError. It returns the
+// local node's info after the change (zero when the node is not running: the change applies at
+// its next start).
+func (c *Cluster) UpdateLocal(u LocalUpdate) (NodeInfo, error) {
+	var problems []FieldError
+	if u.ProcessCount != nil {
+		if rule := processCountRule(*u.ProcessCount); rule != "" {
+			problems = append(problems, FieldError{Field: "ProcessCount", Message: rule})
+		}
+	}
+	if u.Metadata != nil {
+		probe := DefaultConfig()
+		probe.Name, probe.Metadata = c.id.Name(), u.Metadata
+		var ce *ConfigError
+		if err := probe.Validate(); errors.As(err, &ce) {
+			problems = append(problems, ce.Problems...)
+		}
+	}
+	if len(problems) > 0 {
+		return NodeInfo{}, fmt.Errorf("update %s: %w", c.id, &ConfigError{Problems: problems})
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.cfg.Metadata = maps.Clone(metadata)
-	if c.core != nil {
-		c.core.setAttributes(c.cfg.ProcessCount, c.cfg.Metadata)
+	if u.ProcessCount != nil {
+		c.cfg.ProcessCount = *u.ProcessCount
 	}
-	return nil
+	if u.Metadata != nil {
+		c.cfg.Metadata = maps.Clone(u.Metadata)
+	}
+	if c.core == nil {
+		return NodeInfo{}, nil
+	}
+	c.stepLocked(func(time.Time) { c.core.setAttributes(c.cfg.ProcessCount, c.cfg.Metadata) })
+	return c.core.localInfo(c.clock.Now()), nil
 }
 
 // RecentEvents returns the latest events (at most 64), oldest first.
@@ -167,6 +216,16 @@ func (c *Cluster) OnNodeDown(handler func(NodeInfo, DownReason)) (unsubscribe fu
 	return c.Subscribe(func(e Event) {
 		if e.Type == EventNodeDown {
 			handler(e.Node, e.Reason)
+		}
+	})
+}
+
+// OnNodeUpdated calls handler for every connected node that changes its process count or
+// metadata, with its new info.
+func (c *Cluster) OnNodeUpdated(handler func(NodeInfo)) (unsubscribe func()) {
+	return c.Subscribe(func(e Event) {
+		if e.Type == EventNodeUpdated {
+			handler(e.Node)
 		}
 	})
 }

@@ -370,9 +370,19 @@ func (c *core) leave(now time.Time) {
 	c.dialAt, c.wakeAt = time.Time{}, time.Time{}
 }
 
-// setAttributes changes the local attributes; peers get them with the next heartbeat.
+// setAttributes changes the local attributes and pushes them at once on every stream, in a
+// heartbeat that carries them: each peer sees the change within one trip, not an interval
+// later, and reports it as node_updated. The heartbeat schedules stay as they were.
 func (c *core) setAttributes(processCount int, metadata map[string]string) {
 	c.attrs = Attributes{Version: c.attrs.Version + 1, ProcessCount: processCount, Metadata: maps.Clone(metadata)}
+	if c.leaving {
+		return
+	}
+	for _, pc := range c.sortedConns() {
+		if pc.established && c.current(pc) {
+			c.sendHeartbeat(pc)
+		}
+	}
 }
 
 // newConn registers a stream.

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"log/slog"
+	"maps"
 	"time"
 )
 
@@ -310,10 +311,7 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 	c.metrics.HeartbeatReceived(now.Sub(pc.lastBeat), pc.peerBeat)
 	pc.lastBeat = now
 	c.answerHeartbeat(now, pc)
-	m.attrs.ProcessCount = hb.ProcessCount
-	if hb.Attributes != nil && hb.Attributes.Version >= m.attrs.Version {
-		m.attrs = hb.Attributes.clone()
-	}
+	c.updateAttributes(now, m, hb)
 	if hb.ViewDigest == c.viewDigest() {
 		pc.mismatches = 0
 		return
@@ -324,6 +322,20 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 		pc.mismatches = 0
 		pc.syncHold = now.Add(4 * c.cfg.HeartbeatInterval)
 		c.send(pc, &Message{Update: &Update{Full: true, ReplyRequested: true, Entries: c.view()}})
+	}
+}
+
+// updateAttributes takes the process count and attributes of a heartbeat; a change of a
+// connected node's is reported as node_updated.
+func (c *core) updateAttributes(now time.Time, m *member, hb *Heartbeat) {
+	changed := m.attrs.ProcessCount != hb.ProcessCount
+	m.attrs.ProcessCount = hb.ProcessCount
+	if hb.Attributes != nil && hb.Attributes.Version >= m.attrs.Version {
+		changed = changed || hb.Attributes.ProcessCount != m.attrs.ProcessCount || !maps.Equal(hb.Attributes.Metadata, m.attrs.Metadata)
+		m.attrs = hb.Attributes.clone()
+	}
+	if changed && m.status == StatusConnected {
+		c.emit(output{kind: outEvent, event: Event{Type: EventNodeUpdated, Time: now, Node: c.nodeInfo(now, m)}})
 	}
 }
 
@@ -600,7 +612,7 @@ func (c *core) forgetIfDue(now time.Time, m *member) bool {
 		c.wantWake(forgetAt)
 		return false
 	}
-	c.log(slog.LevelInfo, "forgetting node down for longer than the reconnect timeout", "node", m.id.String())
+	c.log(slog.LevelInfo, "forgetting node down for longer than the reconnect timeout", "peer", m.id.String())
 	c.removeMember(m)
 	c.tombs[m.id] = tombstone{incarnation: m.incarnation, until: now.Add(c.cfg.TombstoneTimeout), probeAt: now.Add(c.cfg.ReconnectMaxDelay)}
 	return true
@@ -682,7 +694,7 @@ func (c *core) park(now time.Time, m *member, answered bool) bool {
 		m.parked = true
 		c.parked++
 		c.log(slog.LevelInfo, "another node holds the address of a node that is down; not redialling it there meanwhile",
-			"node", m.id.String(), "holder", holder.String())
+			"peer", m.id.String(), "holder", holder.String())
 	}
 	return true
 }

@@ -272,5 +272,5 @@ func (c *core) probeForgotten(now time.Time, e MemberEntry, t tombstone) {
 	pc.addr = e.ID.Address()
 	c.emit(output{kind: outDial, pc: pc, addr: pc.addr})
 	c.wantWake(now.Add(c.cfg.DialTimeout))
-	c.log(slog.LevelDebug, "a peer still knows a forgotten node; probing it", "node", e.ID.String())
+	c.log(slog.LevelDebug, "a peer still knows a forgotten node; probing it", "peer", e.ID.String())
 }

@@ -70,3 +70,49 @@ func TestCorePeerIntervalBeyondTheRangeNeverOverflowsTheSilenceLimit(t *testing.
 	}
 	require.Equal(t, 1, c.connected, "b stays up")
 }
+
+// A change of a node's attributes goes out at once on every stream, not with the next
+// heartbeat, and every peer reports it once as node_updated with the new values; the
+// heartbeats after it carry no attributes and report nothing.
+func TestCoreAttributesReachEveryPeerAtOnceAsNodeUpdated(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 4)
+	s.advance(3 * time.Second)
+	skip := make([]int, len(nodes))
+	for i, n := range nodes {
+		skip[i] = len(n.events)
+	}
+	changed := nodes[0]
+	changed.core.setAttributes(5, map[string]string{"role": "db"})
+	changed.flush()
+	s.settle() // deliveries only: the clock does not move
+	for i, n := range nodes[1:] {
+		var updates []Event
+		for _, e := range n.eventsSince(skip[i+1]) {
+			if e.Type == EventNodeUpdated {
+				updates = append(updates, e)
+			}
+		}
+		require.Len(t, updates, 1, "%s: one node_updated", n.id)
+		require.Equal(t, changed.id, updates[0].Node.ID)
+		require.Equal(t, 5, updates[0].Node.ProcessCount)
+		require.Equal(t, map[string]string{"role": "db"}, updates[0].Node.Metadata)
+		require.Equal(t, s.now, updates[0].Time, "within the round trip, not an interval later")
+		info, ok := n.info(changed)
+		require.True(t, ok)
+		require.Equal(t, map[string]string{"role": "db"}, info.Metadata)
+	}
+	s.advance(5 * time.Second)
+	for i, n := range nodes[1:] {
+		count := 0
+		for _, e := range n.eventsSince(skip[i+1]) {
+			if e.Type == EventNodeUpdated {
+				count++
+			}
+		}
+		require.Equal(t, 1, count, "%s: the later heartbeats report nothing new", n.id)
+	}
+	for _, e := range changed.eventsSince(skip[0]) {
+		require.NotEqual(t, EventNodeUpdated, e.Type, "a node does not report its own change")
+	}
+}

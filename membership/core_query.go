@@ -56,3 +56,16 @@ func (c *core) sortedMembers() []*member {
 	}
 	return c.memberOrder
 }
+
+// left lists the nodes that left gracefully and are still tombstoned, sorted by id, with
+// status StatusLeft. A node's tombstone outlives its leave by TombstoneTimeout.
+func (c *core) left() []NodeInfo {
+	var out []NodeInfo
+	for id, t := range c.tombs {
+		if t.left {
+			out = append(out, NodeInfo{ID: id, Incarnation: t.incarnation, Status: StatusLeft})
+		}
+	}
+	slices.SortFunc(out, func(a, b NodeInfo) int { return a.ID.Compare(b.ID) })
+	return out
+}

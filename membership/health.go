@@ -105,18 +105,62 @@ func (c *Cluster) Health() HealthReport {
 		report.Message = noSeedMessage(report.Seeds, report.Known)
 	case report.AvailabilityPercent < criticalAvailability:
 		report.Status = HealthCritical
-		report.Message = fmt.Sprintf("only %d of %d known nodes are connected", report.Connected, report.Known)
+		report.Message = someConnected(report.Connected, report.Known)
 	case report.Connected < report.Known:
 		report.Status = HealthDegraded
-		report.Message = fmt.Sprintf("%d of %d known nodes are down", report.Known-report.Connected, report.Known)
+		down := report.Known - report.Connected
+		report.Message = fmt.Sprintf("%d of %d known nodes %s down", down, report.Known, isAre(down))
 	case report.RecentDowns > 0:
 		report.Status = HealthDegraded
-		report.Message = fmt.Sprintf("all %d known nodes are connected, but %d node_down events in the last %s", report.Known, report.RecentDowns, HealthWindow)
+		report.Message = fmt.Sprintf("%s, but %s in the last %s", allConnected(report.Known), count(report.RecentDowns, "node_down event", "node_down events"), HealthWindow)
 	default:
 		report.Status = HealthHealthy
-		report.Message = fmt.Sprintf("all %d known nodes are connected", report.Known)
+		report.Message = allConnected(report.Known)
 	}
 	return report
+}
+
+// allConnected says that every one of known nodes is connected, in good English whatever
+// their number.
+func allConnected(known int) string {
+	switch known {
+	case 0:
+		return "no other node is known"
+	case 1:
+		return "the 1 known node is connected"
+	case 2:
+		return "both known nodes are connected"
+	default:
+		return fmt.Sprintf("all %d known nodes are connected", known)
+	}
+}
+
+// someConnected says that only connected of known nodes are connected.
+func someConnected(connected, known int) string {
+	switch {
+	case known == 1:
+		return "the 1 known node is not connected"
+	case connected == 0:
+		return fmt.Sprintf("none of the %d known nodes is connected", known)
+	default:
+		return fmt.Sprintf("only %d of %d known nodes %s connected", connected, known, isAre(connected))
+	}
+}
+
+// isAre is the verb of n things.
+func isAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
+}
+
+// count counts n things: "1 node_down event", "2 node_down events".
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // anyReachable reports whether some seed is reachable.
@@ -153,7 +197,7 @@ func noSeedMessage(seeds []SeedStatus, known int) string {
 		fmt.Fprintf(&b, "%s%s (%s)", sep, s.Seed, why)
 	}
 	if known > 0 {
-		fmt.Fprintf(&b, "; none of %d known nodes is connected", known)
+		b.WriteString("; " + someConnected(0, known))
 	} else {
 		b.WriteString("; no other node is known")
 	}

@@ -14,6 +14,9 @@ const (
 	StatusConnected
 	// StatusDisconnected: the node is known but down; it is redialled with backoff.
 	StatusDisconnected
+	// StatusLeft: the node left gracefully and is not redialled. Only LeftNodes lists such
+	// nodes, while the local node remembers the leave (Config.TombstoneTimeout).
+	StatusLeft
 )
 
 // String returns the status in lower case, e.g. "connected".
@@ -25,6 +28,8 @@ func (s NodeStatus) String() string {
 		return "connected"
 	case StatusDisconnected:
 		return "disconnected"
+	case StatusLeft:
+		return "left"
 	default:
 		return "unknown"
 	}
@@ -124,6 +129,8 @@ const (
 	EventNodeDown
 	// EventStatusChange: the local node's cluster status changed.
 	EventStatusChange
+	// EventNodeUpdated: a connected node changed its process count or metadata.
+	EventNodeUpdated
 )
 
 // String returns the type in snake case, e.g. "node_up".
@@ -135,6 +142,8 @@ func (t EventType) String() string {
 		return "node_down"
 	case EventStatusChange:
 		return "status_change"
+	case EventNodeUpdated:
+		return "node_updated"
 	default:
 		return "unknown"
 	}
@@ -148,7 +157,8 @@ type Event struct {
 	Sequence uint64
 	// Time is when the event happened.
 	Time time.Time
-	// Node is the node that came up (EventNodeUp) or its last known info (EventNodeDown).
+	// Node is the node that came up (EventNodeUp), its last known info (EventNodeDown), or its
+	// info with the new process count and metadata (EventNodeUpdated).
 	Node NodeInfo
 	// Reason is why the node went down (EventNodeDown only).
 	Reason DownReason

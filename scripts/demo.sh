@@ -28,12 +28,12 @@ for _ in $(seq 50); do "$NODE" members --addr "$S1" >/dev/null 2>&1 && break; sl
 agent worker1 $((BASE + 1)) "seed1@$S1"
 agent worker2 $((BASE + 2)) "$W1"
 
-# Wait (at most 10 s) until every node lists the other two as connected.
+# Wait (at most 10 s) until every node lists the other two as connected (and itself, marked *).
 for _ in $(seq 100); do
   ok=1
   for a in "$S1" "$W1" "$W2"; do
     n=$("$NODE" members --addr "$a" 2>/dev/null | grep -c ' connected ' || true)
-    [ "$n" = 2 ] || ok=0
+    [ "$n" = 3 ] || ok=0
   done
   [ $ok = 1 ] && break
   sleep 0.1

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -14,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/internal/buildinfo"
 	"github.com/meshnode/meshnode/membership"
 )
 
@@ -30,6 +35,7 @@ type apiService struct {
 	maxWatchers int64
 	active      atomic.Int64
 	report      *limitReporter
+	logger      *slog.Logger // nil: no log
 }
 
 // apiError maps engine errors to gRPC status codes, in one place.
@@ -41,7 +47,7 @@ func apiError(err error) error {
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, membership.ErrNodeNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, membership.ErrInvalidNodeID):
+	case errors.Is(err, membership.ErrInvalidNodeID), errors.Is(err, membership.ErrInvalidConfig):
 		return status.Error(codes.InvalidArgument, err.Error())
 	default:
 		return status.Error(codes.Internal, err.Error())
@@ -50,7 +56,7 @@ func apiError(err error) error {
 
 // GetLocalNode returns this node's info, status and uptime.
 func (s *apiService) GetLocalNode(context.Context, *clusterv1.GetLocalNodeRequest) (*clusterv1.GetLocalNodeResponse, error) {
-	resp := &clusterv1.GetLocalNodeResponse{Status: toClusterStatus(s.cluster.Status())}
+	resp := &clusterv1.GetLocalNodeResponse{Status: toClusterStatus(s.cluster.Status()), Build: buildinfo.Get().Proto()}
 	info, err := s.cluster.LocalNode()
 	if err != nil {
 		id := s.cluster.LocalID()
@@ -62,7 +68,8 @@ func (s *apiService) GetLocalNode(context.Context, *clusterv1.GetLocalNodeReques
 	return resp, nil
 }
 
-// ListNodes returns the known (or connected) nodes.
+// ListNodes returns the known (or connected) nodes, with the serving node and the nodes that
+// left when asked for, sorted by id.
 func (s *apiService) ListNodes(_ context.Context, req *clusterv1.ListNodesRequest) (*clusterv1.ListNodesResponse, error) {
 	list := s.cluster.Nodes
 	if req.GetConnectedOnly() {
@@ -72,7 +79,29 @@ func (s *apiService) ListNodes(_ context.Context, req *clusterv1.ListNodesReques
 	if err != nil {
 		return nil, apiError(err)
 	}
-	return &clusterv1.ListNodesResponse{Nodes: toNodeInfos(nodes)}, nil
+	if req.GetIncludeLeft() && !req.GetConnectedOnly() {
+		left, err := s.cluster.LeftNodes()
+		if err != nil {
+			return nil, apiError(err)
+		}
+		nodes = append(nodes, left...)
+	}
+	self := s.cluster.LocalID()
+	if req.GetIncludeSelf() {
+		info, err := s.cluster.LocalNode()
+		if err != nil {
+			return nil, apiError(err)
+		}
+		nodes = append(nodes, info)
+		slices.SortStableFunc(nodes, func(a, b membership.NodeInfo) int { return a.ID.Compare(b.ID) })
+	} else if req.GetIncludeLeft() {
+		slices.SortStableFunc(nodes, func(a, b membership.NodeInfo) int { return a.ID.Compare(b.ID) })
+	}
+	out := toNodeInfos(nodes)
+	for i, n := range nodes {
+		out[i].Local = req.GetIncludeSelf() && n.ID == self && n.Status != membership.StatusLeft
+	}
+	return &clusterv1.ListNodesResponse{Nodes: out}, nil
 }
 
 // GetNode returns one node by id.
@@ -86,6 +115,33 @@ func (s *apiService) GetNode(_ context.Context, req *clusterv1.GetNodeRequest) (
 		return nil, apiError(err)
 	}
 	return &clusterv1.GetNodeResponse{Node: toNodeInfo(info)}, nil
+}
+
+// UpdateLocalNode changes the local node's process count and metadata; the cluster pushes the
+// change to every peer at once.
+func (s *apiService) UpdateLocalNode(_ context.Context, req *clusterv1.UpdateLocalNodeRequest) (*clusterv1.UpdateLocalNodeResponse, error) {
+	var u membership.LocalUpdate
+	if len(req.GetMetadata()) > 0 || req.GetClearMetadata() {
+		u.Metadata = req.GetMetadata()
+		if u.Metadata == nil {
+			u.Metadata = map[string]string{}
+		}
+	}
+	if req.ProcessCount != nil {
+		n := int(req.GetProcessCount())
+		u.ProcessCount = &n
+	}
+	if _, err := s.cluster.UpdateLocal(u); err != nil {
+		return nil, apiError(err)
+	}
+	info, err := s.cluster.LocalNode()
+	if err != nil {
+		return nil, apiError(err)
+	}
+	if s.logger != nil {
+		s.logger.Info("local node updated through the API", "metadata", formatMetadata(info.Metadata), "process_count", info.ProcessCount)
+	}
+	return &clusterv1.UpdateLocalNodeResponse{Node: toNodeInfo(info)}, nil
 }
 
 // GetHealth returns the health report.
@@ -161,4 +217,13 @@ func (s *apiService) WatchEvents(req *clusterv1.WatchEventsRequest, stream grpc.
 			}
 		}
 	}
+}
+
+// formatMetadata renders metadata as k=v pairs sorted by key, comma-separated.
+func formatMetadata(md map[string]string) string {
+	parts := make([]string, 0, len(md))
+	for _, k := range slices.Sorted(maps.Keys(md)) {
+		parts = append(parts, k+"="+md[k])
+	}
+	return strings.Join(parts, ",")
 }

@@ -48,6 +48,8 @@ func toNodeStatus(s membership.NodeStatus) clusterv1.NodeStatus {
 		return clusterv1.NodeStatus_NODE_STATUS_CONNECTED
 	case membership.StatusDisconnected:
 		return clusterv1.NodeStatus_NODE_STATUS_DISCONNECTED
+	case membership.StatusLeft:
+		return clusterv1.NodeStatus_NODE_STATUS_LEFT
 	default:
 		return clusterv1.NodeStatus_NODE_STATUS_UNSPECIFIED
 	}
@@ -106,6 +108,8 @@ func toEvent(e membership.Event) *clusterv1.Event {
 		out.Kind = &clusterv1.Event_NodeDown{NodeDown: &clusterv1.NodeDown{
 			Id: e.Node.ID.String(), Reason: toDownReason(e.Reason), Incarnation: e.Node.Incarnation,
 		}}
+	case membership.EventNodeUpdated:
+		out.Kind = &clusterv1.Event_NodeUpdated{NodeUpdated: &clusterv1.NodeUpdated{Node: toNodeInfo(e.Node)}}
 	case membership.EventStatusChange:
 		out.Kind = &clusterv1.Event_StatusChange{StatusChange: &clusterv1.StatusChange{
 			Previous: toClusterStatus(e.Previous), Current: toClusterStatus(e.Current),

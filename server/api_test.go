@@ -72,6 +72,40 @@ func TestAPIQueries(t *testing.T) {
 	require.InDelta(t, 100.0, health.GetAvailabilityPercent(), 0.001)
 }
 
+func TestListNodesIncludesSelfAndLeftNodesWhenAsked(t *testing.T) {
+	a := startNode(t, testConfig("a"))
+	b := startNode(t, testConfig("b", a.LocalID().String()))
+	c := startNode(t, testConfig("c", a.LocalID().String()))
+	requireFullMesh(t, 5*time.Second, a, b, c)
+	api := apiClient(t, a)
+	ctx := t.Context()
+
+	list, err := api.ListNodes(ctx, &clusterv1.ListNodesRequest{ConnectedOnly: true, IncludeSelf: true})
+	require.NoError(t, err)
+	var ids []string
+	for _, n := range list.GetNodes() {
+		ids = append(ids, n.GetId())
+		require.Equal(t, n.GetId() == a.LocalID().String(), n.GetLocal(), n.GetId())
+	}
+	require.Equal(t, []string{a.LocalID().String(), b.LocalID().String(), c.LocalID().String()}, ids, "sorted by id, the asked node included")
+
+	require.NoError(t, b.Stop(ctx))
+	require.Eventually(t, func() bool { return len(connectedIDs(a)) == 1 }, 5*time.Second, 10*time.Millisecond)
+	list, err = api.ListNodes(ctx, &clusterv1.ListNodesRequest{})
+	require.NoError(t, err)
+	require.Len(t, list.GetNodes(), 1, "a node that left is not listed unless asked for")
+	list, err = api.ListNodes(ctx, &clusterv1.ListNodesRequest{IncludeLeft: true})
+	require.NoError(t, err)
+	require.Len(t, list.GetNodes(), 2)
+	require.Equal(t, b.LocalID().String(), list.GetNodes()[0].GetId())
+	require.Equal(t, clusterv1.NodeStatus_NODE_STATUS_LEFT, list.GetNodes()[0].GetStatus())
+	require.False(t, list.GetNodes()[0].GetLocal())
+	left, err := a.LeftNodes()
+	require.NoError(t, err)
+	require.Len(t, left, 1)
+	require.Equal(t, membership.StatusLeft, left[0].Status)
+}
+
 func TestProcessCountAndMetadataReachPeersWithTheNextHeartbeat(t *testing.T) {
 	a := startNode(t, testConfig("a"))
 	b := startNode(t, testConfig("b", a.LocalID().String()))
@@ -82,6 +116,76 @@ func TestProcessCountAndMetadataReachPeersWithTheNextHeartbeat(t *testing.T) {
 		info, err := a.Node(b.LocalID())
 		return err == nil && info.ProcessCount == 7 && info.Metadata["zone"] == "z1"
 	}, 5*time.Second, 10*time.Millisecond, "a should see b's new process count and metadata")
+}
+
+// UpdateLocalNode changes a node's attributes through the API; the peer's watcher gets
+// node_updated well before the next heartbeat (a minute away here), and OnNodeUpdated fires.
+func TestUpdateLocalNodeReachesAPeerAsNodeUpdatedAtOnce(t *testing.T) {
+	slow := func(cfg *membership.Config) *membership.Config { cfg.HeartbeatInterval = time.Minute; return cfg }
+	a := startNode(t, slow(testConfig("a")))
+	b := startNode(t, slow(testConfig("b", a.LocalID().String())))
+	requireFullMesh(t, 5*time.Second, a, b)
+	updated := make(chan membership.NodeInfo, 4)
+	defer a.OnNodeUpdated(func(n membership.NodeInfo) { updated <- n })()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stream, err := apiClient(t, a).WatchEvents(ctx, &clusterv1.WatchEventsRequest{Snapshot: true})
+	require.NoError(t, err)
+	_, err = stream.Recv() // the snapshot
+	require.NoError(t, err)
+
+	count := uint32(4)
+	resp, err := apiClient(t, b).UpdateLocalNode(t.Context(), &clusterv1.UpdateLocalNodeRequest{
+		Metadata: map[string]string{"role": "db"}, ProcessCount: &count,
+	})
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"role": "db"}, resp.GetNode().GetMetadata())
+	require.Equal(t, uint32(4), resp.GetNode().GetProcessCount())
+
+	got, err := stream.Recv()
+	require.NoError(t, err)
+	up := got.GetEvent().GetNodeUpdated()
+	require.NotNil(t, up, "node_updated: %v", got)
+	require.Equal(t, b.LocalID().String(), up.GetNode().GetId())
+	require.Equal(t, map[string]string{"role": "db"}, up.GetNode().GetMetadata())
+	require.Equal(t, uint32(4), up.GetNode().GetProcessCount())
+	select {
+	case n := <-updated:
+		require.Equal(t, b.LocalID(), n.ID)
+		require.Equal(t, 4, n.ProcessCount)
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnNodeUpdated did not fire")
+	}
+
+	// Only the process count: the metadata stays. Clearing the metadata.
+	count = 5
+	resp, err = apiClient(t, b).UpdateLocalNode(t.Context(), &clusterv1.UpdateLocalNodeRequest{ProcessCount: &count})
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"role": "db"}, resp.GetNode().GetMetadata())
+	resp, err = apiClient(t, b).UpdateLocalNode(t.Context(), &clusterv1.UpdateLocalNodeRequest{ClearMetadata: true})
+	require.NoError(t, err)
+	require.Empty(t, resp.GetNode().GetMetadata())
+	require.Equal(t, uint32(5), resp.GetNode().GetProcessCount())
+
+	_, err = apiClient(t, b).UpdateLocalNode(t.Context(), &clusterv1.UpdateLocalNodeRequest{Metadata: map[string]string{"": "x"}})
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+	count = 1 << 31
+	_, err = apiClient(t, b).UpdateLocalNode(t.Context(), &clusterv1.UpdateLocalNodeRequest{ProcessCount: &count})
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+}
+
+func TestUpdateLocalNodeNeedsTheAPIToken(t *testing.T) {
+	a, err := Start(t.Context(), testConfig("a"), WithLogger(quietLogger()), WithAPIToken("the-token"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Stop(context.Background()) })
+	_, err = apiClient(t, a).UpdateLocalNode(t.Context(), &clusterv1.UpdateLocalNodeRequest{Metadata: map[string]string{"k": "v"}})
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
+	c, err := client.Dial(a.Addr().String(), client.WithToken("the-token"))
+	require.NoError(t, err)
+	defer c.Close()
+	info, err := c.UpdateLocalNode(t.Context(), membership.LocalUpdate{Metadata: map[string]string{"k": "v"}})
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"k": "v"}, info.Metadata)
 }
 
 func TestWatchEventsSnapshotThenLiveEventsWithoutGap(t *testing.T) {

@@ -36,6 +36,7 @@ func (n *Node) newGRPCServer(conns *connRegistry) *grpc.Server {
 		return meta.Service == clusterv1.MembershipService_ServiceDesc.ServiceName
 	})
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(apiLogLevel)}
+	watchLogOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(watchLogLevel)}
 	token := apiTokenAuth{token: []byte(n.opts.apiToken)}
 	limits := &limiter{
 		token:             token,
@@ -70,7 +71,7 @@ func (n *Node) newGRPCServer(conns *connRegistry) *grpc.Server {
 			// Per-message RPC metrics on the peer streams would cost more than the heartbeats
 			// they count; the engine's own metrics cover them.
 			selector.StreamServerInterceptor(n.metrics.grpc.StreamServerInterceptor(), logged),
-			selector.StreamServerInterceptor(logging.StreamServerInterceptor(logger, logOpts...), logged),
+			selector.StreamServerInterceptor(logging.StreamServerInterceptor(logger, watchLogOpts...), logged),
 			token.stream(),
 			n.auth.serverInterceptor(),
 		),
@@ -83,6 +84,7 @@ func (n *Node) newGRPCServer(conns *connRegistry) *grpc.Server {
 	clusterv1.RegisterPeerServiceServer(server, &peerService{cluster: n.Cluster, bodies: n.bodies, maxMessage: n.opts.maxPeerMessageBytes, logger: n.logger})
 	clusterv1.RegisterMembershipServiceServer(server, &apiService{
 		cluster: n.Cluster, watchBuffer: DefaultWatchBuffer, maxWatchers: int64(n.opts.maxWatchers), report: n.limits,
+		logger:   n.logger,
 		watchers: func(d int) { n.metrics.watchers.Add(float64(d)) },
 	})
 	healthpb.RegisterHealthServer(server, n.health)
@@ -110,6 +112,19 @@ func apiLogLevel(code codes.Code) logging.Level {
 		return logging.LevelDebug
 	default:
 		return logging.LevelWarn
+	}
+}
+
+// watchLogLevel is apiLogLevel for the streams of the public API (WatchEvents): a watcher
+// that ends on its own deadline, or because the node stopped, ended as watchers do, so the
+// line is at debug level like a cancelled one. A watcher cut off or refused at a limit is
+// worth a warning.
+func watchLogLevel(code codes.Code) logging.Level {
+	switch code {
+	case codes.DeadlineExceeded, codes.Unavailable:
+		return logging.LevelDebug
+	default:
+		return apiLogLevel(code)
 	}
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -9,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/meshnode/meshnode/internal/buildinfo"
 	"github.com/meshnode/meshnode/membership"
 )
 
@@ -26,6 +28,7 @@ type metrics struct {
 	limitHits          *prometheus.CounterVec
 	events             *prometheus.CounterVec
 	watchers           prometheus.Gauge
+	build              prometheus.Gauge
 }
 
 // newMetrics creates the metrics of one node; cluster is read at scrape time.
@@ -64,11 +67,27 @@ func newMetrics(cluster func() *membership.Cluster) *metrics {
 		watchers: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshnode_watchers", Help: "Active WatchEvents streams.",
 		}),
+		build: buildGauge(buildinfo.Get()),
 	}
 	m.registry.MustRegister(m.grpc, m.heartbeatsSent, m.heartbeatsReceived, m.heartbeatsLate, m.lateness,
-		m.dials, m.authFailures, m.limitHits, m.events, m.watchers, &stateCollector{cluster: cluster},
+		m.dials, m.authFailures, m.limitHits, m.events, m.watchers, m.build, &stateCollector{cluster: cluster},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// buildGauge is meshnode_build_info: always 1, the build in its labels, as Prometheus
+// exporters report theirs.
+func buildGauge(b buildinfo.Info) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "meshnode_build_info",
+		Help: "The build of meshnode the node runs: always 1, the version, commit, build date and Go version in the labels.",
+		ConstLabels: prometheus.Labels{
+			"version": b.Version, "commit": b.ShortCommit(), "build_date": b.DateString(),
+			"goversion": b.GoVersion, "protocol": strconv.Itoa(membership.ProtocolVersion),
+		},
+	})
+	g.Set(1)
+	return g
 }
 
 // HeartbeatSent implements membership.MetricsSink.

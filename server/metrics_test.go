@@ -37,6 +37,7 @@ func TestMetricsEndpointReportsTheEngine(t *testing.T) {
 	}, 5*time.Second, 50*time.Millisecond, "heartbeats from a should be counted")
 	for _, want := range []string{
 		`meshnode_nodes{status="connected"} 1`,
+		`meshnode_build_info{build_date="`,
 		`meshnode_peer_streams{state="established"} 1`,
 		`meshnode_node_events_total{reason="",type="node_up"} 1`,
 		"meshnode_heartbeats_sent_total",

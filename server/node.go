@@ -72,6 +72,7 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 		return nil, fmt.Errorf("local node id: %w", err)
 	}
 	logger := o.logger.With("node", id.String())
+	n.logger = logger // every line of the node says which node wrote it
 	n.auth = newPeerAuth(cfg.Secrets, cfg.HandshakeTimeout, o.maxPendingHandshakes, logger)
 	n.auth.pending = newHandshakePool(o.maxPendingHandshakes, o.maxPendingPerSource)
 	dialCreds := insecure.NewCredentials()
@@ -105,6 +106,9 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 	}
 	for _, h := range o.handlers {
 		n.Subscribe(h)
+	}
+	for _, f := range o.handlersFor {
+		n.Subscribe(f(id))
 	}
 	n.serve(listener)
 	if err := n.Cluster.Start(ctx); err != nil {

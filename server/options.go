@@ -94,6 +94,7 @@ type options struct {
 	openStreamTimeout    time.Duration
 	maxWatchers          int
 	handlers             []func(membership.Event)
+	handlersFor          []func(local membership.NodeID) func(membership.Event)
 	apiToken             string
 	metricsAddr          string
 	tls                  *TLSFiles
@@ -180,6 +181,14 @@ func WithMaxWatchers(n int) Option { return func(o *options) { o.maxWatchers = n
 // the first status change on (see membership.Cluster.Subscribe).
 func WithEventHandler(handler func(membership.Event)) Option {
 	return func(o *options) { o.handlers = append(o.handlers, handler) }
+}
+
+// WithLocalEventHandler is WithEventHandler for a handler that needs the local node's id
+// (known only once the node has bound its port): newHandler is called with it before the
+// node starts, and the handler it returns sees every event from the first status change on.
+// A logger of events uses it to say which node wrote each line.
+func WithLocalEventHandler(newHandler func(local membership.NodeID) func(membership.Event)) Option {
+	return func(o *options) { o.handlersFor = append(o.handlersFor, newHandler) }
 }
 
 // WithAPIToken requires token as a bearer token on every MembershipService call (checked in

@@ -7,16 +7,21 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+
+	"github.com/spf13/pflag"
 
 	"github.com/meshnode/meshnode/internal/quote"
 	"github.com/meshnode/meshnode/membership"
 	"github.com/meshnode/meshnode/server"
 )
 
-// agentFlags are the options of `node agent`.
+// agentFlags are the options of `node agent`. Building the configuration from them (config,
+// serverOptions, setup) is plain code: the cobra wiring only hands over the flag set.
 type agentFlags struct {
 	s                                        *settings
 	name, host, port, advertise, seeds       *setting
@@ -30,32 +35,33 @@ type agentFlags struct {
 	limits                                   limitFlags
 }
 
-func newAgentFlags() *agentFlags {
-	s := newSettings("agent")
+// newAgentFlags declares the agent's options on fs.
+func newAgentFlags(fs *pflag.FlagSet) *agentFlags {
+	s := newSettings(fs)
 	d := membership.DefaultConfig()
 	return &agentFlags{
 		s:            s,
-		name:         s.str("name", "NODE_NAME", "", "node name (required)"),
-		host:         s.str("host", "CLUSTER_HOST", d.BindHost, "bind address"),
-		port:         s.str("port", "CLUSTER_PORT", strconv.Itoa(d.Port), "listen port, 1 to 65535 (digits only, no sign, no leading zero); 0 picks a free one"),
-		advertise:    s.str("advertise", "CLUSTER_ADVERTISE", "", "host other nodes dial (default: the bind host, or the first private address)"),
-		seeds:        s.str("seeds", "CLUSTER_SEEDS", "", "comma-separated seeds: name@host:port, host:port, dns+host:port (every A/AAAA address) or dnssrv+_service._proto.domain (SRV records)"),
-		secretFile:   s.str("secret-file", "", "", "file with the cluster secret(s), one per line: sign with the first, accept any (env CLUSTER_SECRET holds one secret)"),
-		interval:     s.str("heartbeat-interval", "CLUSTER_HEARTBEAT_INTERVAL", d.HeartbeatInterval.String(), "heartbeat period (100ms to 10m)"),
-		threshold:    s.str("heartbeat-miss-threshold", "CLUSTER_HEARTBEAT_MISS_THRESHOLD", strconv.Itoa(d.HeartbeatMissThreshold), "missed heartbeats before heartbeat_timeout (1 to 100)"),
-		monitors:     s.str("monitors", "CLUSTER_MONITORS", strconv.Itoa(d.Monitors), "K: peers that monitor each node; above K+1 nodes each node streams to 2K peers, not all (0 to 64; 0 keeps a full mesh)"),
-		metadata:     s.str("metadata", "CLUSTER_METADATA", "", "comma-separated key=value metadata advertised to peers"),
-		processCount: s.str("process-count", "CLUSTER_PROCESS_COUNT", "0", "process count advertised to peers (0 to 2147483647)"),
-		logFormat:    s.str("log-format", "LOG_FORMAT", "text", "log format: text or json"),
-		level:        s.str("log-level", "LOG_LEVEL", "info", "log level: debug, info, warn or error"),
+		name:         s.str("name", "NODE_NAME", "", "node name, required: a letter, then letters, digits, _ or -"),
+		host:         s.str("host", "CLUSTER_HOST", d.BindHost, "bind address").as("host"),
+		port:         s.str("port", "CLUSTER_PORT", strconv.Itoa(d.Port), "listen port, 1 to 65535; 0 picks a free one").as("port"),
+		advertise:    s.str("advertise", "CLUSTER_ADVERTISE", "", "host other nodes dial; when unset, the bind host, or the first private address when binding every interface").as("host"),
+		seeds:        s.str("seeds", "CLUSTER_SEEDS", "", "comma-separated seeds to join through: name@host:port, host:port, dns+host:port (every A/AAAA address) or dnssrv+_service._proto.domain (SRV records)").as("list"),
+		secretFile:   s.str("secret-file", "", "", "file with the cluster secrets, one per line: sign with the first, accept any (CLUSTER_SECRET holds one secret)").as("file"),
+		interval:     s.str("heartbeat-interval", "CLUSTER_HEARTBEAT_INTERVAL", d.HeartbeatInterval.String(), "heartbeat period, 100ms to 10m").as("duration"),
+		threshold:    s.str("heartbeat-miss-threshold", "CLUSTER_HEARTBEAT_MISS_THRESHOLD", strconv.Itoa(d.HeartbeatMissThreshold), "missed heartbeats before heartbeat_timeout, 1 to 100").as("int"),
+		monitors:     s.str("monitors", "CLUSTER_MONITORS", strconv.Itoa(d.Monitors), "K: peers that monitor each node; above K+1 nodes each node streams to 2K peers, not all (0 to 64; 0 keeps a full mesh)").as("int"),
+		metadata:     s.str("metadata", "CLUSTER_METADATA", "", "metadata advertised to peers").as("key=value,..."),
+		processCount: s.str("process-count", "CLUSTER_PROCESS_COUNT", "0", "process count advertised to peers, 0 to 2147483647").as("int"),
+		logFormat:    s.str("log-format", "LOG_FORMAT", "text", "log format").as("text|json"),
+		level:        s.str("log-level", "LOG_LEVEL", "info", "log level: debug, info, warn or error").as("level"),
 		token:        newTokenFlags(s, "require this bearer token on the public API"),
-		tlsCert:      s.str("tls-cert", "CLUSTER_TLS_CERT", "", "PEM certificate: serve and dial peers over TLS"),
-		tlsKey:       s.str("tls-key", "CLUSTER_TLS_KEY", "", "PEM private key of --tls-cert"),
-		metricsAddr:  s.str("metrics-addr", "CLUSTER_METRICS_ADDR", "", "serve Prometheus metrics at http://ADDR/metrics (host:port; an empty host is every interface)"),
-		tlsCA:        s.str("tls-ca", "CLUSTER_TLS_CA", "", "PEM CA: mutual TLS, peers and clients must present a certificate it signed"),
+		tlsCert:      s.str("tls-cert", "CLUSTER_TLS_CERT", "", "PEM certificate: serve and dial peers over TLS").as("file"),
+		tlsKey:       s.str("tls-key", "CLUSTER_TLS_KEY", "", "PEM private key of --tls-cert").as("file"),
+		tlsCA:        s.str("tls-ca", "CLUSTER_TLS_CA", "", "PEM CA: mutual TLS, peers and clients must present a certificate it signed").as("file"),
+		metricsAddr:  s.str("metrics-addr", "CLUSTER_METRICS_ADDR", "", "serve Prometheus metrics at http://ADDR/metrics (an empty host is every interface)").as("host:port"),
 		limits:       newLimitFlags(s),
-		dnsServer:    s.str("dns-server", "CLUSTER_DNS_SERVER", "", "DNS server (host:port) that resolves dns+ and dnssrv+ seeds (default: the system's resolver)"),
-		clusterName:  s.str("cluster-name", "CLUSTER_NAME", "", "label every node of the cluster shares; a peer with another name (or none) is refused (1-64 chars: a letter, then letters, digits, '_', '-')"),
+		dnsServer:    s.str("dns-server", "CLUSTER_DNS_SERVER", "", "DNS server (host:port) that resolves dns+ and dnssrv+ seeds (default: the system's resolver)").as("host:port"),
+		clusterName:  s.str("cluster-name", "CLUSTER_NAME", "", "label every node of the cluster shares; a peer with another name (or none) is refused (1-64 chars: a letter, then letters, digits, _ or -)").as("name"),
 	}
 }
 
@@ -85,9 +91,94 @@ func (p problems) err() error {
 	return &membership.ConfigError{Problems: p}
 }
 
-// setup turns the flags into the node's configuration, server options and logger. Nothing
+// fieldFlags names the flags of the Go fields (of membership.Config and the server options)
+// whose flag is not the field's name in kebab case; every other field Foo or FooBar is the
+// flag --foo or --foo-bar.
+var fieldFlags = map[string]string{
+	"BindHost":      "host",
+	"AdvertiseHost": "advertise",
+	"Secrets":       "secret-file",
+}
+
+// fieldLabels name the fields that no single flag sets.
+var fieldLabels = map[string]string{
+	"Secrets": "--secret-file or CLUSTER_SECRET",
+	"TLS":     "--tls-cert, --tls-key, --tls-ca (CLUSTER_TLS_CERT, CLUSTER_TLS_KEY, CLUSTER_TLS_CA)",
+	"Token":   "--token or --token-file (CLUSTER_API_TOKEN or CLUSTER_API_TOKEN_FILE)",
+}
+
+// relabel names each problem by its flag and environment variable instead of its Go field,
+// e.g. "--heartbeat-interval (CLUSTER_HEARTBEAT_INTERVAL)" for HeartbeatInterval. A field no
+// flag sets keeps its name.
+func (s *settings) relabel(err error) error {
+	var ce *membership.ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	out := &membership.ConfigError{Problems: make([]membership.FieldError, len(ce.Problems))}
+	order := make([]int, len(ce.Problems))
+	for i, p := range ce.Problems {
+		out.Problems[i] = membership.FieldError{Field: s.label(p.Field), Message: p.Message}
+		order[i] = len(s.list)
+		for j, st := range s.list {
+			if strings.HasPrefix(out.Problems[i].Field, "--"+st.flag+" ") || out.Problems[i].Field == "--"+st.flag {
+				order[i] = j
+				break
+			}
+		}
+	}
+	// In the order of the flags, as the help lists them.
+	sort.Stable(byOrder{out.Problems, order})
+	return out
+}
+
+// byOrder sorts problems by their flags' positions.
+type byOrder struct {
+	p     []membership.FieldError
+	order []int
+}
+
+func (b byOrder) Len() int           { return len(b.p) }
+func (b byOrder) Less(i, j int) bool { return b.order[i] < b.order[j] }
+func (b byOrder) Swap(i, j int) {
+	b.p[i], b.p[j] = b.p[j], b.p[i]
+	b.order[i], b.order[j] = b.order[j], b.order[i]
+}
+
+// label returns the flag label of a Go field name.
+func (s *settings) label(field string) string {
+	if l, ok := fieldLabels[field]; ok {
+		return l
+	}
+	name, ok := fieldFlags[field]
+	if !ok {
+		name = kebab(field)
+	}
+	if st := s.byFlag(name); st != nil {
+		return st.label()
+	}
+	return field
+}
+
+// kebab turns a Go name into a flag name: HeartbeatMissThreshold is heartbeat-miss-threshold.
+func kebab(field string) string {
+	var b strings.Builder
+	for i, r := range field {
+		if unicode.IsUpper(r) {
+			if i > 0 {
+				b.WriteByte('-')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// setup turns the options into the node's configuration, server options and logger. Nothing
 // listens yet: every invalid field (of the membership configuration, the listener addresses,
-// the TLS files, the log settings) is reported at once, as a *membership.ConfigError.
+// the TLS files, the token, the limits, the log settings) is reported at once, as a
+// *membership.ConfigError whose fields are named by their flags and environment variables.
 func (f *agentFlags) setup(stderr io.Writer) (*membership.Config, []server.Option, *slog.Logger, error) {
 	var bad problems
 	cfg, err := f.config()
@@ -108,7 +199,7 @@ func (f *agentFlags) setup(stderr io.Writer) (*membership.Config, []server.Optio
 		bad.addErr("Config", err)
 	}
 	if err := bad.err(); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, f.s.relabel(err)
 	}
 	return cfg, opts, logger, nil
 }
@@ -246,30 +337,32 @@ func parseMetadata(s string) (map[string]string, error) {
 	return md, nil
 }
 
-// serverOptions returns the server options the flags ask for beyond the membership config.
-// The metrics address and the TLS files are checked by server.Validate.
+// serverOptions returns the server options the flags ask for beyond the membership config,
+// or a *membership.ConfigError listing every problem of the token, the limits and the TLS
+// flags. The metrics address and the TLS files are checked by server.Validate.
 func (f *agentFlags) serverOptions() ([]server.Option, error) {
 	var opts []server.Option
+	var bad problems
 	if f.metricsAddr.value != "" {
 		opts = append(opts, server.WithMetricsAddr(f.metricsAddr.value))
 	}
 	token, err := f.token.value()
 	if err != nil {
-		return nil, err
-	}
-	if token != "" {
+		bad.add("Token", "%v", err)
+	} else if token != "" {
 		opts = append(opts, server.WithAPIToken(token))
 	}
 	limits, err := f.limits.options()
 	if err != nil {
-		return nil, err
+		bad.addErr("Limits", err)
 	}
 	opts = append(opts, limits...)
 	if f.tlsCert.value != "" || f.tlsKey.value != "" || f.tlsCA.value != "" {
 		if f.tlsCert.value == "" || f.tlsKey.value == "" {
-			return opts, errors.New("TLS needs both --tls-cert and --tls-key")
+			bad.add("TLS", "TLS needs both --tls-cert and --tls-key")
+		} else {
+			opts = append(opts, server.WithTLS(server.TLSFiles{CertFile: f.tlsCert.value, KeyFile: f.tlsKey.value, CAFile: f.tlsCA.value}))
 		}
-		opts = append(opts, server.WithTLS(server.TLSFiles{CertFile: f.tlsCert.value, KeyFile: f.tlsKey.value, CAFile: f.tlsCA.value}))
 	}
-	return opts, nil
+	return opts, bad.err()
 }

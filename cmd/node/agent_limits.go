@@ -14,18 +14,19 @@ type limitFlags struct {
 	pending, pendingPerSource, openCalls, watchers, idleConns *setting
 }
 
+// newLimitFlags declares the limit options on s.
 func newLimitFlags(s *settings) limitFlags {
 	return limitFlags{
 		pending: s.str("max-pending-handshakes", "CLUSTER_MAX_PENDING_HANDSHAKES", strconv.Itoa(server.DefaultMaxPendingHandshakes),
-			"peer streams authenticating at once; past it a newcomer evicts the least promising"),
+			"peer streams authenticating at once; past it a newcomer evicts the least promising").as("int"),
 		pendingPerSource: s.str("max-pending-handshakes-per-source", "CLUSTER_MAX_PENDING_HANDSHAKES_PER_SOURCE", strconv.Itoa(server.DefaultMaxPendingHandshakesPerSource),
-			"peer streams authenticating at once from one address"),
+			"peer streams authenticating at once from one address").as("int"),
 		openCalls: s.str("max-open-calls", "CLUSTER_MAX_OPEN_CALLS", strconv.Itoa(server.DefaultMaxOpenCalls),
-			"health, reflection and token-less API calls in progress; more are refused"),
+			"health, reflection and token-less API calls in progress; more are refused").as("int"),
 		watchers: s.str("max-watchers", "CLUSTER_MAX_WATCHERS", strconv.Itoa(server.DefaultMaxWatchers),
-			"WatchEvents streams at once; more are refused"),
+			"WatchEvents streams at once; more are refused").as("int"),
 		idleConns: s.str("max-idle-connections", "CLUSTER_MAX_IDLE_CONNECTIONS", strconv.Itoa(server.DefaultMaxIdleConnections),
-			"connections without a stream; past it the one idle longest is closed"),
+			"connections without a stream; past it the one idle longest is closed").as("int"),
 	}
 }
 
@@ -61,7 +62,7 @@ func (f limitFlags) parse() (limitValues, []membership.FieldError) {
 			err = fmt.Errorf("must be at least 1 (got %d)", n)
 		}
 		if err != nil {
-			problems = append(problems, membership.FieldError{Field: field, Message: fmt.Sprintf("--%s: %v", st.flag, err)})
+			problems = append(problems, membership.FieldError{Field: field, Message: err.Error()})
 		}
 		return n
 	}

@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+
+	"github.com/spf13/pflag"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -21,38 +22,31 @@ type clientFlags struct {
 	tlsCA, tlsCert, tlsKey *setting
 }
 
-func newClientFlags(name string) *clientFlags {
-	s := newSettings(name)
+// newClientFlags declares the client options on fs.
+func newClientFlags(fs *pflag.FlagSet) *clientFlags {
+	s := newSettings(fs)
 	return &clientFlags{
 		s:       s,
-		addr:    s.str("addr", "CLUSTER_ADDR", client.DefaultAddr, "address of the node to ask, host:port"),
+		addr:    s.str("addr", "CLUSTER_ADDR", client.DefaultAddr, "address of the node to ask").as("host:port"),
 		token:   newTokenFlags(s, "bearer token for the node's API"),
-		tlsCA:   s.str("tls-ca", "CLUSTER_TLS_CA", "", "PEM CA to verify the node's certificate: dial with TLS"),
-		tlsCert: s.str("tls-cert", "CLUSTER_TLS_CERT", "", "PEM client certificate, for mutual TLS"),
-		tlsKey:  s.str("tls-key", "CLUSTER_TLS_KEY", "", "PEM private key of --tls-cert"),
+		tlsCA:   s.str("tls-ca", "CLUSTER_TLS_CA", "", "PEM CA to verify the node's certificate: dial with TLS").as("file"),
+		tlsCert: s.str("tls-cert", "CLUSTER_TLS_CERT", "", "PEM client certificate, for mutual TLS").as("file"),
+		tlsKey:  s.str("tls-key", "CLUSTER_TLS_KEY", "", "PEM private key of --tls-cert").as("file"),
 	}
 }
 
-// dial parses the flags and returns a client; on error it has printed it and returns the exit code.
-func (f *clientFlags) dial(args []string, stderr io.Writer) (*client.Client, int) {
-	f.s.fs.SetOutput(stderr)
-	if err := f.s.parse(args); err != nil {
-		if errors.Is(err, errHelp) {
-			return nil, exitOK
-		}
-		fmt.Fprintf(stderr, "node %s: %v\n", f.s.fs.Name(), err)
-		return nil, exitConfig
-	}
+// dial returns a client of the node at --addr, or an exit error (exit 2) for options that
+// cannot work: an address that cannot be one, a token given twice or unreadable, bad TLS files.
+func (f *clientFlags) dial() (*client.Client, error) {
+	f.s.applyEnv()
 	// An address that cannot be one is a wrong flag, not a node that cannot be reached.
 	if _, err := membership.ParseAddress(f.addr.value); err != nil {
-		fmt.Fprintf(stderr, "node %s: --addr: %v\n", f.s.fs.Name(), err)
-		return nil, exitConfig
+		return nil, configError(fmt.Errorf("--addr: %w", err))
 	}
 	var opts []client.Option
 	token, err := f.token.value()
 	if err != nil {
-		fmt.Fprintf(stderr, "node %s: %v\n", f.s.fs.Name(), err)
-		return nil, exitConfig
+		return nil, configError(err)
 	}
 	if token != "" {
 		opts = append(opts, client.WithToken(token))
@@ -60,23 +54,20 @@ func (f *clientFlags) dial(args []string, stderr io.Writer) (*client.Client, int
 	if f.tlsCA.value != "" || f.tlsCert.value != "" {
 		cfg, err := client.TLSConfig(f.tlsCA.value, f.tlsCert.value, f.tlsKey.value)
 		if err != nil {
-			fmt.Fprintf(stderr, "node %s: %v\n", f.s.fs.Name(), err)
-			return nil, exitConfig
+			return nil, configError(err)
 		}
 		opts = append(opts, client.WithTLS(cfg))
 	}
 	c, err := client.Dial(f.addr.value, opts...)
 	if err != nil {
-		fmt.Fprintf(stderr, "node %s: %v\n", f.s.fs.Name(), err)
-		return nil, exitConfig
+		return nil, configError(err)
 	}
-	return c, -1
+	return c, nil
 }
 
-// fail prints a call error as one line and returns exit code 1.
-func fail(stderr io.Writer, cmd, addr string, err error) int {
-	fmt.Fprintf(stderr, "node %s: %s\n", cmd, describe(addr, err))
-	return exitError
+// callFailed is the exit error (exit 1) of a failed call, said in one sentence.
+func callFailed(addr string, err error) error {
+	return &exitError{code: exitFailure, err: errors.New(describe(addr, err))}
 }
 
 // describe turns a gRPC error into one readable sentence.

@@ -11,10 +11,10 @@ import (
 func TestClusterNameFlagAndEnvironment(t *testing.T) {
 	code, _, errOut := runCLI(t, "agent", "--name", "ok", "--port", "0", "--cluster-name", "1bad")
 	require.Equal(t, 2, code)
-	require.Contains(t, errOut, `ClusterName: must start with a letter (got "1bad")`)
+	require.Contains(t, errOut, `--cluster-name (CLUSTER_NAME): must start with a letter (got "1bad")`)
 
 	t.Setenv("CLUSTER_NAME", "has space")
 	code, _, errOut = runCLI(t, "agent", "--name", "ok", "--port", "0")
 	require.Equal(t, 2, code)
-	require.Contains(t, errOut, "ClusterName: ")
+	require.Contains(t, errOut, "--cluster-name (CLUSTER_NAME): ")
 }

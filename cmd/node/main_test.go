@@ -3,16 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/encoding/protojson"
 
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
 	"github.com/meshnode/meshnode/membership"
 	"github.com/meshnode/meshnode/server"
 )
@@ -42,29 +44,50 @@ func startTestNode(t *testing.T, name string, seeds ...string) *server.Node {
 func TestVersion(t *testing.T) {
 	code, out, _ := runCLI(t, "version")
 	require.Equal(t, 0, code)
-	require.Contains(t, out, "peer protocol 1")
+	require.Regexp(t, `^node \S+ \(commit \S+, built \S+, peer protocol 1, go1\.\S+ \w+/\w+\)\n$`, out)
+	code, viaFlag, _ := runCLI(t, "--version")
+	require.Equal(t, 0, code)
+	require.Equal(t, out, viaFlag)
+
+	code, out, _ = runCLI(t, "version", "--json")
+	require.Equal(t, 0, code)
+	var b clusterv1.BuildInfo
+	require.NoError(t, protojson.Unmarshal([]byte(out), &b), out)
+	require.Equal(t, uint32(membership.ProtocolVersion), b.GetProtocolVersion())
+	require.NotEmpty(t, b.GetVersion())
+	require.Contains(t, out, `"goVersion"`)
+
+	a := startTestNode(t, "alpha")
+	code, out, errOut := runCLI(t, "version", "--addr", a.Addr().String())
+	require.Equal(t, 0, code, errOut)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 2, out)
+	require.True(t, strings.HasPrefix(lines[1], a.LocalID().String()+" at "+a.Addr().String()+": node "), lines[1])
 }
 
 func TestUnknownCommandExits2(t *testing.T) {
 	code, _, errOut := runCLI(t, "frobnicate")
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, `unknown command "frobnicate"`)
+	require.Contains(t, errOut, "node --help")
 }
 
 func TestAgentRejectsBadConfigListingEveryField(t *testing.T) {
 	t.Setenv("CLUSTER_HEARTBEAT_MISS_THRESHOLD", "0")
 	code, _, errOut := runCLI(t, "agent", "--name", "ok", "--port", "70000", "--seeds", "bad seed", "--heartbeat-interval", "1ms")
 	require.Equal(t, 2, code)
-	for _, field := range []string{"Port", "Seeds", "HeartbeatInterval", "HeartbeatMissThreshold"} {
+	for _, field := range []string{"--port (CLUSTER_PORT): ", "--seeds (CLUSTER_SEEDS): ", "--heartbeat-interval (CLUSTER_HEARTBEAT_INTERVAL): must be between 100ms and 10m0s (got 1ms)",
+		"--heartbeat-miss-threshold (CLUSTER_HEARTBEAT_MISS_THRESHOLD): "} {
 		require.Contains(t, errOut, field)
 	}
+	require.NotContains(t, errOut, "HeartbeatInterval", "flags, not Go fields")
 	require.Equal(t, 1, strings.Count(strings.TrimSpace(errOut), "\n")+1, "one message: %q", errOut)
 }
 
 func TestFlagsWinOverTheEnvironment(t *testing.T) {
 	t.Setenv("NODE_NAME", "fromenv")
 	t.Setenv("CLUSTER_PORT", "1234")
-	f := newAgentFlags()
+	f := newAgentFlags(pflag.NewFlagSet("agent", pflag.ContinueOnError))
 	require.NoError(t, f.s.parse([]string{"--port", "0", "--host", "127.0.0.1"}))
 	cfg, err := f.config()
 	require.NoError(t, err)
@@ -83,14 +106,45 @@ func TestMembersTableAndJSON(t *testing.T) {
 	require.Contains(t, out, "beta@127.0.0.1:")
 	require.Contains(t, out, "connected")
 	require.Contains(t, out, "role=beta")
+	require.Regexp(t, `(?m)^alpha@127\.0\.0\.1:\d+ \* +connected `, out, "the asked node is listed, marked")
 
 	code, out, _ = runCLI(t, "members", "--json", "--all", "--addr", a.Addr().String())
 	require.Equal(t, 0, code)
-	var nodes []map[string]any
-	require.NoError(t, json.Unmarshal([]byte(out), &nodes))
-	require.Len(t, nodes, 1)
-	require.Equal(t, "beta", nodes[0]["name"])
-	require.Equal(t, "connected", nodes[0]["status"])
+	var resp clusterv1.ListNodesResponse
+	require.NoError(t, protojson.Unmarshal([]byte(out), &resp), out)
+	require.Len(t, resp.GetNodes(), 2)
+	require.Equal(t, "alpha", resp.GetNodes()[0].GetName())
+	require.True(t, resp.GetNodes()[0].GetLocal())
+	require.Equal(t, "beta", resp.GetNodes()[1].GetName())
+	require.Equal(t, clusterv1.NodeStatus_NODE_STATUS_CONNECTED, resp.GetNodes()[1].GetStatus())
+	requireAPIJSON(t, out)
+}
+
+func TestMembersAllShowsANodeThatLeftAsLeft(t *testing.T) {
+	a := startTestNode(t, "alpha")
+	b := startTestNode(t, "beta", a.LocalID().String())
+	require.Eventually(t, func() bool { n, _ := a.ConnectedCount(); return n == 1 }, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, b.Stop(t.Context()))
+	require.Eventually(t, func() bool { n, _ := a.ConnectedCount(); return n == 0 }, 5*time.Second, 10*time.Millisecond)
+
+	code, out, errOut := runCLI(t, "members", "--all", "--addr", a.Addr().String())
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `(?m)^beta@127\.0\.0\.1:\d+ +left `, out)
+	code, out, _ = runCLI(t, "members", "--addr", a.Addr().String())
+	require.Equal(t, 0, code)
+	require.NotContains(t, out, "beta", "without --all only the connected nodes")
+
+	code, out, _ = runCLI(t, "members", "--all", "--json", "--addr", a.Addr().String())
+	require.Equal(t, 0, code)
+	require.Contains(t, out, `"NODE_STATUS_LEFT"`)
+}
+
+// requireAPIJSON checks that out is the API's JSON: camelCase names, 64-bit integers as
+// strings (so that jq does not round them).
+func requireAPIJSON(t *testing.T, out string) {
+	t.Helper()
+	require.NotRegexp(t, `"[a-z]+_[a-z_]+":`, out, "camelCase names, not snake_case")
+	require.NotRegexp(t, `"(incarnation|sequence)": *[0-9]`, out, "int64 as strings")
 }
 
 func TestHealthPlainWhenPiped(t *testing.T) {
@@ -133,8 +187,8 @@ func TestAgentConfigErrorsQuoteAtMostAPrefixOfTheInput(t *testing.T) {
 	code, _, errOut := runCLI(t, "agent", "--name", "1"+huge, "--port", huge, "--heartbeat-interval", huge,
 		"--heartbeat-miss-threshold", huge, "--process-count", huge, "--metadata", huge, "--seeds", huge)
 	require.Equal(t, 2, code)
-	for _, field := range []string{"Name", "Port", "HeartbeatInterval", "HeartbeatMissThreshold", "ProcessCount", "Metadata", "Seeds"} {
-		require.Contains(t, errOut, field+": ")
+	for _, flag := range []string{"name", "port", "heartbeat-interval", "heartbeat-miss-threshold", "process-count", "metadata", "seeds"} {
+		require.Contains(t, errOut, "--"+flag+" (")
 	}
 	require.Less(t, len(errOut), 2500, "%.500q", errOut)
 	require.Contains(t, errOut, "(100000 bytes)")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,77 +12,121 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/meshnode/meshnode/membership"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
 )
 
 // callTimeout bounds one API call of a client command.
 const callTimeout = 10 * time.Second
 
-func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	f := newClientFlags("members")
-	all := f.s.fs.Bool("all", false, "list every known node, not only the connected ones")
-	asJSON := f.s.fs.Bool("json", false, "print JSON")
-	c, code := f.dial(args, stderr)
-	if c == nil {
-		return code
+// newMembersCommand wires `node members`.
+func newMembersCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "members",
+		Short: "List the nodes a running node knows",
+		Long: `members lists the nodes the node at --addr sees connected, itself included and
+marked with *; with --all, every node it knows, whatever its status, and the nodes that left
+gracefully (status left) while it remembers them.
+
+With --json it prints the API's ListNodesResponse as JSON (camelCase, 64-bit integers such as
+incarnation as strings); the asked node has "local": true.`,
+		Example: `  node members
+  node members --addr 10.0.0.1:4369 --all
+  node members --json | jq -r '.nodes[].id'`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().SortFlags = false
+	all := cmd.Flags().Bool("all", false, "list every known node, not only the connected ones, and those that left gracefully (as left) while this node remembers them")
+	asJSON := cmd.Flags().Bool("json", false, "print JSON")
+	f := newClientFlags(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runMembers(cmd.Context(), f, *all, *asJSON, a.stdout)
+	}
+	return cmd
+}
+
+// runMembers prints the nodes the node at --addr knows, itself included and marked.
+func runMembers(ctx context.Context, f *clientFlags, all, asJSON bool, stdout io.Writer) error {
+	c, err := f.dial()
+	if err != nil {
+		return err
 	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	nodes, err := c.Nodes(ctx, !*all)
+	resp, err := c.API().ListNodes(ctx, &clusterv1.ListNodesRequest{ConnectedOnly: !all, IncludeSelf: true, IncludeLeft: all})
 	if err != nil {
-		return fail(stderr, "members", f.addr.value, err)
+		return callFailed(f.addr.value, err)
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(jsonNodes(nodes)); err != nil {
-			return fail(stderr, "members", f.addr.value, err)
-		}
-		return exitOK
+	if asJSON {
+		return writeJSON(stdout, resp, true)
 	}
+	colour := colourOn(stdout)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATUS\tUPTIME\tLAST HEARTBEAT\tPROCESSES\tMETADATA")
 	now := time.Now()
-	for _, n := range nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", n.ID, n.Status, roundDuration(n.Uptime), ago(now, n.LastHeartbeat), n.ProcessCount, formatMetadata(n.Metadata))
+	for _, n := range resp.GetNodes() {
+		id, heard := n.GetId(), "-"
+		if n.GetLocal() {
+			id += " *"
+		} else if n.GetLastHeartbeat() != nil {
+			heard = ago(now, n.GetLastHeartbeat().AsTime())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", id, paintStatus(colour, n.GetStatus()), roundDuration(n.GetUptime().AsDuration()),
+			heard, n.GetProcessCount(), formatMetadata(n.GetMetadata()))
 	}
 	_ = tw.Flush()
-	return exitOK
+	return nil
 }
 
-// jsonNode is the JSON shape of a node.
-type jsonNode struct {
-	ID            string            `json:"id"`
-	Name          string            `json:"name"`
-	Host          string            `json:"host"`
-	Port          int               `json:"port"`
-	Status        string            `json:"status"`
-	Incarnation   uint64            `json:"incarnation"`
-	ProcessCount  int               `json:"process_count"`
-	LastHeartbeat *time.Time        `json:"last_heartbeat,omitempty"`
-	UptimeSeconds float64           `json:"uptime_seconds"`
-	Metadata      map[string]string `json:"metadata,omitempty"`
+// paintStatus names a status, coloured when colour is set: every colour code has the same
+// length, so the table's columns stay aligned.
+func paintStatus(colour bool, s clusterv1.NodeStatus) string {
+	style := map[clusterv1.NodeStatus]string{
+		clusterv1.NodeStatus_NODE_STATUS_CONNECTED:    styleGreen,
+		clusterv1.NodeStatus_NODE_STATUS_CONNECTING:   styleYellow,
+		clusterv1.NodeStatus_NODE_STATUS_DISCONNECTED: styleRed,
+	}[s]
+	if style == "" {
+		style = styleGrey
+	}
+	return paint(colour, style, nodeStatus(s))
 }
 
-func toJSONNode(n membership.NodeInfo) jsonNode {
-	out := jsonNode{
-		ID: n.ID.String(), Name: n.ID.Name(), Host: n.ID.Host(), Port: n.ID.Port(), Status: n.Status.String(),
-		Incarnation: n.Incarnation, ProcessCount: n.ProcessCount, UptimeSeconds: n.Uptime.Seconds(), Metadata: n.Metadata,
+// nodeStatus names a status as the Go API does: connected, left, …
+func nodeStatus(s clusterv1.NodeStatus) string {
+	name, ok := strings.CutPrefix(s.String(), "NODE_STATUS_")
+	if !ok {
+		return "unknown"
 	}
-	if !n.LastHeartbeat.IsZero() {
-		t := n.LastHeartbeat.UTC()
-		out.LastHeartbeat = &t
-	}
-	return out
+	return strings.ToLower(name)
 }
 
-func jsonNodes(nodes []membership.NodeInfo) []jsonNode {
-	out := make([]jsonNode, len(nodes))
-	for i, n := range nodes {
-		out[i] = toJSONNode(n)
+// writeJSON prints m as the API's JSON (protojson: camelCase names, 64-bit integers as
+// strings, enums by name), indented or on one line. protojson varies its whitespace on
+// purpose; the output is laid out again here, so it is the same from one build to the next.
+func writeJSON(w io.Writer, m proto.Message, indent bool) error {
+	data, err := protojson.Marshal(m)
+	if err != nil {
+		return failure(fmt.Errorf("encode JSON: %w", err))
 	}
-	return out
+	var out bytes.Buffer
+	if indent {
+		err = json.Indent(&out, data, "", "  ")
+	} else {
+		err = json.Compact(&out, data)
+	}
+	if err != nil {
+		return failure(fmt.Errorf("lay out JSON: %w", err))
+	}
+	out.WriteByte('\n')
+	if _, err := w.Write(out.Bytes()); err != nil {
+		return failure(fmt.Errorf("write: %w", err))
+	}
+	return nil
 }
 
 // roundDuration prints a duration to the second ("-" when zero).

@@ -17,10 +17,11 @@ type tokenFlags struct {
 // tokenHelp is the help of --token; what states purpose is the caller's.
 const tokenHelp = "; visible in ps: prefer --token-file or the environment"
 
+// newTokenFlags declares --token and --token-file on s; purpose starts the help of --token.
 func newTokenFlags(s *settings, purpose string) tokenFlags {
 	return tokenFlags{
 		token: s.str("token", "CLUSTER_API_TOKEN", "", purpose+tokenHelp),
-		file:  s.str("token-file", "CLUSTER_API_TOKEN_FILE", "", "file holding the API token (its first line; not visible in ps)"),
+		file:  s.str("token-file", "CLUSTER_API_TOKEN_FILE", "", "file holding the API token (its first line; not visible in ps)").as("file"),
 	}
 }
 

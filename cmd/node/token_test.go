@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshnode/meshnode/membership"
@@ -64,7 +65,7 @@ func TestTokenFileProblemsAreConfigErrorsWithoutTheToken(t *testing.T) {
 }
 
 func TestAgentTokenFileAndLimitFlags(t *testing.T) {
-	f := newAgentFlags()
+	f := newAgentFlags(pflag.NewFlagSet("agent", pflag.ContinueOnError))
 	require.NoError(t, f.s.parse([]string{"--name", "a", "--token-file", writeTokenFile(t, "agent-token\n"), "--max-watchers", "3"}))
 	_, err := f.config()
 	require.NoError(t, err)
@@ -77,7 +78,7 @@ func TestAgentTokenFileAndLimitFlags(t *testing.T) {
 
 	code, _, errOut := runCLI(t, "agent", "--name", "a", "--max-watchers", "0", "--max-open-calls", "-5", "--max-idle-connections", "1e3")
 	require.Equal(t, 2, code)
-	for _, field := range []string{"MaxWatchers", "MaxOpenCalls", "MaxIdleConnections"} {
+	for _, field := range []string{"--max-watchers (CLUSTER_MAX_WATCHERS): must be at least 1", "--max-open-calls (CLUSTER_MAX_OPEN_CALLS): ", "--max-idle-connections (CLUSTER_MAX_IDLE_CONNECTIONS): "} {
 		require.Contains(t, errOut, field, "every bad limit is listed")
 	}
 }

@@ -2,46 +2,71 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 
 	"github.com/meshnode/meshnode/client"
 	"github.com/meshnode/meshnode/membership"
 )
 
-func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	f := newClientFlags("watch")
-	asJSON := f.s.fs.Bool("json", false, "print one JSON object per line")
-	follow := f.s.fs.Bool("follow", false, "when the stream ends (the node stopped or went away), say so and resume once the node answers again, instead of exiting 1")
-	c, code := f.dial(args, stderr)
-	if c == nil {
-		return code
+// newWatchCommand wires `node watch`.
+func newWatchCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "watch",
+		Short: "Stream a running node's events, one line each",
+		Long: `watch prints a snapshot of the nodes the node at --addr knows, then every membership
+event as it happens, one line each, until interrupted. Without --follow it exits 1 when the
+stream ends (the node stopped or went away).
+
+With --json each line is one API Event as JSON (camelCase, 64-bit integers as strings). An up
+or down that --follow infers after a broken stream, from the difference between two
+snapshots, has no sequence number.`,
+		Example: `  node watch
+  node watch --addr 10.0.0.1:4369 --follow
+  node watch --json | jq -c 'select(.nodeDown)'`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().SortFlags = false
+	asJSON := cmd.Flags().Bool("json", false, "print one JSON object per line")
+	follow := cmd.Flags().Bool("follow", false, "when the stream ends (the node stopped or went away), say so and resume once the node answers again, instead of exiting 1")
+	f := newClientFlags(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runWatch(cmd.Context(), f, *asJSON, *follow, a.stdout, a.stderr)
+	}
+	return cmd
+}
+
+// runWatch streams the events of the node at --addr until ctx ends.
+func runWatch(ctx context.Context, f *clientFlags, asJSON, follow bool, stdout, stderr io.Writer) error {
+	c, err := f.dial()
+	if err != nil {
+		return err
 	}
 	defer c.Close()
 	// Fail fast with one line if the node cannot be reached at all.
 	probe, cancel := context.WithTimeout(ctx, callTimeout)
-	_, err := c.LocalNode(probe)
+	_, err = c.LocalNode(probe)
 	cancel()
 	if err != nil {
-		return fail(stderr, "watch", f.addr.value, err)
+		return callFailed(f.addr.value, err)
 	}
-	enc := json.NewEncoder(stdout)
+	colour := colourOn(stdout)
 	show := func(e client.Event) {
-		if *asJSON {
-			_ = enc.Encode(jsonEvent(e))
+		if asJSON {
+			_ = writeJSON(stdout, e.Proto(), false)
 			return
 		}
-		fmt.Fprintln(stdout, formatEvent(e))
+		fmt.Fprintln(stdout, formatEvent(colour, e))
 	}
 	// Without --follow the watch ends with the stream; with it, the breaks and resumptions are
 	// said on stderr, so stdout stays one event per line.
 	opts := []client.WatchOption{client.StopOnBreak()}
-	if *follow {
+	if follow {
 		opts = []client.WatchOption{
 			client.OnBreak(func(err error) {
 				fmt.Fprintf(stderr, "node watch: %s; resuming when it answers again\n", describeWatchEnd(f.addr.value, err))
@@ -53,10 +78,9 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	err = c.Watch(ctx, show, opts...)
 	if err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintf(stderr, "node watch: %s\n", describeWatchEnd(f.addr.value, err))
-		return exitError
+		return failure(errors.New(describeWatchEnd(f.addr.value, err)))
 	}
-	return exitOK
+	return nil
 }
 
 // describeWatchEnd says in one sentence why a watch stream ended.
@@ -87,8 +111,8 @@ func describeResume(addr string, r client.Resume) string {
 	return msg + "; ups and downs missed meanwhile follow, marked"
 }
 
-// formatEvent renders an event as one line.
-func formatEvent(e client.Event) string {
+// formatEvent renders an event as one line, its kind coloured when colour is set.
+func formatEvent(colour bool, e client.Event) string {
 	ts := e.Time.Local().Format(time.TimeOnly + ".000")
 	resync := ""
 	if e.Resynced {
@@ -102,50 +126,21 @@ func formatEvent(e client.Event) string {
 				connected++
 			}
 		}
-		return fmt.Sprintf("%s snapshot: node %s, %d connected of %d known", ts, e.Current, connected, len(e.Nodes))
+		return fmt.Sprintf("%s snapshot: node %s, %d connected of %s", ts, e.Current, connected, plural(len(e.Nodes), "known node", "known nodes"))
 	case e.Type == membership.EventNodeUp:
-		return fmt.Sprintf("%s #%d node_up   %s%s", ts, e.Sequence, e.Node.ID, resync)
+		return fmt.Sprintf("%s #%d %s   %s%s", ts, e.Sequence, paint(colour, styleGreen, "node_up"), e.Node.ID, resync)
 	case e.Type == membership.EventNodeDown:
 		reason := e.Reason.String()
 		if e.Reason == 0 {
 			reason = "reason unknown"
 		}
-		return fmt.Sprintf("%s #%d node_down %s (%s)%s", ts, e.Sequence, e.Node.ID, reason, resync)
+		return fmt.Sprintf("%s #%d %s %s (%s)%s", ts, e.Sequence, paint(colour, styleRed, "node_down"), e.Node.ID, reason, resync)
+	case e.Type == membership.EventNodeUpdated:
+		return fmt.Sprintf("%s #%d %s %s metadata %s, %s%s", ts, e.Sequence, paint(colour, styleYellow, "node_updated"), e.Node.ID,
+			formatMetadata(e.Node.Metadata), plural(e.Node.ProcessCount, "process", "processes"), resync)
 	case e.Type == membership.EventStatusChange:
 		return fmt.Sprintf("%s #%d status    %s -> %s", ts, e.Sequence, e.Previous, e.Current)
 	default:
 		return fmt.Sprintf("%s #%d unknown event", ts, e.Sequence)
 	}
-}
-
-// jsonEventOut is the JSON shape of an event.
-type jsonEventOut struct {
-	Type     string     `json:"type"`
-	Sequence uint64     `json:"sequence"`
-	Time     time.Time  `json:"time"`
-	Node     *jsonNode  `json:"node,omitempty"`
-	Nodes    []jsonNode `json:"nodes,omitempty"`
-	Reason   string     `json:"reason,omitempty"`
-	Previous string     `json:"previous,omitempty"`
-	Current  string     `json:"current,omitempty"`
-	Resynced bool       `json:"resynced,omitempty"`
-}
-
-func jsonEvent(e client.Event) jsonEventOut {
-	out := jsonEventOut{Type: e.Type.String(), Sequence: e.Sequence, Time: e.Time.UTC(), Resynced: e.Resynced}
-	switch {
-	case e.Snapshot:
-		out.Type = "snapshot"
-		out.Nodes = jsonNodes(e.Nodes)
-		out.Current = e.Current.String()
-	case e.Type == membership.EventNodeUp || e.Type == membership.EventNodeDown:
-		n := toJSONNode(e.Node)
-		out.Node = &n
-		if e.Type == membership.EventNodeDown {
-			out.Reason = e.Reason.String()
-		}
-	case e.Type == membership.EventStatusChange:
-		out.Previous, out.Current = e.Previous.String(), e.Current.String()
-	}
-	return out
 }

@@ -42,6 +42,11 @@ function describe(event) {
       return `#${event.sequence} node_up   ${event.node_up.node.id}`;
     case 'node_down':
       return `#${event.sequence} node_down ${event.node_down.id} (${event.node_down.reason})`;
+    case 'node_updated': {
+      const n = event.node_updated.node;
+      const md = Object.entries(n.metadata || {}).sort().map(([k, v]) => `${k}=${v}`).join(',') || '-';
+      return `#${event.sequence} node_updated ${n.id} metadata ${md}, processes ${n.process_count}`;
+    }
     case 'status_change':
       return `#${event.sequence} status    ${event.status_change.previous} -> ${event.status_change.current}`;
     case 'snapshot':

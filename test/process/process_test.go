@@ -75,8 +75,8 @@ func TestProcessSIGSTOPIsHeartbeatTimeoutAndSIGCONTBringsItBack(t *testing.T) {
 func TestProcessInvalidConfigExits2ListingEveryField(t *testing.T) {
 	out, code := runNode(t, "agent", "--name", "1bad", "--port", "99999", "--heartbeat-interval", "5ms")
 	require.Equal(t, 2, code)
-	for _, field := range []string{"Name", "Port", "HeartbeatInterval"} {
-		require.Contains(t, out, field, "the error should list every invalid field")
+	for _, flag := range []string{"--name (NODE_NAME): ", "--port (CLUSTER_PORT): ", "--heartbeat-interval (CLUSTER_HEARTBEAT_INTERVAL): "} {
+		require.Contains(t, out, flag, "the error should list every invalid field")
 	}
 }
 

@@ -26,7 +26,7 @@ func agentFlagsAndEnv(t *testing.T) (flags, envs map[string]bool) {
 	for _, m := range regexp.MustCompile(`(?m)^\s+(?:-\w, )?--?([a-z][a-z0-9-]+)\b`).FindAllStringSubmatch(string(out), -1) {
 		flags[m[1]] = true
 	}
-	for _, m := range regexp.MustCompile(`\(env ([A-Z][A-Z0-9_]*)\)`).FindAllStringSubmatch(string(out), -1) {
+	for _, m := range regexp.MustCompile(`\[\$([A-Z][A-Z0-9_]*)\]`).FindAllStringSubmatch(string(out), -1) {
 		envs[m[1]] = true
 	}
 	require.True(t, flags["cluster-name"] && envs["CLUSTER_NAME"], "node agent --help should list flags and variables:\n%s", out)

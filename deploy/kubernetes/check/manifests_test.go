@@ -97,7 +97,7 @@ func readAgentHelp(t *testing.T) agentHelp {
 	for _, m := range regexp.MustCompile(`(?m)^\s+(?:-\w, )?--?([a-z][a-z0-9-]+)\b`).FindAllStringSubmatch(string(out), -1) {
 		h.flags = append(h.flags, m[1])
 	}
-	for _, m := range regexp.MustCompile(`\(env ([A-Z][A-Z0-9_]*)\)`).FindAllStringSubmatch(string(out), -1) {
+	for _, m := range regexp.MustCompile(`\[\$([A-Z][A-Z0-9_]*)\]`).FindAllStringSubmatch(string(out), -1) {
 		h.envs = append(h.envs, m[1])
 	}
 	require.Contains(t, h.flags, "cluster-name", "`node agent --help` should list its flags:\n%s", out)

@@ -126,7 +126,9 @@ type GetLocalNodeResponse struct {
 	// status is this node's lifecycle status.
 	Status ClusterStatus `protobuf:"varint,2,opt,name=status,proto3,enum=cluster.v1.ClusterStatus" json:"status,omitempty"`
 	// uptime is how long this node has been running since its last start.
-	Uptime        *durationpb.Duration `protobuf:"bytes,3,opt,name=uptime,proto3" json:"uptime,omitempty"`
+	Uptime *durationpb.Duration `protobuf:"bytes,3,opt,name=uptime,proto3" json:"uptime,omitempty"`
+	// build is the build of meshnode this node runs.
+	Build         *BuildInfo `protobuf:"bytes,4,opt,name=build,proto3" json:"build,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -182,11 +184,24 @@ func (x *GetLocalNodeResponse) GetUptime() *durationpb.Duration {
 	return nil
 }
 
+func (x *GetLocalNodeResponse) GetBuild() *BuildInfo {
+	if x != nil {
+		return x.Build
+	}
+	return nil
+}
+
 // ListNodesRequest selects which nodes to list.
 type ListNodesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// connected_only keeps only nodes whose status is CONNECTED.
 	ConnectedOnly bool `protobuf:"varint,1,opt,name=connected_only,json=connectedOnly,proto3" json:"connected_only,omitempty"`
+	// include_self lists the serving node too (status CONNECTED, local set), as Serf and Consul
+	// list the agent they ask.
+	IncludeSelf bool `protobuf:"varint,2,opt,name=include_self,json=includeSelf,proto3" json:"include_self,omitempty"`
+	// include_left lists the nodes that left gracefully too, with status LEFT, while the serving
+	// node remembers their leave. Ignored with connected_only.
+	IncludeLeft   bool `protobuf:"varint,3,opt,name=include_left,json=includeLeft,proto3" json:"include_left,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -228,10 +243,24 @@ func (x *ListNodesRequest) GetConnectedOnly() bool {
 	return false
 }
 
+func (x *ListNodesRequest) GetIncludeSelf() bool {
+	if x != nil {
+		return x.IncludeSelf
+	}
+	return false
+}
+
+func (x *ListNodesRequest) GetIncludeLeft() bool {
+	if x != nil {
+		return x.IncludeLeft
+	}
+	return false
+}
+
 // ListNodesResponse holds the listed nodes, sorted by id.
 type ListNodesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// nodes are the listed nodes, sorted by id; the serving node is never listed.
+	// nodes are the listed nodes, sorted by id; the serving node only with include_self.
 	Nodes         []*NodeInfo `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -608,6 +637,118 @@ func (x *SeedStatus) GetFailedDials() uint32 {
 	return 0
 }
 
+// UpdateLocalNodeRequest says what to change; what it leaves out is kept.
+type UpdateLocalNodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// metadata replaces the node's metadata when it holds an entry; empty, the metadata is kept
+	// unless clear_metadata is set.
+	Metadata map[string]string `protobuf:"bytes,1,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// clear_metadata replaces the node's metadata with metadata even when that is empty, which
+	// removes every entry.
+	ClearMetadata bool `protobuf:"varint,2,opt,name=clear_metadata,json=clearMetadata,proto3" json:"clear_metadata,omitempty"`
+	// process_count, when set, replaces the node's process count.
+	ProcessCount  *uint32 `protobuf:"varint,3,opt,name=process_count,json=processCount,proto3,oneof" json:"process_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateLocalNodeRequest) Reset() {
+	*x = UpdateLocalNodeRequest{}
+	mi := &file_cluster_v1_membership_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateLocalNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateLocalNodeRequest) ProtoMessage() {}
+
+func (x *UpdateLocalNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_v1_membership_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateLocalNodeRequest.ProtoReflect.Descriptor instead.
+func (*UpdateLocalNodeRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *UpdateLocalNodeRequest) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *UpdateLocalNodeRequest) GetClearMetadata() bool {
+	if x != nil {
+		return x.ClearMetadata
+	}
+	return false
+}
+
+func (x *UpdateLocalNodeRequest) GetProcessCount() uint32 {
+	if x != nil && x.ProcessCount != nil {
+		return *x.ProcessCount
+	}
+	return 0
+}
+
+// UpdateLocalNodeResponse holds the node's info after the change.
+type UpdateLocalNodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node is this node's info, with the new process count and metadata.
+	Node          *NodeInfo `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateLocalNodeResponse) Reset() {
+	*x = UpdateLocalNodeResponse{}
+	mi := &file_cluster_v1_membership_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateLocalNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateLocalNodeResponse) ProtoMessage() {}
+
+func (x *UpdateLocalNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_v1_membership_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateLocalNodeResponse.ProtoReflect.Descriptor instead.
+func (*UpdateLocalNodeResponse) Descriptor() ([]byte, []int) {
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *UpdateLocalNodeResponse) GetNode() *NodeInfo {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
 // WatchEventsRequest opens an event stream.
 type WatchEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -619,7 +760,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_cluster_v1_membership_proto_msgTypes[9]
+	mi := &file_cluster_v1_membership_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +772,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_membership_proto_msgTypes[9]
+	mi := &file_cluster_v1_membership_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +785,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{9}
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WatchEventsRequest) GetSnapshot() bool {
@@ -665,7 +806,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_cluster_v1_membership_proto_msgTypes[10]
+	mi := &file_cluster_v1_membership_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -677,7 +818,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_membership_proto_msgTypes[10]
+	mi := &file_cluster_v1_membership_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -690,7 +831,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{10}
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WatchEventsResponse) GetEvent() *Event {
@@ -717,6 +858,7 @@ type Event struct {
 	//	*Event_NodeDown
 	//	*Event_StatusChange
 	//	*Event_Snapshot
+	//	*Event_NodeUpdated
 	Kind          isEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -724,7 +866,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_cluster_v1_membership_proto_msgTypes[11]
+	mi := &file_cluster_v1_membership_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +878,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_membership_proto_msgTypes[11]
+	mi := &file_cluster_v1_membership_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +891,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{11}
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Event) GetTime() *timestamppb.Timestamp {
@@ -809,6 +951,15 @@ func (x *Event) GetSnapshot() *Snapshot {
 	return nil
 }
 
+func (x *Event) GetNodeUpdated() *NodeUpdated {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_NodeUpdated); ok {
+			return x.NodeUpdated
+		}
+	}
+	return nil
+}
+
 type isEvent_Kind interface {
 	isEvent_Kind()
 }
@@ -833,6 +984,11 @@ type Event_Snapshot struct {
 	Snapshot *Snapshot `protobuf:"bytes,6,opt,name=snapshot,proto3,oneof"`
 }
 
+type Event_NodeUpdated struct {
+	// node_updated: a connected node changed its process count or metadata.
+	NodeUpdated *NodeUpdated `protobuf:"bytes,7,opt,name=node_updated,json=nodeUpdated,proto3,oneof"`
+}
+
 func (*Event_NodeUp) isEvent_Kind() {}
 
 func (*Event_NodeDown) isEvent_Kind() {}
@@ -840,6 +996,8 @@ func (*Event_NodeDown) isEvent_Kind() {}
 func (*Event_StatusChange) isEvent_Kind() {}
 
 func (*Event_Snapshot) isEvent_Kind() {}
+
+func (*Event_NodeUpdated) isEvent_Kind() {}
 
 // NodeUp reports a node that became connected.
 type NodeUp struct {
@@ -852,7 +1010,7 @@ type NodeUp struct {
 
 func (x *NodeUp) Reset() {
 	*x = NodeUp{}
-	mi := &file_cluster_v1_membership_proto_msgTypes[12]
+	mi := &file_cluster_v1_membership_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +1022,7 @@ func (x *NodeUp) String() string {
 func (*NodeUp) ProtoMessage() {}
 
 func (x *NodeUp) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_membership_proto_msgTypes[12]
+	mi := &file_cluster_v1_membership_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,10 +1035,56 @@ func (x *NodeUp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeUp.ProtoReflect.Descriptor instead.
 func (*NodeUp) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{12}
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NodeUp) GetNode() *NodeInfo {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+// NodeUpdated reports a connected node that changed its process count or metadata.
+type NodeUpdated struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node is the node's info with the new values.
+	Node          *NodeInfo `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeUpdated) Reset() {
+	*x = NodeUpdated{}
+	mi := &file_cluster_v1_membership_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeUpdated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeUpdated) ProtoMessage() {}
+
+func (x *NodeUpdated) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_v1_membership_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeUpdated.ProtoReflect.Descriptor instead.
+func (*NodeUpdated) Descriptor() ([]byte, []int) {
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *NodeUpdated) GetNode() *NodeInfo {
 	if x != nil {
 		return x.Node
 	}
@@ -902,7 +1106,7 @@ type NodeDown struct {
 
 func (x *NodeDown) Reset() {
 	*x = NodeDown{}
-	mi := &file_cluster_v1_membership_proto_msgTypes[13]
+	mi := &file_cluster_v1_membership_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +1118,7 @@ func (x *NodeDown) String() string {
 func (*NodeDown) ProtoMessage() {}
 
 func (x *NodeDown) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_membership_proto_msgTypes[13]
+	mi := &file_cluster_v1_membership_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +1131,7 @@ func (x *NodeDown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeDown.ProtoReflect.Descriptor instead.
 func (*NodeDown) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{13}
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *NodeDown) GetId() string {
@@ -964,7 +1168,7 @@ type StatusChange struct {
 
 func (x *StatusChange) Reset() {
 	*x = StatusChange{}
-	mi := &file_cluster_v1_membership_proto_msgTypes[14]
+	mi := &file_cluster_v1_membership_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1180,7 @@ func (x *StatusChange) String() string {
 func (*StatusChange) ProtoMessage() {}
 
 func (x *StatusChange) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_membership_proto_msgTypes[14]
+	mi := &file_cluster_v1_membership_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1193,7 @@ func (x *StatusChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChange.ProtoReflect.Descriptor instead.
 func (*StatusChange) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{14}
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StatusChange) GetPrevious() ClusterStatus {
@@ -1019,7 +1223,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_cluster_v1_membership_proto_msgTypes[15]
+	mi := &file_cluster_v1_membership_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1235,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_membership_proto_msgTypes[15]
+	mi := &file_cluster_v1_membership_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1248,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{15}
+	return file_cluster_v1_membership_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Snapshot) GetNodes() []*NodeInfo {
@@ -1067,13 +1271,16 @@ const file_cluster_v1_membership_proto_rawDesc = "" +
 	"\n" +
 	"\x1bcluster/v1/membership.proto\x12\n" +
 	"cluster.v1\x1a\x16cluster/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x15\n" +
-	"\x13GetLocalNodeRequest\"\xa6\x01\n" +
+	"\x13GetLocalNodeRequest\"\xd3\x01\n" +
 	"\x14GetLocalNodeResponse\x12(\n" +
 	"\x04node\x18\x01 \x01(\v2\x14.cluster.v1.NodeInfoR\x04node\x121\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x19.cluster.v1.ClusterStatusR\x06status\x121\n" +
-	"\x06uptime\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\"9\n" +
+	"\x06uptime\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12+\n" +
+	"\x05build\x18\x04 \x01(\v2\x15.cluster.v1.BuildInfoR\x05build\"\x7f\n" +
 	"\x10ListNodesRequest\x12%\n" +
-	"\x0econnected_only\x18\x01 \x01(\bR\rconnectedOnly\"?\n" +
+	"\x0econnected_only\x18\x01 \x01(\bR\rconnectedOnly\x12!\n" +
+	"\finclude_self\x18\x02 \x01(\bR\vincludeSelf\x12!\n" +
+	"\finclude_left\x18\x03 \x01(\bR\vincludeLeft\"?\n" +
 	"\x11ListNodesResponse\x12*\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x14.cluster.v1.NodeInfoR\x05nodes\" \n" +
 	"\x0eGetNodeRequest\x12\x0e\n" +
@@ -1100,20 +1307,33 @@ const file_cluster_v1_membership_proto_rawDesc = "" +
 	"\treachable\x18\x02 \x01(\bR\treachable\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\x03 \x01(\tR\tlastError\x12!\n" +
-	"\ffailed_dials\x18\x04 \x01(\rR\vfailedDials\"0\n" +
+	"\ffailed_dials\x18\x04 \x01(\rR\vfailedDials\"\x86\x02\n" +
+	"\x16UpdateLocalNodeRequest\x12L\n" +
+	"\bmetadata\x18\x01 \x03(\v20.cluster.v1.UpdateLocalNodeRequest.MetadataEntryR\bmetadata\x12%\n" +
+	"\x0eclear_metadata\x18\x02 \x01(\bR\rclearMetadata\x12(\n" +
+	"\rprocess_count\x18\x03 \x01(\rH\x00R\fprocessCount\x88\x01\x01\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x10\n" +
+	"\x0e_process_count\"C\n" +
+	"\x17UpdateLocalNodeResponse\x12(\n" +
+	"\x04node\x18\x01 \x01(\v2\x14.cluster.v1.NodeInfoR\x04node\"0\n" +
 	"\x12WatchEventsRequest\x12\x1a\n" +
 	"\bsnapshot\x18\x01 \x01(\bR\bsnapshot\">\n" +
 	"\x13WatchEventsResponse\x12'\n" +
-	"\x05event\x18\x01 \x01(\v2\x11.cluster.v1.EventR\x05event\"\xb4\x02\n" +
+	"\x05event\x18\x01 \x01(\v2\x11.cluster.v1.EventR\x05event\"\xf2\x02\n" +
 	"\x05Event\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12-\n" +
 	"\anode_up\x18\x03 \x01(\v2\x12.cluster.v1.NodeUpH\x00R\x06nodeUp\x123\n" +
 	"\tnode_down\x18\x04 \x01(\v2\x14.cluster.v1.NodeDownH\x00R\bnodeDown\x12?\n" +
 	"\rstatus_change\x18\x05 \x01(\v2\x18.cluster.v1.StatusChangeH\x00R\fstatusChange\x122\n" +
-	"\bsnapshot\x18\x06 \x01(\v2\x14.cluster.v1.SnapshotH\x00R\bsnapshotB\x06\n" +
+	"\bsnapshot\x18\x06 \x01(\v2\x14.cluster.v1.SnapshotH\x00R\bsnapshot\x12<\n" +
+	"\fnode_updated\x18\a \x01(\v2\x17.cluster.v1.NodeUpdatedH\x00R\vnodeUpdatedB\x06\n" +
 	"\x04kind\"2\n" +
 	"\x06NodeUp\x12(\n" +
+	"\x04node\x18\x01 \x01(\v2\x14.cluster.v1.NodeInfoR\x04node\"7\n" +
+	"\vNodeUpdated\x12(\n" +
 	"\x04node\x18\x01 \x01(\v2\x14.cluster.v1.NodeInfoR\x04node\"p\n" +
 	"\bNodeDown\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
@@ -1129,13 +1349,14 @@ const file_cluster_v1_membership_proto_rawDesc = "" +
 	"\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15HEALTH_STATUS_HEALTHY\x10\x01\x12\x1a\n" +
 	"\x16HEALTH_STATUS_DEGRADED\x10\x02\x12\x1a\n" +
-	"\x16HEALTH_STATUS_CRITICAL\x10\x032\x90\x03\n" +
+	"\x16HEALTH_STATUS_CRITICAL\x10\x032\xec\x03\n" +
 	"\x11MembershipService\x12Q\n" +
 	"\fGetLocalNode\x12\x1f.cluster.v1.GetLocalNodeRequest\x1a .cluster.v1.GetLocalNodeResponse\x12H\n" +
 	"\tListNodes\x12\x1c.cluster.v1.ListNodesRequest\x1a\x1d.cluster.v1.ListNodesResponse\x12B\n" +
 	"\aGetNode\x12\x1a.cluster.v1.GetNodeRequest\x1a\x1b.cluster.v1.GetNodeResponse\x12H\n" +
 	"\tGetHealth\x12\x1c.cluster.v1.GetHealthRequest\x1a\x1d.cluster.v1.GetHealthResponse\x12P\n" +
-	"\vWatchEvents\x12\x1e.cluster.v1.WatchEventsRequest\x1a\x1f.cluster.v1.WatchEventsResponse0\x01B7Z5github.com/meshnode/meshnode/gen/cluster/v1;clusterv1b\x06proto3"
+	"\vWatchEvents\x12\x1e.cluster.v1.WatchEventsRequest\x1a\x1f.cluster.v1.WatchEventsResponse0\x01\x12Z\n" +
+	"\x0fUpdateLocalNode\x12\".cluster.v1.UpdateLocalNodeRequest\x1a#.cluster.v1.UpdateLocalNodeResponseB7Z5github.com/meshnode/meshnode/gen/cluster/v1;clusterv1b\x06proto3"
 
 var (
 	file_cluster_v1_membership_proto_rawDescOnce sync.Once
@@ -1150,69 +1371,81 @@ func file_cluster_v1_membership_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_v1_membership_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cluster_v1_membership_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_cluster_v1_membership_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_cluster_v1_membership_proto_goTypes = []any{
-	(HealthStatus)(0),             // 0: cluster.v1.HealthStatus
-	(*GetLocalNodeRequest)(nil),   // 1: cluster.v1.GetLocalNodeRequest
-	(*GetLocalNodeResponse)(nil),  // 2: cluster.v1.GetLocalNodeResponse
-	(*ListNodesRequest)(nil),      // 3: cluster.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),     // 4: cluster.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),        // 5: cluster.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),       // 6: cluster.v1.GetNodeResponse
-	(*GetHealthRequest)(nil),      // 7: cluster.v1.GetHealthRequest
-	(*GetHealthResponse)(nil),     // 8: cluster.v1.GetHealthResponse
-	(*SeedStatus)(nil),            // 9: cluster.v1.SeedStatus
-	(*WatchEventsRequest)(nil),    // 10: cluster.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),   // 11: cluster.v1.WatchEventsResponse
-	(*Event)(nil),                 // 12: cluster.v1.Event
-	(*NodeUp)(nil),                // 13: cluster.v1.NodeUp
-	(*NodeDown)(nil),              // 14: cluster.v1.NodeDown
-	(*StatusChange)(nil),          // 15: cluster.v1.StatusChange
-	(*Snapshot)(nil),              // 16: cluster.v1.Snapshot
-	(*NodeInfo)(nil),              // 17: cluster.v1.NodeInfo
-	(ClusterStatus)(0),            // 18: cluster.v1.ClusterStatus
-	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
-	(NodeDownReason)(0),           // 21: cluster.v1.NodeDownReason
+	(HealthStatus)(0),               // 0: cluster.v1.HealthStatus
+	(*GetLocalNodeRequest)(nil),     // 1: cluster.v1.GetLocalNodeRequest
+	(*GetLocalNodeResponse)(nil),    // 2: cluster.v1.GetLocalNodeResponse
+	(*ListNodesRequest)(nil),        // 3: cluster.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),       // 4: cluster.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),          // 5: cluster.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),         // 6: cluster.v1.GetNodeResponse
+	(*GetHealthRequest)(nil),        // 7: cluster.v1.GetHealthRequest
+	(*GetHealthResponse)(nil),       // 8: cluster.v1.GetHealthResponse
+	(*SeedStatus)(nil),              // 9: cluster.v1.SeedStatus
+	(*UpdateLocalNodeRequest)(nil),  // 10: cluster.v1.UpdateLocalNodeRequest
+	(*UpdateLocalNodeResponse)(nil), // 11: cluster.v1.UpdateLocalNodeResponse
+	(*WatchEventsRequest)(nil),      // 12: cluster.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),     // 13: cluster.v1.WatchEventsResponse
+	(*Event)(nil),                   // 14: cluster.v1.Event
+	(*NodeUp)(nil),                  // 15: cluster.v1.NodeUp
+	(*NodeUpdated)(nil),             // 16: cluster.v1.NodeUpdated
+	(*NodeDown)(nil),                // 17: cluster.v1.NodeDown
+	(*StatusChange)(nil),            // 18: cluster.v1.StatusChange
+	(*Snapshot)(nil),                // 19: cluster.v1.Snapshot
+	nil,                             // 20: cluster.v1.UpdateLocalNodeRequest.MetadataEntry
+	(*NodeInfo)(nil),                // 21: cluster.v1.NodeInfo
+	(ClusterStatus)(0),              // 22: cluster.v1.ClusterStatus
+	(*durationpb.Duration)(nil),     // 23: google.protobuf.Duration
+	(*BuildInfo)(nil),               // 24: cluster.v1.BuildInfo
+	(*timestamppb.Timestamp)(nil),   // 25: google.protobuf.Timestamp
+	(NodeDownReason)(0),             // 26: cluster.v1.NodeDownReason
 }
 var file_cluster_v1_membership_proto_depIdxs = []int32{
-	17, // 0: cluster.v1.GetLocalNodeResponse.node:type_name -> cluster.v1.NodeInfo
-	18, // 1: cluster.v1.GetLocalNodeResponse.status:type_name -> cluster.v1.ClusterStatus
-	19, // 2: cluster.v1.GetLocalNodeResponse.uptime:type_name -> google.protobuf.Duration
-	17, // 3: cluster.v1.ListNodesResponse.nodes:type_name -> cluster.v1.NodeInfo
-	17, // 4: cluster.v1.GetNodeResponse.node:type_name -> cluster.v1.NodeInfo
-	0,  // 5: cluster.v1.GetHealthResponse.status:type_name -> cluster.v1.HealthStatus
-	12, // 6: cluster.v1.GetHealthResponse.recent_events:type_name -> cluster.v1.Event
-	19, // 7: cluster.v1.GetHealthResponse.uptime:type_name -> google.protobuf.Duration
-	19, // 8: cluster.v1.GetHealthResponse.recent_window:type_name -> google.protobuf.Duration
-	9,  // 9: cluster.v1.GetHealthResponse.seeds:type_name -> cluster.v1.SeedStatus
-	12, // 10: cluster.v1.WatchEventsResponse.event:type_name -> cluster.v1.Event
-	20, // 11: cluster.v1.Event.time:type_name -> google.protobuf.Timestamp
-	13, // 12: cluster.v1.Event.node_up:type_name -> cluster.v1.NodeUp
-	14, // 13: cluster.v1.Event.node_down:type_name -> cluster.v1.NodeDown
-	15, // 14: cluster.v1.Event.status_change:type_name -> cluster.v1.StatusChange
-	16, // 15: cluster.v1.Event.snapshot:type_name -> cluster.v1.Snapshot
-	17, // 16: cluster.v1.NodeUp.node:type_name -> cluster.v1.NodeInfo
-	21, // 17: cluster.v1.NodeDown.reason:type_name -> cluster.v1.NodeDownReason
-	18, // 18: cluster.v1.StatusChange.previous:type_name -> cluster.v1.ClusterStatus
-	18, // 19: cluster.v1.StatusChange.current:type_name -> cluster.v1.ClusterStatus
-	17, // 20: cluster.v1.Snapshot.nodes:type_name -> cluster.v1.NodeInfo
-	18, // 21: cluster.v1.Snapshot.status:type_name -> cluster.v1.ClusterStatus
-	1,  // 22: cluster.v1.MembershipService.GetLocalNode:input_type -> cluster.v1.GetLocalNodeRequest
-	3,  // 23: cluster.v1.MembershipService.ListNodes:input_type -> cluster.v1.ListNodesRequest
-	5,  // 24: cluster.v1.MembershipService.GetNode:input_type -> cluster.v1.GetNodeRequest
-	7,  // 25: cluster.v1.MembershipService.GetHealth:input_type -> cluster.v1.GetHealthRequest
-	10, // 26: cluster.v1.MembershipService.WatchEvents:input_type -> cluster.v1.WatchEventsRequest
-	2,  // 27: cluster.v1.MembershipService.GetLocalNode:output_type -> cluster.v1.GetLocalNodeResponse
-	4,  // 28: cluster.v1.MembershipService.ListNodes:output_type -> cluster.v1.ListNodesResponse
-	6,  // 29: cluster.v1.MembershipService.GetNode:output_type -> cluster.v1.GetNodeResponse
-	8,  // 30: cluster.v1.MembershipService.GetHealth:output_type -> cluster.v1.GetHealthResponse
-	11, // 31: cluster.v1.MembershipService.WatchEvents:output_type -> cluster.v1.WatchEventsResponse
-	27, // [27:32] is the sub-list for method output_type
-	22, // [22:27] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	21, // 0: cluster.v1.GetLocalNodeResponse.node:type_name -> cluster.v1.NodeInfo
+	22, // 1: cluster.v1.GetLocalNodeResponse.status:type_name -> cluster.v1.ClusterStatus
+	23, // 2: cluster.v1.GetLocalNodeResponse.uptime:type_name -> google.protobuf.Duration
+	24, // 3: cluster.v1.GetLocalNodeResponse.build:type_name -> cluster.v1.BuildInfo
+	21, // 4: cluster.v1.ListNodesResponse.nodes:type_name -> cluster.v1.NodeInfo
+	21, // 5: cluster.v1.GetNodeResponse.node:type_name -> cluster.v1.NodeInfo
+	0,  // 6: cluster.v1.GetHealthResponse.status:type_name -> cluster.v1.HealthStatus
+	14, // 7: cluster.v1.GetHealthResponse.recent_events:type_name -> cluster.v1.Event
+	23, // 8: cluster.v1.GetHealthResponse.uptime:type_name -> google.protobuf.Duration
+	23, // 9: cluster.v1.GetHealthResponse.recent_window:type_name -> google.protobuf.Duration
+	9,  // 10: cluster.v1.GetHealthResponse.seeds:type_name -> cluster.v1.SeedStatus
+	20, // 11: cluster.v1.UpdateLocalNodeRequest.metadata:type_name -> cluster.v1.UpdateLocalNodeRequest.MetadataEntry
+	21, // 12: cluster.v1.UpdateLocalNodeResponse.node:type_name -> cluster.v1.NodeInfo
+	14, // 13: cluster.v1.WatchEventsResponse.event:type_name -> cluster.v1.Event
+	25, // 14: cluster.v1.Event.time:type_name -> google.protobuf.Timestamp
+	15, // 15: cluster.v1.Event.node_up:type_name -> cluster.v1.NodeUp
+	17, // 16: cluster.v1.Event.node_down:type_name -> cluster.v1.NodeDown
+	18, // 17: cluster.v1.Event.status_change:type_name -> cluster.v1.StatusChange
+	19, // 18: cluster.v1.Event.snapshot:type_name -> cluster.v1.Snapshot
+	16, // 19: cluster.v1.Event.node_updated:type_name -> cluster.v1.NodeUpdated
+	21, // 20: cluster.v1.NodeUp.node:type_name -> cluster.v1.NodeInfo
+	21, // 21: cluster.v1.NodeUpdated.node:type_name -> cluster.v1.NodeInfo
+	26, // 22: cluster.v1.NodeDown.reason:type_name -> cluster.v1.NodeDownReason
+	22, // 23: cluster.v1.StatusChange.previous:type_name -> cluster.v1.ClusterStatus
+	22, // 24: cluster.v1.StatusChange.current:type_name -> cluster.v1.ClusterStatus
+	21, // 25: cluster.v1.Snapshot.nodes:type_name -> cluster.v1.NodeInfo
+	22, // 26: cluster.v1.Snapshot.status:type_name -> cluster.v1.ClusterStatus
+	1,  // 27: cluster.v1.MembershipService.GetLocalNode:input_type -> cluster.v1.GetLocalNodeRequest
+	3,  // 28: cluster.v1.MembershipService.ListNodes:input_type -> cluster.v1.ListNodesRequest
+	5,  // 29: cluster.v1.MembershipService.GetNode:input_type -> cluster.v1.GetNodeRequest
+	7,  // 30: cluster.v1.MembershipService.GetHealth:input_type -> cluster.v1.GetHealthRequest
+	12, // 31: cluster.v1.MembershipService.WatchEvents:input_type -> cluster.v1.WatchEventsRequest
+	10, // 32: cluster.v1.MembershipService.UpdateLocalNode:input_type -> cluster.v1.UpdateLocalNodeRequest
+	2,  // 33: cluster.v1.MembershipService.GetLocalNode:output_type -> cluster.v1.GetLocalNodeResponse
+	4,  // 34: cluster.v1.MembershipService.ListNodes:output_type -> cluster.v1.ListNodesResponse
+	6,  // 35: cluster.v1.MembershipService.GetNode:output_type -> cluster.v1.GetNodeResponse
+	8,  // 36: cluster.v1.MembershipService.GetHealth:output_type -> cluster.v1.GetHealthResponse
+	13, // 37: cluster.v1.MembershipService.WatchEvents:output_type -> cluster.v1.WatchEventsResponse
+	11, // 38: cluster.v1.MembershipService.UpdateLocalNode:output_type -> cluster.v1.UpdateLocalNodeResponse
+	33, // [33:39] is the sub-list for method output_type
+	27, // [27:33] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_cluster_v1_membership_proto_init() }
@@ -1221,11 +1454,13 @@ func file_cluster_v1_membership_proto_init() {
 		return
 	}
 	file_cluster_v1_types_proto_init()
-	file_cluster_v1_membership_proto_msgTypes[11].OneofWrappers = []any{
+	file_cluster_v1_membership_proto_msgTypes[9].OneofWrappers = []any{}
+	file_cluster_v1_membership_proto_msgTypes[13].OneofWrappers = []any{
 		(*Event_NodeUp)(nil),
 		(*Event_NodeDown)(nil),
 		(*Event_StatusChange)(nil),
 		(*Event_Snapshot)(nil),
+		(*Event_NodeUpdated)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1233,7 +1468,7 @@ func file_cluster_v1_membership_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_v1_membership_proto_rawDesc), len(file_cluster_v1_membership_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	MembershipService_GetLocalNode_FullMethodName = "/cluster.v1.MembershipService/GetLocalNode"
-	MembershipService_ListNodes_FullMethodName    = "/cluster.v1.MembershipService/ListNodes"
-	MembershipService_GetNode_FullMethodName      = "/cluster.v1.MembershipService/GetNode"
-	MembershipService_GetHealth_FullMethodName    = "/cluster.v1.MembershipService/GetHealth"
-	MembershipService_WatchEvents_FullMethodName  = "/cluster.v1.MembershipService/WatchEvents"
+	MembershipService_GetLocalNode_FullMethodName    = "/cluster.v1.MembershipService/GetLocalNode"
+	MembershipService_ListNodes_FullMethodName       = "/cluster.v1.MembershipService/ListNodes"
+	MembershipService_GetNode_FullMethodName         = "/cluster.v1.MembershipService/GetNode"
+	MembershipService_GetHealth_FullMethodName       = "/cluster.v1.MembershipService/GetHealth"
+	MembershipService_WatchEvents_FullMethodName     = "/cluster.v1.MembershipService/WatchEvents"
+	MembershipService_UpdateLocalNode_FullMethodName = "/cluster.v1.MembershipService/UpdateLocalNode"
 )
 
 // MembershipServiceClient is the client API for MembershipService service.
@@ -35,7 +36,8 @@ const (
 type MembershipServiceClient interface {
 	// GetLocalNode returns this node's own info, its cluster status and uptime.
 	GetLocalNode(ctx context.Context, in *GetLocalNodeRequest, opts ...grpc.CallOption) (*GetLocalNodeResponse, error)
-	// ListNodes returns every node this node knows (never itself), or only the connected ones.
+	// ListNodes returns every node this node knows, or only the connected ones; itself and the
+	// nodes that left only when asked for.
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 	// GetNode returns one node by id: NOT_FOUND if unknown, INVALID_ARGUMENT if the id is malformed.
 	GetNode(ctx context.Context, in *GetNodeRequest, opts ...grpc.CallOption) (*GetNodeResponse, error)
@@ -45,6 +47,13 @@ type MembershipServiceClient interface {
 	// With snapshot set, the first message is a snapshot of the current nodes, and every later
 	// event is newer than it, so nothing is lost or doubled between the two.
 	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEventsResponse], error)
+	// UpdateLocalNode changes this node's process count and metadata. The change reaches every
+	// node that streams to this one (every node of a full mesh; in the overlay, its neighbours)
+	// within a round trip, and each fires a node_updated event. It is kept
+	// until the node changes it again (across restarts of the node in the same process). A
+	// value the node's configuration would refuse is INVALID_ARGUMENT. Like every call of this
+	// service it needs the node's API token when the node has one.
+	UpdateLocalNode(ctx context.Context, in *UpdateLocalNodeRequest, opts ...grpc.CallOption) (*UpdateLocalNodeResponse, error)
 }
 
 type membershipServiceClient struct {
@@ -114,6 +123,16 @@ func (c *membershipServiceClient) WatchEvents(ctx context.Context, in *WatchEven
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MembershipService_WatchEventsClient = grpc.ServerStreamingClient[WatchEventsResponse]
 
+func (c *membershipServiceClient) UpdateLocalNode(ctx context.Context, in *UpdateLocalNodeRequest, opts ...grpc.CallOption) (*UpdateLocalNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateLocalNodeResponse)
+	err := c.cc.Invoke(ctx, MembershipService_UpdateLocalNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MembershipServiceServer is the server API for MembershipService service.
 // All implementations must embed UnimplementedMembershipServiceServer
 // for forward compatibility.
@@ -123,7 +142,8 @@ type MembershipService_WatchEventsClient = grpc.ServerStreamingClient[WatchEvent
 type MembershipServiceServer interface {
 	// GetLocalNode returns this node's own info, its cluster status and uptime.
 	GetLocalNode(context.Context, *GetLocalNodeRequest) (*GetLocalNodeResponse, error)
-	// ListNodes returns every node this node knows (never itself), or only the connected ones.
+	// ListNodes returns every node this node knows, or only the connected ones; itself and the
+	// nodes that left only when asked for.
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	// GetNode returns one node by id: NOT_FOUND if unknown, INVALID_ARGUMENT if the id is malformed.
 	GetNode(context.Context, *GetNodeRequest) (*GetNodeResponse, error)
@@ -133,6 +153,13 @@ type MembershipServiceServer interface {
 	// With snapshot set, the first message is a snapshot of the current nodes, and every later
 	// event is newer than it, so nothing is lost or doubled between the two.
 	WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsResponse]) error
+	// UpdateLocalNode changes this node's process count and metadata. The change reaches every
+	// node that streams to this one (every node of a full mesh; in the overlay, its neighbours)
+	// within a round trip, and each fires a node_updated event. It is kept
+	// until the node changes it again (across restarts of the node in the same process). A
+	// value the node's configuration would refuse is INVALID_ARGUMENT. Like every call of this
+	// service it needs the node's API token when the node has one.
+	UpdateLocalNode(context.Context, *UpdateLocalNodeRequest) (*UpdateLocalNodeResponse, error)
 	mustEmbedUnimplementedMembershipServiceServer()
 }
 
@@ -157,6 +184,9 @@ func (UnimplementedMembershipServiceServer) GetHealth(context.Context, *GetHealt
 }
 func (UnimplementedMembershipServiceServer) WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchEvents not implemented")
+}
+func (UnimplementedMembershipServiceServer) UpdateLocalNode(context.Context, *UpdateLocalNodeRequest) (*UpdateLocalNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateLocalNode not implemented")
 }
 func (UnimplementedMembershipServiceServer) mustEmbedUnimplementedMembershipServiceServer() {}
 func (UnimplementedMembershipServiceServer) testEmbeddedByValue()                           {}
@@ -262,6 +292,24 @@ func _MembershipService_WatchEvents_Handler(srv interface{}, stream grpc.ServerS
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MembershipService_WatchEventsServer = grpc.ServerStreamingServer[WatchEventsResponse]
 
+func _MembershipService_UpdateLocalNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateLocalNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MembershipServiceServer).UpdateLocalNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MembershipService_UpdateLocalNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MembershipServiceServer).UpdateLocalNode(ctx, req.(*UpdateLocalNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MembershipService_ServiceDesc is the grpc.ServiceDesc for MembershipService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -284,6 +332,10 @@ var MembershipService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetHealth",
 			Handler:    _MembershipService_GetHealth_Handler,
+		},
+		{
+			MethodName: "UpdateLocalNode",
+			Handler:    _MembershipService_UpdateLocalNode_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

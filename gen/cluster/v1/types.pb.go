@@ -35,6 +35,10 @@ const (
 	NodeStatus_NODE_STATUS_CONNECTED NodeStatus = 2
 	// NODE_STATUS_DISCONNECTED: the node is known but down; it is redialled with backoff unless it left.
 	NodeStatus_NODE_STATUS_DISCONNECTED NodeStatus = 3
+	// NODE_STATUS_LEFT: the node left the cluster gracefully and is not redialled. Only listed
+	// when asked for (ListNodesRequest.include_left), while the reporting node remembers the
+	// leave (its tombstone).
+	NodeStatus_NODE_STATUS_LEFT NodeStatus = 4
 )
 
 // Enum value maps for NodeStatus.
@@ -44,12 +48,14 @@ var (
 		1: "NODE_STATUS_CONNECTING",
 		2: "NODE_STATUS_CONNECTED",
 		3: "NODE_STATUS_DISCONNECTED",
+		4: "NODE_STATUS_LEFT",
 	}
 	NodeStatus_value = map[string]int32{
 		"NODE_STATUS_UNSPECIFIED":  0,
 		"NODE_STATUS_CONNECTING":   1,
 		"NODE_STATUS_CONNECTED":    2,
 		"NODE_STATUS_DISCONNECTED": 3,
+		"NODE_STATUS_LEFT":         4,
 	}
 )
 
@@ -230,7 +236,10 @@ type NodeInfo struct {
 	// the peers that monitor it and that it monitors, and a node without a direct stream is connected
 	// while the cluster holds it alive. For such a node last_heartbeat is when the reporting node last
 	// heard of it (its join, or the news that brought it back), not a heartbeat of its own.
-	Direct        bool `protobuf:"varint,11,opt,name=direct,proto3" json:"direct,omitempty"`
+	Direct bool `protobuf:"varint,11,opt,name=direct,proto3" json:"direct,omitempty"`
+	// local reports that the node is the reporting node itself (listed only when asked for:
+	// ListNodesRequest.include_self).
+	Local         bool `protobuf:"varint,12,opt,name=local,proto3" json:"local,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -342,12 +351,120 @@ func (x *NodeInfo) GetDirect() bool {
 	return false
 }
 
+func (x *NodeInfo) GetLocal() bool {
+	if x != nil {
+		return x.Local
+	}
+	return false
+}
+
+// BuildInfo says which build of meshnode a node (or the command line) runs.
+type BuildInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is the release, or "dev" for a build without one.
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// commit is the full commit hash the build came from; empty when unknown.
+	Commit string `protobuf:"bytes,2,opt,name=commit,proto3" json:"commit,omitempty"`
+	// modified reports that the build's work tree differed from commit.
+	Modified bool `protobuf:"varint,3,opt,name=modified,proto3" json:"modified,omitempty"`
+	// build_time is when the binary was built (or, without that, when its commit was made);
+	// unset when unknown.
+	BuildTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=build_time,json=buildTime,proto3" json:"build_time,omitempty"`
+	// go_version is the Go toolchain that built it, e.g. "go1.26.8".
+	GoVersion string `protobuf:"bytes,5,opt,name=go_version,json=goVersion,proto3" json:"go_version,omitempty"`
+	// platform is the operating system and architecture, e.g. "linux/amd64".
+	Platform string `protobuf:"bytes,6,opt,name=platform,proto3" json:"platform,omitempty"`
+	// protocol_version is the peer protocol version it speaks.
+	ProtocolVersion uint32 `protobuf:"varint,7,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *BuildInfo) Reset() {
+	*x = BuildInfo{}
+	mi := &file_cluster_v1_types_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildInfo) ProtoMessage() {}
+
+func (x *BuildInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_v1_types_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildInfo.ProtoReflect.Descriptor instead.
+func (*BuildInfo) Descriptor() ([]byte, []int) {
+	return file_cluster_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BuildInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetCommit() string {
+	if x != nil {
+		return x.Commit
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetModified() bool {
+	if x != nil {
+		return x.Modified
+	}
+	return false
+}
+
+func (x *BuildInfo) GetBuildTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BuildTime
+	}
+	return nil
+}
+
+func (x *BuildInfo) GetGoVersion() string {
+	if x != nil {
+		return x.GoVersion
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetProtocolVersion() uint32 {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return 0
+}
+
 var File_cluster_v1_types_proto protoreflect.FileDescriptor
 
 const file_cluster_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"\x16cluster/v1/types.proto\x12\n" +
-	"cluster.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd8\x03\n" +
+	"cluster.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xee\x03\n" +
 	"\bNodeInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
@@ -360,16 +477,28 @@ const file_cluster_v1_types_proto_rawDesc = "" +
 	"\vincarnation\x18\t \x01(\x04R\vincarnation\x12\x12\n" +
 	"\x04name\x18\n" +
 	" \x01(\tR\x04name\x12\x16\n" +
-	"\x06direct\x18\v \x01(\bR\x06direct\x1a;\n" +
+	"\x06direct\x18\v \x01(\bR\x06direct\x12\x14\n" +
+	"\x05local\x18\f \x01(\bR\x05local\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*~\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfa\x01\n" +
+	"\tBuildInfo\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
+	"\x06commit\x18\x02 \x01(\tR\x06commit\x12\x1a\n" +
+	"\bmodified\x18\x03 \x01(\bR\bmodified\x129\n" +
+	"\n" +
+	"build_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tbuildTime\x12\x1d\n" +
+	"\n" +
+	"go_version\x18\x05 \x01(\tR\tgoVersion\x12\x1a\n" +
+	"\bplatform\x18\x06 \x01(\tR\bplatform\x12)\n" +
+	"\x10protocol_version\x18\a \x01(\rR\x0fprotocolVersion*\x94\x01\n" +
 	"\n" +
 	"NodeStatus\x12\x1b\n" +
 	"\x17NODE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16NODE_STATUS_CONNECTING\x10\x01\x12\x19\n" +
 	"\x15NODE_STATUS_CONNECTED\x10\x02\x12\x1c\n" +
-	"\x18NODE_STATUS_DISCONNECTED\x10\x03*\xd3\x01\n" +
+	"\x18NODE_STATUS_DISCONNECTED\x10\x03\x12\x14\n" +
+	"\x10NODE_STATUS_LEFT\x10\x04*\xd3\x01\n" +
 	"\x0eNodeDownReason\x12 \n" +
 	"\x1cNODE_DOWN_REASON_UNSPECIFIED\x10\x00\x12&\n" +
 	"\"NODE_DOWN_REASON_HEARTBEAT_TIMEOUT\x10\x01\x12&\n" +
@@ -396,26 +525,28 @@ func file_cluster_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_cluster_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_cluster_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_cluster_v1_types_proto_goTypes = []any{
 	(NodeStatus)(0),               // 0: cluster.v1.NodeStatus
 	(NodeDownReason)(0),           // 1: cluster.v1.NodeDownReason
 	(ClusterStatus)(0),            // 2: cluster.v1.ClusterStatus
 	(*NodeInfo)(nil),              // 3: cluster.v1.NodeInfo
-	nil,                           // 4: cluster.v1.NodeInfo.MetadataEntry
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 6: google.protobuf.Duration
+	(*BuildInfo)(nil),             // 4: cluster.v1.BuildInfo
+	nil,                           // 5: cluster.v1.NodeInfo.MetadataEntry
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 7: google.protobuf.Duration
 }
 var file_cluster_v1_types_proto_depIdxs = []int32{
 	0, // 0: cluster.v1.NodeInfo.status:type_name -> cluster.v1.NodeStatus
-	5, // 1: cluster.v1.NodeInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
-	6, // 2: cluster.v1.NodeInfo.uptime:type_name -> google.protobuf.Duration
-	4, // 3: cluster.v1.NodeInfo.metadata:type_name -> cluster.v1.NodeInfo.MetadataEntry
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	6, // 1: cluster.v1.NodeInfo.last_heartbeat:type_name -> google.protobuf.Timestamp
+	7, // 2: cluster.v1.NodeInfo.uptime:type_name -> google.protobuf.Duration
+	5, // 3: cluster.v1.NodeInfo.metadata:type_name -> cluster.v1.NodeInfo.MetadataEntry
+	6, // 4: cluster.v1.BuildInfo.build_time:type_name -> google.protobuf.Timestamp
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_cluster_v1_types_proto_init() }
@@ -429,7 +560,7 @@ func file_cluster_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_v1_types_proto_rawDesc), len(file_cluster_v1_types_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
