@@ -336,7 +336,15 @@ func (c *core) updateAttributes(now time.Time, m *member, hb *Heartbeat) {
 	}
 	if changed && m.status == StatusConnected {
 		c.emit(output{kind: outEvent, event: Event{Type: EventNodeUpdated, Time: now, Node: c.nodeInfo(now, m)}})
+		c.relayAttributes(m.conn, m)
 	}
+}
+
+// relayAttributes passes m's attributes, heard first hand, on to the other neighbours: in the
+// overlay the nodes without a stream to m learn them only this way.
+func (c *core) relayAttributes(from connID, m *member) {
+	attrs := m.attrs.clone()
+	c.relayFresh(from, []MemberEntry{{ID: m.id, Incarnation: m.incarnation, Attrs: &attrs}})
 }
 
 // answerHeartbeat sends pc's heartbeat at once when it is due within half an interval (the
@@ -639,15 +647,15 @@ func (c *core) backoff(attempt int) time.Duration {
 	return d/2 + time.Duration(c.rng.Int64N(int64(d/2)+1))
 }
 
-// redialBackoff is backoff for a member's redial. In the overlay it is capped at one
+// redialBackoff is backoff for a member's redial. In the overlay it is capped at half a
 // heartbeat interval: a node redials at most its 2K neighbours, and a node decided down is
 // redialled only by the nodes it would stream to, so the cap costs a bounded number of dials
-// per interval, and a healed node is met again within about an interval rather than the
+// per interval, and a healed node is met again within about half an interval rather than the
 // backoff's maximum.
 func (c *core) redialBackoff(attempt int) time.Duration {
 	d := c.backoff(attempt)
 	if c.overlay() {
-		d = min(d, c.cfg.HeartbeatInterval)
+		d = min(d, c.cfg.HeartbeatInterval/2)
 	}
 	return d
 }

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 )
@@ -125,6 +126,9 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 	case m == nil:
 		delete(c.tombs, e.ID)
 		m = &member{id: e.ID, incarnation: e.Incarnation, status: StatusConnecting}
+		if e.Attrs != nil {
+			m.attrs = e.Attrs.clone()
+		}
 		c.members[e.ID] = m
 		c.viewChanged()
 		c.syncView(now, m)
@@ -166,6 +170,14 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 				m.lastHeartbeat = now
 				c.markUp(now, m)
 			}
+		}
+	case e.Attrs != nil && e.Incarnation == m.incarnation && m.conn == 0 && e.Attrs.Version > m.attrs.Version:
+		// Relayed attributes of a node this node has no stream to (the overlay): newer ones
+		// replace the old, and a connected node's change is reported.
+		changed := e.Attrs.ProcessCount != m.attrs.ProcessCount || !maps.Equal(e.Attrs.Metadata, m.attrs.Metadata)
+		m.attrs = e.Attrs.clone()
+		if changed && m.status == StatusConnected {
+			c.emit(output{kind: outEvent, event: Event{Type: EventNodeUpdated, Time: now, Node: c.nodeInfo(now, m)}})
 		}
 	default:
 		return false

@@ -31,6 +31,9 @@ func (c *core) hello(now time.Time, them *Hello) *Hello {
 		h.ViewDigest = c.digestWith(MemberEntry{ID: them.ID, Incarnation: them.Incarnation})
 		if them.ViewDigest == 0 || them.ViewDigest != h.ViewDigest {
 			h.View = c.view()
+			if c.overlay() {
+				h.View = c.viewWithAttributes() // the newcomer will stream to few of them
+			}
 		}
 	}
 	return h
@@ -308,7 +311,12 @@ func (c *core) confirm(now time.Time, pc *peerConn, m *member) {
 		c.observe(now, m, 0, true) // an observer reaches its subject again: it says so
 	}
 	if pc.fresh {
-		c.push(pc.id, MemberEntry{ID: m.id, Incarnation: m.incarnation})
+		entry := MemberEntry{ID: m.id, Incarnation: m.incarnation}
+		if c.overlay() {
+			attrs := m.attrs.clone()
+			entry.Attrs = &attrs // nodes without a stream to it learn its attributes with it
+		}
+		c.push(pc.id, entry)
 	}
 	if pc.outbound && !c.isNeighbour(m.id) {
 		c.topoDirty = true // dialled while it was a neighbour: reconcile unlinks it
@@ -430,4 +438,19 @@ func (c *core) push(except connID, entry MemberEntry) {
 func (a Attributes) clone() Attributes {
 	a.Metadata = maps.Clone(a.Metadata)
 	return a
+}
+
+// viewWithAttributes is view with each live member's attributes: in the overlay a newcomer
+// streams to few of the nodes it learns, and hears their attributes only this way.
+func (c *core) viewWithAttributes() []MemberEntry {
+	view := c.view()
+	out := make([]MemberEntry, len(view))
+	for i, e := range view {
+		out[i] = e
+		if m := c.members[e.ID]; m != nil && !e.Left && m.attrs.Version > 0 {
+			attrs := m.attrs.clone()
+			out[i].Attrs = &attrs
+		}
+	}
+	return out
 }

@@ -237,3 +237,43 @@ func TestOverlayAQuarterCrashingAtOnceIsReportedDownEverywhere(t *testing.T) {
 		}
 	}
 }
+
+// TestOverlayAttributesReachEveryNode changes one node's metadata in a 40-node overlay: the
+// nodes without a stream to it learn it from their neighbours' relays, each reports one
+// node_updated, and a joiner learns every node's metadata with the view.
+func TestOverlayAttributesReachEveryNode(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	changed := nodes[7]
+	skip := make(map[*simNode]int, len(nodes))
+	for _, n := range nodes {
+		skip[n] = len(n.events)
+	}
+	changed.core.setAttributes(3, map[string]string{"role": "api"})
+	changed.flush()
+	s.settle()
+	for _, n := range nodes {
+		if n == changed {
+			continue
+		}
+		updates := 0
+		for _, e := range n.eventsSince(skip[n]) {
+			if e.Type == EventNodeUpdated && e.Node.ID == changed.id {
+				updates++
+			}
+		}
+		require.Equal(t, 1, updates, "%s: one node_updated for %s", n.id, changed.id)
+		info, ok := n.info(changed)
+		require.True(t, ok)
+		require.Equal(t, map[string]string{"role": "api"}, info.Metadata, "%s should know the new metadata", n.id)
+	}
+	joiner := s.add(simID("joiner", 4500), func() *Config {
+		cfg := simConfig("joiner", nodes[0].id.String())
+		cfg.Monitors = k
+		return cfg
+	}())
+	s.advance(2 * time.Second)
+	info, ok := joiner.info(changed)
+	require.True(t, ok)
+	require.Equal(t, map[string]string{"role": "api"}, info.Metadata, "a joiner learns the metadata with the view")
+}

@@ -94,6 +94,9 @@ type MemberEntry struct {
 	Incarnation uint64
 	// Left reports that this incarnation left gracefully.
 	Left bool
+	// Attrs, when set, are the node's attributes: in the overlay a node learns the attributes
+	// of a node it has no stream to from entries relayed with them.
+	Attrs *Attributes
 }
 
 // Heartbeat is sent on every stream every interval. Its size does not depend on the cluster size.

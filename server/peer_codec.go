@@ -99,6 +99,9 @@ func encodeEntries(entries []membership.MemberEntry) []*clusterv1.MemberEntry {
 			state = clusterv1.MemberState_MEMBER_STATE_LEFT
 		}
 		out[i] = &clusterv1.MemberEntry{NodeId: e.ID.String(), Incarnation: e.Incarnation, State: state}
+		if e.Attrs != nil {
+			out[i].Info = encodeAttributes(*e.Attrs)
+		}
 	}
 	return out
 }
@@ -320,9 +323,14 @@ func decodeEntries(entries []*clusterv1.MemberEntry) ([]membership.MemberEntry, 
 		default:
 			return nil, fmt.Errorf("%w: member %s has state %v", errBadMessage, id, e.GetState())
 		}
-		out = append(out, membership.MemberEntry{
+		entry := membership.MemberEntry{
 			ID: id, Incarnation: e.GetIncarnation(), Left: e.GetState() == clusterv1.MemberState_MEMBER_STATE_LEFT,
-		})
+		}
+		if e.GetInfo() != nil {
+			attrs := decodeAttributes(e.GetInfo())
+			entry.Attrs = &attrs
+		}
+		out = append(out, entry)
 	}
 	return out, nil
 }

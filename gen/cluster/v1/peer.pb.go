@@ -977,7 +977,10 @@ type MemberEntry struct {
 	// incarnation is the newest incarnation of the node the sender knows.
 	Incarnation uint64 `protobuf:"varint,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	// state is the node's membership state.
-	State         MemberState `protobuf:"varint,3,opt,name=state,proto3,enum=cluster.v1.MemberState" json:"state,omitempty"`
+	State MemberState `protobuf:"varint,3,opt,name=state,proto3,enum=cluster.v1.MemberState" json:"state,omitempty"`
+	// info is the node's application-level info, when the sender relays it: above K+1 nodes (the
+	// overlay) a node hears the info of a node it has no stream to only this way. Unset otherwise.
+	Info          *NodeAttributes `protobuf:"bytes,4,opt,name=info,proto3" json:"info,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1031,6 +1034,13 @@ func (x *MemberEntry) GetState() MemberState {
 		return x.State
 	}
 	return MemberState_MEMBER_STATE_UNSPECIFIED
+}
+
+func (x *MemberEntry) GetInfo() *NodeAttributes {
+	if x != nil {
+		return x.Info
+	}
+	return nil
 }
 
 // Heartbeat is sent on every stream every interval (with jitter). Its size does not depend on
@@ -1356,11 +1366,12 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\bmetadata\x18\x03 \x03(\v2(.cluster.v1.NodeAttributes.MetadataEntryR\bmetadata\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"w\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa7\x01\n" +
 	"\vMemberEntry\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12-\n" +
-	"\x05state\x18\x03 \x01(\x0e2\x17.cluster.v1.MemberStateR\x05state\"\xd5\x01\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x17.cluster.v1.MemberStateR\x05state\x12.\n" +
+	"\x04info\x18\x04 \x01(\v2\x1a.cluster.v1.NodeAttributesR\x04info\"\xd5\x01\n" +
 	"\tHeartbeat\x12\x1f\n" +
 	"\vview_digest\x18\x01 \x01(\x06R\n" +
 	"viewDigest\x12#\n" +
@@ -1451,16 +1462,17 @@ var file_cluster_v1_peer_proto_depIdxs = []int32{
 	11, // 14: cluster.v1.Hello.view:type_name -> cluster.v1.MemberEntry
 	16, // 15: cluster.v1.NodeAttributes.metadata:type_name -> cluster.v1.NodeAttributes.MetadataEntry
 	0,  // 16: cluster.v1.MemberEntry.state:type_name -> cluster.v1.MemberState
-	10, // 17: cluster.v1.Heartbeat.attributes:type_name -> cluster.v1.NodeAttributes
-	11, // 18: cluster.v1.MembershipUpdate.entries:type_name -> cluster.v1.MemberEntry
-	1,  // 19: cluster.v1.Reject.reason:type_name -> cluster.v1.RejectReason
-	2,  // 20: cluster.v1.PeerService.Exchange:input_type -> cluster.v1.ExchangeRequest
-	3,  // 21: cluster.v1.PeerService.Exchange:output_type -> cluster.v1.ExchangeResponse
-	21, // [21:22] is the sub-list for method output_type
-	20, // [20:21] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	10, // 17: cluster.v1.MemberEntry.info:type_name -> cluster.v1.NodeAttributes
+	10, // 18: cluster.v1.Heartbeat.attributes:type_name -> cluster.v1.NodeAttributes
+	11, // 19: cluster.v1.MembershipUpdate.entries:type_name -> cluster.v1.MemberEntry
+	1,  // 20: cluster.v1.Reject.reason:type_name -> cluster.v1.RejectReason
+	2,  // 21: cluster.v1.PeerService.Exchange:input_type -> cluster.v1.ExchangeRequest
+	3,  // 22: cluster.v1.PeerService.Exchange:output_type -> cluster.v1.ExchangeResponse
+	22, // [22:23] is the sub-list for method output_type
+	21, // [21:22] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_cluster_v1_peer_proto_init() }
