@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/internal/apiconv"
 	"github.com/meshnode/meshnode/internal/quote"
 	"github.com/meshnode/meshnode/membership"
 )
@@ -99,8 +100,8 @@ func (c *Client) LocalNode(ctx context.Context) (LocalNode, error) {
 		return LocalNode{}, fmt.Errorf("get local node from %s: %w", c.addr, err)
 	}
 	return LocalNode{
-		Node:   fromNodeInfo(resp.GetNode()),
-		Status: fromClusterStatus(resp.GetStatus()),
+		Node:   apiconv.NodeInfoFromWire(resp.GetNode()),
+		Status: apiconv.ClusterStatusFromWire(resp.GetStatus()),
 		Uptime: asDuration(resp.GetUptime()),
 	}, nil
 }
@@ -111,7 +112,7 @@ func (c *Client) Nodes(ctx context.Context, connectedOnly bool) ([]membership.No
 	if err != nil {
 		return nil, fmt.Errorf("list nodes of %s: %w", c.addr, err)
 	}
-	return fromNodeInfos(resp.GetNodes()), nil
+	return apiconv.NodeInfosFromWire(resp.GetNodes()), nil
 }
 
 // Node returns one node; the error carries codes.NotFound or codes.InvalidArgument
@@ -121,7 +122,7 @@ func (c *Client) Node(ctx context.Context, id string) (membership.NodeInfo, erro
 	if err != nil {
 		return membership.NodeInfo{}, fmt.Errorf("get node %s from %s: %w", quote.Input(id), c.addr, err)
 	}
-	return fromNodeInfo(resp.GetNode()), nil
+	return apiconv.NodeInfoFromWire(resp.GetNode()), nil
 }
 
 // UpdateLocalNode changes the node's process count and metadata as u says (nil fields are
@@ -142,7 +143,7 @@ func (c *Client) UpdateLocalNode(ctx context.Context, u membership.LocalUpdate) 
 	if err != nil {
 		return membership.NodeInfo{}, fmt.Errorf("update %s: %w", c.addr, err)
 	}
-	return fromNodeInfo(resp.GetNode()), nil
+	return apiconv.NodeInfoFromWire(resp.GetNode()), nil
 }
 
 // Health returns the node's cluster health report.
@@ -157,7 +158,7 @@ func (c *Client) Health(ctx context.Context) (membership.HealthReport, error) {
 // HealthReport converts a GetHealth response of the API.
 func HealthReport(resp *clusterv1.GetHealthResponse) membership.HealthReport {
 	report := membership.HealthReport{
-		Status:              fromHealthStatus(resp.GetStatus()),
+		Status:              apiconv.HealthStatusFromWire(resp.GetStatus()),
 		Connected:           int(resp.GetConnectedNodes()),
 		Known:               int(resp.GetKnownNodes()),
 		AvailabilityPercent: resp.GetAvailabilityPercent(),

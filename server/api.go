@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/internal/apiconv"
 	"github.com/meshnode/meshnode/internal/buildinfo"
 	"github.com/meshnode/meshnode/membership"
 )
@@ -56,14 +57,14 @@ func apiError(err error) error {
 
 // GetLocalNode returns this node's info, status and uptime.
 func (s *apiService) GetLocalNode(context.Context, *clusterv1.GetLocalNodeRequest) (*clusterv1.GetLocalNodeResponse, error) {
-	resp := &clusterv1.GetLocalNodeResponse{Status: toClusterStatus(s.cluster.Status()), Build: buildinfo.Get().Proto()}
+	resp := &clusterv1.GetLocalNodeResponse{Status: apiconv.ClusterStatusToWire(s.cluster.Status()), Build: buildinfo.Get().Proto()}
 	info, err := s.cluster.LocalNode()
 	if err != nil {
 		id := s.cluster.LocalID()
 		resp.Node = &clusterv1.NodeInfo{Id: id.String(), Name: id.Name(), Host: id.Host(), Port: uint32(id.Port()), Status: clusterv1.NodeStatus_NODE_STATUS_DISCONNECTED}
 		return resp, nil
 	}
-	resp.Node = toNodeInfo(info)
+	resp.Node = apiconv.NodeInfoToWire(info)
 	resp.Uptime = durationpb.New(info.Uptime)
 	return resp, nil
 }
@@ -97,7 +98,7 @@ func (s *apiService) ListNodes(_ context.Context, req *clusterv1.ListNodesReques
 	} else if req.GetIncludeLeft() {
 		slices.SortStableFunc(nodes, func(a, b membership.NodeInfo) int { return a.ID.Compare(b.ID) })
 	}
-	out := toNodeInfos(nodes)
+	out := apiconv.NodeInfosToWire(nodes)
 	for i, n := range nodes {
 		out[i].Local = req.GetIncludeSelf() && n.ID == self && n.Status != membership.StatusLeft
 	}
@@ -114,7 +115,7 @@ func (s *apiService) GetNode(_ context.Context, req *clusterv1.GetNodeRequest) (
 	if err != nil {
 		return nil, apiError(err)
 	}
-	return &clusterv1.GetNodeResponse{Node: toNodeInfo(info)}, nil
+	return &clusterv1.GetNodeResponse{Node: apiconv.NodeInfoToWire(info)}, nil
 }
 
 // UpdateLocalNode changes the local node's process count and metadata; the cluster pushes the
@@ -141,14 +142,14 @@ func (s *apiService) UpdateLocalNode(_ context.Context, req *clusterv1.UpdateLoc
 	if s.logger != nil {
 		s.logger.Info("local node updated through the API", "metadata", formatMetadata(info.Metadata), "process_count", info.ProcessCount)
 	}
-	return &clusterv1.UpdateLocalNodeResponse{Node: toNodeInfo(info)}, nil
+	return &clusterv1.UpdateLocalNodeResponse{Node: apiconv.NodeInfoToWire(info)}, nil
 }
 
 // GetHealth returns the health report.
 func (s *apiService) GetHealth(context.Context, *clusterv1.GetHealthRequest) (*clusterv1.GetHealthResponse, error) {
 	h := s.cluster.Health()
 	return &clusterv1.GetHealthResponse{
-		Status:              toHealthStatus(h.Status),
+		Status:              apiconv.HealthStatusToWire(h.Status),
 		ConnectedNodes:      uint32(h.Connected),
 		KnownNodes:          uint32(h.Known),
 		AvailabilityPercent: h.AvailabilityPercent,
@@ -194,7 +195,7 @@ func (s *apiService) WatchEvents(req *clusterv1.WatchEventsRequest, stream grpc.
 			Time:     timestamppb.Now(),
 			Sequence: lastSeq,
 			Kind: &clusterv1.Event_Snapshot{Snapshot: &clusterv1.Snapshot{
-				Nodes: toNodeInfos(nodes), Status: toClusterStatus(clusterStatus),
+				Nodes: apiconv.NodeInfosToWire(nodes), Status: apiconv.ClusterStatusToWire(clusterStatus),
 			}},
 		}
 		if err := stream.Send(&clusterv1.WatchEventsResponse{Event: snap}); err != nil {
