@@ -214,7 +214,9 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 		return // its own, back over another path
 	}
 	if a.Subject == c.self {
-		c.relayAlert(pc.id, &Message{Alert: a}) // the others still need it
+		if c.recordAlert(now, a) {
+			c.relayAlert(pc.id, &Message{Alert: a}) // the others still need it, once
+		}
 		return
 	}
 	m := c.members[a.Subject]
@@ -223,7 +225,7 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 	}
 	if a.Decided {
 		if !a.Up && m.status != StatusDisconnected {
-			c.settleDown(now, m, a.Reason, a)
+			c.settleDown(now, m, a.Reason, a, pc.id)
 		}
 		return
 	}
@@ -253,8 +255,13 @@ func (c *core) relayAlert(except connID, msg *Message) {
 			sent++
 		}
 	}
-	if sent < len(subjects)-1 {
-		c.relay(except, msg)
+	if sent >= len(subjects)-1 {
+		return
+	}
+	for _, pc := range c.sortedConns() {
+		if pc.established && pc.id != except && c.current(pc) && !subjects[pc.peer] {
+			c.send(pc, msg)
+		}
 	}
 }
 
@@ -375,7 +382,7 @@ func (c *core) decide(now time.Time, m *member) bool {
 		c.markUp(now, m)
 		return true
 	case m.status != StatusDisconnected && len(downs) > 0 && count >= c.quorum(len(observers)):
-		c.settleDown(now, m, majority(downs), nil)
+		c.settleDown(now, m, majority(downs), nil, 0)
 		return true
 	}
 	return false
@@ -467,18 +474,16 @@ func (c *core) alerted(id NodeID) bool {
 // settleDown reports m down for reason, decided here (heard nil) or by the node that relayed
 // heard, and relays the decision once: the nodes that have not decided yet do so on it, and
 // no longer need each observer's alert.
-func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Alert) {
+func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Alert, from connID) {
 	delete(c.alerts, m.id)
-	from := connID(0)
 	decision := &Alert{Subject: m.id, Incarnation: m.incarnation, Observer: c.self, Reason: reason, Decided: true}
 	if heard != nil {
 		decision = heard
 	}
-	c.markDown(now, m, reason)
-	if m.conn != 0 {
-		from = m.conn
-		c.dropConn(m.conn) // the cluster has decided: this node's stream does not overrule it
-		m.conn = 0
+	direct := m.conn
+	c.markDown(now, m, reason) // clears m.conn
+	if direct != 0 {
+		c.dropConn(direct) // the cluster has decided: this node's stream does not overrule it
 	}
 	c.relayAlert(from, &Message{Alert: decision})
 	if c.isNeighbour(m.id) {
