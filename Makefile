@@ -57,6 +57,12 @@ test: ## Run every test with the race detector (the bench and deploy/kubernetes/
 	cd bench && $(GO) test -race -count=1 ./...
 	cd deploy/kubernetes/check && $(GO) test -race -count=1 ./...
 
+SIM_NODES ?= 2048
+
+.PHONY: sim-scale
+sim-scale: ## The overlay in the deterministic simulator at SIM_NODES nodes (default 2048: about 2.5 minutes and 10 GiB).
+	SIM_NODES=$(SIM_NODES) $(GO) test -count=1 -timeout 60m -run 'TestOverlaySimulationAtScale' -v ./membership/
+
 .PHONY: lint
 lint: $(BUF) ## buf lint + buf format + buf breaking + go vet + gofmt.
 	$(BUF) lint

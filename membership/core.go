@@ -37,12 +37,12 @@ type core struct {
 	topoDirty        bool
 	neighbourSet     map[NodeID]bool
 	neighbourVersion uint64
-	subjects         map[NodeID]bool // this node's subjects in topo, as of subjectVersion
-	subjectVersion   uint64
-	alerts           map[NodeID]*alertSet
-	conns            map[connID]*peerConn
-	dialing          int         // outbound streams in conns not established yet (dialsInFlight)
-	connOrder        []*peerConn // conns sorted by id; nil when it must be rebuilt
+	// relayDue lists the streams whose relays wait for the end of their relay window.
+	relayDue  []*peerConn
+	alerts    map[NodeID]*alertSet
+	conns     map[connID]*peerConn
+	dialing   int         // outbound streams in conns not established yet (dialsInFlight)
+	connOrder []*peerConn // conns sorted by id; nil when it must be rebuilt
 	// connDue[i] is when the tick must next look at connOrder[i], as an offset from
 	// startedAt: no earlier deadline of the stream (heartbeat, timeout, handshake) can fall
 	// before it. Zero: at the next tick. Rebuilt with connOrder.
@@ -159,7 +159,8 @@ type peerConn struct {
 	sentAttrs    uint64
 	mismatches   int
 	syncHold     time.Time
-	removed      bool // taken out of the stream table: what arrives on it is ignored
+	removed      bool       // taken out of the stream table: what arrives on it is ignored
+	relays       relayQueue // the overlay relays waiting for the stream's relay window
 
 	// runner is the runtime's driver of the stream (Cluster); the core never reads it.
 	runner *connRunner
@@ -344,8 +345,13 @@ func (c *core) dispatch(now time.Time, pc *peerConn, msg *Message) {
 		c.onUpdate(now, pc, msg.Update)
 	case msg.Leave != nil:
 		c.onLeave(now, pc, msg.Leave)
-	case msg.Alert != nil:
-		c.onAlert(now, pc, msg.Alert)
+	case len(msg.Alerts) > 0:
+		for _, a := range msg.Alerts {
+			if pc.removed {
+				break // a decision in the batch dropped this very stream
+			}
+			c.onAlert(now, pc, a)
+		}
 	case msg.Unlink != nil:
 		c.onUnlink(now, pc)
 	default:

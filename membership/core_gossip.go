@@ -71,7 +71,7 @@ func (c *core) deltaFor(theirs []MemberEntry) []MemberEntry {
 // change nothing. In the overlay what changed the table is relayed to the other neighbours.
 func (c *core) merge(now time.Time, from connID, entries []MemberEntry) {
 	var fresh []MemberEntry
-	defer func() { c.relayFresh(from, fresh) }()
+	defer func() { c.relayFresh(now, from, fresh) }()
 	for _, e := range entries {
 		if e.ID.IsZero() || e.ID == c.self {
 			continue
@@ -133,12 +133,10 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 		c.viewChanged()
 		c.syncView(now, m)
 		if c.overlay() {
-			// The cluster holds it alive: it is up here, and its neighbours stream to it.
+			// The cluster holds it alive: it is up here, and its neighbours stream to it (the
+			// next tick reconciles the streams with the new view: syncView asked for it).
 			m.lastHeartbeat = now
 			c.markUp(now, m)
-			if c.isNeighbour(m.id) {
-				c.wantStream(now, m)
-			}
 			return true
 		}
 		// Both ends learn of each other; the smaller id dials at once, the larger one only if

@@ -231,9 +231,9 @@ func TestCoreAcceptedStreamIsUpOnlyOnceTheDiallerConfirms(t *testing.T) {
 		if answered := slices.ContainsFunc(slices.Collect(maps.Values(a.core.conns)), func(pc *peerConn) bool { return pc.established }); answered {
 			break
 		}
-		f := s.queue[0]
+		task := s.queue[0]
 		s.queue = s.queue[1:]
-		f()
+		task.f()
 	}
 	require.Empty(t, a.eventLog(), "a hello alone does not bring a node up")
 	b.crash()

@@ -2,7 +2,6 @@ package membership
 
 import (
 	"log/slog"
-	"slices"
 	"time"
 )
 
@@ -203,7 +202,7 @@ func (c *core) observe(now time.Time, m *member, reason DownReason, up bool) {
 		a.Reason = reason
 	}
 	if c.recordAlert(now, a) {
-		c.relayAlert(0, &Message{Alert: a})
+		c.relayAlert(now, 0, a)
 		c.decideFrom(now, m.id)
 	}
 }
@@ -215,7 +214,7 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 	}
 	if a.Subject == c.self {
 		if c.recordAlert(now, a) {
-			c.relayAlert(pc.id, &Message{Alert: a}) // the others still need it, once
+			c.relayAlert(now, pc.id, a) // the others still need it, once
 		}
 		return
 	}
@@ -239,49 +238,18 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 	if c.decideFrom(now, m.id) && m.status == StatusDisconnected && !a.Up {
 		return // deciding it, this node relayed its decision, which covers this alert too
 	}
-	c.relayAlert(pc.id, &Message{Alert: a})
+	c.relayAlert(now, pc.id, a)
 }
 
-// relayAlert passes an alert on to this node's subjects only (its successors on the K rings):
-// K random rings followed one way already reach every node in about log_K N hops, at half
-// the messages of relaying to every neighbour. A node that has no stream to a subject yet
-// relays to every neighbour instead.
-func (c *core) relayAlert(except connID, msg *Message) {
-	subjects := c.subjectSet()
-	sent := 0
-	for _, pc := range c.sortedConns() {
-		if pc.established && pc.id != except && c.current(pc) && subjects[pc.peer] {
-			c.send(pc, msg)
-			sent++
-		}
-	}
-	if sent >= len(subjects)-1 {
-		return
-	}
-	for _, pc := range c.sortedConns() {
-		if pc.established && pc.id != except && c.current(pc) && !subjects[pc.peer] {
-			c.send(pc, msg)
-		}
-	}
-}
-
-// subjectSet returns this node's subjects in the live view, cached per topology version.
-func (c *core) subjectSet() map[NodeID]bool {
-	if c.subjectVersion != c.topo.version || c.subjects == nil {
-		c.subjects = map[NodeID]bool{}
-		for _, s := range c.topo.subjects(c.self) {
-			c.subjects[s] = true
-		}
-		c.subjectVersion = c.topo.version
-	}
-	return c.subjects
-}
-
-// relay sends msg on every established stream but except.
-func (c *core) relay(except connID, msg *Message) {
+// relayAlert passes an alert on to every neighbour: the overlay's edges both ways are an
+// expander of degree up to 2K, so an alert reaches every node in about log_2K N hops, and a
+// node gathers a quorum of the subject's K observers' alerts within a hop or two of the
+// nearest. Alerts wait for their stream's relay window, so the K alerts of one failure mostly
+// travel together (queueRelay); decisions do not wait.
+func (c *core) relayAlert(now time.Time, except connID, a *Alert) {
 	for _, pc := range c.sortedConns() {
 		if pc.established && pc.id != except && c.current(pc) {
-			c.send(pc, msg)
+			c.queueRelay(now, pc, nil, a, a.Decided)
 		}
 	}
 }
@@ -454,11 +422,15 @@ func (c *core) expireAlerts(now time.Time) {
 // relayFresh passes view entries that changed the local table on to the other neighbours, so
 // joins and leaves reach every node of the overlay; in a full mesh every node hears them first
 // hand.
-func (c *core) relayFresh(from connID, fresh []MemberEntry) {
+func (c *core) relayFresh(now time.Time, from connID, fresh []MemberEntry) {
 	if len(fresh) == 0 || !c.overlay() {
 		return
 	}
-	c.relay(from, &Message{Update: &Update{Entries: slices.Clip(fresh)}})
+	for _, pc := range c.sortedConns() {
+		if pc.established && pc.id != from && c.current(pc) {
+			c.queueRelay(now, pc, fresh, nil, false)
+		}
+	}
 }
 
 // alerted reports whether this node has a down alert of its own standing about id.
@@ -485,7 +457,7 @@ func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Al
 	if direct != 0 {
 		c.dropConn(direct) // the cluster has decided: this node's stream does not overrule it
 	}
-	c.relayAlert(from, &Message{Alert: decision})
+	c.relayAlert(now, from, decision)
 	if c.isNeighbour(m.id) {
 		c.scheduleRedial(now, m)
 	}

@@ -18,8 +18,9 @@ type Message struct {
 	Leave *Leave
 	// Reject refuses the stream; the sender closes it right after.
 	Reject *Reject
-	// Alert is an observer's report about a node it monitors, relayed over the overlay.
-	Alert *Alert
+	// Alerts are observers' reports about nodes they monitor, relayed over the overlay: one,
+	// or several a node relays together, handled in order.
+	Alerts []*Alert
 	// Unlink closes a stream the overlay no longer needs: not a failure.
 	Unlink *Unlink
 }

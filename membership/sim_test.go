@@ -20,7 +20,7 @@ type sim struct {
 	t     *testing.T
 	now   time.Time
 	nodes map[string]*simNode // by address: the current incarnation living there
-	queue []func()
+	queue []simTask
 	cut   map[[2]string]bool // directed links that drop everything (from addr, to addr)
 	// drop, when set, silently discards the messages it returns true for (a lossy link).
 	drop func(from, to *simNode, msg *Message) bool
@@ -29,12 +29,27 @@ type sim struct {
 	// dialLatency, when set, delays the outcome of every dial by that much.
 	dialLatency time.Duration
 	later       []simLater // deliveries waiting for their time
+	// hop is the hop count of the delivery being handled: a message, a close or a dial
+	// outcome is one hop more than what caused it; a node's timer runs at the hop count of the
+	// last delivery it handled. Events record it, so tests can count how many hops news took.
+	hop int
+	// quiet, for simulations of thousands of nodes, keeps no copy of sent messages (only
+	// their count) and checks the cores' bookkeeping only when a test asks (checkAll).
+	quiet bool
+	order []*simNode // the nodes sorted by id, nil when it must be rebuilt
+}
+
+// simTask is one queued delivery and its hop count.
+type simTask struct {
+	f   func()
+	hop int
 }
 
 // simLater is a delivery due at a later time.
 type simLater struct {
-	at time.Time
-	f  func()
+	at  time.Time
+	f   func()
+	hop int
 }
 
 // simNode is one incarnation of a node of the simulation. A restart creates a new simNode at
@@ -54,8 +69,15 @@ type simNode struct {
 	events  []Event
 	inc     uint64
 	dials   []simDial // every dial the node started, in order
-	sent    []simSent // every message the node handed to the network, in order
-	logs    []simLog  // every line the node logged, in order
+	sent    []simSent // every message the node handed to the network, in order (not kept when quiet)
+	msgs    int       // how many messages the node handed to the network
+	hop     int       // the hop count of the last delivery the node handled
+	hops    []int     // the hop count at which each event was emitted, as events
+	// alertHops is the hop count at which each alert first reached the node: a batch of
+	// relayed alerts travels one hop further than the latest of them, not than whatever the
+	// node handled last.
+	alertHops map[Alert]int
+	logs      []simLog // every line the node logged, in order
 }
 
 // simLog is one line a node logged.
@@ -122,6 +144,7 @@ func (s *sim) create(id string, cfg *Config) *simNode {
 	require.NoError(s.t, cfg.Validate())
 	n := &simNode{s: s, cfg: cfg, id: nid}
 	s.nodes[nid.Address()] = n
+	s.order = nil
 	return n
 }
 
@@ -134,6 +157,7 @@ func (n *simNode) start() {
 // boot starts the node's core and carries out its first outputs without settling, so several
 // nodes can be booted at the same instant.
 func (n *simNode) boot() {
+	n.s.hop = 0
 	n.inc++
 	rng := rand.New(rand.NewPCG(uint64(len(n.s.nodes)), n.inc))
 	n.core = newCore(n.id, uint64(n.s.now.UnixNano())+n.inc, n.cfg, n.s.now, rng)
@@ -151,12 +175,14 @@ func (n *simNode) restart() *simNode {
 	require.True(s.t, !n.up || n.frozen, "restart %s: crash or freeze the old incarnation first", n.id)
 	fresh := &simNode{s: s, cfg: n.cfg, id: n.id, inc: n.inc}
 	s.nodes[n.id.Address()] = fresh
+	s.order = nil
 	fresh.start()
 	return fresh
 }
 
 // crash kills the node: its streams break, no leave is sent.
 func (n *simNode) crash() {
+	n.s.hop = 0
 	n.up = false
 	ids := slices.Sorted(maps.Keys(n.ends)) // in a fixed order, so runs repeat exactly
 	for _, id := range ids {
@@ -167,6 +193,7 @@ func (n *simNode) crash() {
 
 // stop leaves gracefully.
 func (n *simNode) stop() {
+	n.s.hop = 0
 	n.core.leave(n.s.now)
 	n.flush()
 	n.up = false
@@ -175,6 +202,16 @@ func (n *simNode) stop() {
 
 // flush carries out the node's pending outputs, after checking the core's bookkeeping.
 func (n *simNode) flush() {
+	if !n.s.quiet {
+		n.checkBookkeeping()
+	}
+	for _, o := range n.core.takeOutputs() {
+		n.s.apply(n, o)
+	}
+}
+
+// checkBookkeeping checks the core's counters and deadlines against its tables.
+func (n *simNode) checkBookkeeping() {
 	inFlight := 0
 	for _, pc := range n.core.conns {
 		if pc.outbound && !pc.established {
@@ -196,9 +233,6 @@ func (n *simNode) flush() {
 		}
 	}
 	require.Equal(n.s.t, connected, n.core.connected, "%s: connected members, as counted, match the table", n.id)
-	for _, o := range n.core.takeOutputs() {
-		n.s.apply(n, o)
-	}
 }
 
 // requireTickSeesEveryDeadline checks that no stream has a deadline before its entry in
@@ -247,6 +281,7 @@ func (s *sim) apply(n *simNode, o output) {
 	switch o.kind {
 	case outEvent:
 		n.events = append(n.events, o.event)
+		n.hops = append(n.hops, s.hop)
 	case outLog:
 		n.logs = append(n.logs, simLog{at: s.now, level: o.level, text: o.text, attrs: o.attrs})
 	case outDial:
@@ -258,11 +293,25 @@ func (s *sim) apply(n *simNode, o output) {
 		if e != nil && e.peer != nil {
 			to = e.peer.node
 		}
-		n.sent = append(n.sent, simSent{at: s.now, to: to, msg: o.msg})
+		n.msgs++
+		if !s.quiet {
+			n.sent = append(n.sent, simSent{at: s.now, to: to, msg: o.msg})
+		}
 		if e == nil || e.closed || e.peer == nil {
 			return
 		}
-		s.deliver(e, o.msg)
+		hop := s.hop
+		if len(o.msg.Alerts) > 0 {
+			hop = 0
+			for _, a := range o.msg.Alerts {
+				if h, ok := n.alertHops[*a]; ok {
+					hop = max(hop, h)
+				} else {
+					hop = max(hop, s.hop) // raised here
+				}
+			}
+		}
+		s.deliverAt(e, o.msg, hop)
 	case outClose:
 		if e := n.ends[o.pc.id]; e != nil {
 			s.closeEnd(e)
@@ -271,7 +320,10 @@ func (s *sim) apply(n *simNode, o output) {
 }
 
 // deliver queues msg from end e to its peer end, unless the link or a frozen node drops it.
-func (s *sim) deliver(e *simEnd, msg *Message) {
+func (s *sim) deliver(e *simEnd, msg *Message) { s.deliverAt(e, msg, s.hop) }
+
+// deliverAt is deliver for a message sent at hop count hop: it arrives one hop later.
+func (s *sim) deliverAt(e *simEnd, msg *Message, hop int) {
 	n, peer := e.node, e.peer
 	if s.linkCut(n, peer.node) || n.frozen || peer.node.frozen {
 		return
@@ -279,7 +331,19 @@ func (s *sim) deliver(e *simEnd, msg *Message) {
 	if s.drop != nil && s.drop(n, peer.node, msg) {
 		return
 	}
+	saved := s.hop
+	s.hop = hop
+	defer func() { s.hop = saved }()
 	s.queueFor(peer.node, func() {
+		peer.node.hop = s.hop
+		for _, a := range msg.Alerts {
+			if _, ok := peer.node.alertHops[*a]; !ok {
+				if peer.node.alertHops == nil {
+					peer.node.alertHops = map[Alert]int{}
+				}
+				peer.node.alertHops[*a] = s.hop
+			}
+		}
 		if !peer.closed && peer.node.up {
 			peer.node.core.receive(s.now, peer.id, msg)
 			peer.node.flush()
@@ -293,7 +357,7 @@ func (s *sim) queueFor(n *simNode, f func()) {
 		n.backlog = append(n.backlog, f)
 		return
 	}
-	s.queue = append(s.queue, f)
+	s.queue = append(s.queue, simTask{f: f, hop: s.hop + 1})
 }
 
 // feed lets a starved node run once: it handles its backlog, late, and then its timer, which
@@ -308,6 +372,7 @@ func (s *sim) feedOrdered(n *simNode, timerFirst bool) {
 	n.starved = false
 	tick := func() {
 		if n.up && !n.frozen && !n.core.wakeAt.IsZero() && !s.now.Before(n.core.wakeAt) {
+			s.hop = n.hop
 			n.core.tick(s.now)
 			n.flush()
 		}
@@ -360,6 +425,7 @@ func (s *sim) dial(n *simNode, id connID, addr string) {
 			n.flush()
 			return
 		}
+		n.hop, target.hop = s.hop, s.hop
 		tid := target.core.accept(s.now)
 		tend := &simEnd{node: target, id: tid, peer: end}
 		end.peer = tend
@@ -377,10 +443,10 @@ var errSimRefused = errors.New("connection refused")
 // after queues f now, or at now+d when d is positive.
 func (s *sim) after(d time.Duration, f func()) {
 	if d <= 0 {
-		s.queue = append(s.queue, f)
+		s.queue = append(s.queue, simTask{f: f, hop: s.hop + 1})
 		return
 	}
-	s.later = append(s.later, simLater{at: s.now.Add(d), f: f})
+	s.later = append(s.later, simLater{at: s.now.Add(d), f: f, hop: s.hop + 1})
 }
 
 // closeEnd closes e; the other end learns it after what was already queued, unless the link
@@ -401,6 +467,7 @@ func (s *sim) closeEnd(e *simEnd) {
 		}
 		p.closed = true
 		delete(p.node.ends, p.id)
+		p.node.hop = s.hop
 		if p.node.up {
 			p.node.core.ended(s.now, p.id)
 			p.node.flush()
@@ -411,10 +478,14 @@ func (s *sim) closeEnd(e *simEnd) {
 // settle processes deliveries until none is left.
 func (s *sim) settle() {
 	for i := 0; len(s.queue) > 0; i++ {
-		require.Less(s.t, i, 1_000_000, "simulation did not settle")
-		f := s.queue[0]
+		if i >= 100_000_000 {
+			require.FailNow(s.t, "simulation did not settle", "more than %d deliveries in a row", i)
+		}
+		task := s.queue[0]
+		s.queue[0] = simTask{}
 		s.queue = s.queue[1:]
-		f()
+		s.hop = task.hop
+		task.f()
 	}
 }
 
@@ -434,13 +505,14 @@ func (s *sim) step() {
 		if s.now.Before(l.at) {
 			keep = append(keep, l)
 		} else {
-			s.queue = append(s.queue, l.f)
+			s.queue = append(s.queue, simTask{f: l.f, hop: l.hop})
 		}
 	}
 	s.later = keep
 	s.settle()
 	for _, n := range s.sortedNodes() {
 		if n.up && !n.frozen && !n.starved && !n.core.wakeAt.IsZero() && !s.now.Before(n.core.wakeAt) {
+			s.hop = n.hop
 			n.core.tick(s.now)
 			n.flush()
 		}
@@ -463,12 +535,10 @@ func (s *sim) advanceUntil(limit time.Duration, cond func() bool, msg string, ar
 }
 
 func (s *sim) sortedNodes() []*simNode {
-	out := make([]*simNode, 0, len(s.nodes))
-	for _, n := range s.nodes {
-		out = append(out, n)
+	if s.order == nil {
+		s.order = slices.SortedFunc(maps.Values(s.nodes), func(a, b *simNode) int { return a.id.Compare(b.id) })
 	}
-	slices.SortFunc(out, func(a, b *simNode) int { return a.id.Compare(b.id) })
-	return out
+	return s.order
 }
 
 // partition cuts every link between the two groups, both ways.

@@ -13,7 +13,7 @@ import (
 )
 
 // peerMessageSeeds returns encoded examples of every peer message: hello, heartbeat, update,
-// leave, reject.
+// leave, reject, one alert, a batch of alerts, unlink.
 func peerMessageSeeds(t testing.TB) [][]byte {
 	t.Helper()
 	id := membership.MustParseNodeID("a@127.0.0.1:4369")
@@ -27,6 +27,13 @@ func peerMessageSeeds(t testing.TB) [][]byte {
 		{Leave: &membership.Leave{ID: id, Incarnation: 42}},
 		{Reject: &membership.Reject{Reason: membership.RejectDuplicateStream, Detail: "dup"}},
 		{Reject: &membership.Reject{Reason: membership.RejectClusterName, Detail: `cluster name "blue" here, none in the hello`}},
+		{Alerts: []*membership.Alert{{Subject: other, Incarnation: 7, Observer: id, Reason: membership.ReasonConnectionClosed}}},
+		{Alerts: []*membership.Alert{
+			{Subject: other, Incarnation: 7, Observer: id, Reason: membership.ReasonHeartbeatTimeout},
+			{Subject: other, Incarnation: 7, Observer: id, Up: true},
+			{Subject: id, Incarnation: 42, Observer: other, Reason: membership.ReasonConnectionClosed, Decided: true},
+		}},
+		{Unlink: &membership.Unlink{}},
 	}
 	var out [][]byte
 	for _, m := range msgs {
@@ -60,6 +67,11 @@ func TestCodecRejectsMalformedMessages(t *testing.T) {
 		{Kind: &clusterv1.PeerMessage_Heartbeat{Heartbeat: &clusterv1.Heartbeat{NodeId: "@@"}}},
 		{Kind: &clusterv1.PeerMessage_Hello{Hello: &clusterv1.Hello{NodeId: "a@h:1", Incarnation: 1, ProtocolVersion: 1,
 			HeartbeatInterval: durationpb.New(time.Second), HeartbeatMissThreshold: 3, ClusterName: "not a name"}}},
+		{Kind: &clusterv1.PeerMessage_Alerts{Alerts: &clusterv1.AlertBatch{}}},
+		{Kind: &clusterv1.PeerMessage_Alerts{Alerts: &clusterv1.AlertBatch{Alerts: []*clusterv1.Alert{
+			{SubjectId: "a@h:1", ObserverId: "b@h:2", Reason: clusterv1.NodeDownReason_NODE_DOWN_REASON_CONNECTION_CLOSED},
+			{SubjectId: "a@h:1", ObserverId: "not an id", Reason: clusterv1.NodeDownReason_NODE_DOWN_REASON_CONNECTION_CLOSED},
+		}}}},
 	}
 	for _, pm := range bad {
 		body, err := proto.Marshal(pm)

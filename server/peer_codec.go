@@ -65,12 +65,14 @@ func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEnt
 		pm.Kind = &clusterv1.PeerMessage_Reject{Reject: &clusterv1.Reject{
 			Reason: clusterv1.RejectReason(msg.Reject.Reason), Detail: msg.Reject.Detail,
 		}}
-	case msg.Alert != nil:
-		a := msg.Alert
-		pm.Kind = &clusterv1.PeerMessage_Alert{Alert: &clusterv1.Alert{
-			SubjectId: a.Subject.String(), Incarnation: a.Incarnation, ObserverId: a.Observer.String(),
-			Reason: clusterv1.NodeDownReason(a.Reason), Up: a.Up, Decided: a.Decided,
-		}}
+	case len(msg.Alerts) == 1:
+		pm.Kind = &clusterv1.PeerMessage_Alert{Alert: encodeAlert(msg.Alerts[0])}
+	case len(msg.Alerts) > 1:
+		batch := &clusterv1.AlertBatch{Alerts: make([]*clusterv1.Alert, len(msg.Alerts))}
+		for i, a := range msg.Alerts {
+			batch.Alerts[i] = encodeAlert(a)
+		}
+		pm.Kind = &clusterv1.PeerMessage_Alerts{Alerts: batch}
 	case msg.Unlink != nil:
 		pm.Kind = &clusterv1.PeerMessage_Unlink{Unlink: &clusterv1.Unlink{}}
 	default:
@@ -140,7 +142,24 @@ func decodeMessage(body []byte) (*membership.Message, error) {
 			Reason: membership.RejectReason(k.Reject.GetReason()), Detail: k.Reject.GetDetail(),
 		}}, nil
 	case *clusterv1.PeerMessage_Alert:
-		return decodeAlert(k.Alert)
+		a, err := decodeAlert(k.Alert)
+		if err != nil {
+			return nil, err
+		}
+		return &membership.Message{Alerts: []*membership.Alert{a}}, nil
+	case *clusterv1.PeerMessage_Alerts:
+		if len(k.Alerts.GetAlerts()) == 0 {
+			return nil, fmt.Errorf("%w: an empty alert batch", errBadMessage)
+		}
+		alerts := make([]*membership.Alert, len(k.Alerts.GetAlerts()))
+		for i, wire := range k.Alerts.GetAlerts() {
+			a, err := decodeAlert(wire)
+			if err != nil {
+				return nil, fmt.Errorf("alert %d of %d: %w", i+1, len(alerts), err)
+			}
+			alerts[i] = a
+		}
+		return &membership.Message{Alerts: alerts}, nil
 	case *clusterv1.PeerMessage_Unlink:
 		return &membership.Message{Unlink: &membership.Unlink{}}, nil
 	case *clusterv1.PeerMessage_Fragment:
@@ -150,7 +169,14 @@ func decodeMessage(body []byte) (*membership.Message, error) {
 	}
 }
 
-func decodeAlert(a *clusterv1.Alert) (*membership.Message, error) {
+func encodeAlert(a *membership.Alert) *clusterv1.Alert {
+	return &clusterv1.Alert{
+		SubjectId: a.Subject.String(), Incarnation: a.Incarnation, ObserverId: a.Observer.String(),
+		Reason: clusterv1.NodeDownReason(a.Reason), Up: a.Up, Decided: a.Decided,
+	}
+}
+
+func decodeAlert(a *clusterv1.Alert) (*membership.Alert, error) {
 	subject, err := decodeID(a.GetSubjectId())
 	if err != nil {
 		return nil, fmt.Errorf("alert subject: %w", err)
@@ -163,9 +189,9 @@ func decodeAlert(a *clusterv1.Alert) (*membership.Message, error) {
 	if !a.GetUp() && (reason < membership.ReasonHeartbeatTimeout || reason > membership.ReasonGracefulShutdown) {
 		return nil, fmt.Errorf("%w: alert reason %d out of range", errBadMessage, a.GetReason())
 	}
-	return &membership.Message{Alert: &membership.Alert{
+	return &membership.Alert{
 		Subject: subject, Incarnation: a.GetIncarnation(), Observer: observer, Reason: reason, Up: a.GetUp(), Decided: a.GetDecided(),
-	}}, nil
+	}, nil
 }
 
 func decodeHello(h *clusterv1.Hello) (*membership.Message, error) {

@@ -395,6 +395,7 @@ type PeerMessage struct {
 	//	*PeerMessage_Reject
 	//	*PeerMessage_Alert
 	//	*PeerMessage_Unlink
+	//	*PeerMessage_Alerts
 	//	*PeerMessage_Fragment
 	Kind          isPeerMessage_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
@@ -501,6 +502,15 @@ func (x *PeerMessage) GetUnlink() *Unlink {
 	return nil
 }
 
+func (x *PeerMessage) GetAlerts() *AlertBatch {
+	if x != nil {
+		if x, ok := x.Kind.(*PeerMessage_Alerts); ok {
+			return x.Alerts
+		}
+	}
+	return nil
+}
+
 func (x *PeerMessage) GetFragment() *Fragment {
 	if x != nil {
 		if x, ok := x.Kind.(*PeerMessage_Fragment); ok {
@@ -549,6 +559,11 @@ type PeerMessage_Unlink struct {
 	Unlink *Unlink `protobuf:"bytes,7,opt,name=unlink,proto3,oneof"`
 }
 
+type PeerMessage_Alerts struct {
+	// alerts are several alerts relayed together, handled in order as if each came alone.
+	Alerts *AlertBatch `protobuf:"bytes,8,opt,name=alerts,proto3,oneof"`
+}
+
 type PeerMessage_Fragment struct {
 	// fragment is part of a message too large for one frame.
 	Fragment *Fragment `protobuf:"bytes,15,opt,name=fragment,proto3,oneof"`
@@ -567,6 +582,8 @@ func (*PeerMessage_Reject) isPeerMessage_Kind() {}
 func (*PeerMessage_Alert) isPeerMessage_Kind() {}
 
 func (*PeerMessage_Unlink) isPeerMessage_Kind() {}
+
+func (*PeerMessage_Alerts) isPeerMessage_Kind() {}
 
 func (*PeerMessage_Fragment) isPeerMessage_Kind() {}
 
@@ -701,6 +718,53 @@ func (*Unlink) Descriptor() ([]byte, []int) {
 	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
+// AlertBatch is several alerts a node relays in one message: those that reached it while its
+// last relay on the stream was less than a relay window old.
+type AlertBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// alerts are handled in order.
+	Alerts        []*Alert `protobuf:"bytes,1,rep,name=alerts,proto3" json:"alerts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlertBatch) Reset() {
+	*x = AlertBatch{}
+	mi := &file_cluster_v1_peer_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertBatch) ProtoMessage() {}
+
+func (x *AlertBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_v1_peer_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertBatch.ProtoReflect.Descriptor instead.
+func (*AlertBatch) Descriptor() ([]byte, []int) {
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AlertBatch) GetAlerts() []*Alert {
+	if x != nil {
+		return x.Alerts
+	}
+	return nil
+}
+
 // Fragment carries part of a serialized PeerMessage too large for one frame: frames are
 // small (a receiver reads no larger message before it has authenticated anything), peer
 // messages need not be (a Hello carries the whole view). The sender cuts the serialized
@@ -719,7 +783,7 @@ type Fragment struct {
 
 func (x *Fragment) Reset() {
 	*x = Fragment{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_cluster_v1_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +795,7 @@ func (x *Fragment) String() string {
 func (*Fragment) ProtoMessage() {}
 
 func (x *Fragment) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_cluster_v1_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +808,7 @@ func (x *Fragment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fragment.ProtoReflect.Descriptor instead.
 func (*Fragment) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Fragment) GetSize() uint32 {
@@ -800,7 +864,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_cluster_v1_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -812,7 +876,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_cluster_v1_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -825,7 +889,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Hello) GetNodeId() string {
@@ -920,7 +984,7 @@ type NodeAttributes struct {
 
 func (x *NodeAttributes) Reset() {
 	*x = NodeAttributes{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_cluster_v1_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +996,7 @@ func (x *NodeAttributes) String() string {
 func (*NodeAttributes) ProtoMessage() {}
 
 func (x *NodeAttributes) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_cluster_v1_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1009,7 @@ func (x *NodeAttributes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAttributes.ProtoReflect.Descriptor instead.
 func (*NodeAttributes) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NodeAttributes) GetVersion() uint64 {
@@ -987,7 +1051,7 @@ type MemberEntry struct {
 
 func (x *MemberEntry) Reset() {
 	*x = MemberEntry{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_cluster_v1_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -999,7 +1063,7 @@ func (x *MemberEntry) String() string {
 func (*MemberEntry) ProtoMessage() {}
 
 func (x *MemberEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_cluster_v1_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1012,7 +1076,7 @@ func (x *MemberEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberEntry.ProtoReflect.Descriptor instead.
 func (*MemberEntry) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MemberEntry) GetNodeId() string {
@@ -1063,7 +1127,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_cluster_v1_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1139,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_cluster_v1_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1152,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Heartbeat) GetViewDigest() uint64 {
@@ -1142,7 +1206,7 @@ type MembershipUpdate struct {
 
 func (x *MembershipUpdate) Reset() {
 	*x = MembershipUpdate{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[11]
+	mi := &file_cluster_v1_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1218,7 @@ func (x *MembershipUpdate) String() string {
 func (*MembershipUpdate) ProtoMessage() {}
 
 func (x *MembershipUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[11]
+	mi := &file_cluster_v1_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1231,7 @@ func (x *MembershipUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipUpdate.ProtoReflect.Descriptor instead.
 func (*MembershipUpdate) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MembershipUpdate) GetFull() bool {
@@ -1204,7 +1268,7 @@ type Leave struct {
 
 func (x *Leave) Reset() {
 	*x = Leave{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[12]
+	mi := &file_cluster_v1_peer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1280,7 @@ func (x *Leave) String() string {
 func (*Leave) ProtoMessage() {}
 
 func (x *Leave) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[12]
+	mi := &file_cluster_v1_peer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1293,7 @@ func (x *Leave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leave.ProtoReflect.Descriptor instead.
 func (*Leave) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{12}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Leave) GetNodeId() string {
@@ -1259,7 +1323,7 @@ type Reject struct {
 
 func (x *Reject) Reset() {
 	*x = Reject{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[13]
+	mi := &file_cluster_v1_peer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1335,7 @@ func (x *Reject) String() string {
 func (*Reject) ProtoMessage() {}
 
 func (x *Reject) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[13]
+	mi := &file_cluster_v1_peer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1348,7 @@ func (x *Reject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reject.ProtoReflect.Descriptor instead.
 func (*Reject) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{13}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Reject) GetReason() RejectReason {
@@ -1321,7 +1385,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12+\n" +
 	"\x11secret_configured\x18\x02 \x01(\bR\x10secretConfigured\x12\x14\n" +
 	"\x05nonce\x18\x03 \x01(\fR\x05nonce\x12\x14\n" +
-	"\x05proof\x18\x04 \x01(\fR\x05proof\"\x95\x03\n" +
+	"\x05proof\x18\x04 \x01(\fR\x05proof\"\xc7\x03\n" +
 	"\vPeerMessage\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x11.cluster.v1.HelloH\x00R\x05hello\x125\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x15.cluster.v1.HeartbeatH\x00R\theartbeat\x126\n" +
@@ -1329,7 +1393,8 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x05leave\x18\x04 \x01(\v2\x11.cluster.v1.LeaveH\x00R\x05leave\x12,\n" +
 	"\x06reject\x18\x05 \x01(\v2\x12.cluster.v1.RejectH\x00R\x06reject\x12)\n" +
 	"\x05alert\x18\x06 \x01(\v2\x11.cluster.v1.AlertH\x00R\x05alert\x12,\n" +
-	"\x06unlink\x18\a \x01(\v2\x12.cluster.v1.UnlinkH\x00R\x06unlink\x122\n" +
+	"\x06unlink\x18\a \x01(\v2\x12.cluster.v1.UnlinkH\x00R\x06unlink\x120\n" +
+	"\x06alerts\x18\b \x01(\v2\x16.cluster.v1.AlertBatchH\x00R\x06alerts\x122\n" +
 	"\bfragment\x18\x0f \x01(\v2\x14.cluster.v1.FragmentH\x00R\bfragmentB\x06\n" +
 	"\x04kind\"\xc7\x01\n" +
 	"\x05Alert\x12\x1d\n" +
@@ -1341,7 +1406,10 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\x0e2\x1a.cluster.v1.NodeDownReasonR\x06reason\x12\x0e\n" +
 	"\x02up\x18\x05 \x01(\bR\x02up\x12\x18\n" +
 	"\adecided\x18\x06 \x01(\bR\adecided\"\b\n" +
-	"\x06Unlink\"2\n" +
+	"\x06Unlink\"7\n" +
+	"\n" +
+	"AlertBatch\x12)\n" +
+	"\x06alerts\x18\x01 \x03(\v2\x11.cluster.v1.AlertR\x06alerts\"2\n" +
 	"\bFragment\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\rR\x04size\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"\xe6\x03\n" +
@@ -1422,7 +1490,7 @@ func file_cluster_v1_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_v1_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_cluster_v1_peer_proto_goTypes = []any{
 	(MemberState)(0),            // 0: cluster.v1.MemberState
 	(RejectReason)(0),           // 1: cluster.v1.RejectReason
@@ -1432,47 +1500,50 @@ var file_cluster_v1_peer_proto_goTypes = []any{
 	(*PeerMessage)(nil),         // 5: cluster.v1.PeerMessage
 	(*Alert)(nil),               // 6: cluster.v1.Alert
 	(*Unlink)(nil),              // 7: cluster.v1.Unlink
-	(*Fragment)(nil),            // 8: cluster.v1.Fragment
-	(*Hello)(nil),               // 9: cluster.v1.Hello
-	(*NodeAttributes)(nil),      // 10: cluster.v1.NodeAttributes
-	(*MemberEntry)(nil),         // 11: cluster.v1.MemberEntry
-	(*Heartbeat)(nil),           // 12: cluster.v1.Heartbeat
-	(*MembershipUpdate)(nil),    // 13: cluster.v1.MembershipUpdate
-	(*Leave)(nil),               // 14: cluster.v1.Leave
-	(*Reject)(nil),              // 15: cluster.v1.Reject
-	nil,                         // 16: cluster.v1.NodeAttributes.MetadataEntry
-	(NodeDownReason)(0),         // 17: cluster.v1.NodeDownReason
-	(*durationpb.Duration)(nil), // 18: google.protobuf.Duration
+	(*AlertBatch)(nil),          // 8: cluster.v1.AlertBatch
+	(*Fragment)(nil),            // 9: cluster.v1.Fragment
+	(*Hello)(nil),               // 10: cluster.v1.Hello
+	(*NodeAttributes)(nil),      // 11: cluster.v1.NodeAttributes
+	(*MemberEntry)(nil),         // 12: cluster.v1.MemberEntry
+	(*Heartbeat)(nil),           // 13: cluster.v1.Heartbeat
+	(*MembershipUpdate)(nil),    // 14: cluster.v1.MembershipUpdate
+	(*Leave)(nil),               // 15: cluster.v1.Leave
+	(*Reject)(nil),              // 16: cluster.v1.Reject
+	nil,                         // 17: cluster.v1.NodeAttributes.MetadataEntry
+	(NodeDownReason)(0),         // 18: cluster.v1.NodeDownReason
+	(*durationpb.Duration)(nil), // 19: google.protobuf.Duration
 }
 var file_cluster_v1_peer_proto_depIdxs = []int32{
 	4,  // 0: cluster.v1.ExchangeRequest.auth:type_name -> cluster.v1.AuthFrame
 	4,  // 1: cluster.v1.ExchangeResponse.auth:type_name -> cluster.v1.AuthFrame
-	9,  // 2: cluster.v1.PeerMessage.hello:type_name -> cluster.v1.Hello
-	12, // 3: cluster.v1.PeerMessage.heartbeat:type_name -> cluster.v1.Heartbeat
-	13, // 4: cluster.v1.PeerMessage.update:type_name -> cluster.v1.MembershipUpdate
-	14, // 5: cluster.v1.PeerMessage.leave:type_name -> cluster.v1.Leave
-	15, // 6: cluster.v1.PeerMessage.reject:type_name -> cluster.v1.Reject
+	10, // 2: cluster.v1.PeerMessage.hello:type_name -> cluster.v1.Hello
+	13, // 3: cluster.v1.PeerMessage.heartbeat:type_name -> cluster.v1.Heartbeat
+	14, // 4: cluster.v1.PeerMessage.update:type_name -> cluster.v1.MembershipUpdate
+	15, // 5: cluster.v1.PeerMessage.leave:type_name -> cluster.v1.Leave
+	16, // 6: cluster.v1.PeerMessage.reject:type_name -> cluster.v1.Reject
 	6,  // 7: cluster.v1.PeerMessage.alert:type_name -> cluster.v1.Alert
 	7,  // 8: cluster.v1.PeerMessage.unlink:type_name -> cluster.v1.Unlink
-	8,  // 9: cluster.v1.PeerMessage.fragment:type_name -> cluster.v1.Fragment
-	17, // 10: cluster.v1.Alert.reason:type_name -> cluster.v1.NodeDownReason
-	18, // 11: cluster.v1.Hello.heartbeat_interval:type_name -> google.protobuf.Duration
-	18, // 12: cluster.v1.Hello.uptime:type_name -> google.protobuf.Duration
-	10, // 13: cluster.v1.Hello.info:type_name -> cluster.v1.NodeAttributes
-	11, // 14: cluster.v1.Hello.view:type_name -> cluster.v1.MemberEntry
-	16, // 15: cluster.v1.NodeAttributes.metadata:type_name -> cluster.v1.NodeAttributes.MetadataEntry
-	0,  // 16: cluster.v1.MemberEntry.state:type_name -> cluster.v1.MemberState
-	10, // 17: cluster.v1.MemberEntry.info:type_name -> cluster.v1.NodeAttributes
-	10, // 18: cluster.v1.Heartbeat.attributes:type_name -> cluster.v1.NodeAttributes
-	11, // 19: cluster.v1.MembershipUpdate.entries:type_name -> cluster.v1.MemberEntry
-	1,  // 20: cluster.v1.Reject.reason:type_name -> cluster.v1.RejectReason
-	2,  // 21: cluster.v1.PeerService.Exchange:input_type -> cluster.v1.ExchangeRequest
-	3,  // 22: cluster.v1.PeerService.Exchange:output_type -> cluster.v1.ExchangeResponse
-	22, // [22:23] is the sub-list for method output_type
-	21, // [21:22] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	8,  // 9: cluster.v1.PeerMessage.alerts:type_name -> cluster.v1.AlertBatch
+	9,  // 10: cluster.v1.PeerMessage.fragment:type_name -> cluster.v1.Fragment
+	18, // 11: cluster.v1.Alert.reason:type_name -> cluster.v1.NodeDownReason
+	6,  // 12: cluster.v1.AlertBatch.alerts:type_name -> cluster.v1.Alert
+	19, // 13: cluster.v1.Hello.heartbeat_interval:type_name -> google.protobuf.Duration
+	19, // 14: cluster.v1.Hello.uptime:type_name -> google.protobuf.Duration
+	11, // 15: cluster.v1.Hello.info:type_name -> cluster.v1.NodeAttributes
+	12, // 16: cluster.v1.Hello.view:type_name -> cluster.v1.MemberEntry
+	17, // 17: cluster.v1.NodeAttributes.metadata:type_name -> cluster.v1.NodeAttributes.MetadataEntry
+	0,  // 18: cluster.v1.MemberEntry.state:type_name -> cluster.v1.MemberState
+	11, // 19: cluster.v1.MemberEntry.info:type_name -> cluster.v1.NodeAttributes
+	11, // 20: cluster.v1.Heartbeat.attributes:type_name -> cluster.v1.NodeAttributes
+	12, // 21: cluster.v1.MembershipUpdate.entries:type_name -> cluster.v1.MemberEntry
+	1,  // 22: cluster.v1.Reject.reason:type_name -> cluster.v1.RejectReason
+	2,  // 23: cluster.v1.PeerService.Exchange:input_type -> cluster.v1.ExchangeRequest
+	3,  // 24: cluster.v1.PeerService.Exchange:output_type -> cluster.v1.ExchangeResponse
+	24, // [24:25] is the sub-list for method output_type
+	23, // [23:24] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_cluster_v1_peer_proto_init() }
@@ -1489,6 +1560,7 @@ func file_cluster_v1_peer_proto_init() {
 		(*PeerMessage_Reject)(nil),
 		(*PeerMessage_Alert)(nil),
 		(*PeerMessage_Unlink)(nil),
+		(*PeerMessage_Alerts)(nil),
 		(*PeerMessage_Fragment)(nil),
 	}
 	type x struct{}
@@ -1497,7 +1569,7 @@ func file_cluster_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_v1_peer_proto_rawDesc), len(file_cluster_v1_peer_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,248 @@
+package membership
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The overlay at scale, in virtual time. The size is SIM_NODES (default 1,000, or 300 under
+// the race detector; `make sim-scale` runs 2,048), with the default K = 10. Every node holds
+// the whole view, so the simulation's memory grows with N²: about 10 GiB at 2,048 nodes.
+
+// scaleSize is the number of nodes of the scale simulation.
+func scaleSize(t *testing.T) int {
+	t.Helper()
+	text := os.Getenv("SIM_NODES")
+	if text == "" && raceEnabled {
+		return 300
+	}
+	if text == "" {
+		return 1000
+	}
+	n, err := strconv.Atoi(text)
+	require.NoError(t, err, "SIM_NODES must be a number of nodes")
+	require.GreaterOrEqual(t, n, 100, "SIM_NODES: the scale simulation needs at least 100 nodes")
+	return n
+}
+
+// scaleCluster starts count nodes with K = k in a quiet simulation, one after another at the
+// same instant, all seeded with the first, and lets the overlay converge: every node counts
+// every other connected.
+func scaleCluster(t *testing.T, count, k int) (*sim, []*simNode) {
+	t.Helper()
+	s := newSim(t)
+	s.quiet = true
+	nodes := make([]*simNode, count)
+	for i := range count {
+		name := fmt.Sprintf("node%04d", i)
+		cfg := simConfig(name)
+		cfg.Monitors = k
+		if i > 0 {
+			cfg.Seeds = []string{"127.0.0.1:4000"}
+		}
+		nodes[i] = s.add(simID(name, 4000+i), cfg)
+	}
+	s.advanceUntil(2*time.Minute, func() bool { return everyNodeConnected(nodes, count-1) },
+		"%d nodes with K=%d should converge", count, k)
+	return s, nodes
+}
+
+// everyNodeConnected reports whether every running node counts want peers connected.
+func everyNodeConnected(nodes []*simNode, want int) bool {
+	for _, n := range nodes {
+		if n.up && n.core.connected != want {
+			return false
+		}
+	}
+	return true
+}
+
+// messagesPerNodePerInterval counts the messages the nodes send over 10 intervals of 1 s, per
+// node and per stream.
+func messagesPerNodePerInterval(s *sim, nodes []*simNode) (perNode, perStream float64) {
+	streams := 0
+	for _, n := range nodes {
+		for _, pc := range n.core.conns {
+			if pc.established {
+				streams++
+			}
+		}
+	}
+	before := 0
+	for _, n := range nodes {
+		before += n.msgs
+	}
+	s.advance(10 * time.Second)
+	after := 0
+	for _, n := range nodes {
+		after += n.msgs
+	}
+	return float64(after-before) / float64(len(nodes)) / 10, float64(after-before) / float64(streams) / 10
+}
+
+// newsHops waits until every node of nodes but about reports about with the wanted status
+// and returns the smallest and the largest hop count at which a node emitted that event
+// (since skip[n]).
+func newsHops(t *testing.T, s *sim, nodes []*simNode, about *simNode, status NodeStatus, skip map[*simNode]int, what string) (first, last int) {
+	t.Helper()
+	s.advanceUntil(10*time.Second, func() bool {
+		for _, n := range nodes {
+			if n == about || !n.up {
+				continue
+			}
+			m := n.core.members[about.id]
+			if status == StatusDisconnected {
+				if m != nil && m.status != StatusDisconnected {
+					return false // (a node that left is taken out of the table)
+				}
+			} else if m == nil || m.status != status || m.incarnation != about.core.incarnation {
+				return false
+			}
+		}
+		return true
+	}, "every node should see the %s of %s", what, about.id)
+	want := EventNodeUp
+	if status == StatusDisconnected {
+		want = EventNodeDown
+	}
+	first = -1
+	for _, n := range nodes {
+		if n == about || !n.up {
+			continue
+		}
+		seen := 0
+		for i := skip[n]; i < len(n.events); i++ {
+			if e := n.events[i]; e.Node.ID == about.id && e.Type == want {
+				seen++
+				last = max(last, n.hops[i])
+				if first < 0 || n.hops[i] < first {
+					first = n.hops[i]
+				}
+			}
+		}
+		require.Equal(t, 1, seen, "%s should report the %s of %s once", n.id, what, about.id)
+	}
+	return first, last
+}
+
+// eventCounts records how many events each node has emitted so far.
+func eventCounts(nodes []*simNode) map[*simNode]int {
+	skip := make(map[*simNode]int, len(nodes))
+	for _, n := range nodes {
+		skip[n] = len(n.events)
+	}
+	return skip
+}
+
+// TestOverlaySimulationAtScale forms a cluster of SIM_NODES nodes with K = 10 and checks, on
+// that one cluster: streams bounded by 2K; messages per node per interval within 10 % of a
+// 100-node cluster's; a join, a leave and a crash known by every node within ⌈log_K N⌉ + 2
+// hops; one observer's cut link takes nobody down; a subject cut from H of its observers is
+// down everywhere.
+func TestOverlaySimulationAtScale(t *testing.T) {
+	const k = 10
+	count := scaleSize(t)
+	small, smallNodes := scaleCluster(t, 100, k)
+	smallRate, smallPerStream := messagesPerNodePerInterval(small, smallNodes)
+
+	started := time.Now()
+	s, nodes := scaleCluster(t, count, k)
+	t.Logf("%d nodes converged in %v of virtual time (%v real)", count, s.now.Sub(time.Unix(1_700_000_000, 0)), time.Since(started).Round(time.Millisecond))
+	requireOverlayStreams(t, nodes, k)
+	rate, perStream := messagesPerNodePerInterval(s, nodes)
+	t.Logf("messages per interval: %.2f per node (%.3f per stream) at 100 nodes, %.2f (%.3f) at %d",
+		smallRate, smallPerStream, rate, perStream, count)
+	// Per node the rate follows the degree, which grows from about 18 at 100 nodes (where the
+	// rings repeat some neighbours) towards 2K, and never past it.
+	require.LessOrEqual(t, rate, float64(2*k)+0.5, "a node sends about one message per stream per interval, on at most 2K streams")
+	require.InDelta(t, smallPerStream, perStream, 0.1*smallPerStream, "messages per stream per interval stay flat from 100 to %d nodes", count)
+	bound := hopsBound(count, k)
+
+	// A join through one seed reaches every node.
+	skip := eventCounts(nodes)
+	joiner := s.add(simID("joiner", 9000), func() *Config {
+		cfg := simConfig("joiner", nodes[count/2].id.String())
+		cfg.Monitors = k
+		return cfg
+	}())
+	first, last := newsHops(t, s, nodes, joiner, StatusConnected, skip, "join")
+	t.Logf("join: the seed knows it at hop %d (the handshake), every node %d hops later (bound %d)", first, last-first, bound)
+	require.LessOrEqual(t, last-first, bound, "a join reaches every node within ⌈log_K N⌉+2 hops of its seed")
+	s.advance(5 * time.Second)
+
+	// A graceful leave.
+	leaver := nodes[count/3]
+	skip = eventCounts(nodes)
+	leaver.stop()
+	_, last = newsHops(t, s, nodes, leaver, StatusDisconnected, skip, "leave")
+	t.Logf("leave known everywhere after %d hops (bound %d)", last, bound)
+	require.LessOrEqual(t, last, bound, "a leave reaches every node within ⌈log_K N⌉+2 hops")
+	s.advance(5 * time.Second)
+
+	// A crash: its observers see the stream closed, alert, and the cluster decides.
+	victim := nodes[count/4]
+	skip = eventCounts(nodes)
+	victim.crash()
+	first, last = newsHops(t, s, nodes, victim, StatusDisconnected, skip, "crash")
+	// The victim's observers know it at hop 1 (its streams close): the news spreads from there.
+	t.Logf("crash: first decided at hop %d, known everywhere %d hops after its observers saw it (bound %d)", first, last-1, bound)
+	require.LessOrEqual(t, last-1, bound, "a crash reaches every node within ⌈log_K N⌉+2 hops of its observers")
+	s.advance(5 * time.Second)
+
+	var live []*simNode
+	for _, n := range append(nodes, joiner) {
+		if n.up {
+			live = append(live, n)
+		}
+	}
+	byID := make(map[NodeID]*simNode, len(live))
+	for _, n := range live {
+		byID[n.id] = n
+	}
+	topo := topoOf(live, k)
+
+	// One observer's link to its subject is cut: nobody reports the subject down.
+	subject := live[len(live)/5]
+	observers := topo.observers(subject.id)
+	skip = eventCounts(live)
+	s.partition([]*simNode{subject}, []*simNode{byID[observers[0]]}, true)
+	s.advance(20 * time.Second)
+	for _, n := range live {
+		for _, e := range n.events[skip[n]:] {
+			require.NotEqual(t, EventNodeDown, e.Type, "%s: one observer's cut link takes nobody down (%s reported down)", n.id, e.Node.ID)
+		}
+	}
+	s.partition([]*simNode{subject}, []*simNode{byID[observers[0]]}, false)
+	s.advance(10 * time.Second)
+
+	// Another subject is cut from H of its K observers: everybody reports it down.
+	subject = live[len(live)/6]
+	observers = topo.observers(subject.id)
+	quorum := k - k/10
+	require.GreaterOrEqual(t, len(observers), quorum)
+	var cutFrom []*simNode
+	for _, o := range observers[:quorum] {
+		cutFrom = append(cutFrom, byID[o])
+	}
+	skip = eventCounts(live)
+	s.partition([]*simNode{subject}, cutFrom, true)
+	for _, n := range live {
+		if n == subject {
+			continue
+		}
+		s.advanceUntil(20*time.Second, func() bool { return n.core.members[subject.id].isDown() },
+			"%s should report %s down once H of its observers lost it", n.id, subject.id)
+		var reasons []DownReason
+		for _, e := range n.events[skip[n]:] {
+			if e.Type == EventNodeDown && e.Node.ID == subject.id {
+				reasons = append(reasons, e.Reason)
+			}
+		}
+		require.Equal(t, []DownReason{ReasonHeartbeatTimeout}, reasons, "%s reports %s down once, with the observers' reason", n.id, subject.id)
+	}
+}
