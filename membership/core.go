@@ -33,9 +33,11 @@ type core struct {
 	// this node's neighbours in it as of neighbourVersion. alerts holds the observers' alerts
 	// by subject.
 	topo             *topology
-	basis            *topology // topo and the nodes down for less than an alert's lifetime
+	basis            *topology // topo's rings seen with the nodes down for less than an alert's lifetime
 	topoDirty        bool
 	neighbourSet     map[NodeID]bool
+	subjects         map[NodeID]bool // this node's subjects in topo, as of subjectVersion
+	subjectVersion   uint64
 	neighbourVersion uint64
 	// relayDue lists the streams whose relays wait for the end of their relay window.
 	relayDue  []*peerConn
@@ -159,8 +161,7 @@ type peerConn struct {
 	sentAttrs    uint64
 	mismatches   int
 	syncHold     time.Time
-	removed      bool       // taken out of the stream table: what arrives on it is ignored
-	relays       relayQueue // the overlay relays waiting for the stream's relay window
+	removed      bool // taken out of the stream table: what arrives on it is ignored
 
 	// runner is the runtime's driver of the stream (Cluster); the core never reads it.
 	runner *connRunner
@@ -168,7 +169,7 @@ type peerConn struct {
 
 // newCore returns a core for the local node self, started at now.
 func newCore(self NodeID, incarnation uint64, cfg *Config, now time.Time, rng *rand.Rand) *core {
-	return &core{
+	c := &core{
 		self:        self,
 		incarnation: incarnation,
 		cfg:         cfg,
@@ -179,12 +180,13 @@ func newCore(self NodeID, incarnation uint64, cfg *Config, now time.Time, rng *r
 		tombs:       map[NodeID]tombstone{},
 		holders:     map[string]NodeID{},
 		topo:        newTopology([]NodeID{self}, cfg.Monitors),
-		basis:       newTopology([]NodeID{self}, cfg.Monitors),
 		alerts:      map[NodeID]*alertSet{},
 		conns:       map[connID]*peerConn{},
 		digestDirty: true,
 		metrics:     noMetrics{},
 	}
+	c.basis = c.topo.lens()
+	return c
 }
 
 // takeOutputs returns the effects accumulated since the last call. Once they are carried

@@ -32,9 +32,6 @@ func (c *core) tick(now time.Time) {
 		c.expireAlerts(now)
 	}
 	c.expireBasis(now)
-	if len(c.relayDue) > 0 {
-		c.flushRelays(now)
-	}
 	c.visitConns(now, coalesce)
 	// One pass over the members: forgetting and due dials. Whether the dial slots are full
 	// is only counted when a dial is due at all.
@@ -339,15 +336,15 @@ func (c *core) updateAttributes(now time.Time, m *member, hb *Heartbeat) {
 	}
 	if changed && m.status == StatusConnected {
 		c.emit(output{kind: outEvent, event: Event{Type: EventNodeUpdated, Time: now, Node: c.nodeInfo(now, m)}})
-		c.relayAttributes(now, m.conn, m)
+		c.relayAttributes(m.conn, m)
 	}
 }
 
 // relayAttributes passes m's attributes, heard first hand, on to the other neighbours: in the
 // overlay the nodes without a stream to m learn them only this way.
-func (c *core) relayAttributes(now time.Time, from connID, m *member) {
+func (c *core) relayAttributes(from connID, m *member) {
 	attrs := m.attrs.clone()
-	c.relayFresh(now, from, []MemberEntry{{ID: m.id, Incarnation: m.incarnation, Attrs: &attrs}})
+	c.relayFresh(from, []MemberEntry{{ID: m.id, Incarnation: m.incarnation, Attrs: &attrs}})
 }
 
 // answerHeartbeat sends pc's heartbeat at once when it is due within half an interval (the
@@ -405,7 +402,7 @@ func (c *core) onLeave(now time.Time, pc *peerConn, l *Leave) {
 	if m := c.memberOf(pc); m != nil && m.conn == pc.id {
 		c.markDown(now, m, ReasonGracefulShutdown)
 		c.removeMember(m)
-		c.relayFresh(now, pc.id, []MemberEntry{{ID: l.ID, Incarnation: pc.peerInc, Left: true}})
+		c.relayFresh(pc.id, []MemberEntry{{ID: l.ID, Incarnation: pc.peerInc, Left: true}})
 	}
 	c.tombs[pc.peer] = tombstone{incarnation: pc.peerInc, left: true, direct: true, until: now.Add(c.cfg.TombstoneTimeout)}
 	c.wantWake(now.Add(c.cfg.TombstoneTimeout))

@@ -71,7 +71,7 @@ func (c *core) deltaFor(theirs []MemberEntry) []MemberEntry {
 // change nothing. In the overlay what changed the table is relayed to the other neighbours.
 func (c *core) merge(now time.Time, from connID, entries []MemberEntry) {
 	var fresh []MemberEntry
-	defer func() { c.relayFresh(now, from, fresh) }()
+	defer func() { c.relayFresh(from, fresh) }()
 	for _, e := range entries {
 		if e.ID.IsZero() || e.ID == c.self {
 			continue

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"log/slog"
+	"slices"
 	"time"
 )
 
@@ -87,12 +88,12 @@ func (c *core) isNeighbour(id NodeID) bool {
 	if !c.overlay() {
 		return true
 	}
-	if c.neighbourVersion != c.topo.version || c.neighbourSet == nil {
+	if c.neighbourVersion != c.topo.version() || c.neighbourSet == nil {
 		c.neighbourSet = map[NodeID]bool{}
 		for _, n := range c.topo.neighbours(c.self) {
 			c.neighbourSet[n] = true
 		}
-		c.neighbourVersion = c.topo.version
+		c.neighbourVersion = c.topo.version()
 	}
 	if c.neighbourSet[id] {
 		return true
@@ -202,7 +203,7 @@ func (c *core) observe(now time.Time, m *member, reason DownReason, up bool) {
 		a.Reason = reason
 	}
 	if c.recordAlert(now, a) {
-		c.relayAlert(now, 0, a)
+		c.relayAlert(0, a, true)
 		c.decideFrom(now, m.id)
 	}
 }
@@ -214,7 +215,7 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 	}
 	if a.Subject == c.self {
 		if c.recordAlert(now, a) {
-			c.relayAlert(now, pc.id, a) // the others still need it, once
+			c.relayAlert(pc.id, a, false) // the others still need it, once
 		}
 		return
 	}
@@ -238,20 +239,45 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 	if c.decideFrom(now, m.id) && m.status == StatusDisconnected && !a.Up {
 		return // deciding it, this node relayed its decision, which covers this alert too
 	}
-	c.relayAlert(now, pc.id, a)
+	c.relayAlert(pc.id, a, false)
 }
 
-// relayAlert passes an alert on to every neighbour: the overlay's edges both ways are an
-// expander of degree up to 2K, so an alert reaches every node in about log_2K N hops, and a
-// node gathers a quorum of the subject's K observers' alerts within a hop or two of the
-// nearest. Alerts wait for their stream's relay window, so the K alerts of one failure mostly
-// travel together (queueRelay); decisions do not wait.
-func (c *core) relayAlert(now time.Time, except connID, a *Alert) {
-	for _, pc := range c.sortedConns() {
-		if pc.established && pc.id != except && c.current(pc) {
-			c.queueRelay(now, pc, nil, a, a.Decided)
+// relayAlert passes an alert on to this node's subjects (its successors on the K rings): K
+// random rings followed one way already reach every node in about log_K N hops, at half the
+// messages of relaying to every neighbour. The observer that raises an alert, and a node
+// without a stream to some subject yet, send it to every neighbour instead: the first hop
+// fans out twice as wide, which saves a hop on the way to a quorum for a handful of messages.
+func (c *core) relayAlert(except connID, a *Alert, everyNeighbour bool) {
+	subjects := c.subjectSet()
+	sent := 0
+	if !everyNeighbour {
+		for _, pc := range c.sortedConns() {
+			if pc.established && pc.id != except && c.current(pc) && subjects[pc.peer] {
+				c.send(pc, &Message{Alerts: []*Alert{a}})
+				sent++
+			}
+		}
+		if sent >= len(subjects)-1 {
+			return
 		}
 	}
+	for _, pc := range c.sortedConns() {
+		if pc.established && pc.id != except && c.current(pc) && (everyNeighbour || !subjects[pc.peer]) {
+			c.send(pc, &Message{Alerts: []*Alert{a}})
+		}
+	}
+}
+
+// subjectSet returns this node's subjects in the live view, cached per topology version.
+func (c *core) subjectSet() map[NodeID]bool {
+	if c.subjectVersion != c.topo.version() || c.subjects == nil {
+		c.subjects = map[NodeID]bool{}
+		for _, s := range c.topo.subjects(c.self) {
+			c.subjects[s] = true
+		}
+		c.subjectVersion = c.topo.version()
+	}
+	return c.subjects
 }
 
 // alertSet holds the alerts about one incarnation of a subject, by observer.
@@ -422,13 +448,14 @@ func (c *core) expireAlerts(now time.Time) {
 // relayFresh passes view entries that changed the local table on to the other neighbours, so
 // joins and leaves reach every node of the overlay; in a full mesh every node hears them first
 // hand.
-func (c *core) relayFresh(now time.Time, from connID, fresh []MemberEntry) {
+func (c *core) relayFresh(from connID, fresh []MemberEntry) {
 	if len(fresh) == 0 || !c.overlay() {
 		return
 	}
+	msg := &Message{Update: &Update{Entries: slices.Clip(fresh)}}
 	for _, pc := range c.sortedConns() {
 		if pc.established && pc.id != from && c.current(pc) {
-			c.queueRelay(now, pc, fresh, nil, false)
+			c.send(pc, msg)
 		}
 	}
 }
@@ -457,7 +484,7 @@ func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Al
 	if direct != 0 {
 		c.dropConn(direct) // the cluster has decided: this node's stream does not overrule it
 	}
-	c.relayAlert(now, from, decision)
+	c.relayAlert(from, decision, false)
 	if c.isNeighbour(m.id) {
 		c.scheduleRedial(now, m)
 	}

@@ -236,9 +236,9 @@ func (r *connRunner) drain(own bool) {
 			r.finish()
 			return
 		}
-		msg := r.queue[0]
-		r.queue[0] = nil
-		r.queue = r.queue[1:]
+		msg, n := coalesce(r.queue)
+		clear(r.queue[:n])
+		r.queue = r.queue[n:]
 		r.mu.Unlock()
 		if err := r.conn.Send(msg); err != nil {
 			r.mu.Lock()

@@ -59,7 +59,16 @@ func (c *recordingConn) Send(msg *Message) error {
 		return io.EOF
 	default:
 	}
-	c.record(fmt.Sprintf("send %d", msg.Heartbeat.ViewDigest))
+	switch {
+	case msg.Heartbeat != nil:
+		c.record(fmt.Sprintf("send %d", msg.Heartbeat.ViewDigest))
+	case len(msg.Alerts) > 0:
+		c.record(fmt.Sprintf("alerts %d", len(msg.Alerts)))
+	case msg.Update != nil && msg.Update.Full:
+		c.record(fmt.Sprintf("full update %d", len(msg.Update.Entries)))
+	case msg.Update != nil:
+		c.record(fmt.Sprintf("update %d", len(msg.Update.Entries)))
+	}
 	return nil
 }
 
@@ -168,6 +177,62 @@ func TestRunnerSendsInOrderWithAWriterOnlyWhileBusy(t *testing.T) {
 	requireClosed(t, r.wroteDn, "the stream should be finished on the writing side")
 	require.Equal(t, []string{"close send", "close"}, conn.recorded()[sendQueueSize+3:])
 	requireNothingLeft(t, c, before)
+}
+
+// TestRunnerSendsQueuedRelaysTogether holds the stream's first send so that relays queue up
+// behind it: consecutive alerts go as one message, consecutive plain updates as one, in
+// order; a full update is never merged.
+func TestRunnerSendsQueuedRelaysTogether(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	c := newRunnerCluster(t)
+	conn := newRecordingConn()
+	conn.hold = true
+	alert := &Message{Alerts: []*Alert{{Incarnation: 1}}}
+	update := func(n int, full bool) *Message {
+		return &Message{Update: &Update{Full: full, Entries: make([]MemberEntry, n)}}
+	}
+
+	c.mu.Lock()
+	r := c.newRunnerLocked(&peerConn{id: 1}, conn)
+	r.enqueue(heartbeat(0))
+	c.mu.Unlock()
+	requireClosed(t, conn.held, "the first send should be under way")
+	c.mu.Lock()
+	for _, m := range []*Message{alert, alert, alert, update(2, false), update(3, false), update(4, true), alert, heartbeat(1), alert} {
+		r.enqueue(m)
+	}
+	c.mu.Unlock()
+	close(conn.release)
+	want := []string{"send 0", "alerts 3", "update 5", "full update 4", "alerts 1", "send 1", "alerts 1"}
+	require.Eventually(t, func() bool { return len(conn.recorded()) == len(want) }, 5*time.Second, time.Millisecond,
+		"the queue should be sent")
+	require.Equal(t, want, conn.recorded(), "consecutive relays travel together, in order")
+
+	close(r.readDn)
+	c.mu.Lock()
+	r.close(true)
+	c.mu.Unlock()
+	requireClosed(t, r.wroteDn, "the stream should be finished on the writing side")
+	requireNothingLeft(t, c, before)
+}
+
+func TestCoalesceKeepsMessagesWithinTheirBounds(t *testing.T) {
+	queue := make([]*Message, 0, 2*maxCoalescedAlerts)
+	for range 2*maxCoalescedAlerts + 1 {
+		queue = append(queue, &Message{Alerts: []*Alert{{Incarnation: 7}}})
+	}
+	msg, n := coalesce(queue)
+	require.Equal(t, maxCoalescedAlerts, n, "a coalesced message stands for at most maxCoalescedAlerts alerts")
+	require.Len(t, msg.Alerts, maxCoalescedAlerts)
+
+	big := &Message{Update: &Update{Entries: make([]MemberEntry, maxCoalescedEntries)}}
+	msg, n = coalesce([]*Message{big, big})
+	require.Equal(t, 1, n, "an update already at the bound goes alone")
+	require.Same(t, big, msg, "a message that goes alone is sent as it is")
+
+	asks := &Message{Update: &Update{ReplyRequested: true, Entries: make([]MemberEntry, 1)}}
+	_, n = coalesce([]*Message{asks, asks})
+	require.Equal(t, 1, n, "an update that asks for a reply is never merged")
 }
 
 func TestRunnerFlushSendsTheQueueBeforeHalfClosing(t *testing.T) {

@@ -73,11 +73,7 @@ type simNode struct {
 	msgs    int       // how many messages the node handed to the network
 	hop     int       // the hop count of the last delivery the node handled
 	hops    []int     // the hop count at which each event was emitted, as events
-	// alertHops is the hop count at which each alert first reached the node: a batch of
-	// relayed alerts travels one hop further than the latest of them, not than whatever the
-	// node handled last.
-	alertHops map[Alert]int
-	logs      []simLog // every line the node logged, in order
+	logs    []simLog  // every line the node logged, in order
 }
 
 // simLog is one line a node logged.
@@ -300,18 +296,7 @@ func (s *sim) apply(n *simNode, o output) {
 		if e == nil || e.closed || e.peer == nil {
 			return
 		}
-		hop := s.hop
-		if len(o.msg.Alerts) > 0 {
-			hop = 0
-			for _, a := range o.msg.Alerts {
-				if h, ok := n.alertHops[*a]; ok {
-					hop = max(hop, h)
-				} else {
-					hop = max(hop, s.hop) // raised here
-				}
-			}
-		}
-		s.deliverAt(e, o.msg, hop)
+		s.deliver(e, o.msg)
 	case outClose:
 		if e := n.ends[o.pc.id]; e != nil {
 			s.closeEnd(e)
@@ -320,10 +305,7 @@ func (s *sim) apply(n *simNode, o output) {
 }
 
 // deliver queues msg from end e to its peer end, unless the link or a frozen node drops it.
-func (s *sim) deliver(e *simEnd, msg *Message) { s.deliverAt(e, msg, s.hop) }
-
-// deliverAt is deliver for a message sent at hop count hop: it arrives one hop later.
-func (s *sim) deliverAt(e *simEnd, msg *Message, hop int) {
+func (s *sim) deliver(e *simEnd, msg *Message) {
 	n, peer := e.node, e.peer
 	if s.linkCut(n, peer.node) || n.frozen || peer.node.frozen {
 		return
@@ -331,19 +313,8 @@ func (s *sim) deliverAt(e *simEnd, msg *Message, hop int) {
 	if s.drop != nil && s.drop(n, peer.node, msg) {
 		return
 	}
-	saved := s.hop
-	s.hop = hop
-	defer func() { s.hop = saved }()
 	s.queueFor(peer.node, func() {
 		peer.node.hop = s.hop
-		for _, a := range msg.Alerts {
-			if _, ok := peer.node.alertHops[*a]; !ok {
-				if peer.node.alertHops == nil {
-					peer.node.alertHops = map[Alert]int{}
-				}
-				peer.node.alertHops[*a] = s.hop
-			}
-		}
 		if !peer.closed && peer.node.up {
 			peer.node.core.receive(s.now, peer.id, msg)
 			peer.node.flush()

@@ -12,23 +12,36 @@ import (
 // It depends on the view alone, so every node that holds the same view computes the same
 // graph. A node keeps one, and adds and removes ids as its view changes.
 //
-// Changes are applied lazily: add and remove only note them, and the next query merges them
-// into the rings in one pass per ring, so a view learned in one message of a thousand entries
-// costs one merge, not a thousand insertions. A slot points to a record shared by the K
-// rings, so an id costs one copy plus K small slots.
+// A node needs two views of its rings: the live view (streams follow it) and the basis (the
+// live view and the nodes down for a short while, which decisions are counted over). Both
+// look at one set of rings: a topology is a lens over rings, and the live lens skips the
+// slots of ids that are on the rings but not live.
 type topology struct {
+	r *rings
+	// all says this lens sees every id on the rings (the basis); otherwise it sees the live
+	// ones only.
+	all bool
+}
+
+// rings are K sorted rings of ids. Changes are applied lazily: add and drop only note them,
+// and the next query merges them in one pass per ring, so a view learned in one message of a
+// thousand entries costs one merge, not a thousand insertions. A slot points to a record
+// shared by the K rings, so an id costs one copy plus K small slots.
+type rings struct {
 	k       int
-	rings   [][]ringSlot         // rings[r]: the view's ids sorted by their key on ring r
-	nodes   map[NodeID]*ringNode // every id of the view, including changes not merged yet
+	slots   [][]ringSlot         // slots[r]: the ids sorted by their key on ring r
+	nodes   map[NodeID]*ringNode // every id on the rings, including changes not merged yet
+	live    int                  // how many of them are live
 	added   []*ringNode          // ids added since the last merge
-	removed map[*ringNode]bool   // ids removed since the last merge
+	dropped map[*ringNode]bool   // ids dropped since the last merge
 	version uint64               // grows with every change
 }
 
-// ringNode is one id of the view, shared by its slots on every ring.
+// ringNode is one id on the rings, shared by its slots on every ring.
 type ringNode struct {
 	id   NodeID
 	hash uint64 // the FNV-1a hash of the id's text
+	live bool
 }
 
 // ringSlot is one id's place on a ring.
@@ -62,87 +75,118 @@ func mix64(x uint64) uint64 {
 	return x ^ (x >> 31)
 }
 
-// newTopology builds the K rings over ids (in any order, without duplicates).
+// newTopology builds the K rings over ids (in any order, without duplicates), all live, and
+// returns their live lens.
 func newTopology(ids []NodeID, k int) *topology {
-	t := &topology{k: k, rings: make([][]ringSlot, k), nodes: make(map[NodeID]*ringNode, len(ids))}
+	t := &topology{r: &rings{k: k, slots: make([][]ringSlot, k), nodes: make(map[NodeID]*ringNode, len(ids))}}
 	for _, id := range ids {
 		t.add(id)
 	}
-	t.merge()
+	t.r.merge()
 	return t
 }
 
-// add puts id on every ring; it reports false if id was there already.
+// lens returns the other view of t's rings: the basis of a live lens, or the live lens of a
+// basis.
+func (t *topology) lens() *topology { return &topology{r: t.r, all: !t.all} }
+
+// version grows with every change of the rings (of either lens).
+func (t *topology) version() uint64 { return t.r.version }
+
+// add puts id in the lens: on the rings (not live) for the basis, live for the live lens. It
+// reports false if id was there already.
 func (t *topology) add(id NodeID) bool {
-	if t.nodes[id] != nil {
-		return false
-	}
-	n := &ringNode{id: id, hash: idHash(id)}
-	t.nodes[id] = n
-	t.added = append(t.added, n)
-	t.version++
-	return true
-}
-
-// remove takes id off every ring; it reports false if id was not there.
-func (t *topology) remove(id NodeID) bool {
-	n := t.nodes[id]
-	if n == nil {
-		return false
-	}
-	delete(t.nodes, id)
-	if i := slices.Index(t.added, n); i >= 0 {
-		t.added = slices.Delete(t.added, i, i+1) // never merged: nothing to take off the rings
-	} else {
-		if t.removed == nil {
-			t.removed = map[*ringNode]bool{}
+	r := t.r
+	n := r.nodes[id]
+	switch {
+	case n == nil:
+		n = &ringNode{id: id, hash: idHash(id), live: !t.all}
+		r.nodes[id] = n
+		r.added = append(r.added, n)
+		if n.live {
+			r.live++
 		}
-		t.removed[n] = true
+	case t.all || n.live:
+		return false
+	default:
+		n.live = true
+		r.live++
 	}
-	t.version++
+	r.version++
 	return true
 }
 
-// merge applies the pending changes to every ring: the removed slots are dropped and the
-// added ones, sorted, merged in, in one pass per ring.
-func (t *topology) merge() {
-	if len(t.added) == 0 && len(t.removed) == 0 {
+// remove takes id out of the lens: off the rings for the basis, no longer live for the live
+// lens (it stays on the rings, seen by the basis). It reports false if id was not there.
+func (t *topology) remove(id NodeID) bool {
+	r := t.r
+	n := r.nodes[id]
+	if n == nil || !t.all && !n.live {
+		return false
+	}
+	if n.live {
+		n.live = false
+		r.live--
+	}
+	if t.all {
+		r.drop(n)
+	}
+	r.version++
+	return true
+}
+
+// drop takes n off the rings.
+func (r *rings) drop(n *ringNode) {
+	delete(r.nodes, n.id)
+	if i := slices.Index(r.added, n); i >= 0 {
+		r.added = slices.Delete(r.added, i, i+1) // never merged: nothing to take off the rings
 		return
 	}
-	if len(t.removed) == 0 && len(t.added) <= 4 {
-		// A few ids joined: insert them in place, cheaper than rebuilding the rings.
-		for r := range t.k {
-			for _, n := range t.added {
-				slot := ringSlot{key: ringKey(r, n.hash), node: n}
-				i, _ := slices.BinarySearchFunc(t.rings[r], slot, compareSlots)
-				t.rings[r] = slices.Insert(t.rings[r], i, slot)
+	if r.dropped == nil {
+		r.dropped = map[*ringNode]bool{}
+	}
+	r.dropped[n] = true
+}
+
+// merge applies the pending changes to every ring: a few added ids are inserted in place;
+// otherwise the dropped slots are taken out and the added ones, sorted, merged in, in one
+// pass per ring.
+func (r *rings) merge() {
+	if len(r.added) == 0 && len(r.dropped) == 0 {
+		return
+	}
+	if len(r.dropped) == 0 && len(r.added) <= 4 {
+		for ring := range r.k {
+			for _, n := range r.added {
+				slot := ringSlot{key: ringKey(ring, n.hash), node: n}
+				i, _ := slices.BinarySearchFunc(r.slots[ring], slot, compareSlots)
+				r.slots[ring] = slices.Insert(r.slots[ring], i, slot)
 			}
 		}
-		t.added = t.added[:0]
+		r.added = r.added[:0]
 		return
 	}
-	fresh := make([]ringSlot, len(t.added))
-	for r := range t.k {
-		for i, n := range t.added {
-			fresh[i] = ringSlot{key: ringKey(r, n.hash), node: n}
+	fresh := make([]ringSlot, len(r.added))
+	for ring := range r.k {
+		for i, n := range r.added {
+			fresh[i] = ringSlot{key: ringKey(ring, n.hash), node: n}
 		}
 		slices.SortFunc(fresh, compareSlots)
-		old := t.rings[r]
-		ring := make([]ringSlot, 0, len(t.nodes))
+		merged := make([]ringSlot, 0, len(r.nodes))
 		i := 0
-		for _, slot := range old {
-			if t.removed[slot.node] {
+		for _, slot := range r.slots[ring] {
+			if r.dropped[slot.node] {
 				continue
 			}
 			for i < len(fresh) && compareSlots(fresh[i], slot) < 0 {
-				ring = append(ring, fresh[i])
+				merged = append(merged, fresh[i])
 				i++
 			}
-			ring = append(ring, slot)
+			merged = append(merged, slot)
 		}
-		t.rings[r] = append(ring, fresh[i:]...)
+		r.slots[ring] = append(merged, fresh[i:]...)
 	}
-	t.added, t.removed = t.added[:0], nil
+	r.added, r.dropped = r.added[:0], nil
 }
 
 // compareSlots orders slots by key, then by id (keys of distinct ids almost never collide).
@@ -153,41 +197,49 @@ func compareSlots(a, b ringSlot) int {
 	return a.node.id.Compare(b.node.id)
 }
 
-// size is the number of ids in the view.
+// size is the number of ids in the lens.
 func (t *topology) size() int {
-	if t.k == 0 {
+	if t.r.k == 0 {
 		return 0
 	}
-	return len(t.nodes)
+	if t.all {
+		return len(t.r.nodes)
+	}
+	return t.r.live
 }
 
+// sees reports whether the lens sees n.
+func (t *topology) sees(n *ringNode) bool { return t.all || n.live }
+
 // neighbour returns id's successor (step +1: its subject) or predecessor (step -1: its
-// observer) on ring r. For an id not in the view it is the node that would be its
-// neighbour if it were: a node decided down is watched for by the nodes it would stream to.
-// ok is false when the ring holds no other node.
+// observer) on ring r, among the ids the lens sees. For an id the lens does not see it is the
+// node that would be its neighbour if it were: a node decided down is watched for by the
+// nodes it would stream to. ok is false when the lens sees no other node on the ring.
 func (t *topology) neighbour(r int, id NodeID, step int) (NodeID, bool) {
 	return t.neighbourHashed(r, id, idHash(id), step)
 }
 
 // neighbourHashed is neighbour for an id whose hash (idHash) is h.
 func (t *topology) neighbourHashed(r int, id NodeID, h uint64, step int) (NodeID, bool) {
-	t.merge()
-	ring := t.rings[r]
+	t.r.merge()
+	ring := t.r.slots[r]
 	n := len(ring)
 	probe := ringNode{id: id}
-	i, found := slices.BinarySearchFunc(ring, ringSlot{key: ringKey(r, h), node: &probe}, compareSlots)
-	var j int
-	switch {
-	case n == 0 || (found && n == 1):
-		return NodeID{}, false
-	case step < 0:
-		j = (i - 1 + n) % n
-	case found:
-		j = (i + 1) % n
-	default:
-		j = i % n
+	i, _ := slices.BinarySearchFunc(ring, ringSlot{key: ringKey(r, h), node: &probe}, compareSlots)
+	// i is id's slot, or the first slot after where it would be: the successor is the first
+	// slot seen from i on (id itself excepted), the predecessor the first seen before i.
+	j := i
+	if step < 0 {
+		j = i - 1
 	}
-	return ring[j].node.id, true
+	for range n {
+		j = (j%n + n) % n
+		if node := ring[j].node; node.id != id && t.sees(node) {
+			return node.id, true
+		}
+		j += step
+	}
+	return NodeID{}, false
 }
 
 // subjects returns the distinct nodes id monitors: its successor on every ring.
@@ -198,9 +250,9 @@ func (t *topology) observers(id NodeID) []NodeID { return t.distinct(id, -1) }
 
 // distinct collects id's neighbours step away on every ring, without repeats, in ring order.
 func (t *topology) distinct(id NodeID, step int) []NodeID {
-	out := make([]NodeID, 0, t.k)
+	out := make([]NodeID, 0, t.r.k)
 	h := idHash(id)
-	for r := range t.k {
+	for r := range t.r.k {
 		if n, ok := t.neighbourHashed(r, id, h, step); ok && n != id && !slices.Contains(out, n) {
 			out = append(out, n)
 		}
@@ -223,7 +275,7 @@ func (t *topology) neighbours(id NodeID) []NodeID {
 // predecessor or successor on some ring.
 func (t *topology) isNeighbour(self, id NodeID) bool {
 	h := idHash(id)
-	for r := range t.k {
+	for r := range t.r.k {
 		for _, step := range [2]int{-1, +1} {
 			if n, ok := t.neighbourHashed(r, id, h, step); ok && n == self {
 				return true
@@ -237,7 +289,7 @@ func (t *topology) isNeighbour(self, id NodeID) bool {
 // on some ring.
 func (t *topology) isObserver(self, id NodeID) bool {
 	h := idHash(id)
-	for r := range t.k {
+	for r := range t.r.k {
 		if n, ok := t.neighbourHashed(r, id, h, -1); ok && n == self {
 			return true
 		}
