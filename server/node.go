@@ -81,11 +81,17 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 		dialCreds = newVerifyLogged(credentials.NewTLS(tlsSetup.dial), logger)
 	}
 	n.bodies = &bodyCache{}
-	n.transport = &peerTransport{bodies: n.bodies, channel: peerChannel{dialOptions: append([]grpc.DialOption{
+	dialOptions := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(dialCreds),
 		grpc.WithStreamInterceptor(n.auth.clientInterceptor()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxRecvMessageBytes), grpc.ForceCodecV2(newFrameCodec())),
-	}, o.grpcDialTuning()...)}, maxMessage: o.maxPeerMessageBytes}
+	}, o.grpcDialTuning()...)
+	if nw := o.network; nw != nil {
+		dialOptions = append(dialOptions, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return nw.DialContext(ctx, "tcp", addr)
+		}))
+	}
+	n.transport = &peerTransport{bodies: n.bodies, channel: peerChannel{dialOptions: dialOptions}, maxMessage: o.maxPeerMessageBytes}
 	n.metrics = newMetrics(func() *membership.Cluster { return n.Cluster })
 	n.auth.onFailure = func(reason string) { n.metrics.authFailures.WithLabelValues(reason).Inc() }
 	n.limits = newLimitReporter(logger, func(limit string) { n.metrics.limitHits.WithLabelValues(limit).Inc() })
@@ -120,8 +126,18 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 
 // listen binds the configured (or, after a restart, the previously bound) port.
 func (n *Node) listen() (net.Listener, error) {
-	addr := net.JoinHostPort(n.cfg.BindHost, strconv.Itoa(n.port))
-	l, err := net.Listen("tcp", addr)
+	return n.listenOn(net.JoinHostPort(n.cfg.BindHost, strconv.Itoa(n.port)))
+}
+
+// listenOn listens on addr through the node's network.
+func (n *Node) listenOn(addr string) (net.Listener, error) {
+	var l net.Listener
+	var err error
+	if n.opts.network != nil {
+		l, err = n.opts.network.Listen(context.Background(), "tcp", addr)
+	} else {
+		l, err = net.Listen("tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
@@ -231,9 +247,9 @@ func (n *Node) shutdown(ctx context.Context) {
 
 // serveMetrics serves /metrics on addr until the node stops for good.
 func (n *Node) serveMetrics(addr string) error {
-	l, err := net.Listen("tcp", addr)
+	l, err := n.listenOn(addr)
 	if err != nil {
-		return fmt.Errorf("metrics listener on %s: %w", addr, err)
+		return fmt.Errorf("metrics listener: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", n.metrics.handler())

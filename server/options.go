@@ -1,8 +1,10 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"google.golang.org/grpc"
@@ -101,6 +103,7 @@ type options struct {
 	grpcReadBuffer       int
 	grpcWriteBuffer      int
 	grpcWindow           int32
+	network              Network
 }
 
 // Option customises Start.
@@ -122,6 +125,22 @@ func WithLogger(logger *slog.Logger) Option { return func(o *options) { o.logger
 func WithClusterOptions(opts ...membership.Option) Option {
 	return func(o *options) { o.clusterOptions = append(o.clusterOptions, opts...) }
 }
+
+// Network is how a node opens its connections: it listens on its port (peers, the public API,
+// health) and on the metrics address through Listen, and dials its peers through DialContext,
+// always with network "tcp". A net.ListenConfig and a net.Dialer together are one; the
+// default is the operating system's TCP.
+type Network interface {
+	// Listen listens on address (host:port).
+	Listen(ctx context.Context, network, address string) (net.Listener, error)
+	// DialContext connects to address (host:port); it gives up when ctx ends.
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// WithNetwork makes the node listen and dial through nw (see Network), which sees every
+// connection of the node, inbound and outbound. Tests and benchmarks pass a faultnet.Network
+// to crash or freeze a node from outside it.
+func WithNetwork(nw Network) Option { return func(o *options) { o.network = nw } }
 
 // WithMaxPeerMessageBytes bounds one peer message, reassembled from its fragments, on an
 // authenticated stream (default DefaultMaxPeerMessageBytes).
