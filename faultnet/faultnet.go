@@ -26,6 +26,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,7 +34,7 @@ import (
 var ErrCrashed = errors.New("faultnet: network crashed")
 
 // state is the fault a Network is in.
-type state int
+type state int32
 
 const (
 	healthy state = iota
@@ -47,8 +48,10 @@ type Network struct {
 	listenConfig net.ListenConfig
 	dialer       net.Dialer
 
-	mu    sync.Mutex
-	state state
+	// current is the state, written under mu and read without it on every read and write.
+	current atomic.Int32
+
+	mu sync.Mutex
 	// changed is closed, and replaced, at every change of state: what waits looks again.
 	changed   chan struct{}
 	conns     map[*conn]struct{}
@@ -69,7 +72,7 @@ func New() *Network {
 
 // setStateLocked changes the state and wakes whatever waits on it.
 func (nw *Network) setStateLocked(s state) {
-	nw.state = s
+	nw.current.Store(int32(s))
 	close(nw.changed)
 	nw.changed = make(chan struct{})
 }
@@ -97,7 +100,7 @@ func (nw *Network) Crash() {
 func (nw *Network) Freeze() {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	if nw.state == healthy {
+	if nw.stateLocked() == healthy {
 		nw.setStateLocked(frozen)
 	}
 }
@@ -106,7 +109,7 @@ func (nw *Network) Freeze() {
 // close now, and the node may listen and dial again.
 func (nw *Network) Heal() {
 	nw.mu.Lock()
-	if nw.state == healthy {
+	if nw.stateLocked() == healthy {
 		nw.mu.Unlock()
 		return
 	}
@@ -122,11 +125,17 @@ func (nw *Network) Heal() {
 	}
 }
 
+// stateLocked returns the state; nw.mu is held.
+func (nw *Network) stateLocked() state { return state(nw.current.Load()) }
+
 // gate returns the current state and the channel closed at its next change.
 func (nw *Network) gate() (state, <-chan struct{}) {
+	if s := state(nw.current.Load()); s == healthy {
+		return s, nil // the path of every read and write of a healthy network: no lock
+	}
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	return nw.state, nw.changed
+	return nw.stateLocked(), nw.changed
 }
 
 // Listen listens on address (network "tcp", "tcp4" or "tcp6") through the network; it fails
@@ -142,7 +151,7 @@ func (nw *Network) Listen(ctx context.Context, network, address string) (net.Lis
 	l := &listener{Listener: inner, nw: nw, closed: make(chan struct{}), crashed: make(chan struct{})}
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	if nw.state == crashed {
+	if nw.stateLocked() == crashed {
 		_ = inner.Close()
 		return nil, fmt.Errorf("listen on %s: %w", address, ErrCrashed)
 	}
@@ -181,11 +190,9 @@ func (nw *Network) DialContext(ctx context.Context, network, address string) (ne
 // track wraps inner, unless the network crashed meanwhile.
 func (nw *Network) track(inner net.Conn) (*conn, error) {
 	c := &conn{Conn: inner, nw: nw, closed: make(chan struct{})}
-	c.read.changed = make(chan struct{})
-	c.write.changed = make(chan struct{})
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	if nw.state == crashed {
+	if nw.stateLocked() == crashed {
 		_ = inner.Close()
 		return nil, ErrCrashed
 	}
@@ -200,7 +207,7 @@ func (nw *Network) release(c *conn) error {
 		nw.mu.Unlock()
 		return nil
 	}
-	if nw.state == frozen {
+	if nw.stateLocked() == frozen {
 		nw.closedWhileFrozen = append(nw.closedWhileFrozen, c)
 		nw.mu.Unlock()
 		// Whatever waits in the socket returns now, without a byte on the wire.
@@ -291,8 +298,9 @@ func (l *listener) Close() error {
 
 // deadline is a read or write deadline, which a wait while frozen honours.
 type deadline struct {
-	at      time.Time
-	changed chan struct{} // closed, and replaced, when at changes
+	at time.Time
+	// changed is closed when at changes; made by the first wait that needs it.
+	changed chan struct{}
 }
 
 // conn is a connection of the network.
@@ -304,8 +312,10 @@ type conn struct {
 
 	mu          sync.Mutex
 	read, write deadline
-	// held is data read from the socket that a freeze kept from the reader.
-	held []byte
+	// held is data read from the socket that a freeze kept from the reader; holding says
+	// whether there is any, without the lock.
+	held    []byte
+	holding atomic.Bool
 }
 
 // wait returns once the network lets op through: at once when healthy; while frozen, when
@@ -320,6 +330,9 @@ func (c *conn) wait(op string, d *deadline) error {
 			return c.opError(op, ErrCrashed)
 		}
 		c.mu.Lock()
+		if d.changed == nil {
+			d.changed = make(chan struct{})
+		}
 		at, moved := d.at, d.changed
 		c.mu.Unlock()
 		if err := c.sleep(op, at, changed, moved); err != nil {
@@ -365,19 +378,20 @@ func (c *conn) Read(b []byte) (int, error) {
 	if err := c.wait("read", &c.read); err != nil {
 		return 0, err
 	}
-	c.mu.Lock()
-	if len(c.held) > 0 {
+	if c.holding.Load() {
+		c.mu.Lock()
 		n := copy(b, c.held)
 		c.held = c.held[n:]
+		c.holding.Store(len(c.held) > 0)
 		c.mu.Unlock()
 		return n, nil
 	}
-	c.mu.Unlock()
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		if werr := c.wait("read", &c.read); werr != nil {
 			c.mu.Lock()
 			c.held = append(c.held, b[:n]...)
+			c.holding.Store(true)
 			c.mu.Unlock()
 			return 0, werr
 		}
@@ -450,8 +464,10 @@ func (c *conn) setDeadline(d *deadline, t time.Time, set func(time.Time) error) 
 	}
 	c.mu.Lock()
 	d.at = t
-	close(d.changed)
-	d.changed = make(chan struct{})
+	if d.changed != nil {
+		close(d.changed)
+		d.changed = nil
+	}
 	c.mu.Unlock()
 	if err := set(t); err != nil {
 		return fmt.Errorf("faultnet: %w", err)

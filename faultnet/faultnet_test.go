@@ -293,3 +293,25 @@ func TestCrashEndsAFreeze(t *testing.T) {
 		require.ErrorIs(t, err, faultnet.ErrCrashed)
 	})
 }
+
+func TestDataHeldPastAReadDeadlineIsReadAfterHeal(t *testing.T) {
+	both(t, func(t *testing.T, nw *faultnet.Network, p pair) {
+		read := make(chan error, 1)
+		go func() {
+			_ = p.local.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			_, err := p.local.Read(make([]byte, 16)) // waits in the socket, before the freeze
+			read <- err
+		}()
+		time.Sleep(50 * time.Millisecond)
+		nw.Freeze()
+		_, err := p.peer.Write([]byte("kept"))
+		require.NoError(t, err)
+		require.True(t, isTimeout(<-read), "the read's deadline passes while the data is held")
+		nw.Heal()
+		require.NoError(t, p.local.SetReadDeadline(time.Now().Add(5*time.Second)))
+		buf := make([]byte, 4)
+		_, err = io.ReadFull(p.local, buf)
+		require.NoError(t, err)
+		require.Equal(t, "kept", string(buf), "nothing is lost")
+	})
+}

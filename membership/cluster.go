@@ -45,7 +45,6 @@ type Cluster struct {
 	cancelRun context.CancelFunc
 	starting  map[connID]bool
 	started   chan struct{}
-	frozen    bool
 	metrics   MetricsSink
 
 	// DNS seeds (cluster_dns.go): the resolver, the lookups of the current run (cancelled by
@@ -240,7 +239,7 @@ func (c *Cluster) applyLocked(outs []output) {
 	for _, o := range outs {
 		switch o.kind {
 		case outSend:
-			if r := o.pc.runner; r != nil && !c.frozen {
+			if r := o.pc.runner; r != nil {
 				r.enqueue(o.msg)
 			}
 		case outClose:
@@ -333,8 +332,5 @@ func (c *Cluster) onTimer(core *core) {
 		return
 	}
 	c.timer, c.timerAt = nil, time.Time{}
-	if c.frozen {
-		return // Thaw ticks again
-	}
 	c.stepLocked(func(now time.Time) { c.core.tick(now) })
 }

@@ -204,22 +204,6 @@ func (n *Node) Stop(ctx context.Context) error {
 	return err
 }
 
-// Kill stops the node like a crash: streams and listener are cut, no peer is told.
-// For fault-injection tests and benchmarks.
-func (n *Node) Kill() error {
-	// The engine dies first, so, like a crashed process, it reports nothing of what the
-	// listener's closing does to its streams.
-	err := n.Cluster.Kill()
-	n.mu.Lock()
-	server := n.server
-	n.mu.Unlock()
-	if server != nil {
-		server.Stop()
-	}
-	n.shutdown(context.Background())
-	return err
-}
-
 // shutdown stops the gRPC server (gracefully until ctx ends, then at once) and closes the
 // connections the node dialled.
 func (n *Node) shutdown(ctx context.Context) {
