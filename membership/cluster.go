@@ -18,8 +18,8 @@ const recentEventsKept = 64
 
 // Cluster is one node's membership runtime: it runs the core state machine, its timers, its
 // dials and its streams, and publishes events. Many Clusters can live in one process.
-// Create it with New (or, with a gRPC transport, server.Start); all methods are safe for
-// concurrent use.
+// Applications get one over gRPC with server.Start; New runs one over any Transport. All
+// methods are safe for concurrent use.
 type Cluster struct {
 	id        NodeID
 	transport Transport

@@ -228,7 +228,7 @@ func TestWatchEventsSnapshotThenLiveEventsWithoutGap(t *testing.T) {
 
 func TestSlowWatcherIsCutOffWithResourceExhausted(t *testing.T) {
 	a := startNode(t, testConfig("a"))
-	svc := &apiService{cluster: a.Cluster, watchBuffer: 2, watchers: func(int) {}}
+	svc := &apiService{cluster: a.cluster, watchBuffer: 2, watchers: func(int) {}}
 	stream := &stuckStream{ctx: t.Context(), release: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() { done <- svc.WatchEvents(&clusterv1.WatchEventsRequest{}, stream) }()

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -151,4 +152,25 @@ func TestUnreachableSeedReportsRefusedThenJoinsWhenItAppears(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	require.Len(t, downs, 1, "redials of a node already down emit nothing")
+}
+
+func TestStopTwiceReturnsNil(t *testing.T) {
+	a := startNode(t, testConfig("a"))
+	require.NoError(t, a.Stop(t.Context()))
+	require.NoError(t, a.Stop(t.Context()), "stopping a stopped node does nothing")
+	require.Equal(t, membership.ClusterStopped, a.Status())
+	require.Nil(t, a.Addr(), "the port is released")
+}
+
+// A Node offers what applications use, no fault hook and none of the engine's plumbing:
+// faults come from outside, through the node's network (faultnet).
+func TestNodeHasNoFaultHooks(t *testing.T) {
+	for _, typ := range []reflect.Type{reflect.TypeFor[*Node](), reflect.TypeFor[*membership.Cluster]()} {
+		for _, name := range []string{"Kill", "Freeze", "Thaw"} {
+			_, ok := typ.MethodByName(name)
+			require.False(t, ok, "%s has %s", typ, name)
+		}
+	}
+	_, ok := reflect.TypeFor[*Node]().MethodByName("ServeConn")
+	require.False(t, ok, "the engine's inbound streams are the server's business")
 }

@@ -20,10 +20,12 @@ import (
 )
 
 // Node is a cluster node: the membership engine and its gRPC server, which serves the peer
-// protocol and the public API on one port. It offers the whole membership API of the
-// embedded *membership.Cluster; Stop and Start also release and re-bind the port.
+// protocol and the public API on one port. Start one with Start. Its methods (node_api.go)
+// are what an application needs: the local node, the nodes it knows, events, its own
+// metadata, Stop and a restart; all are safe for concurrent use.
 type Node struct {
-	*membership.Cluster
+	// cluster is the membership engine.
+	cluster *membership.Cluster
 
 	cfg    *membership.Config
 	opts   options
@@ -92,12 +94,12 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 		}))
 	}
 	n.transport = &peerTransport{bodies: n.bodies, channel: peerChannel{dialOptions: dialOptions}, maxMessage: o.maxPeerMessageBytes}
-	n.metrics = newMetrics(func() *membership.Cluster { return n.Cluster })
+	n.metrics = newMetrics(func() *membership.Cluster { return n.cluster })
 	n.auth.onFailure = func(reason string) { n.metrics.authFailures.WithLabelValues(reason).Inc() }
 	n.limits = newLimitReporter(logger, func(limit string) { n.metrics.limitHits.WithLabelValues(limit).Inc() })
 	n.auth.report = n.limits
 	clusterOpts := []membership.Option{membership.WithLogger(o.logger), membership.WithMetrics(n.metrics)}
-	n.Cluster, err = membership.New(id, cfg, n.transport, append(clusterOpts, o.clusterOptions...)...)
+	n.cluster, err = membership.New(id, cfg, n.transport, append(clusterOpts, o.clusterOptions...)...)
 	if err != nil {
 		_ = listener.Close()
 		return nil, err
@@ -117,7 +119,7 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 		n.Subscribe(f(id))
 	}
 	n.serve(listener)
-	if err := n.Cluster.Start(ctx); err != nil {
+	if err := n.cluster.Start(ctx); err != nil {
 		n.shutdown(ctx)
 		return nil, err
 	}
@@ -170,13 +172,14 @@ func (n *Node) Addr() net.Addr {
 	return n.listener.Addr()
 }
 
-// Start restarts a stopped node on the same port, as a new incarnation.
+// Start restarts a stopped node on the same port, as a new incarnation, and joins through the
+// seeds again (as the package's Start does). Starting a running node is an error.
 func (n *Node) Start(ctx context.Context) error {
 	n.mu.Lock()
 	running := n.server != nil
 	n.mu.Unlock()
 	if running {
-		return fmt.Errorf("start %s: already running", n.LocalID())
+		return fmt.Errorf("start %s: already running", n.cluster.LocalID())
 	}
 	l, err := n.listen()
 	if err != nil {
@@ -189,18 +192,23 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 	}
 	n.serve(l)
-	if err := n.Cluster.Start(ctx); err != nil {
+	if err := n.cluster.Start(ctx); err != nil {
 		n.shutdown(ctx)
 		return err
 	}
 	return nil
 }
 
-// Stop leaves the cluster gracefully (see membership.Cluster.Stop), then stops serving and
-// releases the port.
+// Stop leaves the cluster gracefully: status stopping, a leave notice to every peer (each
+// reports one node_down with reason graceful_shutdown), streams closed, status stopped; then it
+// stops serving and releases the port. When ctx ends first, the remaining streams are cut.
+// Stopping a stopped node does nothing and returns nil.
 func (n *Node) Stop(ctx context.Context) error {
-	err := n.Cluster.Stop(ctx)
+	err := n.cluster.Stop(ctx)
 	n.shutdown(ctx)
+	if errors.Is(err, membership.ErrNotRunning) {
+		return nil // stopped already
+	}
 	return err
 }
 
