@@ -98,8 +98,7 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 	n.auth.onFailure = func(reason string) { n.metrics.authFailures.WithLabelValues(reason).Inc() }
 	n.limits = newLimitReporter(logger, func(limit string) { n.metrics.limitHits.WithLabelValues(limit).Inc() })
 	n.auth.report = n.limits
-	clusterOpts := []membership.Option{membership.WithLogger(o.logger), membership.WithMetrics(n.metrics)}
-	n.cluster, err = membership.New(id, cfg, n.transport, append(clusterOpts, o.clusterOptions...)...)
+	n.cluster, err = membership.New(id, cfg, n.transport, o.engineOptions(n.metrics)...)
 	if err != nil {
 		_ = listener.Close()
 		return nil, err
@@ -112,11 +111,8 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 			return nil, err
 		}
 	}
-	for _, h := range o.handlers {
-		n.Subscribe(h)
-	}
-	for _, f := range o.handlersFor {
-		n.Subscribe(f(id))
+	for _, sub := range o.subscribers {
+		sub(n.cluster)
 	}
 	n.serve(listener)
 	if err := n.cluster.Start(ctx); err != nil {

@@ -86,8 +86,8 @@ func (o *ours) Start(ctx context.Context, name, seed string) (Node, error) {
 		server.WithNetwork(nw),
 	}
 	if os.Getenv("BENCH_DIAG") != "" {
-		// Diagnostics only: count dials (replaces the node's Prometheus sink).
-		opts = append(opts, server.WithClusterOptions(membership.WithMetrics(&diagSink)))
+		// Diagnostics only: count dials and heartbeats.
+		opts = append(opts, server.WithMetricsSink(&diagSink))
 	}
 	if GRPCDefaults() {
 		opts = append(opts, server.WithGRPCBufferSizes(32<<10, 32<<10), server.WithGRPCWindowSize(0))
