@@ -396,14 +396,21 @@ func (c *conn) Read(b []byte) (int, error) {
 			return 0, werr
 		}
 	}
-	if err != nil {
-		select {
-		case <-c.closed:
-			return n, c.opError("read", net.ErrClosed)
-		default:
-		}
+	return n, c.ended("read", err)
+}
+
+// ended is err as op returns it: a net.ErrClosed once the node closed the connection (a
+// freeze may leave the socket open but cut short), else err itself.
+func (c *conn) ended(op string, err error) error {
+	if err == nil {
+		return nil
 	}
-	return n, err
+	select {
+	case <-c.closed:
+		return c.opError(op, net.ErrClosed)
+	default:
+		return err
+	}
 }
 
 // Write sends b to the peer; while the network is frozen it waits first.
@@ -412,14 +419,7 @@ func (c *conn) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	n, err := c.Conn.Write(b)
-	if err != nil {
-		select {
-		case <-c.closed:
-			return n, c.opError("write", net.ErrClosed)
-		default:
-		}
-	}
-	return n, err
+	return n, c.ended("write", err)
 }
 
 // Close closes the connection; while the network is frozen it stays open on the wire until
