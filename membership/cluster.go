@@ -58,7 +58,9 @@ type Cluster struct {
 	dnsRounds sync.WaitGroup
 }
 
-// Option customises a Cluster.
+// Option customises a Cluster made with New. A node started with server.Start gets these
+// from the server's options (server.WithLogger, WithClock, WithRandSeed, WithResolver,
+// WithMetricsSink): an application sets a Config and server options, nothing else.
 type Option func(*Cluster)
 
 // WithClock sets the clock (default: the system clock). Tests pass a fake one.
