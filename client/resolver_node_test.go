@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshnode/meshnode/client"
+	"github.com/meshnode/meshnode/faultnet"
 	"github.com/meshnode/meshnode/membership"
 	"github.com/meshnode/meshnode/server"
 )
@@ -55,6 +57,7 @@ var echoService = grpc.ServiceDesc{
 type backend struct {
 	nodeName string
 	node     *server.Node
+	net      *faultnet.Network // the node's network, to crash or freeze it
 	app      *grpc.Server
 	health   *health.Server
 	appAddr  string
@@ -75,6 +78,8 @@ func startBackend(t *testing.T, name string, opts []server.Option, seeds ...stri
 	healthpb.RegisterHealthServer(b.app, b.health)
 	go func() { defer close(b.done); _ = b.app.Serve(l) }()
 	t.Cleanup(func() { b.app.Stop(); <-b.done })
+	b.net = faultnet.New()
+	opts = append(slices.Clone(opts), server.WithNetwork(b.net))
 	b.node = startNode(t, name, map[string]string{"role": "api", "grpc_port": strconv.Itoa(l.Addr().(*net.TCPAddr).Port)}, opts, seeds...)
 	return b
 }
@@ -187,7 +192,8 @@ func TestResolverRoundRobinOverLiveNodes(t *testing.T) {
 
 	// api2's node crashes (no leave) while its application server keeps serving: only the
 	// resolver can take it out of the balancer, and it does.
-	require.NoError(t, backends[1].node.Kill())
+	backends[1].net.Crash()
+	require.NoError(t, backends[1].node.Stop(t.Context()), "the leave of a crashed node reaches nobody")
 	waitServedBy(t, cc, "api1", "api3")
 	before := backends[1].served.Load()
 	counts = spread(t, cc, 30)
@@ -205,8 +211,8 @@ func TestResolverFrozenNodeStopsGettingCalls(t *testing.T) {
 	waitServedBy(t, cc, "api1", "api2")
 	// api1's membership freezes (its application server still answers): once the cluster
 	// reports it down (heartbeat timeout), calls stop reaching it.
-	backends[0].node.Freeze()
-	t.Cleanup(backends[0].node.Thaw)
+	backends[0].net.Freeze()
+	t.Cleanup(backends[0].net.Heal)
 	waitServedBy(t, cc, "api2")
 	before := backends[0].served.Load()
 	spread(t, cc, 20)

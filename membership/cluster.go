@@ -18,8 +18,8 @@ const recentEventsKept = 64
 
 // Cluster is one node's membership runtime: it runs the core state machine, its timers, its
 // dials and its streams, and publishes events. Many Clusters can live in one process.
-// Create it with New (or, with a gRPC transport, server.Start); all methods are safe for
-// concurrent use.
+// Applications get one over gRPC with server.Start; New runs one over any Transport. All
+// methods are safe for concurrent use.
 type Cluster struct {
 	id        NodeID
 	transport Transport
@@ -45,7 +45,6 @@ type Cluster struct {
 	cancelRun context.CancelFunc
 	starting  map[connID]bool
 	started   chan struct{}
-	frozen    bool
 	metrics   MetricsSink
 
 	// DNS seeds (cluster_dns.go): the resolver, the lookups of the current run (cancelled by
@@ -59,7 +58,9 @@ type Cluster struct {
 	dnsRounds sync.WaitGroup
 }
 
-// Option customises a Cluster.
+// Option customises a Cluster made with New. A node started with server.Start gets these
+// from the server's options (server.WithLogger, WithClock, WithRandSeed, WithResolver,
+// WithMetricsSink): an application sets a Config and server options, nothing else.
 type Option func(*Cluster)
 
 // WithClock sets the clock (default: the system clock). Tests pass a fake one.
@@ -240,7 +241,7 @@ func (c *Cluster) applyLocked(outs []output) {
 	for _, o := range outs {
 		switch o.kind {
 		case outSend:
-			if r := o.pc.runner; r != nil && !c.frozen {
+			if r := o.pc.runner; r != nil {
 				r.enqueue(o.msg)
 			}
 		case outClose:
@@ -333,8 +334,5 @@ func (c *Cluster) onTimer(core *core) {
 		return
 	}
 	c.timer, c.timerAt = nil, time.Time{}
-	if c.frozen {
-		return // Thaw ticks again
-	}
 	c.stepLocked(func(now time.Time) { c.core.tick(now) })
 }

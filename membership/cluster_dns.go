@@ -189,7 +189,7 @@ func (c *Cluster) checkDNS(core *core, ctx context.Context) {
 	if c.core != core || ctx.Err() != nil || (c.status != ClusterRunning && c.status != ClusterStarting) {
 		return
 	}
-	if c.frozen || !core.needsResolution() {
+	if !core.needsResolution() {
 		c.dnsDelay = dnsRetryMin
 		c.scheduleDNSLocked(dnsIdleCheck)
 		return

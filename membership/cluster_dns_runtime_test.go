@@ -59,20 +59,18 @@ func startDNSMemNode(t *testing.T, network *memNet, name string, port int, r Res
 	cfg.DialTimeout = dialTimeout
 	id, err := NewNodeID(name, "127.0.0.1", port)
 	require.NoError(t, err)
-	c, err := New(id, cfg, network, WithLogger(slog.New(slog.DiscardHandler)), WithResolver(r))
+	faults := newMemFaults()
+	c, err := New(id, cfg, faults.transport(network), WithLogger(slog.New(slog.DiscardHandler)), WithResolver(r))
 	require.NoError(t, err)
-	network.mu.Lock()
-	network.nodes[id.Address()] = c
-	network.mu.Unlock()
-	require.NoError(t, c.Start(context.Background()))
+	network.add(t, c, faults)
 	return c
 }
 
 // The runtime looks DNS seeds up while the node is alone, makes no query once every address
-// leads to a connected node, looks up again once it is alone again, and Stop and Kill cut a
-// lookup under way short.
+// leads to a connected node, looks up again once it is alone again (its peer crashed), and Stop
+// cuts a lookup under way short.
 func TestClusterLooksDNSSeedsUpWhileNeeded(t *testing.T) {
-	network := &memNet{nodes: map[string]*Cluster{}}
+	network := newMemNet()
 	defer network.serve.Wait()
 	r := &fakeResolver{}
 	b := startDNSMemNode(t, network, "b", 4001, r, time.Second)
@@ -88,7 +86,7 @@ func TestClusterLooksDNSSeedsUpWhileNeeded(t *testing.T) {
 	require.Never(t, func() bool { return r.count() > settled+1 }, 2500*time.Millisecond, 50*time.Millisecond,
 		"no query while every address leads to a connected node")
 
-	require.NoError(t, a.Kill())
+	network.crash(t, a)
 	before := r.count()
 	require.Eventually(t, func() bool { return r.count() > before }, 10*time.Second, 10*time.Millisecond, "alone again: looked up again")
 
@@ -102,9 +100,11 @@ func TestClusterLooksDNSSeedsUpWhileNeeded(t *testing.T) {
 	require.NoError(t, b.Stop(context.Background()))
 	require.Less(t, time.Since(start), 3*time.Second, "Stop cuts the lookup short")
 
-	// Start with a lookup that hangs: bounded by DialTimeout; Kill cuts the next one short.
+	// Start with a lookup that hangs: bounded by DialTimeout; Stop cuts the next one short.
 	c := startDNSMemNode(t, network, "c", 4002, r, 300*time.Millisecond)
 	hung = r.count()
 	require.Eventually(t, func() bool { return r.count() > hung }, 10*time.Second, 10*time.Millisecond, "a lookup under way")
-	require.NoError(t, c.Kill())
+	start = time.Now()
+	require.NoError(t, c.Stop(context.Background()))
+	require.Less(t, time.Since(start), 3*time.Second, "Stop cuts the lookup short")
 }

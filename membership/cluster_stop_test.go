@@ -61,28 +61,63 @@ func (e *memEnd) CloseSend() error {
 
 func (e *memEnd) Close() { e.l.once.Do(func() { close(e.l.done) }) }
 
-// memNet connects Clusters by address; a dial runs the accepting side's ServeConn.
+// memNet connects Clusters by address; a dial runs the accepting side's ServeConn. Each
+// node's streams, dialled and accepted, are subject to its memFaults.
 type memNet struct {
-	mu    sync.Mutex
-	nodes map[string]*Cluster
-	deaf  bool // streams dialled from now on have a deaf accepting end
-	serve sync.WaitGroup
+	mu     sync.Mutex
+	nodes  map[string]*Cluster
+	faults map[string]*memFaults
+	deaf   bool // streams dialled from now on have a deaf accepting end
+	serve  sync.WaitGroup
+}
+
+func newMemNet() *memNet {
+	return &memNet{nodes: map[string]*Cluster{}, faults: map[string]*memFaults{}}
 }
 
 func (n *memNet) Dial(ctx context.Context, addr string) (Conn, error) {
 	n.mu.Lock()
-	peer, deaf := n.nodes[addr], n.deaf
+	peer, faults, deaf := n.nodes[addr], n.faults[addr], n.deaf
 	n.mu.Unlock()
 	if peer == nil {
 		return nil, fmt.Errorf("dial %s: connection refused", addr)
 	}
 	l := &memLink{toServer: make(chan *Message, 64), toClient: make(chan *Message, 64), done: make(chan struct{}), deaf: deaf}
+	accepted, err := faults.wrap(&memEnd{l: l, in: l.toServer, out: l.toClient})
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: connection refused: %w", addr, err)
+	}
 	n.serve.Add(1)
 	go func() {
 		defer n.serve.Done()
-		_ = peer.ServeConn(context.Background(), &memEnd{l: l, in: l.toServer, out: l.toClient})
+		_ = peer.ServeConn(context.Background(), accepted)
 	}()
 	return &memEnd{l: l, in: l.toClient, out: l.toServer, dialling: true}, nil
+}
+
+// add starts c, whose streams are subject to faults.
+func (n *memNet) add(t *testing.T, c *Cluster, faults *memFaults) {
+	t.Helper()
+	n.mu.Lock()
+	n.nodes[c.LocalID().Address()] = c
+	n.faults[c.LocalID().Address()] = faults
+	n.mu.Unlock()
+	require.NoError(t, c.Start(context.Background()))
+}
+
+// faultsOf returns the memFaults of node c.
+func (n *memNet) faultsOf(c *Cluster) *memFaults {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.faults[c.LocalID().Address()]
+}
+
+// crash crashes node c from outside (every stream cut, nobody told), then stops it: its leave
+// reaches nobody.
+func (n *memNet) crash(t *testing.T, c *Cluster) {
+	t.Helper()
+	n.faultsOf(c).crash()
+	require.NoError(t, c.Stop(context.Background()))
 }
 
 // startMemNode starts a Cluster named name on network, at 127.0.0.1:port.
@@ -94,17 +129,15 @@ func startMemNode(t *testing.T, network *memNet, name string, port int, seeds ..
 	cfg.HeartbeatInterval = time.Second
 	id, err := NewNodeID(name, "127.0.0.1", port)
 	require.NoError(t, err)
-	c, err := New(id, cfg, network, WithLogger(slog.New(slog.DiscardHandler)))
+	faults := newMemFaults()
+	c, err := New(id, cfg, faults.transport(network), WithLogger(slog.New(slog.DiscardHandler)))
 	require.NoError(t, err)
-	network.mu.Lock()
-	network.nodes[id.Address()] = c
-	network.mu.Unlock()
-	require.NoError(t, c.Start(context.Background()))
+	network.add(t, c, faults)
 	return c
 }
 
 func TestStopWithAnExpiredContextCutsStreamsWaitingForADeafPeer(t *testing.T) {
-	network := &memNet{nodes: map[string]*Cluster{}}
+	network := newMemNet()
 	b := startMemNode(t, network, "b", 2)
 	network.deaf = true // b will not see a's half-close
 	a := startMemNode(t, network, "a", 1, b.LocalID().String())
@@ -116,7 +149,7 @@ func TestStopWithAnExpiredContextCutsStreamsWaitingForADeafPeer(t *testing.T) {
 
 	// a's leave goes out and its stream half-closes; b, frozen, never ends its side, so the
 	// stream would wait closeGrace (2 s) for it. A context of 100 ms must cut it short.
-	b.Freeze()
+	network.faultsOf(b).freeze()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -125,7 +158,7 @@ func TestStopWithAnExpiredContextCutsStreamsWaitingForADeafPeer(t *testing.T) {
 	require.Less(t, took, closeGrace/2, "Stop should return soon after its context ends, not wait out closeGrace for a deaf peer")
 	require.Equal(t, ClusterStopped, a.Status())
 
-	b.Thaw()
-	require.NoError(t, b.Kill())
+	network.faultsOf(b).heal()
+	require.NoError(t, b.Stop(context.Background()))
 	network.serve.Wait()
 }

@@ -179,9 +179,29 @@ type Config struct {
 	ProcessCount int
 }
 
-// DefaultConfig returns a Config holding every default above. Name is left
-// empty: it is required and has no default.
-func DefaultConfig() *Config {
+// DefaultConfig returns a Config holding every default above: it is DefaultLANConfig. Name
+// is left empty: it is required and has no default.
+func DefaultConfig() *Config { return DefaultLANConfig() }
+
+// DefaultLANConfig returns the configuration of a node in a data centre or on a LAN, the
+// defaults above (the command line's defaults too). Name is left empty: it is required.
+//
+//   - BindHost 0.0.0.0, Port 4369: reachable from the other machines on a fixed, well-known
+//     port (Erlang's epmd port).
+//   - HeartbeatInterval 5s × HeartbeatMissThreshold 3: a silent (frozen, partitioned) node is
+//     reported down within 15–20 s, and a heartbeat delayed by a busy machine or a GC pause
+//     of a few seconds raises no false alarm. A crash or a leave is reported at once whatever
+//     the interval: the stream closes.
+//   - Monitors 10: a full mesh up to 11 nodes; beyond, each node is monitored by 10 others,
+//     and a node's streams and heartbeats no longer grow with the cluster.
+//   - DialTimeout and HandshakeTimeout 5s: several round trips of a slow network.
+//   - ReconnectBaseDelay 200ms to ReconnectMaxDelay 5s: a restarting peer is found again
+//     quickly, an absent one costs a dial every 5 s.
+//   - ReconnectTimeout 1h: a disconnected node is redialled for an hour, enough for a
+//     maintenance window, then forgotten.
+//   - TombstoneTimeout 1h: a node that left or was forgotten is remembered for an hour, so
+//     that stale gossip cannot bring it back.
+func DefaultLANConfig() *Config {
 	return &Config{
 		BindHost:               DefaultBindHost,
 		Port:                   DefaultPort,
@@ -195,6 +215,31 @@ func DefaultConfig() *Config {
 		ReconnectTimeout:       DefaultReconnectTimeout,
 		TombstoneTimeout:       DefaultTombstoneTimeout,
 	}
+}
+
+// DefaultLocalConfig returns the configuration of nodes on one machine over loopback: tests,
+// examples, development. It is DefaultLANConfig with these changes (Name is left empty):
+//
+//   - BindHost 127.0.0.1, Port 0: nothing outside the machine can reach the node, and each
+//     start picks a free port, so many nodes share a machine or a process without
+//     colliding (Node.Addr and Node.LocalID tell the port; a restarted node keeps it).
+//   - HeartbeatInterval 300ms (× HeartbeatMissThreshold 3): a silent node is reported down
+//     within about a second, as loopback delivers in microseconds; still slow enough for
+//     dozens of nodes in one process under the race detector.
+//   - DialTimeout and HandshakeTimeout 2s: a loopback dial takes microseconds; 2 s still
+//     covers a loaded machine.
+//   - ReconnectBaseDelay 100ms to ReconnectMaxDelay 1s: a restarted node is found again
+//     within a second.
+//
+// Monitors, ReconnectTimeout and TombstoneTimeout keep their LAN values: they cost nothing
+// more on one machine, and shorter retention would only let stale gossip back in sooner.
+func DefaultLocalConfig() *Config {
+	c := DefaultLANConfig()
+	c.BindHost, c.Port = "127.0.0.1", 0
+	c.HeartbeatInterval = 300 * time.Millisecond
+	c.DialTimeout, c.HandshakeTimeout = 2*time.Second, 2*time.Second
+	c.ReconnectBaseDelay, c.ReconnectMaxDelay = 100*time.Millisecond, time.Second
+	return c
 }
 
 // Clone returns a deep copy of c (Seeds, Secrets and Metadata are copied too);

@@ -41,6 +41,20 @@ func TestDefaultConfig(t *testing.T) {
 	assert.NoError(t, validConfig().Validate())
 }
 
+func TestConfigPresets(t *testing.T) {
+	assert.Equal(t, DefaultLANConfig(), DefaultConfig(), "DefaultConfig is the LAN preset")
+
+	local := DefaultLocalConfig()
+	want := DefaultLANConfig()
+	want.BindHost, want.Port = "127.0.0.1", 0
+	want.HeartbeatInterval = 300 * time.Millisecond
+	want.DialTimeout, want.HandshakeTimeout = 2*time.Second, 2*time.Second
+	want.ReconnectBaseDelay, want.ReconnectMaxDelay = 100*time.Millisecond, time.Second
+	assert.Equal(t, want, local, "the local preset changes only the listener and the timings")
+	local.Name = "app1"
+	assert.NoError(t, local.Validate())
+}
+
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		label  string

@@ -13,6 +13,7 @@
 //   - ReasonConnectionRefused: a node learned from seeds or gossip whose first dial failed;
 //   - ReasonGracefulShutdown: the node said it leaves.
 //
-// Most applications start a node with server.Start, which returns a *server.Node embedding
-// *Cluster; see the example.
+// Applications start a node with server.Start, configured by a Config (DefaultLANConfig,
+// DefaultLocalConfig) and the server package's options; the *server.Node it returns runs a
+// Cluster over gRPC. New and Transport are for running the engine over another transport.
 package membership

@@ -306,11 +306,9 @@ func (r *connRunner) run() {
 			r.abort()
 			return
 		}
-		if !c.frozen {
-			r.ownStep = true
-			c.stepLocked(func(now time.Time) { c.core.receiveOn(now, r.pc, msg) })
-			r.ownStep = false
-		}
+		r.ownStep = true
+		c.stepLocked(func(now time.Time) { c.core.receiveOn(now, r.pc, msg) })
+		r.ownStep = false
 		c.mu.Unlock()
 		r.sendOwn()
 	}

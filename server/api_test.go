@@ -228,7 +228,7 @@ func TestWatchEventsSnapshotThenLiveEventsWithoutGap(t *testing.T) {
 
 func TestSlowWatcherIsCutOffWithResourceExhausted(t *testing.T) {
 	a := startNode(t, testConfig("a"))
-	svc := &apiService{cluster: a.Cluster, watchBuffer: 2, watchers: func(int) {}}
+	svc := &apiService{cluster: a.cluster, watchBuffer: 2, watchers: func(int) {}}
 	stream := &stuckStream{ctx: t.Context(), release: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() { done <- svc.WatchEvents(&clusterv1.WatchEventsRequest{}, stream) }()
@@ -267,7 +267,7 @@ func TestNodeStopEndsWatchStreamsWithAStatus(t *testing.T) {
 }
 
 func TestClientWatchResumesWithoutDuplicatesOrMisses(t *testing.T) {
-	a := startNode(t, testConfig("a"))
+	a, aNet := startFaultyNode(t, testConfig("a"))
 	b := startNode(t, testConfig("b", a.LocalID().String()))
 	requireFullMesh(t, 5*time.Second, a, b)
 	c, err := client.Dial(a.Addr().String())
@@ -293,9 +293,10 @@ func TestClientWatchResumesWithoutDuplicatesOrMisses(t *testing.T) {
 	require.Eventually(t, func() bool { return len(events()) == 1 }, 5*time.Second, 10*time.Millisecond, "the snapshot comes first")
 	require.True(t, events()[0].Snapshot)
 
-	// Break the stream by restarting a's gRPC server, and change the cluster meanwhile.
-	require.NoError(t, a.Kill())
+	// Break the stream by crashing a and restarting it, and change the cluster meanwhile.
+	crash(t, a, aNet)
 	require.NoError(t, b.Stop(t.Context()))
+	aNet.Heal()
 	require.NoError(t, a.Start(t.Context()))
 	require.Eventually(t, func() bool {
 		for _, e := range events() {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -35,29 +36,37 @@ func TestGracefulStopReportsGracefulShutdownOnce(t *testing.T) {
 	require.Equal(t, []membership.DownReason{membership.ReasonGracefulShutdown}, rb.downs(c.LocalID()))
 }
 
-func TestKillReportsConnectionClosed(t *testing.T) {
+func TestCrashReportsConnectionClosed(t *testing.T) {
 	a := startNode(t, testConfig("a"))
-	b := startNode(t, testConfig("b", a.LocalID().String()))
+	b, bNet := startFaultyNode(t, testConfig("b", a.LocalID().String()))
 	requireFullMesh(t, 5*time.Second, a, b)
 	ra := record(a)
 	start := time.Now()
-	require.NoError(t, b.Kill())
+	crash(t, b, bNet)
 	require.Eventually(t, func() bool { return len(ra.downs(b.LocalID())) == 1 }, 2*time.Second, 5*time.Millisecond)
-	require.Equal(t, []membership.DownReason{membership.ReasonConnectionClosed}, ra.downs(b.LocalID()))
-	t.Logf("kill detected in %s", time.Since(start))
+	require.Equal(t, []membership.DownReason{membership.ReasonConnectionClosed}, ra.downs(b.LocalID()),
+		"the crash is seen, and the leave of the Stop after it reaches nobody")
+	t.Logf("crash detected in %s", time.Since(start))
 }
 
+// A frozen node goes silent: its peers report it down with heartbeat_timeout. It hears nothing
+// either, so it reports them down too; once healed, each sees the other up again.
 func TestFrozenNodeReportsHeartbeatTimeoutAndRecovers(t *testing.T) {
 	a := startNode(t, testConfig("a"))
-	b := startNode(t, testConfig("b", a.LocalID().String()))
+	b, bNet := startFaultyNode(t, testConfig("b", a.LocalID().String()))
 	requireFullMesh(t, 5*time.Second, a, b)
-	ra := record(a)
-	b.Freeze()
+	ra, rb := record(a), record(b)
+	bNet.Freeze()
 	require.Eventually(t, func() bool { return len(ra.downs(b.LocalID())) == 1 }, 5*time.Second, 10*time.Millisecond)
 	require.Equal(t, []membership.DownReason{membership.ReasonHeartbeatTimeout}, ra.downs(b.LocalID()))
-	b.Thaw()
-	require.Eventually(t, func() bool { return ra.ups(b.LocalID()) == 1 }, 10*time.Second, 10*time.Millisecond, "a should see b up again after thaw")
+	require.Eventually(t, func() bool { return len(rb.downs(a.LocalID())) == 1 }, 5*time.Second, 10*time.Millisecond,
+		"the frozen node hears nothing either")
+	require.Equal(t, []membership.DownReason{membership.ReasonHeartbeatTimeout}, rb.downs(a.LocalID()))
+	bNet.Heal()
+	require.Eventually(t, func() bool { return ra.ups(b.LocalID()) == 1 && rb.ups(a.LocalID()) == 1 }, 10*time.Second, 10*time.Millisecond,
+		"a and b should see each other up again once healed")
 	requireFullMesh(t, 5*time.Second, a, b)
+	require.Len(t, ra.downs(b.LocalID()), 1, "one down per freeze")
 }
 
 func TestThirtyTwoNodesFormThroughOneSeed(t *testing.T) {
@@ -78,13 +87,14 @@ func TestThirtyTwoNodesFormThroughOneSeed(t *testing.T) {
 
 func TestRestartWithSameIDIsDownThenUp(t *testing.T) {
 	a := startNode(t, testConfig("a"))
-	b := startNode(t, testConfig("b", a.LocalID().String()))
+	b, bNet := startFaultyNode(t, testConfig("b", a.LocalID().String()))
 	requireFullMesh(t, 5*time.Second, a, b)
 	ra := record(a)
 	oldInfo, err := a.Node(b.LocalID())
 	require.NoError(t, err)
-	require.NoError(t, b.Kill())
-	require.NoError(t, b.Start(context.Background()), "a killed node restarts on the same port")
+	crash(t, b, bNet)
+	bNet.Heal()
+	require.NoError(t, b.Start(context.Background()), "a crashed node restarts on the same port")
 	require.Eventually(t, func() bool { return ra.ups(b.LocalID()) == 1 }, 5*time.Second, 10*time.Millisecond, "a should see b's new incarnation up")
 	require.Equal(t, []membership.DownReason{membership.ReasonConnectionClosed}, ra.downs(b.LocalID()))
 	newInfo, err := a.Node(b.LocalID())
@@ -142,4 +152,25 @@ func TestUnreachableSeedReportsRefusedThenJoinsWhenItAppears(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	require.Len(t, downs, 1, "redials of a node already down emit nothing")
+}
+
+func TestStopTwiceReturnsNil(t *testing.T) {
+	a := startNode(t, testConfig("a"))
+	require.NoError(t, a.Stop(t.Context()))
+	require.NoError(t, a.Stop(t.Context()), "stopping a stopped node does nothing")
+	require.Equal(t, membership.ClusterStopped, a.Status())
+	require.Nil(t, a.Addr(), "the port is released")
+}
+
+// A Node offers what applications use, no fault hook and none of the engine's plumbing:
+// faults come from outside, through the node's network (faultnet).
+func TestNodeHasNoFaultHooks(t *testing.T) {
+	for _, typ := range []reflect.Type{reflect.TypeFor[*Node](), reflect.TypeFor[*membership.Cluster]()} {
+		for _, name := range []string{"Kill", "Freeze", "Thaw"} {
+			_, ok := typ.MethodByName(name)
+			require.False(t, ok, "%s has %s", typ, name)
+		}
+	}
+	_, ok := reflect.TypeFor[*Node]().MethodByName("ServeConn")
+	require.False(t, ok, "the engine's inbound streams are the server's business")
 }

@@ -81,9 +81,9 @@ func (n *Node) newGRPCServer(conns *connRegistry) *grpc.Server {
 		opts = append(opts, grpc.Creds(n.serverCreds))
 	}
 	server := grpc.NewServer(opts...)
-	clusterv1.RegisterPeerServiceServer(server, &peerService{cluster: n.Cluster, bodies: n.bodies, maxMessage: n.opts.maxPeerMessageBytes, logger: n.logger})
+	clusterv1.RegisterPeerServiceServer(server, &peerService{cluster: n.cluster, bodies: n.bodies, maxMessage: n.opts.maxPeerMessageBytes, logger: n.logger})
 	clusterv1.RegisterMembershipServiceServer(server, &apiService{
-		cluster: n.Cluster, watchBuffer: DefaultWatchBuffer, maxWatchers: int64(n.opts.maxWatchers), report: n.limits,
+		cluster: n.cluster, watchBuffer: DefaultWatchBuffer, maxWatchers: int64(n.opts.maxWatchers), report: n.limits,
 		logger:   n.logger,
 		watchers: func(d int) { n.metrics.watchers.Add(float64(d)) },
 	})

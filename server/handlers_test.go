@@ -1,6 +1,9 @@
 package server
 
 import (
+	"context"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -96,4 +99,82 @@ func TestQueriesOnAStoppedNodeReturnErrNotRunning(t *testing.T) {
 	require.Equal(t, membership.ClusterStopped, a.Status())
 	require.NoError(t, a.Start(t.Context()), "a stopped node can start again")
 	require.Equal(t, membership.ClusterRunning, a.Status())
+}
+
+// Handlers given to Start see the node's first peers: the join that happens inside Start.
+func TestHandlerOptionsSeeTheFirstPeers(t *testing.T) {
+	seed := startNode(t, testConfig("seed"))
+	var mu sync.Mutex
+	var got []string
+	note := func(s string) {
+		mu.Lock()
+		got = append(got, s)
+		mu.Unlock()
+	}
+	startNode(t, testConfig("worker", seed.LocalID().String()),
+		WithNodeUpHandler(func(n membership.NodeInfo) { note("up " + n.ID.Name()) }),
+		WithNodeDownHandler(func(n membership.NodeInfo, r membership.DownReason) { note("down " + n.ID.Name() + " " + r.String()) }),
+		WithNodeUpdatedHandler(func(n membership.NodeInfo) { note("updated " + n.ID.Name() + " " + n.Metadata["role"]) }),
+		WithStatusChangeHandler(func(prev, cur membership.ClusterStatus) { note(prev.String() + "->" + cur.String()) }),
+	)
+	require.NoError(t, seed.SetMetadata(map[string]string{"role": "api"}))
+	require.NoError(t, seed.Stop(t.Context()))
+	want := []string{"stopped->starting", "up seed", "starting->running", "updated seed api", "down seed graceful_shutdown"}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == len(want)
+	}, 5*time.Second, 10*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	require.ElementsMatch(t, want, got, "each handler runs on its own goroutine: only their union is compared")
+}
+
+// offsetClock is the system clock an hour ahead.
+type offsetClock struct{ membership.SystemClock }
+
+func (c offsetClock) Now() time.Time { return time.Now().Add(time.Hour) }
+
+// countingSink counts heartbeats sent.
+type countingSink struct {
+	mu   sync.Mutex
+	sent int
+}
+
+func (s *countingSink) HeartbeatSent()                                 { s.mu.Lock(); s.sent++; s.mu.Unlock() }
+func (s *countingSink) HeartbeatReceived(time.Duration, time.Duration) {}
+func (s *countingSink) DialStarted()                                   {}
+
+func (s *countingSink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sent
+}
+
+// The engine's clock, random seed, resolver and an extra metrics sink are server options.
+func TestEngineOptions(t *testing.T) {
+	seed := startNode(t, testConfig("seed"))
+	cfg := testConfig("worker", "dns+seed.mesh.test:"+strconv.Itoa(seed.Addr().(*net.TCPAddr).Port))
+	sink := &countingSink{}
+	worker := startNode(t, cfg, WithClock(offsetClock{}), WithRandSeed(7), WithMetricsSink(sink),
+		WithResolver(staticResolver{"seed.mesh.test": {"127.0.0.1"}}))
+	requireFullMesh(t, 5*time.Second, seed, worker)
+	require.Eventually(t, func() bool { return sink.count() > 0 }, 5*time.Second, 10*time.Millisecond, "the sink sees heartbeats")
+	events := worker.RecentEvents()
+	require.NotEmpty(t, events)
+	require.WithinDuration(t, time.Now().Add(time.Hour), events[0].Time, time.Minute, "events are stamped by the node's clock")
+}
+
+// staticResolver answers host lookups from a table.
+type staticResolver map[string][]string
+
+func (r staticResolver) LookupHost(_ context.Context, host string) ([]string, error) {
+	if addrs, ok := r[host]; ok {
+		return addrs, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+func (staticResolver) LookupSRV(_ context.Context, _, _, name string) (string, []*net.SRV, error) {
+	return "", nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
 }

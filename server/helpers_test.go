@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/meshnode/meshnode/faultnet"
 	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
-
 	"github.com/meshnode/meshnode/membership"
 )
 
@@ -34,9 +34,9 @@ func testConfig(name string, seeds ...string) *membership.Config {
 }
 
 // startNode starts a node and stops it when the test ends.
-func startNode(t *testing.T, cfg *membership.Config) *Node {
+func startNode(t *testing.T, cfg *membership.Config, opts ...Option) *Node {
 	t.Helper()
-	n, err := Start(context.Background(), cfg, WithLogger(quietLogger()))
+	n, err := Start(context.Background(), cfg, append([]Option{WithLogger(quietLogger())}, opts...)...)
 	require.NoError(t, err, "start %s", cfg.Name)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -44,6 +44,24 @@ func startNode(t *testing.T, cfg *membership.Config) *Node {
 		_ = n.Stop(ctx)
 	})
 	return n
+}
+
+// startFaultyNode starts a node whose network faults can be injected into (faultnet), and
+// stops it when the test ends.
+func startFaultyNode(t *testing.T, cfg *membership.Config, opts ...Option) (*Node, *faultnet.Network) {
+	t.Helper()
+	nw := faultnet.New()
+	return startNode(t, cfg, append(opts, WithNetwork(nw))...), nw
+}
+
+// crash crashes n the way a process dies: every connection of its network closes at once
+// and nothing more goes in or out; then it stops n, whose leave reaches nobody.
+func crash(t *testing.T, n *Node, nw *faultnet.Network) {
+	t.Helper()
+	nw.Crash()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, n.Stop(ctx))
 }
 
 // quietLogger discards logs.

@@ -106,6 +106,30 @@ func (m *metrics) HeartbeatReceived(gap, interval time.Duration) {
 // DialStarted implements membership.MetricsSink.
 func (m *metrics) DialStarted() { m.dials.Inc() }
 
+// metricsTee sends the engine's measurements to every sink it holds.
+type metricsTee []membership.MetricsSink
+
+// HeartbeatSent implements membership.MetricsSink.
+func (t metricsTee) HeartbeatSent() {
+	for _, s := range t {
+		s.HeartbeatSent()
+	}
+}
+
+// HeartbeatReceived implements membership.MetricsSink.
+func (t metricsTee) HeartbeatReceived(gap, interval time.Duration) {
+	for _, s := range t {
+		s.HeartbeatReceived(gap, interval)
+	}
+}
+
+// DialStarted implements membership.MetricsSink.
+func (t metricsTee) DialStarted() {
+	for _, s := range t {
+		s.DialStarted()
+	}
+}
+
 // observe counts an event.
 func (m *metrics) observe(e membership.Event) {
 	switch e.Type {

@@ -20,10 +20,12 @@ import (
 )
 
 // Node is a cluster node: the membership engine and its gRPC server, which serves the peer
-// protocol and the public API on one port. It offers the whole membership API of the
-// embedded *membership.Cluster; Stop and Start also release and re-bind the port.
+// protocol and the public API on one port. Start one with Start. Its methods (node_api.go)
+// are what an application needs: the local node, the nodes it knows, events, its own
+// metadata, Stop and a restart; all are safe for concurrent use.
 type Node struct {
-	*membership.Cluster
+	// cluster is the membership engine.
+	cluster *membership.Cluster
 
 	cfg    *membership.Config
 	opts   options
@@ -81,17 +83,22 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 		dialCreds = newVerifyLogged(credentials.NewTLS(tlsSetup.dial), logger)
 	}
 	n.bodies = &bodyCache{}
-	n.transport = &peerTransport{bodies: n.bodies, channel: peerChannel{dialOptions: append([]grpc.DialOption{
+	dialOptions := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(dialCreds),
 		grpc.WithStreamInterceptor(n.auth.clientInterceptor()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxRecvMessageBytes), grpc.ForceCodecV2(newFrameCodec())),
-	}, o.grpcDialTuning()...)}, maxMessage: o.maxPeerMessageBytes}
-	n.metrics = newMetrics(func() *membership.Cluster { return n.Cluster })
+	}, o.grpcDialTuning()...)
+	if nw := o.network; nw != nil {
+		dialOptions = append(dialOptions, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return nw.DialContext(ctx, "tcp", addr)
+		}))
+	}
+	n.transport = &peerTransport{bodies: n.bodies, channel: peerChannel{dialOptions: dialOptions}, maxMessage: o.maxPeerMessageBytes}
+	n.metrics = newMetrics(func() *membership.Cluster { return n.cluster })
 	n.auth.onFailure = func(reason string) { n.metrics.authFailures.WithLabelValues(reason).Inc() }
 	n.limits = newLimitReporter(logger, func(limit string) { n.metrics.limitHits.WithLabelValues(limit).Inc() })
 	n.auth.report = n.limits
-	clusterOpts := []membership.Option{membership.WithLogger(o.logger), membership.WithMetrics(n.metrics)}
-	n.Cluster, err = membership.New(id, cfg, n.transport, append(clusterOpts, o.clusterOptions...)...)
+	n.cluster, err = membership.New(id, cfg, n.transport, o.engineOptions(n.metrics)...)
 	if err != nil {
 		_ = listener.Close()
 		return nil, err
@@ -104,14 +111,11 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 			return nil, err
 		}
 	}
-	for _, h := range o.handlers {
-		n.Subscribe(h)
-	}
-	for _, f := range o.handlersFor {
-		n.Subscribe(f(id))
+	for _, sub := range o.subscribers {
+		sub(n.cluster)
 	}
 	n.serve(listener)
-	if err := n.Cluster.Start(ctx); err != nil {
+	if err := n.cluster.Start(ctx); err != nil {
 		n.shutdown(ctx)
 		return nil, err
 	}
@@ -120,8 +124,18 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 
 // listen binds the configured (or, after a restart, the previously bound) port.
 func (n *Node) listen() (net.Listener, error) {
-	addr := net.JoinHostPort(n.cfg.BindHost, strconv.Itoa(n.port))
-	l, err := net.Listen("tcp", addr)
+	return n.listenOn(net.JoinHostPort(n.cfg.BindHost, strconv.Itoa(n.port)))
+}
+
+// listenOn listens on addr through the node's network.
+func (n *Node) listenOn(addr string) (net.Listener, error) {
+	var l net.Listener
+	var err error
+	if n.opts.network != nil {
+		l, err = n.opts.network.Listen(context.Background(), "tcp", addr)
+	} else {
+		l, err = net.Listen("tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
@@ -154,13 +168,14 @@ func (n *Node) Addr() net.Addr {
 	return n.listener.Addr()
 }
 
-// Start restarts a stopped node on the same port, as a new incarnation.
+// Start restarts a stopped node on the same port, as a new incarnation, and joins through the
+// seeds again (as the package's Start does). Starting a running node is an error.
 func (n *Node) Start(ctx context.Context) error {
 	n.mu.Lock()
 	running := n.server != nil
 	n.mu.Unlock()
 	if running {
-		return fmt.Errorf("start %s: already running", n.LocalID())
+		return fmt.Errorf("start %s: already running", n.cluster.LocalID())
 	}
 	l, err := n.listen()
 	if err != nil {
@@ -173,34 +188,23 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 	}
 	n.serve(l)
-	if err := n.Cluster.Start(ctx); err != nil {
+	if err := n.cluster.Start(ctx); err != nil {
 		n.shutdown(ctx)
 		return err
 	}
 	return nil
 }
 
-// Stop leaves the cluster gracefully (see membership.Cluster.Stop), then stops serving and
-// releases the port.
+// Stop leaves the cluster gracefully: status stopping, a leave notice to every peer (each
+// reports one node_down with reason graceful_shutdown), streams closed, status stopped; then it
+// stops serving and releases the port. When ctx ends first, the remaining streams are cut.
+// Stopping a stopped node does nothing and returns nil.
 func (n *Node) Stop(ctx context.Context) error {
-	err := n.Cluster.Stop(ctx)
+	err := n.cluster.Stop(ctx)
 	n.shutdown(ctx)
-	return err
-}
-
-// Kill stops the node like a crash: streams and listener are cut, no peer is told.
-// For fault-injection tests and benchmarks.
-func (n *Node) Kill() error {
-	// The engine dies first, so, like a crashed process, it reports nothing of what the
-	// listener's closing does to its streams.
-	err := n.Cluster.Kill()
-	n.mu.Lock()
-	server := n.server
-	n.mu.Unlock()
-	if server != nil {
-		server.Stop()
+	if errors.Is(err, membership.ErrNotRunning) {
+		return nil // stopped already
 	}
-	n.shutdown(context.Background())
 	return err
 }
 
@@ -231,9 +235,9 @@ func (n *Node) shutdown(ctx context.Context) {
 
 // serveMetrics serves /metrics on addr until the node stops for good.
 func (n *Node) serveMetrics(addr string) error {
-	l, err := net.Listen("tcp", addr)
+	l, err := n.listenOn(addr)
 	if err != nil {
-		return fmt.Errorf("metrics listener on %s: %w", addr, err)
+		return fmt.Errorf("metrics listener: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", n.metrics.handler())

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"google.golang.org/grpc"
@@ -80,7 +82,10 @@ const (
 // options are the settings of Start beyond membership.Config.
 type options struct {
 	logger               *slog.Logger
-	clusterOptions       []membership.Option
+	clock                membership.Clock
+	randSeed             *uint64
+	resolver             membership.Resolver
+	metricsSinks         []membership.MetricsSink
 	maxPeerMessageBytes  int
 	maxRecvMessageBytes  int
 	maxPendingHandshakes int
@@ -93,17 +98,21 @@ type options struct {
 	openCallTimeout      time.Duration
 	openStreamTimeout    time.Duration
 	maxWatchers          int
-	handlers             []func(membership.Event)
-	handlersFor          []func(local membership.NodeID) func(membership.Event)
-	apiToken             string
-	metricsAddr          string
-	tls                  *TLSFiles
-	grpcReadBuffer       int
-	grpcWriteBuffer      int
-	grpcWindow           int32
+	// subscribers subscribe the handlers given as options before the node starts.
+	subscribers     []func(*membership.Cluster)
+	apiToken        string
+	metricsAddr     string
+	tls             *TLSFiles
+	grpcReadBuffer  int
+	grpcWriteBuffer int
+	grpcWindow      int32
+	network         Network
 }
 
-// Option customises Start.
+// Option customises Start. Together with membership.Config, the options are everything an
+// application sets on a node: the Config says what the node is and how it detects failures,
+// the options what it runs with (a logger, handlers of its events, limits, TLS, metrics, a
+// network, and for tests a clock and a random seed).
 type Option func(*options)
 
 // newOptions returns the defaults with opts applied.
@@ -118,10 +127,40 @@ func newOptions(opts []Option) options {
 // WithLogger sets the logger of the node (default slog.Default()).
 func WithLogger(logger *slog.Logger) Option { return func(o *options) { o.logger = logger } }
 
-// WithClusterOptions passes options to the membership engine (a clock, a random seed, …).
-func WithClusterOptions(opts ...membership.Option) Option {
-	return func(o *options) { o.clusterOptions = append(o.clusterOptions, opts...) }
+// WithClock sets the clock of the membership engine: its timers and the times of its events
+// (default: the system clock). Tests pass a fake one.
+func WithClock(clock membership.Clock) Option { return func(o *options) { o.clock = clock } }
+
+// WithRandSeed makes the jitter of heartbeats and redial backoffs reproducible (default: a
+// random seed).
+func WithRandSeed(seed uint64) Option { return func(o *options) { o.randSeed = &seed } }
+
+// WithResolver sets the resolver of DNS seeds (default: one asking Config.DNSServer if set,
+// else the system's resolver); *net.Resolver is one.
+func WithResolver(r membership.Resolver) Option { return func(o *options) { o.resolver = r } }
+
+// WithMetricsSink sends the engine's measurements (heartbeats sent and received, dials) to
+// sink too, besides the node's Prometheus metrics. Its calls must be quick and must not call
+// the node (see membership.MetricsSink).
+func WithMetricsSink(sink membership.MetricsSink) Option {
+	return func(o *options) { o.metricsSinks = append(o.metricsSinks, sink) }
 }
+
+// Network is how a node opens its connections: it listens on its port (peers, the public API,
+// health) and on the metrics address through Listen, and dials its peers through DialContext,
+// always with network "tcp". A net.ListenConfig and a net.Dialer together are one; the
+// default is the operating system's TCP.
+type Network interface {
+	// Listen listens on address (host:port).
+	Listen(ctx context.Context, network, address string) (net.Listener, error)
+	// DialContext connects to address (host:port); it gives up when ctx ends.
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// WithNetwork makes the node listen and dial through nw (see Network), which sees every
+// connection of the node, inbound and outbound. Tests and benchmarks pass a faultnet.Network
+// to crash or freeze a node from outside it.
+func WithNetwork(nw Network) Option { return func(o *options) { o.network = nw } }
 
 // WithMaxPeerMessageBytes bounds one peer message, reassembled from its fragments, on an
 // authenticated stream (default DefaultMaxPeerMessageBytes).
@@ -178,9 +217,39 @@ func WithMaxOpenCalls(n int, unary, stream time.Duration) Option {
 func WithMaxWatchers(n int) Option { return func(o *options) { o.maxWatchers = n } }
 
 // WithEventHandler subscribes handler before the node starts, so it sees every event from
-// the first status change on (see membership.Cluster.Subscribe).
+// the first status change on, the node's first peers included. Each handler is called in
+// order from a goroutine of its own (see Node.Subscribe).
 func WithEventHandler(handler func(membership.Event)) Option {
-	return func(o *options) { o.handlers = append(o.handlers, handler) }
+	return subscribe(func(c *membership.Cluster) { c.Subscribe(handler) })
+}
+
+// WithNodeUpHandler calls handler for every node that becomes connected, from the node's
+// first peers on (as WithEventHandler; see Node.OnNodeUp).
+func WithNodeUpHandler(handler func(membership.NodeInfo)) Option {
+	return subscribe(func(c *membership.Cluster) { c.OnNodeUp(handler) })
+}
+
+// WithNodeDownHandler calls handler for every node that goes down, with the reason, from the
+// node's start on (as WithEventHandler; see Node.OnNodeDown).
+func WithNodeDownHandler(handler func(membership.NodeInfo, membership.DownReason)) Option {
+	return subscribe(func(c *membership.Cluster) { c.OnNodeDown(handler) })
+}
+
+// WithNodeUpdatedHandler calls handler for every connected node that changes its metadata or
+// process count, from the node's start on (as WithEventHandler; see Node.OnNodeUpdated).
+func WithNodeUpdatedHandler(handler func(membership.NodeInfo)) Option {
+	return subscribe(func(c *membership.Cluster) { c.OnNodeUpdated(handler) })
+}
+
+// WithStatusChangeHandler calls handler for every change of the node's own status, the first
+// (stopped to starting) included (as WithEventHandler; see Node.OnStatusChange).
+func WithStatusChangeHandler(handler func(previous, current membership.ClusterStatus)) Option {
+	return subscribe(func(c *membership.Cluster) { c.OnStatusChange(handler) })
+}
+
+// subscribe returns the option that runs sub on the engine before it starts.
+func subscribe(sub func(*membership.Cluster)) Option {
+	return func(o *options) { o.subscribers = append(o.subscribers, sub) }
 }
 
 // WithLocalEventHandler is WithEventHandler for a handler that needs the local node's id
@@ -188,7 +257,7 @@ func WithEventHandler(handler func(membership.Event)) Option {
 // node starts, and the handler it returns sees every event from the first status change on.
 // A logger of events uses it to say which node wrote each line.
 func WithLocalEventHandler(newHandler func(local membership.NodeID) func(membership.Event)) Option {
-	return func(o *options) { o.handlersFor = append(o.handlersFor, newHandler) }
+	return subscribe(func(c *membership.Cluster) { c.Subscribe(newHandler(c.LocalID())) })
 }
 
 // WithAPIToken requires token as a bearer token on every MembershipService call (checked in
@@ -273,6 +342,26 @@ func (o *options) validate() error {
 		return &membership.ConfigError{Problems: problems}
 	}
 	return nil
+}
+
+// engineOptions returns the options of the membership engine: the node's logger, clock,
+// random seed and resolver, and its measurements sent to sink (the node's Prometheus metrics)
+// and to the sinks of WithMetricsSink.
+func (o *options) engineOptions(sink membership.MetricsSink) []membership.Option {
+	if len(o.metricsSinks) > 0 {
+		sink = metricsTee(append([]membership.MetricsSink{sink}, o.metricsSinks...))
+	}
+	opts := []membership.Option{membership.WithLogger(o.logger), membership.WithMetrics(sink)}
+	if o.clock != nil {
+		opts = append(opts, membership.WithClock(o.clock))
+	}
+	if o.randSeed != nil {
+		opts = append(opts, membership.WithRandSeed(*o.randSeed))
+	}
+	if o.resolver != nil {
+		opts = append(opts, membership.WithResolver(o.resolver))
+	}
+	return opts
 }
 
 // grpcDialTuning returns the dial options of the gRPC tuning.

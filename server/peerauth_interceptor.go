@@ -82,7 +82,7 @@ func (a *peerAuth) interceptServer(srv any, ss grpc.ServerStream, _ *grpc.Stream
 		a.fail(ctx, err)
 		return status.Error(authCode(err), err.Error())
 	}
-	return handler(srv, &authedServerStream{ServerStream: ss, sess: sess, auth: a})
+	return handler(srv, &authedServerStream{ServerStream: ss, frames: frameAuth[*clusterv1.ExchangeResponse, *clusterv1.ExchangeRequest]{sess: sess, auth: a}})
 }
 
 // serverHandshake runs the accepting side of the handshake within the handshake deadline,
@@ -161,7 +161,7 @@ func (a *peerAuth) interceptClient(ctx context.Context, desc *grpc.StreamDesc, c
 		a.fail(ctx, err)
 		return nil, err
 	}
-	return &authedClientStream{ClientStream: cs, sess: sess, auth: a}, nil
+	return &authedClientStream{ClientStream: cs, frames: frameAuth[*clusterv1.ExchangeRequest, *clusterv1.ExchangeResponse]{sess: sess, auth: a}}, nil
 }
 
 // clientHandshake runs the dialling side of the handshake; the caller bounds it with ctx.
@@ -253,68 +253,82 @@ func authCode(err error) codes.Code {
 	return codes.Unauthenticated
 }
 
-// authedServerStream signs what the accepting side sends and verifies what it receives.
-type authedServerStream struct {
-	grpc.ServerStream
+// exchangeFrame is a frame of the peer stream, as a type: a request (dialler to acceptor) or
+// a response.
+type exchangeFrame interface {
+	*clusterv1.ExchangeRequest | *clusterv1.ExchangeResponse
+	peerFrame
+}
+
+// msgStream is what the two sides of a gRPC stream share.
+type msgStream interface {
+	Context() context.Context
+	SendMsg(m any) error
+	RecvMsg(m any) error
+}
+
+// frameAuth signs the frames one side of an authenticated stream sends (Out) and verifies the
+// frames it receives (In).
+type frameAuth[Out, In exchangeFrame] struct {
 	sess *session
 	auth *peerAuth
+}
+
+// send seals m, which must be an Out, and sends it on s.
+func (a frameAuth[Out, In]) send(s msgStream, m any) error {
+	f, ok := m.(Out)
+	if !ok {
+		return status.Errorf(codes.Internal, "unexpected frame type %T", m)
+	}
+	seq, mac := a.sess.seal(f.GetBody())
+	switch f := any(f).(type) {
+	case *clusterv1.ExchangeRequest:
+		f.Sequence, f.Mac = seq, mac
+	case *clusterv1.ExchangeResponse:
+		f.Sequence, f.Mac = seq, mac
+	}
+	return s.SendMsg(m)
+}
+
+// recv receives m, which must be an In, from s and accepts it only if its sequence and MAC
+// verify.
+func (a frameAuth[Out, In]) recv(s msgStream, m any) error {
+	if err := s.RecvMsg(m); err != nil {
+		return err
+	}
+	f, ok := m.(In)
+	if !ok {
+		return status.Errorf(codes.Internal, "unexpected frame type %T", m)
+	}
+	if err := a.sess.openFrame(f.GetAuth(), f.GetSequence(), f.GetBody(), f.GetMac()); err != nil {
+		a.auth.fail(s.Context(), err)
+		return status.Error(authCode(err), err.Error())
+	}
+	return nil
+}
+
+// authedServerStream signs what the accepting side sends (responses) and verifies what it
+// receives (requests).
+type authedServerStream struct {
+	grpc.ServerStream
+	frames frameAuth[*clusterv1.ExchangeResponse, *clusterv1.ExchangeRequest]
 }
 
 // SendMsg seals an ExchangeResponse.
-func (s *authedServerStream) SendMsg(m any) error {
-	f, ok := m.(*clusterv1.ExchangeResponse)
-	if !ok {
-		return status.Errorf(codes.Internal, "unexpected frame type %T", m)
-	}
-	f.Sequence, f.Mac = s.sess.seal(f.GetBody())
-	return s.ServerStream.SendMsg(f)
-}
+func (s *authedServerStream) SendMsg(m any) error { return s.frames.send(s.ServerStream, m) }
 
 // RecvMsg accepts an ExchangeRequest only if its sequence and MAC verify.
-func (s *authedServerStream) RecvMsg(m any) error {
-	if err := s.ServerStream.RecvMsg(m); err != nil {
-		return err
-	}
-	f, ok := m.(*clusterv1.ExchangeRequest)
-	if !ok {
-		return status.Errorf(codes.Internal, "unexpected frame type %T", m)
-	}
-	if err := s.sess.openFrame(f.GetAuth(), f.GetSequence(), f.GetBody(), f.GetMac()); err != nil {
-		s.auth.fail(s.Context(), err)
-		return status.Error(authCode(err), err.Error())
-	}
-	return nil
-}
+func (s *authedServerStream) RecvMsg(m any) error { return s.frames.recv(s.ServerStream, m) }
 
-// authedClientStream signs what the dialling side sends and verifies what it receives.
+// authedClientStream signs what the dialling side sends (requests) and verifies what it
+// receives (responses).
 type authedClientStream struct {
 	grpc.ClientStream
-	sess *session
-	auth *peerAuth
+	frames frameAuth[*clusterv1.ExchangeRequest, *clusterv1.ExchangeResponse]
 }
 
 // SendMsg seals an ExchangeRequest.
-func (s *authedClientStream) SendMsg(m any) error {
-	f, ok := m.(*clusterv1.ExchangeRequest)
-	if !ok {
-		return status.Errorf(codes.Internal, "unexpected frame type %T", m)
-	}
-	f.Sequence, f.Mac = s.sess.seal(f.GetBody())
-	return s.ClientStream.SendMsg(f)
-}
+func (s *authedClientStream) SendMsg(m any) error { return s.frames.send(s.ClientStream, m) }
 
 // RecvMsg accepts an ExchangeResponse only if its sequence and MAC verify.
-func (s *authedClientStream) RecvMsg(m any) error {
-	if err := s.ClientStream.RecvMsg(m); err != nil {
-		return err
-	}
-	f, ok := m.(*clusterv1.ExchangeResponse)
-	if !ok {
-		return status.Errorf(codes.Internal, "unexpected frame type %T", m)
-	}
-	if err := s.sess.openFrame(f.GetAuth(), f.GetSequence(), f.GetBody(), f.GetMac()); err != nil {
-		s.auth.fail(s.Context(), err)
-		return status.Error(authCode(err), err.Error())
-	}
-	return nil
-}
+func (s *authedClientStream) RecvMsg(m any) error { return s.frames.recv(s.ClientStream, m) }

@@ -608,12 +608,13 @@ func (d *data) writeMethod(p func(string, ...any)) {
 const methodText = `## What is measured
 
 - **Both systems in one run, on 127.0.0.1 with real sockets**: meshnode over real gRPC
-  (¦server.Start¦, plaintext, no secret, defaults except the heartbeat settings); memberlist
-  v0.7.0 over its own ¦NetTransport¦ (UDP + TCP), wrapped only to count bytes and to go silent
-  on demand. Every (system, profile, N, trial) runs in a fresh worker process, so each system
+  (¦server.Start¦, plaintext, no secret, defaults except the heartbeat settings), its network
+  wrapped only to crash or go silent on demand (¦faultnet¦); memberlist v0.7.0 over its own
+  ¦NetTransport¦ (UDP + TCP), wrapped only to count bytes and to go silent on demand. Every (system, profile, N, trial) runs in a fresh worker process, so each system
   has its process to itself and memory is measured without leftovers.
-- **Times** run from the action (the first start, the join, ¦Kill()¦/¦Shutdown()¦,
-  ¦Freeze()¦/the dropping transport, ¦Stop()¦/¦Leave()¦) to the report that completes the
+- **Times** run from the action (the first start, the join, a crash of the node's network
+  then ¦Stop()¦/¦Shutdown()¦, a freeze of the network/the dropping transport,
+  ¦Stop()¦/¦Leave()¦) to the report that completes the
   condition, taken from each node's own notifications (meshnode events; memberlist's
   ¦EventDelegate¦: ¦NotifyJoin¦ to list, ¦NotifyLeave¦ to report down). Formations over 30 s
   count as stalls; "never" means the change was not seen by all within the cap (30 s for

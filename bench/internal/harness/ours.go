@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshnode/meshnode/faultnet"
 	"github.com/meshnode/meshnode/membership"
 	"github.com/meshnode/meshnode/server"
 )
@@ -76,13 +77,17 @@ func (o *ours) Start(ctx context.Context, name, seed string) (Node, error) {
 			tr.Down(name, e.Node.ID.Name(), e.Reason.String())
 		}
 	}
+	// Faults come from outside the node, through its network: a crash closes every
+	// connection, a freeze silences them all.
+	nw := faultnet.New()
 	opts := []server.Option{
 		server.WithLogger(nodeLogger(name)),
 		server.WithEventHandler(handler),
+		server.WithNetwork(nw),
 	}
 	if os.Getenv("BENCH_DIAG") != "" {
-		// Diagnostics only: count dials (replaces the node's Prometheus sink).
-		opts = append(opts, server.WithClusterOptions(membership.WithMetrics(&diagSink)))
+		// Diagnostics only: count dials and heartbeats.
+		opts = append(opts, server.WithMetricsSink(&diagSink))
 	}
 	if GRPCDefaults() {
 		opts = append(opts, server.WithGRPCBufferSizes(32<<10, 32<<10), server.WithGRPCWindowSize(0))
@@ -91,7 +96,7 @@ func (o *ours) Start(ctx context.Context, name, seed string) (Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ourNode{name: name, n: n, addr: n.Addr().(*net.TCPAddr).String()}, nil
+	return &ourNode{name: name, n: n, net: nw, addr: n.Addr().(*net.TCPAddr).String()}, nil
 }
 
 // Traffic reads the kernel counters of every TCP socket of the process.
@@ -101,18 +106,30 @@ type ourNode struct {
 	name string
 	addr string
 	n    *server.Node
+	net  *faultnet.Network
 }
 
 func (n *ourNode) Name() string { return n.name }
 func (n *ourNode) Addr() string { return n.addr }
-func (n *ourNode) Kill()        { _ = n.n.Kill() }
-func (n *ourNode) Freeze()      { n.n.Freeze() }
+
+// Kill crashes the node's network (every connection closed at once, nothing more in or out),
+// then stops the node: its leave reaches nobody.
+func (n *ourNode) Kill() {
+	n.net.Crash()
+	n.Leave()
+}
+
+// Freeze silences every connection of the node, both ways, with its sockets open.
+func (n *ourNode) Freeze() { n.net.Freeze() }
+
 func (n *ourNode) Leave() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = n.n.Stop(ctx)
 }
-func (n *ourNode) Close() { _ = n.n.Kill() }
+
+// Close crashes the node if it still runs (teardown wants no leaves).
+func (n *ourNode) Close() { n.Kill() }
 
 // Usage returns this process's usage.
 func (o *ours) Usage(gc bool) Usage { return LocalUsage(gc) }
