@@ -32,7 +32,7 @@ type Cluster struct {
 	rng       *rand.Rand
 	status    ClusterStatus
 	core      *core
-	runners   map[connID]*connRunner
+	runners   map[connID]*connRunner   // the driver of each stream of core, by the core's id for it
 	closing   map[*connRunner]struct{} // closed gracefully, still flushing or waiting for the peer
 	live      sync.WaitGroup
 	timer     Timer
@@ -138,8 +138,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.lastInc = max(uint64(now.UnixNano()), c.lastInc+1)
 	c.startedAt = now
 	c.runCtx, c.cancelRun = context.WithCancel(context.Background())
-	c.core = newCore(c.id, c.lastInc, c.cfg, now, c.rng)
-	c.core.metrics = c.metrics
+	c.core = newCore(c.id, c.lastInc, c.cfg, now, c.rng, c.metrics)
 	c.starting = map[connID]bool{}
 	started := make(chan struct{})
 	c.started = started
@@ -216,7 +215,7 @@ func (c *Cluster) ServeConn(ctx context.Context, conn Conn) error {
 	}
 	var r *connRunner
 	c.stepLocked(func(now time.Time) {
-		r = c.newRunnerLocked(c.core.acceptConn(now), conn)
+		r = c.newRunnerLocked(c.core.accept(now), conn)
 	})
 	c.mu.Unlock()
 	stop := context.AfterFunc(ctx, conn.Close)
@@ -241,11 +240,11 @@ func (c *Cluster) applyLocked(outs []output) {
 	for _, o := range outs {
 		switch o.kind {
 		case outSend:
-			if r := o.pc.runner; r != nil {
+			if r := c.runners[o.conn]; r != nil {
 				r.enqueue(o.msg)
 			}
 		case outClose:
-			if r := o.pc.runner; r != nil {
+			if r := c.runners[o.conn]; r != nil {
 				c.forgetRunnerLocked(r)
 				if o.flush && !r.ended {
 					c.closing[r] = struct{}{} // until it ends (connRunner.end), for abortAllLocked
@@ -253,7 +252,7 @@ func (c *Cluster) applyLocked(outs []output) {
 				r.close(o.flush)
 			}
 		case outDial:
-			c.dialLocked(o.pc, o.addr)
+			c.dialLocked(o.conn, o.addr)
 		case outEvent:
 			c.publishLocked(o.event)
 		case outLog:
@@ -292,7 +291,7 @@ func (c *Cluster) checkStartedLocked() {
 		return
 	}
 	for id := range c.starting {
-		if pc := c.core.conns[id]; pc == nil || pc.established {
+		if !c.core.handshaking(id) {
 			delete(c.starting, id)
 		}
 	}
@@ -307,7 +306,7 @@ func (c *Cluster) armTimerLocked() {
 	if c.core == nil {
 		return
 	}
-	at := c.core.wakeAt
+	at := c.core.nextWake()
 	if at.IsZero() || (c.timer != nil && !at.Before(c.timerAt)) {
 		return
 	}

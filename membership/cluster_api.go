@@ -80,11 +80,11 @@ func (c *Cluster) Node(id NodeID) (NodeInfo, error) {
 	if err := c.runningLocked("node"); err != nil {
 		return NodeInfo{}, err
 	}
-	m := c.core.members[id]
-	if m == nil {
+	info, ok := c.core.node(c.clock.Now(), id)
+	if !ok {
 		return NodeInfo{}, fmt.Errorf("node %s: %w", id, ErrNodeNotFound)
 	}
-	return c.core.nodeInfo(c.clock.Now(), m), nil
+	return info, nil
 }
 
 // IsConnected reports whether node id is connected.
@@ -94,8 +94,7 @@ func (c *Cluster) IsConnected(id NodeID) (bool, error) {
 	if err := c.runningLocked("is connected"); err != nil {
 		return false, err
 	}
-	m := c.core.members[id]
-	return m != nil && m.status == StatusConnected, nil
+	return c.core.isConnectedTo(id), nil
 }
 
 // ConnectedCount returns how many nodes are connected.
@@ -105,7 +104,7 @@ func (c *Cluster) ConnectedCount() (int, error) {
 	if err := c.runningLocked("connected count"); err != nil {
 		return 0, err
 	}
-	return c.core.connected, nil
+	return c.core.connectedCount(), nil
 }
 
 // SetProcessCount sets the process count the local node advertises; every peer sees it within

@@ -162,13 +162,14 @@ type peerConn struct {
 	mismatches   int
 	syncHold     time.Time
 	removed      bool // taken out of the stream table: what arrives on it is ignored
-
-	// runner is the runtime's driver of the stream (Cluster); the core never reads it.
-	runner *connRunner
 }
 
-// newCore returns a core for the local node self, started at now.
-func newCore(self NodeID, incarnation uint64, cfg *Config, now time.Time, rng *rand.Rand) *core {
+// newCore returns a core for the local node self, started at now. It reports its
+// measurements to metrics (none when nil).
+func newCore(self NodeID, incarnation uint64, cfg *Config, now time.Time, rng *rand.Rand, metrics MetricsSink) *core {
+	if metrics == nil {
+		metrics = noMetrics{}
+	}
 	c := &core{
 		self:        self,
 		incarnation: incarnation,
@@ -183,7 +184,7 @@ func newCore(self NodeID, incarnation uint64, cfg *Config, now time.Time, rng *r
 		alerts:      map[NodeID]*alertSet{},
 		conns:       map[connID]*peerConn{},
 		digestDirty: true,
-		metrics:     noMetrics{},
+		metrics:     metrics,
 	}
 	c.basis = c.topo.lens()
 	return c
@@ -236,17 +237,15 @@ func (c *core) start(now time.Time) {
 	c.runDials(now)
 }
 
-// accept registers an inbound stream and returns its id.
-func (c *core) accept(now time.Time) connID { return c.acceptConn(now).id }
-
-// acceptConn registers an inbound stream and returns it.
-func (c *core) acceptConn(now time.Time) *peerConn {
+// accept registers an inbound stream and returns its id, by which the runtime names it in
+// later inputs and the core in its outputs.
+func (c *core) accept(now time.Time) connID {
 	pc := c.newConn(now, false)
 	c.wantWake(now.Add(c.cfg.HandshakeTimeout))
 	if c.leaving {
 		c.reject(now, pc, RejectShuttingDown, "node is stopping")
 	}
-	return pc
+	return pc.id
 }
 
 // dialed reports that the outbound stream id is open: the handshake starts.
@@ -258,19 +257,14 @@ func (c *core) dialed(now time.Time, id connID) {
 	c.sendHello(now, pc, nil)
 }
 
-// ended reports that stream id ended (or its dial failed) for a reason outside the core.
-func (c *core) ended(now time.Time, id connID) {
-	c.closed(now, id)
-	c.runDials(now) // a dial slot may have freed
-}
-
-// endedBy is ended with the error that ended the stream or failed its dial, which the
-// warnings about an unreachable seed quote.
-func (c *core) endedBy(now time.Time, id connID, err error) {
+// ended reports that stream id ended (or its dial failed) for a reason outside the core; err,
+// when not nil, says why, and the warnings about an unreachable seed quote it.
+func (c *core) ended(now time.Time, id connID, err error) {
 	if pc := c.conns[id]; pc != nil && err != nil && pc.failure == "" {
 		pc.failure = err.Error()
 	}
-	c.ended(now, id)
+	c.closed(now, id)
+	c.runDials(now) // a dial slot may have freed
 }
 
 // closed handles the end of stream id.
@@ -297,16 +291,11 @@ func (c *core) closed(now time.Time, id connID) {
 	c.lost(now, m, ReasonConnectionClosed)
 }
 
-// receive handles one message that arrived on stream id.
+// receive handles one message that arrived on stream id, unless the stream is no longer in
+// the table (the core closed it, and ignores what still arrives on it).
 func (c *core) receive(now time.Time, id connID, msg *Message) {
-	if pc := c.conns[id]; pc != nil {
-		c.receiveOn(now, pc, msg)
-	}
-}
-
-// receiveOn handles one message that arrived on stream pc, unless pc was removed.
-func (c *core) receiveOn(now time.Time, pc *peerConn, msg *Message) {
-	if pc.removed {
+	pc := c.conns[id]
+	if pc == nil {
 		return
 	}
 	c.noteOverdue(now)
@@ -369,7 +358,7 @@ func (c *core) leave(now time.Time) {
 		if pc.established {
 			c.send(pc, &Message{Leave: &Leave{ID: c.self, Incarnation: c.incarnation}})
 		}
-		c.emit(output{kind: outClose, pc: pc, flush: true})
+		c.emit(output{kind: outClose, conn: pc.id, flush: true})
 		c.removeConn(pc)
 	}
 	for _, m := range c.members {
@@ -417,12 +406,12 @@ func (c *core) removeConn(pc *peerConn) {
 
 // send queues msg on pc.
 func (c *core) send(pc *peerConn, msg *Message) {
-	c.emit(output{kind: outSend, pc: pc, msg: msg})
+	c.emit(output{kind: outSend, conn: pc.id, msg: msg})
 }
 
 // closeConn closes pc from this side, after what was queued on it when flush is set.
 func (c *core) closeConn(now time.Time, pc *peerConn, flush bool) {
-	c.emit(output{kind: outClose, pc: pc, flush: flush})
+	c.emit(output{kind: outClose, conn: pc.id, flush: flush})
 	c.closed(now, pc.id)
 }
 
@@ -433,7 +422,7 @@ func (c *core) dropConn(id connID) {
 		return
 	}
 	c.removeConn(pc)
-	c.emit(output{kind: outClose, pc: pc})
+	c.emit(output{kind: outClose, conn: pc.id})
 }
 
 // reject refuses pc with reason and closes it.

@@ -73,20 +73,20 @@ func TestCoreClusterNameRefusesOtherClusters(t *testing.T) {
 // A dialler whose peer does not check names (an older node) still refuses the peer's hello.
 func TestCoreClusterNameCheckedByTheDiallerToo(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	x := newCore(MustParseNodeID(simID("x", 4002)), 1, namedConfig("green", "x", "127.0.0.1:4000"), now, rand.New(rand.NewPCG(1, 2)))
+	x := newCore(MustParseNodeID(simID("x", 4002)), 1, namedConfig("green", "x", "127.0.0.1:4000"), now, rand.New(rand.NewPCG(1, 2)), nil)
 	x.start(now)
-	var pc *peerConn
+	var dialled connID
 	for _, o := range x.takeOutputs() {
 		if o.kind == outDial {
-			pc = o.pc
+			dialled = o.conn
 		}
 	}
-	require.NotNil(t, pc, "x dials its seed")
-	x.dialed(now, pc.id)
+	require.NotZero(t, dialled, "x dials its seed")
+	x.dialed(now, dialled)
 	x.takeOutputs()
 	// The hello of a node of cluster "blue" that has no check of its own (an older node).
-	a := newCore(MustParseNodeID(simID("a", 4000)), 1, namedConfig("blue", "a"), now, rand.New(rand.NewPCG(3, 4)))
-	x.receive(now, pc.id, &Message{Hello: a.hello(now, nil)})
+	a := newCore(MustParseNodeID(simID("a", 4000)), 1, namedConfig("blue", "a"), now, rand.New(rand.NewPCG(3, 4)), nil)
+	x.receive(now, dialled, &Message{Hello: a.hello(now, nil)})
 	var rejected *Reject
 	var warned []string
 	for _, o := range x.takeOutputs() {

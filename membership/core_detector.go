@@ -462,7 +462,7 @@ func (c *core) dial(now time.Time, m *member) {
 	m.nextDial, m.graceFrom = time.Time{}, time.Time{}
 	c.metrics.DialStarted()
 	pc.addr = m.id.Address()
-	c.emit(output{kind: outDial, pc: pc, addr: pc.addr})
+	c.emit(output{kind: outDial, conn: pc.id, addr: pc.addr})
 	c.wantWake(now.Add(c.cfg.DialTimeout))
 }
 
@@ -474,7 +474,7 @@ func (c *core) dialSeed(now time.Time, s *seed) {
 	s.dial = pc.id
 	c.metrics.DialStarted()
 	pc.addr = s.addr
-	c.emit(output{kind: outDial, pc: pc, addr: pc.addr})
+	c.emit(output{kind: outDial, conn: pc.id, addr: pc.addr})
 	c.wantWake(now.Add(c.cfg.DialTimeout))
 }
 

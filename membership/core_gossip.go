@@ -280,7 +280,7 @@ func (c *core) probeForgotten(now time.Time, e MemberEntry, t tombstone) {
 	pc.expect = e.ID
 	c.metrics.DialStarted()
 	pc.addr = e.ID.Address()
-	c.emit(output{kind: outDial, pc: pc, addr: pc.addr})
+	c.emit(output{kind: outDial, conn: pc.id, addr: pc.addr})
 	c.wantWake(now.Add(c.cfg.DialTimeout))
 	c.log(slog.LevelDebug, "a peer still knows a forgotten node; probing it", "peer", e.ID.String())
 }

@@ -50,7 +50,7 @@ func TestCorePeerIntervalBeyondTheRangeNeverOverflowsTheSilenceLimit(t *testing.
 	now := time.Unix(1_700_000_000, 0)
 	cfg := simConfig("a")
 	require.NoError(t, cfg.Validate())
-	c := newCore(MustParseNodeID("a@127.0.0.1:4000"), 1, cfg, now, rand.New(rand.NewPCG(1, 2)))
+	c := newCore(MustParseNodeID("a@127.0.0.1:4000"), 1, cfg, now, rand.New(rand.NewPCG(1, 2)), nil)
 	c.start(now)
 	peer := MustParseNodeID("b@127.0.0.1:4001")
 	id := c.accept(now)

@@ -364,7 +364,7 @@ func TestCoreLargerIDGraceGrowsWithTheTable(t *testing.T) {
 	// a formation. The smaller ids have the whole table to dial, so z's grace for a is sized
 	// by the table when the dial comes due, not by the table when a was learned.
 	start := time.Unix(1_700_000_000, 0)
-	z := newCore(MustParseNodeID(simID("zzz", 4002)), 1, fullMeshConfig("zzz"), start, rand.New(rand.NewPCG(1, 1)))
+	z := newCore(MustParseNodeID(simID("zzz", 4002)), 1, fullMeshConfig("zzz"), start, rand.New(rand.NewPCG(1, 1)), nil)
 	z.start(start)
 	z.takeOutputs()
 	a := MustParseNodeID(simID("aaa", 4001))
@@ -395,7 +395,7 @@ func TestCoreLargerIDGraceGrowsWithTheTable(t *testing.T) {
 
 func TestCoreDialGraceIsCapped(t *testing.T) {
 	start := time.Unix(1_700_000_000, 0)
-	z := newCore(MustParseNodeID(simID("zzz", 4002)), 1, simConfig("zzz"), start, rand.New(rand.NewPCG(1, 1)))
+	z := newCore(MustParseNodeID(simID("zzz", 4002)), 1, simConfig("zzz"), start, rand.New(rand.NewPCG(1, 1)), nil)
 	z.start(start)
 	for i := range 2000 {
 		z.mergeAlive(start, MemberEntry{ID: MustParseNodeID(simID(fmt.Sprintf("b%04d", i), 10000+i)), Incarnation: 1})

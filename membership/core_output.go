@@ -9,11 +9,13 @@ type connID uint64
 type outputKind int
 
 const (
-	// outSend: send msg on pc.
+	// outSend: send msg on stream conn.
 	outSend outputKind = iota + 1
-	// outClose: close pc; with flush, after what was queued on it is sent.
+	// outClose: close stream conn; with flush, after what was queued on it is sent. The core
+	// has forgotten the stream: what still arrives on it is ignored.
 	outClose
-	// outDial: open the outbound stream pc to addr.
+	// outDial: open the outbound stream conn to addr, then report it with dialed (or its
+	// failure with ended).
 	outDial
 	// outEvent: publish event.
 	outEvent
@@ -24,9 +26,9 @@ const (
 // output is one effect the pure core asks its runtime to carry out.
 type output struct {
 	kind outputKind
-	// pc is the stream of outSend, outClose and outDial (nil for the other kinds): the runtime
-	// reaches the stream's runner through it, without a lookup by id.
-	pc    *peerConn
+	// conn is the stream of outSend, outClose and outDial (zero for the other kinds), by the
+	// id the core gave it (accept, or the outDial that opened it).
+	conn  connID
 	msg   *Message
 	flush bool
 	addr  string

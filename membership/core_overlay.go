@@ -161,7 +161,7 @@ func (c *core) wantStream(now time.Time, m *member) {
 func (c *core) unlink(now time.Time, pc *peerConn, m *member) {
 	c.send(pc, &Message{Unlink: &Unlink{}})
 	m.conn = 0
-	c.emit(output{kind: outClose, pc: pc, flush: true})
+	c.emit(output{kind: outClose, conn: pc.id, flush: true})
 	c.removeConn(pc)
 	c.log(slog.LevelDebug, "unlinked a stream the overlay no longer needs", "peer", m.id.String())
 }
@@ -173,7 +173,7 @@ func (c *core) onUnlink(now time.Time, pc *peerConn) {
 		c.topoDirty = true // if this node still wants the stream, reconcile redials it
 		c.wantWake(now)
 	}
-	c.emit(output{kind: outClose, pc: pc})
+	c.emit(output{kind: outClose, conn: pc.id})
 	c.removeConn(pc)
 }
 

@@ -48,6 +48,51 @@ func (c *core) nodes(now time.Time, connectedOnly bool) []NodeInfo {
 	return out
 }
 
+// node describes the member id as of now; false if the local node does not know it.
+func (c *core) node(now time.Time, id NodeID) (NodeInfo, bool) {
+	m := c.members[id]
+	if m == nil {
+		return NodeInfo{}, false
+	}
+	return c.nodeInfo(now, m), true
+}
+
+// isConnectedTo reports whether c lists id as connected.
+func (c *core) isConnectedTo(id NodeID) bool {
+	m := c.members[id]
+	return m != nil && m.status == StatusConnected
+}
+
+// connectedCount returns how many members are connected.
+func (c *core) connectedCount() int { return c.connected }
+
+// knownCount returns how many members the table holds, whatever their status.
+func (c *core) knownCount() int { return len(c.members) }
+
+// handshaking reports whether stream id is still dialling or in its handshake; false once it
+// is established or gone.
+func (c *core) handshaking(id connID) bool {
+	pc := c.conns[id]
+	return pc != nil && !pc.established
+}
+
+// nextWake returns when the runtime should call tick next (zero: no wake-up is needed).
+func (c *core) nextWake() time.Time { return c.wakeAt }
+
+// stats counts the members by status and the streams, established or not, into s.
+func (c *core) stats(s *Stats) {
+	for _, m := range c.members {
+		s.Nodes[m.status]++
+	}
+	for _, pc := range c.conns {
+		if pc.established {
+			s.Streams++
+		} else {
+			s.PendingStreams++
+		}
+	}
+}
+
 // sortedMembers returns the members in id order, for deterministic iteration.
 func (c *core) sortedMembers() []*member {
 	if c.memberOrder == nil {

@@ -89,8 +89,8 @@ func (c *Cluster) Health() HealthReport {
 		return report
 	}
 	report.Uptime = now.Sub(c.startedAt)
-	report.Known = len(c.core.members)
-	report.Connected = c.core.connected
+	report.Known = c.core.knownCount()
+	report.Connected = c.core.connectedCount()
 	report.Seeds = c.core.seedStatuses()
 	if report.Known > 0 {
 		report.AvailabilityPercent = 100 * float64(report.Connected) / float64(report.Known)

@@ -40,18 +40,8 @@ func (c *Cluster) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := Stats{Nodes: map[NodeStatus]int{StatusConnecting: 0, StatusConnected: 0, StatusDisconnected: 0}}
-	if c.core == nil {
-		return s
-	}
-	for _, m := range c.core.members {
-		s.Nodes[m.status]++
-	}
-	for _, pc := range c.core.conns {
-		if pc.established {
-			s.Streams++
-		} else {
-			s.PendingStreams++
-		}
+	if c.core != nil {
+		c.core.stats(&s)
 	}
 	return s
 }

@@ -26,7 +26,7 @@ const (
 type connRunner struct {
 	c       *Cluster
 	core    *core
-	pc      *peerConn     // the core's stream, handed back to it with every message
+	id      connID        // the core's name of the stream, in its inputs and outputs
 	readDn  chan struct{} // closed when the reader stops
 	wroteDn chan struct{} // closed when the stream is finished on the writing side
 
@@ -48,17 +48,17 @@ type connRunner struct {
 	finished bool        // nothing more goes out: the stream was finished or a Send failed
 }
 
-// newRunnerLocked registers a runner for stream pc; conn is nil while a dial is under way.
-func (c *Cluster) newRunnerLocked(pc *peerConn, conn Conn) *connRunner {
+// newRunnerLocked registers a runner for the core's stream id; conn is nil while a dial is
+// under way.
+func (c *Cluster) newRunnerLocked(id connID, conn Conn) *connRunner {
 	r := &connRunner{
 		c:       c,
 		core:    c.core,
-		pc:      pc,
+		id:      id,
 		readDn:  make(chan struct{}),
 		wroteDn: make(chan struct{}),
 	}
-	c.runners[r.pc.id] = r
-	pc.runner = r
+	c.runners[id] = r
 	if conn != nil {
 		r.attach(conn)
 	}
@@ -67,18 +67,14 @@ func (c *Cluster) newRunnerLocked(pc *peerConn, conn Conn) *connRunner {
 
 // forgetRunnerLocked unregisters r, if it is still the runner of its stream.
 func (c *Cluster) forgetRunnerLocked(r *connRunner) {
-	if c.runners[r.pc.id] == r {
-		delete(c.runners, r.pc.id)
-	}
-	if r.pc.runner == r {
-		r.pc.runner = nil
+	if c.runners[r.id] == r {
+		delete(c.runners, r.id)
 	}
 }
 
-// dialLocked starts an outbound stream.
-func (c *Cluster) dialLocked(pc *peerConn, addr string) {
-	id := pc.id
-	r := c.newRunnerLocked(pc, nil)
+// dialLocked starts the core's outbound stream id to addr.
+func (c *Cluster) dialLocked(id connID, addr string) {
+	r := c.newRunnerLocked(id, nil)
 	if c.starting != nil {
 		c.starting[id] = true
 	}
@@ -95,7 +91,7 @@ func (c *Cluster) dialLocked(pc *peerConn, addr string) {
 			c.logger.Debug("dial failed", "addr", addr, "err", err)
 			if c.core == r.core && c.runners[id] == r {
 				c.forgetRunnerLocked(r)
-				c.stepLocked(func(now time.Time) { c.core.endedBy(now, id, err) })
+				c.stepLocked(func(now time.Time) { c.core.ended(now, id, err) })
 			}
 			r.close(false)
 			return
@@ -127,7 +123,7 @@ func (r *connRunner) enqueue(msg *Message) {
 	switch {
 	case r.closed || r.finished:
 	case len(r.queue) >= sendQueueSize:
-		r.c.logger.Debug("send queue full, message dropped", "conn", r.pc.id)
+		r.c.logger.Debug("send queue full, message dropped", "conn", r.id)
 	default:
 		if r.queue == nil {
 			r.queue = r.one[:0] // a lone message needs no allocation
@@ -301,13 +297,13 @@ func (r *connRunner) run() {
 		}
 		if err != nil {
 			c.forgetRunnerLocked(r)
-			c.stepLocked(func(now time.Time) { c.core.endedBy(now, r.pc.id, err) })
+			c.stepLocked(func(now time.Time) { c.core.ended(now, r.id, err) })
 			c.mu.Unlock()
 			r.abort()
 			return
 		}
 		r.ownStep = true
-		c.stepLocked(func(now time.Time) { c.core.receiveOn(now, r.pc, msg) })
+		c.stepLocked(func(now time.Time) { c.core.receive(now, r.id, msg) })
 		r.ownStep = false
 		c.mu.Unlock()
 		r.sendOwn()

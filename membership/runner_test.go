@@ -146,7 +146,7 @@ func TestRunnerSendsInOrderWithAWriterOnlyWhileBusy(t *testing.T) {
 
 	// Queued while the dial is under way: bounded, kept in order, no goroutine yet.
 	c.mu.Lock()
-	r := c.newRunnerLocked(&peerConn{id: 1}, nil)
+	r := c.newRunnerLocked(1, nil)
 	for i := range sendQueueSize + 10 {
 		r.enqueue(heartbeat(i))
 	}
@@ -193,7 +193,7 @@ func TestRunnerSendsQueuedRelaysTogether(t *testing.T) {
 	}
 
 	c.mu.Lock()
-	r := c.newRunnerLocked(&peerConn{id: 1}, conn)
+	r := c.newRunnerLocked(1, conn)
 	r.enqueue(heartbeat(0))
 	c.mu.Unlock()
 	requireClosed(t, conn.held, "the first send should be under way")
@@ -242,7 +242,7 @@ func TestRunnerFlushSendsTheQueueBeforeHalfClosing(t *testing.T) {
 	conn.hold = true // the first Send waits: the rest stays queued
 
 	c.mu.Lock()
-	r := c.newRunnerLocked(&peerConn{id: 1}, conn)
+	r := c.newRunnerLocked(1, conn)
 	for i := range 3 {
 		r.enqueue(heartbeat(i))
 	}
@@ -262,7 +262,7 @@ func TestRunnerAbortDropsTheQueue(t *testing.T) {
 	conn.hold = true // the first Send waits until the conn is closed
 
 	c.mu.Lock()
-	r := c.newRunnerLocked(&peerConn{id: 1}, conn)
+	r := c.newRunnerLocked(1, conn)
 	for i := range 3 {
 		r.enqueue(heartbeat(i))
 	}
@@ -279,7 +279,7 @@ func TestRunnerClosedBeforeItsDialEndsFinishesOnceAttached(t *testing.T) {
 	conn := newRecordingConn()
 
 	c.mu.Lock()
-	r := c.newRunnerLocked(&peerConn{id: 1}, nil)
+	r := c.newRunnerLocked(1, nil)
 	r.enqueue(heartbeat(1))
 	r.close(true)
 	c.mu.Unlock()
@@ -297,7 +297,7 @@ func TestRunnerAbortCutsAStuckSendShort(t *testing.T) {
 	conn.hold = true // the peer reads nothing: Send waits until the conn is closed
 
 	c.mu.Lock()
-	r := c.newRunnerLocked(&peerConn{id: 1}, conn)
+	r := c.newRunnerLocked(1, conn)
 	r.enqueue(heartbeat(1))
 	c.mu.Unlock()
 	requireClosed(t, conn.held, "the writer should be in Send")
@@ -316,7 +316,7 @@ func TestRunnerReaderSendsWhatItsOwnStepQueued(t *testing.T) {
 	conn := newRecordingConn()
 
 	c.mu.Lock()
-	r := c.newRunnerLocked(&peerConn{id: 1}, conn)
+	r := c.newRunnerLocked(1, conn)
 	r.ownStep = true // as the stream's reader does while the core handles its message
 	r.enqueue(heartbeat(1))
 	r.enqueue(heartbeat(2))

@@ -156,7 +156,7 @@ func (n *simNode) boot() {
 	n.s.hop = 0
 	n.inc++
 	rng := rand.New(rand.NewPCG(uint64(len(n.s.nodes)), n.inc))
-	n.core = newCore(n.id, uint64(n.s.now.UnixNano())+n.inc, n.cfg, n.s.now, rng)
+	n.core = newCore(n.id, uint64(n.s.now.UnixNano())+n.inc, n.cfg, n.s.now, rng, nil)
 	n.ends = map[connID]*simEnd{}
 	n.up = true
 	n.core.start(n.s.now)
@@ -196,14 +196,17 @@ func (n *simNode) stop() {
 	n.s.settle()
 }
 
-// flush carries out the node's pending outputs, after checking the core's bookkeeping.
+// flush carries out the node's pending outputs, after checking the core's bookkeeping, and
+// hands their storage back to the core, as the runtime does.
 func (n *simNode) flush() {
 	if !n.s.quiet {
 		n.checkBookkeeping()
 	}
-	for _, o := range n.core.takeOutputs() {
+	outs := n.core.takeOutputs()
+	for _, o := range outs {
 		n.s.apply(n, o)
 	}
+	n.core.recycleOutputs(outs)
 }
 
 // checkBookkeeping checks the core's counters and deadlines against its tables.
@@ -282,9 +285,9 @@ func (s *sim) apply(n *simNode, o output) {
 		n.logs = append(n.logs, simLog{at: s.now, level: o.level, text: o.text, attrs: o.attrs})
 	case outDial:
 		n.dials = append(n.dials, simDial{at: s.now, addr: o.addr})
-		s.dial(n, o.pc.id, o.addr)
+		s.dial(n, o.conn, o.addr)
 	case outSend:
-		e := n.ends[o.pc.id]
+		e := n.ends[o.conn]
 		var to *simNode
 		if e != nil && e.peer != nil {
 			to = e.peer.node
@@ -298,7 +301,7 @@ func (s *sim) apply(n *simNode, o output) {
 		}
 		s.deliver(e, o.msg)
 	case outClose:
-		if e := n.ends[o.pc.id]; e != nil {
+		if e := n.ends[o.conn]; e != nil {
 			s.closeEnd(e)
 		}
 	}
@@ -342,7 +345,7 @@ func (s *sim) feedTimerFirst(n *simNode) { s.feedOrdered(n, true) }
 func (s *sim) feedOrdered(n *simNode, timerFirst bool) {
 	n.starved = false
 	tick := func() {
-		if n.up && !n.frozen && !n.core.wakeAt.IsZero() && !s.now.Before(n.core.wakeAt) {
+		if n.up && !n.frozen && !n.core.nextWake().IsZero() && !s.now.Before(n.core.nextWake()) {
 			s.hop = n.hop
 			n.core.tick(s.now)
 			n.flush()
@@ -392,7 +395,7 @@ func (s *sim) dial(n *simNode, id connID, addr string) {
 		if target == nil || !target.up || target.frozen || s.linkCut(n, target) || s.linkCut(target, n) {
 			end.closed = true
 			delete(n.ends, id)
-			n.core.endedBy(s.now, id, errSimRefused)
+			n.core.ended(s.now, id, errSimRefused)
 			n.flush()
 			return
 		}
@@ -440,7 +443,7 @@ func (s *sim) closeEnd(e *simEnd) {
 		delete(p.node.ends, p.id)
 		p.node.hop = s.hop
 		if p.node.up {
-			p.node.core.ended(s.now, p.id)
+			p.node.core.ended(s.now, p.id, nil)
 			p.node.flush()
 		}
 	})
@@ -482,7 +485,7 @@ func (s *sim) step() {
 	s.later = keep
 	s.settle()
 	for _, n := range s.sortedNodes() {
-		if n.up && !n.frozen && !n.starved && !n.core.wakeAt.IsZero() && !s.now.Before(n.core.wakeAt) {
+		if n.up && !n.frozen && !n.starved && !n.core.nextWake().IsZero() && !s.now.Before(n.core.nextWake()) {
 			s.hop = n.hop
 			n.core.tick(s.now)
 			n.flush()
@@ -549,7 +552,7 @@ func (s *sim) breakHalf(n, peer *simNode) {
 	require.NotNil(s.t, e, "breakHalf: %s has no stream to %s", n.id, peer.id)
 	e.closed = true
 	delete(n.ends, e.id)
-	n.core.ended(s.now, e.id)
+	n.core.ended(s.now, e.id, nil)
 	n.flush()
 	s.settle()
 }
@@ -561,7 +564,7 @@ func (s *sim) breakStream(n, peer *simNode) {
 	e := n.streamEnd(peer)
 	require.NotNil(s.t, e, "breakStream: %s has no stream to %s", n.id, peer.id)
 	s.closeEnd(e)
-	n.core.ended(s.now, e.id)
+	n.core.ended(s.now, e.id, nil)
 	n.flush()
 	s.settle()
 }
@@ -692,12 +695,6 @@ func (s *sim) fullMesh(nodes ...*simNode) bool {
 		}
 	}
 	return true
-}
-
-// isConnectedTo reports whether c lists id as connected.
-func (c *core) isConnectedTo(id NodeID) bool {
-	m := c.members[id]
-	return m != nil && m.status == StatusConnected
 }
 
 // requireAlternating asserts that, for every peer, n's events about it alternate up/down and
