@@ -1,11 +1,9 @@
 package membership
 
 import (
-	"cmp"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"slices"
 	"time"
 )
 
@@ -39,12 +37,10 @@ type core struct {
 	subjects         map[NodeID]bool // this node's subjects in topo, as of subjectVersion
 	subjectVersion   uint64
 	neighbourVersion uint64
-	// relayDue lists the streams whose relays wait for the end of their relay window.
-	relayDue  []*peerConn
-	alerts    map[NodeID]*alertSet
-	conns     map[connID]*peerConn
-	dialing   int         // outbound streams in conns not established yet (dialsInFlight)
-	connOrder []*peerConn // conns sorted by id; nil when it must be rebuilt
+	alerts           map[NodeID]*alertSet
+	conns            map[connID]*peerConn
+	dialing          int         // outbound streams in conns not established yet (dialsInFlight)
+	connOrder        []*peerConn // conns sorted by id; nil when it must be rebuilt
 	// connDue[i] is when the tick must next look at connOrder[i], as an offset from
 	// startedAt: no earlier deadline of the stream (heartbeat, timeout, handshake) can fall
 	// before it. Zero: at the next tick. Rebuilt with connOrder.
@@ -77,91 +73,6 @@ type core struct {
 	// beat is the heartbeat last sent without attributes; streams share it until the view
 	// digest or the attributes change, so a tick builds one message, not one per stream.
 	beat *Message
-}
-
-// member is one remote node in the table.
-type member struct {
-	id            NodeID
-	incarnation   uint64
-	status        NodeStatus
-	conn          connID // established stream, 0 if none
-	dial          connID // outbound stream being set up, 0 if none
-	attempts      int
-	nextDial      time.Time // zero: no dial scheduled
-	graceFrom     time.Time // while the first dial waits for the smaller id's: when m was learned
-	downSince     time.Time
-	lastHeartbeat time.Time
-	startedAt     time.Time
-	attrs         Attributes
-	removed       bool   // taken out of the table (deleteMember): no stream may use it any more
-	heard         uint64 // the newest incarnation the node announced itself (gossip may claim newer)
-	parked        bool   // not redialled: another node holds its address (see park)
-	inView        bool   // on the overlay's rings: alive in the view (syncView)
-	inBasis       bool   // on the basis's rings: in the view or down for a short while
-}
-
-// tombstone remembers a node that left (or was forgotten) so stale gossip cannot revive it.
-type tombstone struct {
-	incarnation uint64
-	left        bool
-	direct      bool // the node said it left on its own stream (not a claim relayed by gossip)
-	until       time.Time
-	probeAt     time.Time // forgotten nodes: gossip may not revive it before this
-}
-
-// seed is a seed address. It is dialled as long as the node behind it is not in the table
-// (never reached, or forgotten after a long partition), so even a cluster split for longer
-// than the reconnect timeout heals.
-type seed struct {
-	text     string // as configured: host:port or name@host:port; for a DNS seed, its address
-	via      string // the DNS seed that resolved to addr, "" for a seed configured as an address
-	addr     string
-	id       NodeID // the node at addr, once known (given as name@host:port, or learned)
-	self     bool
-	dial     connID
-	attempts int
-	nextDial time.Time
-
-	// What the node knows of the seed's reachability, for warnings and health (core_seeds.go).
-	reached      bool      // the last dial that tried it reached a node
-	lastErr      string    // why the last dial failed ("" once it reached a node)
-	failures     int       // dials failed since it was last reached (or since the start)
-	failingSince time.Time // when the first of those failed
-	warnedAt     time.Time // when it was last warned about (zero: not since it was last reached)
-}
-
-// peerConn is one stream, from dial or accept until close.
-type peerConn struct {
-	id           connID
-	outbound     bool
-	expect       NodeID // outbound: the member dialled (zero for plain seeds)
-	anyID        bool   // outbound to a seed: whoever answers is welcome
-	seed         *seed
-	trying       *seed  // outbound: the seed this dial tries (plain, or announced by id and never reached)
-	failure      string // outbound: why the stream ended before its handshake, when known
-	opened       time.Time
-	established  bool
-	rejected     RejectReason // the peer's Reject, if it sent one
-	foreign      bool         // refused, by either side, for a cluster name that differs
-	addr         string       // outbound: the address dialled
-	peer         NodeID
-	member       *member // c.members[peer] when last looked up (see memberOf)
-	order        int     // the stream's index in c.connOrder and c.connDue, when they are built
-	peerInc      uint64
-	peerBeat     time.Duration // the heartbeat interval the peer advertised
-	lastBeat     time.Time     // when the peer's last heartbeat (or hello) arrived
-	lastRecv     time.Time
-	suspectSince time.Time // when the silence was first found past the timeout (zero: not suspected)
-	unconfirmed  bool      // not reported up yet: accepted and waiting for the dialler, or held
-	held         bool      // ready to come up, held back because the local node was stalled
-	created      bool      // the stream's hello added its peer to the table
-	fresh        bool      // the stream's hello brought a node or incarnation not known before
-	timeout      time.Duration
-	nextBeat     time.Time
-	sentAttrs    uint64
-	mismatches   int
-	syncHold     time.Time
-	removed      bool // taken out of the stream table: what arrives on it is ignored
 }
 
 // newCore returns a core for the local node self, started at now. It reports its
@@ -267,30 +178,6 @@ func (c *core) ended(now time.Time, id connID, err error) {
 	c.runDials(now) // a dial slot may have freed
 }
 
-// closed handles the end of stream id.
-func (c *core) closed(now time.Time, id connID) {
-	pc := c.conns[id]
-	if pc == nil {
-		return
-	}
-	c.removeConn(pc)
-	if !pc.established {
-		if pc.outbound {
-			c.dialFailed(now, pc)
-		}
-		return
-	}
-	if pc.unconfirmed {
-		c.dropUnconfirmed(now, pc)
-		return
-	}
-	m := c.memberOf(pc)
-	if m == nil || m.conn != id {
-		return
-	}
-	c.lost(now, m, ReasonConnectionClosed)
-}
-
 // receive handles one message that arrived on stream id, unless the stream is no longer in
 // the table (the core closed it, and ignores what still arrives on it).
 func (c *core) receive(now time.Time, id connID, msg *Message) {
@@ -317,16 +204,6 @@ func (c *core) receive(now time.Time, id connID, msg *Message) {
 	c.runDials(now)
 }
 
-// confirmAccepted brings up the peer of an accepted stream on the dialler's first message
-// after its hello.
-func (c *core) confirmAccepted(now time.Time, pc *peerConn) {
-	if m := c.memberOf(pc); m != nil && m.conn == pc.id {
-		c.confirm(now, pc, m)
-		return
-	}
-	pc.unconfirmed = false
-}
-
 // dispatch handles a message on an established stream.
 func (c *core) dispatch(now time.Time, pc *peerConn, msg *Message) {
 	switch {
@@ -348,6 +225,62 @@ func (c *core) dispatch(now time.Time, pc *peerConn, msg *Message) {
 	default:
 		c.reject(now, pc, RejectBadMessage, "empty message")
 	}
+}
+
+// tick runs everything that is due at now: heartbeats, failure detection, handshake
+// deadlines, redials, forgetting and tombstone expiry. It then computes the next wake-up.
+func (c *core) tick(now time.Time) {
+	if c.leaving {
+		return
+	}
+	onTime := c.wakeAt.IsZero() || now.Sub(c.wakeAt) < c.stallTolerance()
+	c.forgiveStall(now)
+	c.wakeAt = time.Time{}
+	wasHolding := c.holding
+	c.releaseHold(now, onTime)
+	if wasHolding && !c.holding {
+		clear(c.connDue) // every held stream is reported now (visitConn)
+	}
+	// Heartbeats due soon are sent now, so one wake-up serves many streams.
+	coalesce := now.Add(c.cfg.HeartbeatInterval / 10)
+	if c.topoDirty {
+		c.reconcile(now)
+	}
+	if len(c.alerts) > 0 {
+		c.expireAlerts(now)
+	}
+	c.expireBasis(now)
+	c.visitConns(now, coalesce)
+	// One pass over the members: forgetting and due dials. Whether the dial slots are full
+	// is only counted when a dial is due at all.
+	c.dialAt = time.Time{}
+	full, counted := false, false
+	slotsFull := func() bool {
+		if !counted {
+			full, counted = c.dialsInFlight() >= maxConcurrentDials, true
+		}
+		return full
+	}
+	// With every member connected in a full mesh (a steady cluster) none can be due for
+	// forgetting or for a dial: the pass, which touches every member, is skipped. Where an
+	// overlay may form, a member can be up without a stream and due for a dial.
+	if c.connected < len(c.members) || c.cfg.Monitors > 0 {
+		for _, m := range c.sortedMembers() {
+			if c.forgetIfDue(now, m) {
+				continue
+			}
+			if !m.nextDial.IsZero() && m.conn == 0 && m.dial == 0 {
+				c.dueDial(now, m.nextDial, slotsFull())
+			}
+		}
+	}
+	c.expireTombstones(now)
+	for _, s := range c.seeds {
+		if c.seedWanted(s) {
+			c.dueDial(now, s.nextDial, slotsFull())
+		}
+	}
+	c.runDials(now)
 }
 
 // leave tells every peer the node leaves and closes every stream. No event is emitted for
@@ -382,64 +315,6 @@ func (c *core) setAttributes(processCount int, metadata map[string]string) {
 	}
 }
 
-// newConn registers a stream.
-func (c *core) newConn(now time.Time, outbound bool) *peerConn {
-	c.lastConn++
-	pc := &peerConn{id: c.lastConn, outbound: outbound, opened: now, lastRecv: now}
-	c.conns[pc.id] = pc
-	c.connOrder = nil
-	if outbound {
-		c.dialing++
-	}
-	return pc
-}
-
-// removeConn takes pc out of the stream table.
-func (c *core) removeConn(pc *peerConn) {
-	delete(c.conns, pc.id)
-	pc.removed = true
-	c.connOrder = nil
-	if pc.outbound && !pc.established {
-		c.dialing--
-	}
-}
-
-// send queues msg on pc.
-func (c *core) send(pc *peerConn, msg *Message) {
-	c.emit(output{kind: outSend, conn: pc.id, msg: msg})
-}
-
-// closeConn closes pc from this side, after what was queued on it when flush is set.
-func (c *core) closeConn(now time.Time, pc *peerConn, flush bool) {
-	c.emit(output{kind: outClose, conn: pc.id, flush: flush})
-	c.closed(now, pc.id)
-}
-
-// dropConn closes pc without any accounting: another stream replaces it.
-func (c *core) dropConn(id connID) {
-	pc, ok := c.conns[id]
-	if !ok {
-		return
-	}
-	c.removeConn(pc)
-	c.emit(output{kind: outClose, conn: pc.id})
-}
-
-// reject refuses pc with reason and closes it.
-func (c *core) reject(now time.Time, pc *peerConn, reason RejectReason, detail string) {
-	if pc.failure == "" {
-		pc.failure = "refused the node there: " + detail
-	}
-	c.send(pc, &Message{Reject: &Reject{Reason: reason, Detail: detail}})
-	c.closeConn(now, pc, true)
-}
-
-// violation logs a peer that broke the protocol, rejects and closes its stream.
-func (c *core) violation(now time.Time, pc *peerConn, detail string) {
-	c.log(slog.LevelWarn, "peer protocol violation, closing stream", "peer", pc.peer.String(), "problem", detail)
-	c.reject(now, pc, RejectBadMessage, detail)
-}
-
 // emit appends one effect.
 func (c *core) emit(o output) { c.out = append(c.out, o) }
 
@@ -452,44 +327,5 @@ func (c *core) log(level slog.Level, text string, attrs ...any) {
 func (c *core) wantWake(t time.Time) {
 	if c.wakeAt.IsZero() || t.Before(c.wakeAt) {
 		c.wakeAt = t
-	}
-}
-
-// wantDialAt lowers the time the next dial is due.
-func (c *core) wantDialAt(t time.Time) {
-	if c.dialAt.IsZero() || t.Before(c.dialAt) {
-		c.dialAt = t
-	}
-	c.wantWake(t)
-}
-
-// viewChanged notes a change to the node table or the tombstones: the digest, the view and
-// the member order are rebuilt when next needed.
-func (c *core) viewChanged() {
-	c.digestDirty = true
-	c.viewCache = nil
-	c.memberOrder = nil
-}
-
-// sortedConns returns the streams in id order, for deterministic iteration.
-// The order is cached until a stream is added or removed: tick runs it many times a second.
-// Callers may close streams while iterating; the slice they hold stays valid.
-func (c *core) sortedConns() []*peerConn {
-	if c.connOrder == nil {
-		c.connOrder = slices.Collect(maps.Values(c.conns))
-		slices.SortFunc(c.connOrder, func(a, b *peerConn) int { return cmp.Compare(a.id, b.id) })
-		c.connDue = make([]time.Duration, len(c.connOrder))
-		for i, pc := range c.connOrder {
-			pc.order = i
-		}
-	}
-	return c.connOrder
-}
-
-// recheck makes the next tick look at pc, whose deadlines may have moved earlier than its
-// entry in connDue says.
-func (c *core) recheck(pc *peerConn) {
-	if c.connOrder != nil && pc.order < len(c.connOrder) && c.connOrder[pc.order] == pc {
-		c.connDue[pc.order] = 0
 	}
 }

@@ -6,64 +6,15 @@ import (
 	"time"
 )
 
+// Heartbeats and failure detection. A tick visits the streams due (visitConns): each sends its
+// heartbeat when due and checks its peer's silence. A heartbeat received is recorded, and
+// answered when this node's own is due soon (onHeartbeat). A silence past the timeout is first
+// suspected, then confirmed on time (confirmTimeout) and the peer lost (heartbeatTimeout). A
+// node that stalled forgives the silence it caused (forgiveStall) and holds back node_up
+// reports until it runs on time again (noteOverdue, releaseHold).
+
 // minHeartbeatInterval guards the detector against a peer advertising a nonsense interval.
 const minHeartbeatInterval = 10 * time.Millisecond
-
-// tick runs everything that is due at now: heartbeats, failure detection, handshake
-// deadlines, redials, forgetting and tombstone expiry. It then computes the next wake-up.
-func (c *core) tick(now time.Time) {
-	if c.leaving {
-		return
-	}
-	onTime := c.wakeAt.IsZero() || now.Sub(c.wakeAt) < c.stallTolerance()
-	c.forgiveStall(now)
-	c.wakeAt = time.Time{}
-	wasHolding := c.holding
-	c.releaseHold(now, onTime)
-	if wasHolding && !c.holding {
-		clear(c.connDue) // every held stream is reported now (visitConn)
-	}
-	// Heartbeats due soon are sent now, so one wake-up serves many streams.
-	coalesce := now.Add(c.cfg.HeartbeatInterval / 10)
-	if c.topoDirty {
-		c.reconcile(now)
-	}
-	if len(c.alerts) > 0 {
-		c.expireAlerts(now)
-	}
-	c.expireBasis(now)
-	c.visitConns(now, coalesce)
-	// One pass over the members: forgetting and due dials. Whether the dial slots are full
-	// is only counted when a dial is due at all.
-	c.dialAt = time.Time{}
-	full, counted := false, false
-	slotsFull := func() bool {
-		if !counted {
-			full, counted = c.dialsInFlight() >= maxConcurrentDials, true
-		}
-		return full
-	}
-	// With every member connected in a full mesh (a steady cluster) none can be due for
-	// forgetting or for a dial: the pass, which touches every member, is skipped. Where an
-	// overlay may form, a member can be up without a stream and due for a dial.
-	if c.connected < len(c.members) || c.cfg.Monitors > 0 {
-		for _, m := range c.sortedMembers() {
-			if c.forgetIfDue(now, m) {
-				continue
-			}
-			if !m.nextDial.IsZero() && m.conn == 0 && m.dial == 0 {
-				c.dueDial(now, m.nextDial, slotsFull())
-			}
-		}
-	}
-	c.expireTombstones(now)
-	for _, s := range c.seeds {
-		if c.seedWanted(s) {
-			c.dueDial(now, s.nextDial, slotsFull())
-		}
-	}
-	c.runDials(now)
-}
 
 // visitConns looks at the streams that may need something before coalesce: a heartbeat to
 // send, a silence to check, a handshake to time out. connDue keeps, per stream, the earliest
@@ -122,6 +73,191 @@ func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.T
 	return silentAt
 }
 
+// sendHeartbeat sends one heartbeat on pc; attributes ride along only when they changed.
+// Heartbeats without attributes are one shared message (sharedBeat): messages handed to the
+// runtime are never changed afterwards.
+func (c *core) sendHeartbeat(pc *peerConn) {
+	if pc.sentAttrs == c.attrs.Version {
+		c.send(pc, c.sharedBeat())
+		c.metrics.HeartbeatSent()
+		return
+	}
+	attrs := c.attrs.clone()
+	pc.sentAttrs = c.attrs.Version
+	c.send(pc, &Message{Heartbeat: &Heartbeat{
+		ViewDigest:        c.viewDigest(),
+		ProcessCount:      c.attrs.ProcessCount,
+		AttributesVersion: c.attrs.Version,
+		Attributes:        &attrs,
+	}})
+	c.metrics.HeartbeatSent()
+}
+
+// sharedBeat returns the heartbeat without attributes for the current view digest and
+// attributes, built anew only when one of them changed.
+func (c *core) sharedBeat() *Message {
+	digest := c.viewDigest()
+	if hb := c.beat; hb != nil && hb.Heartbeat.ViewDigest == digest &&
+		hb.Heartbeat.AttributesVersion == c.attrs.Version && hb.Heartbeat.ProcessCount == c.attrs.ProcessCount {
+		return hb
+	}
+	c.beat = &Message{Heartbeat: &Heartbeat{
+		ViewDigest:        digest,
+		ProcessCount:      c.attrs.ProcessCount,
+		AttributesVersion: c.attrs.Version,
+	}}
+	return c.beat
+}
+
+// beatAfter returns when the heartbeat after the one due at due, sent at now, is due: an
+// interval after due, give or take a fortieth (jitter). Counting from due rather than from
+// now keeps the rate at one heartbeat per interval although a wake-up sends the heartbeats
+// due within a tenth of an interval early, to serve many streams at once; counted from now,
+// those early sends added up to 8 % more heartbeats than intervals. The gap after now is
+// capped at maxBeatGap; a schedule that fell behind (a stalled node) starts over from now.
+func (c *core) beatAfter(now, due time.Time) time.Time {
+	i := c.cfg.HeartbeatInterval
+	next := due.Add(i - i/40 + time.Duration(c.rng.Int64N(int64(i/20)+1)))
+	if next.Sub(now) < i/2 {
+		return now.Add(c.jitter(i))
+	}
+	if limit := now.Add(c.maxBeatGap()); next.After(limit) {
+		return limit
+	}
+	return next
+}
+
+// maxBeatGap is the longest a stream goes without a heartbeat from this node: the interval
+// and a twentieth, or half the confirmation delay if that is shorter. A peer's detector
+// confirms a silence only after confirmDelay more (a tenth of an interval, at most 200 ms), so
+// even at a threshold of one the lateness is absorbed.
+func (c *core) maxBeatGap() time.Duration {
+	return c.cfg.HeartbeatInterval + min(c.cfg.HeartbeatInterval/20, c.confirmDelay()/2)
+}
+
+// jitter returns d shortened by up to 5%, so that streams opened together do not stay in
+// lockstep.
+func (c *core) jitter(d time.Duration) time.Duration {
+	return d - time.Duration(c.rng.Int64N(int64(d/20)+1))
+}
+
+// onHeartbeat records a peer's heartbeat, its attributes, and compares views.
+func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
+	if !hb.ID.IsZero() && hb.ID != pc.peer {
+		c.violation(now, pc, "heartbeat speaks for another node "+hb.ID.String())
+		return
+	}
+	m := c.memberOf(pc)
+	if m == nil || m.conn != pc.id {
+		return
+	}
+	m.lastHeartbeat = now
+	c.metrics.HeartbeatReceived(now.Sub(pc.lastBeat), pc.peerBeat)
+	pc.lastBeat = now
+	c.answerHeartbeat(now, pc)
+	c.updateAttributes(now, m, hb)
+	if hb.ViewDigest == c.viewDigest() {
+		pc.mismatches = 0
+		return
+	}
+	// A single mismatch is usually a join still spreading; two in a row start a sync.
+	pc.mismatches++
+	if pc.mismatches >= 2 && !now.Before(pc.syncHold) {
+		pc.mismatches = 0
+		pc.syncHold = now.Add(4 * c.cfg.HeartbeatInterval)
+		c.send(pc, &Message{Update: &Update{Full: true, ReplyRequested: true, Entries: c.view()}})
+	}
+}
+
+// answerHeartbeat sends pc's heartbeat at once when it is due within half an interval (the
+// shorter of the two nodes' intervals): the two directions of a stream fall into step, one
+// side's heartbeat answering the other's. Each heartbeat then carries the TCP
+// acknowledgement of the one it answers, so a pair costs three segments per interval instead
+// of four, and no extra heartbeat is sent: the answer replaces the one about to go out. (With
+// a window of half of its own interval, a node would answer a much faster peer about twice
+// per interval.)
+//
+// The answering side then gives the other one the lead: its own next heartbeat is due the
+// longest gap beatAfter allows after the answer, so its wake-ups do not send ahead of the
+// heartbeat it would answer, and the pair keeps one schedule.
+func (c *core) answerHeartbeat(now time.Time, pc *peerConn) {
+	window := min(c.cfg.HeartbeatInterval, pc.peerBeat) / 2
+	if !c.current(pc) || pc.nextBeat.Sub(now) > window {
+		return
+	}
+	c.sendHeartbeat(pc)
+	pc.nextBeat = now.Add(c.maxBeatGap())
+}
+
+// updateAttributes takes the process count and attributes of a heartbeat; a change of a
+// connected node's is reported as node_updated.
+func (c *core) updateAttributes(now time.Time, m *member, hb *Heartbeat) {
+	changed := m.attrs.ProcessCount != hb.ProcessCount
+	m.attrs.ProcessCount = hb.ProcessCount
+	if hb.Attributes != nil && hb.Attributes.Version >= m.attrs.Version {
+		changed = changed || hb.Attributes.ProcessCount != m.attrs.ProcessCount || !maps.Equal(hb.Attributes.Metadata, m.attrs.Metadata)
+		m.attrs = hb.Attributes.clone()
+	}
+	if changed && m.status == StatusConnected {
+		c.emit(output{kind: outEvent, event: Event{Type: EventNodeUpdated, Time: now, Node: c.nodeInfo(now, m)}})
+		c.relayAttributes(m.conn, m)
+	}
+}
+
+// relayAttributes passes m's attributes, heard first hand, on to the other neighbours: in the
+// overlay the nodes without a stream to m learn them only this way.
+func (c *core) relayAttributes(from connID, m *member) {
+	attrs := m.attrs.clone()
+	c.relayFresh(from, []MemberEntry{{ID: m.id, Incarnation: m.incarnation, Attrs: &attrs}})
+}
+
+// confirmTimeout reports whether pc's silence, past its timeout, is confirmed. The first
+// time a stream is found silent it is only suspected, and checked again after a short delay:
+// meanwhile the stream readers get to hand over what arrived while this node was busy, and if
+// the node is starved the re-check comes late, counts as a stall (forgiveStall) and starts the
+// suspicion over: only a node that gets its timers on time blames a peer. A healthy node
+// confirms a real silence one confirmDelay after the timeout.
+func (c *core) confirmTimeout(now time.Time, pc *peerConn) bool {
+	if pc.suspectSince.IsZero() {
+		pc.suspectSince = now
+	}
+	return !now.Before(pc.suspectSince.Add(c.confirmDelay()))
+}
+
+// confirmDelay is how long a silent stream stays suspected before it is declared timed out.
+func (c *core) confirmDelay() time.Duration {
+	return min(max(c.cfg.HeartbeatInterval/10, 20*time.Millisecond), 200*time.Millisecond)
+}
+
+// heartbeatTimeout declares the peer of pc down after too long a silence and closes the
+// stream, so a restarted peer is never blocked by a stale one.
+func (c *core) heartbeatTimeout(now time.Time, pc *peerConn) {
+	m := c.memberOf(pc)
+	if m != nil && m.conn == pc.id && !pc.unconfirmed {
+		c.lost(now, m, ReasonHeartbeatTimeout)
+	}
+	c.closeConn(now, pc, false) // an unconfirmed stream goes through dropUnconfirmed
+}
+
+// checkHandshake closes a stream whose handshake did not finish in time; it returns the
+// handshake's deadline while it has not passed, zero once the stream is closed.
+func (c *core) checkHandshake(now time.Time, pc *peerConn) time.Time {
+	limit := c.cfg.HandshakeTimeout
+	if pc.outbound {
+		limit = c.cfg.DialTimeout
+	}
+	deadline := pc.opened.Add(limit)
+	if now.Before(deadline) {
+		return deadline
+	}
+	c.log(slog.LevelDebug, "handshake timed out", "outbound", pc.outbound, "expected", pc.expect.String())
+	if pc.failure == "" {
+		pc.failure = "no handshake within " + limit.String()
+	}
+	c.closeConn(now, pc, false)
+	return time.Time{}
+}
+
 // forgiveStall handles a wake-up that came notably later than asked: the local process was slow
 // (CPU starvation, a pause, a suspended VM), so that part of the silence it measured is its
 // own fault. Every stream's silence clock is pushed forward by the delay, so a slow node does
@@ -152,6 +288,12 @@ func (c *core) forgiveStall(now time.Time) {
 			pc.suspectSince = time.Time{}
 		}
 	}
+}
+
+// stallTolerance is how late a wake-up may be and still count as on time: ordinary
+// scheduling jitter, not a stall.
+func (c *core) stallTolerance() time.Duration {
+	return max(c.cfg.HeartbeatInterval/20, 10*time.Millisecond)
 }
 
 // realStall is how late a wake-up must be to count as the local node having stalled (CPU
@@ -205,531 +347,5 @@ func (c *core) releaseHold(now time.Time, onTime bool) {
 		c.wantWake(c.holdCheck)
 	default:
 		c.holding, c.holdCheck = false, time.Time{}
-	}
-}
-
-// stallTolerance is how late a wake-up may be and still count as on time: ordinary
-// scheduling jitter, not a stall.
-func (c *core) stallTolerance() time.Duration {
-	return max(c.cfg.HeartbeatInterval/20, 10*time.Millisecond)
-}
-
-// confirmTimeout reports whether pc's silence, past its timeout, is confirmed. The first
-// time a stream is found silent it is only suspected, and checked again after a short delay:
-// meanwhile the stream readers get to hand over what arrived while this node was busy, and if
-// the node is starved the re-check comes late, counts as a stall (forgiveStall) and starts the
-// suspicion over: only a node that gets its timers on time blames a peer. A healthy node
-// confirms a real silence one confirmDelay after the timeout.
-func (c *core) confirmTimeout(now time.Time, pc *peerConn) bool {
-	if pc.suspectSince.IsZero() {
-		pc.suspectSince = now
-	}
-	return !now.Before(pc.suspectSince.Add(c.confirmDelay()))
-}
-
-// confirmDelay is how long a silent stream stays suspected before it is declared timed out.
-func (c *core) confirmDelay() time.Duration {
-	return min(max(c.cfg.HeartbeatInterval/10, 20*time.Millisecond), 200*time.Millisecond)
-}
-
-// checkHandshake closes a stream whose handshake did not finish in time; it returns the
-// handshake's deadline while it has not passed, zero once the stream is closed.
-func (c *core) checkHandshake(now time.Time, pc *peerConn) time.Time {
-	limit := c.cfg.HandshakeTimeout
-	if pc.outbound {
-		limit = c.cfg.DialTimeout
-	}
-	deadline := pc.opened.Add(limit)
-	if now.Before(deadline) {
-		return deadline
-	}
-	c.log(slog.LevelDebug, "handshake timed out", "outbound", pc.outbound, "expected", pc.expect.String())
-	if pc.failure == "" {
-		pc.failure = "no handshake within " + limit.String()
-	}
-	c.closeConn(now, pc, false)
-	return time.Time{}
-}
-
-// heartbeatTimeout declares the peer of pc down after too long a silence and closes the
-// stream, so a restarted peer is never blocked by a stale one.
-func (c *core) heartbeatTimeout(now time.Time, pc *peerConn) {
-	m := c.memberOf(pc)
-	if m != nil && m.conn == pc.id && !pc.unconfirmed {
-		c.lost(now, m, ReasonHeartbeatTimeout)
-	}
-	c.closeConn(now, pc, false) // an unconfirmed stream goes through dropUnconfirmed
-}
-
-// sendHeartbeat sends one heartbeat on pc; attributes ride along only when they changed.
-// Heartbeats without attributes are one shared message (sharedBeat): messages handed to the
-// runtime are never changed afterwards.
-func (c *core) sendHeartbeat(pc *peerConn) {
-	if pc.sentAttrs == c.attrs.Version {
-		c.send(pc, c.sharedBeat())
-		c.metrics.HeartbeatSent()
-		return
-	}
-	attrs := c.attrs.clone()
-	pc.sentAttrs = c.attrs.Version
-	c.send(pc, &Message{Heartbeat: &Heartbeat{
-		ViewDigest:        c.viewDigest(),
-		ProcessCount:      c.attrs.ProcessCount,
-		AttributesVersion: c.attrs.Version,
-		Attributes:        &attrs,
-	}})
-	c.metrics.HeartbeatSent()
-}
-
-// sharedBeat returns the heartbeat without attributes for the current view digest and
-// attributes, built anew only when one of them changed.
-func (c *core) sharedBeat() *Message {
-	digest := c.viewDigest()
-	if hb := c.beat; hb != nil && hb.Heartbeat.ViewDigest == digest &&
-		hb.Heartbeat.AttributesVersion == c.attrs.Version && hb.Heartbeat.ProcessCount == c.attrs.ProcessCount {
-		return hb
-	}
-	c.beat = &Message{Heartbeat: &Heartbeat{
-		ViewDigest:        digest,
-		ProcessCount:      c.attrs.ProcessCount,
-		AttributesVersion: c.attrs.Version,
-	}}
-	return c.beat
-}
-
-// onHeartbeat records a peer's heartbeat, its attributes, and compares views.
-func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
-	if !hb.ID.IsZero() && hb.ID != pc.peer {
-		c.violation(now, pc, "heartbeat speaks for another node "+hb.ID.String())
-		return
-	}
-	m := c.memberOf(pc)
-	if m == nil || m.conn != pc.id {
-		return
-	}
-	m.lastHeartbeat = now
-	c.metrics.HeartbeatReceived(now.Sub(pc.lastBeat), pc.peerBeat)
-	pc.lastBeat = now
-	c.answerHeartbeat(now, pc)
-	c.updateAttributes(now, m, hb)
-	if hb.ViewDigest == c.viewDigest() {
-		pc.mismatches = 0
-		return
-	}
-	// A single mismatch is usually a join still spreading; two in a row start a sync.
-	pc.mismatches++
-	if pc.mismatches >= 2 && !now.Before(pc.syncHold) {
-		pc.mismatches = 0
-		pc.syncHold = now.Add(4 * c.cfg.HeartbeatInterval)
-		c.send(pc, &Message{Update: &Update{Full: true, ReplyRequested: true, Entries: c.view()}})
-	}
-}
-
-// updateAttributes takes the process count and attributes of a heartbeat; a change of a
-// connected node's is reported as node_updated.
-func (c *core) updateAttributes(now time.Time, m *member, hb *Heartbeat) {
-	changed := m.attrs.ProcessCount != hb.ProcessCount
-	m.attrs.ProcessCount = hb.ProcessCount
-	if hb.Attributes != nil && hb.Attributes.Version >= m.attrs.Version {
-		changed = changed || hb.Attributes.ProcessCount != m.attrs.ProcessCount || !maps.Equal(hb.Attributes.Metadata, m.attrs.Metadata)
-		m.attrs = hb.Attributes.clone()
-	}
-	if changed && m.status == StatusConnected {
-		c.emit(output{kind: outEvent, event: Event{Type: EventNodeUpdated, Time: now, Node: c.nodeInfo(now, m)}})
-		c.relayAttributes(m.conn, m)
-	}
-}
-
-// relayAttributes passes m's attributes, heard first hand, on to the other neighbours: in the
-// overlay the nodes without a stream to m learn them only this way.
-func (c *core) relayAttributes(from connID, m *member) {
-	attrs := m.attrs.clone()
-	c.relayFresh(from, []MemberEntry{{ID: m.id, Incarnation: m.incarnation, Attrs: &attrs}})
-}
-
-// answerHeartbeat sends pc's heartbeat at once when it is due within half an interval (the
-// shorter of the two nodes' intervals): the two directions of a stream fall into step, one
-// side's heartbeat answering the other's. Each heartbeat then carries the TCP
-// acknowledgement of the one it answers, so a pair costs three segments per interval instead
-// of four, and no extra heartbeat is sent: the answer replaces the one about to go out. (With
-// a window of half of its own interval, a node would answer a much faster peer about twice
-// per interval.)
-//
-// The answering side then gives the other one the lead: its own next heartbeat is due the
-// longest gap beatAfter allows after the answer, so its wake-ups do not send ahead of the
-// heartbeat it would answer, and the pair keeps one schedule.
-func (c *core) answerHeartbeat(now time.Time, pc *peerConn) {
-	window := min(c.cfg.HeartbeatInterval, pc.peerBeat) / 2
-	if !c.current(pc) || pc.nextBeat.Sub(now) > window {
-		return
-	}
-	c.sendHeartbeat(pc)
-	pc.nextBeat = now.Add(c.maxBeatGap())
-}
-
-// beatAfter returns when the heartbeat after the one due at due, sent at now, is due: an
-// interval after due, give or take a fortieth (jitter). Counting from due rather than from
-// now keeps the rate at one heartbeat per interval although a wake-up sends the heartbeats
-// due within a tenth of an interval early, to serve many streams at once; counted from now,
-// those early sends added up to 8 % more heartbeats than intervals. The gap after now is
-// capped at maxBeatGap; a schedule that fell behind (a stalled node) starts over from now.
-func (c *core) beatAfter(now, due time.Time) time.Time {
-	i := c.cfg.HeartbeatInterval
-	next := due.Add(i - i/40 + time.Duration(c.rng.Int64N(int64(i/20)+1)))
-	if next.Sub(now) < i/2 {
-		return now.Add(c.jitter(i))
-	}
-	if limit := now.Add(c.maxBeatGap()); next.After(limit) {
-		return limit
-	}
-	return next
-}
-
-// maxBeatGap is the longest a stream goes without a heartbeat from this node: the interval
-// and a twentieth, or half the confirmation delay if that is shorter. A peer's detector
-// confirms a silence only after confirmDelay more (a tenth of an interval, at most 200 ms), so
-// even at a threshold of one the lateness is absorbed.
-func (c *core) maxBeatGap() time.Duration {
-	return c.cfg.HeartbeatInterval + min(c.cfg.HeartbeatInterval/20, c.confirmDelay()/2)
-}
-
-// onLeave handles a peer leaving gracefully.
-func (c *core) onLeave(now time.Time, pc *peerConn, l *Leave) {
-	if l.ID != pc.peer {
-		c.violation(now, pc, "leave speaks for another node "+l.ID.String())
-		return
-	}
-	if m := c.memberOf(pc); m != nil && m.conn == pc.id {
-		c.markDown(now, m, ReasonGracefulShutdown)
-		c.removeMember(m)
-		c.relayFresh(pc.id, []MemberEntry{{ID: l.ID, Incarnation: pc.peerInc, Left: true}})
-	}
-	c.tombs[pc.peer] = tombstone{incarnation: pc.peerInc, left: true, direct: true, until: now.Add(c.cfg.TombstoneTimeout)}
-	c.wantWake(now.Add(c.cfg.TombstoneTimeout))
-	c.viewChanged()
-	c.closeConn(now, pc, false)
-}
-
-// markUp brings m up, emitting node_up if it was not.
-func (c *core) markUp(now time.Time, m *member) {
-	if m.status == StatusConnected {
-		return
-	}
-	m.status = StatusConnected
-	c.connected++
-	c.holders[m.id.Address()] = m.id
-	c.syncView(now, m)
-	c.emit(output{kind: outEvent, event: Event{Type: EventNodeUp, Time: now, Node: c.nodeInfo(now, m)}})
-}
-
-// markDown takes m down, emitting node_down once if it was connected or connecting.
-func (c *core) markDown(now time.Time, m *member, reason DownReason) {
-	if m.status == StatusConnected {
-		c.connected--
-	}
-	if m.status == StatusConnected || m.status == StatusConnecting {
-		info := c.nodeInfo(now, m)
-		info.Status = StatusDisconnected
-		c.emit(output{kind: outEvent, event: Event{Type: EventNodeDown, Time: now, Node: info, Reason: reason}})
-	}
-	c.releaseAddress(now, m)
-	m.status = StatusDisconnected
-	m.conn = 0
-	m.downSince = now
-	c.syncView(now, m)
-	c.wantWake(now.Add(c.cfg.ReconnectTimeout))
-	if c.connected == 0 && len(c.seeds) > 0 {
-		c.wantDialAt(now) // cut off from everyone: the seeds are the way back
-	}
-}
-
-// scheduleRedial plans the first redial of a node that just went down.
-func (c *core) scheduleRedial(now time.Time, m *member) {
-	m.attempts = 0
-	m.nextDial = now.Add(c.backoff(0))
-	c.wantDialAt(m.nextDial)
-}
-
-// dial opens an outbound stream to m.
-func (c *core) dial(now time.Time, m *member) {
-	pc := c.newConn(now, true)
-	pc.expect = m.id
-	pc.anyID = m.incarnation == 0 // a seed announced by id: whoever answers there is welcome
-	if m.incarnation == 0 {
-		pc.trying = c.seedWithID(m.id)
-	}
-	m.dial = pc.id
-	m.nextDial, m.graceFrom = time.Time{}, time.Time{}
-	c.metrics.DialStarted()
-	pc.addr = m.id.Address()
-	c.emit(output{kind: outDial, conn: pc.id, addr: pc.addr})
-	c.wantWake(now.Add(c.cfg.DialTimeout))
-}
-
-// dialSeed opens an outbound stream to a plain seed address.
-func (c *core) dialSeed(now time.Time, s *seed) {
-	pc := c.newConn(now, true)
-	pc.anyID = true
-	pc.seed, pc.trying = s, s
-	s.dial = pc.id
-	c.metrics.DialStarted()
-	pc.addr = s.addr
-	c.emit(output{kind: outDial, conn: pc.id, addr: pc.addr})
-	c.wantWake(now.Add(c.cfg.DialTimeout))
-}
-
-// dialFailed handles an outbound stream that ended before its handshake finished.
-func (c *core) dialFailed(now time.Time, pc *peerConn) {
-	if s := pc.trying; s != nil && !s.self {
-		if pc.rejected == RejectDuplicateStream {
-			c.seedReached(now, s) // a node answered there: already connected on another stream
-		} else {
-			c.seedFailed(now, s, pc)
-		}
-	}
-	if s := pc.seed; s != nil && s.dial == pc.id {
-		s.dial = 0
-		s.attempts++
-		s.nextDial = now.Add(c.backoff(s.attempts))
-		c.wantDialAt(s.nextDial)
-	}
-	m := c.members[pc.expect]
-	if m == nil || m.dial != pc.id {
-		return
-	}
-	m.dial = 0
-	if m.conn != 0 {
-		return // another stream to the node is up: nothing to redial
-	}
-	if pc.rejected == RejectUnexpectedID && c.park(now, m, true) {
-		return
-	}
-	if pc.rejected == RejectDuplicateStream || pc.rejected == RejectIDInUse {
-		// The peer's own stream wins the tie, or the peer checks this node's new incarnation
-		// by dialling it: redial only if that stream never shows up.
-		m.nextDial = now.Add(c.dialGrace())
-		c.wantDialAt(m.nextDial)
-		return
-	}
-	m.attempts++
-	m.nextDial = now.Add(c.redialBackoff(m.attempts))
-	c.wantDialAt(m.nextDial)
-	switch {
-	case m.status == StatusConnecting:
-		c.markDown(now, m, ReasonConnectionRefused)
-	case m.status == StatusConnected && c.overlay():
-		// A neighbour the cluster holds alive, dialled and not reached: an observer says so
-		// when others already do (a dial failing in a busy formation is no failure of its own).
-		if c.alerts[m.id] != nil {
-			c.observe(now, m, ReasonConnectionClosed, false)
-		}
-	case m.status == StatusConnected:
-		// Up without a stream (the overlay shrank to a full mesh) and not reached.
-		c.markDown(now, m, ReasonConnectionClosed)
-	}
-}
-
-// maxConcurrentDials caps the outbound streams a node sets up at once. A node that learns a
-// whole cluster at once (a formation, a healed partition) dials it in waves, so neither it
-// nor the nodes it dials are swamped with handshakes.
-const maxConcurrentDials = 16
-
-// runDials starts the dials that are due, at most maxConcurrentDials at a time; dials over
-// the cap wait for one in flight to finish (establish or fail), which runs runDials again.
-func (c *core) runDials(now time.Time) {
-	if c.leaving || c.dialAt.IsZero() || now.Before(c.dialAt) {
-		return
-	}
-	slots := maxConcurrentDials - c.dialsInFlight()
-	if slots <= 0 {
-		return // still due: the end of a dial in flight runs runDials again
-	}
-	c.dialAt = time.Time{}
-	capped := false
-	for _, m := range c.sortedMembers() {
-		if m.nextDial.IsZero() || m.conn != 0 || m.dial != 0 {
-			continue
-		}
-		if now.Before(m.nextDial) || c.graceExtended(now, m) {
-			c.wantDialAt(m.nextDial)
-			continue
-		}
-		if c.park(now, m, false) {
-			continue
-		}
-		if !c.isNeighbour(m.id) {
-			m.nextDial, m.graceFrom = time.Time{}, time.Time{} // the overlay does not need it
-			continue
-		}
-		if slots <= 0 {
-			capped = true
-			continue
-		}
-		c.dial(now, m)
-		slots--
-	}
-	for _, s := range c.seeds {
-		if s.self || s.dial != 0 {
-			continue
-		}
-		if !c.seedWanted(s) {
-			s.attempts, s.nextDial = 0, now
-			continue
-		}
-		if now.Before(s.nextDial) {
-			c.wantDialAt(s.nextDial)
-			continue
-		}
-		if slots <= 0 {
-			capped = true
-			continue
-		}
-		c.dialSeed(now, s)
-		slots--
-	}
-	if capped {
-		c.dialAt = now // due again as soon as a dial in flight finishes; no timer needed
-	}
-}
-
-// dueDial notes a dial due at at. While every dial slot is taken, a dial already due needs
-// no wake-up: the end of a dial in flight runs runDials.
-func (c *core) dueDial(now, at time.Time, full bool) {
-	if full && !now.Before(at) {
-		if c.dialAt.IsZero() || at.Before(c.dialAt) {
-			c.dialAt = at
-		}
-		return
-	}
-	c.wantDialAt(at)
-}
-
-// dialsInFlight counts outbound streams still dialling or in their handshake. It is kept
-// as streams come and go (newConn, establish, removeConn): runDials asks after every message
-// while a cluster forms, and counting would visit every stream each time.
-func (c *core) dialsInFlight() int { return c.dialing }
-
-// forgetIfDue forgets m once it has been down for longer than the reconnect timeout, leaving
-// a tombstone; it reports whether m was forgotten.
-func (c *core) forgetIfDue(now time.Time, m *member) bool {
-	if m.status != StatusDisconnected || m.dial != 0 {
-		return false
-	}
-	forgetAt := m.downSince.Add(c.cfg.ReconnectTimeout)
-	if now.Before(forgetAt) {
-		c.wantWake(forgetAt)
-		return false
-	}
-	c.log(slog.LevelInfo, "forgetting node down for longer than the reconnect timeout", "peer", m.id.String())
-	c.removeMember(m)
-	c.tombs[m.id] = tombstone{incarnation: m.incarnation, until: now.Add(c.cfg.TombstoneTimeout), probeAt: now.Add(c.cfg.ReconnectMaxDelay)}
-	return true
-}
-
-// expireTombstones drops tombstones whose time is up.
-func (c *core) expireTombstones(now time.Time) {
-	for id, t := range c.tombs {
-		if now.Before(t.until) {
-			c.wantWake(t.until)
-			continue
-		}
-		delete(c.tombs, id)
-		c.viewChanged()
-	}
-}
-
-// backoff returns the capped, jittered exponential delay before redial number attempt.
-func (c *core) backoff(attempt int) time.Duration {
-	d := c.cfg.ReconnectBaseDelay
-	for i := 0; i < attempt && d < c.cfg.ReconnectMaxDelay; i++ {
-		d = min(2*d, c.cfg.ReconnectMaxDelay) // d ≤ MaxTimeout: the doubling never overflows
-	}
-	return d/2 + time.Duration(c.rng.Int64N(int64(d/2)+1))
-}
-
-// redialBackoff is backoff for a member's redial. In the overlay it is capped at half a
-// heartbeat interval: a node redials at most its 2K neighbours, and a node decided down is
-// redialled only by the nodes it would stream to, so the cap costs a bounded number of dials
-// per interval, and a healed node is met again within about half an interval rather than the
-// backoff's maximum.
-func (c *core) redialBackoff(attempt int) time.Duration {
-	d := c.backoff(attempt)
-	if c.overlay() {
-		d = min(d, c.cfg.HeartbeatInterval/2)
-	}
-	return d
-}
-
-// jitter returns d shortened by up to 5%, so that streams opened together do not stay in
-// lockstep.
-func (c *core) jitter(d time.Duration) time.Duration {
-	return d - time.Duration(c.rng.Int64N(int64(d/20)+1))
-}
-
-// seedWanted reports whether seed s should be dialled: while the node at s is not in the
-// table (never reached, or forgotten after a long partition). A known node is redialled as a
-// member instead.
-func (c *core) seedWanted(s *seed) bool {
-	if s.self || s.dial != 0 {
-		return false
-	}
-	return s.id.IsZero() || c.members[s.id] == nil
-}
-
-// park stops redialling m while another node holds m's address (a connected member, or this
-// node itself, that replaced m there: the same host and port, another name), and reports
-// whether it did. m stays down (a node never reached is reported down, connection_refused),
-// and is redialled once the holder goes down (releaseAddress).
-//
-// Without answered (a dial that reached another node there), a node never reached is still
-// dialled: the holder may be a node that died there unnoticed, and m the one that replaced it.
-func (c *core) park(now time.Time, m *member, answered bool) bool {
-	holder, held := c.holders[m.id.Address()]
-	switch {
-	case m.id.Address() == c.self.Address():
-		holder, held = c.self, true
-	case !answered && m.status == StatusConnecting:
-		return false
-	}
-	if !held || holder == m.id {
-		return false
-	}
-	if m.status == StatusConnecting {
-		c.markDown(now, m, ReasonConnectionRefused) // learned, never reached: it is not there
-	}
-	m.nextDial, m.graceFrom, m.attempts = time.Time{}, time.Time{}, 0
-	if !m.parked {
-		m.parked = true
-		c.parked++
-		c.log(slog.LevelInfo, "another node holds the address of a node that is down; not redialling it there meanwhile",
-			"peer", m.id.String(), "holder", holder.String())
-	}
-	return true
-}
-
-// releaseAddress notes that m, going down or leaving the table, no longer holds its address:
-// members parked on it are redialled.
-func (c *core) releaseAddress(now time.Time, m *member) {
-	addr := m.id.Address()
-	if c.holders[addr] != m.id {
-		return
-	}
-	delete(c.holders, addr)
-	if c.parked == 0 {
-		return
-	}
-	for _, p := range c.sortedMembers() {
-		if p.parked && p.id.Address() == addr {
-			c.unpark(p)
-			c.scheduleRedial(now, p)
-		}
-	}
-}
-
-// unpark takes m off the parked list.
-func (c *core) unpark(m *member) {
-	if m.parked {
-		m.parked = false
-		c.parked--
 	}
 }

@@ -1,7 +1,6 @@
 package membership
 
 import (
-	"log/slog"
 	"maps"
 	"slices"
 	"time"
@@ -181,106 +180,4 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 		return false
 	}
 	return true
-}
-
-// removeMember drops m from the table, closing any stream it has.
-func (c *core) removeMember(m *member) {
-	if m.status == StatusConnected {
-		c.connected--
-	}
-	if c.holders[m.id.Address()] == m.id {
-		delete(c.holders, m.id.Address())
-	}
-	c.unpark(m)
-	if m.dial != 0 {
-		c.dropConn(m.dial)
-	}
-	if m.conn != 0 {
-		c.dropConn(m.conn)
-	}
-	c.deleteMember(m)
-}
-
-// deleteMember takes m out of the table. Every removal goes through here, so a stream's cached
-// member (memberOf) is never one that left the table.
-func (c *core) deleteMember(m *member) {
-	delete(c.members, m.id)
-	m.removed = true
-	c.viewChanged()
-	c.syncView(time.Time{}, m)
-	delete(c.alerts, m.id)
-}
-
-// memberOf returns the table entry of pc's peer, nil if there is none. It is looked up once
-// and kept on pc until it leaves the table: a lookup hashes the peer's id, and every message
-// and tick needs it. (An entry only ever replaces one under the same id after deleteMember,
-// and pc.peer is set once, by establish, before which no entry is found and none is kept.)
-func (c *core) memberOf(pc *peerConn) *member {
-	if m := pc.member; m != nil && !m.removed {
-		return m
-	}
-	m := c.members[pc.peer]
-	pc.member = m
-	return m
-}
-
-// dialGrace is how long the larger id of a pair waits for the smaller one's dial. The smaller
-// one may have the whole table to dial, maxConcurrentDials at a time, so the grace allows one
-// wave of dials per maxConcurrentDials members, each wave half an interval (at least 100 ms,
-// at most a second). Dialling sooner would not bring the pair up sooner while the smaller
-// one is busy with its earlier waves: both would dial, and one of the two streams would be
-// set up only to be dropped as a duplicate (a third of all dials in a formation of 128 nodes
-// on two cores, with a flat half interval).
-//
-// The grace runs from when m was learned, but is sized by the table when the dial comes due
-// (graceExtended): in a formation a node learns its first members while its table is still
-// small, and the smaller ids it waits for learn the rest of the cluster meanwhile.
-//
-// It is capped at maxDialGrace, for the pair whose smaller id can never dial the larger one
-// (a one-way firewall) in a very large cluster.
-func (c *core) dialGrace() time.Duration {
-	wave := min(max(c.cfg.HeartbeatInterval/2, 100*time.Millisecond), time.Second)
-	return min(wave*time.Duration(1+len(c.members)/maxConcurrentDials), maxDialGrace)
-}
-
-// maxDialGrace caps dialGrace (reached from about 500 members at a heartbeat interval of 1 s).
-const maxDialGrace = 30 * time.Second
-
-// graceExtended moves m's first dial later when the table grew while it waited for the
-// smaller id's dial, and reports whether it did.
-func (c *core) graceExtended(now time.Time, m *member) bool {
-	if m.graceFrom.IsZero() {
-		return false
-	}
-	due := m.graceFrom.Add(c.dialGrace())
-	if !now.Before(due) {
-		return false
-	}
-	m.nextDial = due
-	return true
-}
-
-// probeForgotten handles gossip about a node this one forgot (down longer than the reconnect
-// timeout) that a peer still counts as a member: after a long partition the other side may be
-// alive. The node is dialled quietly, without coming back into the table: if it answers, it is
-// a member again and reported up; if not, nothing is reported. Probes of one node are spaced
-// by ReconnectMaxDelay, and a node gone for good stops being gossiped once all forget it.
-func (c *core) probeForgotten(now time.Time, e MemberEntry, t tombstone) {
-	if now.Before(t.probeAt) || c.leaving {
-		return
-	}
-	for _, pc := range c.conns {
-		if pc.outbound && pc.expect == e.ID {
-			return // already dialling it
-		}
-	}
-	t.probeAt = now.Add(c.cfg.ReconnectMaxDelay)
-	c.tombs[e.ID] = t
-	pc := c.newConn(now, true)
-	pc.expect = e.ID
-	c.metrics.DialStarted()
-	pc.addr = e.ID.Address()
-	c.emit(output{kind: outDial, conn: pc.id, addr: pc.addr})
-	c.wantWake(now.Add(c.cfg.DialTimeout))
-	c.log(slog.LevelDebug, "a peer still knows a forgotten node; probing it", "peer", e.ID.String())
 }

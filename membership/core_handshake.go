@@ -217,21 +217,6 @@ func (c *core) openedBySmaller(pc *peerConn, peer NodeID) bool {
 	return pc.outbound == selfSmaller
 }
 
-// current reports whether pc is its peer's stream. A stream left open but unused after the
-// peer moved to a newer one gets no heartbeats, so it goes silent and times out if the peer
-// does not drop it first.
-func (c *core) current(pc *peerConn) bool {
-	m := c.memberOf(pc)
-	return m != nil && m.conn == pc.id
-}
-
-// dropPlaceholder forgets a seed's announced id that turned out to be another node's address.
-func (c *core) dropPlaceholder(id NodeID) {
-	if p := c.members[id]; p != nil && p.conn == 0 && p.incarnation == 0 {
-		c.deleteMember(p)
-	}
-}
-
 // establish makes pc the stream of the node that sent h, and brings the node up.
 func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 	fresh := m == nil || m.incarnation != h.Incarnation
@@ -294,6 +279,16 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 		pc.unconfirmed = true
 	}
 	c.merge(now, pc.id, h.View)
+}
+
+// confirmAccepted brings up the peer of an accepted stream on the dialler's first message
+// after its hello.
+func (c *core) confirmAccepted(now time.Time, pc *peerConn) {
+	if m := c.memberOf(pc); m != nil && m.conn == pc.id {
+		c.confirm(now, pc, m)
+		return
+	}
+	pc.unconfirmed = false
 }
 
 // confirm brings the peer of a stream that works both ways up, and tells the other peers

@@ -142,20 +142,6 @@ func (c *core) reconcile(now time.Time) {
 	}
 }
 
-// wantStream schedules a dial to m unless it has a stream, a dial or a schedule already.
-func (c *core) wantStream(now time.Time, m *member) {
-	if m.conn != 0 || m.dial != 0 || !m.nextDial.IsZero() || m.parked {
-		return
-	}
-	due := now
-	if c.self.Compare(m.id) > 0 {
-		due = now.Add(c.dialGrace())
-		m.graceFrom = now
-	}
-	m.nextDial = due
-	c.wantDialAt(due)
-}
-
 // unlink closes pc, this node's stream to m, because the overlay no longer needs it; the peer
 // is told, so neither side takes it for a failure.
 func (c *core) unlink(now time.Time, pc *peerConn, m *member) {

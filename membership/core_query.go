@@ -93,15 +93,6 @@ func (c *core) stats(s *Stats) {
 	}
 }
 
-// sortedMembers returns the members in id order, for deterministic iteration.
-func (c *core) sortedMembers() []*member {
-	if c.memberOrder == nil {
-		c.memberOrder = slices.Collect(maps.Values(c.members))
-		slices.SortFunc(c.memberOrder, func(a, b *member) int { return a.id.Compare(b.id) })
-	}
-	return c.memberOrder
-}
-
 // left lists the nodes that left gracefully and are still tombstoned, sorted by id, with
 // status StatusLeft. A node's tombstone outlives its leave by TombstoneTimeout.
 func (c *core) left() []NodeInfo {

@@ -11,6 +11,27 @@ import (
 // often it is redialled, and one line when it is reached again.
 const seedWarnEvery = time.Minute
 
+// seed is a seed address. It is dialled as long as the node behind it is not in the table
+// (never reached, or forgotten after a long partition), so even a cluster split for longer
+// than the reconnect timeout heals.
+type seed struct {
+	text     string // as configured: host:port or name@host:port; for a DNS seed, its address
+	via      string // the DNS seed that resolved to addr, "" for a seed configured as an address
+	addr     string
+	id       NodeID // the node at addr, once known (given as name@host:port, or learned)
+	self     bool
+	dial     connID
+	attempts int
+	nextDial time.Time
+
+	// What the node knows of the seed's reachability, for warnings and health (core_seeds.go).
+	reached      bool      // the last dial that tried it reached a node
+	lastErr      string    // why the last dial failed ("" once it reached a node)
+	failures     int       // dials failed since it was last reached (or since the start)
+	failingSince time.Time // when the first of those failed
+	warnedAt     time.Time // when it was last warned about (zero: not since it was last reached)
+}
+
 // SeedStatus is what a node knows of one of its seeds (Config.Seeds), for HealthReport.
 type SeedStatus struct {
 	// Seed is the seed as configured: host:port or name@host:port.

@@ -1,0 +1,348 @@
+package membership
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Dials: when a member or a seed is dialled (schedules, the join grace, backoff, the cap on
+// dials in flight), how a dial is opened, what a failed one means, and the members parked
+// while another node holds their address.
+
+// maxConcurrentDials caps the outbound streams a node sets up at once. A node that learns a
+// whole cluster at once (a formation, a healed partition) dials it in waves, so neither it
+// nor the nodes it dials are swamped with handshakes.
+const maxConcurrentDials = 16
+
+// wantStream schedules a dial to m unless it has a stream, a dial or a schedule already.
+func (c *core) wantStream(now time.Time, m *member) {
+	if m.conn != 0 || m.dial != 0 || !m.nextDial.IsZero() || m.parked {
+		return
+	}
+	due := now
+	if c.self.Compare(m.id) > 0 {
+		due = now.Add(c.dialGrace())
+		m.graceFrom = now
+	}
+	m.nextDial = due
+	c.wantDialAt(due)
+}
+
+// scheduleRedial plans the first redial of a node that just went down.
+func (c *core) scheduleRedial(now time.Time, m *member) {
+	m.attempts = 0
+	m.nextDial = now.Add(c.backoff(0))
+	c.wantDialAt(m.nextDial)
+}
+
+// wantDialAt lowers the time the next dial is due.
+func (c *core) wantDialAt(t time.Time) {
+	if c.dialAt.IsZero() || t.Before(c.dialAt) {
+		c.dialAt = t
+	}
+	c.wantWake(t)
+}
+
+// dialGrace is how long the larger id of a pair waits for the smaller one's dial. The smaller
+// one may have the whole table to dial, maxConcurrentDials at a time, so the grace allows one
+// wave of dials per maxConcurrentDials members, each wave half an interval (at least 100 ms,
+// at most a second). Dialling sooner would not bring the pair up sooner while the smaller
+// one is busy with its earlier waves: both would dial, and one of the two streams would be
+// set up only to be dropped as a duplicate (a third of all dials in a formation of 128 nodes
+// on two cores, with a flat half interval).
+//
+// The grace runs from when m was learned, but is sized by the table when the dial comes due
+// (graceExtended): in a formation a node learns its first members while its table is still
+// small, and the smaller ids it waits for learn the rest of the cluster meanwhile.
+//
+// It is capped at maxDialGrace, for the pair whose smaller id can never dial the larger one
+// (a one-way firewall) in a very large cluster.
+func (c *core) dialGrace() time.Duration {
+	wave := min(max(c.cfg.HeartbeatInterval/2, 100*time.Millisecond), time.Second)
+	return min(wave*time.Duration(1+len(c.members)/maxConcurrentDials), maxDialGrace)
+}
+
+// maxDialGrace caps dialGrace (reached from about 500 members at a heartbeat interval of 1 s).
+const maxDialGrace = 30 * time.Second
+
+// graceExtended moves m's first dial later when the table grew while it waited for the
+// smaller id's dial, and reports whether it did.
+func (c *core) graceExtended(now time.Time, m *member) bool {
+	if m.graceFrom.IsZero() {
+		return false
+	}
+	due := m.graceFrom.Add(c.dialGrace())
+	if !now.Before(due) {
+		return false
+	}
+	m.nextDial = due
+	return true
+}
+
+// backoff returns the capped, jittered exponential delay before redial number attempt.
+func (c *core) backoff(attempt int) time.Duration {
+	d := c.cfg.ReconnectBaseDelay
+	for i := 0; i < attempt && d < c.cfg.ReconnectMaxDelay; i++ {
+		d = min(2*d, c.cfg.ReconnectMaxDelay) // d ≤ MaxTimeout: the doubling never overflows
+	}
+	return d/2 + time.Duration(c.rng.Int64N(int64(d/2)+1))
+}
+
+// redialBackoff is backoff for a member's redial. In the overlay it is capped at half a
+// heartbeat interval: a node redials at most its 2K neighbours, and a node decided down is
+// redialled only by the nodes it would stream to, so the cap costs a bounded number of dials
+// per interval, and a healed node is met again within about half an interval rather than the
+// backoff's maximum.
+func (c *core) redialBackoff(attempt int) time.Duration {
+	d := c.backoff(attempt)
+	if c.overlay() {
+		d = min(d, c.cfg.HeartbeatInterval/2)
+	}
+	return d
+}
+
+// runDials starts the dials that are due, at most maxConcurrentDials at a time; dials over
+// the cap wait for one in flight to finish (establish or fail), which runs runDials again.
+func (c *core) runDials(now time.Time) {
+	if c.leaving || c.dialAt.IsZero() || now.Before(c.dialAt) {
+		return
+	}
+	slots := maxConcurrentDials - c.dialsInFlight()
+	if slots <= 0 {
+		return // still due: the end of a dial in flight runs runDials again
+	}
+	c.dialAt = time.Time{}
+	capped := false
+	for _, m := range c.sortedMembers() {
+		if m.nextDial.IsZero() || m.conn != 0 || m.dial != 0 {
+			continue
+		}
+		if now.Before(m.nextDial) || c.graceExtended(now, m) {
+			c.wantDialAt(m.nextDial)
+			continue
+		}
+		if c.park(now, m, false) {
+			continue
+		}
+		if !c.isNeighbour(m.id) {
+			m.nextDial, m.graceFrom = time.Time{}, time.Time{} // the overlay does not need it
+			continue
+		}
+		if slots <= 0 {
+			capped = true
+			continue
+		}
+		c.dial(now, m)
+		slots--
+	}
+	for _, s := range c.seeds {
+		if s.self || s.dial != 0 {
+			continue
+		}
+		if !c.seedWanted(s) {
+			s.attempts, s.nextDial = 0, now
+			continue
+		}
+		if now.Before(s.nextDial) {
+			c.wantDialAt(s.nextDial)
+			continue
+		}
+		if slots <= 0 {
+			capped = true
+			continue
+		}
+		c.dialSeed(now, s)
+		slots--
+	}
+	if capped {
+		c.dialAt = now // due again as soon as a dial in flight finishes; no timer needed
+	}
+}
+
+// dueDial notes a dial due at at. While every dial slot is taken, a dial already due needs
+// no wake-up: the end of a dial in flight runs runDials.
+func (c *core) dueDial(now, at time.Time, full bool) {
+	if full && !now.Before(at) {
+		if c.dialAt.IsZero() || at.Before(c.dialAt) {
+			c.dialAt = at
+		}
+		return
+	}
+	c.wantDialAt(at)
+}
+
+// dialsInFlight counts outbound streams still dialling or in their handshake. It is kept
+// as streams come and go (newConn, establish, removeConn): runDials asks after every message
+// while a cluster forms, and counting would visit every stream each time.
+func (c *core) dialsInFlight() int { return c.dialing }
+
+// seedWanted reports whether seed s should be dialled: while the node at s is not in the
+// table (never reached, or forgotten after a long partition). A known node is redialled as a
+// member instead.
+func (c *core) seedWanted(s *seed) bool {
+	if s.self || s.dial != 0 {
+		return false
+	}
+	return s.id.IsZero() || c.members[s.id] == nil
+}
+
+// startDial opens an outbound stream to addr: it registers the stream, asks the runtime to
+// dial it and wakes up by the dial's deadline. Every dial starts here; the caller says what
+// the stream is for.
+func (c *core) startDial(now time.Time, addr string) *peerConn {
+	pc := c.newConn(now, true)
+	pc.addr = addr
+	c.metrics.DialStarted()
+	c.emit(output{kind: outDial, conn: pc.id, addr: addr})
+	c.wantWake(now.Add(c.cfg.DialTimeout))
+	return pc
+}
+
+// dial opens an outbound stream to m.
+func (c *core) dial(now time.Time, m *member) {
+	pc := c.startDial(now, m.id.Address())
+	pc.expect = m.id
+	pc.anyID = m.incarnation == 0 // a seed announced by id: whoever answers there is welcome
+	if m.incarnation == 0 {
+		pc.trying = c.seedWithID(m.id)
+	}
+	m.dial = pc.id
+	m.nextDial, m.graceFrom = time.Time{}, time.Time{}
+}
+
+// dialSeed opens an outbound stream to a plain seed address.
+func (c *core) dialSeed(now time.Time, s *seed) {
+	pc := c.startDial(now, s.addr)
+	pc.anyID = true
+	pc.seed, pc.trying = s, s
+	s.dial = pc.id
+}
+
+// probeForgotten handles gossip about a node this one forgot (down longer than the reconnect
+// timeout) that a peer still counts as a member: after a long partition the other side may be
+// alive. The node is dialled quietly, without coming back into the table: if it answers, it is
+// a member again and reported up; if not, nothing is reported. Probes of one node are spaced
+// by ReconnectMaxDelay, and a node gone for good stops being gossiped once all forget it.
+func (c *core) probeForgotten(now time.Time, e MemberEntry, t tombstone) {
+	if now.Before(t.probeAt) || c.leaving {
+		return
+	}
+	for _, pc := range c.conns {
+		if pc.outbound && pc.expect == e.ID {
+			return // already dialling it
+		}
+	}
+	t.probeAt = now.Add(c.cfg.ReconnectMaxDelay)
+	c.tombs[e.ID] = t
+	c.startDial(now, e.ID.Address()).expect = e.ID
+	c.log(slog.LevelDebug, "a peer still knows a forgotten node; probing it", "peer", e.ID.String())
+}
+
+// dialFailed handles an outbound stream that ended before its handshake finished.
+func (c *core) dialFailed(now time.Time, pc *peerConn) {
+	if s := pc.trying; s != nil && !s.self {
+		if pc.rejected == RejectDuplicateStream {
+			c.seedReached(now, s) // a node answered there: already connected on another stream
+		} else {
+			c.seedFailed(now, s, pc)
+		}
+	}
+	if s := pc.seed; s != nil && s.dial == pc.id {
+		s.dial = 0
+		s.attempts++
+		s.nextDial = now.Add(c.backoff(s.attempts))
+		c.wantDialAt(s.nextDial)
+	}
+	m := c.members[pc.expect]
+	if m == nil || m.dial != pc.id {
+		return
+	}
+	m.dial = 0
+	if m.conn != 0 {
+		return // another stream to the node is up: nothing to redial
+	}
+	if pc.rejected == RejectUnexpectedID && c.park(now, m, true) {
+		return
+	}
+	if pc.rejected == RejectDuplicateStream || pc.rejected == RejectIDInUse {
+		// The peer's own stream wins the tie, or the peer checks this node's new incarnation
+		// by dialling it: redial only if that stream never shows up.
+		m.nextDial = now.Add(c.dialGrace())
+		c.wantDialAt(m.nextDial)
+		return
+	}
+	m.attempts++
+	m.nextDial = now.Add(c.redialBackoff(m.attempts))
+	c.wantDialAt(m.nextDial)
+	switch {
+	case m.status == StatusConnecting:
+		c.markDown(now, m, ReasonConnectionRefused)
+	case m.status == StatusConnected && c.overlay():
+		// A neighbour the cluster holds alive, dialled and not reached: an observer says so
+		// when others already do (a dial failing in a busy formation is no failure of its own).
+		if c.alerts[m.id] != nil {
+			c.observe(now, m, ReasonConnectionClosed, false)
+		}
+	case m.status == StatusConnected:
+		// Up without a stream (the overlay shrank to a full mesh) and not reached.
+		c.markDown(now, m, ReasonConnectionClosed)
+	}
+}
+
+// park stops redialling m while another node holds m's address (a connected member, or this
+// node itself, that replaced m there: the same host and port, another name), and reports
+// whether it did. m stays down (a node never reached is reported down, connection_refused),
+// and is redialled once the holder goes down (releaseAddress).
+//
+// Without answered (a dial that reached another node there), a node never reached is still
+// dialled: the holder may be a node that died there unnoticed, and m the one that replaced it.
+func (c *core) park(now time.Time, m *member, answered bool) bool {
+	holder, held := c.holders[m.id.Address()]
+	switch {
+	case m.id.Address() == c.self.Address():
+		holder, held = c.self, true
+	case !answered && m.status == StatusConnecting:
+		return false
+	}
+	if !held || holder == m.id {
+		return false
+	}
+	if m.status == StatusConnecting {
+		c.markDown(now, m, ReasonConnectionRefused) // learned, never reached: it is not there
+	}
+	m.nextDial, m.graceFrom, m.attempts = time.Time{}, time.Time{}, 0
+	if !m.parked {
+		m.parked = true
+		c.parked++
+		c.log(slog.LevelInfo, "another node holds the address of a node that is down; not redialling it there meanwhile",
+			"peer", m.id.String(), "holder", holder.String())
+	}
+	return true
+}
+
+// releaseAddress notes that m, going down or leaving the table, no longer holds its address:
+// members parked on it are redialled.
+func (c *core) releaseAddress(now time.Time, m *member) {
+	addr := m.id.Address()
+	if c.holders[addr] != m.id {
+		return
+	}
+	delete(c.holders, addr)
+	if c.parked == 0 {
+		return
+	}
+	for _, p := range c.sortedMembers() {
+		if p.parked && p.id.Address() == addr {
+			c.unpark(p)
+			c.scheduleRedial(now, p)
+		}
+	}
+}
+
+// unpark takes m off the parked list.
+func (c *core) unpark(m *member) {
+	if m.parked {
+		m.parked = false
+		c.parked--
+	}
+}

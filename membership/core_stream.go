@@ -1,0 +1,172 @@
+package membership
+
+import (
+	"cmp"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+)
+
+// The stream table: one peerConn per stream from dial or accept until close, how streams
+// are opened, written to and torn down, and the order a tick visits them in.
+
+// peerConn is one stream, from dial or accept until close.
+type peerConn struct {
+	id           connID
+	outbound     bool
+	expect       NodeID // outbound: the member dialled (zero for plain seeds)
+	anyID        bool   // outbound to a seed: whoever answers is welcome
+	seed         *seed
+	trying       *seed  // outbound: the seed this dial tries (plain, or announced by id and never reached)
+	failure      string // outbound: why the stream ended before its handshake, when known
+	opened       time.Time
+	established  bool
+	rejected     RejectReason // the peer's Reject, if it sent one
+	foreign      bool         // refused, by either side, for a cluster name that differs
+	addr         string       // outbound: the address dialled
+	peer         NodeID
+	member       *member // c.members[peer] when last looked up (see memberOf)
+	order        int     // the stream's index in c.connOrder and c.connDue, when they are built
+	peerInc      uint64
+	peerBeat     time.Duration // the heartbeat interval the peer advertised
+	lastBeat     time.Time     // when the peer's last heartbeat (or hello) arrived
+	lastRecv     time.Time
+	suspectSince time.Time // when the silence was first found past the timeout (zero: not suspected)
+	unconfirmed  bool      // not reported up yet: accepted and waiting for the dialler, or held
+	held         bool      // ready to come up, held back because the local node was stalled
+	created      bool      // the stream's hello added its peer to the table
+	fresh        bool      // the stream's hello brought a node or incarnation not known before
+	timeout      time.Duration
+	nextBeat     time.Time
+	sentAttrs    uint64
+	mismatches   int
+	syncHold     time.Time
+	removed      bool // taken out of the stream table: what arrives on it is ignored
+}
+
+// newConn registers a stream.
+func (c *core) newConn(now time.Time, outbound bool) *peerConn {
+	c.lastConn++
+	pc := &peerConn{id: c.lastConn, outbound: outbound, opened: now, lastRecv: now}
+	c.conns[pc.id] = pc
+	c.connOrder = nil
+	if outbound {
+		c.dialing++
+	}
+	return pc
+}
+
+// send queues msg on pc.
+func (c *core) send(pc *peerConn, msg *Message) {
+	c.emit(output{kind: outSend, conn: pc.id, msg: msg})
+}
+
+// memberOf returns the table entry of pc's peer, nil if there is none. It is looked up once
+// and kept on pc until it leaves the table: a lookup hashes the peer's id, and every message
+// and tick needs it. (An entry only ever replaces one under the same id after deleteMember,
+// and pc.peer is set once, by establish, before which no entry is found and none is kept.)
+func (c *core) memberOf(pc *peerConn) *member {
+	if m := pc.member; m != nil && !m.removed {
+		return m
+	}
+	m := c.members[pc.peer]
+	pc.member = m
+	return m
+}
+
+// current reports whether pc is its peer's stream. A stream left open but unused after the
+// peer moved to a newer one gets no heartbeats, so it goes silent and times out if the peer
+// does not drop it first.
+func (c *core) current(pc *peerConn) bool {
+	m := c.memberOf(pc)
+	return m != nil && m.conn == pc.id
+}
+
+// sortedConns returns the streams in id order, for deterministic iteration.
+// The order is cached until a stream is added or removed: tick runs it many times a second.
+// Callers may close streams while iterating; the slice they hold stays valid.
+func (c *core) sortedConns() []*peerConn {
+	if c.connOrder == nil {
+		c.connOrder = slices.Collect(maps.Values(c.conns))
+		slices.SortFunc(c.connOrder, func(a, b *peerConn) int { return cmp.Compare(a.id, b.id) })
+		c.connDue = make([]time.Duration, len(c.connOrder))
+		for i, pc := range c.connOrder {
+			pc.order = i
+		}
+	}
+	return c.connOrder
+}
+
+// recheck makes the next tick look at pc, whose deadlines may have moved earlier than its
+// entry in connDue says.
+func (c *core) recheck(pc *peerConn) {
+	if c.connOrder != nil && pc.order < len(c.connOrder) && c.connOrder[pc.order] == pc {
+		c.connDue[pc.order] = 0
+	}
+}
+
+// closeConn closes pc from this side, after what was queued on it when flush is set.
+func (c *core) closeConn(now time.Time, pc *peerConn, flush bool) {
+	c.emit(output{kind: outClose, conn: pc.id, flush: flush})
+	c.closed(now, pc.id)
+}
+
+// reject refuses pc with reason and closes it.
+func (c *core) reject(now time.Time, pc *peerConn, reason RejectReason, detail string) {
+	if pc.failure == "" {
+		pc.failure = "refused the node there: " + detail
+	}
+	c.send(pc, &Message{Reject: &Reject{Reason: reason, Detail: detail}})
+	c.closeConn(now, pc, true)
+}
+
+// violation logs a peer that broke the protocol, rejects and closes its stream.
+func (c *core) violation(now time.Time, pc *peerConn, detail string) {
+	c.log(slog.LevelWarn, "peer protocol violation, closing stream", "peer", pc.peer.String(), "problem", detail)
+	c.reject(now, pc, RejectBadMessage, detail)
+}
+
+// closed handles the end of stream id.
+func (c *core) closed(now time.Time, id connID) {
+	pc := c.conns[id]
+	if pc == nil {
+		return
+	}
+	c.removeConn(pc)
+	if !pc.established {
+		if pc.outbound {
+			c.dialFailed(now, pc)
+		}
+		return
+	}
+	if pc.unconfirmed {
+		c.dropUnconfirmed(now, pc)
+		return
+	}
+	m := c.memberOf(pc)
+	if m == nil || m.conn != id {
+		return
+	}
+	c.lost(now, m, ReasonConnectionClosed)
+}
+
+// dropConn closes pc without any accounting: another stream replaces it.
+func (c *core) dropConn(id connID) {
+	pc, ok := c.conns[id]
+	if !ok {
+		return
+	}
+	c.removeConn(pc)
+	c.emit(output{kind: outClose, conn: pc.id})
+}
+
+// removeConn takes pc out of the stream table.
+func (c *core) removeConn(pc *peerConn) {
+	delete(c.conns, pc.id)
+	pc.removed = true
+	c.connOrder = nil
+	if pc.outbound && !pc.established {
+		c.dialing--
+	}
+}

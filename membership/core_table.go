@@ -1,0 +1,172 @@
+package membership
+
+import (
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+)
+
+// The node table: the members, their status (markUp, markDown), their removal, and the
+// tombstones that keep nodes that left or were forgotten from coming back on stale gossip.
+
+// member is one remote node in the table.
+type member struct {
+	id            NodeID
+	incarnation   uint64
+	status        NodeStatus
+	conn          connID // established stream, 0 if none
+	dial          connID // outbound stream being set up, 0 if none
+	attempts      int
+	nextDial      time.Time // zero: no dial scheduled
+	graceFrom     time.Time // while the first dial waits for the smaller id's: when m was learned
+	downSince     time.Time
+	lastHeartbeat time.Time
+	startedAt     time.Time
+	attrs         Attributes
+	removed       bool   // taken out of the table (deleteMember): no stream may use it any more
+	heard         uint64 // the newest incarnation the node announced itself (gossip may claim newer)
+	parked        bool   // not redialled: another node holds its address (see park)
+	inView        bool   // on the overlay's rings: alive in the view (syncView)
+	inBasis       bool   // on the basis's rings: in the view or down for a short while
+}
+
+// tombstone remembers a node that left (or was forgotten) so stale gossip cannot revive it.
+type tombstone struct {
+	incarnation uint64
+	left        bool
+	direct      bool // the node said it left on its own stream (not a claim relayed by gossip)
+	until       time.Time
+	probeAt     time.Time // forgotten nodes: gossip may not revive it before this
+}
+
+// viewChanged notes a change to the node table or the tombstones: the digest, the view and
+// the member order are rebuilt when next needed.
+func (c *core) viewChanged() {
+	c.digestDirty = true
+	c.viewCache = nil
+	c.memberOrder = nil
+}
+
+// sortedMembers returns the members in id order, for deterministic iteration.
+func (c *core) sortedMembers() []*member {
+	if c.memberOrder == nil {
+		c.memberOrder = slices.Collect(maps.Values(c.members))
+		slices.SortFunc(c.memberOrder, func(a, b *member) int { return a.id.Compare(b.id) })
+	}
+	return c.memberOrder
+}
+
+// markUp brings m up, emitting node_up if it was not.
+func (c *core) markUp(now time.Time, m *member) {
+	if m.status == StatusConnected {
+		return
+	}
+	m.status = StatusConnected
+	c.connected++
+	c.holders[m.id.Address()] = m.id
+	c.syncView(now, m)
+	c.emit(output{kind: outEvent, event: Event{Type: EventNodeUp, Time: now, Node: c.nodeInfo(now, m)}})
+}
+
+// markDown takes m down, emitting node_down once if it was connected or connecting.
+func (c *core) markDown(now time.Time, m *member, reason DownReason) {
+	if m.status == StatusConnected {
+		c.connected--
+	}
+	if m.status == StatusConnected || m.status == StatusConnecting {
+		info := c.nodeInfo(now, m)
+		info.Status = StatusDisconnected
+		c.emit(output{kind: outEvent, event: Event{Type: EventNodeDown, Time: now, Node: info, Reason: reason}})
+	}
+	c.releaseAddress(now, m)
+	m.status = StatusDisconnected
+	m.conn = 0
+	m.downSince = now
+	c.syncView(now, m)
+	c.wantWake(now.Add(c.cfg.ReconnectTimeout))
+	if c.connected == 0 && len(c.seeds) > 0 {
+		c.wantDialAt(now) // cut off from everyone: the seeds are the way back
+	}
+}
+
+// onLeave handles a peer leaving gracefully.
+func (c *core) onLeave(now time.Time, pc *peerConn, l *Leave) {
+	if l.ID != pc.peer {
+		c.violation(now, pc, "leave speaks for another node "+l.ID.String())
+		return
+	}
+	if m := c.memberOf(pc); m != nil && m.conn == pc.id {
+		c.markDown(now, m, ReasonGracefulShutdown)
+		c.removeMember(m)
+		c.relayFresh(pc.id, []MemberEntry{{ID: l.ID, Incarnation: pc.peerInc, Left: true}})
+	}
+	c.tombs[pc.peer] = tombstone{incarnation: pc.peerInc, left: true, direct: true, until: now.Add(c.cfg.TombstoneTimeout)}
+	c.wantWake(now.Add(c.cfg.TombstoneTimeout))
+	c.viewChanged()
+	c.closeConn(now, pc, false)
+}
+
+// removeMember drops m from the table, closing any stream it has.
+func (c *core) removeMember(m *member) {
+	if m.status == StatusConnected {
+		c.connected--
+	}
+	if c.holders[m.id.Address()] == m.id {
+		delete(c.holders, m.id.Address())
+	}
+	c.unpark(m)
+	if m.dial != 0 {
+		c.dropConn(m.dial)
+	}
+	if m.conn != 0 {
+		c.dropConn(m.conn)
+	}
+	c.deleteMember(m)
+}
+
+// deleteMember takes m out of the table. Every removal goes through here, so a stream's cached
+// member (memberOf) is never one that left the table.
+func (c *core) deleteMember(m *member) {
+	delete(c.members, m.id)
+	m.removed = true
+	c.viewChanged()
+	c.syncView(time.Time{}, m)
+	delete(c.alerts, m.id)
+}
+
+// dropPlaceholder forgets a seed's announced id that turned out to be another node's address.
+func (c *core) dropPlaceholder(id NodeID) {
+	if p := c.members[id]; p != nil && p.conn == 0 && p.incarnation == 0 {
+		c.deleteMember(p)
+	}
+}
+
+// forgetIfDue forgets m once it has been down for longer than the reconnect timeout, leaving
+// a tombstone; it reports whether m was forgotten.
+func (c *core) forgetIfDue(now time.Time, m *member) bool {
+	if m.status != StatusDisconnected || m.dial != 0 {
+		return false
+	}
+	forgetAt := m.downSince.Add(c.cfg.ReconnectTimeout)
+	if now.Before(forgetAt) {
+		c.wantWake(forgetAt)
+		return false
+	}
+	c.log(slog.LevelInfo, "forgetting node down for longer than the reconnect timeout", "peer", m.id.String())
+	c.removeMember(m)
+	c.tombs[m.id] = tombstone{incarnation: m.incarnation, until: now.Add(c.cfg.TombstoneTimeout), probeAt: now.Add(c.cfg.ReconnectMaxDelay)}
+	return true
+}
+
+// expireTombstones drops tombstones whose time is up.
+func (c *core) expireTombstones(now time.Time) {
+	for id, t := range c.tombs {
+		if now.Before(t.until) {
+			c.wantWake(t.until)
+			continue
+		}
+		delete(c.tombs, id)
+		c.viewChanged()
+	}
+}
