@@ -174,7 +174,7 @@ func (c *core) ended(now time.Time, id connID, err error) {
 	if pc := c.conns[id]; pc != nil && err != nil && pc.failure == "" {
 		pc.failure = err.Error()
 	}
-	c.closed(now, id)
+	c.endConn(now, id)
 	c.runDials(now) // a dial slot may have freed
 }
 
@@ -193,10 +193,10 @@ func (c *core) receive(now time.Time, id connID, msg *Message) {
 		c.onHello(now, pc, msg.Hello)
 	case msg.Reject != nil:
 		c.onReject(now, pc, msg.Reject)
-	case !pc.established:
+	case !pc.handshaken():
 		c.reject(now, pc, RejectBadMessage, "expected hello first")
 	default:
-		if pc.unconfirmed {
+		if pc.awaitingUp() {
 			c.confirmAccepted(now, pc)
 		}
 		c.dispatch(now, pc, msg)
@@ -288,11 +288,10 @@ func (c *core) tick(now time.Time) {
 func (c *core) leave(now time.Time) {
 	c.leaving = true
 	for _, pc := range c.sortedConns() {
-		if pc.established {
+		if pc.handshaken() {
 			c.send(pc, &Message{Leave: &Leave{ID: c.self, Incarnation: c.incarnation}})
 		}
-		c.emit(output{kind: outClose, conn: pc.id, flush: true})
-		c.removeConn(pc)
+		c.discardConn(pc, true)
 	}
 	for _, m := range c.members {
 		m.conn, m.dial, m.nextDial, m.graceFrom = 0, 0, time.Time{}, time.Time{}
@@ -309,7 +308,7 @@ func (c *core) setAttributes(processCount int, metadata map[string]string) {
 		return
 	}
 	for _, pc := range c.sortedConns() {
-		if pc.established && c.current(pc) {
+		if pc.handshaken() && c.current(pc) {
 			c.sendHeartbeat(pc)
 		}
 	}

@@ -45,7 +45,7 @@ func (c *core) visitConns(now, coalesce time.Time) {
 // coalesce. It returns the stream's next deadline, zero once it closed the stream. (Any
 // close rebuilds connDue at the next tick, so an entry for a closed stream is never read.)
 func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.Time {
-	if !pc.established {
+	if !pc.handshaken() {
 		return c.checkHandshake(now, pc)
 	}
 	silentAt := pc.lastRecv.Add(pc.timeout)
@@ -58,7 +58,7 @@ func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.T
 	} else {
 		pc.suspectSince = time.Time{}
 	}
-	if pc.held && !c.holding {
+	if pc.state == streamHeld && !c.holding {
 		c.confirmAccepted(now, pc) // the node runs on time again: report what it held back
 	}
 	if !pc.nextBeat.After(coalesce) {
@@ -233,10 +233,10 @@ func (c *core) confirmDelay() time.Duration {
 // stream, so a restarted peer is never blocked by a stale one.
 func (c *core) heartbeatTimeout(now time.Time, pc *peerConn) {
 	m := c.memberOf(pc)
-	if m != nil && m.conn == pc.id && !pc.unconfirmed {
+	if m != nil && m.conn == pc.id && !pc.awaitingUp() {
 		c.lost(now, m, ReasonHeartbeatTimeout)
 	}
-	c.closeConn(now, pc, false) // an unconfirmed stream goes through dropUnconfirmed
+	c.closeConn(now, pc, false) // an unconfirmed stream goes through endUnconfirmed
 }
 
 // checkHandshake closes a stream whose handshake did not finish in time; it returns the
@@ -326,7 +326,7 @@ func (c *core) noteOverdue(now time.Time) {
 // timed the silent node out) would report the peer up, and the end of the stream queued right
 // behind it down again. Held streams are reported up once the node runs on time again
 // (releaseHold), if they are still alive; one that ends meanwhile reports nothing
-// (dropUnconfirmed).
+// (endUnconfirmed).
 func (c *core) holdUps() bool { return c.holding }
 
 // releaseHold ends a hold on ups once the node has run on time for a while: a heartbeat

@@ -238,8 +238,10 @@ func (c *core) probeForgotten(now time.Time, e MemberEntry, t tombstone) {
 	c.log(slog.LevelDebug, "a peer still knows a forgotten node; probing it", "peer", e.ID.String())
 }
 
-// dialFailed handles an outbound stream that ended before its handshake finished.
-func (c *core) dialFailed(now time.Time, pc *peerConn) {
+// endDial settles an outbound stream that ended before its handshake finished: the seed it
+// tried is told, and its member is redialled (with backoff, or after the grace when the peer
+// dials instead) or, if never reached, reported down.
+func (c *core) endDial(now time.Time, pc *peerConn) {
 	if s := pc.trying; s != nil && !s.self {
 		if pc.rejected == RejectDuplicateStream {
 			c.seedReached(now, s) // a node answered there: already connected on another stream

@@ -82,7 +82,7 @@ func (c *core) sendViewIfTheyLack(pc *peerConn, theirDigest uint64) {
 // the peer up.
 func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 	switch {
-	case pc.established:
+	case pc.handshaken():
 		c.violation(now, pc, "second hello on a stream")
 		return
 	case h.ProtocolVersion != ProtocolVersion:
@@ -132,7 +132,7 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 		c.sendHello(now, pc, h)
 	}
 	c.establish(now, pc, m, h)
-	if pc.outbound && pc.established {
+	if pc.outbound && pc.handshaken() {
 		c.sendViewIfTheyLack(pc, h.ViewDigest)
 	}
 }
@@ -197,7 +197,7 @@ func (c *core) liveStream(now time.Time, m *member) *peerConn {
 		return nil
 	}
 	pc := c.conns[m.conn]
-	if pc == nil || !pc.established || pc.unconfirmed || !pc.suspectSince.IsZero() || !now.Before(pc.lastRecv.Add(pc.timeout)) {
+	if pc == nil || pc.state != streamEstablished || !pc.suspectSince.IsZero() || !now.Before(pc.lastRecv.Add(pc.timeout)) {
 		return nil
 	}
 	return pc
@@ -247,7 +247,7 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 		c.viewChanged()
 	}
 
-	pc.established = true
+	pc.state = streamEstablished // then confirm (dialler) or streamUnconfirmed (accepting side)
 	if pc.outbound {
 		c.dialing--
 	}
@@ -276,7 +276,7 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 		// The accepting side waits for the dialler's first message after its hello: a hello
 		// handled late (a slow node, a dialler that already gave up) must not report a node
 		// up on a stream that is already dead.
-		pc.unconfirmed = true
+		pc.state = streamUnconfirmed
 	}
 	c.merge(now, pc.id, h.View)
 }
@@ -288,7 +288,7 @@ func (c *core) confirmAccepted(now time.Time, pc *peerConn) {
 		c.confirm(now, pc, m)
 		return
 	}
-	pc.unconfirmed = false
+	pc.state = streamEstablished // not its peer's stream (any more): nothing to report
 }
 
 // confirm brings the peer of a stream that works both ways up, and tells the other peers
@@ -296,10 +296,10 @@ func (c *core) confirmAccepted(now time.Time, pc *peerConn) {
 // the report back until it runs on time again (holdUps).
 func (c *core) confirm(now time.Time, pc *peerConn, m *member) {
 	if c.holdUps() {
-		pc.unconfirmed, pc.held = true, true
+		pc.state = streamHeld
 		return
 	}
-	pc.unconfirmed, pc.held = false, false
+	pc.state = streamEstablished
 	wasDown := m.status == StatusDisconnected
 	c.markUp(now, m)
 	if wasDown || c.alerted(m.id) {
@@ -319,11 +319,11 @@ func (c *core) confirm(now time.Time, pc *peerConn, m *member) {
 	}
 }
 
-// dropUnconfirmed forgets an accepted stream that ended before the dialler confirmed it:
-// nothing was reported for it. A node known only through it is dropped; a node that was up
-// on an older stream, which this one replaced, has no stream left and goes down; any other
-// node is dialled again.
-func (c *core) dropUnconfirmed(now time.Time, pc *peerConn) {
+// endUnconfirmed settles a stream that ended before its peer was reported up on it (accepted
+// and waiting for the dialler, or held): nothing was reported for it. A node known only
+// through it is dropped; a node that was up on an older stream, which this one replaced, has
+// no stream left and goes down; any other node is dialled again.
+func (c *core) endUnconfirmed(now time.Time, pc *peerConn) {
 	m := c.memberOf(pc)
 	if m == nil || m.conn != pc.id {
 		return
@@ -423,7 +423,7 @@ func displayClusterName(name string) string {
 // push sends entry to every established stream but except.
 func (c *core) push(except connID, entry MemberEntry) {
 	for _, pc := range c.sortedConns() {
-		if pc.established && pc.id != except {
+		if pc.handshaken() && pc.id != except {
 			c.send(pc, &Message{Update: &Update{Entries: []MemberEntry{entry}}})
 		}
 	}

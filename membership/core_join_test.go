@@ -228,7 +228,7 @@ func TestCoreAcceptedStreamIsUpOnlyOnceTheDiallerConfirms(t *testing.T) {
 	b.boot()
 	for step := 0; ; step++ {
 		require.Less(t, step, 100, "a never answered b's hello")
-		if answered := slices.ContainsFunc(slices.Collect(maps.Values(a.core.conns)), func(pc *peerConn) bool { return pc.established }); answered {
+		if answered := slices.ContainsFunc(slices.Collect(maps.Values(a.core.conns)), func(pc *peerConn) bool { return pc.handshaken() }); answered {
 			break
 		}
 		task := s.queue[0]

@@ -136,7 +136,7 @@ func (c *core) reconcile(now time.Time) {
 		if m.conn == 0 && m.dial == 0 {
 			m.nextDial, m.graceFrom = time.Time{}, time.Time{}
 		}
-		if pc := c.conns[m.conn]; m.conn != 0 && pc != nil && pc.outbound && pc.established && !pc.unconfirmed {
+		if pc := c.conns[m.conn]; m.conn != 0 && pc != nil && pc.outbound && pc.state == streamEstablished {
 			c.unlink(now, pc, m)
 		}
 	}
@@ -147,8 +147,7 @@ func (c *core) reconcile(now time.Time) {
 func (c *core) unlink(now time.Time, pc *peerConn, m *member) {
 	c.send(pc, &Message{Unlink: &Unlink{}})
 	m.conn = 0
-	c.emit(output{kind: outClose, conn: pc.id, flush: true})
-	c.removeConn(pc)
+	c.discardConn(pc, true)
 	c.log(slog.LevelDebug, "unlinked a stream the overlay no longer needs", "peer", m.id.String())
 }
 
@@ -159,8 +158,7 @@ func (c *core) onUnlink(now time.Time, pc *peerConn) {
 		c.topoDirty = true // if this node still wants the stream, reconcile redials it
 		c.wantWake(now)
 	}
-	c.emit(output{kind: outClose, conn: pc.id})
-	c.removeConn(pc)
+	c.discardConn(pc, false)
 }
 
 // lost handles the end of m's stream (its current one) for reason: in a full mesh m is down;
@@ -238,7 +236,7 @@ func (c *core) relayAlert(except connID, a *Alert, everyNeighbour bool) {
 	sent := 0
 	if !everyNeighbour {
 		for _, pc := range c.sortedConns() {
-			if pc.established && pc.id != except && c.current(pc) && subjects[pc.peer] {
+			if pc.handshaken() && pc.id != except && c.current(pc) && subjects[pc.peer] {
 				c.send(pc, &Message{Alerts: []*Alert{a}})
 				sent++
 			}
@@ -248,7 +246,7 @@ func (c *core) relayAlert(except connID, a *Alert, everyNeighbour bool) {
 		}
 	}
 	for _, pc := range c.sortedConns() {
-		if pc.established && pc.id != except && c.current(pc) && (everyNeighbour || !subjects[pc.peer]) {
+		if pc.handshaken() && pc.id != except && c.current(pc) && (everyNeighbour || !subjects[pc.peer]) {
 			c.send(pc, &Message{Alerts: []*Alert{a}})
 		}
 	}
@@ -440,7 +438,7 @@ func (c *core) relayFresh(from connID, fresh []MemberEntry) {
 	}
 	msg := &Message{Update: &Update{Entries: slices.Clip(fresh)}}
 	for _, pc := range c.sortedConns() {
-		if pc.established && pc.id != from && c.current(pc) {
+		if pc.handshaken() && pc.id != from && c.current(pc) {
 			c.send(pc, msg)
 		}
 	}

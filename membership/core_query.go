@@ -73,7 +73,7 @@ func (c *core) knownCount() int { return len(c.members) }
 // is established or gone.
 func (c *core) handshaking(id connID) bool {
 	pc := c.conns[id]
-	return pc != nil && !pc.established
+	return pc != nil && !pc.handshaken()
 }
 
 // nextWake returns when the runtime should call tick next (zero: no wake-up is needed).
@@ -85,7 +85,7 @@ func (c *core) stats(s *Stats) {
 		s.Nodes[m.status]++
 	}
 	for _, pc := range c.conns {
-		if pc.established {
+		if pc.handshaken() {
 			s.Streams++
 		} else {
 			s.PendingStreams++

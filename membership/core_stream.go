@@ -10,6 +10,41 @@ import (
 
 // The stream table: one peerConn per stream from dial or accept until close, how streams
 // are opened, written to and torn down, and the order a tick visits them in.
+//
+// Tear-down, from the outside in: ended (an input: the runtime saw the stream end) and
+// closeConn (the core closes it) both go through endConn, which settles what the end means
+// for the stream's member and seed (endDial, endUnconfirmed or lost). discardConn and dropConn
+// close a stream without any of that, because something else already accounts for it (a
+// newer stream, the member leaving the table, an unlink, the node leaving). removeConn is the
+// bookkeeping under all of them.
+
+// streamState is how far a stream has come, from its dial or accept to its peer being
+// reported up on it. Taking a stream out of the table (peerConn.removed) keeps its state:
+// code that still holds a removed stream (a tick's pass over the streams, a batch of alerts)
+// sees it as it was, so removal is a flag of its own, not a state.
+type streamState uint8
+
+const (
+	// streamHandshaking: dialled or accepted; the hellos are not exchanged yet.
+	streamHandshaking streamState = iota
+	// streamUnconfirmed: accepted and handshaken; the peer comes up on the dialler's first
+	// message after its hello.
+	streamUnconfirmed
+	// streamHeld: works both ways, but the peer's node_up is held back because the local node
+	// stalled (holdUps); it comes up once the node runs on time again.
+	streamHeld
+	// streamEstablished: works both ways and nothing is held back: its peer was reported up on
+	// it, or it is no longer its peer's stream and has nothing to report.
+	streamEstablished
+)
+
+// handshaken reports whether pc's hellos are exchanged: any state but streamHandshaking.
+func (pc *peerConn) handshaken() bool { return pc.state != streamHandshaking }
+
+// awaitingUp reports whether pc is handshaken but its peer not reported up on it yet.
+func (pc *peerConn) awaitingUp() bool {
+	return pc.state == streamUnconfirmed || pc.state == streamHeld
+}
 
 // peerConn is one stream, from dial or accept until close.
 type peerConn struct {
@@ -21,7 +56,7 @@ type peerConn struct {
 	trying       *seed  // outbound: the seed this dial tries (plain, or announced by id and never reached)
 	failure      string // outbound: why the stream ended before its handshake, when known
 	opened       time.Time
-	established  bool
+	state        streamState
 	rejected     RejectReason // the peer's Reject, if it sent one
 	foreign      bool         // refused, by either side, for a cluster name that differs
 	addr         string       // outbound: the address dialled
@@ -33,8 +68,6 @@ type peerConn struct {
 	lastBeat     time.Time     // when the peer's last heartbeat (or hello) arrived
 	lastRecv     time.Time
 	suspectSince time.Time // when the silence was first found past the timeout (zero: not suspected)
-	unconfirmed  bool      // not reported up yet: accepted and waiting for the dialler, or held
-	held         bool      // ready to come up, held back because the local node was stalled
 	created      bool      // the stream's hello added its peer to the table
 	fresh        bool      // the stream's hello brought a node or incarnation not known before
 	timeout      time.Duration
@@ -42,7 +75,7 @@ type peerConn struct {
 	sentAttrs    uint64
 	mismatches   int
 	syncHold     time.Time
-	removed      bool // taken out of the stream table: what arrives on it is ignored
+	removed      bool // taken out of the stream table: what arrives on it is ignored (see streamState)
 }
 
 // newConn registers a stream.
@@ -106,10 +139,11 @@ func (c *core) recheck(pc *peerConn) {
 	}
 }
 
-// closeConn closes pc from this side, after what was queued on it when flush is set.
+// closeConn closes pc from this side, after what was queued on it when flush is set, and
+// settles its end as if it had ended by itself (endConn).
 func (c *core) closeConn(now time.Time, pc *peerConn, flush bool) {
 	c.emit(output{kind: outClose, conn: pc.id, flush: flush})
-	c.closed(now, pc.id)
+	c.endConn(now, pc.id)
 }
 
 // reject refuses pc with reason and closes it.
@@ -127,21 +161,24 @@ func (c *core) violation(now time.Time, pc *peerConn, detail string) {
 	c.reject(now, pc, RejectBadMessage, detail)
 }
 
-// closed handles the end of stream id.
-func (c *core) closed(now time.Time, id connID) {
+// endConn takes the ended stream id out of the table and settles what its end means, by the
+// state it had: a dial that failed (endDial), a peer that was never reported up on it
+// (endUnconfirmed), or the loss of its member's stream (lost). A stream no longer in the
+// table was settled already.
+func (c *core) endConn(now time.Time, id connID) {
 	pc := c.conns[id]
 	if pc == nil {
 		return
 	}
 	c.removeConn(pc)
-	if !pc.established {
+	if !pc.handshaken() {
 		if pc.outbound {
-			c.dialFailed(now, pc)
+			c.endDial(now, pc)
 		}
 		return
 	}
-	if pc.unconfirmed {
-		c.dropUnconfirmed(now, pc)
+	if pc.awaitingUp() {
+		c.endUnconfirmed(now, pc)
 		return
 	}
 	m := c.memberOf(pc)
@@ -151,22 +188,29 @@ func (c *core) closed(now time.Time, id connID) {
 	c.lost(now, m, ReasonConnectionClosed)
 }
 
-// dropConn closes pc without any accounting: another stream replaces it.
+// dropConn closes stream id, if it is still in the table, without settling its end: another
+// stream replaces it, or its member left the table or was decided down.
 func (c *core) dropConn(id connID) {
 	pc, ok := c.conns[id]
 	if !ok {
 		return
 	}
-	c.removeConn(pc)
-	c.emit(output{kind: outClose, conn: pc.id})
+	c.discardConn(pc, false)
 }
 
-// removeConn takes pc out of the stream table.
+// discardConn closes pc and takes it out of the table without settling its end (see
+// endConn): the caller has accounted for it. With flush, what was queued on it goes first.
+func (c *core) discardConn(pc *peerConn, flush bool) {
+	c.emit(output{kind: outClose, conn: pc.id, flush: flush})
+	c.removeConn(pc)
+}
+
+// removeConn takes pc out of the stream table, and nothing more: no output, no accounting.
 func (c *core) removeConn(pc *peerConn) {
 	delete(c.conns, pc.id)
 	pc.removed = true
 	c.connOrder = nil
-	if pc.outbound && !pc.established {
+	if pc.outbound && !pc.handshaken() {
 		c.dialing--
 	}
 }

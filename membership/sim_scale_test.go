@@ -68,7 +68,7 @@ func messagesPerNodePerInterval(s *sim, nodes []*simNode) (perNode, perStream fl
 	streams := 0
 	for _, n := range nodes {
 		for _, pc := range n.core.conns {
-			if pc.established {
+			if pc.handshaken() {
 				streams++
 			}
 		}

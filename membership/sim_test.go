@@ -213,7 +213,7 @@ func (n *simNode) flush() {
 func (n *simNode) checkBookkeeping() {
 	inFlight := 0
 	for _, pc := range n.core.conns {
-		if pc.outbound && !pc.established {
+		if pc.outbound && !pc.handshaken() {
 			inFlight++
 		}
 	}
@@ -243,7 +243,7 @@ func (n *simNode) requireTickSeesEveryDeadline() {
 			continue
 		}
 		var deadline time.Time
-		if !pc.established {
+		if !pc.handshaken() {
 			limit := c.cfg.HandshakeTimeout
 			if pc.outbound {
 				limit = c.cfg.DialTimeout
