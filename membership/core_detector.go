@@ -17,10 +17,9 @@ import (
 const minHeartbeatInterval = 10 * time.Millisecond
 
 // visitConns looks at the streams that may need something before coalesce: a heartbeat to
-// send, a silence to check, a handshake to time out. connDue keeps, per stream, the earliest
-// time any of that can fall due, so a tick reads one compact slice and touches only the
-// streams due, not every stream of a full mesh. Between two visits a stream's deadlines only
-// move later (a heartbeat received, one answered), except where recheck resets its entry.
+// send, a silence to check, a handshake to time out. It visits only the streams whose entry
+// in connDue (the earliest such deadline) has come: deadlines only move later between
+// visits, except where recheck resets the entry.
 func (c *core) visitConns(now, coalesce time.Time) {
 	order, due := c.sortedConns(), c.connDue
 	horizon := coalesce.Sub(c.startedAt)
@@ -110,11 +109,8 @@ func (c *core) sharedBeat() *Message {
 }
 
 // beatAfter returns when the heartbeat after the one due at due, sent at now, is due: an
-// interval after due, give or take a fortieth (jitter). Counting from due rather than from
-// now keeps the rate at one heartbeat per interval although a wake-up sends the heartbeats
-// due within a tenth of an interval early, to serve many streams at once; counted from now,
-// those early sends added up to 8 % more heartbeats than intervals. The gap after now is
-// capped at maxBeatGap; a schedule that fell behind (a stalled node) starts over from now.
+// interval after due (not after now, so that early sends do not add up), give or take a
+// fortieth, and at most maxBeatGap after now; a schedule that fell behind starts over from now.
 func (c *core) beatAfter(now, due time.Time) time.Time {
 	i := c.cfg.HeartbeatInterval
 	next := due.Add(i - i/40 + time.Duration(c.rng.Int64N(int64(i/20)+1)))
@@ -128,9 +124,8 @@ func (c *core) beatAfter(now, due time.Time) time.Time {
 }
 
 // maxBeatGap is the longest a stream goes without a heartbeat from this node: the interval
-// and a twentieth, or half the confirmation delay if that is shorter. A peer's detector
-// confirms a silence only after confirmDelay more (a tenth of an interval, at most 200 ms), so
-// even at a threshold of one the lateness is absorbed.
+// and a twentieth, or half the confirmation delay if that is shorter, so that a peer's
+// confirmDelay absorbs the lateness even at a threshold of one.
 func (c *core) maxBeatGap() time.Duration {
 	return c.cfg.HeartbeatInterval + min(c.cfg.HeartbeatInterval/20, c.confirmDelay()/2)
 }
@@ -169,17 +164,9 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 	}
 }
 
-// answerHeartbeat sends pc's heartbeat at once when it is due within half an interval (the
-// shorter of the two nodes' intervals): the two directions of a stream fall into step, one
-// side's heartbeat answering the other's. Each heartbeat then carries the TCP
-// acknowledgement of the one it answers, so a pair costs three segments per interval instead
-// of four, and no extra heartbeat is sent: the answer replaces the one about to go out. (With
-// a window of half of its own interval, a node would answer a much faster peer about twice
-// per interval.)
-//
-// The answering side then gives the other one the lead: its own next heartbeat is due the
-// longest gap beatAfter allows after the answer, so its wake-ups do not send ahead of the
-// heartbeat it would answer, and the pair keeps one schedule.
+// answerHeartbeat sends pc's heartbeat at once when it is due within half of the shorter of
+// the two nodes' intervals anyway, so that the two directions of a stream fall into step. The
+// answering side's next heartbeat is then due at maxBeatGap, leaving the lead to the other.
 func (c *core) answerHeartbeat(now time.Time, pc *peerConn) {
 	window := min(c.cfg.HeartbeatInterval, pc.peerBeat) / 2
 	if !c.current(pc) || pc.nextBeat.Sub(now) > window {
@@ -211,12 +198,9 @@ func (c *core) relayAttributes(from connID, m *member) {
 	c.relayFresh(from, []MemberEntry{{ID: m.id, Incarnation: m.incarnation, Attrs: &attrs}})
 }
 
-// confirmTimeout reports whether pc's silence, past its timeout, is confirmed. The first
-// time a stream is found silent it is only suspected, and checked again after a short delay:
-// meanwhile the stream readers get to hand over what arrived while this node was busy, and if
-// the node is starved the re-check comes late, counts as a stall (forgiveStall) and starts the
-// suspicion over: only a node that gets its timers on time blames a peer. A healthy node
-// confirms a real silence one confirmDelay after the timeout.
+// confirmTimeout reports whether pc's silence, past its timeout, is confirmed: a stream found
+// silent is only suspected, and confirmed by a re-check confirmDelay later that comes on time
+// (a late one counts as a stall, and forgiveStall starts the suspicion over).
 func (c *core) confirmTimeout(now time.Time, pc *peerConn) bool {
 	if pc.suspectSince.IsZero() {
 		pc.suspectSince = now
@@ -258,10 +242,9 @@ func (c *core) checkHandshake(now time.Time, pc *peerConn) time.Time {
 	return time.Time{}
 }
 
-// forgiveStall handles a wake-up that came notably later than asked: the local process was slow
-// (CPU starvation, a pause, a suspended VM), so that part of the silence it measured is its
-// own fault. Every stream's silence clock is pushed forward by the delay, so a slow node does
-// not blame healthy peers; a long stall is logged.
+// forgiveStall handles a wake-up that came notably later than asked: the silence measured
+// meanwhile is partly the local node's own fault, so every stream's silence clock is pushed
+// forward by the delay, and a long stall is logged.
 func (c *core) forgiveStall(now time.Time) {
 	if c.wakeAt.IsZero() {
 		return
@@ -300,15 +283,9 @@ func (c *core) stallTolerance() time.Duration {
 // starvation, a pause), not as scheduling noise in a busy process.
 const realStall = 500 * time.Millisecond
 
-// noteOverdue notes a stall long enough to hold node_up reports back (holdUps) when the
-// wake-up asked for is overdue at now: the local node is handling input (or its timer) that
-// long after it should have run.
-//
-// The bar is half the silence after which peers cut this node off (interval × threshold), and
-// at least a real stall. A stale hello or first heartbeat is one whose stream the peer closed
-// after hearing nothing for its timeout; the local node wakes at least once per heartbeat
-// interval, so such a backlog always comes with a wake-up overdue by more than that bar. A
-// busy process that is a few hundred milliseconds late (a large formation) does not delay ups.
+// noteOverdue holds node_up reports back (holdUps) for an interval when the wake-up asked
+// for is overdue at now by half of interval × threshold, and at least realStall: a backlog
+// that late may hold a hello or first heartbeat on a stream its peer has cut off since.
 func (c *core) noteOverdue(now time.Time) {
 	bar := max(realStall, time.Duration(c.cfg.HeartbeatMissThreshold)*c.cfg.HeartbeatInterval/2)
 	if c.wakeAt.IsZero() || now.Sub(c.wakeAt) < bar {
@@ -321,18 +298,14 @@ func (c *core) noteOverdue(now time.Time) {
 	}
 }
 
-// holdUps reports whether node_up reports are held back. A node that was stalled handles a
-// backlog: a hello or a first heartbeat on a stream its peer has cut off since (the peer
-// timed the silent node out) would report the peer up, and the end of the stream queued right
-// behind it down again. Held streams are reported up once the node runs on time again
-// (releaseHold), if they are still alive; one that ends meanwhile reports nothing
-// (endUnconfirmed).
+// holdUps reports whether node_up reports are held back after a stall (noteOverdue). Held
+// streams still alive are reported up once the node runs on time again (releaseHold); one
+// that ends meanwhile reports nothing (endUnconfirmed).
 func (c *core) holdUps() bool { return c.holding }
 
-// releaseHold ends a hold on ups once the node has run on time for a while: a heartbeat
-// interval after the stall, two wake-ups in a row on time, confirmDelay apart. One on-time
-// wake-up is not enough: a starved process that gets its CPU back at the moment its timer is
-// due runs that wake-up on time, and handles a stale backlog right after it.
+// releaseHold ends a hold on ups once the node has run on time for a while: after
+// stalledUntil, two wake-ups in a row on time, confirmDelay apart (a starved process may run
+// one wake-up on time and a stale backlog right after it).
 func (c *core) releaseHold(now time.Time, onTime bool) {
 	switch {
 	case !c.holding:

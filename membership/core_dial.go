@@ -43,20 +43,10 @@ func (c *core) wantDialAt(t time.Time) {
 	c.wantWake(t)
 }
 
-// dialGrace is how long the larger id of a pair waits for the smaller one's dial. The smaller
-// one may have the whole table to dial, maxConcurrentDials at a time, so the grace allows one
-// wave of dials per maxConcurrentDials members, each wave half an interval (at least 100 ms,
-// at most a second). Dialling sooner would not bring the pair up sooner while the smaller
-// one is busy with its earlier waves: both would dial, and one of the two streams would be
-// set up only to be dropped as a duplicate (a third of all dials in a formation of 128 nodes
-// on two cores, with a flat half interval).
-//
-// The grace runs from when m was learned, but is sized by the table when the dial comes due
-// (graceExtended): in a formation a node learns its first members while its table is still
-// small, and the smaller ids it waits for learn the rest of the cluster meanwhile.
-//
-// It is capped at maxDialGrace, for the pair whose smaller id can never dial the larger one
-// (a one-way firewall) in a very large cluster.
+// dialGrace is how long the larger id of a pair waits for the smaller one's dial: the smaller
+// one may have the whole table to dial, so the grace allows one wave of half an interval
+// (100 ms to 1 s) per maxConcurrentDials members, at most maxDialGrace. It is sized by the
+// table when the dial comes due (graceExtended), not when the member was learned.
 func (c *core) dialGrace() time.Duration {
 	wave := min(max(c.cfg.HeartbeatInterval/2, 100*time.Millisecond), time.Second)
 	return min(wave*time.Duration(1+len(c.members)/maxConcurrentDials), maxDialGrace)
@@ -88,11 +78,9 @@ func (c *core) backoff(attempt int) time.Duration {
 	return d/2 + time.Duration(c.rng.Int64N(int64(d/2)+1))
 }
 
-// redialBackoff is backoff for a member's redial. In the overlay it is capped at half a
-// heartbeat interval: a node redials at most its 2K neighbours, and a node decided down is
-// redialled only by the nodes it would stream to, so the cap costs a bounded number of dials
-// per interval, and a healed node is met again within about half an interval rather than the
-// backoff's maximum.
+// redialBackoff is backoff for a member's redial, capped at half an interval in the overlay:
+// a node redials at most its 2K neighbours, so a healed node is met again quickly at a
+// bounded cost.
 func (c *core) redialBackoff(attempt int) time.Duration {
 	d := c.backoff(attempt)
 	if c.overlay() {

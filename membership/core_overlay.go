@@ -226,11 +226,9 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 	c.relayAlert(pc.id, a, false)
 }
 
-// relayAlert passes an alert on to this node's subjects (its successors on the K rings): K
-// random rings followed one way already reach every node in about log_K N hops, at half the
-// messages of relaying to every neighbour. The observer that raises an alert, and a node
-// without a stream to some subject yet, send it to every neighbour instead: the first hop
-// fans out twice as wide, which saves a hop on the way to a quorum for a handful of messages.
+// relayAlert passes an alert on to this node's subjects (its successors on the K rings), which
+// reach every node in about log_K N hops. The observer that raises an alert sends it to every
+// neighbour (everyNeighbour), and so does a node that reaches fewer than all but one subject.
 func (c *core) relayAlert(except connID, a *Alert, everyNeighbour bool) {
 	subjects := c.subjectSet()
 	sent := 0
