@@ -11,6 +11,11 @@ import (
 // merging and incarnations. It does no I/O and reads no clock: every input carries the time,
 // and every effect (send, close, dial, event, log) is appended to out for the runtime to carry
 // out. It is not safe for concurrent use; the runtime serialises calls.
+//
+// Its boundary (docs/design.md, "The core's boundary"): the inputs below (start, accept,
+// dialed, receive, ended, tick, leave, setAttributes, and seedsResolved in core_dns.go), the
+// outputs taken with takeOutputs, and the queries of core_query.go, core_seeds.go and
+// core_dns.go. The runtime and the simulation use nothing else.
 type core struct {
 	self        NodeID
 	incarnation uint64
@@ -204,7 +209,7 @@ func (c *core) receive(now time.Time, id connID, msg *Message) {
 	c.runDials(now)
 }
 
-// dispatch handles a message on an established stream.
+// dispatch handles a message on a stream past its handshake.
 func (c *core) dispatch(now time.Time, pc *peerConn, msg *Message) {
 	switch {
 	case msg.Heartbeat != nil:
