@@ -18,34 +18,6 @@ import (
 // newer stream, the member leaving the table, an unlink, the node leaving). removeConn is the
 // bookkeeping under all of them.
 
-// streamState is how far a stream has come, from its dial or accept to its peer being
-// reported up on it. Taking a stream out of the table (peerConn.removed) keeps its state:
-// code that still holds a removed stream (a tick's pass over the streams, a batch of alerts)
-// sees it as it was, so removal is a flag of its own, not a state.
-type streamState uint8
-
-const (
-	// streamHandshaking: dialled or accepted; the hellos are not exchanged yet.
-	streamHandshaking streamState = iota
-	// streamUnconfirmed: accepted and handshaken; the peer comes up on the dialler's first
-	// message after its hello.
-	streamUnconfirmed
-	// streamHeld: works both ways, but the peer's node_up is held back because the local node
-	// stalled (holdUps); it comes up once the node runs on time again.
-	streamHeld
-	// streamEstablished: works both ways and nothing is held back: its peer was reported up on
-	// it, or it is no longer its peer's stream and has nothing to report.
-	streamEstablished
-)
-
-// handshaken reports whether pc's hellos are exchanged: any state but streamHandshaking.
-func (pc *peerConn) handshaken() bool { return pc.state != streamHandshaking }
-
-// awaitingUp reports whether pc is handshaken but its peer not reported up on it yet.
-func (pc *peerConn) awaitingUp() bool {
-	return pc.state == streamUnconfirmed || pc.state == streamHeld
-}
-
 // peerConn is one stream, from dial or accept until close.
 type peerConn struct {
 	id           connID
@@ -76,6 +48,34 @@ type peerConn struct {
 	mismatches   int
 	syncHold     time.Time
 	removed      bool // taken out of the stream table: what arrives on it is ignored (see streamState)
+}
+
+// streamState is how far a stream has come, from its dial or accept to its peer being
+// reported up on it. Taking a stream out of the table (peerConn.removed) keeps its state:
+// code that still holds a removed stream (a tick's pass over the streams, a batch of alerts)
+// sees it as it was, so removal is a flag of its own, not a state.
+type streamState uint8
+
+const (
+	// streamHandshaking: dialled or accepted; the hellos are not exchanged yet.
+	streamHandshaking streamState = iota
+	// streamUnconfirmed: accepted and handshaken; the peer comes up on the dialler's first
+	// message after its hello.
+	streamUnconfirmed
+	// streamHeld: works both ways, but the peer's node_up is held back because the local node
+	// stalled (holdUps); it comes up once the node runs on time again.
+	streamHeld
+	// streamEstablished: works both ways and nothing is held back: its peer was reported up on
+	// it, or it is no longer its peer's stream and has nothing to report.
+	streamEstablished
+)
+
+// handshaken reports whether pc's hellos are exchanged: any state but streamHandshaking.
+func (pc *peerConn) handshaken() bool { return pc.state != streamHandshaking }
+
+// awaitingUp reports whether pc is handshaken but its peer not reported up on it yet.
+func (pc *peerConn) awaitingUp() bool {
+	return pc.state == streamUnconfirmed || pc.state == streamHeld
 }
 
 // newConn registers a stream.
