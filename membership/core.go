@@ -38,6 +38,9 @@ type core struct {
 	topo             *topology
 	basis            *topology // topo's rings seen with the nodes down for less than an alert's lifetime
 	topoDirty        bool
+	topoDirtySince   time.Time // when topoDirty was set
+	topoChangedAt    time.Time // the view's last change while topoDirty
+	syncHold         time.Time // in the overlay: no view sync over any stream before then
 	neighbourSet     map[NodeID]bool
 	subjects         map[NodeID]bool // this node's subjects in topo, as of subjectVersion
 	subjectVersion   uint64
@@ -248,7 +251,7 @@ func (c *core) tick(now time.Time) {
 	}
 	// Heartbeats due soon are sent now, so one wake-up serves many streams.
 	coalesce := now.Add(c.cfg.HeartbeatInterval / 10)
-	if c.topoDirty {
+	if c.topoDirty && c.reconcileDue(now) {
 		c.reconcile(now)
 	}
 	if len(c.alerts) > 0 {

@@ -157,9 +157,12 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 	}
 	// A single mismatch is usually a join still spreading; two in a row start a sync.
 	pc.mismatches++
-	if pc.mismatches >= 2 && !now.Before(pc.syncHold) {
+	if pc.mismatches >= 2 && !now.Before(pc.syncHold) && !(c.overlay() && now.Before(c.syncHold)) {
 		pc.mismatches = 0
 		pc.syncHold = now.Add(4 * c.cfg.HeartbeatInterval)
+		// In the overlay, where relays carry the news and a sync only repairs, a node syncs
+		// over one stream per interval, not over each of its 2K streams at once.
+		c.syncHold = now.Add(c.cfg.HeartbeatInterval)
 		c.send(pc, &Message{Update: &Update{Full: true, ReplyRequested: true, Entries: c.view()}})
 	}
 }

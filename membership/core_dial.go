@@ -12,7 +12,7 @@ import (
 // maxConcurrentDials caps the outbound streams a node sets up at once. A node that learns a
 // whole cluster at once (a formation, a healed partition) dials it in waves, so neither it
 // nor the nodes it dials are swamped with handshakes.
-const maxConcurrentDials = 16
+const maxConcurrentDials = 4
 
 // wantStream schedules a dial to m unless it has a stream, a dial or a schedule already.
 func (c *core) wantStream(now time.Time, m *member) {

@@ -29,14 +29,25 @@ func (c *core) hello(now time.Time, them *Hello) *Hello {
 	}
 	if them != nil {
 		h.ViewDigest = c.digestWith(MemberEntry{ID: them.ID, Incarnation: them.Incarnation})
-		if them.ViewDigest == 0 || them.ViewDigest != h.ViewDigest {
+		switch {
+		case them.ViewDigest != 0 && them.ViewDigest == h.ViewDigest:
+		case !c.overlay():
 			h.View = c.view()
-			if c.overlay() {
-				h.View = c.viewWithAttributes() // the newcomer will stream to few of them
-			}
+		case !c.knows(them.ID, them.Incarnation):
+			h.View = c.viewWithAttributes() // the newcomer will stream to few of them
+		default:
+			// A member that dials its overlay neighbour learned the view already: the two
+			// heartbeats' digests settle what differs (onHeartbeat), so that a formation's
+			// thousands of neighbour dials do not each carry the whole view.
 		}
 	}
 	return h
+}
+
+// knows reports whether id's incarnation inc is in the local table.
+func (c *core) knows(id NodeID, inc uint64) bool {
+	m := c.members[id]
+	return m != nil && m.incarnation == inc
 }
 
 // digestWith returns the digest the local view will have once e is in it: a node meeting a
@@ -74,6 +85,9 @@ func (c *core) sendHello(now time.Time, pc *peerConn, them *Hello) {
 func (c *core) sendViewIfTheyLack(pc *peerConn, theirDigest uint64) {
 	if theirDigest != 0 && theirDigest == c.viewDigest() {
 		return
+	}
+	if c.overlay() && !pc.fresh {
+		return // a neighbour known from the view: the heartbeats' digests settle the rest
 	}
 	c.send(pc, &Message{Update: &Update{Full: true, Entries: c.view()}})
 }
@@ -314,8 +328,7 @@ func (c *core) confirm(now time.Time, pc *peerConn, m *member) {
 		c.push(pc.id, entry)
 	}
 	if pc.outbound && !c.isNeighbour(m.id) {
-		c.topoDirty = true // dialled while it was a neighbour: reconcile unlinks it
-		c.wantWake(now)
+		c.needReconcile(now, false) // dialled while it was a neighbour: reconcile unlinks it
 	}
 }
 
@@ -422,9 +435,10 @@ func displayClusterName(name string) string {
 
 // push sends entry to every established stream but except.
 func (c *core) push(except connID, entry MemberEntry) {
+	msg := &Message{Update: &Update{Entries: []MemberEntry{entry}}}
 	for _, pc := range c.sortedConns() {
 		if pc.handshaken() && pc.id != except {
-			c.send(pc, &Message{Update: &Update{Entries: []MemberEntry{entry}}})
+			c.send(pc, msg)
 		}
 	}
 }

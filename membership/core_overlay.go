@@ -43,10 +43,56 @@ func (c *core) syncView(now time.Time, m *member) {
 	} else {
 		c.topo.remove(m.id)
 	}
-	c.topoDirty = true
-	if !now.IsZero() {
-		c.wantWake(now)
+	c.needReconcile(now, true)
+}
+
+// needReconcile asks a later tick to bring the streams in line with the topology (reconcile);
+// changed says the view itself changed (not only a stream). While the view keeps changing, as
+// when hundreds of nodes join at once, the streams wait for it to settle (reconcileSettle) or
+// for an interval at most, so a node dials its neighbours in the view as it ends up, not in
+// every view on the way: each dial is a new connection, and a formation that redialled at
+// every change would spend the machine on connections it unlinks a moment later.
+func (c *core) needReconcile(now time.Time, changed bool) {
+	if now.IsZero() {
+		c.topoDirty = true
+		return
 	}
+	if !c.topoDirty {
+		c.topoDirtySince = now
+	}
+	c.topoDirty = true
+	if changed {
+		c.topoChangedAt = now
+	}
+	c.wantWake(c.reconcileAt())
+}
+
+// reconcileSettle is how long the view must stay unchanged before the streams follow it.
+func (c *core) reconcileSettle() time.Duration { return c.cfg.HeartbeatInterval / 4 }
+
+// reconcileAt is when the pending reconcile is due: once the view has been still for
+// reconcileSettle, and an interval after the first change at the latest.
+func (c *core) reconcileAt() time.Time {
+	return minTime(c.topoChangedAt.Add(c.reconcileSettle()), c.topoDirtySince.Add(c.cfg.HeartbeatInterval))
+}
+
+// reconcileDue reports whether a pending reconcile is due at now (and asks to wake up when
+// it is not yet).
+func (c *core) reconcileDue(now time.Time) bool {
+	at := c.reconcileAt()
+	if now.Before(at) {
+		c.wantWake(at)
+		return false
+	}
+	return true
+}
+
+// minTime returns the earlier of a and b.
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // setBasis puts m on the basis's rings, or takes it off. The basis is the live view plus the
@@ -155,8 +201,7 @@ func (c *core) unlink(now time.Time, pc *peerConn, m *member) {
 func (c *core) onUnlink(now time.Time, pc *peerConn) {
 	if m := c.memberOf(pc); m != nil && m.conn == pc.id {
 		m.conn = 0
-		c.topoDirty = true // if this node still wants the stream, reconcile redials it
-		c.wantWake(now)
+		c.needReconcile(now, false) // if this node still wants the stream, reconcile redials it
 	}
 	c.discardConn(pc, false)
 }
@@ -230,12 +275,18 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 // reach every node in about log_K N hops. The observer that raises an alert sends it to every
 // neighbour (everyNeighbour), and so does a node that reaches fewer than all but one subject.
 func (c *core) relayAlert(except connID, a *Alert, everyNeighbour bool) {
+	c.relayOverlay(except, &Message{Alerts: []*Alert{a}}, everyNeighbour)
+}
+
+// relayOverlay sends msg to this node's subjects, or to every neighbour (everyNeighbour, or
+// when streams to its subjects are missing), except on stream except.
+func (c *core) relayOverlay(except connID, msg *Message, everyNeighbour bool) {
 	subjects := c.subjectSet()
 	sent := 0
 	if !everyNeighbour {
 		for _, pc := range c.sortedConns() {
 			if pc.handshaken() && pc.id != except && c.current(pc) && subjects[pc.peer] {
-				c.send(pc, &Message{Alerts: []*Alert{a}})
+				c.send(pc, msg)
 				sent++
 			}
 		}
@@ -245,7 +296,7 @@ func (c *core) relayAlert(except connID, a *Alert, everyNeighbour bool) {
 	}
 	for _, pc := range c.sortedConns() {
 		if pc.handshaken() && pc.id != except && c.current(pc) && (everyNeighbour || !subjects[pc.peer]) {
-			c.send(pc, &Message{Alerts: []*Alert{a}})
+			c.send(pc, msg)
 		}
 	}
 }
@@ -427,19 +478,15 @@ func (c *core) expireAlerts(now time.Time) {
 	}
 }
 
-// relayFresh passes view entries that changed the local table on to the other neighbours, so
-// joins and leaves reach every node of the overlay; in a full mesh every node hears them first
-// hand.
+// relayFresh passes view entries that changed the local table on to this node's subjects
+// (relayOverlay), so joins and leaves reach every node of the overlay with each node hearing
+// each about K times, not 2K; in a full mesh every node hears them first hand. The node that
+// hears the news first hand sends it to every neighbour (push).
 func (c *core) relayFresh(from connID, fresh []MemberEntry) {
 	if len(fresh) == 0 || !c.overlay() {
 		return
 	}
-	msg := &Message{Update: &Update{Entries: slices.Clip(fresh)}}
-	for _, pc := range c.sortedConns() {
-		if pc.handshaken() && pc.id != from && c.current(pc) {
-			c.send(pc, msg)
-		}
-	}
+	c.relayOverlay(from, &Message{Update: &Update{Entries: slices.Clip(fresh)}}, false)
 }
 
 // alerted reports whether this node has a down alert of its own standing about id.

@@ -66,19 +66,19 @@ func TestOverlayFormsAboveKPlusOneWithBoundedStreams(t *testing.T) {
 
 func TestOverlayMessagesPerNodeStayFlatAsTheClusterGrows(t *testing.T) {
 	const k = 4
-	perNode := func(count int) float64 {
+	rates := func(count int) (perNode, perStream float64) {
 		s, nodes := overlayCluster(t, count, k)
-		since := s.now
-		s.advance(10 * time.Second)
-		msgs := 0
-		for _, n := range nodes {
-			msgs += len(sentSince(n, since))
-		}
-		return float64(msgs) / float64(count) / 10
+		s.quiet = true
+		return messagesPerNodePerInterval(s, nodes)
 	}
-	small, large := perNode(30), perNode(120)
-	require.InDelta(t, small, large, 0.1*small, "messages per node per interval: %.2f at 30 nodes, %.2f at 120", small, large)
-	require.LessOrEqual(t, large, float64(2*k)+1, "a node sends about one heartbeat per stream per interval")
+	small, smallPerStream := rates(30)
+	large, largePerStream := rates(120)
+	// Per node the rate follows the degree, which grows towards 2K as the rings repeat fewer
+	// neighbours; per stream it is flat.
+	require.InDelta(t, smallPerStream, largePerStream, 0.1*smallPerStream,
+		"messages per stream per interval: %.2f at 30 nodes, %.2f at 120", smallPerStream, largePerStream)
+	require.LessOrEqual(t, small, float64(2*k)+0.5, "a node sends about one message per stream per interval")
+	require.LessOrEqual(t, large, float64(2*k)+0.5, "a node sends about one message per stream per interval")
 }
 
 // hopsBound is ⌈log_K N⌉ + 2.
@@ -276,4 +276,42 @@ func TestOverlayAttributesReachEveryNode(t *testing.T) {
 	info, ok := joiner.info(changed)
 	require.True(t, ok)
 	require.Equal(t, map[string]string{"role": "api"}, info.Metadata, "a joiner learns the metadata with the view")
+}
+
+// TestOverlayFormationAtOnceDialsEachNeighbourAboutOnce boots 200 nodes within half a second
+// through one seed, with K = 10: while the view keeps growing, the streams wait for it to
+// settle, so a node dials about the neighbours it ends up with, not one set per view on the
+// way (every dial is a new connection).
+func TestOverlayFormationAtOnceDialsEachNeighbourAboutOnce(t *testing.T) {
+	const count, k = 200, 10
+	s := newSim(t)
+	s.dialLatency = 2 * time.Millisecond
+	nodes := make([]*simNode, count)
+	for i := range count {
+		name := fmt.Sprintf("node%03d", i)
+		cfg := simConfig(name)
+		cfg.Monitors = k
+		if i > 0 {
+			cfg.Seeds = []string{"127.0.0.1:4000"}
+		}
+		nodes[i] = s.create(simID(name, 4000+i), cfg)
+	}
+	for i, n := range nodes {
+		n.boot()
+		if i%4 == 3 {
+			s.step() // four nodes start every 10 ms: half a second of joins
+		}
+	}
+	s.advanceUntil(30*time.Second, func() bool { return everyNodeConnected(nodes, count-1) }, "200 nodes started within half a second should converge")
+	s.advance(5 * time.Second)
+	requireOverlayStreams(t, nodes, k)
+	dials := 0
+	for _, n := range nodes {
+		dials += len(n.dials)
+	}
+	perNode := float64(dials) / count
+	t.Logf("%.1f dials per node (2K = %d)", perNode, 2*k)
+	// Each of the about 2K neighbour pairs of a node is dialled once, by one side, and each
+	// node dials the seed: about K+1 dials per node, with some slack.
+	require.LessOrEqual(t, perNode, 1.2*float64(k+1), "a node dials about once per neighbour pair it ends up with")
 }
