@@ -44,13 +44,22 @@ func (c *core) wantDialAt(t time.Time) {
 }
 
 // dialGrace is how long the larger id of a pair waits for the smaller one's dial: the smaller
-// one may have the whole table to dial, so the grace allows one wave of half an interval
-// (100 ms to 1 s) per maxConcurrentDials members, at most maxDialGrace. It is sized by the
-// table when the dial comes due (graceExtended), not when the member was learned.
+// one may have the whole table to dial (its 2K neighbours in the overlay), so the grace allows
+// one wave of half an interval (100 ms to 1 s) per dialGraceWave of them, at most
+// maxDialGrace. It is sized by the table when the dial comes due (graceExtended), not when
+// the member was learned.
 func (c *core) dialGrace() time.Duration {
 	wave := min(max(c.cfg.HeartbeatInterval/2, 100*time.Millisecond), time.Second)
-	return min(wave*time.Duration(1+len(c.members)/maxConcurrentDials), maxDialGrace)
+	toDial := len(c.members)
+	if c.overlay() {
+		toDial = min(toDial, 2*c.cfg.Monitors)
+	}
+	return min(wave*time.Duration(1+toDial/dialGraceWave), maxDialGrace)
 }
+
+// dialGraceWave is how many dials dialGrace allows per wave: a wave of half an interval is
+// far longer than the round trips of maxConcurrentDials dials.
+const dialGraceWave = 16
 
 // maxDialGrace caps dialGrace (reached from about 500 members at a heartbeat interval of 1 s).
 const maxDialGrace = 30 * time.Second

@@ -370,7 +370,7 @@ func TestCoreLargerIDGraceGrowsWithTheTable(t *testing.T) {
 	a := MustParseNodeID(simID("aaa", 4001))
 	z.mergeAlive(start, MemberEntry{ID: a, Incarnation: 1})
 	firstGrace := z.dialGrace()
-	for i := range 3 * maxConcurrentDials {
+	for i := range 3 * dialGraceWave {
 		z.mergeAlive(start, MemberEntry{ID: MustParseNodeID(simID(fmt.Sprintf("b%02d", i), 5000+i)), Incarnation: 1})
 	}
 	grownGrace := z.dialGrace()
@@ -395,12 +395,18 @@ func TestCoreLargerIDGraceGrowsWithTheTable(t *testing.T) {
 
 func TestCoreDialGraceIsCapped(t *testing.T) {
 	start := time.Unix(1_700_000_000, 0)
-	z := newCore(MustParseNodeID(simID("zzz", 4002)), 1, simConfig("zzz"), start, rand.New(rand.NewPCG(1, 1)), nil)
-	z.start(start)
-	for i := range 2000 {
-		z.mergeAlive(start, MemberEntry{ID: MustParseNodeID(simID(fmt.Sprintf("b%04d", i), 10000+i)), Incarnation: 1})
+	grace := func(cfg *Config) time.Duration {
+		z := newCore(MustParseNodeID(simID("zzz", 4002)), 1, cfg, start, rand.New(rand.NewPCG(1, 1)), nil)
+		z.start(start)
+		for i := range 2000 {
+			z.mergeAlive(start, MemberEntry{ID: MustParseNodeID(simID(fmt.Sprintf("b%04d", i), 10000+i)), Incarnation: 1})
+		}
+		return z.dialGrace()
 	}
-	require.Equal(t, maxDialGrace, z.dialGrace(), "a table of 2000 members should not push the grace past maxDialGrace")
+	require.Equal(t, maxDialGrace, grace(fullMeshConfig("zzz")), "a full mesh of 2000 members should not push the grace past maxDialGrace")
+	overlay := simConfig("zzz")
+	require.Equal(t, time.Second, grace(overlay),
+		"in the overlay the smaller id dials its 2K = %d neighbours, not the table: two waves of half an interval", 2*overlay.Monitors)
 }
 
 // fullMeshConfig is simConfig for a node that stays a full mesh at any size.
