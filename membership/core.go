@@ -35,20 +35,22 @@ type core struct {
 	// it); topoDirty asks the next tick to reconcile the streams with it. neighbourSet caches
 	// this node's neighbours in it as of neighbourVersion. alerts holds the observers' alerts
 	// by subject.
-	topo             *topology
-	basis            *topology // topo's rings seen with the nodes down for less than an alert's lifetime
-	topoDirty        bool
-	topoDirtySince   time.Time // when topoDirty was set
-	topoChangedAt    time.Time // the view's last change while topoDirty
-	syncHold         time.Time // in the overlay: no view sync over any stream before then
-	neighbourSet     map[NodeID]bool
-	subjects         map[NodeID]bool // this node's subjects in topo, as of subjectVersion
-	subjectVersion   uint64
-	neighbourVersion uint64
-	alerts           map[NodeID]*alertSet
-	conns            map[connID]*peerConn
-	dialing          int         // outbound streams in conns not established yet (dialsInFlight)
-	connOrder        []*peerConn // conns sorted by id; nil when it must be rebuilt
+	topo              *topology
+	basis             *topology // topo's rings seen with the nodes down for less than an alert's lifetime
+	topoDirty         bool
+	topoDirtySince    time.Time                 // when topoDirty was set
+	topoChangedAt     time.Time                 // the view's last change while topoDirty
+	syncHold          time.Time                 // in the overlay: no view sync over any stream before then
+	basisCache        map[NodeID]ringNeighbours // basisNeighbours, as of basisCacheVersion
+	basisCacheVersion uint64
+	neighbourSet      map[NodeID]bool
+	subjects          map[NodeID]bool // this node's subjects in topo, as of subjectVersion
+	subjectVersion    uint64
+	neighbourVersion  uint64
+	alerts            map[NodeID]*alertSet
+	conns             map[connID]*peerConn
+	dialing           int         // outbound streams in conns not established yet (dialsInFlight)
+	connOrder         []*peerConn // conns sorted by id; nil when it must be rebuilt
 	// connDue[i] is when the tick must next look at connOrder[i], as an offset from
 	// startedAt: no earlier deadline of the stream (heartbeat, timeout, handshake) can fall
 	// before it. Zero: at the next tick. Rebuilt with connOrder.

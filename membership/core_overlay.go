@@ -367,7 +367,7 @@ func (c *core) decideFrom(now time.Time, subject NodeID) (decidedSubject bool) {
 		if !changed && id != subject {
 			continue
 		}
-		for _, s := range c.basis.subjects(id) {
+		for _, s := range c.basisNeighbours(id).subjects {
 			if c.alerts[s] != nil {
 				work = append(work, s)
 			}
@@ -388,7 +388,7 @@ func (c *core) decide(now time.Time, m *member) bool {
 	if set == nil || set.incarnation != m.incarnation {
 		return false
 	}
-	observers := c.basis.observers(m.id)
+	observers := c.basisNeighbours(m.id).observers
 	downs := map[DownReason]int{}
 	count, upFromObserver := 0, false
 	for _, o := range observers {
@@ -415,6 +415,27 @@ func (c *core) decide(now time.Time, m *member) bool {
 	return false
 }
 
+// ringNeighbours are a node's observers and subjects in the basis.
+type ringNeighbours struct {
+	observers, subjects []NodeID
+}
+
+// basisNeighbours returns id's observers and subjects in the basis, cached until an id joins
+// or leaves it: a decision reads the observers of a subject and of each of those observers,
+// and a burst of alerts decides many subjects, so the same lookups repeat.
+func (c *core) basisNeighbours(id NodeID) ringNeighbours {
+	if c.basisCache == nil || c.basisCacheVersion != c.basis.version() {
+		c.basisCache = map[NodeID]ringNeighbours{}
+		c.basisCacheVersion = c.basis.version()
+	}
+	nb, ok := c.basisCache[id]
+	if !ok {
+		nb = ringNeighbours{observers: c.basis.observers(id), subjects: c.basis.subjects(id)}
+		c.basisCache[id] = nb
+	}
+	return nb
+}
+
 // suspected reports whether at least L of id's observers report it down.
 func (c *core) suspected(id NodeID) bool {
 	set := c.alerts[id]
@@ -425,7 +446,7 @@ func (c *core) suspected(id NodeID) bool {
 	if m == nil || set.incarnation != m.incarnation || m.status == StatusDisconnected {
 		return false
 	}
-	observers := c.basis.observers(id)
+	observers := c.basisNeighbours(id).observers
 	count := 0
 	for _, o := range observers {
 		if mark, ok := set.by[o]; ok && !mark.up {

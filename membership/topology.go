@@ -35,6 +35,9 @@ type rings struct {
 	added   []*ringNode          // ids added since the last merge
 	dropped map[*ringNode]bool   // ids dropped since the last merge
 	version uint64               // grows with every change
+	// idsVersion grows when an id joins or leaves the rings, not when it turns live or not:
+	// the basis lens changes only then.
+	idsVersion uint64
 }
 
 // ringNode is one id on the rings, shared by its slots on every ring.
@@ -90,8 +93,13 @@ func newTopology(ids []NodeID, k int) *topology {
 // basis.
 func (t *topology) lens() *topology { return &topology{r: t.r, all: !t.all} }
 
-// version grows with every change of the rings (of either lens).
-func (t *topology) version() uint64 { return t.r.version }
+// version grows with every change of what the lens sees.
+func (t *topology) version() uint64 {
+	if t.all {
+		return t.r.idsVersion
+	}
+	return t.r.version
+}
 
 // add puts id in the lens: on the rings (not live) for the basis, live for the live lens. It
 // reports false if id was there already.
@@ -103,6 +111,7 @@ func (t *topology) add(id NodeID) bool {
 		n = &ringNode{id: id, hash: idHash(id), live: !t.all}
 		r.nodes[id] = n
 		r.added = append(r.added, n)
+		r.idsVersion++
 		if n.live {
 			r.live++
 		}
@@ -130,6 +139,7 @@ func (t *topology) remove(id NodeID) bool {
 	}
 	if t.all {
 		r.drop(n)
+		r.idsVersion++
 	}
 	r.version++
 	return true
