@@ -58,10 +58,12 @@ test: ## Run every test with the race detector (the bench and deploy/kubernetes/
 	cd deploy/kubernetes/check && $(GO) test -race -count=1 ./...
 
 SIM_NODES ?= 2048
+# SIM_RESULTS, when set (e.g. $(CURDIR)/bench/results/sim/overlay.jsonl), receives the simulator's figures.
+SIM_RESULTS ?=
 
 .PHONY: sim-scale
 sim-scale: ## The overlay in the deterministic simulator at SIM_NODES nodes (default 2048: about 2.5 minutes and 10 GiB).
-	SIM_NODES=$(SIM_NODES) $(GO) test -count=1 -timeout 60m -run 'TestOverlaySimulationAtScale' -v ./membership/
+	SIM_NODES=$(SIM_NODES) SIM_RESULTS=$(SIM_RESULTS) $(GO) test -count=1 -timeout 60m -run 'TestOverlaySimulationAtScale' -v ./membership/
 
 .PHONY: lint
 lint: $(BUF) ## buf lint + buf format + buf breaking + go vet + gofmt.

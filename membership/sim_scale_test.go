@@ -1,8 +1,11 @@
 package membership
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -28,6 +31,27 @@ func scaleSize(t *testing.T) int {
 	require.NoError(t, err, "SIM_NODES must be a number of nodes")
 	require.GreaterOrEqual(t, n, 100, "SIM_NODES: the scale simulation needs at least 100 nodes")
 	return n
+}
+
+// recordSimFigures appends, when SIM_RESULTS names a file, one JSON line per cluster size:
+// messages per node and per stream per interval (bench/cmd/benchreport plots them beside the
+// benchmark's cost per node).
+func recordSimFigures(t *testing.T, k int, figures map[int][2]float64) {
+	t.Helper()
+	path := os.Getenv("SIM_RESULTS")
+	if path == "" {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	require.NoError(t, err, "SIM_RESULTS should name a file the test can append to")
+	defer func() { require.NoError(t, f.Close()) }()
+	for _, n := range slices.Sorted(maps.Keys(figures)) {
+		line, err := json.Marshal(map[string]any{"n": n, "k": k,
+			"messages_per_node_per_interval": figures[n][0], "messages_per_stream_per_interval": figures[n][1]})
+		require.NoError(t, err)
+		_, err = f.Write(append(line, '\n'))
+		require.NoError(t, err)
+	}
 }
 
 // scaleCluster starts count nodes with K = k in a quiet simulation, one after another at the
@@ -159,6 +183,7 @@ func TestOverlaySimulationAtScale(t *testing.T) {
 		smallRate, smallPerStream, rate, perStream, count)
 	// Per node the rate follows the degree, which grows from about 18 at 100 nodes (where the
 	// rings repeat some neighbours) towards 2K, and never past it.
+	recordSimFigures(t, k, map[int][2]float64{100: {smallRate, smallPerStream}, count: {rate, perStream}})
 	require.LessOrEqual(t, rate, float64(2*k)+0.5, "a node sends about one message per stream per interval, on at most 2K streams")
 	require.InDelta(t, smallPerStream, perStream, 0.1*smallPerStream, "messages per stream per interval stay flat from 100 to %d nodes", count)
 	bound := hopsBound(count, k)

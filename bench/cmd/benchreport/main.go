@@ -78,8 +78,13 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
+	sim, err := loadSim(filepath.Join(*dir, "sim", "overlay.jsonl"))
+	if err != nil {
+		fatal(err)
+	}
 	var md strings.Builder
 	d.write(&md, *relPlots, analysisText)
+	writeCost(func(format string, args ...any) { fmt.Fprintf(&md, format, args...) }, sim, *relPlots)
 	if resolverReport != nil {
 		writeResolver(func(format string, args ...any) { fmt.Fprintf(&md, format, args...) }, resolverReport, *relPlots)
 		if err := plotResolver(resolverReport, filepath.Join(*plots, "resolver.png")); err != nil {
@@ -90,6 +95,9 @@ func main() {
 		if err := d.plot(sc, filepath.Join(*plots, sc+".png")); err != nil {
 			fatal(err)
 		}
+	}
+	if err := d.plotCost(sim, filepath.Join(*plots, "cost.png")); err != nil {
+		fatal(err)
 	}
 	if err := os.WriteFile(*out, []byte(md.String()), 0o644); err != nil {
 		fatal(err)
