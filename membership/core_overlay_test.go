@@ -286,16 +286,7 @@ func TestOverlayFormationAtOnceDialsEachNeighbourAboutOnce(t *testing.T) {
 	const count, k = 200, 10
 	s := newSim(t)
 	s.dialLatency = 2 * time.Millisecond
-	nodes := make([]*simNode, count)
-	for i := range count {
-		name := fmt.Sprintf("node%03d", i)
-		cfg := simConfig(name)
-		cfg.Monitors = k
-		if i > 0 {
-			cfg.Seeds = []string{"127.0.0.1:4000"}
-		}
-		nodes[i] = s.create(simID(name, 4000+i), cfg)
-	}
+	nodes := overlayNodes(s, count, k, false)
 	for i, n := range nodes {
 		n.boot()
 		if i%4 == 3 {

@@ -61,6 +61,16 @@ func scaleCluster(t *testing.T, count, k int) (*sim, []*simNode) {
 	t.Helper()
 	s := newSim(t)
 	s.quiet = true
+	nodes := overlayNodes(s, count, k, true)
+	s.advanceUntil(2*time.Minute, func() bool { return everyNodeConnected(nodes, count-1) },
+		"%d nodes with K=%d should converge", count, k)
+	return s, nodes
+}
+
+// overlayNodes registers count nodes with K = k, named node0000, node0001, … on ports 4000,
+// 4001, …, all seeded with the first; with start, each is started (and the network settled)
+// as soon as it is registered.
+func overlayNodes(s *sim, count, k int, start bool) []*simNode {
 	nodes := make([]*simNode, count)
 	for i := range count {
 		name := fmt.Sprintf("node%04d", i)
@@ -69,11 +79,12 @@ func scaleCluster(t *testing.T, count, k int) (*sim, []*simNode) {
 		if i > 0 {
 			cfg.Seeds = []string{"127.0.0.1:4000"}
 		}
-		nodes[i] = s.add(simID(name, 4000+i), cfg)
+		nodes[i] = s.create(simID(name, 4000+i), cfg)
+		if start {
+			nodes[i].start()
+		}
 	}
-	s.advanceUntil(2*time.Minute, func() bool { return everyNodeConnected(nodes, count-1) },
-		"%d nodes with K=%d should converge", count, k)
-	return s, nodes
+	return nodes
 }
 
 // everyNodeConnected reports whether every running node counts want peers connected.

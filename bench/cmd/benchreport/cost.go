@@ -21,9 +21,9 @@ import (
 // simPoint is one figure of the overlay simulator (membership's TestOverlaySimulationAtScale
 // with SIM_RESULTS set): messages per node and per stream per heartbeat interval at N nodes.
 type simPoint struct {
-	N                int     `json:"n"`
-	K                int     `json:"k"`
-	MessagesPerNode  float64 `json:"messages_per_node_per_interval"`
+	N                 int     `json:"n"`
+	K                 int     `json:"k"`
+	MessagesPerNode   float64 `json:"messages_per_node_per_interval"`
 	MessagesPerStream float64 `json:"messages_per_stream_per_interval"`
 }
 
