@@ -222,15 +222,11 @@ func (t *topology) size() int {
 func (t *topology) sees(n *ringNode) bool { return t.all || n.live }
 
 // neighbour returns id's successor (step +1: its subject) or predecessor (step -1: its
-// observer) on ring r, among the ids the lens sees. For an id the lens does not see it is the
-// node that would be its neighbour if it were: a node decided down is watched for by the
-// nodes it would stream to. ok is false when the lens sees no other node on the ring.
-func (t *topology) neighbour(r int, id NodeID, step int) (NodeID, bool) {
-	return t.neighbourHashed(r, id, idHash(id), step)
-}
-
-// neighbourHashed is neighbour for an id whose hash (idHash) is h.
-func (t *topology) neighbourHashed(r int, id NodeID, h uint64, step int) (NodeID, bool) {
+// observer) on ring r, among the ids the lens sees; h is id's hash (idHash). For an id the lens
+// does not see it is the node that would be its neighbour if it were: a node decided down is
+// watched for by the nodes it would stream to. ok is false when the lens sees no other node on
+// the ring.
+func (t *topology) neighbour(r int, id NodeID, h uint64, step int) (NodeID, bool) {
 	t.r.merge()
 	ring := t.r.slots[r]
 	n := len(ring)
@@ -263,7 +259,7 @@ func (t *topology) distinct(id NodeID, step int) []NodeID {
 	out := make([]NodeID, 0, t.r.k)
 	h := idHash(id)
 	for r := range t.r.k {
-		if n, ok := t.neighbourHashed(r, id, h, step); ok && n != id && !slices.Contains(out, n) {
+		if n, ok := t.neighbour(r, id, h, step); ok && n != id && !slices.Contains(out, n) {
 			out = append(out, n)
 		}
 	}
@@ -287,7 +283,7 @@ func (t *topology) isNeighbour(self, id NodeID) bool {
 	h := idHash(id)
 	for r := range t.r.k {
 		for _, step := range [2]int{-1, +1} {
-			if n, ok := t.neighbourHashed(r, id, h, step); ok && n == self {
+			if n, ok := t.neighbour(r, id, h, step); ok && n == self {
 				return true
 			}
 		}
@@ -300,7 +296,7 @@ func (t *topology) isNeighbour(self, id NodeID) bool {
 func (t *topology) isObserver(self, id NodeID) bool {
 	h := idHash(id)
 	for r := range t.r.k {
-		if n, ok := t.neighbourHashed(r, id, h, -1); ok && n == self {
+		if n, ok := t.neighbour(r, id, h, -1); ok && n == self {
 			return true
 		}
 	}
