@@ -278,8 +278,13 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 		c.markDown(now, m, ReasonConnectionRefused)
 	case m.status == StatusConnected && c.overlay():
 		// A neighbour the cluster holds alive, dialled and not reached: an observer says so
-		// when others already do (a dial failing in a busy formation is no failure of its own).
-		if c.alerts[m.id] != nil {
+		// when others already do, or when the node refused it twice in a row (nobody listens
+		// there: it crashed before any observer had a stream to it). A dial that only timed
+		// out, in a busy formation, is no failure of its own.
+		switch {
+		case !pc.timedOut && m.attempts >= 2:
+			c.observe(now, m, ReasonConnectionRefused, false)
+		case c.alerts[m.id] != nil:
 			c.observe(now, m, ReasonConnectionClosed, false)
 		}
 	case m.status == StatusConnected:

@@ -306,3 +306,58 @@ func TestOverlayFormationAtOnceDialsEachNeighbourAboutOnce(t *testing.T) {
 	// node dials the seed: about K+1 dials per node, with some slack.
 	require.LessOrEqual(t, perNode, 1.2*float64(k+1), "a node dials about once per neighbour pair it ends up with")
 }
+
+// TestOverlayNodeThatCrashesBeforeItsObserversReachItIsDownEverywhere lets a node join a
+// 40-node overlay and crash at once, before any of its observers has a stream to it: they
+// learn it from the relayed join, their dials are refused, and the cluster decides it down.
+func TestOverlayNodeThatCrashesBeforeItsObserversReachItIsDownEverywhere(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	joinerID := MustParseNodeID(simID("joiner", 4500))
+	ids := []NodeID{joinerID}
+	for _, n := range nodes {
+		ids = append(ids, n.id)
+	}
+	neighbours := newTopology(ids, k).neighbours(joinerID)
+	seed := slices.IndexFunc(nodes, func(n *simNode) bool { return !slices.Contains(neighbours, n.id) })
+	s.dialLatency = 50 * time.Millisecond // the joiner's own dials to its neighbours are still under way at the crash
+	joiner := s.add(joinerID.String(), func() *Config {
+		cfg := simConfig("joiner", nodes[seed].id.String()) // a seed that is not its neighbour
+		cfg.Monitors = k
+		return cfg
+	}())
+	s.advanceUntil(time.Second, func() bool {
+		for _, n := range nodes {
+			if len(n.eventsAbout(joiner)) == 0 {
+				return false
+			}
+		}
+		return true
+	}, "every node should learn the join")
+	for _, n := range nodes {
+		require.Equal(t, []string{"up " + joiner.id.String()}, n.eventsAbout(joiner), "%s learns the join", n.id)
+	}
+	observers := newTopology(ids, k).observers(joinerID)
+	for _, n := range nodes {
+		if slices.Contains(observers, n.id) {
+			require.Nil(t, n.streamEnd(joiner), "scenario check: observer %s has no stream to the joiner yet", n.id)
+		}
+	}
+	joiner.crash()
+	took := s.advanceUntil(10*time.Second, func() bool {
+		for _, n := range nodes {
+			if !n.core.members[joiner.id].isDown() {
+				return false
+			}
+		}
+		return true
+	}, "every node should report the joiner down once its observers' dials are refused")
+	t.Logf("down everywhere %v after the crash", took)
+	require.Less(t, took, 3*time.Second, "two refused dials, half an interval apart at most, decide it")
+	for _, n := range nodes {
+		events := n.eventsAbout(joiner)
+		require.Len(t, events, 2, "%s reports the joiner up once and down once: %v", n.id, events)
+		require.Contains(t, []string{"down " + joiner.id.String() + " connection_refused", "down " + joiner.id.String() + " connection_closed"},
+			events[1], "%s reports the observers' reason", n.id)
+	}
+}
