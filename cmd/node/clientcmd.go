@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/meshnode/meshnode/client"
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
 	"github.com/meshnode/meshnode/membership"
 )
 
@@ -63,6 +64,24 @@ func (f *clientFlags) dial() (*client.Client, error) {
 		return nil, configError(err)
 	}
 	return c, nil
+}
+
+// callOnce dials the node at --addr, makes one call within callTimeout and closes the
+// connection. A call that fails is reported with callFailed.
+func callOnce[T any](ctx context.Context, f *clientFlags, call func(context.Context, clusterv1.MembershipServiceClient) (T, error)) (T, error) {
+	var zero T
+	c, err := f.dial()
+	if err != nil {
+		return zero, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	resp, err := call(ctx, c.API())
+	if err != nil {
+		return zero, callFailed(f.addr.value, err)
+	}
+	return resp, nil
 }
 
 // callFailed is the exit error (exit 1) of a failed call, said in one sentence.

@@ -50,16 +50,11 @@ incarnation as strings); the asked node has "local": true.`,
 
 // runMembers prints the nodes the node at --addr knows, itself included and marked.
 func runMembers(ctx context.Context, f *clientFlags, all, asJSON bool, stdout io.Writer) error {
-	c, err := f.dial()
+	resp, err := callOnce(ctx, f, func(ctx context.Context, api clusterv1.MembershipServiceClient) (*clusterv1.ListNodesResponse, error) {
+		return api.ListNodes(ctx, &clusterv1.ListNodesRequest{ConnectedOnly: !all, IncludeSelf: true, IncludeLeft: all})
+	})
 	if err != nil {
 		return err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := c.API().ListNodes(ctx, &clusterv1.ListNodesRequest{ConnectedOnly: !all, IncludeSelf: true, IncludeLeft: all})
-	if err != nil {
-		return callFailed(f.addr.value, err)
 	}
 	if asJSON {
 		return writeJSON(stdout, resp, true)

@@ -76,16 +76,11 @@ func updateRequest(metadata string, metadataSet bool, processCount int64, proces
 
 // runUpdate sends req to the node at --addr and prints the node after the change.
 func runUpdate(ctx context.Context, f *clientFlags, req *clusterv1.UpdateLocalNodeRequest, asJSON bool, stdout io.Writer) error {
-	c, err := f.dial()
+	resp, err := callOnce(ctx, f, func(ctx context.Context, api clusterv1.MembershipServiceClient) (*clusterv1.UpdateLocalNodeResponse, error) {
+		return api.UpdateLocalNode(ctx, req)
+	})
 	if err != nil {
 		return err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := c.API().UpdateLocalNode(ctx, req)
-	if err != nil {
-		return callFailed(f.addr.value, err)
 	}
 	if asJSON {
 		return writeJSON(stdout, resp, true)

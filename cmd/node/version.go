@@ -46,16 +46,11 @@ func runVersion(ctx context.Context, f *clientFlags, remote, asJSON bool, stdout
 		fmt.Fprintln(stdout, versionLine(local))
 		return nil
 	}
-	c, err := f.dial()
+	resp, err := callOnce(ctx, f, func(ctx context.Context, api clusterv1.MembershipServiceClient) (*clusterv1.GetLocalNodeResponse, error) {
+		return api.GetLocalNode(ctx, &clusterv1.GetLocalNodeRequest{})
+	})
 	if err != nil {
 		return err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := c.API().GetLocalNode(ctx, &clusterv1.GetLocalNodeRequest{})
-	if err != nil {
-		return callFailed(f.addr.value, err)
 	}
 	if asJSON {
 		return writeJSON(stdout, resp.GetBuild(), true)

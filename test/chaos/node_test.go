@@ -98,9 +98,30 @@ func (n *node) logText() string {
 // start launches `ip netns exec <ns> node agent …` and waits until it logged "node started".
 // It does not wait for the node to join anyone.
 func (n *node) start() *agent {
+	n.c.t.Helper()
+	a := n.launch()
+	a.awaitStart()
+	return a
+}
+
+// launchAll launches every node at once, then waits until each has logged "node started".
+func launchAll(nodes []*node) []*agent {
+	agents := make([]*agent, len(nodes))
+	for i, n := range nodes {
+		agents[i] = n.launch()
+	}
+	for _, a := range agents {
+		a.awaitStart()
+	}
+	return agents
+}
+
+// awaitStart waits until the agent's node logged "node started"; it fails the test if the
+// process exits first or takes longer than 20 s.
+func (a *agent) awaitStart() {
+	n := a.n
 	t := n.c.t
 	t.Helper()
-	a := n.launch()
 	select {
 	case <-a.readyc:
 	case <-a.exited:
@@ -108,7 +129,6 @@ func (n *node) start() *agent {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("node %s did not start within 20s\n%s", n.name, n.logText())
 	}
-	return a
 }
 
 // launch starts the process without waiting for it.

@@ -407,19 +407,7 @@ func TestChaos12SixteenNodes(t *testing.T) {
 	c.nodes[0].start()
 	// Every other node starts at once, all seeding n1.
 	t0 := time.Now()
-	var agents []*agent
-	for _, n := range c.nodes[1:] {
-		agents = append(agents, n.launch())
-	}
-	for _, a := range agents {
-		select {
-		case <-a.readyc:
-		case <-a.exited:
-			t.Fatalf("%s exited at start\n%s", a.n.name, a.n.logText())
-		case <-time.After(20 * time.Second):
-			t.Fatalf("%s did not start\n%s", a.n.name, a.n.logText())
-		}
-	}
+	launchAll(c.nodes[1:])
 	checkMesh(c, s.upTo("formation (15 nodes join through n1 at once)", "ms", 10000, "≤ 10 s to a full mesh"), c.nodes, t0, "formation")
 	if t.Failed() {
 		t.FailNow()

@@ -111,19 +111,7 @@ func TestChaos17OverlayCrashDuringFormation(t *testing.T) {
 	c := overlayCluster(t)
 	c.nodes[0].start()
 	c.nodes[1].start()
-	var agents []*agent
-	for _, n := range c.nodes[2:] {
-		agents = append(agents, n.launch())
-	}
-	for _, a := range agents {
-		select {
-		case <-a.readyc:
-		case <-a.exited:
-			t.Fatalf("%s exited at start\n%s", a.n.name, a.n.logText())
-		case <-time.After(20 * time.Second):
-			t.Fatalf("%s did not start\n%s", a.n.name, a.n.logText())
-		}
-	}
+	launchAll(c.nodes[2:])
 	victim := c.nodes[13]
 	t0 := victim.current().signal(syscall.SIGKILL)
 	victim.logf("test sends SIGKILL during the formation")
