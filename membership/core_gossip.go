@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// view returns every node the local node knows, left nodes included, itself excluded, sorted by id.
+// view returns every node the local node knows, down and left nodes included, itself
+// excluded, sorted by id.
 func (c *core) view() []MemberEntry {
 	if c.viewCache != nil {
 		return c.viewCache
@@ -16,7 +17,7 @@ func (c *core) view() []MemberEntry {
 		if m.incarnation == 0 {
 			continue // a seed announced by id but never reached: not known to exist
 		}
-		out = append(out, MemberEntry{ID: m.id, Incarnation: m.incarnation})
+		out = append(out, MemberEntry{ID: m.id, Incarnation: m.incarnation, Down: m.status == StatusDisconnected})
 	}
 	for id, t := range c.tombs {
 		if t.left {
@@ -121,6 +122,12 @@ func (c *core) mergeLeft(now time.Time, e MemberEntry) bool {
 // mergeAlive applies a gossiped live node; it reports whether it changed the table.
 func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 	m := c.members[e.ID]
+	if e.Down && c.overlay() && (m == nil || (m.incarnation != 0 && e.Incarnation > m.incarnation)) {
+		// Its sender holds it down, and this node does not know this incarnation: the alerts
+		// that decided it went by before this node knew it. A known incarnation keeps its
+		// status here: the alerts decide it (an up alert may have brought it back).
+		return c.holdDown(now, m, e.ID, e.Incarnation, ReasonConnectionClosed)
+	}
 	switch {
 	case m == nil:
 		delete(c.tombs, e.ID)

@@ -249,6 +249,14 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 		return
 	}
 	m := c.members[a.Subject]
+	if a.Decided && !a.Up && (m == nil || (a.Incarnation > m.incarnation && m.incarnation != 0)) {
+		// Decided before this node knew of it: held down, so that a late claim that it is
+		// alive, from a node that had not heard yet, never brings it up here.
+		if c.holdDown(now, m, a.Subject, a.Incarnation, a.Reason) {
+			c.relayAlert(pc.id, a, false)
+		}
+		return
+	}
 	if m == nil || a.Incarnation != m.incarnation {
 		return // about a node or an incarnation this node does not hold: nothing to decide
 	}
@@ -538,4 +546,42 @@ func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Al
 	if c.isNeighbour(m.id) {
 		c.scheduleRedial(now, m)
 	}
+}
+
+// holdDown takes a node this node learns of only as down (a decision, or a view entry its
+// sender holds down, about a node or an incarnation newer than m, which may be nil) into the
+// table as down. It is never reported up here: a node added this way emits nothing, and the
+// old incarnation of a known node is reported down for reason. It stays on the basis for an
+// alert's lifetime, as on the nodes that decided it, and its neighbours redial it, so a node
+// that comes back is reached. It reports whether it changed the table.
+func (c *core) holdDown(now time.Time, m *member, id NodeID, incarnation uint64, reason DownReason) bool {
+	if !c.overlay() || id == c.self || id.IsZero() {
+		return false
+	}
+	if t, ok := c.tombs[id]; ok && incarnation <= t.incarnation {
+		return false // already forgotten or left
+	}
+	if m == nil {
+		delete(c.tombs, id)
+		m = &member{id: id, incarnation: incarnation, status: StatusDisconnected, downSince: now}
+		c.members[id] = m
+		c.wantWake(now.Add(c.cfg.ReconnectTimeout))
+	} else {
+		if m.conn != 0 {
+			return false // a stream to the old incarnation: its own hello settles which is current
+		}
+		if m.status != StatusDisconnected {
+			c.markDown(now, m, reason) // the old incarnation is gone
+		}
+		m.incarnation = incarnation
+		m.downSince = now
+	}
+	delete(c.alerts, id)
+	c.viewChanged()
+	c.setBasis(m, true) // expireBasis takes it off after an alert's lifetime
+	c.syncView(now, m)
+	if c.isNeighbour(id) {
+		c.scheduleRedial(now, m)
+	}
+	return true
 }

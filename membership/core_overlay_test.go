@@ -361,3 +361,36 @@ func TestOverlayNodeThatCrashesBeforeItsObserversReachItIsDownEverywhere(t *test
 			events[1], "%s reports the observers' reason", n.id)
 	}
 }
+
+func TestOverlayNodeThatJoinsAfterACrashNeverListsTheCrashedNodeConnected(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	victim := nodes[17]
+	victim.crash()
+	s.advance(2 * time.Second) // decided down everywhere; the others keep it in their view as down
+	for i, seed := range []*simNode{nodes[3], nodes[17+1]} {
+		joiner := s.add(simID(fmt.Sprintf("late%d", i), 4600+i), func() *Config {
+			cfg := simConfig(fmt.Sprintf("late%d", i), seed.id.String())
+			cfg.Monitors = k
+			return cfg
+		}())
+		s.advance(10 * time.Second)
+		require.NotContains(t, joiner.connectedIDs(), victim.id.String(),
+			"a node that joined after the crash must not list the crashed node as connected")
+		require.Empty(t, joiner.eventsAbout(victim), "the joiner never saw the crashed node up")
+		require.Len(t, joiner.connectedIDs(), len(nodes)-1+i, "the joiner knows every live node")
+	}
+}
+
+func TestOverlayDecisionAboutAnUnknownNodeKeepsALateAliveClaimOut(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	n := nodes[0]
+	ghost := MustParseNodeID(simID("ghost", 4700))
+	pc := n.core.sortedConns()[0]
+	n.core.onAlert(s.now, pc, &Alert{Subject: ghost, Incarnation: 7, Observer: pc.peer, Reason: ReasonConnectionClosed, Decided: true})
+	n.core.merge(s.now, pc.id, []MemberEntry{{ID: ghost, Incarnation: 7}}) // a stale claim that it is alive
+	s.advance(5 * time.Second)
+	require.NotContains(t, n.connectedIDs(), ghost.String(), "a node decided down before this node heard of it stays down")
+	require.Empty(t, n.eventsAboutID(ghost), "no up for a node the cluster decided down")
+}

@@ -63,6 +63,7 @@ func (c *core) markUp(now time.Time, m *member) {
 		return
 	}
 	m.status = StatusConnected
+	c.viewCache = nil // the view says which nodes are down
 	c.connected++
 	c.holders[m.id.Address()] = m.id
 	c.syncView(now, m)
@@ -81,6 +82,7 @@ func (c *core) markDown(now time.Time, m *member, reason DownReason) {
 	}
 	c.releaseAddress(now, m)
 	m.status = StatusDisconnected
+	c.viewCache = nil // the view says which nodes are down
 	m.conn = 0
 	m.downSince = now
 	c.syncView(now, m)

@@ -95,6 +95,10 @@ type MemberEntry struct {
 	Incarnation uint64
 	// Left reports that this incarnation left gracefully.
 	Left bool
+	// Down reports that the sender holds this incarnation down (it failed, or the cluster
+	// decided so). In the overlay a node that does not know this incarnation yet takes it as
+	// down, never up; a node that knows it keeps its own status, which the alerts decide.
+	Down bool
 	// Attrs, when set, are the node's attributes: in the overlay a node learns the attributes
 	// of a node it has no stream to from entries relayed with them.
 	Attrs *Attributes

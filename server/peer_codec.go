@@ -100,7 +100,7 @@ func encodeEntries(entries []membership.MemberEntry) []*clusterv1.MemberEntry {
 		if e.Left {
 			state = clusterv1.MemberState_MEMBER_STATE_LEFT
 		}
-		out[i] = &clusterv1.MemberEntry{NodeId: e.ID.String(), Incarnation: e.Incarnation, State: state}
+		out[i] = &clusterv1.MemberEntry{NodeId: e.ID.String(), Incarnation: e.Incarnation, State: state, Down: e.Down && !e.Left}
 		if e.Attrs != nil {
 			out[i].Info = encodeAttributes(*e.Attrs)
 		}
@@ -352,6 +352,7 @@ func decodeEntries(entries []*clusterv1.MemberEntry) ([]membership.MemberEntry, 
 		entry := membership.MemberEntry{
 			ID: id, Incarnation: e.GetIncarnation(), Left: e.GetState() == clusterv1.MemberState_MEMBER_STATE_LEFT,
 		}
+		entry.Down = e.GetDown() && !entry.Left
 		if e.GetInfo() != nil {
 			attrs := decodeAttributes(e.GetInfo())
 			entry.Attrs = &attrs

@@ -1044,7 +1044,12 @@ type MemberEntry struct {
 	State MemberState `protobuf:"varint,3,opt,name=state,proto3,enum=cluster.v1.MemberState" json:"state,omitempty"`
 	// info is the node's application-level info, when the sender relays it: above K+1 nodes (the
 	// overlay) a node hears the info of a node it has no stream to only this way. Unset otherwise.
-	Info          *NodeAttributes `protobuf:"bytes,4,opt,name=info,proto3" json:"info,omitempty"`
+	Info *NodeAttributes `protobuf:"bytes,4,opt,name=info,proto3" json:"info,omitempty"`
+	// down, with MEMBER_STATE_ALIVE, says the sender holds this incarnation down (it failed, and
+	// may come back with the same incarnation). Above K+1 nodes a receiver that does not know this
+	// incarnation takes it as down, never up; one that knows it keeps its own status. Senders that
+	// predate the field leave it false, which is read as before: a member.
+	Down          bool `protobuf:"varint,5,opt,name=down,proto3" json:"down,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1105,6 +1110,13 @@ func (x *MemberEntry) GetInfo() *NodeAttributes {
 		return x.Info
 	}
 	return nil
+}
+
+func (x *MemberEntry) GetDown() bool {
+	if x != nil {
+		return x.Down
+	}
+	return false
 }
 
 // Heartbeat is sent on every stream every interval (with jitter). Its size does not depend on
@@ -1434,12 +1446,13 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\bmetadata\x18\x03 \x03(\v2(.cluster.v1.NodeAttributes.MetadataEntryR\bmetadata\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa7\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbb\x01\n" +
 	"\vMemberEntry\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12-\n" +
 	"\x05state\x18\x03 \x01(\x0e2\x17.cluster.v1.MemberStateR\x05state\x12.\n" +
-	"\x04info\x18\x04 \x01(\v2\x1a.cluster.v1.NodeAttributesR\x04info\"\xd5\x01\n" +
+	"\x04info\x18\x04 \x01(\v2\x1a.cluster.v1.NodeAttributesR\x04info\x12\x12\n" +
+	"\x04down\x18\x05 \x01(\bR\x04down\"\xd5\x01\n" +
 	"\tHeartbeat\x12\x1f\n" +
 	"\vview_digest\x18\x01 \x01(\x06R\n" +
 	"viewDigest\x12#\n" +
