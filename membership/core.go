@@ -29,7 +29,7 @@ type core struct {
 	// holders maps an address to the connected member whose id has it: a node that answers
 	// at a dead node's address (a reused pod IP and port) holds it, and the dead node is not
 	// redialled there meanwhile. parked counts the members waiting for their address.
-	holders map[string]NodeID
+	holders map[hostPort]*member
 	parked  int
 	// topo is the overlay's topology of the live view (this node and every member alive in
 	// it); topoDirty asks the next tick to reconcile the streams with it. neighbourSet caches
@@ -100,7 +100,7 @@ func newCore(self NodeID, incarnation uint64, cfg *Config, now time.Time, rng *r
 		attrs:       Attributes{Version: 1, ProcessCount: cfg.ProcessCount, Metadata: maps.Clone(cfg.Metadata)},
 		members:     map[NodeID]*member{},
 		tombs:       map[NodeID]tombstone{},
-		holders:     map[string]NodeID{},
+		holders:     map[hostPort]*member{},
 		topo:        newTopology([]NodeID{self}, cfg.Monitors),
 		alerts:      map[NodeID]*alertSet{},
 		conns:       map[connID]*peerConn{},
@@ -121,7 +121,7 @@ func (c *core) takeOutputs() []output {
 
 // maxRecycledOutputs bounds the output slice kept for reuse: a step that produced more (a
 // view pushed to every peer) does not pin its memory.
-const maxRecycledOutputs = 1024
+const maxRecycledOutputs = 128
 
 // recycleOutputs lets the core reuse the storage of outs, taken by takeOutputs and carried
 // out: without it, every step (a tick emits a heartbeat per due stream) grows a new slice.

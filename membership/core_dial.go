@@ -301,9 +301,12 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 // Without answered (a dial that reached another node there), a node never reached is still
 // dialled: the holder may be a node that died there unnoticed, and m the one that replaced it.
 func (c *core) park(now time.Time, m *member, answered bool) bool {
-	holder, held := c.holders[m.id.Address()]
+	holder, held := NodeID{}, false
+	if h := c.holders[m.id.hostPort()]; h != nil {
+		holder, held = h.id, true
+	}
 	switch {
-	case m.id.Address() == c.self.Address():
+	case m.id.hostPort() == c.self.hostPort():
 		holder, held = c.self, true
 	case !answered && m.status == StatusConnecting:
 		return false
@@ -327,8 +330,8 @@ func (c *core) park(now time.Time, m *member, answered bool) bool {
 // releaseAddress notes that m, going down or leaving the table, no longer holds its address:
 // members parked on it are redialled.
 func (c *core) releaseAddress(now time.Time, m *member) {
-	addr := m.id.Address()
-	if c.holders[addr] != m.id {
+	addr := m.id.hostPort()
+	if c.holders[addr] != m {
 		return
 	}
 	delete(c.holders, addr)
@@ -336,7 +339,7 @@ func (c *core) releaseAddress(now time.Time, m *member) {
 		return
 	}
 	for _, p := range c.sortedMembers() {
-		if p.parked && p.id.Address() == addr {
+		if p.parked && p.id.hostPort() == addr {
 			c.unpark(p)
 			c.scheduleRedial(now, p)
 		}

@@ -65,7 +65,7 @@ func (c *core) markUp(now time.Time, m *member) {
 	m.status = StatusConnected
 	c.viewCache = nil // the view says which nodes are down
 	c.connected++
-	c.holders[m.id.Address()] = m.id
+	c.holders[m.id.hostPort()] = m
 	c.syncView(now, m)
 	c.emit(output{kind: outEvent, event: Event{Type: EventNodeUp, Time: now, Node: c.nodeInfo(now, m)}})
 }
@@ -114,8 +114,8 @@ func (c *core) removeMember(m *member) {
 	if m.status == StatusConnected {
 		c.connected--
 	}
-	if c.holders[m.id.Address()] == m.id {
-		delete(c.holders, m.id.Address())
+	if c.holders[m.id.hostPort()] == m {
+		delete(c.holders, m.id.hostPort())
 	}
 	c.unpark(m)
 	if m.dial != 0 {

@@ -421,6 +421,16 @@ func (id NodeID) Address() string {
 	return net.JoinHostPort(id.host, strconv.Itoa(int(id.port)))
 }
 
+// hostPort is an id's address as a comparable value: a map key that, unlike Address, costs
+// no allocation.
+type hostPort struct {
+	host string
+	port uint16
+}
+
+// hostPort returns id's address as a hostPort.
+func (id NodeID) hostPort() hostPort { return hostPort{host: id.host, port: id.port} }
+
 // String returns name@host:port with IPv6 hosts in brackets; "" for the zero
 // id. ParseNodeID(id.String()) returns an id equal to id.
 func (id NodeID) String() string {

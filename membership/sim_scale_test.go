@@ -151,12 +151,12 @@ func newsHops(t *testing.T, s *sim, nodes []*simNode, about *simNode, status Nod
 			continue
 		}
 		seen := 0
-		for i := skip[n]; i < len(n.events); i++ {
-			if e := n.events[i]; e.Node.ID == about.id && e.Type == want {
+		for _, e := range n.brief[skip[n]:] {
+			if e.id == about.id && e.typ == want {
 				seen++
-				last = max(last, n.hops[i])
-				if first < 0 || n.hops[i] < first {
-					first = n.hops[i]
+				last = max(last, e.hop)
+				if first < 0 || e.hop < first {
+					first = e.hop
 				}
 			}
 		}
@@ -165,11 +165,11 @@ func newsHops(t *testing.T, s *sim, nodes []*simNode, about *simNode, status Nod
 	return first, last
 }
 
-// eventCounts records how many events each node has emitted so far.
+// eventCounts records how many events each node of a quiet simulation has emitted so far.
 func eventCounts(nodes []*simNode) map[*simNode]int {
 	skip := make(map[*simNode]int, len(nodes))
 	for _, n := range nodes {
-		skip[n] = len(n.events)
+		skip[n] = len(n.brief)
 	}
 	return skip
 }
@@ -249,8 +249,8 @@ func TestOverlaySimulationAtScale(t *testing.T) {
 	s.partition([]*simNode{subject}, []*simNode{byID[observers[0]]}, true)
 	s.advance(20 * time.Second)
 	for _, n := range live {
-		for _, e := range n.events[skip[n]:] {
-			require.NotEqual(t, EventNodeDown, e.Type, "%s: one observer's cut link takes nobody down (%s reported down)", n.id, e.Node.ID)
+		for _, e := range n.brief[skip[n]:] {
+			require.NotEqual(t, EventNodeDown, e.typ, "%s: one observer's cut link takes nobody down (%s reported down)", n.id, e.id)
 		}
 	}
 	s.partition([]*simNode{subject}, []*simNode{byID[observers[0]]}, false)
@@ -274,9 +274,9 @@ func TestOverlaySimulationAtScale(t *testing.T) {
 		s.advanceUntil(20*time.Second, func() bool { return n.core.members[subject.id].isDown() },
 			"%s should report %s down once H of its observers lost it", n.id, subject.id)
 		var reasons []DownReason
-		for _, e := range n.events[skip[n]:] {
-			if e.Type == EventNodeDown && e.Node.ID == subject.id {
-				reasons = append(reasons, e.Reason)
+		for _, e := range n.brief[skip[n]:] {
+			if e.typ == EventNodeDown && e.id == subject.id {
+				reasons = append(reasons, e.reason)
 			}
 		}
 		require.Equal(t, []DownReason{ReasonHeartbeatTimeout}, reasons, "%s reports %s down once, with the observers' reason", n.id, subject.id)

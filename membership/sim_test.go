@@ -33,7 +33,8 @@ type sim struct {
 	// outcome is one hop more than what caused it; a node's timer runs at the hop count of the
 	// last delivery it handled. Events record it, so tests can count how many hops news took.
 	hop int
-	// quiet, for simulations of thousands of nodes, keeps no copy of sent messages (only
+	// quiet, for simulations of thousands of nodes, keeps events briefly (simNode.brief) and no
+	// copy of sent messages (only
 	// their count) and checks the cores' bookkeeping only when a test asks (checkAll).
 	quiet bool
 	order []*simNode // the nodes sorted by id, nil when it must be rebuilt
@@ -67,6 +68,7 @@ type simNode struct {
 	backlog []func()
 	ends    map[connID]*simEnd
 	events  []Event
+	brief   []simEvent // the events, briefly, when the simulation is quiet (events stays empty)
 	inc     uint64
 	dials   []simDial // every dial the node started, in order
 	sent    []simSent // every message the node handed to the network, in order (not kept when quiet)
@@ -74,6 +76,15 @@ type simNode struct {
 	hop     int       // the hop count of the last delivery the node handled
 	hops    []int     // the hop count at which each event was emitted, as events
 	logs    []simLog  // every line the node logged, in order
+}
+
+// simEvent is an event as a quiet simulation keeps it: a few bytes, not a whole Event, for
+// the million events of a simulation of thousands of nodes.
+type simEvent struct {
+	typ    EventType
+	reason DownReason
+	id     NodeID
+	hop    int // the hop count at which it was emitted
 }
 
 // simLog is one line a node logged.
@@ -272,6 +283,10 @@ func maxTime(a, b time.Time) time.Time {
 func (s *sim) apply(n *simNode, o output) {
 	switch o.kind {
 	case outEvent:
+		if s.quiet {
+			n.brief = append(n.brief, simEvent{typ: o.event.Type, reason: o.event.Reason, id: o.event.Node.ID, hop: s.hop})
+			return
+		}
 		n.events = append(n.events, o.event)
 		n.hops = append(n.hops, s.hop)
 	case outLog:
