@@ -62,7 +62,7 @@ func scaleCluster(t *testing.T, count, k int) (*sim, []*simNode) {
 	s := newSim(t)
 	s.quiet = true
 	nodes := overlayNodes(s, count, k, true)
-	s.advanceUntil(2*time.Minute, func() bool { return everyNodeConnected(nodes, count-1) },
+	s.advanceUntil(5*time.Minute, func() bool { return everyNodeConnected(nodes, count-1) },
 		"%d nodes with K=%d should converge", count, k)
 	return s, nodes
 }
