@@ -80,7 +80,7 @@ func (n *memNet) Dial(ctx context.Context, addr string) (Conn, error) {
 	peer, faults, deaf := n.nodes[addr], n.faults[addr], n.deaf
 	n.mu.Unlock()
 	if peer == nil {
-		return nil, fmt.Errorf("dial %s: connection refused", addr)
+		return nil, fmt.Errorf("dial %s: %w", addr, ErrConnectionRefused)
 	}
 	l := &memLink{toServer: make(chan *Message, 64), toClient: make(chan *Message, 64), done: make(chan struct{}), deaf: deaf}
 	accepted, err := faults.wrap(&memEnd{l: l, in: l.toServer, out: l.toClient})

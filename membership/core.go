@@ -181,8 +181,11 @@ func (c *core) dialed(now time.Time, id connID) {
 // ended reports that stream id ended (or its dial failed) for a reason outside the core; err,
 // when not nil, says why, and the warnings about an unreachable seed quote it.
 func (c *core) ended(now time.Time, id connID, err error) {
-	if pc := c.conns[id]; pc != nil && err != nil && pc.failure == "" {
-		pc.failure = err.Error()
+	if pc := c.conns[id]; pc != nil && err != nil {
+		if pc.failure == "" {
+			pc.failure = err.Error()
+		}
+		pc.refused = !pc.handshaken() && refusedDial(err)
 	}
 	c.endConn(now, id)
 	c.runDials(now) // a dial slot may have freed

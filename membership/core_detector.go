@@ -241,7 +241,6 @@ func (c *core) checkHandshake(now time.Time, pc *peerConn) time.Time {
 	if pc.failure == "" {
 		pc.failure = "no handshake within " + limit.String()
 	}
-	pc.timedOut = true
 	c.closeConn(now, pc, false)
 	return time.Time{}
 }

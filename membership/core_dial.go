@@ -271,6 +271,11 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 		return
 	}
 	m.attempts++
+	if pc.refused {
+		m.refusals = min(m.refusals+1, 2)
+	} else {
+		m.refusals = 0
+	}
 	m.nextDial = now.Add(c.redialBackoff(m.attempts))
 	c.wantDialAt(m.nextDial)
 	switch {
@@ -278,11 +283,12 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 		c.markDown(now, m, ReasonConnectionRefused)
 	case m.status == StatusConnected && c.overlay():
 		// A neighbour the cluster holds alive, dialled and not reached: an observer says so
-		// when others already do, or when the node refused it twice in a row (nobody listens
-		// there: it crashed before any observer had a stream to it). A dial that only timed
-		// out, in a busy formation, is no failure of its own.
+		// when others already do, or when its dials were refused twice in a row (nobody
+		// listens there: it crashed before any observer had a stream to it). A dial that
+		// timed out or was cut before its handshake, in a busy formation, is no failure of
+		// its own.
 		switch {
-		case !pc.timedOut && m.attempts >= 2:
+		case m.refusals >= 2:
 			c.observe(now, m, ReasonConnectionRefused, false)
 		case c.alerts[m.id] != nil:
 			c.observe(now, m, ReasonConnectionClosed, false)

@@ -27,10 +27,10 @@ type peerConn struct {
 	seed         *seed
 	trying       *seed  // outbound: the seed this dial tries (plain, or announced by id and never reached)
 	failure      string // outbound: why the stream ended before its handshake, when known
-	timedOut     bool   // closed by this node for a handshake that did not finish in time
 	opened       time.Time
 	state        streamState
 	rejected     RejectReason // the peer's Reject, if it sent one
+	refused      bool         // the dial failed because nothing listens there (ErrConnectionRefused)
 	foreign      bool         // refused, by either side, for a cluster name that differs
 	addr         string       // outbound: the address dialled
 	peer         NodeID

@@ -18,6 +18,7 @@ type member struct {
 	conn          connID // established stream, 0 if none
 	dial          connID // outbound stream being set up, 0 if none
 	attempts      int
+	refusals      uint8     // dials refused in a row (nothing listens at its address), at most 2
 	nextDial      time.Time // zero: no dial scheduled
 	graceFrom     time.Time // while the first dial waits for the smaller id's: when m was learned
 	downSince     time.Time

@@ -1,7 +1,6 @@
 package membership
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -420,7 +419,7 @@ func (s *sim) dial(n *simNode, id connID, addr string) {
 }
 
 // errSimRefused is the error of a dial that reaches no node.
-var errSimRefused = errors.New("connection refused")
+var errSimRefused = ErrConnectionRefused // what a dial where nothing listens gives
 
 // after queues f now, or at now+d when d is positive.
 func (s *sim) after(d time.Duration, f func()) {

@@ -1,13 +1,31 @@
 package membership
 
-import "context"
+import (
+	"context"
+	"errors"
+	"syscall"
+)
+
+// ErrConnectionRefused is what a Transport's Dial error matches (errors.Is) when nothing
+// listens at the address, as a TCP dial's ECONNREFUSED also does. Above K+1 nodes an
+// observer whose dials to a subject are refused twice in a row reports it down on its own
+// (the subject crashed before any observer had a stream to it); any other failure, a dial
+// that timed out or a stream cut before its handshake in a busy cluster, counts only once
+// other observers report the subject.
+var ErrConnectionRefused = errors.New("connection refused")
+
+// refusedDial reports whether err, a dial's failure, says that nothing listens there.
+func refusedDial(err error) bool {
+	return errors.Is(err, ErrConnectionRefused) || errors.Is(err, syscall.ECONNREFUSED)
+}
 
 // Transport opens streams to peers. The server package implements it over gRPC; tests use
 // an in-memory one. Inbound streams are handed to Cluster.ServeConn by whoever accepts them.
 type Transport interface {
 	// Dial opens a stream to the peer listening at addr (host:port). It returns once the
 	// stream can carry messages (after any transport-level authentication), or an error
-	// when the peer cannot be reached; it must give up when ctx ends.
+	// when the peer cannot be reached (matching ErrConnectionRefused when nothing listens at
+	// addr); it must give up when ctx ends.
 	Dial(ctx context.Context, addr string) (Conn, error)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"syscall"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/attributes"
@@ -197,6 +198,14 @@ func (d *peerDial) pick() (balancer.PickResult, error) {
 	default:
 		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
 	}
+}
+
+// refused reports whether the dial's connection failed because nothing listens at its
+// address (ECONNREFUSED from the TCP dial).
+func (d *peerDial) refused() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.state == connectivity.TransientFailure && errors.Is(d.err, syscall.ECONNREFUSED)
 }
 
 // shutdown closes the dial's connection once its streams have ended.

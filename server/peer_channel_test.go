@@ -167,3 +167,21 @@ func TestClosingThePeerChannelCutsItsConnectionsAndANewOneOpens(t *testing.T) {
 	requireEcho(t, again, "again")
 	again.Close()
 }
+
+func TestDialWhereNothingListensIsRefusedAndATimeoutIsNot(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := l.Addr().String()
+	require.NoError(t, l.Close())
+	transport := plainTransport(t)
+	_, err = dialWithin(t, transport, closed, 5*time.Second)
+	require.ErrorIs(t, err, membership.ErrConnectionRefused, "nothing listens at %s: the dial is refused", closed)
+
+	// A listener that never answers the HTTP/2 handshake: the dial times out, not refused.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer silent.Close()
+	_, err = dialWithin(t, transport, silent.Addr().String(), 300*time.Millisecond)
+	require.Error(t, err, "a peer that never answers cannot be reached")
+	require.NotErrorIs(t, err, membership.ErrConnectionRefused, "a dial that timed out is not a refusal")
+}

@@ -61,6 +61,9 @@ func (t *peerTransport) Dial(ctx context.Context, addr string) (membership.Conn,
 	if r.err != nil {
 		cancel()
 		go dial.shutdown()
+		if dial.refused() {
+			return nil, fmt.Errorf("dial %s: %w: %w", addr, membership.ErrConnectionRefused, r.err)
+		}
 		return nil, fmt.Errorf("dial %s: %w", addr, r.err)
 	}
 	return &clientConn{stream: r.stream, cancel: cancel, dial: dial, bodies: t.bodies, frags: reassembler{max: t.maxMessage}}, nil

@@ -11,10 +11,12 @@ import (
 	"runtime/pprof"
 	"sync"
 	"time"
+
+	"github.com/meshnode/meshnode/membership"
 )
 
-// A system whose nodes need more sockets than one process may open (RLIMIT_NOFILE: ours is a
-// full mesh, one TCP connection per pair, so N nodes in one process hold N×(N−1) sockets) is
+// A system whose nodes need more sockets than one process may open (RLIMIT_NOFILE: ours opens
+// a TCP connection per stream, one per pair in a full mesh, up to 2K per node above K+1) is
 // spread over several host processes, each running a share of the nodes. The worker drives
 // them over stdin/stdout (JSON lines); the hosts report up/down events with their wall-clock
 // time, which the worker's tracker uses, so the measurements mean the same as in one process.
@@ -336,7 +338,9 @@ func (n *remoteNode) Close()       { n.h.call(hostCmd{Op: "close", Name: n.name}
 const socketsPerProcessBudget = 8500
 
 // hostProcesses returns how many processes the nodes of o need: 1 unless the system opens a
-// socket per pair (ours) and N×(N−1) exceeds the budget.
+// socket per stream (ours) and its sockets exceed the budget. A node streams to every other
+// node in a full mesh (up to K+1 nodes) and to at most 2K neighbours above; each stream is
+// two sockets, and formation dials more for a while, so a node is given 2 × min(N−1, 2K).
 func hostProcesses(o Options) int {
 	if o.Processes > 0 {
 		return o.Processes
@@ -345,7 +349,11 @@ func hostProcesses(o Options) int {
 		return 1
 	}
 	n := o.N + 1 // the joiner
-	socks := n * (n - 1)
+	perNode := n - 1
+	if k := membership.DefaultConfig().Monitors; k > 0 && n > k+1 {
+		perNode = min(perNode, 2*(2*k))
+	}
+	socks := n * perNode
 	return (socks + socketsPerProcessBudget - 1) / socketsPerProcessBudget
 }
 
