@@ -254,7 +254,7 @@ func (c *Cluster) applyLocked(outs []output) {
 		case outDial:
 			c.dialLocked(o.conn, o.addr)
 		case outEvent:
-			c.publishLocked(o.event)
+			c.publishLocked(*o.event)
 		case outLog:
 			c.logger.Log(context.Background(), o.level, o.text, o.attrs...)
 		}

@@ -189,7 +189,7 @@ func (c *core) updateAttributes(now time.Time, m *member, hb *Heartbeat) {
 		m.attrs = hb.Attributes.clone()
 	}
 	if changed && m.status == StatusConnected {
-		c.emit(output{kind: outEvent, event: Event{Type: EventNodeUpdated, Time: now, Node: c.nodeInfo(now, m)}})
+		c.emit(output{kind: outEvent, event: &Event{Type: EventNodeUpdated, Time: now, Node: c.nodeInfo(now, m)}})
 		c.relayAttributes(m.conn, m)
 	}
 }

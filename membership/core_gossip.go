@@ -181,7 +181,7 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 		changed := e.Attrs.ProcessCount != m.attrs.ProcessCount || !maps.Equal(e.Attrs.Metadata, m.attrs.Metadata)
 		m.attrs = e.Attrs.clone()
 		if changed && m.status == StatusConnected {
-			c.emit(output{kind: outEvent, event: Event{Type: EventNodeUpdated, Time: now, Node: c.nodeInfo(now, m)}})
+			c.emit(output{kind: outEvent, event: &Event{Type: EventNodeUpdated, Time: now, Node: c.nodeInfo(now, m)}})
 		}
 	default:
 		return false

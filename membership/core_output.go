@@ -32,7 +32,7 @@ type output struct {
 	msg   *Message
 	flush bool
 	addr  string
-	event Event
+	event *Event // outEvent only
 	level slog.Level
 	text  string
 	attrs []any

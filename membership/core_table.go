@@ -68,7 +68,7 @@ func (c *core) markUp(now time.Time, m *member) {
 	c.connected++
 	c.holders[m.id.hostPort()] = m
 	c.syncView(now, m)
-	c.emit(output{kind: outEvent, event: Event{Type: EventNodeUp, Time: now, Node: c.nodeInfo(now, m)}})
+	c.emit(output{kind: outEvent, event: &Event{Type: EventNodeUp, Time: now, Node: c.nodeInfo(now, m)}})
 }
 
 // markDown takes m down, emitting node_down once if it was connected or connecting.
@@ -79,7 +79,7 @@ func (c *core) markDown(now time.Time, m *member, reason DownReason) {
 	if m.status == StatusConnected || m.status == StatusConnecting {
 		info := c.nodeInfo(now, m)
 		info.Status = StatusDisconnected
-		c.emit(output{kind: outEvent, event: Event{Type: EventNodeDown, Time: now, Node: info, Reason: reason}})
+		c.emit(output{kind: outEvent, event: &Event{Type: EventNodeDown, Time: now, Node: info, Reason: reason}})
 	}
 	c.releaseAddress(now, m)
 	m.status = StatusDisconnected

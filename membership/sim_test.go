@@ -286,7 +286,7 @@ func (s *sim) apply(n *simNode, o output) {
 			n.brief = append(n.brief, simEvent{typ: o.event.Type, reason: o.event.Reason, id: o.event.Node.ID, hop: s.hop})
 			return
 		}
-		n.events = append(n.events, o.event)
+		n.events = append(n.events, *o.event)
 		n.hops = append(n.hops, s.hop)
 	case outLog:
 		n.logs = append(n.logs, simLog{at: s.now, level: o.level, text: o.text, attrs: o.attrs})
