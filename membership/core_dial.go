@@ -30,7 +30,7 @@ func (c *core) wantStream(now time.Time, m *member) {
 
 // scheduleRedial plans the first redial of a node that just went down.
 func (c *core) scheduleRedial(now time.Time, m *member) {
-	m.attempts = 0
+	m.attempts, m.refusals = 0, 0
 	m.nextDial = now.Add(c.backoff(0))
 	c.wantDialAt(m.nextDial)
 }

@@ -158,7 +158,7 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 		// Over a stream the claim is checked by the dial, and only a hello changes the table
 		// (and is relayed), so a claim is never relayed round and round.
 		if m.dial == 0 && c.isNeighbour(m.id) {
-			m.attempts = 0
+			m.attempts, m.refusals = 0, 0
 			c.dial(now, m)
 		}
 		if m.conn != 0 {

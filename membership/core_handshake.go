@@ -279,7 +279,7 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 	m.attrs = h.Attributes.clone()
 	m.startedAt = now.Add(-h.Uptime)
 	m.lastHeartbeat = now
-	m.attempts, m.nextDial, m.graceFrom = 0, time.Time{}, time.Time{}
+	m.attempts, m.refusals, m.nextDial, m.graceFrom = 0, 0, time.Time{}, time.Time{}
 	pc.fresh = fresh
 	if pc.outbound {
 		// The dialling side has both hellos: the stream works both ways. Its first heartbeat

@@ -338,9 +338,9 @@ func (n *remoteNode) Close()       { n.h.call(hostCmd{Op: "close", Name: n.name}
 const socketsPerProcessBudget = 8500
 
 // hostProcesses returns how many processes the nodes of o need: 1 unless the system opens a
-// socket per stream (ours) and its sockets exceed the budget. A node streams to every other
-// node in a full mesh (up to K+1 nodes) and to at most 2K neighbours above; each stream is
-// two sockets, and formation dials more for a while, so a node is given 2 × min(N−1, 2K).
+// socket per stream end (ours) and its sockets exceed the budget. In a full mesh (up to K+1
+// nodes) a node counts N−1 sockets (two per pair); above, it has at most 2K streams, two
+// sockets each shared by two nodes, and is counted 4K, twice that, for formation's dials.
 func hostProcesses(o Options) int {
 	if o.Processes > 0 {
 		return o.Processes
