@@ -45,6 +45,7 @@ type core struct {
 	basisCacheVersion uint64
 	neighbourSet      map[NodeID]bool
 	subjects          map[NodeID]bool // this node's subjects in topo, as of subjectVersion
+	onwardSubjects    map[NodeID]bool // its subjects on the rings it relays onward over (relaySubjects)
 	subjectVersion    uint64
 	neighbourVersion  uint64
 	alerts            map[NodeID]*alertSet

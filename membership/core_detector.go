@@ -198,7 +198,7 @@ func (c *core) updateAttributes(now time.Time, m *member, hb *Heartbeat) {
 // overlay the nodes without a stream to m learn them only this way.
 func (c *core) relayAttributes(from connID, m *member) {
 	attrs := m.attrs.clone()
-	c.relayFresh(from, []MemberEntry{{ID: m.id, Incarnation: m.incarnation, Attrs: &attrs}})
+	c.relayFresh(from, []MemberEntry{{ID: m.id, Incarnation: m.incarnation, Attrs: &attrs}}, 1)
 }
 
 // confirmTimeout reports whether pc's silence, past its timeout, is confirmed: a stream found

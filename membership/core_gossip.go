@@ -41,7 +41,7 @@ func (c *core) viewDigest() uint64 {
 
 // onUpdate merges a peer's entries and, if asked, answers with what the peer lacks.
 func (c *core) onUpdate(now time.Time, pc *peerConn, u *Update) {
-	c.merge(now, pc.id, u.Entries)
+	c.merge(now, pc.id, u.Entries, u.Hop)
 	if !u.ReplyRequested {
 		return
 	}
@@ -66,12 +66,13 @@ func (c *core) deltaFor(theirs []MemberEntry) []MemberEntry {
 	return delta
 }
 
-// merge applies gossiped entries that arrived on stream from: unknown nodes are added and
+// merge applies gossiped entries that arrived on stream from, hop streams away from where
+// their news started (0: unknown; relayFresh): unknown nodes are added and
 // dialled, newer incarnations replace older ones, left nodes are tombstoned. Stale entries
 // change nothing. In the overlay what changed the table is relayed to the other neighbours.
-func (c *core) merge(now time.Time, from connID, entries []MemberEntry) {
+func (c *core) merge(now time.Time, from connID, entries []MemberEntry, hop uint32) {
 	var fresh []MemberEntry
-	defer func() { c.relayFresh(from, fresh) }()
+	defer func() { c.relayFresh(from, fresh, hop) }()
 	for _, e := range entries {
 		if e.ID.IsZero() || e.ID == c.self {
 			continue

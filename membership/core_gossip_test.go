@@ -102,7 +102,7 @@ func TestCoreDigestMismatchSyncsTheView(t *testing.T) {
 	s.advance(5 * time.Second)
 	// Only a learns of ghost (a node that is not running): nothing is pushed to b or c.
 	ghost := MustParseNodeID(simID("ghost", 4999))
-	a.core.merge(s.now, 0, []MemberEntry{{ID: ghost, Incarnation: 42}})
+	a.core.merge(s.now, 0, []MemberEntry{{ID: ghost, Incarnation: 42}}, 0)
 	a.core.runDials(s.now)
 	a.flush()
 	s.settle()

@@ -292,7 +292,7 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 		// up on a stream that is already dead.
 		pc.state = streamUnconfirmed
 	}
-	c.merge(now, pc.id, h.View)
+	c.merge(now, pc.id, h.View, 0)
 }
 
 // confirmAccepted brings up the peer of an accepted stream on the dialler's first message
@@ -435,7 +435,7 @@ func displayClusterName(name string) string {
 
 // push sends entry to every established stream but except.
 func (c *core) push(except connID, entry MemberEntry) {
-	msg := &Message{Update: &Update{Entries: []MemberEntry{entry}}}
+	msg := &Message{Update: &Update{Entries: []MemberEntry{entry}, Hop: 1}}
 	for _, pc := range c.sortedConns() {
 		if pc.handshaken() && pc.id != except {
 			c.send(pc, msg)

@@ -2,7 +2,6 @@ package membership
 
 import (
 	"log/slog"
-	"slices"
 	"time"
 )
 
@@ -232,7 +231,7 @@ func (c *core) observe(now time.Time, m *member, reason DownReason, up bool) {
 		a.Reason = reason
 	}
 	if c.recordAlert(now, a) {
-		c.relayAlert(0, a, true)
+		c.relayAlert(nil, a)
 		c.decideFrom(now, m.id)
 	}
 }
@@ -244,7 +243,7 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 	}
 	if a.Subject == c.self {
 		if c.recordAlert(now, a) {
-			c.relayAlert(pc.id, a, false) // the others still need it, once
+			c.relayAlert(pc, a) // the others still need it, once
 		}
 		return
 	}
@@ -253,7 +252,7 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 		// Decided before this node knew of it: held down, so that a late claim that it is
 		// alive, from a node that had not heard yet, never brings it up here.
 		if c.holdDown(now, m, a.Subject, a.Incarnation, a.Reason) {
-			c.relayAlert(pc.id, a, false)
+			c.relayAlert(pc, a)
 		}
 		return
 	}
@@ -262,7 +261,7 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 	}
 	if a.Decided {
 		if !a.Up && m.status != StatusDisconnected {
-			c.settleDown(now, m, a.Reason, a, pc.id)
+			c.settleDown(now, m, a.Reason, a, pc)
 		}
 		return
 	}
@@ -276,49 +275,7 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 	if c.decideFrom(now, m.id) && m.status == StatusDisconnected && !a.Up {
 		return // deciding it, this node relayed its decision, which covers this alert too
 	}
-	c.relayAlert(pc.id, a, false)
-}
-
-// relayAlert passes an alert on to this node's subjects (its successors on the K rings), which
-// reach every node in about log_K N hops. The observer that raises an alert sends it to every
-// neighbour (everyNeighbour), and so does a node that reaches fewer than all but one subject.
-func (c *core) relayAlert(except connID, a *Alert, everyNeighbour bool) {
-	c.relayOverlay(except, &Message{Alerts: []*Alert{a}}, everyNeighbour)
-}
-
-// relayOverlay sends msg to this node's subjects, or to every neighbour (everyNeighbour, or
-// when streams to its subjects are missing), except on stream except.
-func (c *core) relayOverlay(except connID, msg *Message, everyNeighbour bool) {
-	subjects := c.subjectSet()
-	sent := 0
-	if !everyNeighbour {
-		for _, pc := range c.sortedConns() {
-			if pc.handshaken() && pc.id != except && c.current(pc) && subjects[pc.peer] {
-				c.send(pc, msg)
-				sent++
-			}
-		}
-		if sent >= len(subjects)-1 {
-			return
-		}
-	}
-	for _, pc := range c.sortedConns() {
-		if pc.handshaken() && pc.id != except && c.current(pc) && (everyNeighbour || !subjects[pc.peer]) {
-			c.send(pc, msg)
-		}
-	}
-}
-
-// subjectSet returns this node's subjects in the live view, cached per topology version.
-func (c *core) subjectSet() map[NodeID]bool {
-	if c.subjectVersion != c.topo.version() || c.subjects == nil {
-		c.subjects = map[NodeID]bool{}
-		for _, s := range c.topo.subjects(c.self) {
-			c.subjects[s] = true
-		}
-		c.subjectVersion = c.topo.version()
-	}
-	return c.subjects
+	c.relayAlert(pc, a)
 }
 
 // alertSet holds the alerts about one incarnation of a subject, by observer.
@@ -417,7 +374,7 @@ func (c *core) decide(now time.Time, m *member) bool {
 		c.markUp(now, m)
 		return true
 	case m.status != StatusDisconnected && len(downs) > 0 && count >= c.quorum(len(observers)):
-		c.settleDown(now, m, majority(downs), nil, 0)
+		c.settleDown(now, m, majority(downs), nil, nil)
 		return true
 	}
 	return false
@@ -507,17 +464,6 @@ func (c *core) expireAlerts(now time.Time) {
 	}
 }
 
-// relayFresh passes view entries that changed the local table on to this node's subjects
-// (relayOverlay), so joins and leaves reach every node of the overlay with each node hearing
-// each about K times, not 2K; in a full mesh every node hears them first hand. The node that
-// hears the news first hand sends it to every neighbour (push).
-func (c *core) relayFresh(from connID, fresh []MemberEntry) {
-	if len(fresh) == 0 || !c.overlay() {
-		return
-	}
-	c.relayOverlay(from, &Message{Update: &Update{Entries: slices.Clip(fresh)}}, false)
-}
-
 // alerted reports whether this node has a down alert of its own standing about id.
 func (c *core) alerted(id NodeID) bool {
 	set := c.alerts[id]
@@ -528,10 +474,10 @@ func (c *core) alerted(id NodeID) bool {
 	return ok && !mark.up
 }
 
-// settleDown reports m down for reason, decided here (heard nil) or by the node that relayed
-// heard, and relays the decision once: the nodes that have not decided yet do so on it, and
-// no longer need each observer's alert.
-func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Alert, from connID) {
+// settleDown reports m down for reason, decided here (heard nil) or by the decision heard
+// on stream from, and relays the decision once: the nodes that have not decided yet do so on
+// it, and no longer need each observer's alert.
+func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Alert, from *peerConn) {
 	delete(c.alerts, m.id)
 	decision := &Alert{Subject: m.id, Incarnation: m.incarnation, Observer: c.self, Reason: reason, Decided: true}
 	if heard != nil {
@@ -542,7 +488,7 @@ func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Al
 	if direct != 0 {
 		c.dropConn(direct) // the cluster has decided: this node's stream does not overrule it
 	}
-	c.relayAlert(from, decision, false)
+	c.relayAlert(from, decision)
 	if c.isNeighbour(m.id) {
 		c.scheduleRedial(now, m)
 	}

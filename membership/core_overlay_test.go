@@ -389,7 +389,7 @@ func TestOverlayDecisionAboutAnUnknownNodeKeepsALateAliveClaimOut(t *testing.T) 
 	ghost := MustParseNodeID(simID("ghost", 4700))
 	pc := n.core.sortedConns()[0]
 	n.core.onAlert(s.now, pc, &Alert{Subject: ghost, Incarnation: 7, Observer: pc.peer, Reason: ReasonConnectionClosed, Decided: true})
-	n.core.merge(s.now, pc.id, []MemberEntry{{ID: ghost, Incarnation: 7}}) // a stale claim that it is alive
+	n.core.merge(s.now, pc.id, []MemberEntry{{ID: ghost, Incarnation: 7}}, 0) // a stale claim that it is alive
 	s.advance(5 * time.Second)
 	require.NotContains(t, n.connectedIDs(), ghost.String(), "a node decided down before this node heard of it stays down")
 	require.Empty(t, n.eventsAboutID(ghost), "no up for a node the cluster decided down")

@@ -102,7 +102,7 @@ func (c *core) onLeave(now time.Time, pc *peerConn, l *Leave) {
 	if m := c.memberOf(pc); m != nil && m.conn == pc.id {
 		c.markDown(now, m, ReasonGracefulShutdown)
 		c.removeMember(m)
-		c.relayFresh(pc.id, []MemberEntry{{ID: l.ID, Incarnation: pc.peerInc, Left: true}})
+		c.relayFresh(pc.id, []MemberEntry{{ID: l.ID, Incarnation: pc.peerInc, Left: true}}, 1)
 	}
 	c.tombs[pc.peer] = tombstone{incarnation: pc.peerInc, left: true, direct: true, until: now.Add(c.cfg.TombstoneTimeout)}
 	c.wantWake(now.Add(c.cfg.TombstoneTimeout))

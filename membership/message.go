@@ -41,6 +41,10 @@ type Alert struct {
 	// Decided says Observer has decided the subject down for Reason on its observers'
 	// alerts: a node that has not decided yet does so at once.
 	Decided bool
+	// Hop is how many streams the alert has crossed when it reaches the receiver: 1 from
+	// Observer, one more at each relay; 0 when unknown. It sets how widely a receiver relays
+	// it.
+	Hop uint32
 }
 
 // Unlink says the sender closes the stream because the overlay no longer needs it.
@@ -126,6 +130,10 @@ type Update struct {
 	ReplyRequested bool
 	// Entries are the view entries.
 	Entries []MemberEntry
+	// Hop is how many streams the news in Entries has crossed when it reaches the receiver:
+	// 1 from the node where it starts (the node that met a joiner), one more at each relay;
+	// 0 when unknown (a view sync). In the overlay it sets how widely a receiver relays it.
+	Hop uint32
 }
 
 // Leave says the sender leaves the cluster gracefully.

@@ -12,10 +12,10 @@ const maxCoalescedEntries = 256
 // coalesce returns the next message to send from a stream's queue (not empty) and how many
 // queued messages it stands for. Relays waiting behind one another travel together: a run of
 // alert messages becomes one message with all their alerts, in order, and a run of plain
-// updates (deltas that ask for no reply) one update with all their entries. A stream that
-// keeps up sends one message at a time as before; one that falls behind, when a burst of
-// relays meets a busy machine, sends fewer, larger messages, so the burst costs fewer writes,
-// frames and authentications on both sides.
+// updates (deltas that ask for no reply, as far from their source) one update with all their
+// entries. A stream that keeps up sends one message at a time as before; one that falls
+// behind, when a burst of relays meets a busy machine, sends fewer, larger messages, so the
+// burst costs fewer writes, frames and authentications on both sides.
 func coalesce(queue []*Message) (*Message, int) {
 	first := queue[0]
 	switch {
@@ -35,7 +35,8 @@ func coalesce(queue []*Message) (*Message, int) {
 		return &Message{Alerts: alerts}, n
 	case plainUpdate(first):
 		n, total := 1, len(first.Update.Entries)
-		for n < len(queue) && plainUpdate(queue[n]) && total+len(queue[n].Update.Entries) <= maxCoalescedEntries {
+		for n < len(queue) && plainUpdate(queue[n]) && queue[n].Update.Hop == first.Update.Hop &&
+			total+len(queue[n].Update.Entries) <= maxCoalescedEntries {
 			total += len(queue[n].Update.Entries)
 			n++
 		}
@@ -46,7 +47,7 @@ func coalesce(queue []*Message) (*Message, int) {
 		for _, m := range queue[:n] {
 			entries = append(entries, m.Update.Entries...)
 		}
-		return &Message{Update: &Update{Entries: slices.Clip(entries)}}, n
+		return &Message{Update: &Update{Entries: slices.Clip(entries), Hop: first.Update.Hop}}, n
 	}
 	return first, 1
 }

@@ -233,6 +233,12 @@ func TestCoalesceKeepsMessagesWithinTheirBounds(t *testing.T) {
 	asks := &Message{Update: &Update{ReplyRequested: true, Entries: make([]MemberEntry, 1)}}
 	_, n = coalesce([]*Message{asks, asks})
 	require.Equal(t, 1, n, "an update that asks for a reply is never merged")
+
+	near := &Message{Update: &Update{Hop: 1, Entries: make([]MemberEntry, 1)}}
+	far := &Message{Update: &Update{Hop: 4, Entries: make([]MemberEntry, 1)}}
+	msg, n = coalesce([]*Message{near, near, far})
+	require.Equal(t, 2, n, "updates merge only with updates as far from their source: the hop sets how widely the receiver relays")
+	require.Equal(t, uint32(1), msg.Update.Hop, "a merged update keeps its parts' hop")
 }
 
 func TestRunnerFlushSendsTheQueueBeforeHalfClosing(t *testing.T) {

@@ -166,6 +166,28 @@ func newsHops(t *testing.T, s *sim, nodes []*simNode, about *simNode, status Nod
 	return first, last
 }
 
+// countNews counts, from now on, the messages the nodes send that are not heartbeats: the
+// cost of the news that spreads. It returns a function that reads the count.
+func countNews(s *sim) func() int {
+	count := 0
+	s.drop = func(_, _ *simNode, msg *Message) bool {
+		if msg.Heartbeat == nil {
+			count++
+		}
+		return false
+	}
+	return func() int { return count }
+}
+
+// requireNewsCost checks that spreading one piece of news cost each node at most perNode
+// messages on average.
+func requireNewsCost(t *testing.T, what string, sent func() int, nodes, perNode int) {
+	t.Helper()
+	cost := float64(sent()) / float64(nodes)
+	t.Logf("%s: %.1f messages per node", what, cost)
+	require.LessOrEqual(t, cost, float64(perNode), "spreading a %s should cost each node at most %d messages", what, perNode)
+}
+
 // eventCounts records how many events each node of a quiet simulation has emitted so far.
 func eventCounts(nodes []*simNode) map[*simNode]int {
 	skip := make(map[*simNode]int, len(nodes))
@@ -200,8 +222,11 @@ func TestOverlaySimulationAtScale(t *testing.T) {
 	require.InDelta(t, smallPerStream, perStream, 0.1*smallPerStream, "messages per stream per interval stay flat from 100 to %d nodes", count)
 	bound := hopsBound(count, k)
 
-	// A join through one seed reaches every node.
+	// A join through one seed reaches every node. News heard second hand is relayed over a
+	// few rings (relayRings), not all K: a join or a leave costs each node a few messages,
+	// and a crash, which each of its K observers reports, a few per observer.
 	skip := eventCounts(nodes)
+	sent := countNews(s)
 	joiner := s.add(simID("joiner", 9000), func() *Config {
 		cfg := simConfig("joiner", nodes[count/2].id.String())
 		cfg.Monitors = k
@@ -210,25 +235,31 @@ func TestOverlaySimulationAtScale(t *testing.T) {
 	first, last := newsHops(t, s, nodes, joiner, StatusConnected, skip, "join")
 	t.Logf("join: the seed knows it at hop %d (the handshake), every node %d hops later (bound %d)", first, last-first, bound)
 	require.LessOrEqual(t, last-first, bound, "a join reaches every node within ⌈log_K N⌉+2 hops of its seed")
+	requireNewsCost(t, "join", sent, count, k/2)
 	s.advance(5 * time.Second)
 
 	// A graceful leave.
 	leaver := nodes[count/3]
 	skip = eventCounts(nodes)
+	sent = countNews(s)
 	leaver.stop()
 	_, last = newsHops(t, s, nodes, leaver, StatusDisconnected, skip, "leave")
 	t.Logf("leave known everywhere after %d hops (bound %d)", last, bound)
 	require.LessOrEqual(t, last, bound, "a leave reaches every node within ⌈log_K N⌉+2 hops")
+	requireNewsCost(t, "leave", sent, count, k/2)
 	s.advance(5 * time.Second)
 
 	// A crash: its observers see the stream closed, alert, and the cluster decides.
 	victim := nodes[count/4]
 	skip = eventCounts(nodes)
+	sent = countNews(s)
 	victim.crash()
 	first, last = newsHops(t, s, nodes, victim, StatusDisconnected, skip, "crash")
 	// The victim's observers know it at hop 1 (its streams close): the news spreads from there.
 	t.Logf("crash: first decided at hop %d, known everywhere %d hops after its observers saw it (bound %d)", first, last-1, bound)
 	require.LessOrEqual(t, last-1, bound, "a crash reaches every node within ⌈log_K N⌉+2 hops of its observers")
+	requireNewsCost(t, "crash", sent, count, 4*k)
+	s.drop = nil
 	s.advance(5 * time.Second)
 
 	var live []*simNode

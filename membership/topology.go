@@ -254,11 +254,20 @@ func (t *topology) subjects(id NodeID) []NodeID { return t.distinct(id, +1) }
 // observers returns the distinct nodes that monitor id: its predecessor on every ring.
 func (t *topology) observers(id NodeID) []NodeID { return t.distinct(id, -1) }
 
+// subjectsOnRings returns the distinct nodes id monitors on rings 0 to rings-1 (all of them
+// when rings is K or more).
+func (t *topology) subjectsOnRings(id NodeID, rings int) []NodeID {
+	return t.distinctOn(id, +1, min(rings, t.r.k))
+}
+
 // distinct collects id's neighbours step away on every ring, without repeats, in ring order.
-func (t *topology) distinct(id NodeID, step int) []NodeID {
-	out := make([]NodeID, 0, t.r.k)
+func (t *topology) distinct(id NodeID, step int) []NodeID { return t.distinctOn(id, step, t.r.k) }
+
+// distinctOn collects id's neighbours step away on rings 0 to rings-1, without repeats.
+func (t *topology) distinctOn(id NodeID, step, rings int) []NodeID {
+	out := make([]NodeID, 0, rings)
 	h := idHash(id)
-	for r := range t.r.k {
+	for r := range rings {
 		if n, ok := t.neighbour(r, id, h, step); ok && n != id && !slices.Contains(out, n) {
 			out = append(out, n)
 		}

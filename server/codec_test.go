@@ -23,7 +23,7 @@ func peerMessageSeeds(t testing.TB) [][]byte {
 			Uptime: time.Minute, Attributes: membership.Attributes{Version: 2, ProcessCount: 3, Metadata: map[string]string{"k": "v"}},
 			View: []membership.MemberEntry{{ID: other, Incarnation: 7}, {ID: membership.MustParseNodeID("c@h:1"), Incarnation: 1, Left: true}}, ViewDigest: 0xfeedface12345678, ClusterName: "blue"}},
 		{Heartbeat: &membership.Heartbeat{ViewDigest: 0xdeadbeefcafef00d, ProcessCount: 3, AttributesVersion: 2}},
-		{Update: &membership.Update{Full: true, ReplyRequested: true, Entries: []membership.MemberEntry{{ID: other, Incarnation: 7}}}},
+		{Update: &membership.Update{Full: true, ReplyRequested: true, Hop: 3, Entries: []membership.MemberEntry{{ID: other, Incarnation: 7}}}},
 		{Leave: &membership.Leave{ID: id, Incarnation: 42}},
 		{Reject: &membership.Reject{Reason: membership.RejectDuplicateStream, Detail: "dup"}},
 		{Reject: &membership.Reject{Reason: membership.RejectClusterName, Detail: `cluster name "blue" here, none in the hello`}},
@@ -31,7 +31,7 @@ func peerMessageSeeds(t testing.TB) [][]byte {
 		{Alerts: []*membership.Alert{
 			{Subject: other, Incarnation: 7, Observer: id, Reason: membership.ReasonHeartbeatTimeout},
 			{Subject: other, Incarnation: 7, Observer: id, Up: true},
-			{Subject: id, Incarnation: 42, Observer: other, Reason: membership.ReasonConnectionClosed, Decided: true},
+			{Subject: id, Incarnation: 42, Observer: other, Reason: membership.ReasonConnectionClosed, Decided: true, Hop: 2},
 		}},
 		{Unlink: &membership.Unlink{}},
 	}

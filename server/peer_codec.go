@@ -58,6 +58,7 @@ func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEnt
 	case msg.Update != nil:
 		pm.Kind = &clusterv1.PeerMessage_Update{Update: &clusterv1.MembershipUpdate{
 			Full: msg.Update.Full, ReplyRequested: msg.Update.ReplyRequested, Entries: encodeEntries(msg.Update.Entries),
+			Hop: msg.Update.Hop,
 		}}
 	case msg.Leave != nil:
 		pm.Kind = &clusterv1.PeerMessage_Leave{Leave: &clusterv1.Leave{NodeId: msg.Leave.ID.String(), Incarnation: msg.Leave.Incarnation}}
@@ -130,6 +131,7 @@ func decodeMessage(body []byte) (*membership.Message, error) {
 		}
 		return &membership.Message{Update: &membership.Update{
 			Full: k.Update.GetFull(), ReplyRequested: k.Update.GetReplyRequested(), Entries: entries,
+			Hop: k.Update.GetHop(),
 		}}, nil
 	case *clusterv1.PeerMessage_Leave:
 		id, err := decodeID(k.Leave.GetNodeId())
@@ -172,7 +174,7 @@ func decodeMessage(body []byte) (*membership.Message, error) {
 func encodeAlert(a *membership.Alert) *clusterv1.Alert {
 	return &clusterv1.Alert{
 		SubjectId: a.Subject.String(), Incarnation: a.Incarnation, ObserverId: a.Observer.String(),
-		Reason: clusterv1.NodeDownReason(a.Reason), Up: a.Up, Decided: a.Decided,
+		Reason: clusterv1.NodeDownReason(a.Reason), Up: a.Up, Decided: a.Decided, Hop: a.Hop,
 	}
 }
 
@@ -191,6 +193,7 @@ func decodeAlert(a *clusterv1.Alert) (*membership.Alert, error) {
 	}
 	return &membership.Alert{
 		Subject: subject, Incarnation: a.GetIncarnation(), Observer: observer, Reason: reason, Up: a.GetUp(), Decided: a.GetDecided(),
+		Hop: a.GetHop(),
 	}, nil
 }
 

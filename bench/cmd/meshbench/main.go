@@ -48,6 +48,7 @@ func main() {
 		cpuprof    = flag.String("cpuprofile", "", "worker: CPU profile of the steady window")
 		memprof    = flag.String("memprofile", "", "worker: heap profile after the steady window")
 		formprof   = flag.String("formation-cpuprofile", "", "worker: CPU profile of the formation")
+		faultprof  = flag.String("fault-cpuprofile", "", "worker: path prefix of a CPU profile of each fault scenario (<prefix>.<scenario>.pprof)")
 
 		ns          = flag.String("n", "8,32", "cluster sizes")
 		profiles    = flag.String("profiles", "lan,fast", "profiles")
@@ -73,7 +74,7 @@ func main() {
 		err := harness.RunWorker(harness.Options{
 			System: *system, Profile: *profile, N: *n, Trial: *trial, Scenarios: *scenarios,
 			Steady: *steady, StallAfter: 30 * time.Second, FormationGrace: *grace, FailureCap: *failureCap,
-			CPUProfile: *cpuprof, MemProfile: *memprof, FormationCPUProfile: *formprof, Processes: *procs,
+			CPUProfile: *cpuprof, MemProfile: *memprof, FormationCPUProfile: *formprof, FaultCPUProfile: *faultprof, Processes: *procs,
 			Emit: func(r harness.Record) { _ = enc.Encode(r) },
 		})
 		if err != nil {

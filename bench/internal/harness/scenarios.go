@@ -52,6 +52,9 @@ type Options struct {
 	// CPUProfile and MemProfile, when set, profile the steady-state window;
 	// FormationCPUProfile the formation.
 	CPUProfile, MemProfile, FormationCPUProfile string
+	// FaultCPUProfile, when set, is the path prefix of a CPU profile of each fault scenario
+	// (leave, crash, silent), from the fault until every observer saw it: <prefix>.<scenario>.pprof.
+	FaultCPUProfile string
 	// Processes forces the number of host processes (0: one, unless sockets do not fit).
 	Processes int
 	// Emit receives each record.
@@ -428,11 +431,21 @@ func (w *worker) fault(scenario, victim string, act func(Node)) {
 	rec.Observers = len(others)
 	fd0 := w.tr.FalseDowns()
 	done := make(chan struct{})
+	profiling := false
+	if w.o.FaultCPUProfile != "" {
+		if f, err := os.Create(w.o.FaultCPUProfile + "." + scenario + ".pprof"); err == nil {
+			profiling = pprof.StartCPUProfile(f) == nil
+			defer f.Close()
+		}
+	}
 	t0 := time.Now()
 	go func() { act(n); close(done) }()
 	capCtx, cancel := context.WithTimeout(context.Background(), w.o.FailureCap)
 	defer cancel()
 	at, ok, missing := wait.Wait(capCtx)
+	if profiling {
+		pprof.StopCPUProfile()
+	}
 	rec.OK, rec.Missing = ok, missing
 	if ok {
 		rec.Seconds = at.Sub(t0).Seconds()

@@ -604,7 +604,11 @@ type Alert struct {
 	Up bool `protobuf:"varint,5,opt,name=up,proto3" json:"up,omitempty"`
 	// decided says the sender (observer_id) has decided the subject down for reason on its observers'
 	// alerts: a node that has not decided yet does so at once, and needs no more of those alerts.
-	Decided       bool `protobuf:"varint,6,opt,name=decided,proto3" json:"decided,omitempty"`
+	Decided bool `protobuf:"varint,6,opt,name=decided,proto3" json:"decided,omitempty"`
+	// hop is how many streams the alert has crossed when it reaches the receiver: 1 from
+	// observer_id, one more at each relay; 0 when unknown. A receiver near the observer passes
+	// it on to all its subjects, one farther away to fewer of them.
+	Hop           uint32 `protobuf:"varint,7,opt,name=hop,proto3" json:"hop,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -681,6 +685,13 @@ func (x *Alert) GetDecided() bool {
 	return false
 }
 
+func (x *Alert) GetHop() uint32 {
+	if x != nil {
+		return x.Hop
+	}
+	return 0
+}
+
 // Unlink says the sender closes the stream because the overlay no longer needs it.
 type Unlink struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -718,8 +729,8 @@ func (*Unlink) Descriptor() ([]byte, []int) {
 	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
-// AlertBatch is several alerts a node relays in one message: those that reached it while its
-// last relay on the stream was less than a relay window old.
+// AlertBatch is several alerts a node relays in one message: those waiting together in its
+// queue for the stream.
 type AlertBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// alerts are handled in order.
@@ -1211,7 +1222,12 @@ type MembershipUpdate struct {
 	// reply_requested asks the receiver to answer with the entries the sender lacks or has older.
 	ReplyRequested bool `protobuf:"varint,2,opt,name=reply_requested,json=replyRequested,proto3" json:"reply_requested,omitempty"`
 	// entries are the view entries.
-	Entries       []*MemberEntry `protobuf:"bytes,3,rep,name=entries,proto3" json:"entries,omitempty"`
+	Entries []*MemberEntry `protobuf:"bytes,3,rep,name=entries,proto3" json:"entries,omitempty"`
+	// hop is how many streams the news in entries has crossed when it reaches the receiver: 1
+	// from the node where it starts (the node that met a joiner), one more at each relay; 0
+	// when unknown (a view sync). Above K+1 nodes a receiver near the source passes the news
+	// on to all its subjects, one farther away to fewer of them.
+	Hop           uint32 `protobuf:"varint,4,opt,name=hop,proto3" json:"hop,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1265,6 +1281,13 @@ func (x *MembershipUpdate) GetEntries() []*MemberEntry {
 		return x.Entries
 	}
 	return nil
+}
+
+func (x *MembershipUpdate) GetHop() uint32 {
+	if x != nil {
+		return x.Hop
+	}
+	return 0
 }
 
 // Leave says the sender is leaving the cluster gracefully.
@@ -1408,7 +1431,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x06unlink\x18\a \x01(\v2\x12.cluster.v1.UnlinkH\x00R\x06unlink\x120\n" +
 	"\x06alerts\x18\b \x01(\v2\x16.cluster.v1.AlertBatchH\x00R\x06alerts\x122\n" +
 	"\bfragment\x18\x0f \x01(\v2\x14.cluster.v1.FragmentH\x00R\bfragmentB\x06\n" +
-	"\x04kind\"\xc7\x01\n" +
+	"\x04kind\"\xd9\x01\n" +
 	"\x05Alert\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12 \n" +
@@ -1417,7 +1440,8 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"observerId\x122\n" +
 	"\x06reason\x18\x04 \x01(\x0e2\x1a.cluster.v1.NodeDownReasonR\x06reason\x12\x0e\n" +
 	"\x02up\x18\x05 \x01(\bR\x02up\x12\x18\n" +
-	"\adecided\x18\x06 \x01(\bR\adecided\"\b\n" +
+	"\adecided\x18\x06 \x01(\bR\adecided\x12\x10\n" +
+	"\x03hop\x18\a \x01(\rR\x03hop\"\b\n" +
 	"\x06Unlink\"7\n" +
 	"\n" +
 	"AlertBatch\x12)\n" +
@@ -1461,11 +1485,12 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\n" +
 	"attributes\x18\x04 \x01(\v2\x1a.cluster.v1.NodeAttributesR\n" +
 	"attributes\x12\x17\n" +
-	"\anode_id\x18\x05 \x01(\tR\x06nodeId\"\x82\x01\n" +
+	"\anode_id\x18\x05 \x01(\tR\x06nodeId\"\x94\x01\n" +
 	"\x10MembershipUpdate\x12\x12\n" +
 	"\x04full\x18\x01 \x01(\bR\x04full\x12'\n" +
 	"\x0freply_requested\x18\x02 \x01(\bR\x0ereplyRequested\x121\n" +
-	"\aentries\x18\x03 \x03(\v2\x17.cluster.v1.MemberEntryR\aentries\"B\n" +
+	"\aentries\x18\x03 \x03(\v2\x17.cluster.v1.MemberEntryR\aentries\x12\x10\n" +
+	"\x03hop\x18\x04 \x01(\rR\x03hop\"B\n" +
 	"\x05Leave\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\"R\n" +

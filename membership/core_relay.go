@@ -1,0 +1,145 @@
+package membership
+
+import "slices"
+
+// Relaying news over the overlay. News (an alert, a decision, a join, a leave, new
+// attributes) starts at its source and is flooded over the rings: a node passes on what is
+// new to it, once. How widely depends on how far the news has come (its hop count, carried
+// with it): the source sends it to every neighbour; a node at most wideHops streams from the
+// source passes it to all K of its subjects; a node farther away only to its subjects on the
+// first relayRings rings. The wide hops reach a few hundred nodes at once, or a few thousand
+// in a cluster of thousands; from there each ring alone is a cycle through every node, and a
+// few of them reach the rest within a hop or so more, each node hearing the news about
+// relayRings times rather than K times.
+
+// relayRings is how many rings a node relays news over when it is farther than wideHops from
+// the news's source: its subjects on rings 0 to relayRings-1. Each ring alone reaches every
+// node; three keep a crash, a join and a leave within ⌈log_K N⌉ + 2 hops, at a third of the
+// messages of relaying over all K rings.
+const relayRings = 3
+
+// relayWidth says to which neighbours a node passes news on.
+type relayWidth int
+
+const (
+	// relayOnward: to the subjects on the first relayRings rings.
+	relayOnward relayWidth = iota
+	// relayWide: to every subject.
+	relayWide
+	// relayOrigin: to every neighbour (the news's source).
+	relayOrigin
+)
+
+// wideHops is how far from its source news is relayed to every subject: 1 (the nodes that
+// heard it from its source) up to K³ nodes, then one more per factor of K, so that the
+// wide hops alone reach about N/K nodes and the onward ones the rest.
+func (c *core) wideHops() uint32 {
+	k, n := c.cfg.Monitors, c.topo.size()
+	hops, reach := uint32(1), k*k*k
+	for reach < n && k > 1 {
+		hops++
+		reach *= k
+	}
+	return hops
+}
+
+// widthAt is how widely a node hop streams away from the news's source (0: unknown) relays it.
+func (c *core) widthAt(hop uint32) relayWidth {
+	if hop >= 1 && hop <= c.wideHops() {
+		return relayWide
+	}
+	return relayOnward
+}
+
+// nextHop is the hop count a relay of news heard hop streams from its source carries: one
+// more, or 0 (unknown) if it was unknown.
+func nextHop(hop uint32) uint32 {
+	if hop == 0 {
+		return 0
+	}
+	return hop + 1
+}
+
+// relayAlert passes an alert heard on stream from (nil: raised or decided here) on over the
+// overlay. An observer's own alert goes to every neighbour; a node's own decision onward, as
+// every node decides on the alerts that reach it and a decision is news only to the few that
+// missed some; an alert heard from a peer as widely as its hop count says.
+func (c *core) relayAlert(from *peerConn, a *Alert) {
+	relayed := *a
+	switch {
+	case from == nil && !a.Decided:
+		relayed.Hop = 1
+		c.relayOverlay(0, &Message{Alerts: []*Alert{&relayed}}, relayOrigin)
+	case from == nil:
+		relayed.Hop = 1
+		c.relayOverlay(0, &Message{Alerts: []*Alert{&relayed}}, relayOnward)
+	default:
+		hop := a.Hop
+		if from.peer == a.Observer {
+			hop = 1 // whatever the peer says: it is the source
+		}
+		relayed.Hop = nextHop(hop)
+		c.relayOverlay(from.id, &Message{Alerts: []*Alert{&relayed}}, c.widthAt(hop))
+	}
+}
+
+// relayFresh passes view entries that changed the local table, heard on stream from hop
+// streams away from where their news started (0: unknown), on over the overlay, so that
+// joins, leaves and new attributes reach every node; in a full mesh every node hears them
+// first hand.
+func (c *core) relayFresh(from connID, fresh []MemberEntry, hop uint32) {
+	if len(fresh) == 0 || !c.overlay() {
+		return
+	}
+	msg := &Message{Update: &Update{Entries: slices.Clip(fresh), Hop: nextHop(hop)}}
+	c.relayOverlay(from, msg, c.widthAt(hop))
+}
+
+// relayOverlay sends msg to the neighbours width names, except on stream except. When
+// streams to more than one of the subjects it names are missing (a node still dialling them,
+// or one that lost them), it sends to every other neighbour too, so the news still spreads.
+func (c *core) relayOverlay(except connID, msg *Message, width relayWidth) {
+	if width == relayOrigin {
+		for _, pc := range c.sortedConns() {
+			if pc.handshaken() && pc.id != except && c.current(pc) {
+				c.send(pc, msg)
+			}
+		}
+		return
+	}
+	targets := c.relaySubjects(width)
+	sent := 0
+	for _, pc := range c.sortedConns() {
+		if pc.handshaken() && pc.id != except && c.current(pc) && targets[pc.peer] {
+			c.send(pc, msg)
+			sent++
+		}
+	}
+	if sent >= len(targets)-1 {
+		return
+	}
+	for _, pc := range c.sortedConns() {
+		if pc.handshaken() && pc.id != except && c.current(pc) && !targets[pc.peer] {
+			c.send(pc, msg)
+		}
+	}
+}
+
+// relaySubjects returns the subjects width relays to: every subject in the live view, or
+// those on the first relayRings rings. Both are cached per topology version.
+func (c *core) relaySubjects(width relayWidth) map[NodeID]bool {
+	if c.subjectVersion != c.topo.version() || c.subjects == nil {
+		c.subjects, c.onwardSubjects = map[NodeID]bool{}, map[NodeID]bool{}
+		for _, s := range c.topo.subjects(c.self) {
+			c.subjects[s] = true
+		}
+		for _, s := range c.topo.subjectsOnRings(c.self, relayRings) {
+			c.onwardSubjects[s] = true
+		}
+		c.subjectVersion = c.topo.version()
+	}
+	if width == relayWide {
+		return c.subjects
+	}
+	return c.onwardSubjects
+}
