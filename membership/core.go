@@ -44,9 +44,8 @@ type core struct {
 	basisCache        map[NodeID]ringNeighbours // basisNeighbours, as of basisCacheVersion
 	basisCacheVersion uint64
 	neighbourSet      map[NodeID]bool
-	subjects          map[NodeID]bool // this node's subjects in topo, as of subjectVersion
-	onwardSubjects    map[NodeID]bool // its subjects on the rings it relays onward over (relaySubjects)
-	subjectVersion    uint64
+	subjects          map[NodeID]bool // this node's subjects in topo as of the last reconcile; nil: to compute
+	onwardSubjects    map[NodeID]bool // those on the rings it relays onward over (relaySubjects)
 	neighbourVersion  uint64
 	alerts            map[NodeID]*alertSet
 	conns             map[connID]*peerConn

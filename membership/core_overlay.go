@@ -159,6 +159,7 @@ func (m *member) inViewOrNil() bool { return m != nil && m.inView }
 // join). A node decided down is redialled only by the nodes it would stream to.
 func (c *core) reconcile(now time.Time) {
 	c.topoDirty = false
+	c.subjects = nil // relays follow the streams' topology (relaySubjects)
 	overlay := c.overlay()
 	for _, m := range c.sortedMembers() {
 		if m.incarnation == 0 || m.removed {
@@ -329,7 +330,9 @@ func (c *core) decideFrom(now time.Time, subject NodeID) (decidedSubject bool) {
 		if changed && id == subject {
 			decidedSubject = true
 		}
-		if !changed && id != subject {
+		// Its subjects' counts change only if it changed, or if its new alert may have made
+		// it suspected: an alert that leaves it unsuspected changes nobody else's count.
+		if !changed && (id != subject || !c.suspected(id)) {
 			continue
 		}
 		for _, s := range c.basisNeighbours(id).subjects {
@@ -354,30 +357,47 @@ func (c *core) decide(now time.Time, m *member) bool {
 		return false
 	}
 	observers := c.basisNeighbours(m.id).observers
+	if m.status == StatusDisconnected {
+		for _, o := range observers {
+			if mark, ok := set.by[o]; ok && mark.up {
+				delete(c.alerts, m.id)
+				c.markUp(now, m)
+				return true
+			}
+		}
+		return false
+	}
+	// The observers' own alerts first; those without one count only if they failed or are
+	// suspected, which costs more to tell, and is told only while a quorum is within reach.
 	downs := map[DownReason]int{}
-	count, upFromObserver := 0, false
+	count, silent := 0, 0
 	for _, o := range observers {
 		mark, ok := set.by[o]
 		switch {
-		case ok && mark.up:
-			upFromObserver = true
-		case ok:
+		case ok && !mark.up:
 			downs[mark.reason]++
 			count++
-		case c.suspected(o) || c.members[o].isDown():
+		case !ok:
+			silent++
+		}
+	}
+	quorum := c.quorum(len(observers))
+	if count == 0 || count+silent < quorum {
+		return false
+	}
+	for _, o := range observers {
+		if count >= quorum {
+			break
+		}
+		if _, ok := set.by[o]; !ok && (c.members[o].isDown() || c.suspected(o)) {
 			count++ // failed with its subject, or suspected itself: it cannot say so
 		}
 	}
-	switch {
-	case m.status == StatusDisconnected && upFromObserver:
-		delete(c.alerts, m.id)
-		c.markUp(now, m)
-		return true
-	case m.status != StatusDisconnected && len(downs) > 0 && count >= c.quorum(len(observers)):
-		c.settleDown(now, m, majority(downs), nil, nil)
-		return true
+	if count < quorum {
+		return false
 	}
-	return false
+	c.settleDown(now, m, majority(downs), nil, nil)
+	return true
 }
 
 // ringNeighbours are a node's observers and subjects in the basis.

@@ -125,18 +125,19 @@ func (c *core) relayOverlay(except connID, msg *Message, width relayWidth) {
 	}
 }
 
-// relaySubjects returns the subjects width relays to: every subject in the live view, or
-// those on the first relayRings rings. Both are cached per topology version.
+// relaySubjects returns the subjects width relays to: every subject, or those on the first
+// relayRings rings. They are the subjects the streams were last set up for (reconcile clears
+// them): news goes over the streams that exist, and while hundreds of nodes join, each join
+// does not cost a lookup on every ring at every relay.
 func (c *core) relaySubjects(width relayWidth) map[NodeID]bool {
-	if c.subjectVersion != c.topo.version() || c.subjects == nil {
+	if c.subjects == nil {
 		c.subjects, c.onwardSubjects = map[NodeID]bool{}, map[NodeID]bool{}
-		for _, s := range c.topo.subjects(c.self) {
+		for r, s := range c.topo.successors(c.self) {
 			c.subjects[s] = true
+			if r < relayRings {
+				c.onwardSubjects[s] = true
+			}
 		}
-		for _, s := range c.topo.subjectsOnRings(c.self, relayRings) {
-			c.onwardSubjects[s] = true
-		}
-		c.subjectVersion = c.topo.version()
 	}
 	if width == relayWide {
 		return c.subjects

@@ -254,20 +254,24 @@ func (t *topology) subjects(id NodeID) []NodeID { return t.distinct(id, +1) }
 // observers returns the distinct nodes that monitor id: its predecessor on every ring.
 func (t *topology) observers(id NodeID) []NodeID { return t.distinct(id, -1) }
 
-// subjectsOnRings returns the distinct nodes id monitors on rings 0 to rings-1 (all of them
-// when rings is K or more).
-func (t *topology) subjectsOnRings(id NodeID, rings int) []NodeID {
-	return t.distinctOn(id, +1, min(rings, t.r.k))
+// successors returns id's successor on each ring, ring 0 first (a node may repeat; rings
+// where the lens sees no other node are skipped).
+func (t *topology) successors(id NodeID) []NodeID {
+	out := make([]NodeID, 0, t.r.k)
+	h := idHash(id)
+	for r := range t.r.k {
+		if n, ok := t.neighbour(r, id, h, +1); ok && n != id {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // distinct collects id's neighbours step away on every ring, without repeats, in ring order.
-func (t *topology) distinct(id NodeID, step int) []NodeID { return t.distinctOn(id, step, t.r.k) }
-
-// distinctOn collects id's neighbours step away on rings 0 to rings-1, without repeats.
-func (t *topology) distinctOn(id NodeID, step, rings int) []NodeID {
-	out := make([]NodeID, 0, rings)
+func (t *topology) distinct(id NodeID, step int) []NodeID {
+	out := make([]NodeID, 0, t.r.k)
 	h := idHash(id)
-	for r := range rings {
+	for r := range t.r.k {
 		if n, ok := t.neighbour(r, id, h, step); ok && n != id && !slices.Contains(out, n) {
 			out = append(out, n)
 		}
