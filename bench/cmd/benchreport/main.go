@@ -424,7 +424,7 @@ func (d *data) writeTargets(p func(string, ...any)) {
 			ts = append(ts, target{fmt.Sprintf("%s seen by all, %s, N = %d", sc, pr, n), goal, d.why(ours, pr, n), tv, "", d.whyVerdict(ours, pr, n)})
 			return
 		}
-		t, _ := d.timeStats(theirs, pr, sc, n)
+		t, tok := d.timeStats(theirs, pr, sc, n)
 		r, rok := d.ratioStats(pr, sc, n, timeOf)
 		v := "**met**"
 		if o.med > limit {
@@ -434,7 +434,11 @@ func (d *data) writeTargets(p func(string, ...any)) {
 		if rok {
 			rs = r.fmt(fmtRatio)
 		}
-		ts = append(ts, target{fmt.Sprintf("%s seen by all, %s, N = %d", sc, pr, n), goal, o.fmt(fmtDur), t.fmt(fmtDur), rs, v})
+		tv := d.why(theirs, pr, n) // memberlist's cluster may not have held where ours did
+		if tok {
+			tv = t.fmt(fmtDur)
+		}
+		ts = append(ts, target{fmt.Sprintf("%s seen by all, %s, N = %d", sc, pr, n), goal, o.fmt(fmtDur), tv, rs, v})
 	}
 	for _, pr := range profiles {
 		timeTarget(pr, "join", 32, "≤ 20 ms", 0.020)
