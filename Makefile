@@ -64,7 +64,7 @@ SIM_RESULTS ?=
 SIM_MEMLIMIT ?= 20GiB
 
 .PHONY: sim-scale
-sim-scale: ## The overlay in the deterministic simulator at SIM_NODES nodes (default 2048: about 3 minutes and 6 GiB; 4096: 15 minutes and 20 GiB).
+sim-scale: ## The overlay in the deterministic simulator at SIM_NODES nodes (default 2048: about 3 minutes and 6 GiB; 4096: 7 minutes and 20 GiB).
 	GOMEMLIMIT=$(SIM_MEMLIMIT) GOGC=200 SIM_NODES=$(SIM_NODES) SIM_RESULTS=$(SIM_RESULTS) $(GO) test -count=1 -timeout 90m -run 'TestOverlaySimulationAtScale' -v ./membership/
 
 .PHONY: lint

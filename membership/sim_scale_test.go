@@ -16,7 +16,7 @@ import (
 // The overlay at scale, in virtual time. The size is SIM_NODES (default 1,000, or 300 under
 // the race detector; `make sim-scale` runs 2,048), with the default K = 10. Every node holds
 // the whole view, so the simulation's memory grows with N²: about 1 GB at 1,000 nodes, and
-// 4,096 nodes run in 20 GiB (`make sim-scale SIM_NODES=4096`, 15 minutes).
+// 4,096 nodes run in 20 GiB (`make sim-scale SIM_NODES=4096`, 7 minutes).
 
 // scaleSize is the number of nodes of the scale simulation.
 func scaleSize(t *testing.T) int {
