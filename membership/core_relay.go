@@ -66,21 +66,21 @@ func nextHop(hop uint32) uint32 {
 // missed some; an alert heard from a peer as widely as its hop count says.
 func (c *core) relayAlert(from *peerConn, a *Alert) {
 	relayed := *a
+	relayed.Hop = 1
+	width, except := relayOnward, connID(0)
 	switch {
 	case from == nil && !a.Decided:
-		relayed.Hop = 1
-		c.relayOverlay(0, &Message{Alerts: []*Alert{&relayed}}, relayOrigin)
+		width = relayOrigin
 	case from == nil:
-		relayed.Hop = 1
-		c.relayOverlay(0, &Message{Alerts: []*Alert{&relayed}}, relayOnward)
+		// its own decision: onward
 	default:
 		hop := a.Hop
 		if from.peer == a.Observer {
 			hop = 1 // whatever the peer says: it is the source
 		}
-		relayed.Hop = nextHop(hop)
-		c.relayOverlay(from.id, &Message{Alerts: []*Alert{&relayed}}, c.widthAt(hop))
+		relayed.Hop, width, except = nextHop(hop), c.widthAt(hop), from.id
 	}
+	c.relayOverlay(except, &Message{Alerts: []*Alert{&relayed}}, width)
 }
 
 // relayFresh passes view entries that changed the local table, heard on stream from hop
@@ -132,7 +132,7 @@ func (c *core) relayOverlay(except connID, msg *Message, width relayWidth) {
 func (c *core) relaySubjects(width relayWidth) map[NodeID]bool {
 	if c.subjects == nil {
 		c.subjects, c.onwardSubjects = map[NodeID]bool{}, map[NodeID]bool{}
-		for r, s := range c.topo.successors(c.self) {
+		for r, s := range c.topo.onRings(c.self, +1) {
 			c.subjects[s] = true
 			if r < relayRings {
 				c.onwardSubjects[s] = true

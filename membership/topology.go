@@ -254,13 +254,14 @@ func (t *topology) subjects(id NodeID) []NodeID { return t.distinct(id, +1) }
 // observers returns the distinct nodes that monitor id: its predecessor on every ring.
 func (t *topology) observers(id NodeID) []NodeID { return t.distinct(id, -1) }
 
-// successors returns id's successor on each ring, ring 0 first (a node may repeat; rings
-// where the lens sees no other node are skipped).
-func (t *topology) successors(id NodeID) []NodeID {
+// onRings returns id's neighbour step away on each ring (+1: its successor, its subject;
+// -1: its predecessor, its observer), ring 0 first. A node may repeat; rings where the lens
+// sees no other node are skipped.
+func (t *topology) onRings(id NodeID, step int) []NodeID {
 	out := make([]NodeID, 0, t.r.k)
 	h := idHash(id)
 	for r := range t.r.k {
-		if n, ok := t.neighbour(r, id, h, +1); ok && n != id {
+		if n, ok := t.neighbour(r, id, h, step); ok && n != id {
 			out = append(out, n)
 		}
 	}
@@ -269,10 +270,10 @@ func (t *topology) successors(id NodeID) []NodeID {
 
 // distinct collects id's neighbours step away on every ring, without repeats, in ring order.
 func (t *topology) distinct(id NodeID, step int) []NodeID {
-	out := make([]NodeID, 0, t.r.k)
-	h := idHash(id)
-	for r := range t.r.k {
-		if n, ok := t.neighbour(r, id, h, step); ok && n != id && !slices.Contains(out, n) {
+	all := t.onRings(id, step)
+	out := all[:0]
+	for _, n := range all {
+		if !slices.Contains(out, n) {
 			out = append(out, n)
 		}
 	}
