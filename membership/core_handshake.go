@@ -314,10 +314,16 @@ func (c *core) confirm(now time.Time, pc *peerConn, m *member) {
 		return
 	}
 	pc.state = streamEstablished
-	wasDown := m.status == StatusDisconnected
-	c.markUp(now, m)
-	if wasDown || c.alerted(m.id) {
-		c.observe(now, m, 0, true) // an observer reaches its subject again: it says so
+	if m.status == StatusDisconnected && c.overlay() {
+		// Decided down by the cluster, and so it stays until enough of its observers reach it
+		// again (decide): this node, if it is one of them, says so. The stream stays.
+		c.observe(now, m, 0, true)
+	} else {
+		wasDown := m.status == StatusDisconnected
+		c.markUp(now, m)
+		if wasDown || c.alerted(m.id) {
+			c.observe(now, m, 0, true) // an observer reaches its subject again: it says so
+		}
 	}
 	if pc.fresh {
 		entry := MemberEntry{ID: m.id, Incarnation: m.incarnation}

@@ -12,8 +12,9 @@ import (
 // every node. Joins and leaves travel over those streams (merge relays what is new), and a
 // node that loses its stream to a subject it observes raises an alert, relayed to every node:
 // a node reports the subject down once enough of the subject's observers agree (quorum). An
-// observer that reaches the subject again says so (an up alert), which withdraws its alert,
-// and brings back a subject that was reported down.
+// observer that reaches the subject again says so (an up alert), which withdraws its alert;
+// a subject reported down comes back once fewer than a quorum of its observers still report
+// it down.
 
 // overlay reports whether the cluster is above the full mesh's size: K > 0 and the live
 // view, this node included, has more than K+1 nodes.
@@ -345,8 +346,8 @@ func (c *core) decideFrom(now time.Time, subject NodeID) (decidedSubject bool) {
 }
 
 // decide reports m down once a quorum of its observers report it down, with the reason most
-// of them give; an up alert from one of its observers brings a node reported down back. It
-// reports whether it changed m's status.
+// of them give, and back up once so many of them report it up again (up alerts) that fewer
+// than a quorum are left to report it down. It reports whether it changed m's status.
 //
 // An observer that is itself suspected (down alerts from at least L of its own observers,
 // L = 3 of 10 as in Rapid) counts as reporting m down: when several nodes fail at once, some
@@ -357,15 +358,22 @@ func (c *core) decide(now time.Time, m *member) bool {
 		return false
 	}
 	observers := c.basisNeighbours(m.id).observers
+	quorum := c.quorum(len(observers))
 	if m.status == StatusDisconnected {
+		// Back once fewer than a quorum of its observers can still report it down: one
+		// observer that reaches it again (the one link a partial cut left) is not enough.
+		ups := 0
 		for _, o := range observers {
 			if mark, ok := set.by[o]; ok && mark.up {
-				delete(c.alerts, m.id)
-				c.markUp(now, m)
-				return true
+				ups++
 			}
 		}
-		return false
+		if ups == 0 || len(observers)-ups >= quorum {
+			return false
+		}
+		delete(c.alerts, m.id)
+		c.markUp(now, m)
+		return true
 	}
 	// The observers' own alerts first; those without one count only if they failed or are
 	// suspected, which costs more to tell, and is told only while a quorum is within reach.
@@ -381,7 +389,6 @@ func (c *core) decide(now time.Time, m *member) bool {
 			silent++
 		}
 	}
-	quorum := c.quorum(len(observers))
 	if count == 0 || count+silent < quorum {
 		return false
 	}
@@ -468,9 +475,14 @@ func (c *core) alertLifetime() time.Duration {
 	return 3*time.Duration(c.cfg.HeartbeatMissThreshold)*c.cfg.HeartbeatInterval + c.cfg.DialTimeout
 }
 
-// expireAlerts drops alerts older than their lifetime.
+// expireAlerts drops alerts older than their lifetime, except those about a node decided
+// down: they hold until it comes back (decide) or is forgotten, so that the observers that
+// still cannot reach it keep it down however long it takes the others to reach it again.
 func (c *core) expireAlerts(now time.Time) {
 	for id, set := range c.alerts {
+		if m := c.members[id]; m.isDown() && m.incarnation == set.incarnation {
+			continue
+		}
 		for o, mark := range set.by {
 			if now.Sub(mark.at) >= c.alertLifetime() {
 				delete(set.by, o)
@@ -496,9 +508,9 @@ func (c *core) alerted(id NodeID) bool {
 
 // settleDown reports m down for reason, decided here (heard nil) or by the decision heard
 // on stream from, and relays the decision once: the nodes that have not decided yet do so on
-// it, and no longer need each observer's alert.
+// it, and no longer need each observer's alert. The alerts stay: the up alerts that bring m
+// back are counted against them.
 func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Alert, from *peerConn) {
-	delete(c.alerts, m.id)
 	decision := &Alert{Subject: m.id, Incarnation: m.incarnation, Observer: c.self, Reason: reason, Decided: true}
 	if heard != nil {
 		decision = heard

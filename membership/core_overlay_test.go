@@ -186,6 +186,54 @@ func TestOverlayNodeCutFromItsObserversIsDownEverywhereAndBackAfterHealing(t *te
 	}
 }
 
+func TestOverlayNodeStillReachedByOneObserverStaysDownUntilTheCutHeals(t *testing.T) {
+	const k = 10
+	s, nodes := overlayCluster(t, 40, k)
+	var subject *simNode
+	var observers []NodeID
+	for _, n := range nodes {
+		if observers = topoOf(nodes, k).observers(n.id); len(observers) == k {
+			subject = n
+			break
+		}
+	}
+	require.NotNil(t, subject, "some node of 40 has K distinct observers")
+	byID := map[NodeID]*simNode{}
+	for _, n := range nodes {
+		byID[n.id] = n
+	}
+	// Cut from 9 of its 10 observers (a quorum); the tenth still reaches it.
+	var cutFrom []*simNode
+	for _, o := range observers[1:] {
+		cutFrom = append(cutFrom, byID[o])
+	}
+	s.partition([]*simNode{subject}, cutFrom, true)
+	wantDown := []string{"up " + subject.id.String(), "down " + subject.id.String() + " heartbeat_timeout"}
+	for _, n := range nodes {
+		if n == subject {
+			continue
+		}
+		s.advanceUntil(20*time.Second, func() bool { return n.core.members[subject.id].isDown() },
+			"%s should report %s down once 9 of its 10 observers lost it", n.id, subject.id)
+	}
+	// Long past an alert's lifetime: the observer that still reaches it does not bring it back.
+	s.advance(3 * time.Minute)
+	for _, n := range nodes {
+		if n != subject {
+			require.Equal(t, wantDown, n.eventsAbout(subject),
+				"%s: one observer reaching %s is not enough to bring it back while 9 cannot", n.id, subject.id)
+		}
+	}
+	s.partition([]*simNode{subject}, cutFrom, false)
+	s.advanceUntil(30*time.Second, func() bool { return s.fullMesh(nodes...) }, "%s comes back once the cut heals", subject.id)
+	for _, n := range nodes {
+		if n != subject {
+			require.Equal(t, append(wantDown, "up "+subject.id.String()), n.eventsAbout(subject), "%s: down once, up once", n.id)
+			requireAlternating(t, n)
+		}
+	}
+}
+
 func TestOverlayFallsBackToAFullMeshAtKPlusOne(t *testing.T) {
 	const k = 4
 	s, nodes := overlayCluster(t, k+2, k) // one above the full mesh's size
