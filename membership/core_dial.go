@@ -257,10 +257,15 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 		return
 	}
 	m.dial = 0
+	probing := m.probing
+	m.probing = false
 	if m.conn != 0 {
 		return // another stream to the node is up: nothing to redial
 	}
 	if pc.rejected == RejectUnexpectedID && c.park(now, m, true) {
+		if probing {
+			c.observe(now, m, ReasonConnectionClosed, false) // another node answers there now
+		}
 		return
 	}
 	if pc.rejected == RejectDuplicateStream || pc.rejected == RejectIDInUse {
@@ -286,8 +291,11 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 		// when others already do, or when its dials were refused twice in a row (nobody
 		// listens there: it crashed before any observer had a stream to it). A dial that
 		// timed out or was cut before its handshake, in a busy formation, is no failure of
-		// its own.
+		// its own. The probe of a stream that closed (lost) is the exception: the stream's
+		// end and the failed dial together are the failure.
 		switch {
+		case probing:
+			c.observe(now, m, ReasonConnectionClosed, false) // its stream closed, and it is not there
 		case m.refusals >= 2:
 			c.observe(now, m, ReasonConnectionRefused, false)
 		case c.alerts[m.id] != nil:

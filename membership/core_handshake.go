@@ -314,6 +314,7 @@ func (c *core) confirm(now time.Time, pc *peerConn, m *member) {
 		return
 	}
 	pc.state = streamEstablished
+	m.probing = false // reached again: a stream that closed was no failure
 	if m.status == StatusDisconnected && c.overlay() {
 		// Decided down by the cluster, and so it stays until enough of its observers reach it
 		// again (decide): this node, if it is one of them, says so. The stream stays.

@@ -167,6 +167,9 @@ func (c *core) reconcile(now time.Time) {
 			continue // a seed announced by id: dialled as a seed
 		}
 		wanted := c.isNeighbour(m.id)
+		if !wanted {
+			m.probing = false // no longer its observer: it has nothing to say about it
+		}
 		if m.status == StatusDisconnected {
 			if !wanted && m.dial == 0 && !m.nextDial.IsZero() {
 				m.nextDial, m.graceFrom = time.Time{}, time.Time{}
@@ -209,6 +212,12 @@ func (c *core) onUnlink(now time.Time, pc *peerConn) {
 
 // lost handles the end of m's stream (its current one) for reason: in a full mesh m is down;
 // in the overlay an observer raises an alert and the cluster decides, and a neighbour redials.
+//
+// A stream that closed is probed first: the observer redials at once and alerts only if that
+// dial fails (endDial). A crashed node refuses the dial within a round trip; a live one, whose
+// side closed the stream (its detector timed out this node, in a stalled moment), answers, and
+// no alert goes round the cluster for nothing. A stream that went silent is alerted at once:
+// a dial to a node that hangs would only wait out the dial timeout.
 func (c *core) lost(now time.Time, m *member, reason DownReason) {
 	if !c.overlay() {
 		c.markDown(now, m, reason)
@@ -216,6 +225,13 @@ func (c *core) lost(now time.Time, m *member, reason DownReason) {
 		return
 	}
 	m.conn = 0
+	if reason == ReasonConnectionClosed && m.status == StatusConnected && c.basis.isObserver(c.self, m.id) {
+		m.probing = true
+		m.attempts, m.refusals = 0, 0
+		m.nextDial = now
+		c.wantDialAt(now)
+		return
+	}
 	c.observe(now, m, reason, false)
 	if c.isNeighbour(m.id) {
 		c.scheduleRedial(now, m)

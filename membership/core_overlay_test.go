@@ -161,6 +161,35 @@ func TestOverlayOneBadLinkTakesNobodyDown(t *testing.T) {
 	}
 }
 
+func TestOverlayStreamClosedByALiveSubjectRaisesNoAlert(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	subject := nodes[11]
+	var observer *simNode
+	for _, n := range nodes {
+		if n.id == topoOf(nodes, k).observers(subject.id)[0] {
+			observer = n
+		}
+	}
+	alerts := 0
+	s.drop = func(_, _ *simNode, msg *Message) bool {
+		for _, a := range msg.Alerts {
+			if a.Subject == subject.id {
+				alerts++
+			}
+		}
+		return false
+	}
+	defer func() { s.drop = nil }()
+	s.breakStream(subject, observer) // the subject's side closes it, as its detector would
+	s.advance(10 * time.Second)
+	require.Zero(t, alerts, "the observer redials its subject before it alerts: a live subject answers, and nobody hears of it")
+	requireOverlayStreams(t, nodes, k)
+	for _, n := range nodes {
+		require.Empty(t, n.downs(), "%s: nobody went down", n.id)
+	}
+}
+
 func TestOverlayNodeCutFromItsObserversIsDownEverywhereAndBackAfterHealing(t *testing.T) {
 	const k = 4
 	s, nodes := overlayCluster(t, 40, k)

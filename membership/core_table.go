@@ -30,6 +30,7 @@ type member struct {
 	parked        bool   // not redialled: another node holds its address (see park)
 	inView        bool   // on the overlay's rings: alive in the view (syncView)
 	inBasis       bool   // on the basis's rings: in the view or down for a short while
+	probing       bool   // its stream closed: an observer redials it before it alerts (lost)
 }
 
 // tombstone remembers a node that left (or was forgotten) so stale gossip cannot revive it.
@@ -82,6 +83,7 @@ func (c *core) markDown(now time.Time, m *member, reason DownReason) {
 		c.emit(output{kind: outEvent, event: &Event{Type: EventNodeDown, Time: now, Node: info, Reason: reason}})
 	}
 	c.releaseAddress(now, m)
+	m.probing = false
 	m.status = StatusDisconnected
 	c.viewCache = nil // the view says which nodes are down
 	m.conn = 0
