@@ -227,12 +227,13 @@ func (c *Cluster) ServeConn(ctx context.Context, conn Conn) error {
 
 // stepLocked runs one core input at the current time and carries out its effects.
 func (c *Cluster) stepLocked(input func(now time.Time)) {
-	input(c.clock.Now())
+	now := c.clock.Now()
+	input(now)
 	outs := c.core.takeOutputs()
 	c.applyLocked(outs)
 	c.core.recycleOutputs(outs)
 	c.checkStartedLocked()
-	c.armTimerLocked()
+	c.armTimerLocked(now)
 }
 
 // applyLocked carries out the core's effects; none of them blocks.
@@ -302,11 +303,11 @@ func (c *Cluster) checkStartedLocked() {
 }
 
 // armTimerLocked makes sure the timer fires at the core's next wake-up.
-func (c *Cluster) armTimerLocked() {
+func (c *Cluster) armTimerLocked(now time.Time) {
 	if c.core == nil {
 		return
 	}
-	at := c.core.nextWake()
+	at := c.core.nextWake(now)
 	if at.IsZero() || (c.timer != nil && !at.Before(c.timerAt)) {
 		return
 	}

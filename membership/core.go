@@ -175,6 +175,7 @@ func (c *core) dialed(now time.Time, id connID) {
 	if pc == nil {
 		return
 	}
+	pc.reached = true
 	c.sendHello(now, pc, nil)
 }
 

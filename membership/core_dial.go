@@ -292,14 +292,16 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 		// listens there: it crashed before any observer had a stream to it). A dial that
 		// timed out or was cut before its handshake, in a busy formation, is no failure of
 		// its own. The probe of a stream that closed (lost) is the exception: the stream's
-		// end and the failed dial together are the failure.
+		// end and a dial that reached nothing there together are the failure.
 		switch {
-		case probing:
-			c.observe(now, m, ReasonConnectionClosed, false) // its stream closed, and it is not there
+		case probing && !pc.reached:
+			c.observe(now, m, ReasonConnectionClosed, false) // its stream closed, and nothing answers there
 		case m.refusals >= 2:
 			c.observe(now, m, ReasonConnectionRefused, false)
 		case c.alerts[m.id] != nil:
 			c.observe(now, m, ReasonConnectionClosed, false)
+		case probing:
+			m.probing = true // it answers, but too slowly to finish a hello: the next dial probes again
 		}
 	case m.status == StatusConnected:
 		// Up without a stream (the overlay shrank to a full mesh) and not reached.

@@ -249,6 +249,7 @@ func (c *core) observe(now time.Time, m *member, reason DownReason, up bool) {
 		a.Reason = reason
 	}
 	if c.recordAlert(now, a) {
+		c.log(slog.LevelDebug, "raising an alert", "subject", m.id.String(), "up", up, "reason", reason.String())
 		c.relayAlert(nil, a)
 		c.decideFrom(now, m.id)
 	}

@@ -471,3 +471,29 @@ func TestOverlayDecisionAboutAnUnknownNodeKeepsALateAliveClaimOut(t *testing.T) 
 	require.NotContains(t, n.connectedIDs(), ghost.String(), "a node decided down before this node heard of it stays down")
 	require.Empty(t, n.eventsAboutID(ghost), "no up for a node the cluster decided down")
 }
+
+func TestOverlayStreamChangeLongAfterTheLastViewChangeIsNoStall(t *testing.T) {
+	// A stream change asks the streams to follow the view again at once, counted from the
+	// view's last change, long past: a wake-up due at once, which must not pass for a stall
+	// (a stalled node extends every deadline and holds back its node_up reports).
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	s.advance(2 * time.Minute)
+	n := nodes[5]
+	var peer *simNode
+	for _, p := range nodes {
+		if m := n.core.members[p.id]; m != nil && m.conn != 0 {
+			peer = p
+			break
+		}
+	}
+	require.NotNil(t, peer, "%s streams to a neighbour", n.id)
+	logged := len(n.logs)
+	s.inject(peer, n, &Message{Unlink: &Unlink{}})
+	s.advance(5 * time.Second)
+	for _, l := range n.logs[logged:] {
+		require.NotContains(t, l.text, "stalled", "%s ran on time: %s at %s", n.id, l.text, l.at)
+	}
+	require.False(t, n.core.holdUps(), "%s holds back its node_up reports as if it had stalled", n.id)
+	requireOverlayStreams(t, nodes, k)
+}

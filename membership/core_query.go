@@ -76,8 +76,16 @@ func (c *core) handshaking(id connID) bool {
 	return pc != nil && !pc.handshaken()
 }
 
-// nextWake returns when the runtime should call tick next (zero: no wake-up is needed).
-func (c *core) nextWake() time.Time { return c.wakeAt }
+// nextWake returns when the runtime, arming its timer at now, should call tick next (zero:
+// no wake-up is needed). A wake-up asked for a moment already past (a dial that has waited
+// for a free slot since it came due) is due now: the tick is late only from now on, so
+// waiting for a dial slot never passes for a stall of the local node (forgiveStall).
+func (c *core) nextWake(now time.Time) time.Time {
+	if !c.wakeAt.IsZero() && c.wakeAt.Before(now) {
+		c.wakeAt = now
+	}
+	return c.wakeAt
+}
 
 // stats counts the members by status and the streams, established or not, into s.
 func (c *core) stats(s *Stats) {

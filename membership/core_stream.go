@@ -31,6 +31,7 @@ type peerConn struct {
 	state        streamState
 	rejected     RejectReason // the peer's Reject, if it sent one
 	refused      bool         // the dial failed because nothing listens there (ErrConnectionRefused)
+	reached      bool         // outbound: the transport connected (something answers there: dialed)
 	foreign      bool         // refused, by either side, for a cluster name that differs
 	addr         string       // outbound: the address dialled
 	peer         NodeID

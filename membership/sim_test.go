@@ -217,6 +217,7 @@ func (n *simNode) flush() {
 		n.s.apply(n, o)
 	}
 	n.core.recycleOutputs(outs)
+	n.core.nextWake(n.s.now) // the runtime arms its timer after every step
 }
 
 // checkBookkeeping checks the core's counters and deadlines against its tables.
@@ -352,7 +353,7 @@ func (s *sim) feedTimerFirst(n *simNode) { s.feedOrdered(n, true) }
 func (s *sim) feedOrdered(n *simNode, timerFirst bool) {
 	n.starved = false
 	tick := func() {
-		if n.up && !n.frozen && !n.core.nextWake().IsZero() && !s.now.Before(n.core.nextWake()) {
+		if n.up && !n.frozen && !n.core.wakeAt.IsZero() && !s.now.Before(n.core.wakeAt) {
 			s.hop = n.hop
 			n.core.tick(s.now)
 			n.flush()
@@ -492,7 +493,7 @@ func (s *sim) step() {
 	s.later = keep
 	s.settle()
 	for _, n := range s.sortedNodes() {
-		if n.up && !n.frozen && !n.starved && !n.core.nextWake().IsZero() && !s.now.Before(n.core.nextWake()) {
+		if n.up && !n.frozen && !n.starved && !n.core.wakeAt.IsZero() && !s.now.Before(n.core.wakeAt) {
 			s.hop = n.hop
 			n.core.tick(s.now)
 			n.flush()
