@@ -40,6 +40,7 @@ type core struct {
 	topoDirty         bool
 	topoDirtySince    time.Time                 // when topoDirty was set
 	topoChangedAt     time.Time                 // the view's last change while topoDirty
+	topoChanges       int                       // the view's changes since topoDirty was set
 	syncHold          time.Time                 // in the overlay: no view sync over any stream before then
 	basisCache        map[NodeID]ringNeighbours // basisNeighbours, as of basisCacheVersion
 	basisCacheVersion uint64
@@ -48,6 +49,7 @@ type core struct {
 	onwardSubjects    map[NodeID]bool // those on the rings it relays onward over (relaySubjects)
 	neighbourVersion  uint64
 	alerts            map[NodeID]*alertSet
+	alertsExpireAt    time.Time // when the next alert may expire (zero: none may)
 	conns             map[connID]*peerConn
 	dialing           int         // outbound streams in conns not established yet (dialsInFlight)
 	connOrder         []*peerConn // conns sorted by id; nil when it must be rebuilt
@@ -260,7 +262,7 @@ func (c *core) tick(now time.Time) {
 	if c.topoDirty && c.reconcileDue(now) {
 		c.reconcile(now)
 	}
-	if len(c.alerts) > 0 {
+	if len(c.alerts) > 0 && !c.alertsExpireAt.IsZero() && !now.Before(c.alertsExpireAt) {
 		c.expireAlerts(now)
 	}
 	c.expireBasis(now)

@@ -58,11 +58,12 @@ func (c *core) needReconcile(now time.Time, changed bool) {
 		return
 	}
 	if !c.topoDirty {
-		c.topoDirtySince = now
+		c.topoDirtySince, c.topoChanges = now, 0
 	}
 	c.topoDirty = true
 	if changed {
 		c.topoChangedAt = now
+		c.topoChanges++
 	}
 	c.wantWake(c.reconcileAt())
 }
@@ -71,10 +72,18 @@ func (c *core) needReconcile(now time.Time, changed bool) {
 func (c *core) reconcileSettle() time.Duration { return c.cfg.HeartbeatInterval / 4 }
 
 // reconcileAt is when the pending reconcile is due: once the view has been still for
-// reconcileSettle, and an interval after the first change at the latest.
+// reconcileSettle, and an interval after the first change at the latest; while the view
+// grows fast (more than 2K changes since the first, as when hundreds join at once), up to
+// maxReconcileWait intervals: each reconcile dials the neighbours of the view as it is, and
+// while joins pour in most of them are no longer neighbours a moment later.
 func (c *core) reconcileAt() time.Time {
-	return minTime(c.topoChangedAt.Add(c.reconcileSettle()), c.topoDirtySince.Add(c.cfg.HeartbeatInterval))
+	wait := c.cfg.HeartbeatInterval * time.Duration(min(1+c.topoChanges/max(1, 2*c.cfg.Monitors), maxReconcileWait))
+	return minTime(c.topoChangedAt.Add(c.reconcileSettle()), c.topoDirtySince.Add(wait))
 }
+
+// maxReconcileWait caps, in intervals, how long the streams wait for a view that keeps
+// changing (reconcileAt).
+const maxReconcileWait = 4
 
 // reconcileDue reports whether a pending reconcile is due at now (and asks to wake up when
 // it is not yet).
@@ -301,6 +310,26 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 type alertSet struct {
 	incarnation uint64
 	by          map[NodeID]alertMark
+	downs       int // marks that report the subject down, whoever gave them
+}
+
+// put records o's mark.
+func (s *alertSet) put(o NodeID, mark alertMark) {
+	if prev, ok := s.by[o]; ok && !prev.up {
+		s.downs--
+	}
+	if !mark.up {
+		s.downs++
+	}
+	s.by[o] = mark
+}
+
+// drop forgets o's mark.
+func (s *alertSet) drop(o NodeID) {
+	if prev, ok := s.by[o]; ok && !prev.up {
+		s.downs--
+	}
+	delete(s.by, o)
 }
 
 // alertMark is one observer's last word about the subject.
@@ -321,7 +350,10 @@ func (c *core) recordAlert(now time.Time, a *Alert) bool {
 	if known && prev.up == a.Up && prev.reason == a.Reason {
 		return false
 	}
-	set.by[a.Observer] = alertMark{reason: a.Reason, up: a.Up, at: now}
+	set.put(a.Observer, alertMark{reason: a.Reason, up: a.Up, at: now})
+	if expires := now.Add(c.alertLifetime()); c.alertsExpireAt.IsZero() || expires.Before(c.alertsExpireAt) {
+		c.alertsExpireAt = expires
+	}
 	c.wantWake(now.Add(c.alertLifetime()))
 	return true
 }
@@ -456,15 +488,19 @@ func (c *core) suspected(id NodeID) bool {
 		return false
 	}
 	observers := c.basisNeighbours(id).observers
+	k := c.cfg.Monitors
+	low := max(1, k*3/10)
+	need := max(1, (low*len(observers)+k-1)/k)
+	if set.downs < need {
+		return false // too few down marks, whoever gave them: the usual case, told at once
+	}
 	count := 0
 	for _, o := range observers {
 		if mark, ok := set.by[o]; ok && !mark.up {
 			count++
 		}
 	}
-	k := c.cfg.Monitors
-	low := max(1, k*3/10)
-	return count >= max(1, (low*len(observers)+k-1)/k)
+	return count >= need
 }
 
 // quorum is how many of a subject's observers must report it down: H of K (K - K/10, 9 of
@@ -496,16 +532,24 @@ func (c *core) alertLifetime() time.Duration {
 // down: they hold until it comes back (decide) or is forgotten, so that the observers that
 // still cannot reach it keep it down however long it takes the others to reach it again.
 func (c *core) expireAlerts(now time.Time) {
+	c.alertsExpireAt = time.Time{}
 	for id, set := range c.alerts {
 		if m := c.members[id]; m.isDown() && m.incarnation == set.incarnation {
+			if held := now.Add(c.alertLifetime()); c.alertsExpireAt.IsZero() || held.Before(c.alertsExpireAt) {
+				c.alertsExpireAt = held // looked at again then: its node may have come back
+			}
 			continue
 		}
 		for o, mark := range set.by {
-			if now.Sub(mark.at) >= c.alertLifetime() {
-				delete(set.by, o)
-			} else {
-				c.wantWake(mark.at.Add(c.alertLifetime()))
+			expires := mark.at.Add(c.alertLifetime())
+			if !now.Before(expires) {
+				set.drop(o)
+				continue
 			}
+			if c.alertsExpireAt.IsZero() || expires.Before(c.alertsExpireAt) {
+				c.alertsExpireAt = expires
+			}
+			c.wantWake(expires)
 		}
 		if len(set.by) == 0 {
 			delete(c.alerts, id)

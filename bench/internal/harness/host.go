@@ -48,7 +48,8 @@ type hostMsg struct {
 
 // RunHost serves one host process: it runs the nodes it is told to start on system/profile.
 //
-// BENCH_HOST_CPUPROFILE=prefix (diagnostics) profiles the host's whole life into prefix.<pid>,
+// BENCH_HOST_CPUPROFILE=prefix (diagnostics) profiles the host's whole life (or its first
+// BENCH_HOST_CPUPROFILE_FOR, a duration) into prefix.<pid>,
 // writes its allocations (heap profile) into prefix.<pid>.heap when it ends, and its live heap
 // into prefix.<pid>.inuse whenever usage is measured after a GC (the steady window).
 // BENCH_HOST_STEADYPROFILE=prefix profiles only the steady window (from the first traffic
@@ -59,7 +60,12 @@ func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 	if prefix := os.Getenv("BENCH_HOST_CPUPROFILE"); prefix != "" {
 		if f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid())); err == nil {
 			_ = pprof.StartCPUProfile(f)
-			defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+			var once sync.Once
+			stop := func() { once.Do(func() { pprof.StopCPUProfile(); _ = f.Close() }) }
+			defer stop()
+			if d, err := time.ParseDuration(os.Getenv("BENCH_HOST_CPUPROFILE_FOR")); err == nil {
+				time.AfterFunc(d, stop) // only the first d of the host's life
+			}
 		}
 		defer func() {
 			if f, err := os.Create(fmt.Sprintf("%s.%d.heap", prefix, os.Getpid())); err == nil {
