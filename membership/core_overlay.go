@@ -569,8 +569,9 @@ func (c *core) alerted(id NodeID) bool {
 
 // settleDown reports m down for reason, decided here (heard nil) or by the decision heard
 // on stream from, and relays the decision once: the nodes that have not decided yet do so on
-// it, and no longer need each observer's alert. The alerts stay: the up alerts that bring m
-// back are counted against them.
+// it, and no longer need each observer's alert. The alerts stay (expireAlerts holds them
+// while m is down): an up alert that came before the decision still counts towards bringing
+// m back when the next one comes.
 func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Alert, from *peerConn) {
 	decision := &Alert{Subject: m.id, Incarnation: m.incarnation, Observer: c.self, Reason: reason, Decided: true}
 	if heard != nil {
