@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/pprof"
 	"sync"
 	"time"
@@ -180,8 +181,12 @@ func newRemoteSystem(o Options, tr *Tracker, procs int) (*remoteSystem, error) {
 		return nil, err
 	}
 	rs := &remoteSystem{name: o.System, local: NewSystem(o.System, Profiles[o.Profile], tr), where: map[string]*host{}}
+	// The hosts share the machine's cores: each gets its share as GOMAXPROCS, so that their
+	// runtimes do not all spin up a thread per core and fight over them.
+	share := max(1, runtime.NumCPU()/procs)
 	for range procs {
 		cmd := exec.Command(exe, "-host", "-system", o.System, "-profile", o.Profile)
+		cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", share))
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
@@ -339,14 +344,18 @@ func (n *remoteNode) Freeze()      { n.h.call(hostCmd{Op: "freeze", Name: n.name
 func (n *remoteNode) Leave()       { n.h.call(hostCmd{Op: "leave", Name: n.name}) }
 func (n *remoteNode) Close()       { n.h.call(hostCmd{Op: "close", Name: n.name}) }
 
-// socketsPerProcessBudget is how many steady-state peer sockets one process is given: well
-// under this machine's RLIMIT_NOFILE (20000), since forming a cluster briefly opens more.
-const socketsPerProcessBudget = 8500
+// socketsPerProcessBudget is how many peer sockets one process is given: three quarters of
+// this machine's RLIMIT_NOFILE (20000), the rest for the dials of a formation in flight and
+// for the process's own files. Every extra process costs CPU (hosting 256 nodes over 2
+// processes cost 0.0019 CPU-s/s per node, in one 0.0014: more runtimes' schedulers and
+// timers on the same 2 cores), so the nodes are spread over as few as the sockets allow.
+const socketsPerProcessBudget = 15000
 
 // hostProcesses returns how many processes the nodes of o need: 1 unless the system opens a
 // socket per stream end (ours) and its sockets exceed the budget. In a full mesh (up to K+1
 // nodes) a node counts N−1 sockets (two per pair); above, it has at most 2K streams, two
-// sockets each shared by two nodes, and is counted 4K, twice that, for formation's dials.
+// sockets each shared by two nodes, and is counted 2K and a quarter more for a formation's
+// dials (the peak measured at 512 nodes was 23 sockets per node, K = 10).
 func hostProcesses(o Options) int {
 	if o.Processes > 0 {
 		return o.Processes
@@ -357,7 +366,7 @@ func hostProcesses(o Options) int {
 	n := o.N + 1 // the joiner
 	perNode := n - 1
 	if k := membership.DefaultConfig().Monitors; k > 0 && n > k+1 {
-		perNode = min(perNode, 2*(2*k))
+		perNode = min(perNode, 2*k+2*k/4)
 	}
 	socks := n * perNode
 	return (socks + socketsPerProcessBudget - 1) / socketsPerProcessBudget
