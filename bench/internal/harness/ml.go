@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,7 +106,7 @@ func (m *mlSystem) Start(ctx context.Context, name, seed string) (Node, error) {
 	}
 	node := &mlNode{name: name, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), list: list, tp: tp}
 	if seed != "" {
-		if _, err := list.Join([]string{seed}); err != nil {
+		if _, err := list.Join(strings.Split(seed, ",")); err != nil {
 			_ = list.Shutdown()
 			return nil, err
 		}

@@ -37,7 +37,7 @@ func (o *ours) config(name, seed string) *membership.Config {
 	cfg.HeartbeatInterval = o.p.Interval
 	cfg.HeartbeatMissThreshold = o.p.Threshold
 	if seed != "" {
-		cfg.Seeds = []string{seed}
+		cfg.Seeds = strings.Split(seed, ",")
 	}
 	return cfg
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -155,7 +157,23 @@ func (w *worker) formation() (allStarted, converged bool) {
 	var wg sync.WaitGroup
 	var errs []string
 	started := make([]Node, N)
-	for i := 1; i < N; i++ {
+	first := 1
+	// BENCH_FORMATION_SEEDS=s (diagnostics): the first s nodes start one after another, and
+	// the others join through all of them, as when a deployment lists several seeds.
+	if s, err := strconv.Atoi(os.Getenv("BENCH_FORMATION_SEEDS")); err == nil && s > 1 {
+		seeds := []string{seed}
+		for ; first < min(s, N); first++ {
+			n, err := w.sys.Start(ctx, names[first], seed)
+			if err != nil {
+				errs = append(errs, err.Error())
+				continue
+			}
+			started[first] = n
+			seeds = append(seeds, n.Addr())
+		}
+		seed = strings.Join(seeds, ",")
+	}
+	for i := first; i < N; i++ {
 		wg.Go(func() {
 			n, err := w.sys.Start(ctx, names[i], seed)
 			mu.Lock()

@@ -27,8 +27,8 @@ var Profiles = map[string]Profile{
 type System interface {
 	// Name is "meshnode" or "memberlist".
 	Name() string
-	// Start starts node name, joining through seed (an address; "" for the first node),
-	// reporting what it sees to the tracker.
+	// Start starts node name, joining through seed (an address, or several separated by
+	// commas; "" for the first node), reporting what it sees to the tracker.
 	Start(ctx context.Context, name, seed string) (Node, error)
 	// Traffic returns what every node of the system sent so far.
 	Traffic() Traffic
