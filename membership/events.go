@@ -67,10 +67,12 @@ func (b *eventBus) drain(s *subscriber) {
 		b.mu.Lock()
 		if len(s.queue) == 0 || s.removed {
 			s.draining = false
+			s.queue = nil // the burst's backing array, and every event it held, can go
 			b.mu.Unlock()
 			return
 		}
 		e := s.queue[0]
+		s.queue[0] = Event{} // delivered: the queue no longer keeps its node info alive
 		s.queue = s.queue[1:]
 		b.mu.Unlock()
 		s.handler(e)
