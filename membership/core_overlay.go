@@ -351,11 +351,17 @@ func (c *core) recordAlert(now time.Time, a *Alert) bool {
 		return false
 	}
 	set.put(a.Observer, alertMark{reason: a.Reason, up: a.Up, at: now})
-	if expires := now.Add(c.alertLifetime()); c.alertsExpireAt.IsZero() || expires.Before(c.alertsExpireAt) {
-		c.alertsExpireAt = expires
-	}
-	c.wantWake(now.Add(c.alertLifetime()))
+	c.lookAtAlertsBy(now.Add(c.alertLifetime()))
 	return true
+}
+
+// lookAtAlertsBy asks for the alerts to be looked at for expiry (expireAlerts) at t at the
+// latest.
+func (c *core) lookAtAlertsBy(t time.Time) {
+	if c.alertsExpireAt.IsZero() || t.Before(c.alertsExpireAt) {
+		c.alertsExpireAt = t
+	}
+	c.wantWake(t)
 }
 
 // decideFrom decides subject, whose alerts changed, and then the subjects whose count it may
@@ -535,9 +541,7 @@ func (c *core) expireAlerts(now time.Time) {
 	c.alertsExpireAt = time.Time{}
 	for id, set := range c.alerts {
 		if m := c.members[id]; m.isDown() && m.incarnation == set.incarnation {
-			if held := now.Add(c.alertLifetime()); c.alertsExpireAt.IsZero() || held.Before(c.alertsExpireAt) {
-				c.alertsExpireAt = held // looked at again then: its node may have come back
-			}
+			c.lookAtAlertsBy(now.Add(c.alertLifetime())) // again then: its node may have come back
 			continue
 		}
 		for o, mark := range set.by {
@@ -546,10 +550,7 @@ func (c *core) expireAlerts(now time.Time) {
 				set.drop(o)
 				continue
 			}
-			if c.alertsExpireAt.IsZero() || expires.Before(c.alertsExpireAt) {
-				c.alertsExpireAt = expires
-			}
-			c.wantWake(expires)
+			c.lookAtAlertsBy(expires)
 		}
 		if len(set.by) == 0 {
 			delete(c.alerts, id)
