@@ -71,6 +71,11 @@ type core struct {
 	metrics MetricsSink
 
 	dialAt time.Time // earliest member or seed dial due (zero: none)
+	// memberPassAt is when the tick next passes over every member (memberPassDue) even if
+	// nothing asks for it (zero: at the next tick); forgetAt is when the first member down
+	// comes due for forgetting (zero: none is down).
+	memberPassAt time.Time
+	forgetAt     time.Time
 	wakeAt time.Time // when the runtime should call tick next (zero: never)
 	// holding holds back node_up reports: the local node stalled, so what it handles may be
 	// stale (see holdUps). It ends after stalledUntil, once the node runs on time
@@ -267,9 +272,7 @@ func (c *core) tick(now time.Time) {
 	}
 	c.expireBasis(now)
 	c.visitConns(now, coalesce)
-	// One pass over the members: forgetting and due dials. Whether the dial slots are full
-	// is only counted when a dial is due at all.
-	c.dialAt = time.Time{}
+	// Whether the dial slots are full is only counted when a dial is due at all.
 	full, counted := false, false
 	slotsFull := func() bool {
 		if !counted {
@@ -277,10 +280,12 @@ func (c *core) tick(now time.Time) {
 		}
 		return full
 	}
-	// With every member connected in a full mesh (a steady cluster) none can be due for
-	// forgetting or for a dial: the pass, which touches every member, is skipped. Where an
-	// overlay may form, a member can be up without a stream and due for a dial.
-	if c.connected < len(c.members) || c.cfg.Monitors > 0 {
+	// One pass over the members: forgetting and due dials. With every member connected in a
+	// full mesh (a steady cluster) none can be due for forgetting or for a dial: the pass,
+	// which touches every member, is skipped. Where an overlay may form, a member can be up
+	// without a stream and due for a dial.
+	if (c.connected < len(c.members) || c.cfg.Monitors > 0) && c.memberPassDue(now) {
+		c.dialAt = time.Time{}
 		for _, m := range c.sortedMembers() {
 			if c.forgetIfDue(now, m) {
 				continue
@@ -289,6 +294,8 @@ func (c *core) tick(now time.Time) {
 				c.dueDial(now, m.nextDial, slotsFull())
 			}
 		}
+	} else {
+		c.rearmSkippedPass(now)
 	}
 	c.expireTombstones(now)
 	for _, s := range c.seeds {

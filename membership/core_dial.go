@@ -16,7 +16,11 @@ const maxConcurrentDials = 4
 
 // wantStream schedules a dial to m unless it has a stream, a dial or a schedule already.
 func (c *core) wantStream(now time.Time, m *member) {
-	if m.conn != 0 || m.dial != 0 || !m.nextDial.IsZero() || m.parked {
+	if m.conn != 0 || m.dial != 0 || m.parked {
+		return
+	}
+	if !m.nextDial.IsZero() {
+		c.wantDialAt(m.nextDial) // a schedule left from before its stream: due as it was
 		return
 	}
 	due := now

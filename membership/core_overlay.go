@@ -606,7 +606,7 @@ func (c *core) holdDown(now time.Time, m *member, id NodeID, incarnation uint64,
 		delete(c.tombs, id)
 		m = &member{id: id, incarnation: incarnation, status: StatusDisconnected, downSince: now}
 		c.members[id] = m
-		c.wantWake(now.Add(c.cfg.ReconnectTimeout))
+		c.forgetCheckAt(now.Add(c.cfg.ReconnectTimeout))
 	} else {
 		if m.conn != 0 {
 			return false // a stream to the old incarnation: its own hello settles which is current

@@ -89,7 +89,7 @@ func (c *core) markDown(now time.Time, m *member, reason DownReason) {
 	m.conn = 0
 	m.downSince = now
 	c.syncView(now, m)
-	c.wantWake(now.Add(c.cfg.ReconnectTimeout))
+	c.forgetCheckAt(now.Add(c.cfg.ReconnectTimeout))
 	if c.connected == 0 && len(c.seeds) > 0 {
 		c.wantDialAt(now) // cut off from everyone: the seeds are the way back
 	}
@@ -155,13 +155,48 @@ func (c *core) forgetIfDue(now time.Time, m *member) bool {
 	}
 	forgetAt := m.downSince.Add(c.cfg.ReconnectTimeout)
 	if now.Before(forgetAt) {
-		c.wantWake(forgetAt)
+		c.forgetCheckAt(forgetAt)
 		return false
 	}
 	c.log(slog.LevelInfo, "forgetting node down for longer than the reconnect timeout", "peer", m.id.String())
 	c.removeMember(m)
 	c.tombs[m.id] = tombstone{incarnation: m.incarnation, until: now.Add(c.cfg.TombstoneTimeout), probeAt: now.Add(c.cfg.ReconnectMaxDelay)}
 	return true
+}
+
+// memberPassDue reports whether the tick passes over every member at now, to forget those
+// down for long and to note the dials due: when a member comes due for forgetting
+// (forgetCheckAt), and once an interval in any case. In between, a dial comes due through
+// wantDialAt and runDials without the pass, which at hundreds of members would cost more
+// than the rest of a tick.
+func (c *core) memberPassDue(now time.Time) bool {
+	forgetDue := !c.forgetAt.IsZero() && !now.Before(c.forgetAt)
+	if !forgetDue && !c.memberPassAt.IsZero() && now.Before(c.memberPassAt) {
+		return false
+	}
+	c.memberPassAt = now.Add(c.cfg.HeartbeatInterval)
+	c.forgetAt = time.Time{} // the pass notes the next one (forgetIfDue)
+	return true
+}
+
+// rearmSkippedPass asks again for the wake-ups the member pass would have asked for, when
+// the tick skips it: the next forgetting, and the earliest dial due later (one due now is
+// the tick's own runDials, or the end of a dial in flight when every slot is taken).
+func (c *core) rearmSkippedPass(now time.Time) {
+	if !c.forgetAt.IsZero() {
+		c.wantWake(c.forgetAt)
+	}
+	if c.dialAt.After(now) {
+		c.wantWake(c.dialAt)
+	}
+}
+
+// forgetCheckAt notes that a member down comes due for forgetting at t.
+func (c *core) forgetCheckAt(t time.Time) {
+	if c.forgetAt.IsZero() || t.Before(c.forgetAt) {
+		c.forgetAt = t
+	}
+	c.wantWake(t)
 }
 
 // expireTombstones drops tombstones whose time is up.
