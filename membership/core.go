@@ -76,7 +76,7 @@ type core struct {
 	// comes due for forgetting (zero: none is down).
 	memberPassAt time.Time
 	forgetAt     time.Time
-	wakeAt time.Time // when the runtime should call tick next (zero: never)
+	wakeAt       time.Time // when the runtime should call tick next (zero: never)
 	// holding holds back node_up reports: the local node stalled, so what it handles may be
 	// stale (see holdUps). It ends after stalledUntil, once the node runs on time
 	// (releaseHold, which checks again at holdCheck).
@@ -87,9 +87,10 @@ type core struct {
 	// foreignWarned holds, by address dialled or id dialling in, when a refusal between nodes
 	// of different clusters was last logged (warnForeign).
 	foreignWarned map[string]time.Time
-	// beat is the heartbeat last sent without attributes; streams share it until the view
-	// digest or the attributes change, so a tick builds one message, not one per stream.
-	beat *Message
+	// beat holds the heartbeats last sent without attributes, to peers this node checks and
+	// (beat[1]) to peers it does not (Heartbeat.NotMonitoring); streams share them until the
+	// view digest or the attributes change, so a tick builds one message, not one per stream.
+	beat [2]*Message
 }
 
 // newCore returns a core for the local node self, started at now. It reports its

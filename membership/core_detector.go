@@ -47,26 +47,34 @@ func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.T
 	if !pc.handshaken() {
 		return c.checkHandshake(now, pc)
 	}
+	watching := c.watches(now, pc)
 	silentAt := pc.lastRecv.Add(pc.timeout)
-	if !now.Before(silentAt) {
+	switch {
+	case !watching:
+		pc.suspectSince = time.Time{}
+		silentAt = time.Time{} // this node does not check the peer (core_watch.go)
+	case !now.Before(silentAt):
 		if c.confirmTimeout(now, pc) {
 			c.heartbeatTimeout(now, pc)
 			return time.Time{}
 		}
 		silentAt = pc.suspectSince.Add(c.confirmDelay())
-	} else {
+	default:
 		pc.suspectSince = time.Time{}
 	}
 	if pc.state == streamHeld && !c.holding {
 		c.confirmAccepted(now, pc) // the node runs on time again: report what it held back
 	}
-	if !pc.nextBeat.After(coalesce) {
-		if c.current(pc) {
+	roleChanged := pc.toldQuiet == watching
+	if beatDue := !pc.nextBeat.After(coalesce); beatDue || roleChanged {
+		if c.current(pc) && c.owesBeat(pc, watching) {
 			c.sendHeartbeat(pc)
 		}
-		pc.nextBeat = c.beatAfter(now, pc.nextBeat)
+		if beatDue {
+			pc.nextBeat = c.beatAfter(now, pc.nextBeat)
+		}
 	}
-	if pc.nextBeat.Before(silentAt) {
+	if silentAt.IsZero() || pc.nextBeat.Before(silentAt) {
 		return pc.nextBeat
 	}
 	return silentAt
@@ -76,8 +84,10 @@ func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.T
 // Heartbeats without attributes are one shared message (sharedBeat): messages handed to the
 // runtime are never changed afterwards.
 func (c *core) sendHeartbeat(pc *peerConn) {
+	quiet := !pc.watching
+	pc.toldQuiet = quiet
 	if pc.sentAttrs == c.attrs.Version {
-		c.send(pc, c.sharedBeat())
+		c.send(pc, c.sharedBeat(quiet))
 		c.metrics.HeartbeatSent()
 		return
 	}
@@ -88,24 +98,30 @@ func (c *core) sendHeartbeat(pc *peerConn) {
 		ProcessCount:      c.attrs.ProcessCount,
 		AttributesVersion: c.attrs.Version,
 		Attributes:        &attrs,
+		NotMonitoring:     quiet,
 	}})
 	c.metrics.HeartbeatSent()
 }
 
 // sharedBeat returns the heartbeat without attributes for the current view digest and
 // attributes, built anew only when one of them changed.
-func (c *core) sharedBeat() *Message {
+func (c *core) sharedBeat(quiet bool) *Message {
 	digest := c.viewDigest()
-	if hb := c.beat; hb != nil && hb.Heartbeat.ViewDigest == digest &&
+	slot := &c.beat[0]
+	if quiet {
+		slot = &c.beat[1]
+	}
+	if hb := *slot; hb != nil && hb.Heartbeat.ViewDigest == digest &&
 		hb.Heartbeat.AttributesVersion == c.attrs.Version && hb.Heartbeat.ProcessCount == c.attrs.ProcessCount {
 		return hb
 	}
-	c.beat = &Message{Heartbeat: &Heartbeat{
+	*slot = &Message{Heartbeat: &Heartbeat{
 		ViewDigest:        digest,
 		ProcessCount:      c.attrs.ProcessCount,
 		AttributesVersion: c.attrs.Version,
+		NotMonitoring:     quiet,
 	}}
-	return c.beat
+	return *slot
 }
 
 // beatAfter returns when the heartbeat after the one due at due, sent at now, is due: an
@@ -149,6 +165,9 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 	m.lastHeartbeat = now
 	c.metrics.HeartbeatReceived(now.Sub(pc.lastBeat), pc.peerBeat)
 	pc.lastBeat = now
+	if hb.NotMonitoring != pc.peerQuiet {
+		c.notePeerWatch(now, pc, hb)
+	}
 	c.answerHeartbeat(now, pc)
 	c.updateAttributes(now, m, hb)
 	if hb.ViewDigest == c.viewDigest() {
@@ -172,7 +191,7 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 // answering side's next heartbeat is then due at maxBeatGap, leaving the lead to the other.
 func (c *core) answerHeartbeat(now time.Time, pc *peerConn) {
 	window := min(c.cfg.HeartbeatInterval, pc.peerBeat) / 2
-	if !c.current(pc) || pc.nextBeat.Sub(now) > window {
+	if !c.current(pc) || pc.nextBeat.Sub(now) > window || !c.owesBeat(pc, pc.watching) {
 		return
 	}
 	c.sendHeartbeat(pc)

@@ -278,6 +278,75 @@ func TestOverlayFallsBackToAFullMeshAtKPlusOne(t *testing.T) {
 			}
 		}
 	}
+	// In the full mesh every node checks every peer again: heartbeats go both ways on every
+	// stream, including those that carried them one way only in the overlay.
+	from := s.now
+	const window = 20 * time.Second
+	s.advance(window)
+	intervals := int(window / nodes[0].cfg.HeartbeatInterval)
+	for _, n := range live {
+		for _, o := range live {
+			if o != n {
+				require.GreaterOrEqual(t, heartbeatsSent(n, o, from), intervals-intervals/10,
+					"%s → %s: about one heartbeat per interval in the full mesh", n.id, o.id)
+			}
+		}
+		require.Equal(t, []string{"up " + nodes[k+1].id.String(), "down " + nodes[k+1].id.String() + " graceful_shutdown"},
+			n.eventsAbout(nodes[k+1]), "%s: the node that left, once down", n.id)
+		for _, o := range live {
+			if o != n {
+				require.Equal(t, []string{"up " + o.id.String()}, n.eventsAbout(o), "%s: no down for %s, which never failed", n.id, o.id)
+			}
+		}
+	}
+}
+
+func TestOverlayHeartbeatsGoFromSubjectToObserverOnly(t *testing.T) {
+	// In the overlay a node checks only its subjects: a stream carries heartbeats to the
+	// observer, and from the observer only where it is its subject's subject too.
+	const k = 4
+	s, nodes := overlayCluster(t, 30, k)
+	topo := topoOf(nodes, k)
+	from := s.now
+	const window = 20 * time.Second
+	s.advance(window)
+	intervals := int(window / nodes[0].cfg.HeartbeatInterval)
+	streams, oneWay := 0, 0
+	for _, n := range nodes {
+		for _, o := range nodes {
+			if o == n || n.streamEnd(o) == nil {
+				continue
+			}
+			streams++
+			sent := heartbeatsSent(n, o, from)
+			if topo.isObserver(o.id, n.id) {
+				require.GreaterOrEqual(t, sent, intervals-intervals/10, "%s → %s, its observer: about one heartbeat per interval", n.id, o.id)
+				continue
+			}
+			oneWay++
+			require.Zero(t, sent, "%s → %s, which does not check it: no heartbeat once the stream settled", n.id, o.id)
+		}
+	}
+	require.Greater(t, oneWay, streams/4, "most streams in a 30-node overlay link a node to a peer that does not check it")
+	for _, n := range nodes {
+		requireAlternating(t, n)
+		for _, o := range nodes {
+			if o != n {
+				require.Equal(t, []string{"up " + o.id.String()}, n.eventsAbout(o), "%s: no down for %s, which never failed", n.id, o.id)
+			}
+		}
+	}
+}
+
+// heartbeatsSent counts the heartbeats n sent to peer since from.
+func heartbeatsSent(n, peer *simNode, from time.Time) int {
+	count := 0
+	for _, m := range n.sent {
+		if m.to == peer && m.msg.Heartbeat != nil && !m.at.Before(from) {
+			count++
+		}
+	}
+	return count
 }
 
 func TestOverlayAQuarterCrashingAtOnceIsReportedDownEverywhere(t *testing.T) {

@@ -47,9 +47,17 @@ type peerConn struct {
 	timeout      time.Duration
 	nextBeat     time.Time
 	sentAttrs    uint64
-	mismatches   int
-	syncHold     time.Time
-	removed      bool // taken out of the stream table: what arrives on it is ignored (see streamState)
+	// Which way heartbeats flow (core_watch.go): watching says this node checks the peer's
+	// heartbeats (as of the topology versions watchTopo, watchBasis); toldQuiet that its last
+	// heartbeat told the peer it does not; peerQuiet that the peer's last one told this node so.
+	watching   bool
+	watchTopo  uint64
+	watchBasis uint64
+	toldQuiet  bool
+	peerQuiet  bool
+	mismatches int
+	syncHold   time.Time
+	removed    bool // taken out of the stream table: what arrives on it is ignored (see streamState)
 }
 
 // streamState is how far a stream has come, from its dial or accept to its peer being
@@ -83,7 +91,7 @@ func (pc *peerConn) awaitingUp() bool {
 // newConn registers a stream.
 func (c *core) newConn(now time.Time, outbound bool) *peerConn {
 	c.lastConn++
-	pc := &peerConn{id: c.lastConn, outbound: outbound, opened: now, lastRecv: now}
+	pc := &peerConn{id: c.lastConn, outbound: outbound, opened: now, lastRecv: now, watching: true}
 	c.conns[pc.id] = pc
 	c.connOrder = nil
 	if outbound {

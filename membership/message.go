@@ -120,6 +120,9 @@ type Heartbeat struct {
 	Attributes *Attributes
 	// ID, when not zero, must be the stream's authenticated id.
 	ID NodeID
+	// NotMonitoring, in the overlay, says the sender is not one of the receiver's observers:
+	// the receiver owes it no heartbeats on this stream until a heartbeat without it arrives.
+	NotMonitoring bool
 }
 
 // Update carries view entries.

@@ -260,6 +260,8 @@ func (n *simNode) requireTickSeesEveryDeadline() {
 				limit = c.cfg.DialTimeout
 			}
 			deadline = pc.opened.Add(limit)
+		} else if !pc.watching {
+			deadline = pc.nextBeat // its silence is not checked (core_watch.go)
 		} else {
 			silentAt := pc.lastRecv.Add(pc.timeout)
 			if !pc.suspectSince.IsZero() {

@@ -108,6 +108,7 @@ func TestPlainHeartbeatDecodingMatchesProtobuf(t *testing.T) {
 		hb(&clusterv1.Heartbeat{ViewDigest: 0xdeadbeefcafef00d}),
 		hb(&clusterv1.Heartbeat{ViewDigest: 1, ProcessCount: 4294967295, AttributesVersion: 1 << 63}),
 		hb(&clusterv1.Heartbeat{ProcessCount: 7}),
+		hb(&clusterv1.Heartbeat{ViewDigest: 5, NotMonitoring: true}),
 	}
 	for _, body := range plain {
 		require.NotNil(t, decodePlainHeartbeat(body), "%x is a plain heartbeat", body)
@@ -120,7 +121,8 @@ func TestPlainHeartbeatDecodingMatchesProtobuf(t *testing.T) {
 		append([]byte{0x12, 0x02, 0x10, 0x05}, 0x12, 0x02, 0x10, 0x06), // the heartbeat twice: protobuf merges
 		{0x12, 0x04, 0x10, 0x05, 0x10, 0x06},                           // a field twice: the last wins
 		{0x12, 0x06, 0x10, 0x80, 0x80, 0x80, 0x80, 0x10},               // a process count over 32 bits
-		{0x12, 0x03, 0x30, 0x01, 0x00},                                 // an unknown field
+		{0x12, 0x03, 0x38, 0x01, 0x00},                                 // an unknown field
+		{0x12, 0x02, 0x30, 0x02},                                       // not_monitoring as a varint other than 0 or 1
 		{0x12, 0x02, 0x08, 0x01},                                       // the digest with the wrong wire type
 		{0x12, 0x05, 0x09, 0x01},                                       // a truncated digest
 		{0x12, 0x09, 0x09, 1, 2, 3, 4, 5, 6, 7},                        // a length past the end
@@ -151,4 +153,5 @@ func TestPlainHeartbeatFieldNumbersMatchTheProto(t *testing.T) {
 	require.EqualValues(t, hb.Fields().ByName("view_digest").Number(), heartbeatViewDigestField)
 	require.EqualValues(t, hb.Fields().ByName("process_count").Number(), heartbeatProcessCountField)
 	require.EqualValues(t, hb.Fields().ByName("attributes_version").Number(), heartbeatAttributesVersionField)
+	require.EqualValues(t, hb.Fields().ByName("not_monitoring").Number(), heartbeatNotMonitoringField)
 }

@@ -8,8 +8,9 @@ import (
 )
 
 // bodyCache keeps what the engine hands to many streams in the same form, encoded once:
-//   - the last heartbeat: the engine sends one shared heartbeat message to every stream due in
-//     a tick, so it is encoded once rather than once per peer;
+//   - the last heartbeats: the engine sends one shared heartbeat message to every stream due
+//     in a tick (one of two: to the peers it checks, and to the others), so each is encoded
+//     once rather than once per peer;
 //   - the entries of the last view sent in a Hello: the engine keeps its view in one slice
 //     until it changes, so forming a cluster of N nodes encodes each view once, not in each
 //     of the N handshakes.
@@ -18,8 +19,7 @@ import (
 // cache encodes everything afresh.
 type bodyCache struct {
 	mu      sync.Mutex
-	msg     *membership.Message
-	body    []byte // read-only once cached: gRPC copies it into its own frame
+	beats   [2]cachedBody // by Heartbeat.NotMonitoring
 	view    []membership.MemberEntry
 	entries []*clusterv1.MemberEntry // read-only once cached
 }
@@ -36,14 +36,24 @@ func (b *bodyCache) encode(msg *membership.Message) ([]byte, error) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.msg != msg {
+	slot := &b.beats[0]
+	if msg.Heartbeat.NotMonitoring {
+		slot = &b.beats[1]
+	}
+	if slot.msg != msg {
 		body, err := encodeMessage(msg)
 		if err != nil {
 			return nil, err
 		}
-		b.msg, b.body = msg, body
+		slot.msg, slot.body = msg, body
 	}
-	return b.body, nil
+	return slot.body, nil
+}
+
+// cachedBody is a message and its encoded body.
+type cachedBody struct {
+	msg  *membership.Message
+	body []byte // read-only once cached: gRPC copies it into its own frame
 }
 
 // viewEntries returns the encoded entries of view, reusing those of the last view when view is

@@ -47,6 +47,7 @@ func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEnt
 			ViewDigest:        hb.ViewDigest,
 			ProcessCount:      uint32(hb.ProcessCount),
 			AttributesVersion: hb.AttributesVersion,
+			NotMonitoring:     hb.NotMonitoring,
 		}
 		if hb.Attributes != nil {
 			out.Attributes = encodeAttributes(*hb.Attributes)
@@ -260,18 +261,20 @@ func newHeartbeatMessage() *heartbeatMessage {
 }
 
 // Field numbers of peer.proto that decodePlainHeartbeat reads by hand: PeerMessage.heartbeat,
-// and Heartbeat's view_digest, process_count and attributes_version.
+// and Heartbeat's view_digest, process_count, attributes_version and not_monitoring.
 const (
 	heartbeatKindField              = 2
 	heartbeatViewDigestField        = 1
 	heartbeatProcessCountField      = 2
 	heartbeatAttributesVersionField = 3
+	heartbeatNotMonitoringField     = 6
 )
 
 // decodePlainHeartbeat decodes the body of a heartbeat that has nothing but a view digest, a
-// process count and an attributes version, each at most once (what a node sends on every
-// stream every interval), without going through protobuf's reflection. Anything else, valid
-// or not, returns nil, for proto.Unmarshal and the full checks to handle.
+// process count, an attributes version and the not-monitoring flag, each at most once (what
+// a node sends on a stream every interval), without going through protobuf's reflection.
+// Anything else, valid or not, returns nil, for proto.Unmarshal and the full checks to
+// handle.
 func decodePlainHeartbeat(body []byte) *membership.Message {
 	num, typ, n := protowire.ConsumeTag(body)
 	if n < 0 || num != heartbeatKindField || typ != protowire.BytesType {
@@ -282,10 +285,10 @@ func decodePlainHeartbeat(body []byte) *membership.Message {
 		return nil
 	}
 	out := newHeartbeatMessage()
-	var seen [4]bool
+	var seen [heartbeatNotMonitoringField + 1]bool
 	for len(inner) > 0 {
 		num, typ, n := protowire.ConsumeTag(inner)
-		if n < 0 || num < 1 || num > 3 || seen[num] {
+		if n < 0 || num < 1 || num > heartbeatNotMonitoringField || seen[num] {
 			return nil
 		}
 		seen[num] = true
@@ -309,6 +312,12 @@ func decodePlainHeartbeat(body []byte) *membership.Message {
 				return nil
 			}
 			out.hb.AttributesVersion, inner = v, inner[n:]
+		case num == heartbeatNotMonitoringField && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(inner)
+			if n < 0 || v > 1 {
+				return nil
+			}
+			out.hb.NotMonitoring, inner = v == 1, inner[n:]
 		default:
 			return nil
 		}
@@ -322,6 +331,7 @@ func decodeHeartbeat(hb *clusterv1.Heartbeat) (*membership.Message, error) {
 	out.ViewDigest = hb.GetViewDigest()
 	out.ProcessCount = int(hb.GetProcessCount())
 	out.AttributesVersion = hb.GetAttributesVersion()
+	out.NotMonitoring = hb.GetNotMonitoring()
 	if hb.GetAttributes() != nil {
 		attrs := decodeAttributes(hb.GetAttributes())
 		out.Attributes = &attrs

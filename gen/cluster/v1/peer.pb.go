@@ -1143,7 +1143,13 @@ type Heartbeat struct {
 	// attributes is set only when the attributes changed since the last heartbeat on this stream.
 	Attributes *NodeAttributes `protobuf:"bytes,4,opt,name=attributes,proto3" json:"attributes,omitempty"`
 	// node_id is optional; when set it must be the stream's authenticated id.
-	NodeId        string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeId string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// not_monitoring, above K+1 nodes, says the sender is not one of the receiver's observers: it
+	// does not check the receiver's heartbeats, so the receiver may leave them out on this stream
+	// until a heartbeat without the flag says otherwise (the stream then carries heartbeats only
+	// from a subject to its observer). Senders that predate the field leave it false: heartbeats
+	// both ways.
+	NotMonitoring bool `protobuf:"varint,6,opt,name=not_monitoring,json=notMonitoring,proto3" json:"not_monitoring,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1211,6 +1217,13 @@ func (x *Heartbeat) GetNodeId() string {
 		return x.NodeId
 	}
 	return ""
+}
+
+func (x *Heartbeat) GetNotMonitoring() bool {
+	if x != nil {
+		return x.NotMonitoring
+	}
+	return false
 }
 
 // MembershipUpdate carries view entries: pushed when a node joins, or exchanged when heartbeat
@@ -1476,7 +1489,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12-\n" +
 	"\x05state\x18\x03 \x01(\x0e2\x17.cluster.v1.MemberStateR\x05state\x12.\n" +
 	"\x04info\x18\x04 \x01(\v2\x1a.cluster.v1.NodeAttributesR\x04info\x12\x12\n" +
-	"\x04down\x18\x05 \x01(\bR\x04down\"\xd5\x01\n" +
+	"\x04down\x18\x05 \x01(\bR\x04down\"\xfc\x01\n" +
 	"\tHeartbeat\x12\x1f\n" +
 	"\vview_digest\x18\x01 \x01(\x06R\n" +
 	"viewDigest\x12#\n" +
@@ -1485,7 +1498,8 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\n" +
 	"attributes\x18\x04 \x01(\v2\x1a.cluster.v1.NodeAttributesR\n" +
 	"attributes\x12\x17\n" +
-	"\anode_id\x18\x05 \x01(\tR\x06nodeId\"\x94\x01\n" +
+	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12%\n" +
+	"\x0enot_monitoring\x18\x06 \x01(\bR\rnotMonitoring\"\x94\x01\n" +
 	"\x10MembershipUpdate\x12\x12\n" +
 	"\x04full\x18\x01 \x01(\bR\x04full\x12'\n" +
 	"\x0freply_requested\x18\x02 \x01(\bR\x0ereplyRequested\x121\n" +

@@ -1,0 +1,53 @@
+package membership
+
+import "time"
+
+// Which way heartbeats flow on a stream. In a full mesh every node checks every peer, so
+// heartbeats go both ways on every stream. In the overlay a node checks only its subjects: a
+// stream between an observer and its subject needs heartbeats from the subject alone, and
+// the other way they would cost each node K writes and K reads an interval for nothing.
+// So each heartbeat says whether its sender checks the receiver (Heartbeat.NotMonitoring),
+// and a node owes heartbeats on a stream only while the peer checks it, or has news for
+// it: attributes that changed, or a change of its own role. A peer that says nothing (a
+// new stream, or a node from before the flag) is owed heartbeats, so every stream starts
+// with a heartbeat each way.
+
+// watches reports whether this node checks pc's peer by its heartbeats: always in a full
+// mesh; in the overlay, while it is one of the peer's observers in the live view or in the
+// basis (whose alerts count). When it starts to, the peer's silence counts from now: the
+// peer may have left its heartbeats out until it hears of the change.
+func (c *core) watches(now time.Time, pc *peerConn) bool {
+	watching := true
+	if c.overlay() {
+		topo, basis := c.topo.version()+1, c.basis.version()+1
+		if pc.watchTopo == topo && pc.watchBasis == basis {
+			return pc.watching
+		}
+		pc.watchTopo, pc.watchBasis = topo, basis
+		watching = c.topo.isObserver(c.self, pc.peer) || c.basis.isObserver(c.self, pc.peer)
+	} else {
+		pc.watchTopo, pc.watchBasis = 0, 0
+	}
+	if watching && !pc.watching {
+		pc.lastRecv, pc.suspectSince = now, time.Time{}
+	}
+	pc.watching = watching
+	return watching
+}
+
+// owesBeat reports whether a heartbeat due on pc goes out: while the peer checks this node,
+// or to tell it of new attributes or of a change in whether this node checks it.
+func (c *core) owesBeat(pc *peerConn, watching bool) bool {
+	return !pc.peerQuiet || pc.sentAttrs != c.attrs.Version || pc.toldQuiet == watching
+}
+
+// notePeerWatch takes the peer's word on whether it checks this node. A peer that starts to
+// gets a heartbeat at once: it counts this node's silence from the moment it changed.
+func (c *core) notePeerWatch(now time.Time, pc *peerConn, hb *Heartbeat) {
+	started := pc.peerQuiet && !hb.NotMonitoring
+	pc.peerQuiet = hb.NotMonitoring
+	if started && c.current(pc) {
+		c.sendHeartbeat(pc)
+		pc.nextBeat = now.Add(c.maxBeatGap())
+	}
+}
