@@ -206,3 +206,26 @@ type Reject struct {
 	// Detail explains it to a human.
 	Detail string
 }
+
+// kind names what m carries, for logs.
+func (m *Message) kind() string {
+	switch {
+	case m.Hello != nil:
+		return "hello"
+	case m.Heartbeat != nil:
+		return "heartbeat"
+	case m.Update != nil && m.Update.Full:
+		return "full update"
+	case m.Update != nil:
+		return "update"
+	case m.Leave != nil:
+		return "leave"
+	case m.Reject != nil:
+		return "reject"
+	case len(m.Alerts) > 0:
+		return "alerts"
+	case m.Unlink != nil:
+		return "unlink"
+	}
+	return "empty"
+}

@@ -123,7 +123,7 @@ func (r *connRunner) enqueue(msg *Message) {
 	switch {
 	case r.closed || r.finished:
 	case len(r.queue) >= sendQueueSize:
-		r.c.logger.Debug("send queue full, message dropped", "conn", r.id)
+		r.c.logger.Debug("send queue full, message dropped", "conn", r.id, "kind", msg.kind())
 	default:
 		if r.queue == nil {
 			r.queue = r.one[:0] // a lone message needs no allocation

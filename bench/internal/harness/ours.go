@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -88,6 +89,10 @@ func (o *ours) Start(ctx context.Context, name, seed string) (Node, error) {
 	if os.Getenv("BENCH_DIAG") != "" {
 		// Diagnostics only: count dials and heartbeats.
 		opts = append(opts, server.WithMetricsSink(&diagSink))
+	}
+	if n, err := strconv.Atoi(os.Getenv("BENCH_ADMISSION")); err == nil && n > 0 {
+		// Diagnostics only: room for n unauthenticated connections and handshakes.
+		opts = append(opts, server.WithMaxPendingHandshakes(n), server.WithMaxIdleConnections(n))
 	}
 	if GRPCDefaults() {
 		opts = append(opts, server.WithGRPCBufferSizes(32<<10, 32<<10), server.WithGRPCWindowSize(0))
