@@ -67,8 +67,11 @@ func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.T
 	}
 	roleChanged := pc.toldQuiet == watching
 	if beatDue := !pc.nextBeat.After(coalesce); beatDue || roleChanged {
-		if c.current(pc) && c.owesBeat(pc, watching) {
+		switch {
+		case c.current(pc) && c.owesBeat(pc, watching):
 			c.sendHeartbeat(pc)
+		case beatDue:
+			pc.skippedBeats++
 		}
 		if beatDue {
 			pc.nextBeat = c.beatAfter(now, pc.nextBeat)
@@ -85,7 +88,7 @@ func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.T
 // runtime are never changed afterwards.
 func (c *core) sendHeartbeat(pc *peerConn) {
 	quiet := !pc.watching
-	pc.toldQuiet = quiet
+	pc.toldQuiet, pc.skippedBeats = quiet, 0
 	if pc.sentAttrs == c.attrs.Version {
 		c.send(pc, c.sharedBeat(quiet))
 		c.metrics.HeartbeatSent()

@@ -49,15 +49,17 @@ type peerConn struct {
 	sentAttrs    uint64
 	// Which way heartbeats flow (core_watch.go): watching says this node checks the peer's
 	// heartbeats (as of the topology versions watchTopo, watchBasis); toldQuiet that its last
-	// heartbeat told the peer it does not; peerQuiet that the peer's last one told this node so.
-	watching   bool
-	watchTopo  uint64
-	watchBasis uint64
-	toldQuiet  bool
-	peerQuiet  bool
-	mismatches int
-	syncHold   time.Time
-	removed    bool // taken out of the stream table: what arrives on it is ignored (see streamState)
+	// heartbeat told the peer it does not; peerQuiet that the peer's last one told this node
+	// so; skippedBeats counts the heartbeats left out since the last one sent.
+	watching     bool
+	watchTopo    uint64
+	watchBasis   uint64
+	toldQuiet    bool
+	peerQuiet    bool
+	skippedBeats int
+	mismatches   int
+	syncHold     time.Time
+	removed      bool // taken out of the stream table: what arrives on it is ignored (see streamState)
 }
 
 // streamState is how far a stream has come, from its dial or accept to its peer being

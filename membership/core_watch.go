@@ -36,10 +36,16 @@ func (c *core) watches(now time.Time, pc *peerConn) bool {
 }
 
 // owesBeat reports whether a heartbeat due on pc goes out: while the peer checks this node,
-// or to tell it of new attributes or of a change in whether this node checks it.
+// to tell it of new attributes or of a change in whether this node checks it, and every
+// quietBeatEvery beats in any case.
 func (c *core) owesBeat(pc *peerConn, watching bool) bool {
-	return !pc.peerQuiet || pc.sentAttrs != c.attrs.Version || pc.toldQuiet == watching
+	return !pc.peerQuiet || pc.sentAttrs != c.attrs.Version || pc.toldQuiet == watching || pc.skippedBeats+1 >= quietBeatEvery
 }
+
+// quietBeatEvery is how often, in heartbeats due, a node still sends one to a peer that does
+// not check it: the peer's last_heartbeat for a direct stream stays within that many
+// intervals, at a tenth of the cost of a heartbeat every interval.
+const quietBeatEvery = 10
 
 // notePeerWatch takes the peer's word on whether it checks this node. A peer that starts to
 // gets a heartbeat at once: it counts this node's silence from the moment it changed.

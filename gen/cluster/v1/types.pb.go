@@ -235,7 +235,9 @@ type NodeInfo struct {
 	// cluster (a full mesh) every connected node is direct; in a large one each node streams only to
 	// the peers that monitor it and that it monitors, and a node without a direct stream is connected
 	// while the cluster holds it alive. For such a node last_heartbeat is when the reporting node last
-	// heard of it (its join, or the news that brought it back), not a heartbeat of its own.
+	// heard of it (its join, or the news that brought it back), not a heartbeat of its own. A direct
+	// peer that monitors the reporting node, but is not monitored by it, sends it a heartbeat every
+	// 10 intervals only: its last_heartbeat is at most about 10 intervals old.
 	Direct bool `protobuf:"varint,11,opt,name=direct,proto3" json:"direct,omitempty"`
 	// local reports that the node is the reporting node itself (listed only when asked for:
 	// ListNodesRequest.include_self).
