@@ -7,10 +7,11 @@ import "time"
 // stream between an observer and its subject needs heartbeats from the subject alone, and
 // the other way they would cost each node K writes and K reads an interval for nothing.
 // So each heartbeat says whether its sender checks the receiver (Heartbeat.NotMonitoring),
-// and a node owes heartbeats on a stream only while the peer checks it, or has news for
-// it: attributes that changed, or a change of its own role. A peer that says nothing (a
-// new stream, or a node from before the flag) is owed heartbeats, so every stream starts
-// with a heartbeat each way.
+// and a node sends a heartbeat every interval on a stream only while the peer checks it;
+// otherwise every quietBeatEvery intervals, or at once when it has news for the peer
+// (attributes that changed, a change of its own role). A peer that says nothing (a new
+// stream, or a node from before the flag) is owed heartbeats, so every stream starts with a
+// heartbeat each way.
 
 // watches reports whether this node checks pc's peer by its heartbeats: always in a full
 // mesh; in the overlay, while it is one of the peer's observers in the live view or in the
