@@ -51,8 +51,15 @@ func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.T
 	silentAt := pc.lastRecv.Add(pc.timeout)
 	switch {
 	case !watching:
+		// This node does not check the peer (core_watch.go), which still sends a heartbeat
+		// every quietBeatEvery intervals: a stream silent far longer than that is dead (a
+		// half-open connection), and is closed without an alert.
 		pc.suspectSince = time.Time{}
-		silentAt = time.Time{} // this node does not check the peer (core_watch.go)
+		silentAt = pc.lastRecv.Add(c.quietTimeout(pc))
+		if !now.Before(silentAt) {
+			c.heartbeatTimeout(now, pc)
+			return time.Time{}
+		}
 	case !now.Before(silentAt):
 		if c.confirmTimeout(now, pc) {
 			c.heartbeatTimeout(now, pc)
@@ -77,7 +84,7 @@ func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.T
 			pc.nextBeat = c.beatAfter(now, pc.nextBeat)
 		}
 	}
-	if silentAt.IsZero() || pc.nextBeat.Before(silentAt) {
+	if pc.nextBeat.Before(silentAt) {
 		return pc.nextBeat
 	}
 	return silentAt

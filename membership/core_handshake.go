@@ -182,7 +182,10 @@ func (c *core) resolveDuplicate(now time.Time, pc *peerConn, m *member, h *Hello
 			// Two live streams of one incarnation: keep the one the smaller id opened, as
 			// the peer does. A new stream from the smaller id means it saw the old one fail,
 			// or reached this node twice at once (a seed and a member, two seed addresses).
-			if !c.openedBySmaller(pc, h.ID) {
+			// So does a new stream from either, in the overlay, when this node does not check
+			// the old one (it would not see it fail: an observer that lost its subject
+			// across a partition redials it while the subject still holds the dead stream).
+			if !c.openedBySmaller(pc, h.ID) && !c.unwatched(m.conn) {
 				c.reject(now, pc, RejectDuplicateStream, "a stream between the two nodes already exists")
 				return false
 			}

@@ -568,3 +568,39 @@ func TestOverlayStreamChangeLongAfterTheLastViewChangeIsNoStall(t *testing.T) {
 	require.False(t, n.core.holdUps(), "%s holds back its node_up reports as if it had stalled", n.id)
 	requireOverlayStreams(t, nodes, k)
 }
+
+func TestOverlaySubjectTakesItsObserversNewStreamAfterACut(t *testing.T) {
+	// A subject does not check an observer that it does not observe itself, so when the link
+	// between them is cut it keeps the dead stream, while the observer times it out and
+	// redials. Once the link is back the subject takes the observer's new stream, whichever
+	// of the two ids is the smaller, instead of rejecting it as a duplicate until its own
+	// timeout.
+	const k = 4
+	s, nodes := overlayCluster(t, 30, k)
+	topo := topoOf(nodes, k)
+	var observer, subject *simNode
+	for _, o := range nodes {
+		for _, n := range nodes {
+			if o != n && o.id.Compare(n.id) > 0 && topo.isObserver(o.id, n.id) && !topo.isObserver(n.id, o.id) && n.streamEnd(o) != nil {
+				observer, subject = o, n
+			}
+		}
+	}
+	require.NotNil(t, observer, "some observer has a larger id than a subject that does not observe it")
+	old := subject.streamEnd(observer)
+	s.partition([]*simNode{observer}, []*simNode{subject}, true)
+	s.breakHalf(observer, subject) // the observer sees its stream fail, the subject nothing
+	s.advance(5 * time.Second)     // past the subject's silence limit, short of its quiet timeout
+	require.Same(t, old, subject.streamEnd(observer), "the subject still holds the stream the cut killed")
+	s.partition([]*simNode{observer}, []*simNode{subject}, false)
+	s.advanceUntil(4*time.Second, func() bool {
+		e := subject.streamEnd(observer)
+		return e != nil && e != old && observer.streamEnd(subject) == e.peer
+	}, "%s should take %s's new stream once the link is back", subject.id, observer.id)
+	for _, n := range nodes {
+		requireAlternating(t, n)
+		if n != subject {
+			require.Equal(t, []string{"up " + subject.id.String()}, n.eventsAbout(subject), "%s: one cut link takes nobody down", n.id)
+		}
+	}
+}

@@ -58,3 +58,17 @@ func (c *core) notePeerWatch(now time.Time, pc *peerConn, hb *Heartbeat) {
 		pc.nextBeat = now.Add(c.maxBeatGap())
 	}
 }
+
+// quietTimeout is how long a stream whose peer this node does not check may stay silent:
+// the peer's quietBeatEvery intervals plus its silence limit.
+func (c *core) quietTimeout(pc *peerConn) time.Duration {
+	return time.Duration(quietBeatEvery)*max(pc.peerBeat, minHeartbeatInterval) + pc.timeout
+}
+
+// unwatched reports whether id is a stream this node does not check (watches): it can die
+// without this node noticing soon, so a new stream from its peer is taken as the peer's
+// word that it did (resolveDuplicate).
+func (c *core) unwatched(id connID) bool {
+	pc := c.conns[id]
+	return pc != nil && !pc.watching
+}

@@ -261,7 +261,7 @@ func (n *simNode) requireTickSeesEveryDeadline() {
 			}
 			deadline = pc.opened.Add(limit)
 		} else if !pc.watching {
-			deadline = pc.nextBeat // its silence is not checked (core_watch.go)
+			deadline = minTime(pc.nextBeat, pc.lastRecv.Add(c.quietTimeout(pc))) // core_watch.go
 		} else {
 			silentAt := pc.lastRecv.Add(pc.timeout)
 			if !pc.suspectSince.IsZero() {

@@ -132,11 +132,13 @@ func (c *cluster) startAll() {
 // interval after the call, so that faults hit a cluster in its steady state (heartbeat
 // phases spread by their jitter) and not one still exchanging its formation messages: a
 // fault injected right after formation would always find the last message a few
-// milliseconds old, and every detection time would be the best case.
+// milliseconds old, and every detection time would be the best case. In the overlay a
+// direct peer that does not monitor a node sends it a heartbeat only every 10 intervals, so
+// the wait allows 25.
 func (c *cluster) waitSteady(group []*node) {
 	c.t.Helper()
 	since := time.Now().Add(c.interval)
-	deadline := time.Now().Add(10 * c.interval)
+	deadline := time.Now().Add(steadyIntervals * c.interval)
 	for {
 		steady := true
 		for _, n := range group {
@@ -157,11 +159,14 @@ func (c *cluster) waitSteady(group []*node) {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("the cluster did not reach a steady state (a heartbeat from every peer) within %s\n%s", 10*c.interval, c.allEvents())
+			c.t.Fatalf("the cluster did not reach a steady state (a heartbeat from every peer) within %s\n%s", steadyIntervals*c.interval, c.allEvents())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// steadyIntervals bounds waitSteady, in heartbeat intervals.
+const steadyIntervals = 25
 
 func (c *cluster) watchAll(nodes []*node) {
 	c.t.Helper()
