@@ -167,12 +167,22 @@ type peerDial struct {
 	state   connectivity.State
 	err     error
 	started bool // the SubConn has left its first IDLE: IDLE again means the connection ended
+	// wasRefused says the last connection attempt before any Ready failed with
+	// ECONNREFUSED. It outlives the TRANSIENT_FAILURE state, which the SubConn may leave
+	// (to retry, or shut down) before the failed dial asks (refused).
+	wasRefused bool
 }
 
 // setState is the SubConn's state listener (on the balancer's goroutine).
 func (d *peerDial) setState(s balancer.SubConnState) {
 	d.mu.Lock()
 	d.state, d.err = s.ConnectivityState, s.ConnectionError
+	switch s.ConnectivityState {
+	case connectivity.TransientFailure:
+		d.wasRefused = errors.Is(s.ConnectionError, syscall.ECONNREFUSED)
+	case connectivity.Ready:
+		d.wasRefused = false
+	}
 	if s.ConnectivityState != connectivity.Idle {
 		d.started = true
 	}
@@ -205,7 +215,7 @@ func (d *peerDial) pick() (balancer.PickResult, error) {
 func (d *peerDial) refused() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.state == connectivity.TransientFailure && errors.Is(d.err, syscall.ECONNREFUSED)
+	return d.wasRefused
 }
 
 // shutdown closes the dial's connection once its streams have ended.
