@@ -60,9 +60,10 @@ func (c *core) notePeerWatch(now time.Time, pc *peerConn, hb *Heartbeat) {
 }
 
 // quietTimeout is how long a stream whose peer this node does not check may stay silent:
-// the peer's quietBeatEvery intervals plus its silence limit.
+// the peer's quietBeatEvery intervals plus its silence limit (both from the peer's interval,
+// which the handshake keeps within the configurable range).
 func (c *core) quietTimeout(pc *peerConn) time.Duration {
-	return time.Duration(quietBeatEvery)*max(pc.peerBeat, minHeartbeatInterval) + pc.timeout
+	return time.Duration(quietBeatEvery)*pc.peerBeat + pc.timeout
 }
 
 // unwatched reports whether id is a stream this node does not check (watches): it can die
