@@ -26,6 +26,7 @@ type Cluster struct {
 	clock     Clock
 	logger    *slog.Logger
 	bus       eventBus
+	in        inbox // what the streams read, on its way to the core (runner_inbox.go)
 
 	mu        sync.Mutex
 	cfg       *Config

@@ -443,11 +443,16 @@ func displayClusterName(name string) string {
 	return quote.Input(name)
 }
 
-// push sends entry to every established stream but except.
+// push sends entry, news of a node met for the first time, to every established stream but
+// except; in the overlay only to the streams of neighbours. A seed holds a stream to each
+// node that joins through it until that node has its own neighbours: while hundreds join at
+// once, telling each of them of every other join would cost the seed N² messages and each
+// joiner K relays per join. Its neighbours relay the news over the overlay, and a joiner
+// holds the seed's view from its handshake and syncs the rest by digest.
 func (c *core) push(except connID, entry MemberEntry) {
 	msg := &Message{Update: &Update{Entries: []MemberEntry{entry}, Hop: 1}}
 	for _, pc := range c.sortedConns() {
-		if pc.handshaken() && pc.id != except {
+		if pc.handshaken() && pc.id != except && c.isNeighbour(pc.peer) {
 			c.send(pc, msg)
 		}
 	}

@@ -253,6 +253,13 @@ func (c *core) observe(now time.Time, m *member, reason DownReason, up bool) {
 	if !c.overlay() || !c.basis.isObserver(c.self, m.id) {
 		return
 	}
+	if set := c.alerts[m.id]; !up && set != nil && set.incarnation == m.incarnation {
+		if mark, ok := set.by[c.self]; ok && !mark.up {
+			// Already reported down: what it saw first is the reason (a stream that timed
+			// out, then a redial that failed, is still a timeout).
+			return
+		}
+	}
 	a := &Alert{Subject: m.id, Incarnation: m.incarnation, Observer: c.self, Up: up}
 	if !up {
 		a.Reason = reason

@@ -37,6 +37,12 @@ type connRunner struct {
 	ownStep bool
 	// ended is set, under c.mu, once the stream is finished on the writing side (end).
 	ended bool
+	// handled tells the reader, waiting in deliver, that its message was handled (false) or
+	// that it takes over handing the inbox to the core (true).
+	handled chan bool
+	// stopReading is set, under c.mu, when the reader must stop: its stream ended, or the
+	// node stopped or restarted.
+	stopReading bool
 
 	mu       sync.Mutex
 	conn     Conn        // nil while a dial is under way
@@ -57,6 +63,7 @@ func (c *Cluster) newRunnerLocked(id connID, conn Conn) *connRunner {
 		id:      id,
 		readDn:  make(chan struct{}),
 		wroteDn: make(chan struct{}),
+		handled: make(chan bool, 1),
 	}
 	c.runners[id] = r
 	if conn != nil {
@@ -283,29 +290,15 @@ func (c *Cluster) abortAllLocked() {
 	}
 }
 
-// run feeds received messages to the core until the stream ends.
+// run feeds received messages to the core (through the node's inbox) until the stream ends.
 func (r *connRunner) run() {
 	defer close(r.readDn)
-	c := r.c
 	for {
 		msg, err := r.conn.Recv()
-		c.mu.Lock()
-		if c.core != r.core {
-			c.mu.Unlock()
+		if r.c.deliver(r, msg, err) {
 			r.abort()
 			return
 		}
-		if err != nil {
-			c.forgetRunnerLocked(r)
-			c.stepLocked(func(now time.Time) { c.core.ended(now, r.id, err) })
-			c.mu.Unlock()
-			r.abort()
-			return
-		}
-		r.ownStep = true
-		c.stepLocked(func(now time.Time) { c.core.receive(now, r.id, msg) })
-		r.ownStep = false
-		c.mu.Unlock()
 		r.sendOwn()
 	}
 }

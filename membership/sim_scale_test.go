@@ -211,6 +211,7 @@ func TestOverlaySimulationAtScale(t *testing.T) {
 	started := time.Now()
 	s, nodes := scaleCluster(t, count, k)
 	t.Logf("%d nodes converged in %v of virtual time (%v real)", count, s.now.Sub(time.Unix(1_700_000_000, 0)), time.Since(started).Round(time.Millisecond))
+	s.advance(2 * time.Second) // the streams follow the view once it settles
 	requireOverlayStreams(t, nodes, k)
 	rate, perStream := messagesPerNodePerInterval(s, nodes)
 	t.Logf("messages per interval: %.2f per node (%.3f per stream) at 100 nodes, %.2f (%.3f) at %d",

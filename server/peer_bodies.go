@@ -57,15 +57,22 @@ type cachedBody struct {
 }
 
 // viewEntries returns the encoded entries of view, reusing those of the last view when view is
-// the same slice (same first element and length).
+// the same slice (same first element and length). A view not cached is encoded outside the
+// lock: while hundreds of nodes join through one seed, its view changes with every join, and
+// its handshakes, each encoding a view of a thousand entries, must not wait for one another.
 func (b *bodyCache) viewEntries(view []membership.MemberEntry) []*clusterv1.MemberEntry {
 	if len(view) == 0 {
 		return nil
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.view) != len(view) || &b.view[0] != &view[0] {
-		b.view, b.entries = view, encodeEntries(view)
+	if len(b.view) == len(view) && &b.view[0] == &view[0] {
+		defer b.mu.Unlock()
+		return b.entries
 	}
-	return b.entries
+	b.mu.Unlock()
+	entries := encodeEntries(view)
+	b.mu.Lock()
+	b.view, b.entries = view, entries
+	b.mu.Unlock()
+	return entries
 }

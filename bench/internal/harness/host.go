@@ -75,6 +75,21 @@ func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 			}
 		}()
 	}
+	if at, err := time.ParseDuration(os.Getenv("BENCH_HOST_GOROUTINES_AT")); err == nil && os.Getenv("BENCH_HOST_CPUPROFILE") != "" {
+		// diagnostics: a dump of every goroutine, and the mutex contention so far, at that
+		// age of the host
+		runtime.SetMutexProfileFraction(10)
+		time.AfterFunc(at, func() {
+			if f, err := os.Create(fmt.Sprintf("%s.%d.mutex", os.Getenv("BENCH_HOST_CPUPROFILE"), os.Getpid())); err == nil {
+				_ = pprof.Lookup("mutex").WriteTo(f, 0)
+				_ = f.Close()
+			}
+			if f, err := os.Create(fmt.Sprintf("%s.%d.goroutines", os.Getenv("BENCH_HOST_CPUPROFILE"), os.Getpid())); err == nil {
+				_ = pprof.Lookup("goroutine").WriteTo(f, 1)
+				_ = f.Close()
+			}
+		})
+	}
 	var steadyProfile steadyProfiler
 	defer steadyProfile.stop()
 	w := bufio.NewWriter(out)

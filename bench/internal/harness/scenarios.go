@@ -185,6 +185,24 @@ func (w *worker) formation() (allStarted, converged bool) {
 			started[i] = n
 		})
 	}
+	if os.Getenv("BENCH_DIAG") != "" {
+		// progress every 5 s on stderr: pairs still missing, false downs so far
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			tk := time.NewTicker(5 * time.Second)
+			defer tk.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tk.C:
+					fmt.Fprintf(os.Stderr, "formation %5.1fs: %d pairs missing, %d false downs; %s\n",
+						time.Since(t0).Seconds(), wait.Remaining(), w.tr.FalseDowns(), wait.Spreadout())
+				}
+			}
+		}()
+	}
 	capCtx, cancel := context.WithDeadline(ctx, t0.Add(w.o.StallAfter))
 	at, ok, missing := wait.Wait(capCtx)
 	cancel()

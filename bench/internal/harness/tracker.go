@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -197,6 +198,40 @@ func (w *Wait) Wait(ctx context.Context) (at time.Time, ok bool, missing int) {
 		}
 		return time.Time{}, false, len(w.w.want)
 	}
+}
+
+// Remaining returns how many pairs are still missing (diagnostics).
+func (w *Wait) Remaining() int {
+	w.t.mu.Lock()
+	defer w.t.mu.Unlock()
+	return len(w.w.want)
+}
+
+// Spreadout summarises the missing pairs (diagnostics): how many observers and how many
+// subjects miss more than 500, 51 to 500, 1 to 50 pairs.
+func (w *Wait) Spreadout() string {
+	w.t.mu.Lock()
+	defer w.t.mu.Unlock()
+	obs, subj := map[string]int{}, map[string]int{}
+	for p := range w.w.want {
+		obs[p.obs]++
+		subj[p.subj]++
+	}
+	bucket := func(m map[string]int) [3]int {
+		var b [3]int
+		for _, n := range m {
+			switch {
+			case n > 500:
+				b[0]++
+			case n > 50:
+				b[1]++
+			default:
+				b[2]++
+			}
+		}
+		return b
+	}
+	return fmt.Sprintf("observers >500/51-500/1-50: %v, subjects: %v", bucket(obs), bucket(subj))
 }
 
 // Missing returns a few of the pairs still missing, for diagnostics.
