@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,7 +27,8 @@ type Cluster struct {
 	clock     Clock
 	logger    *slog.Logger
 	bus       eventBus
-	in        inbox // what the streams read, on its way to the core (runner_inbox.go)
+	in        inbox        // what the streams read, on its way to the core (runner_inbox.go)
+	known     atomic.Int64 // nodes in the view after the last step (KnownNodeCount)
 
 	mu        sync.Mutex
 	cfg       *Config
@@ -235,6 +237,7 @@ func (c *Cluster) stepLocked(input func(now time.Time)) {
 	c.core.recycleOutputs(outs)
 	c.checkStartedLocked()
 	c.armTimerLocked(now)
+	c.known.Store(int64(len(c.core.members)))
 }
 
 // applyLocked carries out the core's effects; none of them blocks.

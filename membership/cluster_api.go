@@ -11,6 +11,11 @@ import (
 // LocalID returns the local node's id.
 func (c *Cluster) LocalID() NodeID { return c.id }
 
+// KnownNodeCount returns how many other nodes the local node knows (up, down or still being
+// reached), as of its last step; it never waits for the node's lock, so admission control
+// can read it on every connection.
+func (c *Cluster) KnownNodeCount() int { return int(c.known.Load()) }
+
 // Status returns the local node's lifecycle status.
 func (c *Cluster) Status() ClusterStatus {
 	c.mu.Lock()

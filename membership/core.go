@@ -87,6 +87,9 @@ type core struct {
 	// foreignWarned holds, by address dialled or id dialling in, when a refusal between nodes
 	// of different clusters was last logged (warnForeign).
 	foreignWarned map[string]time.Time
+	// pushCursor spreads the news a seed pushes to streams that are not its neighbours
+	// (push) over them in turn.
+	pushCursor int
 	// beat holds the heartbeats last sent without attributes, to peers this node checks and
 	// (beat[1]) to peers it does not (Heartbeat.NotMonitoring); streams share them until the
 	// view digest or the attributes change, so a tick builds one message, not one per stream.

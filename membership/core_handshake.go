@@ -12,8 +12,10 @@ import (
 // hello builds the local handshake message. The dialler sends only the digest of its view;
 // the accepting side answers the dialler's hello, them, with the digest its view will have
 // once the dialler is in it (digestWith), and with its whole view unless that digest equals
-// the dialler's: the dialler then knows every node already. (A dialler that sent no digest,
-// zero, always gets the view.) What the dialler knows and the accepting side lacks follows
+// the dialler's: the dialler then knows every node already. A node outside the overlay (at
+// most K+1 nodes known) that dials a seed sends no digest, zero, and always gets the view: a
+// joiner whose first handshake with a busy seed timed out on its side may be known to the
+// seed already, and would otherwise get no view when it tries again (sendHello). What the dialler knows and the accepting side lacks follows
 // the handshake as an update (sendViewIfTheyLack).
 func (c *core) hello(now time.Time, them *Hello) *Hello {
 	h := &Hello{
@@ -33,7 +35,7 @@ func (c *core) hello(now time.Time, them *Hello) *Hello {
 		case them.ViewDigest != 0 && them.ViewDigest == h.ViewDigest:
 		case !c.overlay():
 			h.View = c.view()
-		case !c.knows(them.ID, them.Incarnation):
+		case them.ViewDigest == 0 || !c.knows(them.ID, them.Incarnation):
 			h.View = c.viewWithAttributes() // the newcomer will stream to few of them
 		default:
 			// A member that dials its overlay neighbour learned the view already: the two
@@ -72,6 +74,9 @@ func (c *core) digestWith(e MemberEntry) uint64 {
 // change.
 func (c *core) sendHello(now time.Time, pc *peerConn, them *Hello) {
 	h := c.hello(now, them)
+	if pc.outbound && pc.seed != nil && !c.overlay() {
+		h.ViewDigest = 0 // joining: the seed's view, whatever the seed knows of this node
+	}
 	if pc.outbound && !pc.anyID {
 		h.Expect = pc.expect // a node reused at the address refuses before touching anything
 	}
@@ -444,18 +449,36 @@ func displayClusterName(name string) string {
 }
 
 // push sends entry, news of a node met for the first time, to every established stream but
-// except; in the overlay only to the streams of neighbours. A seed holds a stream to each
-// node that joins through it until that node has its own neighbours: while hundreds join at
-// once, telling each of them of every other join would cost the seed N² messages and each
-// joiner K relays per join. Its neighbours relay the news over the overlay, and a joiner
-// holds the seed's view from its handshake and syncs the rest by digest.
+// except; in the overlay to the streams of neighbours, and to others only while fewer than
+// 2K neighbours have a stream, up to 2K in all. A seed holds a stream to each node that
+// joins through it until that node has its own neighbours: while hundreds join at once,
+// telling each of them of every other join would cost the seed N² messages and each joiner K
+// relays per join. Early on, though, the seed's neighbours change with every join and few
+// of them have a stream yet: the news then goes to a few of the joiners (a different few
+// each time), which relay it over theirs.
 func (c *core) push(except connID, entry MemberEntry) {
 	msg := &Message{Update: &Update{Entries: []MemberEntry{entry}, Hop: 1}}
+	limit := 2 * c.cfg.Monitors
+	sent := 0
+	var others []*peerConn
 	for _, pc := range c.sortedConns() {
-		if pc.handshaken() && pc.id != except && c.isNeighbour(pc.peer) {
+		switch {
+		case !pc.handshaken() || pc.id == except:
+		case !c.overlay() || c.isNeighbour(pc.peer):
 			c.send(pc, msg)
+			sent++
+		default:
+			others = append(others, pc)
 		}
 	}
+	if len(others) == 0 || sent >= limit {
+		return
+	}
+	take := min(limit-sent, len(others))
+	for i := range take {
+		c.send(others[(c.pushCursor+i)%len(others)], msg)
+	}
+	c.pushCursor = (c.pushCursor + take) % len(others)
 }
 
 // clone returns a deep copy.

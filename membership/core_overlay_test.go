@@ -104,6 +104,39 @@ func TestOverlayCrashIsReportedDownEverywhereAtOnce(t *testing.T) {
 	}
 }
 
+func TestOverlayJoinerWhoseFirstHandshakeTimedOutGetsTheViewWhenItTriesAgain(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 30, k)
+	seed := nodes[0]
+	joiner := s.create(simID("joiner", 4500), func() *Config {
+		cfg := simConfig("joiner", seed.id.String())
+		cfg.Monitors = k
+		return cfg
+	}())
+	// The seed handles the joiner's hello, but its answer never arrives (a busy seed, a dial
+	// that gave up): the cluster knows the joiner, which knows nobody, and dials again.
+	lost := false
+	var views []int // entries of the seed's hellos to the joiner
+	s.drop = func(from, to *simNode, msg *Message) bool {
+		if from == seed && to == joiner && msg.Hello != nil {
+			views = append(views, len(msg.Hello.View))
+			if !lost {
+				lost = true
+				return true
+			}
+		}
+		return false
+	}
+	defer func() { s.drop = nil }()
+	joiner.start()
+	all := append(slices.Clone(nodes), joiner)
+	s.advanceUntil(30*time.Second, func() bool { return lost && s.fullMesh(all...) },
+		"the joiner should learn every node once it reaches the seed again")
+	require.Len(t, joiner.connectedIDs(), len(nodes), "the joiner knows every node")
+	require.GreaterOrEqual(t, len(views), 2, "the joiner should have reached the seed again")
+	require.GreaterOrEqual(t, views[1], len(nodes)-1, "the seed's second hello should carry its view, though it knows the joiner")
+}
+
 func TestOverlayJoinAndLeaveReachEveryNode(t *testing.T) {
 	const k = 4
 	s, nodes := overlayCluster(t, 40, k)

@@ -1,6 +1,9 @@
 package membership
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // eventBus delivers events to subscribers. Publishing never blocks: each subscriber has its
 // own queue, drained by a goroutine that exists only while the queue is not empty, so a slow
@@ -18,7 +21,7 @@ type subscriber struct {
 	handler  func(Event)
 	queue    []Event
 	draining bool
-	removed  bool
+	removed  atomic.Bool // read by drain without the lock, before each handler call
 }
 
 // subscribe registers handler and returns a func that removes it. Events already queued for
@@ -38,7 +41,7 @@ func (b *eventBus) subscribe(handler func(Event)) (unsubscribe func()) {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			if s := b.subs[id]; s != nil {
-				s.removed = true
+				s.removed.Store(true)
 				s.queue = nil
 				delete(b.subs, id)
 			}
@@ -60,21 +63,28 @@ func (b *eventBus) publish(e Event) {
 	}
 }
 
-// drain delivers s's queue until it is empty, then exits.
+// drain delivers s's queue until it is empty, then exits. It takes the queue a burst at a
+// time: publish runs under the cluster's lock, and must not wait for a drain that takes the
+// bus's lock once per event.
 func (b *eventBus) drain(s *subscriber) {
 	defer b.wg.Done()
 	for {
 		b.mu.Lock()
-		if len(s.queue) == 0 || s.removed {
+		if len(s.queue) == 0 || s.removed.Load() {
 			s.draining = false
 			s.queue = nil // the burst's backing array, and every event it held, can go
 			b.mu.Unlock()
 			return
 		}
-		e := s.queue[0]
-		s.queue[0] = Event{} // delivered: the queue no longer keeps its node info alive
-		s.queue = s.queue[1:]
+		burst := s.queue
+		s.queue = nil
 		b.mu.Unlock()
-		s.handler(e)
+		for i := range burst {
+			if s.removed.Load() {
+				break
+			}
+			s.handler(burst[i])
+			burst[i] = Event{} // delivered: the burst no longer keeps its node info alive
+		}
 	}
 }

@@ -46,7 +46,8 @@ type connRunner struct {
 
 	mu       sync.Mutex
 	conn     Conn        // nil while a dial is under way
-	queue    []*Message  // waiting to be sent, oldest first; at most sendQueueSize
+	queue    []*Message  // waiting to be sent, oldest first (enqueue bounds it)
+	ownTail  bool        // the last message of queue is the runner's own (joinTailAlerts)
 	one      [1]*Message // backs a queue of one message
 	writing  bool        // a writer runs: a goroutine, or the reader in sendOwn
 	closed   bool        // the core is done with the stream
@@ -123,23 +124,51 @@ func (r *connRunner) attach(conn Conn) {
 	}
 }
 
-// enqueue queues msg without blocking; when the queue is full the message is dropped.
+// enqueue queues msg without blocking. Alerts join the alert message waiting last in the
+// queue, if any. When the queue is full a relay (alerts, a plain update) is dropped; what
+// only this stream carries (a heartbeat, a handshake, a leave) still goes, up to twice the
+// size: a burst of relays must not silence a stream, which its peer would take for a failure.
 func (r *connRunner) enqueue(msg *Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	relay := len(msg.Alerts) > 0 || plainUpdate(msg)
 	switch {
 	case r.closed || r.finished:
-	case len(r.queue) >= sendQueueSize:
+	case len(msg.Alerts) > 0 && r.joinTailAlerts(msg):
+	case (relay && len(r.queue) >= sendQueueSize) || len(r.queue) >= 2*sendQueueSize:
 		r.c.logger.Debug("send queue full, message dropped", "conn", r.id, "kind", msg.kind())
 	default:
 		if r.queue == nil {
 			r.queue = r.one[:0] // a lone message needs no allocation
 		}
 		r.queue = append(r.queue, msg)
+		r.ownTail = false
 		if !r.ownStep {
 			r.startWriterLocked()
 		}
 	}
+}
+
+// joinTailAlerts adds msg's alerts to the alert message last in the queue, if there is one
+// with room, and reports whether it did. Messages are shared between streams, so the first
+// join copies the tail into a message of the runner's own (ownTail), which later ones extend.
+func (r *connRunner) joinTailAlerts(msg *Message) bool {
+	if len(r.queue) == 0 {
+		return false
+	}
+	tail := r.queue[len(r.queue)-1]
+	if len(tail.Alerts) == 0 || len(tail.Alerts)+len(msg.Alerts) > maxCoalescedAlerts {
+		return false
+	}
+	if !r.ownTail {
+		own := make([]*Alert, len(tail.Alerts), 2*(len(tail.Alerts)+len(msg.Alerts)))
+		copy(own, tail.Alerts)
+		tail = &Message{Alerts: own}
+		r.queue[len(r.queue)-1] = tail
+		r.ownTail = true
+	}
+	tail.Alerts = append(tail.Alerts, msg.Alerts...)
+	return true
 }
 
 // startWriterLocked starts a writer unless one runs, the stream is not there yet, or it is
@@ -168,7 +197,7 @@ func (r *connRunner) close(flush bool) {
 	}
 	r.closed, r.flush = true, flush
 	if !flush {
-		r.queue = nil
+		r.queue, r.ownTail = nil, false
 	}
 	sending := !flush && r.writing
 	conn := r.conn
@@ -242,10 +271,13 @@ func (r *connRunner) drain(own bool) {
 		msg, n := coalesce(r.queue)
 		clear(r.queue[:n])
 		r.queue = r.queue[n:]
+		if len(r.queue) == 0 {
+			r.ownTail = false // taken: it is being sent, and no longer changes
+		}
 		r.mu.Unlock()
 		if err := r.conn.Send(msg); err != nil {
 			r.mu.Lock()
-			r.finished, r.queue = true, nil
+			r.finished, r.queue, r.ownTail = true, nil, false
 			r.mu.Unlock()
 			r.conn.Close()
 			r.end()

@@ -145,17 +145,18 @@ func TestRunnerSendsInOrderWithAWriterOnlyWhileBusy(t *testing.T) {
 	conn := newRecordingConn()
 
 	// Queued while the dial is under way: bounded, kept in order, no goroutine yet.
+	const held = 2 * sendQueueSize // heartbeats: relays are dropped sooner
 	c.mu.Lock()
 	r := c.newRunnerLocked(1, nil)
-	for i := range sendQueueSize + 10 {
+	for i := range held + 10 {
 		r.enqueue(heartbeat(i))
 	}
 	c.mu.Unlock()
 	require.NoError(t, goleak.Find(before), "no writer without a conn")
 
 	r.attach(conn)
-	require.Eventually(t, func() bool { return len(conn.recorded()) == sendQueueSize }, 5*time.Second, time.Millisecond)
-	require.Equal(t, sends(0, sendQueueSize), conn.recorded(), "what the queue held, in order; the overflow dropped")
+	require.Eventually(t, func() bool { return len(conn.recorded()) == held }, 5*time.Second, time.Millisecond)
+	require.Equal(t, sends(0, held), conn.recorded(), "what the queue held, in order; the overflow dropped")
 	require.NoError(t, goleak.Find(before), "the writer exits once the queue is empty")
 
 	// An idle runner starts a writer again for the next messages.
@@ -164,8 +165,8 @@ func TestRunnerSendsInOrderWithAWriterOnlyWhileBusy(t *testing.T) {
 		r.enqueue(heartbeat(i))
 	}
 	c.mu.Unlock()
-	require.Eventually(t, func() bool { return len(conn.recorded()) == sendQueueSize+3 }, 5*time.Second, time.Millisecond)
-	require.Equal(t, sends(1000, 1003), conn.recorded()[sendQueueSize:])
+	require.Eventually(t, func() bool { return len(conn.recorded()) == held+3 }, 5*time.Second, time.Millisecond)
+	require.Equal(t, sends(1000, 1003), conn.recorded()[held:])
 	require.NoError(t, goleak.Find(before), "the writer exits once the queue is empty")
 
 	// A graceful close: once the reader stops, the conn is closed and the runner is done.
@@ -175,7 +176,49 @@ func TestRunnerSendsInOrderWithAWriterOnlyWhileBusy(t *testing.T) {
 	r.enqueue(heartbeat(2000)) // after close: never sent
 	c.mu.Unlock()
 	requireClosed(t, r.wroteDn, "the stream should be finished on the writing side")
-	require.Equal(t, []string{"close send", "close"}, conn.recorded()[sendQueueSize+3:])
+	require.Equal(t, []string{"close send", "close"}, conn.recorded()[held+3:])
+	requireNothingLeft(t, c, before)
+}
+
+func TestRunnerQueueKeepsHeartbeatsWhenRelaysFillItAndJoinsAlerts(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	c := newRunnerCluster(t)
+	conn := newRecordingConn()
+	alert := func(n int) *Message {
+		msg := &Message{}
+		for range n {
+			msg.Alerts = append(msg.Alerts, &Alert{Observer: NodeID{}})
+		}
+		return msg
+	}
+	update := &Message{Update: &Update{Entries: []MemberEntry{{}}}}
+
+	c.mu.Lock()
+	r := c.newRunnerLocked(1, nil)
+	shared := alert(1)
+	r.enqueue(shared)
+	r.enqueue(alert(2)) // joins the waiting alert message, which other streams may share: copied
+	r.enqueue(alert(3))
+	require.Len(t, shared.Alerts, 1, "a message handed to the runner is never changed")
+	for range sendQueueSize + 10 {
+		r.enqueue(update) // relays: dropped once the queue is full
+	}
+	r.enqueue(heartbeat(7)) // not a relay: still queued
+	r.enqueue(alert(1))     // a relay, and no alert message last in the queue: dropped
+	c.mu.Unlock()
+
+	r.attach(conn)
+	// (the writer sends the updates waiting in a row as one)
+	want := []string{"alerts 6", fmt.Sprintf("update %d", sendQueueSize-1), "send 7"}
+	require.Eventually(t, func() bool { return len(conn.recorded()) == len(want) }, 5*time.Second, time.Millisecond,
+		"the queue should send the joined alerts, the updates it had room for and the heartbeat")
+	require.Equal(t, want, conn.recorded())
+
+	close(r.readDn)
+	c.mu.Lock()
+	r.close(false)
+	c.mu.Unlock()
+	requireClosed(t, r.wroteDn, "the stream should be finished on the writing side")
 	requireNothingLeft(t, c, before)
 }
 

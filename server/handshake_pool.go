@@ -20,6 +20,9 @@ import (
 // its source while as many newer handshakes arrive as the cap allows.
 type handshakePool struct {
 	max, perSource int
+	// floor, if set, returns a floor under both caps that grows with the cluster (see
+	// admissionFloor).
+	floor func() int
 
 	mu       sync.Mutex
 	total    int
@@ -53,10 +56,15 @@ func (p *handshakePool) admit(source string, reused bool) (entry, victim *pendin
 	entry = &pendingHandshake{source: source, reused: reused, started: time.Now(), evicted: make(chan struct{})}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	capacity, perSource := p.max, p.perSource
+	if p.floor != nil {
+		f := p.floor()
+		capacity, perSource = max(capacity, f), max(perSource, f)
+	}
 	switch {
-	case len(p.bySource[source]) >= p.perSource:
+	case len(p.bySource[source]) >= perSource:
 		victim = worst(p.bySource[source])
-	case p.total >= p.max:
+	case p.total >= capacity:
 		var heaviest []*pendingHandshake
 		for _, list := range p.bySource {
 			if len(list) > len(heaviest) {

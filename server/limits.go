@@ -227,6 +227,7 @@ func (r *limitReporter) hitRemote(limit, remote string) {
 type connRegistry struct {
 	net.Listener
 	maxIdle int
+	floor   func() int // if set, a floor under maxIdle that grows with the cluster (admissionFloor)
 	report  *limitReporter
 
 	mu    sync.Mutex
@@ -270,7 +271,11 @@ func (r *connRegistry) Accept() (net.Conn, error) {
 
 // evictLocked forgets and returns the connection to close when over the cap (else nil).
 func (r *connRegistry) evictLocked() *trackedConn {
-	if r.fresh.Len()+r.idle.Len() <= r.maxIdle {
+	limit := r.maxIdle
+	if r.floor != nil {
+		limit = max(limit, r.floor())
+	}
+	if r.fresh.Len()+r.idle.Len() <= limit {
 		return nil
 	}
 	from := &r.fresh

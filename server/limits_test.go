@@ -286,3 +286,44 @@ func TestMaxConnectionAgeWithoutGraceKeepsPeerStreams(t *testing.T) {
 	_, err = c.Nodes(t.Context(), false)
 	require.NoError(t, err, "API clients reconnect after the GOAWAY")
 }
+
+func TestHandshakePoolCapsGrowWithTheCluster(t *testing.T) {
+	p := newHandshakePool(2, 1)
+	known := 0
+	p.floor = func() int { return 2 * known }
+	first, _ := p.admit("10.0.0.1", false)
+	_, v := p.admit("10.0.0.1", false)
+	require.Same(t, first, v, "a small cluster keeps the configured per-source cap")
+	known = 2 // twice the nodes known: 4
+	for range 3 {
+		_, v = p.admit("10.0.0.1", false)
+		require.Nil(t, v, "a node that knows 2 nodes admits 4 handshakes, whatever the configured caps")
+	}
+	_, v = p.admit("10.0.0.1", false)
+	require.NotNil(t, v, "past twice the nodes known, a newcomer evicts one")
+}
+
+func TestIdleConnectionCapGrowsWithTheNodesKnown(t *testing.T) {
+	a := startNode(t, testConfig("a"), WithMaxIdleConnections(1))
+	startNode(t, testConfig("b", a.Addr().String()))
+	startNode(t, testConfig("c", a.Addr().String()))
+	require.Eventually(t, func() bool { return a.cluster.KnownNodeCount() == 2 }, 5*time.Second, 10*time.Millisecond,
+		"a should know b and c")
+	var conns []net.Conn
+	for range 5 {
+		raw, err := net.Dial("tcp", a.Addr().String())
+		require.NoError(t, err)
+		defer raw.Close()
+		conns = append(conns, raw)
+	}
+	closed := func(c net.Conn) bool {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		_, err := c.Read(make([]byte, 4096))
+		return errors.Is(err, io.EOF) || (err != nil && !isTimeout(err))
+	}
+	require.Eventually(t, func() bool { return closed(conns[0]) }, 5*time.Second, 20*time.Millisecond,
+		"the fifth connection without a stream is one past twice the nodes known: the oldest goes")
+	for _, c := range conns[1:] {
+		require.False(t, closed(c), "four connections without a stream stay: twice the 2 nodes a knows, over the cap of 1")
+	}
+}

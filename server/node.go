@@ -77,6 +77,7 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 	n.logger = logger // every line of the node says which node wrote it
 	n.auth = newPeerAuth(cfg.Secrets, cfg.HandshakeTimeout, o.maxPendingHandshakes, logger)
 	n.auth.pending = newHandshakePool(o.maxPendingHandshakes, o.maxPendingPerSource)
+	n.auth.pending.floor = n.admissionFloor
 	dialCreds := insecure.NewCredentials()
 	if tlsSetup != nil {
 		n.serverCreds = credentials.NewTLS(tlsSetup.server)
@@ -142,9 +143,19 @@ func (n *Node) listenOn(addr string) (net.Listener, error) {
 	return l, nil
 }
 
+// admissionFloor is a floor under the caps on pending handshakes and idle connections:
+// twice the nodes this node knows. Every node of a cluster may dial one seed at once (all
+// started together, or a partition healing), and a cap below the cluster's size would evict
+// real peers, which then retry later and evict others. Only authenticated peers make a node
+// know more nodes, so a flood of unauthenticated connections cannot raise it.
+func (n *Node) admissionFloor() int {
+	return 2 * n.cluster.KnownNodeCount() // set before the node serves, never changed
+}
+
 // serve starts the gRPC server on l, through a registry of its connections.
 func (n *Node) serve(l net.Listener) {
 	conns := newConnRegistry(l, n.opts.maxIdleConnections, n.limits)
+	conns.floor = n.admissionFloor
 	server := n.newGRPCServer(conns)
 	n.mu.Lock()
 	n.server, n.listener = server, l

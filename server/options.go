@@ -28,7 +28,8 @@ const (
 	// MinRecvMessageBytes is the smallest receive limit: a peer fragment must fit.
 	MinRecvMessageBytes = peerFragmentBytes + 1<<10
 	// DefaultMaxPendingHandshakes caps inbound peer streams that have not authenticated yet:
-	// enough for a few hundred nodes joining through one seed at once, few enough that a
+	// enough for a few hundred nodes joining through one seed at once (the cap grows to twice
+	// the nodes a node knows, so a larger cluster's joins fit too), few enough that a
 	// flood of silent connections costs little (at most this many receive limits of memory,
 	// 16 MiB at the defaults). A newcomer is never refused: it takes the place of the pending
 	// handshake least likely to be a real peer (see WithMaxPendingHandshakes).
@@ -46,7 +47,8 @@ const (
 	DefaultMaxConcurrentStreams = 100
 	// DefaultMaxIdleConnections caps the connections that have no stream open (including
 	// those still in their TLS or HTTP/2 handshake): past it, the one idle longest is closed.
-	// Each costs the node three goroutines and its buffers.
+	// Each costs the node three goroutines and its buffers. The cap grows to twice the nodes
+	// a node knows.
 	DefaultMaxIdleConnections = 256
 	// DefaultMaxConnectionIdle is gRPC's keepalive MaxConnectionIdle: a connection without a
 	// stream for this long is closed gracefully (GOAWAY). Peer connections always have one.
@@ -179,6 +181,8 @@ func WithMaxRecvMessageBytes(n int) Option { return func(o *options) { o.maxRecv
 // the one evicted is on a connection that already carried a peer stream if any, else one
 // still waiting for its first frame, else the oldest. It ends with RESOURCE_EXHAUSTED. Every
 // pending handshake also ends at the handshake deadline (membership.Config.HandshakeTimeout).
+// Both caps are at least twice the number of nodes the node knows, whatever is set: every
+// node of a cluster may dial one seed at once, and only authenticated peers make it know more.
 func WithMaxPendingHandshakes(n int) Option { return func(o *options) { o.maxPendingHandshakes = n } }
 
 // WithMaxPendingHandshakesPerSource caps the pending handshakes of one remote address
@@ -194,7 +198,8 @@ func WithMaxConcurrentStreams(n uint32) Option {
 }
 
 // WithMaxIdleConnections caps the connections without an open stream; past it the one idle
-// longest is closed (default DefaultMaxIdleConnections).
+// longest is closed (default DefaultMaxIdleConnections). The cap is at least twice the number
+// of nodes the node knows, whatever is set (see WithMaxPendingHandshakes).
 func WithMaxIdleConnections(n int) Option { return func(o *options) { o.maxIdleConnections = n } }
 
 // WithKeepalive sets gRPC's keepalive parameters and enforcement policy of the port. The

@@ -22,6 +22,10 @@ import (
 // them over stdin/stdout (JSON lines); the hosts report up/down events with their wall-clock
 // time, which the worker's tracker uses, so the measurements mean the same as in one process.
 
+// eventFlushDelay is how long an event a host reports may wait in its buffer (events carry
+// the time they happened).
+const eventFlushDelay = 5 * time.Millisecond
+
 // hostCmd is one command to a host.
 type hostCmd struct {
 	ID   int    `json:"id"`
@@ -92,15 +96,32 @@ func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 	}
 	var steadyProfile steadyProfiler
 	defer steadyProfile.stop()
-	w := bufio.NewWriter(out)
+	w := bufio.NewWriterSize(out, 64<<10)
 	var mu sync.Mutex
+	flushPending := false
+	flush := func() {
+		mu.Lock()
+		_ = w.Flush()
+		flushPending = false
+		mu.Unlock()
+	}
+	// A reply goes out at once; events, which carry their own time, within eventFlushDelay:
+	// a formation of a thousand nodes reports a million events, and one write each cost
+	// the host (and the nodes it runs) more CPU than the events themselves.
 	send := func(m hostMsg) {
 		b, _ := json.Marshal(m)
 		mu.Lock()
+		defer mu.Unlock()
 		_, _ = w.Write(append(b, '\n'))
-		_ = w.Flush()
-		mu.Unlock()
+		switch {
+		case m.E == "":
+			_ = w.Flush()
+		case !flushPending:
+			flushPending = true
+			time.AfterFunc(eventFlushDelay, flush)
+		}
 	}
+	defer flush()
 	sink := hostSink{send}
 	sys := NewSystem(system, Profiles[profile], sink)
 	var nmu sync.Mutex

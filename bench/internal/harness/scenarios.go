@@ -197,8 +197,8 @@ func (w *worker) formation() (allStarted, converged bool) {
 				case <-stop:
 					return
 				case <-tk.C:
-					fmt.Fprintf(os.Stderr, "formation %5.1fs: %d pairs missing, %d false downs; %s\n",
-						time.Since(t0).Seconds(), wait.Remaining(), w.tr.FalseDowns(), wait.Spreadout())
+					fmt.Fprintf(os.Stderr, "formation %5.1fs: %d pairs missing, %d false downs; %s\n  %s\n",
+						time.Since(t0).Seconds(), wait.Remaining(), w.tr.FalseDowns(), wait.Spreadout(), w.tr.DownSummary())
 				}
 			}
 		}()

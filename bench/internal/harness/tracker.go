@@ -234,6 +234,39 @@ func (w *Wait) Spreadout() string {
 	return fmt.Sprintf("observers >500/51-500/1-50: %v, subjects: %v", bucket(obs), bucket(subj))
 }
 
+// DownSummary summarises the down reports so far (diagnostics): the observers and subjects
+// named most often, and the reasons.
+func (t *Tracker) DownSummary() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	obs, subj, why := map[string]int{}, map[string]int{}, map[string]int{}
+	for _, d := range t.downs {
+		obs[d.Observer]++
+		subj[d.Subject]++
+		why[d.Reason]++
+	}
+	top := func(m map[string]int) string {
+		type kv struct {
+			k string
+			v int
+		}
+		var all []kv
+		for k, v := range m {
+			all = append(all, kv{k, v})
+		}
+		slices.SortFunc(all, func(a, b kv) int { return b.v - a.v })
+		out := ""
+		for i, e := range all {
+			if i == 5 {
+				break
+			}
+			out += fmt.Sprintf(" %s:%d", e.k, e.v)
+		}
+		return out
+	}
+	return fmt.Sprintf("downs %d; by observer%s; by subject%s; reasons%s", len(t.downs), top(obs), top(subj), top(why))
+}
+
 // Missing returns a few of the pairs still missing, for diagnostics.
 func (w *Wait) Missing(max int) []string {
 	w.t.mu.Lock()
