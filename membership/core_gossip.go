@@ -32,8 +32,7 @@ func (c *core) view() []MemberEntry {
 // viewDigest returns the digest of the local view, the local node included.
 func (c *core) viewDigest() uint64 {
 	if c.digestDirty {
-		entries := append(c.view(), MemberEntry{ID: c.self, Incarnation: c.incarnation})
-		c.digest = viewDigest(entries)
+		c.digest = sortedViewDigest(c.view(), MemberEntry{ID: c.self, Incarnation: c.incarnation})
 		c.digestDirty = false
 	}
 	return c.digest

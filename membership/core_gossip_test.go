@@ -3,7 +3,9 @@ package membership
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -295,4 +297,24 @@ func TestViewDigestIsStableAcrossReleases(t *testing.T) {
 		_, _ = h.Write(binary.BigEndian.AppendUint64(nil, e.Incarnation))
 	}
 	require.Equal(t, h.Sum64(), viewDigest(entries))
+}
+
+func TestSortedViewDigestEqualsTheDigestOfTheViewWithTheNodeInIt(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for trial := range 200 {
+		var view []MemberEntry
+		for i := range rng.IntN(40) {
+			view = append(view, MemberEntry{
+				ID:          MustParseNodeID(fmt.Sprintf("n%03d@127.0.0.1:%d", rng.IntN(500), 4000+i)),
+				Incarnation: rng.Uint64(),
+				Left:        rng.IntN(5) == 0,
+				Down:        rng.IntN(5) == 0,
+			})
+		}
+		slices.SortFunc(view, func(a, b MemberEntry) int { return a.ID.Compare(b.ID) })
+		view = slices.CompactFunc(view, func(a, b MemberEntry) bool { return a.ID == b.ID })
+		self := MemberEntry{ID: MustParseNodeID(fmt.Sprintf("n%03d@127.0.0.1:3999", rng.IntN(500))), Incarnation: rng.Uint64()}
+		require.Equal(t, viewDigest(append(slices.Clone(view), self)), sortedViewDigest(view, self),
+			"trial %d: the one-pass digest should equal the definition", trial)
+	}
 }

@@ -450,7 +450,7 @@ func displayClusterName(name string) string {
 
 // push sends entry, news of a node met for the first time, to every established stream but
 // except; in the overlay to the streams of neighbours, and to others only while fewer than
-// 4K neighbours have a stream, up to 4K in all. A seed holds a stream to each node that
+// max(4K, minPushStreams) neighbours have a stream, up to that many in all. A seed holds a stream to each node that
 // joins through it until that node has its own neighbours: while hundreds join at once,
 // telling each of them of every other join would cost the seed N² messages and each joiner K
 // relays per join. Early on, though, the seed's neighbours change with every join and few
@@ -458,7 +458,7 @@ func displayClusterName(name string) string {
 // each time), which relay it over theirs.
 func (c *core) push(except connID, entry MemberEntry) {
 	msg := &Message{Update: &Update{Entries: []MemberEntry{entry}, Hop: 1}}
-	limit := 4 * c.cfg.Monitors
+	limit := max(4*c.cfg.Monitors, minPushStreams)
 	sent := 0
 	var others []*peerConn
 	for _, pc := range c.sortedConns() {
@@ -480,6 +480,11 @@ func (c *core) push(except connID, entry MemberEntry) {
 	}
 	c.pushCursor = (c.pushCursor + take) % len(others)
 }
+
+// minPushStreams is how many streams a seed tells of a join at least (push): in a cluster
+// of a few hundred, telling every joiner still costs the seed little, and spreads the joins
+// fastest; past it the cost per join stays bounded.
+const minPushStreams = 128
 
 // clone returns a deep copy.
 func (a Attributes) clone() Attributes {

@@ -13,26 +13,37 @@ import (
 //     once rather than once per peer;
 //   - the entries of the last view sent in a Hello: the engine keeps its view in one slice
 //     until it changes, so forming a cluster of N nodes encodes each view once, not in each
-//     of the N handshakes.
+//     of the N handshakes;
+//   - the last few other messages: a relay (an alert, a join) goes to many streams as one
+//     message, and is encoded once rather than once per stream.
 //
 // Both rely on the engine never changing a message, or a view slice, once handed over. A nil
 // cache encodes everything afresh.
 type bodyCache struct {
 	mu      sync.Mutex
 	beats   [2]cachedBody // by Heartbeat.NotMonitoring
+	relays  [relayBodies]cachedBody
+	next    int // the relays slot to fill next
 	view    []membership.MemberEntry
 	entries []*clusterv1.MemberEntry // read-only once cached
 }
+
+// relayBodies is how many of the last other messages (relays: alerts, updates) the cache
+// keeps: the engine hands one relay to up to 2K streams at once, and a burst of them (a
+// crash's alerts, a formation's joins) interleaves a few.
+const relayBodies = 8
 
 // encode returns the PeerMessage body of msg. A heartbeat is encoded under the lock, so the
 // streams of a tick that ask for the same new heartbeat at once wait for one encoding (about
 // a microsecond) instead of each making its own.
 func (b *bodyCache) encode(msg *membership.Message) ([]byte, error) {
 	switch {
-	case b == nil, msg.Heartbeat == nil && msg.Hello == nil:
+	case b == nil:
 		return encodeMessage(msg)
 	case msg.Hello != nil:
 		return encodeMessageWith(msg, b.viewEntries)
+	case msg.Heartbeat == nil:
+		return b.relayBody(msg)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -75,4 +86,27 @@ func (b *bodyCache) viewEntries(view []membership.MemberEntry) []*clusterv1.Memb
 	b.view, b.entries = view, entries
 	b.mu.Unlock()
 	return entries
+}
+
+// relayBody returns the body of msg, encoded once for all the streams it goes to. It is
+// encoded outside the lock (the streams of a burst must not wait for one another); the cache
+// holds the message, so its address is not reused while cached.
+func (b *bodyCache) relayBody(msg *membership.Message) ([]byte, error) {
+	b.mu.Lock()
+	for _, c := range b.relays {
+		if c.msg == msg {
+			b.mu.Unlock()
+			return c.body, nil
+		}
+	}
+	b.mu.Unlock()
+	body, err := encodeMessage(msg)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.relays[b.next] = cachedBody{msg: msg, body: body}
+	b.next = (b.next + 1) % len(b.relays)
+	b.mu.Unlock()
+	return body, nil
 }

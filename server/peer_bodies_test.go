@@ -51,3 +51,33 @@ func TestBodyCacheEncodesASharedMessageOnceAndEveryOtherFaithfully(t *testing.T)
 	require.NoError(t, err)
 	require.Equal(t, view, got.Hello.View, "a changed view must be encoded anew")
 }
+
+func TestBodyCacheEncodesARelayOnceForAllItsStreams(t *testing.T) {
+	var cache bodyCache
+	alert := func(hop uint32) *membership.Message {
+		return &membership.Message{Alerts: []*membership.Alert{{
+			Subject: membership.MustParseNodeID("s@127.0.0.1:4370"), Observer: membership.MustParseNodeID("o@127.0.0.1:4371"),
+			Incarnation: 5, Reason: membership.ReasonHeartbeatTimeout, Hop: hop,
+		}}}
+	}
+	relay := alert(2)
+	first, err := cache.encode(relay)
+	require.NoError(t, err)
+	again, err := cache.encode(relay)
+	require.NoError(t, err)
+	require.Same(t, &first[0], &again[0], "a relay handed to many streams should be encoded once")
+
+	for hop := range uint32(2 * relayBodies) {
+		msg := alert(hop + 3)
+		body, err := cache.encode(msg)
+		require.NoError(t, err)
+		got, err := decodeMessage(body)
+		require.NoError(t, err)
+		require.Equal(t, msg, got, "every other relay must be encoded as it is, not served from the cache")
+	}
+	body, err := cache.encode(relay)
+	require.NoError(t, err)
+	got, err := decodeMessage(body)
+	require.NoError(t, err)
+	require.Equal(t, relay, got, "a relay gone from the cache is encoded again, faithfully")
+}
