@@ -214,25 +214,35 @@ func TestIdleConnectionsOverTheCapAreClosedNeverUsedFirst(t *testing.T) {
 	defer c.Close()
 	_, err = c.Nodes(t.Context(), false)
 	require.NoError(t, err)
-	var conns []net.Conn
-	for range 3 {
-		raw, err := net.Dial("tcp", n.Addr().String())
-		require.NoError(t, err)
-		defer raw.Close()
-		conns = append(conns, raw)
-	}
-	closed := func(c net.Conn) bool {
-		_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
-		_, err := c.Read(make([]byte, 4096))
-		return errors.Is(err, io.EOF) || (err != nil && !isTimeout(err))
-	}
-	require.Eventually(t, func() bool { return closed(conns[0]) && closed(conns[1]) }, 5*time.Second, 20*time.Millisecond,
+	conns := dialRawConns(t, n.Addr().String(), 3)
+	require.Eventually(t, func() bool { return closedByPeer(conns[0]) && closedByPeer(conns[1]) }, 5*time.Second, 20*time.Millisecond,
 		"the oldest connections that never opened a stream are closed first")
-	require.False(t, closed(conns[2]), "the newest stays")
+	require.False(t, closedByPeer(conns[2]), "the newest stays")
 	start := time.Now()
 	_, err = c.Nodes(t.Context(), false)
 	require.NoError(t, err, "the client's connection, idle between calls, was kept")
 	require.Less(t, time.Since(start), time.Second)
+}
+
+// dialRawConns opens count TCP connections to addr that never send a byte, closed when the
+// test ends.
+func dialRawConns(t *testing.T, addr string, count int) []net.Conn {
+	t.Helper()
+	var conns []net.Conn
+	for range count {
+		raw, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = raw.Close() })
+		conns = append(conns, raw)
+	}
+	return conns
+}
+
+// closedByPeer reports whether the other end closed c (a read ends other than by timing out).
+func closedByPeer(c net.Conn) bool {
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	_, err := c.Read(make([]byte, 4096))
+	return errors.Is(err, io.EOF) || (err != nil && !isTimeout(err))
 }
 
 func isTimeout(err error) bool {
@@ -309,21 +319,10 @@ func TestIdleConnectionCapGrowsWithTheNodesKnown(t *testing.T) {
 	startNode(t, testConfig("c", a.Addr().String()))
 	require.Eventually(t, func() bool { return a.cluster.KnownNodeCount() == 2 }, 5*time.Second, 10*time.Millisecond,
 		"a should know b and c")
-	var conns []net.Conn
-	for range 5 {
-		raw, err := net.Dial("tcp", a.Addr().String())
-		require.NoError(t, err)
-		defer raw.Close()
-		conns = append(conns, raw)
-	}
-	closed := func(c net.Conn) bool {
-		_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
-		_, err := c.Read(make([]byte, 4096))
-		return errors.Is(err, io.EOF) || (err != nil && !isTimeout(err))
-	}
-	require.Eventually(t, func() bool { return closed(conns[0]) }, 5*time.Second, 20*time.Millisecond,
+	conns := dialRawConns(t, a.Addr().String(), 5)
+	require.Eventually(t, func() bool { return closedByPeer(conns[0]) }, 5*time.Second, 20*time.Millisecond,
 		"the fifth connection without a stream is one past twice the nodes known: the oldest goes")
 	for _, c := range conns[1:] {
-		require.False(t, closed(c), "four connections without a stream stay: twice the 2 nodes a knows, over the cap of 1")
+		require.False(t, closedByPeer(c), "four connections without a stream stay: twice the 2 nodes a knows, over the cap of 1")
 	}
 }
