@@ -18,7 +18,7 @@ type limitFlags struct {
 func newLimitFlags(s *settings) limitFlags {
 	return limitFlags{
 		pending: s.str("max-pending-handshakes", "CLUSTER_MAX_PENDING_HANDSHAKES", strconv.Itoa(server.DefaultMaxPendingHandshakes),
-			"peer streams authenticating at once; past it a newcomer evicts the least promising").as("int"),
+			"peer streams authenticating at once (at least twice the nodes known); past it a newcomer evicts the least promising").as("int"),
 		pendingPerSource: s.str("max-pending-handshakes-per-source", "CLUSTER_MAX_PENDING_HANDSHAKES_PER_SOURCE", strconv.Itoa(server.DefaultMaxPendingHandshakesPerSource),
 			"peer streams authenticating at once from one address").as("int"),
 		openCalls: s.str("max-open-calls", "CLUSTER_MAX_OPEN_CALLS", strconv.Itoa(server.DefaultMaxOpenCalls),
@@ -26,7 +26,7 @@ func newLimitFlags(s *settings) limitFlags {
 		watchers: s.str("max-watchers", "CLUSTER_MAX_WATCHERS", strconv.Itoa(server.DefaultMaxWatchers),
 			"WatchEvents streams at once; more are refused").as("int"),
 		idleConns: s.str("max-idle-connections", "CLUSTER_MAX_IDLE_CONNECTIONS", strconv.Itoa(server.DefaultMaxIdleConnections),
-			"connections without a stream; past it the one idle longest is closed").as("int"),
+			"connections without a stream (at least twice the nodes known); past it the one idle longest is closed").as("int"),
 	}
 }
 
