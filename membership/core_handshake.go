@@ -15,8 +15,9 @@ import (
 // the dialler's: the dialler then knows every node already. A node outside the overlay (at
 // most K+1 nodes known) that dials a seed sends no digest, zero, and always gets the view: a
 // joiner whose first handshake with a busy seed timed out on its side may be known to the
-// seed already, and would otherwise get no view when it tries again (sendHello). What the dialler knows and the accepting side lacks follows
-// the handshake as an update (sendViewIfTheyLack).
+// seed already, and would otherwise get no view when it tries again (sendHello). What the
+// dialler knows and the accepting side lacks follows the handshake as an update
+// (sendViewIfTheyLack).
 func (c *core) hello(now time.Time, them *Hello) *Hello {
 	h := &Hello{
 		ID:                c.self,
@@ -450,12 +451,12 @@ func displayClusterName(name string) string {
 
 // push sends entry, news of a node met for the first time, to every established stream but
 // except; in the overlay to the streams of neighbours, and to others only while fewer than
-// max(4K, minPushStreams) neighbours have a stream, up to that many in all. A seed holds a stream to each node that
-// joins through it until that node has its own neighbours: while hundreds join at once,
-// telling each of them of every other join would cost the seed N² messages and each joiner K
-// relays per join. Early on, though, the seed's neighbours change with every join and few
-// of them have a stream yet: the news then goes to a few of the joiners (a different few
-// each time), which relay it over theirs.
+// max(4K, minPushStreams) neighbours have a stream, up to that many in all. A seed holds a
+// stream to each node that joins through it until that node has its own neighbours: while
+// hundreds join at once, telling each of them of every other join would cost the seed N²
+// messages and each joiner K relays per join. Early on, though, the seed's neighbours change
+// with every join and few of them have a stream yet: the news then goes to some of the
+// joiners (different ones each time), which relay it over theirs.
 func (c *core) push(except connID, entry MemberEntry) {
 	msg := &Message{Update: &Update{Entries: []MemberEntry{entry}, Hop: 1}}
 	limit := max(4*c.cfg.Monitors, minPushStreams)
