@@ -318,3 +318,79 @@ func TestSortedViewDigestEqualsTheDigestOfTheViewWithTheNodeInIt(t *testing.T) {
 			"trial %d: the one-pass digest should equal the definition", trial)
 	}
 }
+
+// TestOverlayViewStillChangingCarriesNoDigestAndStartsNoSync keeps the view of a 20-node
+// overlay changing (a new node learned every 250 ms): while it changes, the heartbeats carry
+// no digest and no node sends its whole view (the relays carry the news); once it stops, the
+// digests come back, equal on every node.
+func TestOverlayViewStillChangingCarriesNoDigestAndStartsNoSync(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 20, k)
+	a := nodes[0]
+	for _, n := range nodes {
+		require.NotZero(t, n.core.beatDigest(), "%s: a settled view's heartbeats carry its digest", n.id)
+	}
+	churn := func(d time.Duration, from int) int {
+		steps := int(d / (250 * time.Millisecond))
+		for i := range steps {
+			ghost := MustParseNodeID(simID(fmt.Sprintf("ghost%d", from+i), 5000+from+i))
+			a.core.merge(s.now, 0, []MemberEntry{{ID: ghost, Incarnation: 1}}, 0)
+			a.flush()
+			s.advance(250 * time.Millisecond)
+		}
+		return from + steps
+	}
+	next := churn(2*time.Second, 0) // every view has been changing for a while
+	since := s.now
+	churn(5*time.Second, next)
+	for _, n := range nodes {
+		for _, m := range sentSince(n, since) {
+			if hb := m.msg.Heartbeat; hb != nil {
+				require.Zero(t, hb.ViewDigest, "%s sent a digest to %s while its view kept changing", n.id, m.to.id)
+			}
+			if u := m.msg.Update; u != nil {
+				require.False(t, u.Full, "%s sent its whole view to %s while the views kept changing", n.id, m.to.id)
+			}
+		}
+	}
+	s.advanceUntil(30*time.Second, func() bool {
+		for _, n := range nodes {
+			if n.core.beatDigest() == 0 || n.core.viewDigest() != a.core.viewDigest() {
+				return false
+			}
+		}
+		return true
+	}, "once the views stop changing, every node's heartbeats should carry the same digest again")
+}
+
+// TestOverlayViewThatMissedARelaySyncsOnceSettled loses the relays of one join: once the
+// views have been still for an interval, the digests differ and a sync brings the join to
+// every node.
+func TestOverlayViewThatMissedARelaySyncsOnceSettled(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 20, k)
+	a := nodes[0]
+	ghost := MustParseNodeID(simID("ghost", 4999))
+	s.drop = func(from, _ *simNode, msg *Message) bool {
+		if from != a || msg.Update == nil {
+			return false
+		}
+		return slices.ContainsFunc(msg.Update.Entries, func(e MemberEntry) bool { return e.ID == ghost })
+	}
+	a.core.merge(s.now, 0, []MemberEntry{{ID: ghost, Incarnation: 1}}, 0)
+	a.flush()
+	s.settle()
+	s.drop = nil
+	for _, n := range nodes[1:] {
+		require.NotContains(t, n.knownIDs(), ghost.String(), "%s heard of the join although its relays were lost", n.id)
+	}
+	took := s.advanceUntil(6*a.cfg.HeartbeatInterval, func() bool {
+		for _, n := range nodes {
+			if !slices.Contains(n.knownIDs(), ghost.String()) {
+				return false
+			}
+		}
+		return true
+	}, "every node should learn the join from a view sync once the views settle")
+	t.Logf("the join reached every node by sync in %v", took)
+}

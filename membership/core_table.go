@@ -46,6 +46,8 @@ type tombstone struct {
 // the member order are rebuilt when next needed.
 func (c *core) viewChanged() {
 	c.digestDirty = true
+	c.viewVersion++
+	c.viewSettled = false
 	c.viewCache = nil
 	c.memberOrder = nil
 }

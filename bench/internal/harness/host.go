@@ -53,8 +53,9 @@ type hostMsg struct {
 
 // RunHost serves one host process: it runs the nodes it is told to start on system/profile.
 //
-// BENCH_HOST_CPUPROFILE=prefix (diagnostics) profiles the host's whole life (or its first
-// BENCH_HOST_CPUPROFILE_FOR, a duration) into prefix.<pid>,
+// BENCH_HOST_CPUPROFILE=prefix (diagnostics) profiles the host's whole life (or
+// BENCH_HOST_CPUPROFILE_FOR of it, a duration, from its start or from its age
+// BENCH_HOST_CPUPROFILE_FROM) into prefix.<pid>,
 // writes its allocations (heap profile) into prefix.<pid>.heap when it ends, and its live heap
 // into prefix.<pid>.inuse whenever usage is measured after a GC (the steady window).
 // BENCH_HOST_STEADYPROFILE=prefix profiles only the steady window (from the first traffic
@@ -64,12 +65,19 @@ type hostMsg struct {
 func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 	if prefix := os.Getenv("BENCH_HOST_CPUPROFILE"); prefix != "" {
 		if f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid())); err == nil {
-			_ = pprof.StartCPUProfile(f)
 			var once sync.Once
 			stop := func() { once.Do(func() { pprof.StopCPUProfile(); _ = f.Close() }) }
 			defer stop()
-			if d, err := time.ParseDuration(os.Getenv("BENCH_HOST_CPUPROFILE_FOR")); err == nil {
-				time.AfterFunc(d, stop) // only the first d of the host's life
+			start := func() {
+				_ = pprof.StartCPUProfile(f)
+				if d, err := time.ParseDuration(os.Getenv("BENCH_HOST_CPUPROFILE_FOR")); err == nil {
+					time.AfterFunc(d, stop) // only d of the host's life
+				}
+			}
+			if at, err := time.ParseDuration(os.Getenv("BENCH_HOST_CPUPROFILE_FROM")); err == nil {
+				time.AfterFunc(at, start) // from that age of the host on
+			} else {
+				start()
 			}
 		}
 		defer func() {
@@ -93,6 +101,11 @@ func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 				_ = f.Close()
 			}
 		})
+	}
+	if os.Getenv("BENCH_DIAG") == "1" {
+		stop := make(chan struct{})
+		defer close(stop)
+		go reportSchedLatency(os.Stderr, 5*time.Second, stop)
 	}
 	var steadyProfile steadyProfiler
 	defer steadyProfile.stop()

@@ -40,6 +40,10 @@ func (o *ours) config(name, seed string) *membership.Config {
 	if seed != "" {
 		cfg.Seeds = strings.Split(seed, ",")
 	}
+	if d, err := time.ParseDuration(os.Getenv("BENCH_HANDSHAKE_TIMEOUT")); err == nil {
+		// Diagnostics only: the dial and handshake timeouts.
+		cfg.DialTimeout, cfg.HandshakeTimeout = d, d
+	}
 	return cfg
 }
 
