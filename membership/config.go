@@ -144,12 +144,15 @@ type Config struct {
 	// CLUSTER_MONITORS.
 	Monitors int
 
-	// DialTimeout bounds an outbound dial plus its handshake; positive, at
+	// DialTimeout bounds an outbound dial: the connection, its
+	// authentication and the hellos; once the stream is open the hellos
+	// still get HandshakeTimeout, as on the accepting side. Positive, at
 	// most 1h. Default 5s.
 	DialTimeout time.Duration
 
 	// HandshakeTimeout is how long an inbound peer has to complete the
-	// handshake; positive, at most 1h. Default 5s.
+	// handshake (and an outbound stream, once open, its hellos); positive,
+	// at most 1h. Default 5s.
 	HandshakeTimeout time.Duration
 
 	// ReconnectBaseDelay is the first delay of the capped, jittered

@@ -63,6 +63,10 @@ type core struct {
 	connected int
 	leaving   bool
 
+	// beatLateness is a moving average of how late the heartbeats of the peers this node
+	// watches arrive, as a fraction of their interval (localHealth).
+	beatLateness float64
+
 	digest      uint64
 	digestDirty bool
 	// viewVersion counts the changes of the view; seenViewVersion is the one observeView
@@ -167,8 +171,7 @@ func (c *core) start(now time.Time) {
 			continue
 		}
 		if _, known := c.members[id]; !known {
-			c.members[id] = &member{id: id, status: StatusConnecting, nextDial: now}
-			c.viewChanged()
+			c.putMember(&member{id: id, status: StatusConnecting, nextDial: now})
 			c.wantDialAt(now)
 		}
 	}
@@ -192,7 +195,7 @@ func (c *core) dialed(now time.Time, id connID) {
 	if pc == nil {
 		return
 	}
-	pc.reached = true
+	pc.reached, pc.reachedAt = true, now
 	c.sendHello(now, pc, nil)
 }
 

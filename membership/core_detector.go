@@ -60,12 +60,21 @@ func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.T
 			c.heartbeatTimeout(now, pc)
 			return time.Time{}
 		}
+	case pc.graceFor.Equal(pc.lastRecv) && now.Before(pc.graceUntil):
+		silentAt = pc.graceUntil // a silence this node, being slow itself, gave more time
 	case !now.Before(silentAt):
-		if c.confirmTimeout(now, pc) {
-			c.heartbeatTimeout(now, pc)
-			return time.Time{}
+		if !c.confirmTimeout(now, pc) {
+			silentAt = pc.suspectSince.Add(c.confirmDelay())
+			break
 		}
-		silentAt = pc.suspectSince.Add(c.confirmDelay())
+		if c.overlay() && c.slowLocally() && !pc.graceFor.Equal(pc.lastRecv) {
+			pc.graceFor, pc.graceUntil = pc.lastRecv, now.Add(pc.timeout)
+			pc.suspectSince = time.Time{}
+			silentAt = pc.graceUntil
+			break
+		}
+		c.heartbeatTimeout(now, pc)
+		return time.Time{}
 	default:
 		pc.suspectSince = time.Time{}
 	}
@@ -174,6 +183,9 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 	}
 	m.lastHeartbeat = now
 	c.metrics.HeartbeatReceived(now.Sub(pc.lastBeat), pc.peerBeat)
+	if pc.watching && !pc.toldQuiet && !pc.lastBeat.IsZero() {
+		c.noteBeatGap(now.Sub(pc.lastBeat), pc.peerBeat)
+	}
 	pc.lastBeat = now
 	if hb.NotMonitoring != pc.peerQuiet {
 		c.notePeerWatch(now, pc, hb)
@@ -245,6 +257,32 @@ func (c *core) confirmTimeout(now time.Time, pc *peerConn) bool {
 	return !now.Before(pc.suspectSince.Add(c.confirmDelay()))
 }
 
+// Local health. A node whose own machine is overloaded receives every peer's heartbeats
+// late, not one peer's: the peers are fine, the node's reading of them is slow. Such a node
+// alerting about each silence it sees would set off alerts that every node relays, load the
+// machines further, and report live nodes down. (Lifeguard makes the same observation for
+// SWIM.) A node therefore keeps a moving average of how late the heartbeats it watches
+// arrive; while they arrive late on the whole (slowLocally), a silence past the timeout gets
+// one more timeout before the node alerts. A single silent peer among punctual ones, the
+// failure the detector is for, is reported as fast as ever.
+
+// beatLatenessWeight is the weight of one heartbeat in the moving average of lateness.
+const beatLatenessWeight = 1.0 / 32
+
+// slowLateness is the average lateness, as a fraction of the interval, from which a node
+// counts itself slow: its peers' heartbeats arrive a third of an interval late on average.
+const slowLateness = 1.0 / 3
+
+// noteBeatGap adds a heartbeat that came gap after the one before, from a peer that sends
+// one every interval, to the moving average of lateness.
+func (c *core) noteBeatGap(gap, interval time.Duration) {
+	late := min(max(float64(gap-interval)/float64(interval), 0), float64(c.cfg.HeartbeatMissThreshold))
+	c.beatLateness += beatLatenessWeight * (late - c.beatLateness)
+}
+
+// slowLocally reports whether the heartbeats this node watches arrive late on the whole.
+func (c *core) slowLocally() bool { return c.beatLateness >= slowLateness }
+
 // confirmDelay is how long a silent stream stays suspected before it is declared timed out.
 func (c *core) confirmDelay() time.Duration {
 	return min(max(c.cfg.HeartbeatInterval/10, 20*time.Millisecond), 200*time.Millisecond)
@@ -263,20 +301,41 @@ func (c *core) heartbeatTimeout(now time.Time, pc *peerConn) {
 // checkHandshake closes a stream whose handshake did not finish in time; it returns the
 // handshake's deadline while it has not passed, zero once the stream is closed.
 func (c *core) checkHandshake(now time.Time, pc *peerConn) time.Time {
-	limit := c.cfg.HandshakeTimeout
-	if pc.outbound {
-		limit = c.cfg.DialTimeout
-	}
-	deadline := pc.opened.Add(limit)
+	deadline := c.handshakeDeadline(pc)
 	if now.Before(deadline) {
 		return deadline
 	}
 	c.log(slog.LevelDebug, "handshake timed out", "outbound", pc.outbound, "expected", pc.expect.String())
 	if pc.failure == "" {
-		pc.failure = "no handshake within " + limit.String()
+		pc.failure = "no handshake within " + deadline.Sub(pc.opened).String()
 	}
 	c.closeConn(now, pc, false)
 	return time.Time{}
+}
+
+// handshakeDeadline is when the handshake of pc must be done: HandshakeTimeout after an
+// inbound stream was accepted; DialTimeout after an outbound dial began, and once its stream
+// is open (connected and authenticated), at least HandshakeTimeout after that for the hellos,
+// as the accepting side gives them. On a machine so loaded that the connection and its
+// authentication take most of DialTimeout, a dial that got that far would otherwise time out
+// in its last step, after the peer did its share, and start over from the first.
+func (c *core) handshakeDeadline(pc *peerConn) time.Time {
+	if !pc.outbound {
+		return pc.opened.Add(c.cfg.HandshakeTimeout)
+	}
+	deadline := pc.opened.Add(c.cfg.DialTimeout)
+	if pc.reached {
+		deadline = maxTime(deadline, pc.reachedAt.Add(c.cfg.HandshakeTimeout))
+	}
+	return deadline
+}
+
+// maxTime returns the later of a and b.
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // forgiveStall handles a wake-up that came notably later than asked: the silence measured

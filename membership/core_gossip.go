@@ -13,18 +13,21 @@ func (c *core) view() []MemberEntry {
 		return c.viewCache
 	}
 	out := make([]MemberEntry, 0, len(c.members)+len(c.tombs))
-	for _, m := range c.members {
+	for _, m := range c.sortedMembers() {
 		if m.incarnation == 0 {
 			continue // a seed announced by id but never reached: not known to exist
 		}
 		out = append(out, MemberEntry{ID: m.id, Incarnation: m.incarnation, Down: m.status == StatusDisconnected})
 	}
+	members := len(out)
 	for id, t := range c.tombs {
 		if t.left {
 			out = append(out, MemberEntry{ID: id, Incarnation: t.incarnation, Left: true})
 		}
 	}
-	slices.SortFunc(out, func(a, b MemberEntry) int { return a.ID.Compare(b.ID) })
+	if len(out) > members { // the members come in order; the left nodes are merged in
+		slices.SortFunc(out, func(a, b MemberEntry) int { return a.ID.Compare(b.ID) })
+	}
 	c.viewCache = slices.Clip(out) // shared read-only by messages; appends copy
 	return c.viewCache
 }
@@ -157,8 +160,7 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 		if e.Attrs != nil {
 			m.attrs = e.Attrs.clone()
 		}
-		c.members[e.ID] = m
-		c.viewChanged()
+		c.putMember(m)
 		c.syncView(now, m)
 		if c.overlay() {
 			// The cluster holds it alive: it is up here, and its neighbours stream to it (the

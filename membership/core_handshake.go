@@ -245,7 +245,7 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 	fresh := m == nil || m.incarnation != h.Incarnation
 	if m == nil {
 		m = &member{id: h.ID, status: StatusConnecting}
-		c.members[h.ID] = m
+		c.putMember(m)
 		pc.created = true
 	}
 	if m.dial == pc.id {

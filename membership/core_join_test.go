@@ -415,3 +415,26 @@ func fullMeshConfig(name string, seeds ...string) *Config {
 	keepFullMesh(cfg)
 	return cfg
 }
+
+// TestDialWhoseConnectionTookMostOfTheDialTimeoutStillGetsTimeForTheHellos opens a stream
+// after 4.5 s of the 5 s DialTimeout (a loaded machine, where connecting and authenticating
+// take that long) and then keeps the dialler from running for 1.5 s: the hellos still have
+// HandshakeTimeout from the moment the stream opened, so the join completes instead of
+// timing out in its last step and starting over.
+func TestDialWhoseConnectionTookMostOfTheDialTimeoutStillGetsTimeForTheHellos(t *testing.T) {
+	s := newSim(t)
+	seed := s.add(simID("seed", 4000), simConfig("seed"))
+	s.dialLatency = 4500 * time.Millisecond
+	joiner := s.create(simID("joiner", 4001), simConfig("joiner", seed.id.String()))
+	require.Equal(t, 5*time.Second, joiner.cfg.DialTimeout)
+	joiner.start()
+	// The stream opens at 4.5 s, and the seed's hello then waits for the joiner to run again.
+	s.after(4500*time.Millisecond, func() { joiner.starved = true })
+	s.advance(6 * time.Second)
+	require.Empty(t, joiner.connectedIDs(), "the joiner has not run since its stream opened")
+	s.feedTimerFirst(joiner) // its timer first: the dial's deadline is checked before the hello is read
+	s.settle()
+	require.Equal(t, []string{seed.id.String()}, joiner.connectedIDs(), "the join should complete, the hellos within HandshakeTimeout of the stream opening")
+	require.Equal(t, []string{joiner.id.String()}, seed.connectedIDs())
+	require.Len(t, joiner.dialsTo(seed.id.Address()), 1, "one dial was enough")
+}

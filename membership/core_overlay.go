@@ -612,7 +612,7 @@ func (c *core) holdDown(now time.Time, m *member, id NodeID, incarnation uint64,
 	if m == nil {
 		delete(c.tombs, id)
 		m = &member{id: id, incarnation: incarnation, status: StatusDisconnected, downSince: now}
-		c.members[id] = m
+		c.putMember(m)
 		c.forgetCheckAt(now.Add(c.cfg.ReconnectTimeout))
 	} else {
 		if m.conn != 0 {

@@ -637,3 +637,61 @@ func TestOverlaySubjectTakesItsObserversNewStreamAfterACut(t *testing.T) {
 		}
 	}
 }
+
+// TestOverlayObserverThatReadsHeartbeatsLateGivesASilenceOneMoreTimeout makes one observer
+// slow (half the heartbeats it watches never come, so they arrive an interval late on
+// average) and freezes one of its subjects: the slow observer alerts only after a second
+// timeout, its punctual peers at the first, and the frozen node is reported down everywhere.
+func TestOverlayObserverThatReadsHeartbeatsLateGivesASilenceOneMoreTimeout(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 30, k)
+	slow := nodes[0]
+	topo := topoOf(nodes, k)
+	subject := s.byID(topo.subjects(slow.id)[0])
+	beats := map[*simNode]int{}
+	s.drop = func(from, to *simNode, msg *Message) bool {
+		if to != slow || msg.Heartbeat == nil {
+			return false
+		}
+		beats[from]++
+		return beats[from]%2 == 0
+	}
+	defer func() { s.drop = nil }()
+	s.advance(15 * time.Second)
+	require.True(t, slow.core.slowLocally(), "an observer whose heartbeats come an interval late on average finds itself slow")
+	for _, n := range nodes[1:] {
+		require.False(t, n.core.slowLocally(), "%s reads its heartbeats on time", n.id)
+	}
+	require.Empty(t, slow.downs(), "a slow observer whose peers' gaps stay below the timeout reports nobody down")
+
+	frozenAt := s.now
+	subject.frozen = true
+	alertedAt := func(observer *simNode) time.Duration {
+		for _, m := range sentSince(observer, frozenAt) {
+			for _, a := range m.msg.Alerts {
+				if a.Observer == observer.id && a.Subject == subject.id && !a.Up {
+					return m.at.Sub(frozenAt)
+				}
+			}
+		}
+		return -1
+	}
+	limit := time.Duration(slow.cfg.HeartbeatMissThreshold) * slow.cfg.HeartbeatInterval
+	s.advanceUntil(3*limit, func() bool {
+		for _, n := range nodes {
+			if n != subject && !slices.Contains(n.downs(), "down "+subject.id.String()+" heartbeat_timeout") {
+				return false
+			}
+		}
+		return true
+	}, "every node should report the frozen subject down")
+	slowAt := alertedAt(slow)
+	require.Greater(t, slowAt, limit+limit/6, "the slow observer should give the silence one more timeout before it alerts")
+	for _, o := range topo.observers(subject.id) {
+		if obs := s.byID(o); obs != slow {
+			at := alertedAt(obs)
+			require.Positive(t, at, "%s should alert about its frozen subject", obs.id)
+			require.LessOrEqual(t, at, limit+limit/6, "%s reads its heartbeats on time and alerts at the first timeout", obs.id)
+		}
+	}
+}

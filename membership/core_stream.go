@@ -32,6 +32,7 @@ type peerConn struct {
 	rejected     RejectReason // the peer's Reject, if it sent one
 	refused      bool         // the dial failed because nothing listens there (ErrConnectionRefused)
 	reached      bool         // outbound: the transport connected (something answers there: dialed)
+	reachedAt    time.Time    // outbound: when it did
 	foreign      bool         // refused, by either side, for a cluster name that differs
 	addr         string       // outbound: the address dialled
 	peer         NodeID
@@ -42,11 +43,14 @@ type peerConn struct {
 	lastBeat     time.Time     // when the peer's last heartbeat (or hello) arrived
 	lastRecv     time.Time
 	suspectSince time.Time // when the silence was first found past the timeout (zero: not suspected)
-	created      bool      // the stream's hello added its peer to the table
-	fresh        bool      // the stream's hello brought a node or incarnation not known before
-	timeout      time.Duration
-	nextBeat     time.Time
-	sentAttrs    uint64
+	// graceUntil extends the silence that began at graceFor (the lastRecv it was granted
+	// for) while this node found itself slow (localHealth): one grace per silence.
+	graceUntil, graceFor time.Time
+	created              bool // the stream's hello added its peer to the table
+	fresh                bool // the stream's hello brought a node or incarnation not known before
+	timeout              time.Duration
+	nextBeat             time.Time
+	sentAttrs            uint64
 	// Which way heartbeats flow (core_watch.go): watching says this node checks the peer's
 	// heartbeats (as of the topology versions watchTopo, watchBasis); toldQuiet that its last
 	// heartbeat told the peer it does not; peerQuiet that the peer's last one told this node

@@ -42,14 +42,23 @@ type tombstone struct {
 	probeAt     time.Time // forgotten nodes: gossip may not revive it before this
 }
 
-// viewChanged notes a change to the node table or the tombstones: the digest, the view and
-// the member order are rebuilt when next needed.
+// viewChanged notes a change to the node table or the tombstones: the digest and the view
+// are rebuilt when next needed.
 func (c *core) viewChanged() {
 	c.digestDirty = true
 	c.viewVersion++
 	c.viewSettled = false
 	c.viewCache = nil
+}
+
+// putMember adds m to the table, or puts it in the place of the member with its id. Every
+// addition goes through here (and every removal through deleteMember): the member order
+// changes only then, not with a member's status or incarnation, which change far more often
+// (a node that learns a thousand joins at once).
+func (c *core) putMember(m *member) {
+	c.members[m.id] = m
 	c.memberOrder = nil
+	c.viewChanged()
 }
 
 // sortedMembers returns the members in id order, for deterministic iteration.
@@ -136,6 +145,7 @@ func (c *core) removeMember(m *member) {
 // member (memberOf) is never one that left the table.
 func (c *core) deleteMember(m *member) {
 	delete(c.members, m.id)
+	c.memberOrder = nil
 	m.removed = true
 	c.viewChanged()
 	c.syncView(time.Time{}, m)

@@ -243,6 +243,15 @@ func (n *simNode) checkBookkeeping() {
 		}
 	}
 	require.Equal(n.s.t, connected, n.core.connected, "%s: connected members, as counted, match the table", n.id)
+	if order := n.core.memberOrder; order != nil && len(order) <= 64 { // (larger: too slow for every flush)
+		require.Len(n.s.t, order, len(n.core.members), "%s: the cached member order holds every member", n.id)
+		for i, m := range order {
+			require.Same(n.s.t, n.core.members[m.id], m, "%s: the cached member order holds the members of the table", n.id)
+			if i > 0 {
+				require.Negative(n.s.t, order[i-1].id.Compare(m.id), "%s: the cached member order is by id", n.id)
+			}
+		}
+	}
 }
 
 // requireTickSeesEveryDeadline checks that no stream has a deadline before its entry in
@@ -255,15 +264,20 @@ func (n *simNode) requireTickSeesEveryDeadline() {
 		}
 		var deadline time.Time
 		if !pc.handshaken() {
-			limit := c.cfg.HandshakeTimeout
+			deadline = pc.opened.Add(c.cfg.HandshakeTimeout)
 			if pc.outbound {
-				limit = c.cfg.DialTimeout
+				deadline = pc.opened.Add(c.cfg.DialTimeout)
+				if pc.reached {
+					deadline = maxTime(deadline, pc.reachedAt.Add(c.cfg.HandshakeTimeout)) // the hellos' own time
+				}
 			}
-			deadline = pc.opened.Add(limit)
 		} else if !pc.watching {
 			deadline = minTime(pc.nextBeat, pc.lastRecv.Add(c.quietTimeout(pc))) // core_watch.go
 		} else {
 			silentAt := pc.lastRecv.Add(pc.timeout)
+			if pc.graceFor.Equal(pc.lastRecv) {
+				silentAt = maxTime(silentAt, pc.graceUntil) // a silence given more time (localHealth)
+			}
 			if !pc.suspectSince.IsZero() {
 				silentAt = maxTime(silentAt, pc.suspectSince.Add(c.confirmDelay()))
 			}
@@ -273,13 +287,6 @@ func (n *simNode) requireTickSeesEveryDeadline() {
 		require.False(n.s.t, deadline.Before(entry), "%s: stream %d is due at %v, before the tick looks at it (%v)",
 			n.id, pc.id, deadline, entry)
 	}
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 func (s *sim) apply(n *simNode, o output) {
@@ -539,6 +546,14 @@ func (s *sim) partition(a, b []*simNode, cut bool) {
 // still arrive, and dials between them fail.
 func (s *sim) cutOneWay(from, to *simNode, cut bool) {
 	s.cut[[2]string{from.id.Address(), to.id.Address()}] = cut
+}
+
+// byID returns the node running as id.
+func (s *sim) byID(id NodeID) *simNode {
+	n := s.nodes[id.Address()]
+	require.NotNil(s.t, n, "no node runs at %s", id.Address())
+	require.Equal(s.t, id, n.id, "another node runs at %s", id.Address())
+	return n
 }
 
 // streamEnd returns n's end of its established stream to peer (nil if none).
