@@ -74,6 +74,7 @@ type core struct {
 	// (observeView): in the overlay only a settled view compares digests (onHeartbeat).
 	viewVersion, seenViewVersion uint64
 	viewMovedAt                  time.Time
+	viewStillAt                  time.Time // when the view was last found still (observeView)
 	viewSettled                  bool
 	viewCache                    []MemberEntry // view(), nil when it must be rebuilt
 	memberOrder                  []*member     // members sorted by id, nil when it must be rebuilt

@@ -262,8 +262,9 @@ func (c *core) confirmTimeout(now time.Time, pc *peerConn) bool {
 // alerting about each silence it sees would set off alerts that every node relays, load the
 // machines further, and report live nodes down. (Lifeguard makes the same observation for
 // SWIM.) A node therefore keeps a moving average of how late the heartbeats it watches
-// arrive; while they arrive late on the whole (slowLocally), a silence past the timeout gets
-// one more timeout before the node alerts. A single silent peer among punctual ones, the
+// arrive (and its dials time out); while they arrive late on the whole (slowLocally), a
+// silence past the timeout gets one more timeout before the node alerts, and a dial that
+// timed out raises no alert (endDial). A single silent peer among punctual ones, the
 // failure the detector is for, is reported as fast as ever.
 
 // beatLatenessWeight is the weight of one heartbeat in the moving average of lateness.
@@ -276,7 +277,15 @@ const slowLateness = 1.0 / 3
 // noteBeatGap adds a heartbeat that came gap after the one before, from a peer that sends
 // one every interval, to the moving average of lateness.
 func (c *core) noteBeatGap(gap, interval time.Duration) {
-	late := min(max(float64(gap-interval)/float64(interval), 0), float64(c.cfg.HeartbeatMissThreshold))
+	c.noteLateness(float64(gap-interval) / float64(interval))
+}
+
+// noteLateness adds one sample, a lateness in intervals, to the moving average. A dial whose
+// handshake timed out counts as a heartbeat as late as can be: a node whose dials time out
+// one after another, before it has streams whose heartbeats would tell, is most likely slow
+// itself.
+func (c *core) noteLateness(late float64) {
+	late = min(max(late, 0), float64(c.cfg.HeartbeatMissThreshold))
 	c.beatLateness += beatLatenessWeight * (late - c.beatLateness)
 }
 
@@ -306,6 +315,9 @@ func (c *core) checkHandshake(now time.Time, pc *peerConn) time.Time {
 		return deadline
 	}
 	c.log(slog.LevelDebug, "handshake timed out", "outbound", pc.outbound, "expected", pc.expect.String())
+	if pc.outbound {
+		c.noteLateness(float64(c.cfg.HeartbeatMissThreshold)) // as late as a stream can be
+	}
 	if pc.failure == "" {
 		pc.failure = "no handshake within " + deadline.Sub(pc.opened).String()
 	}

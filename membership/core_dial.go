@@ -296,8 +296,12 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 		// listens there: it crashed before any observer had a stream to it). A dial that
 		// timed out or was cut before its handshake, in a busy formation, is no failure of
 		// its own. The probe of a stream that closed (lost) is the exception: the stream's
-		// end and a dial that reached nothing there together are the failure.
+		// end and a dial that reached nothing there together are the failure. A dial that
+		// was not refused but timed out, from a node that is slow itself (slowLocally), says
+		// nothing about the peer: it neither raises nor joins an alert.
 		switch {
+		case !pc.refused && c.slowLocally() && (probing || c.alerts[m.id] != nil):
+			m.probing = probing
 		case probing && !pc.reached:
 			c.observe(now, m, ReasonConnectionClosed, false) // its stream closed, and nothing answers there
 		case m.refusals >= 2:
