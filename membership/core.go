@@ -69,15 +69,8 @@ type core struct {
 
 	digest      uint64
 	digestDirty bool
-	// viewVersion counts the changes of the view; seenViewVersion is the one observeView
-	// last saw, at viewMovedAt. viewSettled says the view has not changed for an interval
-	// (observeView): in the overlay only a settled view compares digests (onHeartbeat).
-	viewVersion, seenViewVersion uint64
-	viewMovedAt                  time.Time
-	viewStillAt                  time.Time // when the view was last found still (observeView)
-	viewSettled                  bool
-	viewCache                    []MemberEntry // view(), nil when it must be rebuilt
-	memberOrder                  []*member     // members sorted by id, nil when it must be rebuilt
+	viewCache   []MemberEntry // view(), nil when it must be rebuilt
+	memberOrder []*member     // members sorted by id, nil when it must be rebuilt
 
 	metrics MetricsSink
 
@@ -221,7 +214,6 @@ func (c *core) receive(now time.Time, id connID, msg *Message) {
 		return
 	}
 	c.noteOverdue(now)
-	c.observeView(now)
 	pc.lastRecv = now
 	pc.suspectSince = time.Time{}
 	switch {
@@ -270,7 +262,6 @@ func (c *core) tick(now time.Time) {
 		return
 	}
 	onTime := c.wakeAt.IsZero() || now.Sub(c.wakeAt) < c.stallTolerance()
-	c.observeView(now)
 	c.forgiveStall(now)
 	c.wakeAt = time.Time{}
 	wasHolding := c.holding

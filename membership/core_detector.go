@@ -113,7 +113,7 @@ func (c *core) sendHeartbeat(pc *peerConn) {
 	attrs := c.attrs.clone()
 	pc.sentAttrs = c.attrs.Version
 	c.send(pc, &Message{Heartbeat: &Heartbeat{
-		ViewDigest:        c.beatDigest(),
+		ViewDigest:        c.viewDigest(),
 		ProcessCount:      c.attrs.ProcessCount,
 		AttributesVersion: c.attrs.Version,
 		Attributes:        &attrs,
@@ -125,7 +125,7 @@ func (c *core) sendHeartbeat(pc *peerConn) {
 // sharedBeat returns the heartbeat without attributes for the current view digest and
 // attributes, built anew only when one of them changed.
 func (c *core) sharedBeat(quiet bool) *Message {
-	digest := c.beatDigest()
+	digest := c.viewDigest()
 	slot := &c.beat[0]
 	if quiet {
 		slot = &c.beat[1]
@@ -192,11 +192,6 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 	}
 	c.answerHeartbeat(now, pc)
 	c.updateAttributes(now, m, hb)
-	if c.overlay() && (hb.ViewDigest == 0 || !c.viewSettled) {
-		// Either view is still changing: a difference would only be news on its way.
-		pc.mismatches = 0
-		return
-	}
 	if hb.ViewDigest == c.viewDigest() {
 		pc.mismatches = 0
 		return

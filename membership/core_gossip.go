@@ -32,47 +32,6 @@ func (c *core) view() []MemberEntry {
 	return c.viewCache
 }
 
-// observeView notes, at now, whether the view changed since it last looked, and so whether
-// it has now been still for an interval (viewSettled). A change is dated when first seen
-// here, at the next message or tick.
-//
-// A view that never stays still for an interval (a large cluster where some node always
-// joins, leaves or flaps) still counts as settled for unsettledCompare in every
-// unsettledCycle: its digests are compared then, so a relay lost meanwhile is repaired
-// within a cycle or two, not put off for as long as the churn lasts.
-func (c *core) observeView(now time.Time) {
-	if c.viewVersion != c.seenViewVersion {
-		c.seenViewVersion, c.viewMovedAt = c.viewVersion, now
-	}
-	interval := c.cfg.HeartbeatInterval
-	still := now.Sub(c.viewMovedAt) >= interval
-	if still || c.viewStillAt.IsZero() {
-		c.viewStillAt = now
-	}
-	phase := now.Sub(c.viewStillAt) % (unsettledCycle * interval)
-	c.viewSettled = still || phase >= (unsettledCycle-unsettledCompare)*interval
-}
-
-// unsettledCycle and unsettledCompare, in intervals: a view that keeps changing has its
-// digests compared during the last unsettledCompare intervals of every unsettledCycle (two
-// comparisons in a row start a sync).
-const (
-	unsettledCycle   = 8
-	unsettledCompare = 3
-)
-
-// beatDigest is the view digest a heartbeat carries: in the overlay, zero (none) while the
-// view is still changing. Joins pouring in change every view many times a second; comparing
-// digests then only finds news still on its way (which the relays bring), and every
-// mismatch would start a sync of the whole view: during a formation of a thousand nodes,
-// a thousand views a second, each sorted and hashed, sent and merged for nothing.
-func (c *core) beatDigest() uint64 {
-	if c.overlay() && !c.viewSettled {
-		return 0
-	}
-	return c.viewDigest()
-}
-
 // viewDigest returns the digest of the local view, the local node included.
 func (c *core) viewDigest() uint64 {
 	if c.digestDirty {

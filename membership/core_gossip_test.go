@@ -319,72 +319,9 @@ func TestSortedViewDigestEqualsTheDigestOfTheViewWithTheNodeInIt(t *testing.T) {
 	}
 }
 
-// TestOverlayViewStillChangingCarriesNoDigestAndStartsNoSync keeps the view of a 20-node
-// overlay changing (a new node learned every 250 ms): while it changes, the heartbeats carry
-// no digest and no node sends its whole view (the relays carry the news); when it keeps
-// changing for longer, the digests are compared for a while in every cycle, so a lost relay
-// would still be repaired; once it stops, the digests come back, equal on every node.
-func TestOverlayViewStillChangingCarriesNoDigestAndStartsNoSync(t *testing.T) {
-	const k = 4
-	s, nodes := overlayCluster(t, 20, k)
-	a := nodes[0]
-	interval := a.cfg.HeartbeatInterval
-	for _, n := range nodes {
-		require.NotZero(t, n.core.beatDigest(), "%s: a settled view's heartbeats carry its digest", n.id)
-	}
-	churn := func(d time.Duration, from int) int {
-		steps := int(d / (250 * time.Millisecond))
-		for i := range steps {
-			ghost := MustParseNodeID(simID(fmt.Sprintf("ghost%d", from+i), 5000+from+i))
-			a.core.merge(s.now, 0, []MemberEntry{{ID: ghost, Incarnation: 1}}, 0)
-			a.flush()
-			s.advance(250 * time.Millisecond)
-		}
-		return from + steps
-	}
-	digests := func(since time.Time) (beats, withDigest, fullViews int) {
-		for _, n := range nodes {
-			for _, m := range sentSince(n, since) {
-				if hb := m.msg.Heartbeat; hb != nil {
-					beats++
-					if hb.ViewDigest != 0 {
-						withDigest++
-					}
-				}
-				if u := m.msg.Update; u != nil && u.Full {
-					fullViews++
-				}
-			}
-		}
-		return beats, withDigest, fullViews
-	}
-	next := churn(interval, 0) // every view has been changing for a while
-	since := s.now
-	next = churn((unsettledCycle-unsettledCompare-2)*interval, next)
-	beats, withDigest, fullViews := digests(since)
-	require.NotZero(t, beats)
-	require.Zero(t, withDigest, "no heartbeat should carry a digest while the views keep changing")
-	require.Zero(t, fullViews, "no node should send its whole view while the views keep changing")
-
-	since = s.now
-	churn(2*unsettledCycle*interval, next)
-	_, withDigest, _ = digests(since)
-	require.NotZero(t, withDigest, "a view that keeps changing for long should still have its digest compared now and then")
-
-	s.advanceUntil(30*time.Second, func() bool {
-		for _, n := range nodes {
-			if n.core.beatDigest() == 0 || n.core.viewDigest() != a.core.viewDigest() {
-				return false
-			}
-		}
-		return true
-	}, "once the views stop changing, every node's heartbeats should carry the same digest again")
-}
-
-// TestOverlayViewThatMissedARelaySyncsOnceSettled loses the relays of one join: once the
-// views have been still for an interval, the digests differ and a sync brings the join to
-// every node.
-func TestOverlayViewThatMissedARelaySyncsOnceSettled(t *testing.T) {
+// TestOverlayViewThatMissedARelayIsRepairedBySync loses the relays of one join: the
+// heartbeats' digests differ, and a view sync brings the join to every node.
+func TestOverlayViewThatMissedARelayIsRepairedBySync(t *testing.T) {
 	const k = 4
 	s, nodes := overlayCluster(t, 20, k)
 	a := nodes[0]
@@ -409,13 +346,13 @@ func TestOverlayViewThatMissedARelaySyncsOnceSettled(t *testing.T) {
 			}
 		}
 		return true
-	}, "every node should learn the join from a view sync once the views settle")
+	}, "every node should learn the join from a view sync")
 	t.Logf("the join reached every node by sync in %v", took)
 }
 
 // TestOverlayRelayLostWhileTheViewKeepsChangingIsRepaired loses the relays of one join while
-// the views never stay still for an interval (a node learned every 250 ms): the periodic
-// comparisons of a changing view still bring the join to every node.
+// the views never stay still for an interval (a node learned every 250 ms, as in a large
+// cluster with steady churn): the view syncs still bring the join to every node.
 func TestOverlayRelayLostWhileTheViewKeepsChangingIsRepaired(t *testing.T) {
 	const k = 4
 	s, nodes := overlayCluster(t, 20, k)
@@ -432,7 +369,7 @@ func TestOverlayRelayLostWhileTheViewKeepsChangingIsRepaired(t *testing.T) {
 		if i%4 == 0 && slices.IndexFunc(nodes, func(n *simNode) bool { return !slices.Contains(n.knownIDs(), lost.String()) }) < 0 {
 			break
 		}
-		require.Less(t, i, 4*3*unsettledCycle, "every node should learn the lost join within three cycles of a changing view")
+		require.Less(t, i, 4*20, "every node should learn the lost join within 20 s of a changing view")
 		ghost := MustParseNodeID(simID(fmt.Sprintf("ghost%d", i), 5000+i))
 		a.core.merge(s.now, 0, []MemberEntry{{ID: ghost, Incarnation: 1}}, 0)
 		a.flush()

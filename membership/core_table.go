@@ -46,8 +46,6 @@ type tombstone struct {
 // are rebuilt when next needed.
 func (c *core) viewChanged() {
 	c.digestDirty = true
-	c.viewVersion++
-	c.viewSettled = false
 	c.viewCache = nil
 }
 
