@@ -306,6 +306,18 @@ func (c *core) heartbeatTimeout(now time.Time, pc *peerConn) {
 // handshake's deadline while it has not passed, zero once the stream is closed.
 func (c *core) checkHandshake(now time.Time, pc *peerConn) time.Time {
 	deadline := c.handshakeDeadline(pc)
+	hung, probing := c.hungProbe(pc)
+	if probing && hung.Before(deadline) {
+		if now.Before(hung) {
+			return hung
+		}
+		c.log(slog.LevelDebug, "dial to a subject others report down reached nothing; giving up on it", "subject", pc.expect.String())
+		if pc.failure == "" {
+			pc.failure = "nothing answered within " + hung.Sub(pc.opened).String()
+		}
+		c.closeConn(now, pc, false)
+		return time.Time{}
+	}
 	if now.Before(deadline) {
 		return deadline
 	}
@@ -318,6 +330,27 @@ func (c *core) checkHandshake(now time.Time, pc *peerConn) time.Time {
 	}
 	c.closeConn(now, pc, false)
 	return time.Time{}
+}
+
+// hungProbe returns, for an observer's dial to its subject that has reached nothing, when
+// the observer gives up on it because other observers alert about the subject: an interval
+// after it began. Otherwise the dial would wait out DialTimeout (5 s) before it could say so:
+// a subject frozen while one of its observers had no stream to it (a new observer, or one
+// whose stream had just closed) hangs the dial, and the cluster, which needs that observer's
+// word, would decide the silent node seconds late. A node that is slow itself waits out its
+// dial (local health).
+func (c *core) hungProbe(pc *peerConn) (time.Time, bool) {
+	if !pc.outbound || pc.reached || !c.overlay() || c.slowLocally() {
+		return time.Time{}, false
+	}
+	m := c.members[pc.expect]
+	if m == nil || m.dial != pc.id || m.status != StatusConnected || !c.basis.isObserver(c.self, m.id) {
+		return time.Time{}, false
+	}
+	if set := c.alerts[m.id]; set == nil || set.incarnation != m.incarnation || set.downs == 0 {
+		return time.Time{}, false
+	}
+	return pc.opened.Add(c.cfg.HeartbeatInterval), true
 }
 
 // handshakeDeadline is when the handshake of pc must be done: HandshakeTimeout after an

@@ -304,6 +304,12 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 	if !c.recordAlert(now, a) {
 		return
 	}
+	if pc := c.conns[m.dial]; m.dial != 0 && pc != nil && !a.Up {
+		if at, ok := c.hungProbe(pc); ok {
+			c.recheck(pc) // the dial's deadline may now come sooner
+			c.wantWake(maxTime(now, at))
+		}
+	}
 	if decided && !a.Up {
 		return // this node relayed its decision already: it covers this alert's news
 	}

@@ -695,3 +695,31 @@ func TestOverlayObserverThatReadsHeartbeatsLateGivesASilenceOneMoreTimeout(t *te
 		}
 	}
 }
+
+// TestOverlayObserverWhoseDialHangsGivesUpOnceOthersAlert freezes a node just as one of its
+// observers lost its stream to it: the observer's redial hangs (nothing answers, nothing
+// refuses). Once the other observers report the silence, the observer gives up on its dial
+// instead of waiting out DialTimeout, and the frozen node is reported down everywhere within
+// interval × threshold + interval + 0.5 s.
+func TestOverlayObserverWhoseDialHangsGivesUpOnceOthersAlert(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 30, k)
+	subject := nodes[7]
+	observer := s.byID(topoOf(nodes, k).observers(subject.id)[0])
+	s.dialLatency = time.Minute // a dial reaches nothing: it hangs until its deadline
+	frozenAt := s.now
+	subject.frozen = true
+	s.breakHalf(observer, subject)
+	cfg := subject.cfg
+	bound := time.Duration(cfg.HeartbeatMissThreshold)*cfg.HeartbeatInterval + cfg.HeartbeatInterval + cfg.HeartbeatInterval/2
+	took := s.advanceUntil(bound, func() bool {
+		for _, n := range nodes {
+			if n != subject && !slices.Contains(n.downs(), "down "+subject.id.String()+" heartbeat_timeout") {
+				return false
+			}
+		}
+		return true
+	}, "every node should report the frozen node down though one observer's dial to it hangs")
+	t.Logf("the frozen node was reported down everywhere in %v", took)
+	require.Less(t, s.now.Sub(frozenAt), cfg.DialTimeout, "the observer should not wait out its dial")
+}
