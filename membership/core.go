@@ -64,7 +64,7 @@ type core struct {
 	leaving   bool
 
 	// beatLateness is a moving average of how late the heartbeats of the peers this node
-	// watches arrive, as a fraction of their interval (localHealth).
+	// watches arrive, as a fraction of their interval (noteLateness, slowLocally).
 	beatLateness float64
 
 	digest      uint64

@@ -61,7 +61,7 @@ func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.T
 			return time.Time{}
 		}
 	case pc.graceFor.Equal(pc.lastRecv) && now.Before(pc.graceUntil):
-		silentAt = pc.graceUntil // a silence this node, being slow itself, gave more time
+		silentAt = pc.graceUntil // a silence this node, being slow itself (slowLocally), gave more time
 	case !now.Before(silentAt):
 		if !c.confirmTimeout(now, pc) {
 			silentAt = pc.suspectSince.Add(c.confirmDelay())

@@ -326,12 +326,7 @@ func TestOverlayViewThatMissedARelayIsRepairedBySync(t *testing.T) {
 	s, nodes := overlayCluster(t, 20, k)
 	a := nodes[0]
 	ghost := MustParseNodeID(simID("ghost", 4999))
-	s.drop = func(from, _ *simNode, msg *Message) bool {
-		if from != a || msg.Update == nil {
-			return false
-		}
-		return slices.ContainsFunc(msg.Update.Entries, func(e MemberEntry) bool { return e.ID == ghost })
-	}
+	s.drop = dropRelaysOf(a, ghost)
 	a.core.merge(s.now, 0, []MemberEntry{{ID: ghost, Incarnation: 1}}, 0)
 	a.flush()
 	s.settle()
@@ -339,14 +334,8 @@ func TestOverlayViewThatMissedARelayIsRepairedBySync(t *testing.T) {
 	for _, n := range nodes[1:] {
 		require.NotContains(t, n.knownIDs(), ghost.String(), "%s heard of the join although its relays were lost", n.id)
 	}
-	took := s.advanceUntil(6*a.cfg.HeartbeatInterval, func() bool {
-		for _, n := range nodes {
-			if !slices.Contains(n.knownIDs(), ghost.String()) {
-				return false
-			}
-		}
-		return true
-	}, "every node should learn the join from a view sync")
+	took := s.advanceUntil(6*a.cfg.HeartbeatInterval, func() bool { return everyNodeKnows(nodes, ghost) },
+		"every node should learn the join from a view sync")
 	t.Logf("the join reached every node by sync in %v", took)
 }
 
@@ -358,15 +347,12 @@ func TestOverlayRelayLostWhileTheViewKeepsChangingIsRepaired(t *testing.T) {
 	s, nodes := overlayCluster(t, 20, k)
 	a := nodes[0]
 	lost := MustParseNodeID(simID("lost", 4999))
-	s.drop = func(from, _ *simNode, msg *Message) bool {
-		return from == a && msg.Update != nil && !msg.Update.Full &&
-			slices.ContainsFunc(msg.Update.Entries, func(e MemberEntry) bool { return e.ID == lost })
-	}
+	s.drop = dropRelaysOf(a, lost)
 	a.core.merge(s.now, 0, []MemberEntry{{ID: lost, Incarnation: 1}}, 0)
 	a.flush()
 	s.settle()
 	for i := 0; ; i++ {
-		if i%4 == 0 && slices.IndexFunc(nodes, func(n *simNode) bool { return !slices.Contains(n.knownIDs(), lost.String()) }) < 0 {
+		if i%4 == 0 && everyNodeKnows(nodes, lost) {
 			break
 		}
 		require.Less(t, i, 4*20, "every node should learn the lost join within 20 s of a changing view")
@@ -375,4 +361,23 @@ func TestOverlayRelayLostWhileTheViewKeepsChangingIsRepaired(t *testing.T) {
 		a.flush()
 		s.advance(250 * time.Millisecond)
 	}
+}
+
+// dropRelaysOf returns a drop rule that loses every update from n naming id, except n's
+// whole view (a sync).
+func dropRelaysOf(n *simNode, id NodeID) func(from, to *simNode, msg *Message) bool {
+	return func(from, _ *simNode, msg *Message) bool {
+		return from == n && msg.Update != nil && !msg.Update.Full &&
+			slices.ContainsFunc(msg.Update.Entries, func(e MemberEntry) bool { return e.ID == id })
+	}
+}
+
+// everyNodeKnows reports whether every node of nodes knows id.
+func everyNodeKnows(nodes []*simNode, id NodeID) bool {
+	for _, n := range nodes {
+		if !slices.Contains(n.knownIDs(), id.String()) {
+			return false
+		}
+	}
+	return true
 }

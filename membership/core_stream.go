@@ -44,7 +44,7 @@ type peerConn struct {
 	lastRecv     time.Time
 	suspectSince time.Time // when the silence was first found past the timeout (zero: not suspected)
 	// graceUntil extends the silence that began at graceFor (the lastRecv it was granted
-	// for) while this node found itself slow (localHealth): one grace per silence.
+	// for) while this node found itself slow (slowLocally): one grace per silence.
 	graceUntil, graceFor time.Time
 	created              bool // the stream's hello added its peer to the table
 	fresh                bool // the stream's hello brought a node or incarnation not known before

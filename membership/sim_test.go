@@ -279,7 +279,7 @@ func (n *simNode) requireTickSeesEveryDeadline() {
 		} else {
 			silentAt := pc.lastRecv.Add(pc.timeout)
 			if pc.graceFor.Equal(pc.lastRecv) {
-				silentAt = maxTime(silentAt, pc.graceUntil) // a silence given more time (localHealth)
+				silentAt = maxTime(silentAt, pc.graceUntil) // a silence given more time (slowLocally)
 			}
 			if !pc.suspectSince.IsZero() {
 				silentAt = maxTime(silentAt, pc.suspectSince.Add(c.confirmDelay()))
