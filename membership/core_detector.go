@@ -306,8 +306,7 @@ func (c *core) heartbeatTimeout(now time.Time, pc *peerConn) {
 // handshake's deadline while it has not passed, zero once the stream is closed.
 func (c *core) checkHandshake(now time.Time, pc *peerConn) time.Time {
 	deadline := c.handshakeDeadline(pc)
-	hung, probing := c.hungProbe(pc)
-	if probing && hung.Before(deadline) {
+	if hung, hangs := c.hungProbe(pc); hangs && hung.Before(deadline) {
 		if now.Before(hung) {
 			return hung
 		}

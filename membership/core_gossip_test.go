@@ -322,14 +322,7 @@ func TestSortedViewDigestEqualsTheDigestOfTheViewWithTheNodeInIt(t *testing.T) {
 // TestOverlayViewThatMissedARelayIsRepairedBySync loses the relays of one join: the
 // heartbeats' digests differ, and a view sync brings the join to every node.
 func TestOverlayViewThatMissedARelayIsRepairedBySync(t *testing.T) {
-	const k = 4
-	s, nodes := overlayCluster(t, 20, k)
-	a := nodes[0]
-	ghost := MustParseNodeID(simID("ghost", 4999))
-	s.drop = dropRelaysOf(a, ghost)
-	a.core.merge(s.now, 0, []MemberEntry{{ID: ghost, Incarnation: 1}}, 0)
-	a.flush()
-	s.settle()
+	s, nodes, a, ghost := joinWithLostRelays(t)
 	s.drop = nil
 	for _, n := range nodes[1:] {
 		require.NotContains(t, n.knownIDs(), ghost.String(), "%s heard of the join although its relays were lost", n.id)
@@ -343,14 +336,7 @@ func TestOverlayViewThatMissedARelayIsRepairedBySync(t *testing.T) {
 // the views never stay still for an interval (a node learned every 250 ms, as in a large
 // cluster with steady churn): the view syncs still bring the join to every node.
 func TestOverlayRelayLostWhileTheViewKeepsChangingIsRepaired(t *testing.T) {
-	const k = 4
-	s, nodes := overlayCluster(t, 20, k)
-	a := nodes[0]
-	lost := MustParseNodeID(simID("lost", 4999))
-	s.drop = dropRelaysOf(a, lost)
-	a.core.merge(s.now, 0, []MemberEntry{{ID: lost, Incarnation: 1}}, 0)
-	a.flush()
-	s.settle()
+	s, nodes, a, lost := joinWithLostRelays(t) // and its relays stay lost
 	for i := 0; ; i++ {
 		if i%4 == 0 && everyNodeKnows(nodes, lost) {
 			break
@@ -361,6 +347,20 @@ func TestOverlayRelayLostWhileTheViewKeepsChangingIsRepaired(t *testing.T) {
 		a.flush()
 		s.advance(250 * time.Millisecond)
 	}
+}
+
+// joinWithLostRelays forms a 20-node overlay (K = 4) in which the first node, a, learns of
+// a node id that nobody else hears of: every relay of it from a is lost (s.drop, still set).
+func joinWithLostRelays(t *testing.T) (s *sim, nodes []*simNode, a *simNode, id NodeID) {
+	t.Helper()
+	s, nodes = overlayCluster(t, 20, 4)
+	a = nodes[0]
+	id = MustParseNodeID(simID("ghost", 4999))
+	s.drop = dropRelaysOf(a, id)
+	a.core.merge(s.now, 0, []MemberEntry{{ID: id, Incarnation: 1}}, 0)
+	a.flush()
+	s.settle()
+	return s, nodes, a, id
 }
 
 // dropRelaysOf returns a drop rule that loses every update from n naming id, except n's

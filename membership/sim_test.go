@@ -264,15 +264,9 @@ func (n *simNode) requireTickSeesEveryDeadline() {
 		}
 		var deadline time.Time
 		if !pc.handshaken() {
-			deadline = pc.opened.Add(c.cfg.HandshakeTimeout)
-			if pc.outbound {
-				deadline = pc.opened.Add(c.cfg.DialTimeout)
-				if pc.reached {
-					deadline = maxTime(deadline, pc.reachedAt.Add(c.cfg.HandshakeTimeout)) // the hellos' own time
-				}
-				if hung, ok := c.hungProbe(pc); ok {
-					deadline = minTime(deadline, hung) // a dial others' alerts give up on
-				}
+			deadline = c.handshakeDeadline(pc)
+			if hung, ok := c.hungProbe(pc); ok {
+				deadline = minTime(deadline, hung) // a dial others' alerts give up on
 			}
 		} else if !pc.watching {
 			deadline = minTime(pc.nextBeat, pc.lastRecv.Add(c.quietTimeout(pc))) // core_watch.go
