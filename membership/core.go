@@ -66,6 +66,11 @@ type core struct {
 	// beatLateness is a moving average of how late the heartbeats of the peers this node
 	// watches arrive, as a fraction of their interval (noteLateness, slowLocally).
 	beatLateness float64
+	// lateWorst holds the latest a watched heartbeat came, beyond its interval, in the
+	// current window of lateWindow (index 0, begun at lateSince) and the one before
+	// (lateAllowance).
+	lateWorst [2]time.Duration
+	lateSince time.Time
 
 	digest      uint64
 	digestDirty bool
@@ -278,6 +283,7 @@ func (c *core) tick(now time.Time) {
 		c.expireAlerts(now)
 	}
 	c.expireBasis(now)
+	c.rollLateWindow(now)
 	c.visitConns(now, coalesce)
 	// Whether the dial slots are full is only counted when a dial is due at all.
 	full, counted := false, false

@@ -48,7 +48,7 @@ func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.T
 		return c.checkHandshake(now, pc)
 	}
 	watching := c.watches(now, pc)
-	silentAt := pc.lastRecv.Add(pc.timeout)
+	silentAt := pc.lastRecv.Add(pc.timeout + c.lateAllowance(pc))
 	switch {
 	case !watching:
 		// This node does not check the peer (core_watch.go), which still sends a heartbeat
@@ -184,7 +184,7 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 	m.lastHeartbeat = now
 	c.metrics.HeartbeatReceived(now.Sub(pc.lastBeat), pc.peerBeat)
 	if pc.watching && !pc.toldQuiet && !pc.lastBeat.IsZero() {
-		c.noteBeatGap(now.Sub(pc.lastBeat), pc.peerBeat)
+		c.noteBeatGap(now, now.Sub(pc.lastBeat), pc.peerBeat)
 	}
 	pc.lastBeat = now
 	if hb.NotMonitoring != pc.peerQuiet {
@@ -270,9 +270,66 @@ const beatLatenessWeight = 1.0 / 32
 const slowLateness = 1.0 / 3
 
 // noteBeatGap adds a heartbeat that came gap after the one before, from a peer that sends
-// one every interval, to the moving average of lateness.
-func (c *core) noteBeatGap(gap, interval time.Duration) {
+// one every interval, to the moving average of lateness and to the latest of the window.
+func (c *core) noteBeatGap(now time.Time, gap, interval time.Duration) {
 	c.noteLateness(float64(gap-interval) / float64(interval))
+	c.rollLateWindow(now)
+	c.lateWorst[0] = max(c.lateWorst[0], gap-interval)
+}
+
+// The lateness allowance. On a busy machine most heartbeats come on time, but a few wait
+// seconds for the CPU: the average (slowLocally) stays low while the worst delays exceed
+// the timeout, and each such delay would be an alert relayed to every node, loading the
+// machine further (a formation of a thousand nodes on two cores never settled for that). In
+// the overlay a silence is therefore declared only after the timeout plus the latest a
+// watched heartbeat came, beyond its interval, within the last one to two lateWindows, at
+// most maxLateAllowance timeouts: a node that saw a heartbeat come 2 s late allows a
+// silence 2 s more. On a machine that keeps up the allowance is a few milliseconds, and a
+// silent node is reported as fast as ever. (Akka's phi accrual detector widens its
+// threshold with the spread of the heartbeats it measured for the same reason.)
+
+// lateWindow is how long a heartbeat's lateness counts toward the allowance: one to two
+// windows.
+func (c *core) lateWindow() time.Duration { return 10 * c.cfg.HeartbeatInterval }
+
+// maxLateAllowance caps the allowance, in timeouts (interval × threshold).
+const maxLateAllowance = 2
+
+// lateWorstOf returns the latest a heartbeat came in the two windows.
+func (c *core) lateWorstOf() time.Duration { return max(c.lateWorst[0], c.lateWorst[1]) }
+
+// rollLateWindow starts a new window once the current one is lateWindow old. When that
+// lowers the allowance, every stream is looked at again at the next tick: their deadlines
+// may come sooner than the tick would otherwise look (visitConns). While there is an
+// allowance, the tick wakes up when the window rolls.
+func (c *core) rollLateWindow(now time.Time) {
+	if age := now.Sub(c.lateSince); age >= c.lateWindow() {
+		before := c.lateWorstOf()
+		if age < 2*c.lateWindow() {
+			c.lateWorst = [2]time.Duration{0, c.lateWorst[0]}
+			c.lateSince = c.lateSince.Add(c.lateWindow())
+		} else {
+			c.lateWorst = [2]time.Duration{}
+			c.lateSince = now
+		}
+		if c.lateWorstOf() < before {
+			clear(c.connDue)
+			c.wantWake(now)
+		}
+	}
+	if c.lateWorstOf() > 0 {
+		c.wantWake(c.lateSince.Add(c.lateWindow()))
+	}
+}
+
+// lateAllowance is how much longer than its timeout a silence on pc may last before it
+// counts: in the overlay, the latest a watched heartbeat came within the current and the
+// previous window, at most maxLateAllowance timeouts.
+func (c *core) lateAllowance(pc *peerConn) time.Duration {
+	if !c.overlay() {
+		return 0
+	}
+	return min(c.lateWorstOf(), maxLateAllowance*pc.timeout)
 }
 
 // noteLateness adds one sample, a lateness in intervals, to the moving average. A dial whose
@@ -295,6 +352,8 @@ func (c *core) confirmDelay() time.Duration {
 // heartbeatTimeout declares the peer of pc down after too long a silence and closes the
 // stream, so a restarted peer is never blocked by a stale one.
 func (c *core) heartbeatTimeout(now time.Time, pc *peerConn) {
+	c.log(slog.LevelDebug, "peer silent past the timeout; closing the stream", "peer", pc.peer.String(),
+		"silent_for", now.Sub(pc.lastRecv).String(), "checked", pc.watching)
 	m := c.memberOf(pc)
 	if m != nil && m.conn == pc.id && !pc.awaitingUp() {
 		c.lost(now, m, ReasonHeartbeatTimeout)

@@ -155,6 +155,22 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 	if pc.outbound && pc.handshaken() {
 		c.sendViewIfTheyLack(pc, h.ViewDigest)
 	}
+	if pc.handshaken() {
+		c.askForViewFromOutside(pc, h.ViewDigest)
+	}
+}
+
+// askForViewFromOutside completes a handshake for a node outside the overlay (it knows at
+// most K others, Monitors > 0) whose view still differs from the peer's: it asks for what
+// it lacks at once (its view, with a reply requested). A node the cluster already knows
+// gets no view in the hellos of its neighbours' dials (they take it for a member that has
+// the view), and would otherwise wait for the heartbeats' digests to start a sync; a busy
+// formation can close its streams before they do, again and again, and leave it blind.
+func (c *core) askForViewFromOutside(pc *peerConn, theirDigest uint64) {
+	if c.cfg.Monitors == 0 || c.overlay() || theirDigest == 0 || theirDigest == c.viewDigest() {
+		return
+	}
+	c.send(pc, &Message{Update: &Update{Full: true, ReplyRequested: true, Entries: c.view()}})
 }
 
 // resolveDuplicate settles an incoming handshake from a node that already has a stream.

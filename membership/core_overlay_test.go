@@ -137,6 +137,29 @@ func TestOverlayJoinerWhoseFirstHandshakeTimedOutGetsTheViewWhenItTriesAgain(t *
 	require.GreaterOrEqual(t, views[1], len(nodes)-1, "the seed's second hello should carry its view, though it knows the joiner")
 }
 
+// TestOverlayJoinerTheSeedNeverAnswersLearnsTheViewFromItsNeighboursHandshakes: the seed
+// admits the joiner, tells the cluster, but its answers never reach the joiner (a busy seed),
+// and no heartbeat gets through on the joiner's streams (a busy formation closes them before
+// the heartbeats' digests can start a sync). The joiner still learns every node, from the
+// handshakes its neighbours open to it.
+func TestOverlayJoinerTheSeedNeverAnswersLearnsTheViewFromItsNeighboursHandshakes(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 30, k)
+	seed := nodes[0]
+	joiner := s.create(simID("joiner", 4500), func() *Config {
+		cfg := simConfig("joiner", seed.id.String())
+		cfg.Monitors = k
+		return cfg
+	}())
+	s.drop = func(from, to *simNode, msg *Message) bool {
+		return from == seed && to == joiner || (to == joiner || from == joiner) && msg.Heartbeat != nil
+	}
+	defer func() { s.drop = nil }()
+	joiner.start()
+	s.advanceUntil(30*time.Second, func() bool { return len(joiner.knownIDs()) >= len(nodes) },
+		"the joiner should learn every node from its neighbours' handshakes")
+}
+
 func TestOverlayJoinAndLeaveReachEveryNode(t *testing.T) {
 	const k = 4
 	s, nodes := overlayCluster(t, 40, k)
@@ -722,4 +745,69 @@ func TestOverlayObserverWhoseDialHangsGivesUpOnceOthersAlert(t *testing.T) {
 	}, "every node should report the frozen node down though one observer's dial to it hangs")
 	t.Logf("the frozen node was reported down everywhere in %v", took)
 	require.Less(t, s.now.Sub(frozenAt), cfg.DialTimeout, "the observer should not wait out its dial")
+}
+
+// TestOverlayObserverThatSawAHeartbeatComeLateAllowsASilenceThatMuchLonger drops one
+// heartbeat of each peer of an observer, so that each comes an interval late. For the next
+// lateWindow, a silence there must last the timeout and that interval before the observer
+// alerts, while the subject's other observers alert at the timeout; once two windows of
+// punctual heartbeats have passed, the observer alerts at the timeout again.
+func TestOverlayObserverThatSawAHeartbeatComeLateAllowsASilenceThatMuchLonger(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 30, k)
+	late := nodes[0]
+	topo := topoOf(nodes, k)
+	dropped := map[*simNode]bool{}
+	s.drop = func(from, to *simNode, msg *Message) bool {
+		if to != late || msg.Heartbeat == nil || dropped[from] {
+			return false
+		}
+		dropped[from] = true
+		return true
+	}
+	s.advance(3 * time.Second)
+	s.drop = nil
+	require.False(t, late.core.slowLocally(), "one late heartbeat per peer does not make the observer slow on the whole")
+
+	limit := time.Duration(late.cfg.HeartbeatMissThreshold) * late.cfg.HeartbeatInterval
+	alertAbout := func(subject *simNode) map[NodeID]time.Duration {
+		frozenAt := s.now
+		subject.frozen = true
+		s.advanceUntil(3*limit, func() bool {
+			for _, n := range nodes {
+				if !n.frozen && !slices.Contains(n.downs(), "down "+subject.id.String()+" heartbeat_timeout") {
+					return false
+				}
+			}
+			return true
+		}, "every node should report the frozen subject %s down", subject.id)
+		at := map[NodeID]time.Duration{}
+		for _, o := range topo.observers(subject.id) {
+			for _, m := range sentSince(s.byID(o), frozenAt) {
+				for _, a := range m.msg.Alerts {
+					if _, seen := at[o]; !seen && a.Observer == o && a.Subject == subject.id && !a.Up {
+						at[o] = m.at.Sub(frozenAt)
+					}
+				}
+			}
+		}
+		return at
+	}
+
+	first := alertAbout(s.byID(topo.subjects(late.id)[0]))
+	require.GreaterOrEqual(t, first[late.id], limit+late.cfg.HeartbeatInterval*9/10,
+		"the observer that saw heartbeats come an interval late should allow the silence that interval more")
+	for o, at := range first {
+		if o != late.id {
+			require.LessOrEqual(t, at, limit+limit/6, "%s saw its heartbeats on time and alerts at the first timeout", o)
+		}
+	}
+
+	s.advance(2*late.core.lateWindow() + time.Second)
+	gone := s.byID(topo.subjects(late.id)[0])
+	topo = topoOf(slices.DeleteFunc(slices.Clone(nodes), func(n *simNode) bool { return n == gone }), k)
+	second := alertAbout(s.byID(topo.subjects(late.id)[0]))
+	require.Contains(t, second, late.id, "the observer should alert about its second frozen subject")
+	require.LessOrEqual(t, second[late.id], limit+limit/6,
+		"two windows of punctual heartbeats later, the observer alerts at the first timeout again")
 }

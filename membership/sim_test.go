@@ -271,7 +271,7 @@ func (n *simNode) requireTickSeesEveryDeadline() {
 		} else if !pc.watching {
 			deadline = minTime(pc.nextBeat, pc.lastRecv.Add(c.quietTimeout(pc))) // core_watch.go
 		} else {
-			silentAt := pc.lastRecv.Add(pc.timeout)
+			silentAt := pc.lastRecv.Add(pc.timeout + c.lateAllowance(pc))
 			if pc.graceFor.Equal(pc.lastRecv) {
 				silentAt = maxTime(silentAt, pc.graceUntil) // a silence given more time (slowLocally)
 			}

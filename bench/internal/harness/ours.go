@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,6 +44,10 @@ func (o *ours) config(name, seed string) *membership.Config {
 	if d, err := time.ParseDuration(os.Getenv("BENCH_HANDSHAKE_TIMEOUT")); err == nil {
 		// Diagnostics only: the dial and handshake timeouts.
 		cfg.DialTimeout, cfg.HandshakeTimeout = d, d
+	}
+	if n, err := strconv.Atoi(os.Getenv("BENCH_MISS_THRESHOLD")); err == nil && n > 0 {
+		// Diagnostics only: heartbeats missed before a silence counts.
+		cfg.HeartbeatMissThreshold = n
 	}
 	return cfg
 }
@@ -101,7 +106,17 @@ func (o *ours) Start(ctx context.Context, name, seed string) (Node, error) {
 	if GRPCDefaults() {
 		opts = append(opts, server.WithGRPCBufferSizes(32<<10, 32<<10), server.WithGRPCWindowSize(0))
 	}
-	n, err := server.Start(ctx, o.config(name, seed), opts...)
+	var n *server.Node
+	var err error
+	if os.Getenv("BENCH_DIAG") != "" {
+		// Diagnostics: the node's goroutines carry its name, in CPU profiles and goroutine
+		// dumps (each goroutine it starts inherits the label).
+		pprof.Do(ctx, pprof.Labels("node", name), func(ctx context.Context) {
+			n, err = server.Start(ctx, o.config(name, seed), opts...)
+		})
+	} else {
+		n, err = server.Start(ctx, o.config(name, seed), opts...)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -157,6 +172,16 @@ func (d *diagCounter) DialStarted()                                  { d.dials.A
 // nodeLogger discards a node's log, except for the nodes named in BENCH_LOG_NODES
 // (comma-separated; diagnostics), which log at debug level to BENCH_LOG_DIR/<name>.<pid>.log.
 func nodeLogger(name string) *slog.Logger {
+	if os.Getenv("BENCH_COUNT_LOGS") != "" {
+		return slog.New(logCounts)
+	}
+	if dir := os.Getenv("BENCH_LOG_ALL"); dir != "" {
+		// every node logs at debug level to dir/<name>.<pid>.log, but for the two lines a
+		// formation writes by the hundred thousand
+		if f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s.%d.log", name, os.Getpid()))); err == nil {
+			return slog.New(skipHandler{slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug})})
+		}
+	}
 	if slices.Contains(strings.Split(os.Getenv("BENCH_LOG_NODES"), ","), name) {
 		dir := cmp.Or(os.Getenv("BENCH_LOG_DIR"), os.TempDir())
 		if f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s.%d.log", name, os.Getpid()))); err == nil {
@@ -164,4 +189,14 @@ func nodeLogger(name string) *slog.Logger {
 		}
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// skipHandler leaves out the records a formation writes by the hundred thousand.
+type skipHandler struct{ slog.Handler }
+
+func (h skipHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "node up" || r.Message == "send queue full, message dropped" {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
 }

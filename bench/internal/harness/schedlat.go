@@ -56,5 +56,8 @@ func reportSchedLatency(w io.Writer, period time.Duration, stop <-chan struct{})
 		}
 		fmt.Fprintf(w, "host %d %5.1fs: %d goroutines, %d runs; waited runnable p50 %s p90 %s p99 %s p99.9 %s\n",
 			os.Getpid(), time.Since(start).Seconds(), samples[1].Value.Uint64(), total, q(0.5), q(0.9), q(0.99), q(0.999))
+		if os.Getenv("BENCH_COUNT_LOGS") != "" {
+			fmt.Fprintf(w, "host %d logs: %s\n", os.Getpid(), logCounts.since())
+		}
 	}
 }

@@ -231,7 +231,15 @@ func (w *Wait) Spreadout() string {
 		}
 		return b
 	}
-	return fmt.Sprintf("observers >500/51-500/1-50: %v, subjects: %v", bucket(obs), bucket(subj))
+	var blind []string // observers that miss more than half: a sample, sorted
+	for o, n := range obs {
+		if n > 500 {
+			blind = append(blind, o)
+		}
+	}
+	slices.Sort(blind)
+	return fmt.Sprintf("observers >500/51-500/1-50: %v, subjects: %v; observers missing >500: %v",
+		bucket(obs), bucket(subj), blind[:min(len(blind), 12)])
 }
 
 // DownSummary summarises the down reports so far (diagnostics): the observers and subjects
