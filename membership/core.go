@@ -76,6 +76,7 @@ type core struct {
 	digestDirty bool
 	viewCache   []MemberEntry // view(), nil when it must be rebuilt
 	memberOrder []*member     // members sorted by id, nil when it must be rebuilt
+	orderAdds   []*member     // members added since memberOrder was built (sortedMembers)
 
 	metrics MetricsSink
 

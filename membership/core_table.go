@@ -55,16 +55,38 @@ func (c *core) viewChanged() {
 // (a node that learns a thousand joins at once).
 func (c *core) putMember(m *member) {
 	c.members[m.id] = m
-	c.memberOrder = nil
+	if c.memberOrder != nil {
+		c.orderAdds = append(c.orderAdds, m) // merged into the order when it is next asked for
+	}
 	c.viewChanged()
 }
 
-// sortedMembers returns the members in id order, for deterministic iteration.
+// sortedMembers returns the members in id order, for deterministic iteration. The order is
+// kept between calls: members added since are sorted among themselves and merged in, in one
+// pass (a formation adds members by the hundred, and a node would otherwise sort its whole
+// table again after each); a removal rebuilds it. The slice returned is never changed
+// afterwards, so a caller may add or remove members while it walks it.
 func (c *core) sortedMembers() []*member {
-	if c.memberOrder == nil {
+	byID := func(a, b *member) int { return a.id.Compare(b.id) }
+	switch {
+	case c.memberOrder == nil:
 		c.memberOrder = slices.Collect(maps.Values(c.members))
-		slices.SortFunc(c.memberOrder, func(a, b *member) int { return a.id.Compare(b.id) })
+		slices.SortFunc(c.memberOrder, byID)
+	case len(c.orderAdds) > 0:
+		slices.SortFunc(c.orderAdds, byID)
+		merged := make([]*member, 0, len(c.memberOrder)+len(c.orderAdds))
+		old, adds := c.memberOrder, c.orderAdds
+		for len(old) > 0 && len(adds) > 0 {
+			if byID(old[0], adds[0]) < 0 {
+				merged, old = append(merged, old[0]), old[1:]
+			} else {
+				merged, adds = append(merged, adds[0]), adds[1:]
+			}
+		}
+		c.memberOrder = append(append(merged, old...), adds...)
 	}
+	clear(c.orderAdds)
+	c.orderAdds = c.orderAdds[:0]
 	return c.memberOrder
 }
 
@@ -143,7 +165,7 @@ func (c *core) removeMember(m *member) {
 // member (memberOf) is never one that left the table.
 func (c *core) deleteMember(m *member) {
 	delete(c.members, m.id)
-	c.memberOrder = nil
+	c.memberOrder, c.orderAdds = nil, nil
 	m.removed = true
 	c.viewChanged()
 	c.syncView(time.Time{}, m)

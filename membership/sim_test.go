@@ -243,7 +243,8 @@ func (n *simNode) checkBookkeeping() {
 		}
 	}
 	require.Equal(n.s.t, connected, n.core.connected, "%s: connected members, as counted, match the table", n.id)
-	if order := n.core.memberOrder; order != nil && len(order) <= 64 { // (larger: too slow for every flush)
+	if n.core.memberOrder != nil && len(n.core.members) <= 64 { // (larger: too slow for every flush)
+		order := n.core.sortedMembers() // the cached order, with the members added since merged in
 		require.Len(n.s.t, order, len(n.core.members), "%s: the cached member order holds every member", n.id)
 		for i, m := range order {
 			require.Same(n.s.t, n.core.members[m.id], m, "%s: the cached member order holds the members of the table", n.id)
