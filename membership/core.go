@@ -284,7 +284,9 @@ func (c *core) tick(now time.Time) {
 		c.expireAlerts(now)
 	}
 	c.expireBasis(now)
-	c.rollLateWindow(now)
+	if c.lateWorstOf() > 0 {
+		c.rollLateWindow(now)
+	}
 	c.visitConns(now, coalesce)
 	// Whether the dial slots are full is only counted when a dial is due at all.
 	full, counted := false, false

@@ -273,8 +273,10 @@ const slowLateness = 1.0 / 3
 // one every interval, to the moving average of lateness and to the latest of the window.
 func (c *core) noteBeatGap(now time.Time, gap, interval time.Duration) {
 	c.noteLateness(float64(gap-interval) / float64(interval))
-	c.rollLateWindow(now)
-	c.lateWorst[0] = max(c.lateWorst[0], gap-interval)
+	if c.overlay() { // the allowance is the overlay's (lateAllowance)
+		c.rollLateWindow(now)
+		c.lateWorst[0] = max(c.lateWorst[0], gap-interval)
+	}
 }
 
 // The lateness allowance. On a busy machine most heartbeats come on time, but a few wait

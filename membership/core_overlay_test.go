@@ -104,15 +104,20 @@ func TestOverlayCrashIsReportedDownEverywhereAtOnce(t *testing.T) {
 	}
 }
 
-func TestOverlayJoinerWhoseFirstHandshakeTimedOutGetsTheViewWhenItTriesAgain(t *testing.T) {
+// overlayWithJoiner forms 30 nodes with K = 4 and registers, without starting it, a joiner
+// seeded with the first of them.
+func overlayWithJoiner(t *testing.T) (s *sim, nodes []*simNode, seed, joiner *simNode) {
+	t.Helper()
 	const k = 4
-	s, nodes := overlayCluster(t, 30, k)
-	seed := nodes[0]
-	joiner := s.create(simID("joiner", 4500), func() *Config {
-		cfg := simConfig("joiner", seed.id.String())
-		cfg.Monitors = k
-		return cfg
-	}())
+	s, nodes = overlayCluster(t, 30, k)
+	seed = nodes[0]
+	cfg := simConfig("joiner", seed.id.String())
+	cfg.Monitors = k
+	return s, nodes, seed, s.create(simID("joiner", 4500), cfg)
+}
+
+func TestOverlayJoinerWhoseFirstHandshakeTimedOutGetsTheViewWhenItTriesAgain(t *testing.T) {
+	s, nodes, seed, joiner := overlayWithJoiner(t)
 	// The seed handles the joiner's hello, but its answer never arrives (a busy seed, a dial
 	// that gave up): the cluster knows the joiner, which knows nobody, and dials again.
 	lost := false
@@ -143,14 +148,7 @@ func TestOverlayJoinerWhoseFirstHandshakeTimedOutGetsTheViewWhenItTriesAgain(t *
 // the heartbeats' digests can start a sync). The joiner still learns every node, from the
 // handshakes its neighbours open to it.
 func TestOverlayJoinerTheSeedNeverAnswersLearnsTheViewFromItsNeighboursHandshakes(t *testing.T) {
-	const k = 4
-	s, nodes := overlayCluster(t, 30, k)
-	seed := nodes[0]
-	joiner := s.create(simID("joiner", 4500), func() *Config {
-		cfg := simConfig("joiner", seed.id.String())
-		cfg.Monitors = k
-		return cfg
-	}())
+	s, nodes, seed, joiner := overlayWithJoiner(t)
 	s.drop = func(from, to *simNode, msg *Message) bool {
 		return from == seed && to == joiner || (to == joiner || from == joiner) && msg.Heartbeat != nil
 	}
