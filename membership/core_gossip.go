@@ -48,7 +48,7 @@ func (c *core) onUpdate(now time.Time, pc *peerConn, u *Update) {
 		return
 	}
 	if delta := c.deltaFor(u.Entries); len(delta) > 0 {
-		c.send(pc, &Message{Update: &Update{Entries: delta}})
+		c.send(pc, &Message{Update: &Update{Entries: delta, answer: true}})
 	}
 }
 

@@ -137,6 +137,11 @@ type Update struct {
 	// 1 from the node where it starts (the node that met a joiner), one more at each relay;
 	// 0 when unknown (a view sync). In the overlay it sets how widely a receiver relays it.
 	Hop uint32
+
+	// answer marks, locally, the entries that answer a request on the stream they go out on
+	// (onUpdate): not news to relay, and only this stream carries them, so a full send queue
+	// keeps them as it keeps heartbeats. Not sent.
+	answer bool
 }
 
 // Leave says the sender leaves the cluster gracefully.

@@ -52,7 +52,8 @@ func coalesce(queue []*Message) (*Message, int) {
 	return first, 1
 }
 
-// plainUpdate reports whether m is an update that carries a delta and asks for nothing.
+// plainUpdate reports whether m is an update that carries a delta, asks for nothing and
+// answers nothing.
 func plainUpdate(m *Message) bool {
-	return m.Update != nil && !m.Update.Full && !m.Update.ReplyRequested
+	return m.Update != nil && !m.Update.Full && !m.Update.ReplyRequested && !m.Update.answer
 }

@@ -180,7 +180,7 @@ func TestRunnerSendsInOrderWithAWriterOnlyWhileBusy(t *testing.T) {
 	requireNothingLeft(t, c, before)
 }
 
-func TestRunnerQueueKeepsHeartbeatsWhenRelaysFillItAndJoinsAlerts(t *testing.T) {
+func TestRunnerQueueKeepsHeartbeatsAndAnswersWhenRelaysFillItAndJoinsAlerts(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	c := newRunnerCluster(t)
 	conn := newRecordingConn()
@@ -205,13 +205,15 @@ func TestRunnerQueueKeepsHeartbeatsWhenRelaysFillItAndJoinsAlerts(t *testing.T) 
 	}
 	r.enqueue(heartbeat(7)) // not a relay: still queued
 	r.enqueue(alert(1))     // a relay, and no alert message last in the queue: dropped
+	answer := &Message{Update: &Update{Entries: []MemberEntry{{}, {}}, answer: true}}
+	r.enqueue(answer) // the answer to a view request: only this stream carries it, queued
 	c.mu.Unlock()
 
 	r.attach(conn)
 	// (the writer sends the updates waiting in a row as one)
-	want := []string{"alerts 6", fmt.Sprintf("update %d", sendQueueSize-1), "send 7"}
+	want := []string{"alerts 6", fmt.Sprintf("update %d", sendQueueSize-1), "send 7", "update 2"}
 	require.Eventually(t, func() bool { return len(conn.recorded()) == len(want) }, 5*time.Second, time.Millisecond,
-		"the queue should send the joined alerts, the updates it had room for and the heartbeat")
+		"the queue should send the joined alerts, the updates it had room for, the heartbeat and the answer")
 	require.Equal(t, want, conn.recorded())
 
 	close(r.readDn)
