@@ -126,8 +126,9 @@ func (r *connRunner) attach(conn Conn) {
 
 // enqueue queues msg without blocking. Alerts join the alert message waiting last in the
 // queue, if any. When the queue is full a relay (alerts, a plain update) is dropped; what
-// only this stream carries (a heartbeat, a handshake, a leave) still goes, up to twice the
-// size: a burst of relays must not silence a stream, which its peer would take for a failure.
+// only this stream carries (a heartbeat, a handshake, a leave, an answer) still goes, up to
+// twice the size: a burst of relays must not silence a stream, which its peer would take for
+// a failure.
 func (r *connRunner) enqueue(msg *Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
