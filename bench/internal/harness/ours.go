@@ -169,8 +169,10 @@ func (d *diagCounter) HeartbeatSent()                                { d.hbSent.
 func (d *diagCounter) HeartbeatReceived(gap, interval time.Duration) { d.hbRecv.Add(1) }
 func (d *diagCounter) DialStarted()                                  { d.dials.Add(1) }
 
-// nodeLogger discards a node's log, except for the nodes named in BENCH_LOG_NODES
-// (comma-separated; diagnostics), which log at debug level to BENCH_LOG_DIR/<name>.<pid>.log.
+// nodeLogger discards a node's log, but for diagnostics: with BENCH_COUNT_LOGS set, every
+// node's records are counted by message (logCounts); with BENCH_LOG_ALL=dir, every node logs
+// at debug level to dir/<name>.<pid>.log (skipHandler); the nodes named in BENCH_LOG_NODES
+// (comma-separated) log at debug level to BENCH_LOG_DIR/<name>.<pid>.log.
 func nodeLogger(name string) *slog.Logger {
 	if os.Getenv("BENCH_COUNT_LOGS") != "" {
 		return slog.New(logCounts)
