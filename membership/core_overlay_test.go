@@ -793,6 +793,7 @@ func TestOverlayObserverThatSawAHeartbeatComeLateAllowsASilenceThatMuchLonger(t 
 	}
 
 	first := alertAbout(s.byID(topo.subjects(late.id)[0]))
+	require.Contains(t, first, late.id, "the observer should alert about its first frozen subject")
 	require.GreaterOrEqual(t, first[late.id], limit+late.cfg.HeartbeatInterval*9/10,
 		"the observer that saw heartbeats come an interval late should allow the silence that interval more")
 	for o, at := range first {

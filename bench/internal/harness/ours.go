@@ -178,19 +178,27 @@ func nodeLogger(name string) *slog.Logger {
 		return slog.New(logCounts)
 	}
 	if dir := os.Getenv("BENCH_LOG_ALL"); dir != "" {
-		// every node logs at debug level to dir/<name>.<pid>.log, but for the two lines a
-		// formation writes by the hundred thousand
-		if f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s.%d.log", name, os.Getpid()))); err == nil {
-			return slog.New(skipHandler{slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug})})
+		// every node, but for the two lines a formation writes by the hundred thousand
+		if h := debugFileHandler(dir, name); h != nil {
+			return slog.New(skipHandler{h})
 		}
 	}
 	if slices.Contains(strings.Split(os.Getenv("BENCH_LOG_NODES"), ","), name) {
-		dir := cmp.Or(os.Getenv("BENCH_LOG_DIR"), os.TempDir())
-		if f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s.%d.log", name, os.Getpid()))); err == nil {
-			return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		if h := debugFileHandler(cmp.Or(os.Getenv("BENCH_LOG_DIR"), os.TempDir()), name); h != nil {
+			return slog.New(h)
 		}
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// debugFileHandler returns a debug-level handler writing to dir/<name>.<pid>.log, nil if the
+// file cannot be created.
+func debugFileHandler(dir, name string) slog.Handler {
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s.%d.log", name, os.Getpid())))
+	if err != nil {
+		return nil
+	}
+	return slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug})
 }
 
 // skipHandler leaves out the records a formation writes by the hundred thousand.
