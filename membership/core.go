@@ -50,6 +50,7 @@ type core struct {
 	neighbourVersion  uint64
 	alerts            map[NodeID]*alertSet
 	alertsExpireAt    time.Time // when the next alert may expire (zero: none may)
+	alertSeq          uint64    // the Seq of this node's last alert (nextAlertSeq)
 	conns             map[connID]*peerConn
 	dialing           int         // outbound streams in conns not established yet (dialsInFlight)
 	connOrder         []*peerConn // conns sorted by id; nil when it must be rebuilt

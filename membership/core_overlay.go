@@ -253,14 +253,14 @@ func (c *core) observe(now time.Time, m *member, reason DownReason, up bool) {
 	if !c.overlay() || !c.basis.isObserver(c.self, m.id) {
 		return
 	}
-	if set := c.alerts[m.id]; !up && set != nil && set.incarnation == m.incarnation {
-		if mark, ok := set.by[c.self]; ok && !mark.up {
-			// Already reported down: what it saw first is the reason (a stream that timed
-			// out, then a redial that failed, is still a timeout).
+	if set := c.alerts[m.id]; set != nil && set.incarnation == m.incarnation {
+		if mark, ok := set.by[c.self]; ok && mark.up == up {
+			// Already reported: down, what it saw first is the reason (a stream that timed
+			// out, then a redial that failed, is still a timeout); up, nothing new.
 			return
 		}
 	}
-	a := &Alert{Subject: m.id, Incarnation: m.incarnation, Observer: c.self, Up: up}
+	a := &Alert{Subject: m.id, Incarnation: m.incarnation, Observer: c.self, Up: up, Seq: c.nextAlertSeq()}
 	if !up {
 		a.Reason = reason
 	}
@@ -350,6 +350,28 @@ type alertMark struct {
 	reason DownReason
 	up     bool
 	at     time.Time
+	seq    uint64 // the alert's Seq (0: not numbered)
+}
+
+// olderThan reports whether a is news to a node that holds mark from the same observer: a
+// later alert when both are numbered; else one that says something else. Two numbered alerts
+// of one observer that reach a node in the wrong order (over two paths of the overlay) leave
+// it with the later one: without the numbers the earlier, arriving last, would count as news
+// and be relayed on, and the two would chase each other round the overlay for as long as
+// the cluster runs.
+func (mark alertMark) olderThan(a *Alert) bool {
+	if mark.seq != 0 && a.Seq != 0 {
+		return a.Seq > mark.seq
+	}
+	return mark.up != a.Up || mark.reason != a.Reason
+}
+
+// nextAlertSeq returns the Seq of a new alert of this node: larger than any it gave before,
+// in this incarnation or an earlier one (an incarnation is taken from the clock, and a node
+// raises far fewer alerts than nanoseconds pass between two starts).
+func (c *core) nextAlertSeq() uint64 {
+	c.alertSeq = max(c.alertSeq+1, c.incarnation)
+	return c.alertSeq
 }
 
 // recordAlert stores a and reports whether it says something new.
@@ -359,11 +381,10 @@ func (c *core) recordAlert(now time.Time, a *Alert) bool {
 		set = &alertSet{incarnation: a.Incarnation, by: map[NodeID]alertMark{}}
 		c.alerts[a.Subject] = set
 	}
-	prev, known := set.by[a.Observer]
-	if known && prev.up == a.Up && prev.reason == a.Reason {
+	if prev, known := set.by[a.Observer]; known && !prev.olderThan(a) {
 		return false
 	}
-	set.put(a.Observer, alertMark{reason: a.Reason, up: a.Up, at: now})
+	set.put(a.Observer, alertMark{reason: a.Reason, up: a.Up, at: now, seq: a.Seq})
 	c.lookAtAlertsBy(now.Add(c.alertLifetime()))
 	return true
 }

@@ -810,3 +810,53 @@ func TestOverlayObserverThatSawAHeartbeatComeLateAllowsASilenceThatMuchLonger(t 
 	require.LessOrEqual(t, second[late.id], limit+limit/6,
 		"two windows of punctual heartbeats later, the observer alerts at the first timeout again")
 }
+
+func TestOverlayAlertOlderThanOneAlreadyHeardFromItsObserverIsNotPassedOn(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	subject := nodes[11]
+	observer := s.byID(topoOf(nodes, k).observers(subject.id)[0])
+	// a node that neither watches nor is the subject, and one of its peers to hear from
+	var receiver, from *simNode
+	for _, n := range nodes {
+		if n == subject || n == observer || slices.Contains(topoOf(nodes, k).neighbours(subject.id), n.id) {
+			continue
+		}
+		if peer := firstPeer(n, nodes); peer != nil && peer != subject && peer != observer {
+			receiver, from = n, peer
+			break
+		}
+	}
+	require.NotNil(t, receiver, "a node away from the subject with a stream")
+	incarnation := receiver.core.members[subject.id].incarnation
+	down := &Alert{Subject: subject.id, Incarnation: incarnation, Observer: observer.id, Reason: ReasonConnectionClosed, Hop: 2, Seq: 10}
+	up := &Alert{Subject: subject.id, Incarnation: incarnation, Observer: observer.id, Up: true, Hop: 2, Seq: 11}
+
+	s.inject(from, receiver, &Message{Alerts: []*Alert{up}}) // the later alert comes first
+	relayed := 0
+	s.drop = func(_, _ *simNode, msg *Message) bool {
+		for _, a := range msg.Alerts {
+			if a.Subject == subject.id {
+				relayed++
+			}
+		}
+		return false
+	}
+	defer func() { s.drop = nil }()
+	s.inject(from, receiver, &Message{Alerts: []*Alert{down}}) // then the earlier, late
+	s.advance(5 * time.Second)
+	require.Zero(t, relayed, "an alert older than the one the receiver holds from the same observer is stale: nobody passes it on")
+	for _, n := range nodes {
+		require.Empty(t, n.downs(), "%s: nobody went down", n.id)
+	}
+}
+
+// firstPeer returns a node of nodes that n has an established stream with (nil if none).
+func firstPeer(n *simNode, nodes []*simNode) *simNode {
+	for _, p := range nodes {
+		if p != n && n.streamEnd(p) != nil {
+			return p
+		}
+	}
+	return nil
+}

@@ -45,6 +45,11 @@ type Alert struct {
 	// Observer, one more at each relay; 0 when unknown. It sets how widely a receiver relays
 	// it.
 	Hop uint32
+	// Seq orders Observer's alerts: each one it raises has a larger Seq than the one before.
+	// A receiver keeps the latest per observer and subject, and ignores older ones that
+	// reach it late over another path. 0: not numbered (a receiver takes an alert that
+	// differs from the one it holds).
+	Seq uint64
 }
 
 // Unlink says the sender closes the stream because the overlay no longer needs it.

@@ -608,7 +608,14 @@ type Alert struct {
 	// hop is how many streams the alert has crossed when it reaches the receiver: 1 from
 	// observer_id, one more at each relay; 0 when unknown. A receiver near the observer passes
 	// it on to all its subjects, one farther away to fewer of them.
-	Hop           uint32 `protobuf:"varint,7,opt,name=hop,proto3" json:"hop,omitempty"`
+	Hop uint32 `protobuf:"varint,7,opt,name=hop,proto3" json:"hop,omitempty"`
+	// seq orders the alerts of observer_id: each alert it raises has a larger seq than the one
+	// before (a node restarted starts above its previous incarnation's). A receiver keeps, per
+	// observer and subject, the alert of the largest seq and ignores older ones that reach it
+	// late over another path, so two alerts of one observer never chase each other round the
+	// overlay. 0 when the sender does not number its alerts: the receiver then takes an alert
+	// that differs from the one it holds.
+	Seq           uint64 `protobuf:"varint,8,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -688,6 +695,13 @@ func (x *Alert) GetDecided() bool {
 func (x *Alert) GetHop() uint32 {
 	if x != nil {
 		return x.Hop
+	}
+	return 0
+}
+
+func (x *Alert) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
 	}
 	return 0
 }
@@ -1444,7 +1458,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x06unlink\x18\a \x01(\v2\x12.cluster.v1.UnlinkH\x00R\x06unlink\x120\n" +
 	"\x06alerts\x18\b \x01(\v2\x16.cluster.v1.AlertBatchH\x00R\x06alerts\x122\n" +
 	"\bfragment\x18\x0f \x01(\v2\x14.cluster.v1.FragmentH\x00R\bfragmentB\x06\n" +
-	"\x04kind\"\xd9\x01\n" +
+	"\x04kind\"\xeb\x01\n" +
 	"\x05Alert\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12 \n" +
@@ -1454,7 +1468,8 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\x0e2\x1a.cluster.v1.NodeDownReasonR\x06reason\x12\x0e\n" +
 	"\x02up\x18\x05 \x01(\bR\x02up\x12\x18\n" +
 	"\adecided\x18\x06 \x01(\bR\adecided\x12\x10\n" +
-	"\x03hop\x18\a \x01(\rR\x03hop\"\b\n" +
+	"\x03hop\x18\a \x01(\rR\x03hop\x12\x10\n" +
+	"\x03seq\x18\b \x01(\x04R\x03seq\"\b\n" +
 	"\x06Unlink\"7\n" +
 	"\n" +
 	"AlertBatch\x12)\n" +
