@@ -643,12 +643,13 @@ const methodText = `## What is measured
   by N; RSS (VmRSS as the OS sees it at the end of the window, not forced down), Go heap in use
   (after a GC), goroutine stacks and goroutines are the growth over the empty process, divided
   by N.
-- **Cluster sizes that do not fit one process.** meshnode is a full mesh with one TCP
-  connection per pair: N nodes in one process hold N×(N−1) sockets, and this machine's hard
-  RLIMIT_NOFILE is 20000 (not raisable here). When (N+1)×N > 8500 (N ≥ 92) the worker spreads
-  meshnode's nodes round robin over several host processes that report their events with their
-  timestamps; memberlist always runs in one process. The formation tables give the process
-  count.
+- **Cluster sizes that do not fit one process.** meshnode opens a socket per stream end: in
+  a full mesh (up to K+1 nodes) a node holds N−1 of them, in the overlay about 2K, and a
+  formation's dials a quarter more; this machine's hard RLIMIT_NOFILE is 20000 (not raisable
+  here). When the nodes' sockets exceed 15,000 the worker spreads meshnode's nodes round
+  robin over several host processes (at 1,024 nodes, two) that report their events with their
+  timestamps; memberlist always runs in one process. Every process keeps Go's own GOMAXPROCS
+  (one per core). The formation tables give the process count.
 - **When a formation does not converge** (a stall), the trial goes on with a cluster grown in
   waves of 16 nodes (each wave converged before the next), recorded as a ¦setup¦ line, so that
   join, leave, crash, silent failure and steady state are still measured.
