@@ -225,19 +225,10 @@ func TestOverlayStreamClosedByALiveSubjectRaisesNoAlert(t *testing.T) {
 			observer = n
 		}
 	}
-	alerts := 0
-	s.drop = func(_, _ *simNode, msg *Message) bool {
-		for _, a := range msg.Alerts {
-			if a.Subject == subject.id {
-				alerts++
-			}
-		}
-		return false
-	}
-	defer func() { s.drop = nil }()
+	alerts := countAlertsAbout(t, s, subject)
 	s.breakStream(subject, observer) // the subject's side closes it, as its detector would
 	s.advance(10 * time.Second)
-	require.Zero(t, alerts, "the observer redials its subject before it alerts: a live subject answers, and nobody hears of it")
+	require.Zero(t, *alerts, "the observer redials its subject before it alerts: a live subject answers, and nobody hears of it")
 	requireOverlayStreams(t, nodes, k)
 	for _, n := range nodes {
 		require.Empty(t, n.downs(), "%s: nobody went down", n.id)
@@ -833,19 +824,10 @@ func TestOverlayAlertOlderThanOneAlreadyHeardFromItsObserverIsNotPassedOn(t *tes
 	up := &Alert{Subject: subject.id, Incarnation: incarnation, Observer: observer.id, Up: true, Hop: 2, Seq: 11}
 
 	s.inject(from, receiver, &Message{Alerts: []*Alert{up}}) // the later alert comes first
-	relayed := 0
-	s.drop = func(_, _ *simNode, msg *Message) bool {
-		for _, a := range msg.Alerts {
-			if a.Subject == subject.id {
-				relayed++
-			}
-		}
-		return false
-	}
-	defer func() { s.drop = nil }()
+	relayed := countAlertsAbout(t, s, subject)
 	s.inject(from, receiver, &Message{Alerts: []*Alert{down}}) // then the earlier, late
 	s.advance(5 * time.Second)
-	require.Zero(t, relayed, "an alert older than the one the receiver holds from the same observer is stale: nobody passes it on")
+	require.Zero(t, *relayed, "an alert older than the one the receiver holds from the same observer is stale: nobody passes it on")
 	for _, n := range nodes {
 		require.Empty(t, n.downs(), "%s: nobody went down", n.id)
 	}
@@ -859,4 +841,20 @@ func firstPeer(n *simNode, nodes []*simNode) *simNode {
 		}
 	}
 	return nil
+}
+
+// countAlertsAbout counts, from now until the test ends, the alerts about subject that any
+// node sends.
+func countAlertsAbout(t *testing.T, s *sim, subject *simNode) *int {
+	count := new(int)
+	s.drop = func(_, _ *simNode, msg *Message) bool {
+		for _, a := range msg.Alerts {
+			if a.Subject == subject.id {
+				*count++
+			}
+		}
+		return false
+	}
+	t.Cleanup(func() { s.drop = nil })
+	return count
 }

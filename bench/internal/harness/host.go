@@ -238,7 +238,6 @@ func newRemoteSystem(o Options, tr *Tracker, procs int) (*remoteSystem, error) {
 	// percentile); with both cores each, they formed in 78 s.
 	for range procs {
 		cmd := exec.Command(exe, "-host", "-system", o.System, "-profile", o.Profile)
-		cmd.Env = os.Environ()
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
