@@ -287,6 +287,7 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 		// Decided before this node knew of it: held down, so that a late claim that it is
 		// alive, from a node that had not heard yet, never brings it up here.
 		if c.holdDown(now, m, a.Subject, a.Incarnation, a.Reason) {
+			c.members[a.Subject].downs = downRound{incarnation: a.Incarnation, count: a.Round}
 			c.relayAlert(pc, a)
 		}
 		return
@@ -295,10 +296,10 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 		return // about a node or an incarnation this node does not hold: nothing to decide
 	}
 	if a.Decided {
-		if !a.Up && m.status != StatusDisconnected {
+		if !a.Up && m.status != StatusDisconnected && (a.Round == 0 || a.Round > m.downs.of(m.incarnation)) {
 			c.settleDown(now, m, a.Reason, a, pc)
 		}
-		return
+		return // an older round: a decision this node took and saw undone (it came back)
 	}
 	decided := m.status == StatusDisconnected
 	if !c.recordAlert(now, a) {
@@ -608,10 +609,13 @@ func (c *core) alerted(id NodeID) bool {
 // while m is down): an up alert that came before the decision still counts towards bringing
 // m back when the next one comes.
 func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Alert, from *peerConn) {
-	decision := &Alert{Subject: m.id, Incarnation: m.incarnation, Observer: c.self, Reason: reason, Decided: true}
+	round := m.downs.of(m.incarnation) + 1
+	decision := &Alert{Subject: m.id, Incarnation: m.incarnation, Observer: c.self, Reason: reason, Decided: true, Round: round}
 	if heard != nil {
 		decision = heard
+		round = max(round, heard.Round)
 	}
+	m.downs = downRound{incarnation: m.incarnation, count: round}
 	direct := m.conn
 	c.markDown(now, m, reason) // clears m.conn
 	if direct != 0 {

@@ -858,3 +858,49 @@ func countAlertsAbout(t *testing.T, s *sim, subject *simNode) *int {
 	t.Cleanup(func() { s.drop = nil })
 	return count
 }
+
+func TestOverlayStaleDecisionAfterTheSubjectCameBackTakesNobodyDown(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	subject := nodes[29]
+	var rest []*simNode
+	for _, n := range nodes {
+		if n != subject {
+			rest = append(rest, n)
+		}
+	}
+	var decision *Alert // one of the decisions that took the subject down, as sent
+	s.drop = func(_, _ *simNode, msg *Message) bool {
+		for _, a := range msg.Alerts {
+			if a.Subject == subject.id && a.Decided && decision == nil {
+				decision = new(*a)
+			}
+		}
+		return false
+	}
+	t.Cleanup(func() { s.drop = nil })
+	s.partition([]*simNode{subject}, rest, true)
+	s.advanceUntil(30*time.Second, func() bool {
+		for _, n := range rest {
+			if len(n.downs()) == 0 {
+				return false
+			}
+		}
+		return true
+	}, "the isolated node should be reported down everywhere")
+	require.NotNil(t, decision, "the nodes relay a decision")
+	s.partition([]*simNode{subject}, rest, false)
+	s.advanceUntil(30*time.Second, func() bool { return s.fullMesh(nodes...) }, "the isolated node comes back once healed")
+
+	// A copy of a decision that took the subject down, delayed on a slow stream, reaches a
+	// node after the subject came back.
+	receiver := nodes[3]
+	from := firstPeer(receiver, nodes)
+	require.NotNil(t, from, "the receiver has a stream")
+	s.inject(from, receiver, &Message{Alerts: []*Alert{decision}})
+	s.advance(20 * time.Second)
+	for _, n := range rest {
+		require.Equal(t, []string{"up " + subject.id.String(), "down " + subject.id.String() + " heartbeat_timeout", "up " + subject.id.String()},
+			n.eventsAbout(subject), "%s: a decision older than the subject's return takes it down nowhere", n.id)
+	}
+}

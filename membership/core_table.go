@@ -31,6 +31,21 @@ type member struct {
 	inView        bool   // on the overlay's rings: alive in the view (syncView)
 	inBasis       bool   // on the basis's rings: in the view or down for a short while
 	probing       bool   // its stream closed: an observer redials it before it alerts (lost)
+	downs         downRound
+}
+
+// downRound counts the times one incarnation of a node has been decided down (Alert.Round).
+type downRound struct {
+	incarnation uint64
+	count       uint32
+}
+
+// of returns the count for incarnation: 0 for one it does not hold.
+func (d downRound) of(incarnation uint64) uint32 {
+	if d.incarnation != incarnation {
+		return 0
+	}
+	return d.count
 }
 
 // tombstone remembers a node that left (or was forgotten) so stale gossip cannot revive it.

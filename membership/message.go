@@ -50,6 +50,12 @@ type Alert struct {
 	// reach it late over another path. 0: not numbered (a receiver takes an alert that
 	// differs from the one it holds).
 	Seq uint64
+	// Round, in a decision, counts the times the subject's incarnation has been decided
+	// down, this decision included, as the deciding node knows it. A receiver that has seen
+	// as many downs of it already (it went down and came back since) ignores the decision,
+	// so a copy delayed on a slow stream never takes down a node that came back. 0: unknown
+	// (the receiver takes the decision).
+	Round uint32
 }
 
 // Unlink says the sender closes the stream because the overlay no longer needs it.

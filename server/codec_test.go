@@ -31,7 +31,7 @@ func peerMessageSeeds(t testing.TB) [][]byte {
 		{Alerts: []*membership.Alert{
 			{Subject: other, Incarnation: 7, Observer: id, Reason: membership.ReasonHeartbeatTimeout},
 			{Subject: other, Incarnation: 7, Observer: id, Up: true},
-			{Subject: id, Incarnation: 42, Observer: other, Reason: membership.ReasonConnectionClosed, Decided: true, Hop: 2, Seq: 1796370154438935290},
+			{Subject: id, Incarnation: 42, Observer: other, Reason: membership.ReasonConnectionClosed, Decided: true, Hop: 2, Seq: 1796370154438935290, Round: 3},
 		}},
 		{Unlink: &membership.Unlink{}},
 	}

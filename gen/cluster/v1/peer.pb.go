@@ -615,7 +615,13 @@ type Alert struct {
 	// late over another path, so two alerts of one observer never chase each other round the
 	// overlay. 0 when the sender does not number its alerts: the receiver then takes an alert
 	// that differs from the one it holds.
-	Seq           uint64 `protobuf:"varint,8,opt,name=seq,proto3" json:"seq,omitempty"`
+	Seq uint64 `protobuf:"varint,8,opt,name=seq,proto3" json:"seq,omitempty"`
+	// round, in a decision, counts the times the subject's incarnation has been decided down,
+	// this decision included, as the deciding node knows it. A receiver that has already seen
+	// that many downs of the subject (it went down and came back since) ignores the decision:
+	// a copy delayed on a slow stream must not take a node down that came back. 0 when
+	// unknown: the receiver then takes the decision.
+	Round         uint32 `protobuf:"varint,9,opt,name=round,proto3" json:"round,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -702,6 +708,13 @@ func (x *Alert) GetHop() uint32 {
 func (x *Alert) GetSeq() uint64 {
 	if x != nil {
 		return x.Seq
+	}
+	return 0
+}
+
+func (x *Alert) GetRound() uint32 {
+	if x != nil {
+		return x.Round
 	}
 	return 0
 }
@@ -1458,7 +1471,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x06unlink\x18\a \x01(\v2\x12.cluster.v1.UnlinkH\x00R\x06unlink\x120\n" +
 	"\x06alerts\x18\b \x01(\v2\x16.cluster.v1.AlertBatchH\x00R\x06alerts\x122\n" +
 	"\bfragment\x18\x0f \x01(\v2\x14.cluster.v1.FragmentH\x00R\bfragmentB\x06\n" +
-	"\x04kind\"\xeb\x01\n" +
+	"\x04kind\"\x81\x02\n" +
 	"\x05Alert\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12 \n" +
@@ -1469,7 +1482,8 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x02up\x18\x05 \x01(\bR\x02up\x12\x18\n" +
 	"\adecided\x18\x06 \x01(\bR\adecided\x12\x10\n" +
 	"\x03hop\x18\a \x01(\rR\x03hop\x12\x10\n" +
-	"\x03seq\x18\b \x01(\x04R\x03seq\"\b\n" +
+	"\x03seq\x18\b \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05round\x18\t \x01(\rR\x05round\"\b\n" +
 	"\x06Unlink\"7\n" +
 	"\n" +
 	"AlertBatch\x12)\n" +
