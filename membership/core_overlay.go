@@ -296,10 +296,11 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 		return // about a node or an incarnation this node does not hold: nothing to decide
 	}
 	if a.Decided {
+		// A round this node has seen already is a late copy: the subject came back since.
 		if !a.Up && m.status != StatusDisconnected && (a.Round == 0 || a.Round > m.downs.of(m.incarnation)) {
 			c.settleDown(now, m, a.Reason, a, pc)
 		}
-		return // an older round: a decision this node took and saw undone (it came back)
+		return
 	}
 	decided := m.status == StatusDisconnected
 	if !c.recordAlert(now, a) {

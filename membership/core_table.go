@@ -25,13 +25,13 @@ type member struct {
 	lastHeartbeat time.Time
 	startedAt     time.Time
 	attrs         Attributes
-	removed       bool   // taken out of the table (deleteMember): no stream may use it any more
-	heard         uint64 // the newest incarnation the node announced itself (gossip may claim newer)
-	parked        bool   // not redialled: another node holds its address (see park)
-	inView        bool   // on the overlay's rings: alive in the view (syncView)
-	inBasis       bool   // on the basis's rings: in the view or down for a short while
-	probing       bool   // its stream closed: an observer redials it before it alerts (lost)
-	downs         downRound
+	removed       bool      // taken out of the table (deleteMember): no stream may use it any more
+	heard         uint64    // the newest incarnation the node announced itself (gossip may claim newer)
+	parked        bool      // not redialled: another node holds its address (see park)
+	inView        bool      // on the overlay's rings: alive in the view (syncView)
+	inBasis       bool      // on the basis's rings: in the view or down for a short while
+	probing       bool      // its stream closed: an observer redials it before it alerts (lost)
+	downs         downRound // how often the overlay decided it down (Alert.Round)
 }
 
 // downRound counts the times one incarnation of a node has been decided down (Alert.Round).

@@ -650,9 +650,12 @@ const methodText = `## What is measured
   robin over several host processes (at 1,024 nodes, two) that report their events with their
   timestamps; memberlist always runs in one process. Every process keeps Go's own GOMAXPROCS
   (one per core). The formation tables give the process count.
-- **When a formation does not converge** (a stall), the trial goes on with a cluster grown in
-  waves of 16 nodes (each wave converged before the next), recorded as a ¦setup¦ line, so that
-  join, leave, crash, silent failure and steady state are still measured.
+- **When a formation does not converge** (a stall), a run with ¦-formation-attempts¦ above 1
+  closes that cluster and forms a fresh one under new names, up to that many times; each try
+  is a formation trial of its own in the tables. When none converges, the trial goes on with a
+  cluster grown in waves of 16 nodes (each wave converged before the next), recorded as a
+  ¦setup¦ line, so that join, leave, crash, silent failure and steady state are still
+  measured.
 
 `
 

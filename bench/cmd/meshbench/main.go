@@ -44,6 +44,7 @@ func main() {
 		scenarios  = flag.String("scenarios", "all", "worker: all or formation")
 		steady     = flag.Duration("steady", 10*time.Second, "steady-state window (0 skips it)")
 		grace      = flag.Duration("formation-grace", 0, "extra wait after a 30 s formation stall, to tell late from never")
+		attempts   = flag.Int("formation-attempts", 1, "all-at-once formations a full trial tries before it grows the cluster in waves")
 		failureCap = flag.Duration("failure-cap", 60*time.Second, "cap on crash, silent and leave waits")
 		cpuprof    = flag.String("cpuprofile", "", "worker: CPU profile of the steady window")
 		memprof    = flag.String("memprofile", "", "worker: heap profile after the steady window")
@@ -73,7 +74,7 @@ func main() {
 		enc := json.NewEncoder(os.Stdout)
 		err := harness.RunWorker(harness.Options{
 			System: *system, Profile: *profile, N: *n, Trial: *trial, Scenarios: *scenarios,
-			Steady: *steady, StallAfter: 30 * time.Second, FormationGrace: *grace, FailureCap: *failureCap,
+			Steady: *steady, StallAfter: 30 * time.Second, FormationGrace: *grace, FailureCap: *failureCap, FormationAttempts: *attempts,
 			CPUProfile: *cpuprof, MemProfile: *memprof, FormationCPUProfile: *formprof, FaultCPUProfile: *faultprof, Processes: *procs,
 			Emit: func(r harness.Record) { _ = enc.Encode(r) },
 		})
@@ -85,7 +86,7 @@ func main() {
 	}
 
 	o := orchestrator{
-		steady: *steady, grace: *grace, failureCap: *failureCap, label: *label,
+		steady: *steady, grace: *grace, attempts: *attempts, failureCap: *failureCap, label: *label,
 		run: time.Now().UTC().Format("20060102T150405Z"), profileDir: *profileDir, quiet: *workerQuiet,
 	}
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
@@ -132,6 +133,7 @@ func order(s []string, trial int) []string {
 type orchestrator struct {
 	out           *os.File
 	steady, grace time.Duration
+	attempts      int
 	failureCap    time.Duration
 	label, run    string
 	profileDir    string
@@ -145,7 +147,7 @@ func (o *orchestrator) runWorker(system, profile string, n, trial int, scenarios
 	}
 	args := []string{"-worker", "-system", system, "-profile", profile, "-nodes", strconv.Itoa(n),
 		"-trial", strconv.Itoa(trial), "-scenarios", scenarios, "-formation-grace", o.grace.String(),
-		"-failure-cap", o.failureCap.String()}
+		"-failure-cap", o.failureCap.String(), "-formation-attempts", strconv.Itoa(o.attempts)}
 	if steady {
 		args = append(args, "-steady", o.steady.String())
 		if o.profileDir != "" {

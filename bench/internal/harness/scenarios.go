@@ -51,6 +51,9 @@ type Options struct {
 	StallAfter, FormationGrace time.Duration
 	// FailureCap bounds crash, silent and leave waits.
 	FailureCap time.Duration
+	// FormationAttempts is how many all-at-once formations a full trial tries (each one
+	// recorded) before it grows a cluster in waves for the other scenarios; 0 counts as 1.
+	FormationAttempts int
 	// CPUProfile and MemProfile, when set, profile the steady-state window;
 	// FormationCPUProfile the formation.
 	CPUProfile, MemProfile, FormationCPUProfile string
@@ -70,13 +73,15 @@ type worker struct {
 	sys    System
 	nodes  map[string]Node
 	alive  []string
+	// attempt numbers the all-at-once formations of the trial (Options.FormationAttempts).
+	attempt int
 }
 
 func (w *worker) name(i int) string { return fmt.Sprintf("%s%d", w.prefix, i) }
 
 // RunWorker runs the scenarios of o and emits one record per measurement.
 func RunWorker(o Options) error {
-	w := &worker{o: o, prefix: "n", tr: NewTracker(), nodes: map[string]Node{}}
+	w := &worker{o: o, prefix: "n", attempt: 1, tr: NewTracker(), nodes: map[string]Node{}}
 	sys, err := newSystemFor(o, w.tr)
 	if err != nil {
 		return err
@@ -92,6 +97,13 @@ func RunWorker(o Options) error {
 	}
 	if o.Scenarios == "formation" {
 		return nil
+	}
+	for attempt := 2; o.Scenarios != "grown" && !converged && attempt <= o.FormationAttempts; attempt++ {
+		// A fresh cluster under new names: the old one's nodes, and what is said of them,
+		// no longer count.
+		w.discard()
+		w.prefix, w.attempt = fmt.Sprintf("a%dn", attempt), attempt
+		started, converged = w.formation()
 	}
 	if !started || !converged {
 		// The other scenarios need a converged cluster: build one in waves.
@@ -233,7 +245,7 @@ func (w *worker) formation() (allStarted, converged bool) {
 	rec.FalseDowns = w.tr.FalseDowns()
 	u := w.sys.Usage(false)
 	rec.Metrics = map[string]any{"peak_fds": peak.stop(), "fds_after": u.FDs, "fd_limit_per_process": fdLimit(),
-		"processes": u.Processes, "cpu_s": u.CPUSeconds - u0.CPUSeconds}
+		"processes": u.Processes, "cpu_s": u.CPUSeconds - u0.CPUSeconds, "attempt": w.attempt}
 	if os.Getenv("BENCH_DIAG") != "" {
 		rec.Metrics["dials"] = u.Dials - u0.Dials
 		rec.Metrics["pairs"] = N * (N - 1) / 2
@@ -250,12 +262,7 @@ func (w *worker) regrow() bool {
 	if len(w.nodes) == 0 {
 		rec.Scenario = "grown"
 	}
-	for nm := range w.nodes {
-		w.tr.MarkVictim(nm) // what the old nodes say, and what is said of them, no longer counts
-	}
-	w.closeNodes()
-	w.nodes = map[string]Node{}
-	time.Sleep(2 * time.Second) // let the old sockets go
+	w.discard()
 	w.prefix = "g"
 	N := w.o.N
 	const wave = 16
@@ -315,6 +322,18 @@ func (w *worker) regrow() bool {
 	rec.Metrics = map[string]any{"wave": wave}
 	w.o.Emit(rec)
 	return true
+}
+
+// discard closes every node of the cluster; what they say, and what is said of them, no
+// longer counts.
+func (w *worker) discard() {
+	for nm := range w.nodes {
+		w.tr.MarkVictim(nm)
+	}
+	w.closeNodes()
+	w.nodes = map[string]Node{}
+	w.alive = nil
+	time.Sleep(2 * time.Second) // let the old sockets go
 }
 
 // steady measures a converged, idle cluster for the window.
