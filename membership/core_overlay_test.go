@@ -239,12 +239,7 @@ func TestOverlayNodeCutFromItsObserversIsDownEverywhereAndBackAfterHealing(t *te
 	const k = 4
 	s, nodes := overlayCluster(t, 40, k)
 	subject := nodes[29]
-	var rest []*simNode
-	for _, n := range nodes {
-		if n != subject {
-			rest = append(rest, n)
-		}
-	}
+	rest := allBut(nodes, subject)
 	s.partition([]*simNode{subject}, rest, true) // isolated: every stream goes silent
 	s.advance(10 * time.Second)
 	for _, n := range rest {
@@ -833,6 +828,11 @@ func TestOverlayAlertOlderThanOneAlreadyHeardFromItsObserverIsNotPassedOn(t *tes
 	}
 }
 
+// allBut returns nodes without n.
+func allBut(nodes []*simNode, n *simNode) []*simNode {
+	return slices.DeleteFunc(slices.Clone(nodes), func(m *simNode) bool { return m == n })
+}
+
 // firstPeer returns a node of nodes that n has an established stream with (nil if none).
 func firstPeer(n *simNode, nodes []*simNode) *simNode {
 	for _, p := range nodes {
@@ -863,12 +863,7 @@ func TestOverlayStaleDecisionAfterTheSubjectCameBackTakesNobodyDown(t *testing.T
 	const k = 4
 	s, nodes := overlayCluster(t, 40, k)
 	subject := nodes[29]
-	var rest []*simNode
-	for _, n := range nodes {
-		if n != subject {
-			rest = append(rest, n)
-		}
-	}
+	rest := allBut(nodes, subject)
 	var decision *Alert // one of the decisions that took the subject down, as sent
 	s.drop = func(_, _ *simNode, msg *Message) bool {
 		for _, a := range msg.Alerts {

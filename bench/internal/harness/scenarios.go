@@ -150,6 +150,7 @@ func (w *worker) formation() (allStarted, converged bool) {
 	rec.Observers = N
 	ctx := context.Background()
 	u0 := w.sys.Usage(false)
+	fd0 := w.tr.FalseDowns() // an earlier attempt's count no longer counts
 	peak := startFDSampler(w.sys)
 	defer func() { peak.stop() }()
 	if w.o.FormationCPUProfile != "" {
@@ -242,7 +243,7 @@ func (w *worker) formation() (allStarted, converged bool) {
 	if len(errs) > 0 {
 		rec.Error = fmt.Sprintf("%d start errors, first: %s", len(errs), errs[0])
 	}
-	rec.FalseDowns = w.tr.FalseDowns()
+	rec.FalseDowns = w.tr.FalseDowns() - fd0
 	u := w.sys.Usage(false)
 	rec.Metrics = map[string]any{"peak_fds": peak.stop(), "fds_after": u.FDs, "fd_limit_per_process": fdLimit(),
 		"processes": u.Processes, "cpu_s": u.CPUSeconds - u0.CPUSeconds, "attempt": w.attempt}
