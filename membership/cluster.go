@@ -36,6 +36,7 @@ type Cluster struct {
 	status    ClusterStatus
 	core      *core
 	runners   map[connID]*connRunner   // the driver of each stream of core, by the core's id for it
+	closingMu sync.Mutex               // guards closing and each runner's ended; taken after mu
 	closing   map[*connRunner]struct{} // closed gracefully, still flushing or waiting for the peer
 	live      sync.WaitGroup
 	timer     Timer
@@ -210,17 +211,16 @@ func (c *Cluster) Stop(ctx context.Context) error {
 
 // ServeConn runs an inbound stream accepted by the transport until it ends. It returns
 // ErrNotRunning at once if the node is not running.
+//
+// The stream is accepted through the node's inbox, as its messages are handed over: a seed
+// that hundreds of nodes dial at once accepts their streams in batches, under one hold of its
+// lock each, rather than passing the lock from one accepting goroutine to the next.
 func (c *Cluster) ServeConn(ctx context.Context, conn Conn) error {
-	c.mu.Lock()
-	if c.core == nil || c.status == ClusterStopping {
-		c.mu.Unlock()
+	r := newRunner(c)
+	if c.admit(r); r.core == nil {
 		return fmt.Errorf("serve stream on %s: %w", c.id, ErrNotRunning)
 	}
-	var r *connRunner
-	c.stepLocked(func(now time.Time) {
-		r = c.newRunnerLocked(c.core.accept(now), conn)
-	})
-	c.mu.Unlock()
+	r.attach(conn) // what the core queued or closed meanwhile goes ahead now
 	stop := context.AfterFunc(ctx, conn.Close)
 	defer stop()
 	r.run()
@@ -251,8 +251,12 @@ func (c *Cluster) applyLocked(outs []output) {
 		case outClose:
 			if r := c.runners[o.conn]; r != nil {
 				c.forgetRunnerLocked(r)
-				if o.flush && !r.ended {
-					c.closing[r] = struct{}{} // until it ends (connRunner.end), for abortAllLocked
+				if o.flush {
+					c.closingMu.Lock()
+					if !r.ended {
+						c.closing[r] = struct{}{} // until it ends (connRunner.end), for abortAllLocked
+					}
+					c.closingMu.Unlock()
 				}
 				r.close(o.flush)
 			}

@@ -418,16 +418,36 @@ func (c *core) hungProbe(pc *peerConn) (time.Time, bool) {
 // is open (connected and authenticated), at least HandshakeTimeout after that for the hellos,
 // as the accepting side gives them. On a machine so loaded that the connection and its
 // authentication take most of DialTimeout, a dial that got that far would otherwise time out
-// in its last step, after the peer did its share, and start over from the first.
+// in its last step, after the peer did its share, and start over from the first. A dial to a
+// seed waits longer after dials of it failed (seedPatience).
 func (c *core) handshakeDeadline(pc *peerConn) time.Time {
 	if !pc.outbound {
 		return pc.opened.Add(c.cfg.HandshakeTimeout)
 	}
-	deadline := pc.opened.Add(c.cfg.DialTimeout)
+	patience := seedPatience(pc.trying)
+	deadline := pc.opened.Add(c.cfg.DialTimeout * patience)
 	if pc.reached {
-		deadline = maxTime(deadline, pc.reachedAt.Add(c.cfg.HandshakeTimeout))
+		deadline = maxTime(deadline, pc.reachedAt.Add(c.cfg.HandshakeTimeout*patience))
 	}
 	return deadline
+}
+
+// maxSeedPatience bounds seedPatience: a dial to a seed waits at most this many times its
+// usual timeouts (20 s by default).
+const maxSeedPatience = 4
+
+// seedPatience is how many times its usual timeouts a dial that tries seed s (nil: not a
+// seed) waits for its handshake: twice as long after each dial of it that failed since it was
+// last reached, up to maxSeedPatience times. A seed that hundreds of nodes join through at once
+// answers each of them late; a joiner that gave up at the usual timeout and dialled again
+// would throw away the seed's answer, which was on its way, and add one more handshake to its
+// queue: every joiner doing so keeps the seed's queue longer than the timeout for as long as
+// they keep trying. A seed that is down refuses the dial at once, whatever the patience.
+func seedPatience(s *seed) time.Duration {
+	if s == nil {
+		return 1
+	}
+	return min(time.Duration(1)<<min(s.failures, 30), maxSeedPatience)
 }
 
 // maxTime returns the later of a and b.

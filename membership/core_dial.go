@@ -199,6 +199,17 @@ func (c *core) startDial(now time.Time, addr string) *peerConn {
 	return pc
 }
 
+// dialTimeout is how long the runtime gives the transport to open outbound stream id (the
+// connection and its authentication): DialTimeout, longer for a seed that failed to answer
+// before (seedPatience). The core's own deadline for the handshake (handshakeDeadline) is
+// never earlier.
+func (c *core) dialTimeout(id connID) time.Duration {
+	if pc := c.conns[id]; pc != nil {
+		return c.cfg.DialTimeout * seedPatience(pc.trying)
+	}
+	return c.cfg.DialTimeout
+}
+
 // dial opens an outbound stream to m.
 func (c *core) dial(now time.Time, m *member) {
 	pc := c.startDial(now, m.id.Address())

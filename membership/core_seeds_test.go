@@ -84,3 +84,23 @@ func TestCoreSeedStatusesByIDAndWithoutSelf(t *testing.T) {
 	require.Equal(t, "connection refused", st[0].LastError)
 	require.Equal(t, []string{"WARN seed unreachable; retrying with backoff"}, a.seedLogs("ghost@127.0.0.1:4998"))
 }
+
+// A seed so busy that it takes longer than the dial timeout to answer each dial (every node
+// of a large cluster joining through it at once) still lets a joiner in: each dial of it that
+// failed makes the next one wait longer, so the seed's late answer finds the joiner waiting.
+// With the usual timeout every time, the joiner gives up on each dial before the answer comes,
+// and never joins.
+func TestCoreJoinerWaitsLongerForASeedThatAnswersLate(t *testing.T) {
+	s := newSim(t)
+	seed := s.add(simID("seed", 4000), simConfig("seed"))
+	s.dialLatency = 6 * time.Second // longer than the 5 s dial timeout
+	joiner := s.add(simID("joiner", 4001), simConfig("joiner", "127.0.0.1:4000"))
+	took := s.advanceUntil(time.Minute, func() bool { return s.fullMesh(seed, joiner) },
+		"the joiner should reach a seed that answers each dial in 6 s, 1 s after the dial timeout")
+	dials := len(joiner.dialsTo("127.0.0.1:4000"))
+	t.Logf("joined after %v and %d dials", took, dials)
+	require.Equal(t, 2, dials, "the second dial, twice as patient as the first, should reach the seed")
+	st := joiner.core.seedStatuses()
+	require.Len(t, st, 1)
+	require.True(t, st[0].Reachable, "the seed is reachable once the joiner is in")
+}

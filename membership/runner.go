@@ -2,6 +2,8 @@ package membership
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 )
@@ -35,7 +37,7 @@ type connRunner struct {
 	// answer needs no writer goroutine. Only the stream's own goroutine may block on its
 	// Send: a peer that stops reading stalls nothing but its own stream, which then times out.
 	ownStep bool
-	// ended is set, under c.mu, once the stream is finished on the writing side (end).
+	// ended is set, under c.closingMu, once the stream is finished on the writing side (end).
 	ended bool
 	// handled tells the reader, waiting in deliver, that its message was handled (false) or
 	// that it takes over handing the inbox to the core (true).
@@ -58,19 +60,23 @@ type connRunner struct {
 // newRunnerLocked registers a runner for the core's stream id; conn is nil while a dial is
 // under way.
 func (c *Cluster) newRunnerLocked(id connID, conn Conn) *connRunner {
-	r := &connRunner{
-		c:       c,
-		core:    c.core,
-		id:      id,
-		readDn:  make(chan struct{}),
-		wroteDn: make(chan struct{}),
-		handled: make(chan bool, 1),
-	}
+	r := newRunner(c)
+	r.core, r.id = c.core, id
 	c.runners[id] = r
 	if conn != nil {
 		r.attach(conn)
 	}
 	return r
+}
+
+// newRunner returns a runner of c's that no stream of the core owns yet.
+func newRunner(c *Cluster) *connRunner {
+	return &connRunner{
+		c:       c,
+		readDn:  make(chan struct{}),
+		wroteDn: make(chan struct{}),
+		handled: make(chan bool, 1),
+	}
 }
 
 // forgetRunnerLocked unregisters r, if it is still the runner of its stream.
@@ -87,10 +93,11 @@ func (c *Cluster) dialLocked(id connID, addr string) {
 		c.starting[id] = true
 	}
 	ctx := c.runCtx
+	timeout := c.core.dialTimeout(id)
 	c.live.Add(1)
 	go func() {
 		defer c.live.Done()
-		dialCtx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+		dialCtx, cancel := context.WithTimeout(ctx, timeout)
 		conn, err := c.transport.Dial(dialCtx, addr)
 		cancel()
 		c.mu.Lock()
@@ -300,14 +307,16 @@ func (r *connRunner) finish() {
 	r.conn.Close()
 }
 
-// end marks the stream finished on the writing side and releases the runner's count. It is
-// never called with c.mu held.
+// end marks the stream finished on the writing side and releases the runner's count. It
+// takes only closingMu, not the node's lock: hundreds of streams may end at once (a seed's
+// joiners that gave up on their handshakes), and each taking the node's lock in turn would
+// hold up everything else the node does (see runner_inbox.go).
 func (r *connRunner) end() {
 	close(r.wroteDn)
-	r.c.mu.Lock()
+	r.c.closingMu.Lock()
 	r.ended = true
 	delete(r.c.closing, r)
-	r.c.mu.Unlock()
+	r.c.closingMu.Unlock()
 	r.c.live.Done()
 }
 
@@ -318,7 +327,10 @@ func (c *Cluster) abortAllLocked() {
 		delete(c.runners, id)
 		r.abort()
 	}
-	for r := range c.closing {
+	c.closingMu.Lock()
+	closing := slices.Collect(maps.Keys(c.closing))
+	c.closingMu.Unlock()
+	for _, r := range closing {
 		r.abort()
 	}
 }

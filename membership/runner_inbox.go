@@ -28,29 +28,44 @@ type inbox struct {
 	running bool        // a reader is handing the inbox to the core
 }
 
-// inboxItem is one message read from a stream, or the error that ended it.
+// inboxItem is one message read from a stream, the error that ended it, or (admit) an
+// inbound stream for the core to accept.
 type inboxItem struct {
-	r   *connRunner
-	msg *Message
-	err error
+	r     *connRunner
+	msg   *Message
+	err   error
+	admit bool
 }
 
 // deliver hands msg (or err) read by r to the core and returns once it was handled, and
 // whether r's reader must stop: its stream ended, or the node stopped or restarted since.
 func (c *Cluster) deliver(r *connRunner, msg *Message, err error) (stop bool) {
+	c.hand(inboxItem{r: r, msg: msg, err: err})
+	return r.stopReading
+}
+
+// admit hands the inbound stream of r, a runner no stream of the core owns yet, to the core
+// and returns once the core accepted it (r.core and r.id set, r registered) or refused it,
+// the node not running (r.core nil).
+func (c *Cluster) admit(r *connRunner) { c.hand(inboxItem{r: r, admit: true}) }
+
+// hand puts it in the inbox and returns once the core handled it: handled by the batch of
+// another reader, or by this one's, if the core was idle or the reader of the batch before
+// handed over to it.
+func (c *Cluster) hand(it inboxItem) {
+	r := it.r
 	c.in.mu.Lock()
-	c.in.items = append(c.in.items, inboxItem{r: r, msg: msg, err: err})
+	c.in.items = append(c.in.items, it)
 	if c.in.running {
 		c.in.mu.Unlock()
 		if takeOver := <-r.handled; takeOver {
 			c.handleInbox(r)
 		}
-		return r.stopReading
+		return
 	}
 	c.in.running = true
 	c.in.mu.Unlock()
 	c.handleInbox(r)
-	return r.stopReading
 }
 
 // handleInbox hands the core the batch waiting in the inbox, which holds the message of self
@@ -97,6 +112,14 @@ func (c *Cluster) handleInbox(self *connRunner) {
 func (c *Cluster) handleLocked(it *inboxItem) {
 	r := it.r
 	switch {
+	case it.admit:
+		if c.core == nil || c.status == ClusterStopping {
+			return // r.core stays nil: refused
+		}
+		c.stepLocked(func(now time.Time) {
+			r.core, r.id = c.core, c.core.accept(now)
+			c.runners[r.id] = r
+		})
 	case c.core != r.core:
 		r.stopReading = true
 	case it.err != nil:

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -388,5 +390,40 @@ func TestRunnerReaderSendsWhatItsOwnStepQueued(t *testing.T) {
 	r.abort()
 	close(r.readDn)
 	requireClosed(t, r.wroteDn, "the stream should be finished on the writing side")
+	requireNothingLeft(t, c, before)
+}
+
+// Streams served while the node runs are accepted, each once, however many come at once (a
+// seed that a cluster joins through: they are accepted in batches through the inbox); a
+// stream served once the node stopped is refused and leaves nothing counted, so the node's
+// Stop and the test's end find nothing running.
+func TestServeConnAcceptsConcurrentStreamsAndRefusesThemOnceStopped(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	c := newRunnerCluster(t)
+	require.NoError(t, c.Start(context.Background()))
+
+	const streams = 64
+	conns := make([]*recordingConn, streams)
+	var served sync.WaitGroup
+	for i := range conns {
+		conns[i] = newRecordingConn()
+		served.Go(func() {
+			assert.NoError(t, c.ServeConn(context.Background(), conns[i]), "a running node serves the stream")
+		})
+	}
+	require.Eventually(t, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.runners) == streams && len(c.core.conns) == streams
+	}, 10*time.Second, 10*time.Millisecond, "every one of the %d streams should be accepted, each by a runner of its own", streams)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, c.Stop(ctx), "the node stops, ending the streams it accepted")
+	served.Wait()
+
+	late := newRecordingConn()
+	err := c.ServeConn(context.Background(), late)
+	require.ErrorIs(t, err, ErrNotRunning, "a stopped node refuses the stream")
 	requireNothingLeft(t, c, before)
 }
