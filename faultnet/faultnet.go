@@ -77,8 +77,11 @@ func (nw *Network) setStateLocked(s state) {
 	nw.changed = make(chan struct{})
 }
 
-// Crash closes every connection and listener now and refuses new ones until Heal: peers see
-// their streams closed, as when a process crashes. A frozen network crashes too.
+// Crash closes every listener and connection now and refuses new ones until Heal: peers see
+// their streams closed, as when a process crashes. The listeners close first, as the kernel
+// closes a dead process's oldest sockets first: a peer that redials as soon as its stream
+// closes is refused, rather than accepted by a listener about to close and then reset. A
+// frozen network crashes too.
 func (nw *Network) Crash() {
 	nw.mu.Lock()
 	conns, listeners := nw.conns, nw.listeners
@@ -86,11 +89,11 @@ func (nw *Network) Crash() {
 	nw.closedWhileFrozen = nil
 	nw.setStateLocked(crashed)
 	nw.mu.Unlock()
-	for c := range conns {
-		_ = c.Conn.Close()
-	}
 	for l := range listeners {
 		l.crash()
+	}
+	for c := range conns {
+		_ = c.Conn.Close()
 	}
 }
 

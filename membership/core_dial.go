@@ -279,7 +279,7 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 	}
 	if pc.rejected == RejectUnexpectedID && c.park(now, m, true) {
 		if probing {
-			c.observe(now, m, ReasonConnectionClosed, false) // another node answers there now
+			c.observe(now, m, ReasonConnectionClosed, false, false) // another node answers there now
 		}
 		return
 	}
@@ -314,11 +314,11 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 		case !pc.refused && c.slowLocally() && (probing || c.alerts[m.id] != nil):
 			m.probing = probing
 		case probing && !pc.reached:
-			c.observe(now, m, ReasonConnectionClosed, false) // its stream closed, and nothing answers there
+			c.observe(now, m, ReasonConnectionClosed, false, pc.refused) // its stream closed, and nothing answers there
 		case m.refusals >= 2:
-			c.observe(now, m, ReasonConnectionRefused, false)
+			c.observe(now, m, ReasonConnectionRefused, false, true)
 		case c.alerts[m.id] != nil:
-			c.observe(now, m, ReasonConnectionClosed, false)
+			c.observe(now, m, ReasonConnectionClosed, false, pc.refused)
 		case probing:
 			m.probing = true // it answers, but too slowly to finish a hello: the next dial probes again
 		}

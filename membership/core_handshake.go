@@ -343,12 +343,12 @@ func (c *core) confirm(now time.Time, pc *peerConn, m *member) {
 	if m.status == StatusDisconnected && c.overlay() {
 		// Decided down by the cluster, and so it stays until enough of its observers reach it
 		// again (decide): this node, if it is one of them, says so. The stream stays.
-		c.observe(now, m, 0, true)
+		c.observe(now, m, 0, true, false)
 	} else {
 		wasDown := m.status == StatusDisconnected
 		c.markUp(now, m)
 		if wasDown || c.alerted(m.id) {
-			c.observe(now, m, 0, true) // an observer reaches its subject again: it says so
+			c.observe(now, m, 0, true, false) // an observer reaches its subject again: it says so
 		}
 	}
 	if pc.fresh {

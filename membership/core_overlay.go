@@ -241,15 +241,16 @@ func (c *core) lost(now time.Time, m *member, reason DownReason) {
 		c.wantDialAt(now)
 		return
 	}
-	c.observe(now, m, reason, false)
+	c.observe(now, m, reason, false, false)
 	if c.isNeighbour(m.id) {
 		c.scheduleRedial(now, m)
 	}
 }
 
 // observe raises this node's alert about m, if it is one of m's observers: m lost (up false,
-// with the reason) or reached again (up true).
-func (c *core) observe(now time.Time, m *member, reason DownReason, up bool) {
+// with the reason, and refused if a dial to its address was refused) or reached again (up
+// true).
+func (c *core) observe(now time.Time, m *member, reason DownReason, up, refused bool) {
 	if !c.overlay() || !c.basis.isObserver(c.self, m.id) {
 		return
 	}
@@ -262,10 +263,10 @@ func (c *core) observe(now time.Time, m *member, reason DownReason, up bool) {
 	}
 	a := &Alert{Subject: m.id, Incarnation: m.incarnation, Observer: c.self, Up: up, Seq: c.nextAlertSeq()}
 	if !up {
-		a.Reason = reason
+		a.Reason, a.Refused = reason, refused
 	}
 	if c.recordAlert(now, a) {
-		c.log(slog.LevelDebug, "raising an alert", "subject", m.id.String(), "up", up, "reason", reason.String())
+		c.log(slog.LevelDebug, "raising an alert", "subject", m.id.String(), "up", up, "reason", reason.String(), "refused", refused)
 		c.relayAlert(nil, a)
 		c.decideFrom(now, m.id)
 	}
@@ -349,10 +350,11 @@ func (s *alertSet) drop(o NodeID) {
 
 // alertMark is one observer's last word about the subject.
 type alertMark struct {
-	reason DownReason
-	up     bool
-	at     time.Time
-	seq    uint64 // the alert's Seq (0: not numbered)
+	reason  DownReason
+	up      bool
+	refused bool // down, and the observer's dial to the subject was refused (Alert.Refused)
+	at      time.Time
+	seq     uint64 // the alert's Seq (0: not numbered)
 }
 
 // olderThan reports whether a is news to a node that holds mark from the same observer: a
@@ -386,7 +388,7 @@ func (c *core) recordAlert(now time.Time, a *Alert) bool {
 	if prev, known := set.by[a.Observer]; known && !prev.olderThan(a) {
 		return false
 	}
-	set.put(a.Observer, alertMark{reason: a.Reason, up: a.Up, at: now, seq: a.Seq})
+	set.put(a.Observer, alertMark{reason: a.Reason, up: a.Up, refused: a.Refused && !a.Up, at: now, seq: a.Seq})
 	c.lookAtAlertsBy(now.Add(c.alertLifetime()))
 	return true
 }
@@ -469,16 +471,27 @@ func (c *core) decide(now time.Time, m *member) bool {
 	// The observers' own alerts first; those without one count only if they failed or are
 	// suspected, which costs more to tell, and is told only while a quorum is within reach.
 	downs := map[DownReason]int{}
-	count, silent := 0, 0
+	count, silent, refused := 0, 0, 0
 	for _, o := range observers {
 		mark, ok := set.by[o]
 		switch {
 		case ok && !mark.up:
 			downs[mark.reason]++
 			count++
+			if mark.refused {
+				refused++
+			}
 		case !ok:
 			silent++
 		}
+	}
+	if refused > len(observers)/2 && m.downs.of(m.incarnation) == 0 {
+		// A majority found nothing listening at its address: no slow observer or bad link
+		// refuses a dial, and the rest would only say the same later. Once per incarnation:
+		// one that came back (its other observers reach it) is decided by H from then on, so
+		// a port that refuses only some of its observers cannot take it down again and again.
+		c.settleDown(now, m, majority(downs), nil, nil)
+		return true
 	}
 	if count == 0 || count+silent < quorum {
 		return false

@@ -255,27 +255,28 @@ func TestOverlayNodeCutFromItsObserversIsDownEverywhereAndBackAfterHealing(t *te
 	}
 }
 
+// subjectWithKObservers returns a node of nodes that has k distinct observers, and them.
+func subjectWithKObservers(t *testing.T, s *sim, nodes []*simNode, k int) (*simNode, []*simNode) {
+	t.Helper()
+	for _, n := range nodes {
+		if ids := topoOf(nodes, k).observers(n.id); len(ids) == k {
+			observers := make([]*simNode, len(ids))
+			for i, id := range ids {
+				observers[i] = s.byID(id)
+			}
+			return n, observers
+		}
+	}
+	require.FailNow(t, "no node has K distinct observers", "%d nodes, K = %d", len(nodes), k)
+	return nil, nil
+}
+
 func TestOverlayNodeStillReachedByOneObserverStaysDownUntilTheCutHeals(t *testing.T) {
 	const k = 10
 	s, nodes := overlayCluster(t, 40, k)
-	var subject *simNode
-	var observers []NodeID
-	for _, n := range nodes {
-		if observers = topoOf(nodes, k).observers(n.id); len(observers) == k {
-			subject = n
-			break
-		}
-	}
-	require.NotNil(t, subject, "some node of 40 has K distinct observers")
-	byID := map[NodeID]*simNode{}
-	for _, n := range nodes {
-		byID[n.id] = n
-	}
+	subject, observers := subjectWithKObservers(t, s, nodes, k)
 	// Cut from 9 of its 10 observers (a quorum); the tenth still reaches it.
-	var cutFrom []*simNode
-	for _, o := range observers[1:] {
-		cutFrom = append(cutFrom, byID[o])
-	}
+	cutFrom := observers[1:]
 	s.partition([]*simNode{subject}, cutFrom, true)
 	wantDown := []string{"up " + subject.id.String(), "down " + subject.id.String() + " heartbeat_timeout"}
 	for _, n := range nodes {
@@ -300,6 +301,93 @@ func TestOverlayNodeStillReachedByOneObserverStaysDownUntilTheCutHeals(t *testin
 			require.Equal(t, append(wantDown, "up "+subject.id.String()), n.eventsAbout(subject), "%s: down once, up once", n.id)
 			requireAlternating(t, n)
 		}
+	}
+}
+
+func TestOverlayCrashRefusedByAMajorityOfObserversIsDecidedWithoutTheSlowOnes(t *testing.T) {
+	const k = 10
+	s, nodes := overlayCluster(t, 40, k)
+	subject, observers := subjectWithKObservers(t, s, nodes, k)
+	slow := observers[:k/2-1] // four observers get no CPU: they notice nothing
+	for _, o := range slow {
+		o.starved = true
+	}
+	subject.crash() // the six others find its port refusing their redials
+	start := s.now
+	for _, n := range nodes {
+		if n == subject || slices.Contains(slow, n) {
+			continue
+		}
+		s.advanceUntil(time.Second, func() bool { return n.core.members[subject.id].isDown() },
+			"%s should report the crash within a second: 6 of its 10 observers found nothing listening", n.id)
+		require.Equal(t, []string{"up " + subject.id.String(), "down " + subject.id.String() + " connection_closed"},
+			n.eventsAbout(subject), "%s reports the crash once, with the observers' reason", n.id)
+		require.Len(t, n.downs(), 1, "%s: only the crashed node is down", n.id)
+	}
+	// Without the refusals it would take nine observers: the slow four count only once their
+	// own observers time them out, after interval × threshold.
+	require.Less(t, s.now.Sub(start), time.Second, "decided before any slow observer could be suspected")
+}
+
+func TestOverlayRefusalsFromHalfTheObserversDecideNothing(t *testing.T) {
+	const k = 10
+	s, nodes := overlayCluster(t, 40, k)
+	subject, observers := subjectWithKObservers(t, s, nodes, k)
+	var receiver, from *simNode
+	for _, n := range nodes {
+		if n != subject && !slices.Contains(observers, n) {
+			if peer := firstPeer(n, nodes); peer != nil && peer != subject {
+				receiver, from = n, peer
+				break
+			}
+		}
+	}
+	require.NotNil(t, receiver, "a node that does not observe the subject, with a stream")
+	incarnation := receiver.core.members[subject.id].incarnation
+	refusal := func(o *simNode) *Alert {
+		return &Alert{Subject: subject.id, Incarnation: incarnation, Observer: o.id, Reason: ReasonConnectionClosed,
+			Refused: true, Hop: 2, Seq: 10}
+	}
+	// Five of ten say nothing listens there (a firewall that rejects half the cluster, say):
+	// no majority, and five alerts are short of H.
+	for _, o := range observers[:k/2] {
+		s.inject(from, receiver, &Message{Alerts: []*Alert{refusal(o)}})
+	}
+	s.advance(2 * time.Second)
+	for _, n := range nodes {
+		require.Empty(t, n.downs(), "%s: refusals from half the observers take nobody down", n.id)
+	}
+	s.inject(from, receiver, &Message{Alerts: []*Alert{refusal(observers[k/2])}})
+	down := "down " + subject.id.String() + " connection_closed"
+	for _, n := range allBut(nodes, subject) {
+		s.advanceUntil(2*time.Second, func() bool { return slices.Contains(n.eventsAbout(subject), down) },
+			"%s should report the subject down once six of its ten observers say nothing listens there", n.id)
+	}
+	// The observers do reach it: their up alerts, newer than the refusals, bring it back.
+	s.advanceUntil(30*time.Second, func() bool { return s.fullMesh(nodes...) }, "the subject comes back: its observers reach it")
+	for _, n := range allBut(nodes, subject) {
+		require.Equal(t, []string{"up " + subject.id.String(), down, "up " + subject.id.String()}, n.eventsAbout(subject),
+			"%s: down once on the refusals, up once", n.id)
+	}
+}
+
+func TestOverlayPortThatRefusesMostObserversGoesDownOnceNotOverAndOver(t *testing.T) {
+	const k = 10
+	s, nodes := overlayCluster(t, 40, k)
+	subject, observers := subjectWithKObservers(t, s, nodes, k)
+	refusing := observers[:k/2+1] // a firewall resets six observers' connections; four still get through
+	s.partition([]*simNode{subject}, refusing, true)
+	for _, o := range refusing {
+		s.breakStream(subject, o)
+	}
+	s.advance(2 * time.Minute) // many rounds of redials, each refused
+	for _, n := range allBut(nodes, subject) {
+		events := n.eventsAbout(subject)
+		require.Equal(t, 3, len(events), "%s: %d events, the first %v: want down once on the refusals, back once its "+
+			"four other observers reach it, then up: six of ten are short of H, and the refusals decide only once",
+			n.id, len(events), events[:min(6, len(events))])
+		require.Equal(t, []string{"up " + subject.id.String(), "up " + subject.id.String()}, []string{events[0], events[2]},
+			"%s: up, down, up", n.id)
 	}
 }
 

@@ -56,6 +56,10 @@ type Alert struct {
 	// so a copy delayed on a slow stream never takes down a node that came back. 0: unknown
 	// (the receiver takes the decision).
 	Round uint32
+	// Refused, in a down alert, says Observer's dial to the subject's address was refused:
+	// nothing listens there. A majority of the subject's observers saying so decides it
+	// down without waiting for H of them (core.decide).
+	Refused bool
 }
 
 // Unlink says the sender closes the stream because the overlay no longer needs it.

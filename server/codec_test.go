@@ -27,7 +27,7 @@ func peerMessageSeeds(t testing.TB) [][]byte {
 		{Leave: &membership.Leave{ID: id, Incarnation: 42}},
 		{Reject: &membership.Reject{Reason: membership.RejectDuplicateStream, Detail: "dup"}},
 		{Reject: &membership.Reject{Reason: membership.RejectClusterName, Detail: `cluster name "blue" here, none in the hello`}},
-		{Alerts: []*membership.Alert{{Subject: other, Incarnation: 7, Observer: id, Reason: membership.ReasonConnectionClosed}}},
+		{Alerts: []*membership.Alert{{Subject: other, Incarnation: 7, Observer: id, Reason: membership.ReasonConnectionClosed, Refused: true}}},
 		{Alerts: []*membership.Alert{
 			{Subject: other, Incarnation: 7, Observer: id, Reason: membership.ReasonHeartbeatTimeout},
 			{Subject: other, Incarnation: 7, Observer: id, Up: true},

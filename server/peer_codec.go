@@ -176,6 +176,7 @@ func encodeAlert(a *membership.Alert) *clusterv1.Alert {
 	return &clusterv1.Alert{
 		SubjectId: a.Subject.String(), Incarnation: a.Incarnation, ObserverId: a.Observer.String(),
 		Reason: clusterv1.NodeDownReason(a.Reason), Up: a.Up, Decided: a.Decided, Hop: a.Hop, Seq: a.Seq, Round: a.Round,
+		Refused: a.Refused,
 	}
 }
 
@@ -194,7 +195,7 @@ func decodeAlert(a *clusterv1.Alert) (*membership.Alert, error) {
 	}
 	return &membership.Alert{
 		Subject: subject, Incarnation: a.GetIncarnation(), Observer: observer, Reason: reason, Up: a.GetUp(), Decided: a.GetDecided(),
-		Hop: a.GetHop(), Seq: a.GetSeq(), Round: a.GetRound(),
+		Hop: a.GetHop(), Seq: a.GetSeq(), Round: a.GetRound(), Refused: a.GetRefused(),
 	}, nil
 }
 

@@ -621,7 +621,13 @@ type Alert struct {
 	// that many downs of the subject (it went down and came back since) ignores the decision:
 	// a copy delayed on a slow stream must not take a node down that came back. 0 when
 	// unknown: the receiver then takes the decision.
-	Round         uint32 `protobuf:"varint,9,opt,name=round,proto3" json:"round,omitempty"`
+	Round uint32 `protobuf:"varint,9,opt,name=round,proto3" json:"round,omitempty"`
+	// refused, in a down alert, says the observer's dial to the subject's address was refused
+	// (nothing listens there: the subject's process is gone while its host answers). A
+	// majority of the subject's observers saying so decides it down without waiting for H of
+	// them: no slow observer or bad link refuses a dial. False from a sender that does not set
+	// it: the receiver then waits for H.
+	Refused       bool `protobuf:"varint,10,opt,name=refused,proto3" json:"refused,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -717,6 +723,13 @@ func (x *Alert) GetRound() uint32 {
 		return x.Round
 	}
 	return 0
+}
+
+func (x *Alert) GetRefused() bool {
+	if x != nil {
+		return x.Refused
+	}
+	return false
 }
 
 // Unlink says the sender closes the stream because the overlay no longer needs it.
@@ -1471,7 +1484,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x06unlink\x18\a \x01(\v2\x12.cluster.v1.UnlinkH\x00R\x06unlink\x120\n" +
 	"\x06alerts\x18\b \x01(\v2\x16.cluster.v1.AlertBatchH\x00R\x06alerts\x122\n" +
 	"\bfragment\x18\x0f \x01(\v2\x14.cluster.v1.FragmentH\x00R\bfragmentB\x06\n" +
-	"\x04kind\"\x81\x02\n" +
+	"\x04kind\"\x9b\x02\n" +
 	"\x05Alert\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12 \n" +
@@ -1483,7 +1496,9 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\adecided\x18\x06 \x01(\bR\adecided\x12\x10\n" +
 	"\x03hop\x18\a \x01(\rR\x03hop\x12\x10\n" +
 	"\x03seq\x18\b \x01(\x04R\x03seq\x12\x14\n" +
-	"\x05round\x18\t \x01(\rR\x05round\"\b\n" +
+	"\x05round\x18\t \x01(\rR\x05round\x12\x18\n" +
+	"\arefused\x18\n" +
+	" \x01(\bR\arefused\"\b\n" +
 	"\x06Unlink\"7\n" +
 	"\n" +
 	"AlertBatch\x12)\n" +
