@@ -438,9 +438,11 @@ func (c *core) decideFrom(now time.Time, subject NodeID) (decidedSubject bool) {
 	return decidedSubject
 }
 
-// decide reports m down once a quorum of its observers report it down, with the reason most
-// of them give, and back up once so many of them report it up again (up alerts) that fewer
-// than a quorum are left to report it down. It reports whether it changed m's status.
+// decide reports m down once a quorum of its observers report it down, or the first time
+// its incarnation goes down, once more than half of them found nothing listening at its
+// address (refused redials), with the reason most of them give; and back up once so many of
+// them report it up again (up alerts) that fewer than a quorum are left to report it down.
+// It reports whether it changed m's status.
 //
 // An observer that is itself suspected (down alerts from at least L of its own observers,
 // L = 3 of 10 as in Rapid) counts as reporting m down: when several nodes fail at once, some
