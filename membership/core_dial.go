@@ -301,6 +301,7 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 	switch {
 	case m.status == StatusConnecting:
 		c.markDown(now, m, ReasonConnectionRefused)
+		m.downOnDial = true
 	case m.status == StatusConnected && c.overlay():
 		// A neighbour the cluster holds alive, dialled and not reached: an observer says so
 		// when others already do, or when its dials were refused twice in a row (nobody

@@ -179,6 +179,9 @@ func (c *core) reconcile(now time.Time) {
 		if !wanted {
 			m.probing = false // no longer its observer: it has nothing to say about it
 		}
+		if overlay && m.conn == 0 && c.downOnItsDialOnly(m) {
+			c.markUp(now, m) // the cluster holds it alive; its observers decide about it
+		}
 		if m.status == StatusDisconnected {
 			if !wanted && m.dial == 0 && !m.nextDial.IsZero() {
 				m.nextDial, m.graceFrom = time.Time{}, time.Time{}
@@ -199,6 +202,19 @@ func (c *core) reconcile(now time.Time) {
 			c.unlink(now, pc, m)
 		}
 	}
+}
+
+// downOnItsDialOnly reports whether m is down on this node's word alone: its first dial
+// failed while the cluster was a full mesh (connection_refused), and no observer alerts about
+// it nor did the cluster decide it. In the overlay the cluster holds it alive and its
+// observers decide; without this, a node that joined a small cluster in a busy moment held
+// such a member down for as long as it ran, where every other node listed it up.
+func (c *core) downOnItsDialOnly(m *member) bool {
+	if !m.downOnDial || m.status != StatusDisconnected || m.downs.of(m.incarnation) > 0 {
+		return false
+	}
+	set := c.alerts[m.id]
+	return set == nil || set.incarnation != m.incarnation || set.downs == 0
 }
 
 // unlink closes pc, this node's stream to m, because the overlay no longer needs it; the peer

@@ -987,3 +987,52 @@ func TestOverlayStaleDecisionAfterTheSubjectCameBackTakesNobodyDown(t *testing.T
 			n.eventsAbout(subject), "%s: a decision older than the subject's return takes it down nowhere", n.id)
 	}
 }
+
+// A node that joins while the cluster is still a full mesh dials every member; a first dial
+// that fails (a busy formation, a cut link) reports that member down, connection_refused, as
+// a full mesh does. Once the cluster has grown into an overlay, it holds that member alive,
+// and the member is not even the joiner's neighbour: the joiner lists it up again rather than
+// down for as long as it runs.
+func TestOverlayMemberDownOnlyOnAFirstDialIsUpOnceTheClusterIsAnOverlay(t *testing.T) {
+	const k = 4
+	const grown = 34
+	idOf := func(i int) string { return simID(fmt.Sprintf("node%02d", i), 4000+i) }
+	joinerID := simID("joiner", 4500)
+	parse := func(s string) NodeID {
+		id, err := ParseNodeID(s)
+		require.NoError(t, err)
+		return id
+	}
+	ids := []NodeID{parse(joinerID)}
+	for i := range grown {
+		ids = append(ids, parse(idOf(i)))
+	}
+	neighbours := newTopology(ids, k).neighbours(ids[0])
+	s := newSim(t)
+	small := newClusterWith(s, k, func(cfg *Config) { cfg.Monitors = k }) // K nodes: a full mesh
+	var far *simNode                                                      // a member the joiner will not stream to once the cluster is an overlay
+	for _, n := range small[1:] {
+		if !slices.Contains(neighbours, n.id) {
+			far = n
+			break
+		}
+	}
+	require.NotNil(t, far, "one of the first nodes is not the joiner's neighbour in the grown cluster")
+	cfg := simConfig("joiner", small[0].id.String())
+	cfg.Monitors = k
+	joiner := s.create(joinerID, cfg)
+	s.partition([]*simNode{joiner}, []*simNode{far}, true) // the joiner's dials to it fail
+	joiner.start()
+	s.advanceUntil(10*time.Second, func() bool { return joiner.core.members[far.id].isDown() },
+		"the joiner's first dial of %s fails: down, as in a full mesh", far.id)
+	all := append(slices.Clone(small), joiner)
+	for i := k; i < grown; i++ {
+		cfg := simConfig(fmt.Sprintf("node%02d", i), small[0].id.String())
+		cfg.Monitors = k
+		all = append(all, s.add(idOf(i), cfg))
+	}
+	s.advanceUntil(time.Minute, func() bool { return s.fullMesh(all...) },
+		"every node, the joiner included, should list every other connected once the overlay holds them")
+	require.Equal(t, []string{"down " + far.id.String() + " connection_refused", "up " + far.id.String()},
+		joiner.eventsAbout(far), "the joiner: down on its failed dial, up once the overlay holds it alive")
+}

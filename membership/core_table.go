@@ -32,6 +32,7 @@ type member struct {
 	inBasis       bool      // on the basis's rings: in the view or down for a short while
 	probing       bool      // its stream closed: an observer redials it before it alerts (lost)
 	downs         downRound // how often the overlay decided it down (Alert.Round)
+	downOnDial    bool      // down because its first dial failed, never reached (connection_refused)
 }
 
 // downRound counts the times one incarnation of a node has been decided down (Alert.Round).
@@ -110,7 +111,7 @@ func (c *core) markUp(now time.Time, m *member) {
 	if m.status == StatusConnected {
 		return
 	}
-	m.status = StatusConnected
+	m.status, m.downOnDial = StatusConnected, false
 	c.viewCache = nil // the view says which nodes are down
 	c.connected++
 	c.holders[m.id.hostPort()] = m
