@@ -998,8 +998,8 @@ func TestOverlayMemberDownOnlyOnAFirstDialIsUpOnceTheClusterIsAnOverlay(t *testi
 	const grown = 34
 	idOf := func(i int) string { return simID(fmt.Sprintf("node%02d", i), 4000+i) }
 	joinerID := simID("joiner", 4500)
-	parse := func(s string) NodeID {
-		id, err := ParseNodeID(s)
+	parse := func(text string) NodeID {
+		id, err := ParseNodeID(text)
 		require.NoError(t, err)
 		return id
 	}
