@@ -76,8 +76,10 @@ type core struct {
 	digest      uint64
 	digestDirty bool
 	viewCache   []MemberEntry // view(), nil when it must be rebuilt
-	memberOrder []*member     // members sorted by id, nil when it must be rebuilt
-	orderAdds   []*member     // members added since memberOrder was built (sortedMembers)
+	// viewCacheUsed says view() was asked for since the last tick (releaseIdleView).
+	viewCacheUsed bool
+	memberOrder   []*member // members sorted by id, nil when it must be rebuilt
+	orderAdds     []*member // members added since memberOrder was built (sortedMembers)
 
 	metrics MetricsSink
 
@@ -285,6 +287,7 @@ func (c *core) tick(now time.Time) {
 		c.expireAlerts(now)
 	}
 	c.expireBasis(now)
+	c.releaseIdleView()
 	if c.lateWorstOf() > 0 {
 		c.rollLateWindow(now)
 	}

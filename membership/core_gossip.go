@@ -9,6 +9,7 @@ import (
 // view returns every node the local node knows, down and left nodes included, itself
 // excluded, sorted by id.
 func (c *core) view() []MemberEntry {
+	c.viewCacheUsed = true
 	if c.viewCache != nil {
 		return c.viewCache
 	}
@@ -30,6 +31,15 @@ func (c *core) view() []MemberEntry {
 	}
 	c.viewCache = slices.Clip(out) // shared read-only by messages; appends copy
 	return c.viewCache
+}
+
+// releaseIdleView drops the cached view if nothing asked for it since the last call (a tick):
+// it is as large as the view, and a steady cluster rarely sends it.
+func (c *core) releaseIdleView() {
+	if !c.viewCacheUsed {
+		c.viewCache = nil
+	}
+	c.viewCacheUsed = false
 }
 
 // viewDigest returns the digest of the local view, the local node included.

@@ -18,21 +18,22 @@ type member struct {
 	conn          connID // established stream, 0 if none
 	dial          connID // outbound stream being set up, 0 if none
 	attempts      int
-	refusals      uint8     // dials refused in a row (nothing listens at its address), at most 2
 	nextDial      time.Time // zero: no dial scheduled
 	graceFrom     time.Time // while the first dial waits for the smaller id's: when m was learned
 	downSince     time.Time
 	lastHeartbeat time.Time
 	startedAt     time.Time
 	attrs         Attributes
-	removed       bool      // taken out of the table (deleteMember): no stream may use it any more
 	heard         uint64    // the newest incarnation the node announced itself (gossip may claim newer)
-	parked        bool      // not redialled: another node holds its address (see park)
-	inView        bool      // on the overlay's rings: alive in the view (syncView)
-	inBasis       bool      // on the basis's rings: in the view or down for a short while
-	probing       bool      // its stream closed: an observer redials it before it alerts (lost)
 	downs         downRound // how often the overlay decided it down (Alert.Round)
-	downOnDial    bool      // down because its first dial failed, never reached (connection_refused)
+	// The small fields come last, together, so the record fits a smaller allocation class.
+	refusals   uint8 // dials refused in a row (nothing listens at its address), at most 2
+	removed    bool  // taken out of the table (deleteMember): no stream may use it any more
+	parked     bool  // not redialled: another node holds its address (see park)
+	inView     bool  // on the overlay's rings: alive in the view (syncView)
+	inBasis    bool  // on the basis's rings: in the view or down for a short while
+	probing    bool  // its stream closed: an observer redials it before it alerts (lost)
+	downOnDial bool  // down because its first dial failed, never reached (connection_refused)
 }
 
 // downRound counts the times one incarnation of a node has been decided down (Alert.Round).

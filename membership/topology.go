@@ -170,7 +170,7 @@ func (r *rings) merge() {
 			for _, n := range r.added {
 				slot := ringSlot{key: ringKey(ring, n.hash), node: n}
 				i, _ := slices.BinarySearchFunc(r.slots[ring], slot, compareSlots)
-				r.slots[ring] = slices.Insert(r.slots[ring], i, slot)
+				r.slots[ring] = slices.Insert(roomForOne(r.slots[ring]), i, slot)
 			}
 		}
 		r.added = r.added[:0]
@@ -197,6 +197,18 @@ func (r *rings) merge() {
 		r.slots[ring] = append(merged, fresh[i:]...)
 	}
 	r.added, r.dropped = r.added[:0], nil
+}
+
+// roomForOne returns ring with room for one more slot. A full ring grows by an eighth, not
+// by append's quarter to double: a node holds K rings over the whole view, and the slack of
+// append's growth cost each node about 60 % more than its slots.
+func roomForOne(ring []ringSlot) []ringSlot {
+	if len(ring) < cap(ring) {
+		return ring
+	}
+	grown := make([]ringSlot, len(ring), len(ring)+len(ring)/8+4)
+	copy(grown, ring)
+	return grown
 }
 
 // compareSlots orders slots by key, then by id (keys of distinct ids almost never collide).

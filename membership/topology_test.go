@@ -120,3 +120,20 @@ func TestTopologyKeptByAddAndRemoveEqualsOneBuiltAnew(t *testing.T) {
 		require.Equal(t, anew.observers(id), kept.observers(id), "observers of %s", id)
 	}
 }
+
+// A node learns most of a large view one join at a time: each ring then grows by a small
+// step, so the K rings a node holds cost little more than their slots, whatever the size.
+func TestTopologyRingsLearnedOneAtATimeKeepLittleSlack(t *testing.T) {
+	ids := topologyIDs(1000)
+	topo := newTopology(ids[:2], 10)
+	for _, id := range ids[2:] {
+		require.True(t, topo.add(id))
+		topo.r.merge() // a query between joins merges each one on its own
+		for r, ring := range topo.r.slots {
+			require.LessOrEqual(t, cap(ring), len(ring)+len(ring)/8+4, "ring %d: room for %d slots held for %d", r, cap(ring), len(ring))
+		}
+	}
+	for r, ring := range topo.r.slots {
+		require.Len(t, ring, len(ids), "ring %d holds every id", r)
+	}
+}

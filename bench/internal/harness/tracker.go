@@ -17,9 +17,11 @@ type waiter struct {
 	want map[pair]struct{}
 	done chan struct{}
 	at   time.Time
-	// arrivals are the report times of the pairs, in the order they completed, and last the
-	// pair that completed the wait (for the spread across observers).
-	arrivals []time.Time
+	// arrivals are the report times of the pairs, after start, in the order they completed,
+	// and last the pair that completed the wait (for the spread across observers). A
+	// formation's wait holds N² of them: durations take a third of the room of times.
+	start    time.Time
+	arrivals []time.Duration
 	last     pair
 }
 
@@ -91,7 +93,7 @@ func (t *Tracker) notify(now time.Time, up bool, p pair) {
 	for _, w := range t.waiters {
 		if _, ok := w.want[p]; ok && w.up == up {
 			delete(w.want, p)
-			w.arrivals = append(w.arrivals, now)
+			w.arrivals = append(w.arrivals, now.Sub(w.start))
 			if now.After(w.at) {
 				w.at = now // the latest report completes the wait, whatever order they arrive in
 				w.last = p
@@ -99,6 +101,7 @@ func (t *Tracker) notify(now time.Time, up bool, p pair) {
 		}
 		if len(w.want) == 0 {
 			close(w.done)
+			w.want = nil // an emptied map keeps its size: a formation's held N² pairs
 			continue
 		}
 		kept = append(kept, w)
@@ -159,7 +162,7 @@ func (t *Tracker) ExpectDown(observers, subjects []string) *Wait {
 }
 
 func (t *Tracker) expect(up bool, observers, subjects []string) *Wait {
-	w := &waiter{up: up, want: map[pair]struct{}{}, done: make(chan struct{})}
+	w := &waiter{up: up, want: map[pair]struct{}{}, done: make(chan struct{}), start: time.Now()}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, o := range observers {
@@ -175,6 +178,7 @@ func (t *Tracker) expect(up bool, observers, subjects []string) *Wait {
 	}
 	if len(w.want) == 0 {
 		w.at = time.Now()
+		w.want = nil
 		close(w.done)
 	} else {
 		t.waiters = append(t.waiters, w)
@@ -298,7 +302,7 @@ func (w *Wait) Spread(t0 time.Time) (median, p90 float64, last string) {
 	if len(a) == 0 {
 		return 0, 0, ""
 	}
-	slices.SortFunc(a, func(x, y time.Time) int { return x.Compare(y) })
-	at := func(q float64) float64 { return a[int(q*float64(len(a)-1))].Sub(t0).Seconds() }
+	slices.Sort(a)
+	at := func(q float64) float64 { return w.w.start.Add(a[int(q*float64(len(a)-1))]).Sub(t0).Seconds() }
 	return at(0.5), at(0.9), w.w.last.obs + "->" + w.w.last.subj
 }
