@@ -43,7 +43,9 @@ type Cluster struct {
 	timerAt   time.Time
 	lastInc   uint64
 	seq       uint64
-	recent    []Event
+	recent    eventRing
+	// events collects a step's events (applyLocked), to hand the subscribers at once.
+	events    []Event
 	startedAt time.Time
 	runCtx    context.Context
 	cancelRun context.CancelFunc
@@ -95,6 +97,7 @@ func New(id NodeID, cfg *Config, transport Transport, opts ...Option) (*Cluster,
 		cfg:       cfg.Clone(),
 		runners:   map[connID]*connRunner{},
 		closing:   map[*connRunner]struct{}{},
+		recent:    eventRing{size: recentEventsKept},
 	}
 	for _, opt := range opts {
 		opt(c)
@@ -242,6 +245,9 @@ func (c *Cluster) stepLocked(input func(now time.Time)) {
 
 // applyLocked carries out the core's effects; none of them blocks.
 func (c *Cluster) applyLocked(outs []output) {
+	if events := countEvents(outs); events > cap(c.events) {
+		c.events = make([]Event, 0, events) // a formation's burst: sized once
+	}
 	for _, o := range outs {
 		switch o.kind {
 		case outSend:
@@ -263,28 +269,48 @@ func (c *Cluster) applyLocked(outs []output) {
 		case outDial:
 			c.dialLocked(o.conn, o.addr)
 		case outEvent:
-			c.publishLocked(*o.event)
+			c.events = append(c.events, c.numberLocked(*o.event))
 		case outLog:
 			c.logger.Log(context.Background(), o.level, o.text, o.attrs...)
 		}
 	}
+	if len(c.events) > 0 {
+		c.bus.publish(c.events...)
+		clear(c.events)
+		c.events = c.events[:0]
+		if cap(c.events) > maxSpareEvents {
+			c.events = nil // a formation's burst: not kept for every later step
+		}
+	}
+}
+
+// countEvents counts the events among outs.
+func countEvents(outs []output) int {
+	n := 0
+	for _, o := range outs {
+		if o.kind == outEvent {
+			n++
+		}
+	}
+	return n
 }
 
 // publishLocked numbers an event, remembers it and hands it to the subscribers.
-func (c *Cluster) publishLocked(e Event) {
+func (c *Cluster) publishLocked(e Event) { c.bus.publish(c.numberLocked(e)) }
+
+// numberLocked numbers an event, remembers it among the recent ones and logs it; it returns
+// the numbered event, for the subscribers.
+func (c *Cluster) numberLocked(e Event) Event {
 	c.seq++
 	e.Sequence = c.seq
-	c.recent = append(c.recent, e)
-	if len(c.recent) > recentEventsKept {
-		c.recent = c.recent[len(c.recent)-recentEventsKept:]
-	}
+	c.recent.add(e)
 	switch e.Type {
 	case EventNodeUp:
 		c.logger.Debug("node up", "peer", e.Node.ID.String(), "incarnation", e.Node.Incarnation)
 	case EventNodeDown:
 		c.logger.Debug("node down", "peer", e.Node.ID.String(), "reason", e.Reason.String())
 	}
-	c.bus.publish(e)
+	return e
 }
 
 // setStatusLocked changes the local status and publishes the change.

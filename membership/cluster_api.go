@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"time"
 )
 
@@ -185,7 +184,7 @@ func (c *Cluster) UpdateLocal(u LocalUpdate) (NodeInfo, error) {
 func (c *Cluster) RecentEvents() []Event {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return slices.Clone(c.recent)
+	return c.recent.list()
 }
 
 // Subscribe calls handler with every event, in order, from its own goroutine; a slow handler

@@ -27,7 +27,7 @@ func (c *core) view() []MemberEntry {
 		}
 	}
 	if len(out) > members { // the members come in order; the left nodes are merged in
-		slices.SortFunc(out, func(a, b MemberEntry) int { return a.ID.Compare(b.ID) })
+		slices.SortFunc(out, compareEntries)
 	}
 	c.viewCache = slices.Clip(out) // shared read-only by messages; appends copy
 	return c.viewCache
@@ -64,19 +64,48 @@ func (c *core) onUpdate(now time.Time, pc *peerConn, u *Update) {
 
 // deltaFor returns the local entries (the local node included) that theirs lacks or has older.
 func (c *core) deltaFor(theirs []MemberEntry) []MemberEntry {
-	known := make(map[NodeID]MemberEntry, len(theirs))
-	for _, e := range theirs {
-		known[e.ID] = e
-	}
 	var delta []MemberEntry
-	for _, e := range append(c.view(), MemberEntry{ID: c.self, Incarnation: c.incarnation}) {
-		t, ok := known[e.ID]
+	add := func(e MemberEntry, t MemberEntry, ok bool) {
 		if !ok || t.Incarnation < e.Incarnation || (t.Incarnation == e.Incarnation && e.Left && !t.Left) {
 			delta = append(delta, e)
 		}
 	}
+	self := MemberEntry{ID: c.self, Incarnation: c.incarnation}
+	if !slices.IsSortedFunc(theirs, compareEntries) {
+		known := make(map[NodeID]MemberEntry, len(theirs))
+		for _, e := range theirs {
+			known[e.ID] = e
+		}
+		for _, e := range append(c.view(), self) {
+			t, ok := known[e.ID]
+			add(e, t, ok)
+		}
+		return delta
+	}
+	// A peer's whole view comes sorted by id, as the local one is: one walk over both.
+	j := 0
+	for _, e := range c.view() {
+		for j < len(theirs) && theirs[j].ID.Compare(e.ID) < 0 {
+			j++
+		}
+		ok := j < len(theirs) && theirs[j].ID == e.ID
+		var t MemberEntry
+		if ok {
+			t = theirs[j]
+		}
+		add(e, t, ok)
+	}
+	i, ok := slices.BinarySearchFunc(theirs, self.ID, func(e MemberEntry, id NodeID) int { return e.ID.Compare(id) })
+	var t MemberEntry
+	if ok {
+		t = theirs[i]
+	}
+	add(self, t, ok)
 	return delta
 }
+
+// compareEntries orders entries by id, as views are sent.
+func compareEntries(a, b MemberEntry) int { return a.ID.Compare(b.ID) }
 
 // merge applies gossiped entries that arrived on stream from, hop streams away from where
 // their news started (0: unknown; relayFresh): unknown nodes are added and

@@ -381,3 +381,40 @@ func everyNodeKnows(nodes []*simNode, id NodeID) bool {
 	}
 	return true
 }
+
+// A peer's view asks for what the local node knows better. Whole views come sorted by id and
+// are walked in step with the local one; in any other order the answer is the same.
+func TestDeltaForAnswersTheSameWhateverTheOrderOfTheirView(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	c := newCore(MustParseNodeID(simID("self", 4000)), 7, fullMeshConfig("self"), now, rand.New(rand.NewPCG(1, 2)), nil)
+	c.start(now)
+	rng := rand.New(rand.NewPCG(5, 6))
+	var local []MemberEntry
+	for i := range 60 {
+		local = append(local, MemberEntry{ID: MustParseNodeID(simID(fmt.Sprintf("n%02d", i), 5000+i)), Incarnation: 3})
+	}
+	c.merge(now, 0, local, 0)
+	require.Len(t, c.view(), len(local), "the local node learned every entry")
+
+	var theirs, want []MemberEntry
+	for i, e := range local {
+		switch i % 4 {
+		case 0: // they lack it
+			want = append(want, e)
+		case 1: // they hold an older incarnation
+			theirs = append(theirs, MemberEntry{ID: e.ID, Incarnation: 2})
+			want = append(want, e)
+		default: // they hold it as it is, or newer
+			theirs = append(theirs, MemberEntry{ID: e.ID, Incarnation: 3 + uint64(i%2)})
+		}
+	}
+	theirs = append(theirs, MemberEntry{ID: MustParseNodeID(simID("zz", 6000)), Incarnation: 1}) // unknown here
+	want = append(want, MemberEntry{ID: c.self, Incarnation: 7})                                 // they lack the local node
+	slices.SortFunc(theirs, compareEntries)
+
+	sorted := c.deltaFor(theirs)
+	shuffled := slices.Clone(theirs)
+	rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	require.Equal(t, want, sorted, "the delta of a sorted view")
+	require.Equal(t, want, c.deltaFor(shuffled), "the delta of the same view in another order")
+}

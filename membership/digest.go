@@ -15,7 +15,7 @@ func viewDigest(entries []MemberEntry) uint64 {
 			live = append(live, e)
 		}
 	}
-	slices.SortFunc(live, func(a, b MemberEntry) int { return a.ID.Compare(b.ID) })
+	slices.SortFunc(live, compareEntries)
 	h := fnv.New64a()
 	buf := make([]byte, 0, 128)
 	for _, e := range live {

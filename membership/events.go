@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -18,8 +19,12 @@ type eventBus struct {
 
 // subscriber is one registered handler and its pending events.
 type subscriber struct {
-	handler  func(Event)
-	queue    []Event
+	handler func(Event)
+	queue   []Event
+	// spare is the backing array of a delivered burst, kept for the next one when it is
+	// small: a formation publishes an event per node, a few at a time, and without it each
+	// burst grew a new queue from nothing.
+	spare    []Event
 	draining bool
 	removed  atomic.Bool // read by drain without the lock, before each handler call
 }
@@ -49,12 +54,16 @@ func (b *eventBus) subscribe(handler func(Event)) (unsubscribe func()) {
 	}
 }
 
-// publish queues e for every subscriber.
-func (b *eventBus) publish(e Event) {
+// publish queues events, in order, for every subscriber: a step's events at once, so that a
+// queue grows once for them, not once per doubling.
+func (b *eventBus) publish(events ...Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, s := range b.subs {
-		s.queue = append(s.queue, e)
+		if s.queue == nil {
+			s.queue, s.spare = s.spare, nil
+		}
+		s.queue = append(s.queue, events...)
 		if !s.draining {
 			s.draining = true
 			b.wg.Add(1)
@@ -68,8 +77,12 @@ func (b *eventBus) publish(e Event) {
 // bus's lock once per event.
 func (b *eventBus) drain(s *subscriber) {
 	defer b.wg.Done()
+	var delivered []Event // the burst delivered last, emptied
 	for {
 		b.mu.Lock()
+		if cap(delivered) > 0 && cap(delivered) <= maxSpareEvents && s.spare == nil {
+			s.spare = delivered[:0]
+		}
 		if len(s.queue) == 0 || s.removed.Load() {
 			s.draining = false
 			s.queue = nil // the burst's backing array, and every event it held, can go
@@ -86,5 +99,35 @@ func (b *eventBus) drain(s *subscriber) {
 			s.handler(burst[i])
 			burst[i] = Event{} // delivered: the burst no longer keeps its node info alive
 		}
+		clear(burst) // a removed subscriber stops part way
+		delivered = burst
 	}
+}
+
+// maxSpareEvents bounds the queue a subscriber keeps between bursts (subscriber.spare).
+const maxSpareEvents = 16
+
+// eventRing keeps the latest events, up to its size, in an array allocated once.
+type eventRing struct {
+	buf  []Event
+	next int // where the next event goes once buf is full: the oldest
+	size int
+}
+
+// add remembers e, forgetting the oldest event if the ring is full.
+func (r *eventRing) add(e Event) {
+	if len(r.buf) < r.size {
+		if r.buf == nil {
+			r.buf = make([]Event, 0, r.size)
+		}
+		r.buf = append(r.buf, e)
+		return
+	}
+	r.buf[r.next] = e
+	r.next = (r.next + 1) % r.size
+}
+
+// list returns the events held, oldest first, in a new slice.
+func (r *eventRing) list() []Event {
+	return slices.Concat(r.buf[r.next:], r.buf[:r.next])
 }

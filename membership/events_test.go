@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,4 +32,61 @@ func TestEventBusLetsDeliveredEventsGo(t *testing.T) {
 	}, 10*time.Second, time.Millisecond, "the subscriber's queue should be released once its %d events are delivered", burst)
 	require.EqualValues(t, burst, seen.Load(), "every event is delivered")
 	b.wg.Wait()
+}
+
+func TestEventBusDeliversBatchesAndSingleEventsInOrderToEverySubscriber(t *testing.T) {
+	var b eventBus
+	const subscribers, total = 3, 2000
+	var got [subscribers][]uint64
+	var mu sync.Mutex
+	for i := range subscribers {
+		unsubscribe := b.subscribe(func(e Event) {
+			mu.Lock()
+			got[i] = append(got[i], e.Sequence)
+			mu.Unlock()
+		})
+		defer unsubscribe()
+	}
+	seq := uint64(0)
+	for seq < total {
+		batch := make([]Event, 1+int(seq%5)) // one to five at a time: queues reused between bursts
+		for j := range batch {
+			seq++
+			batch[j] = Event{Type: EventNodeUp, Sequence: seq}
+		}
+		b.publish(batch...)
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for i := range subscribers {
+			if len(got[i]) < int(seq) {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, time.Millisecond, "every subscriber should get all %d events", seq)
+	b.wg.Wait()
+	for i := range subscribers {
+		for j, s := range got[i] {
+			require.Equal(t, uint64(j+1), s, "subscriber %d: event %d out of order", i, j)
+		}
+	}
+}
+
+func TestRecentEventsKeepTheLatestOldestFirst(t *testing.T) {
+	r := eventRing{size: 4}
+	require.Empty(t, r.list(), "nothing yet")
+	for i := range 10 {
+		r.add(Event{Sequence: uint64(i + 1)})
+		var want []uint64
+		for s := max(1, i-2); s <= i+1; s++ {
+			want = append(want, uint64(s))
+		}
+		var have []uint64
+		for _, e := range r.list() {
+			have = append(have, e.Sequence)
+		}
+		require.Equal(t, want, have, "after %d events", i+1)
+	}
 }

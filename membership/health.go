@@ -77,8 +77,8 @@ func (c *Cluster) Health() HealthReport {
 	defer c.mu.Unlock()
 	now := c.clock.Now()
 	report := HealthReport{Window: HealthWindow, AvailabilityPercent: 100}
-	report.RecentEvents = append(report.RecentEvents, c.recent...)
-	for _, e := range c.recent {
+	report.RecentEvents = c.recent.list()
+	for _, e := range report.RecentEvents {
 		if e.Type == EventNodeDown && now.Sub(e.Time) <= HealthWindow {
 			report.RecentDowns++
 		}

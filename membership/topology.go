@@ -182,21 +182,37 @@ func (r *rings) merge() {
 			fresh[i] = ringSlot{key: ringKey(ring, n.hash), node: n}
 		}
 		slices.SortFunc(fresh, compareSlots)
-		merged := make([]ringSlot, 0, len(r.nodes))
-		i := 0
-		for _, slot := range r.slots[ring] {
-			if r.dropped[slot.node] {
-				continue
-			}
-			for i < len(fresh) && compareSlots(fresh[i], slot) < 0 {
-				merged = append(merged, fresh[i])
-				i++
-			}
-			merged = append(merged, slot)
-		}
-		r.slots[ring] = append(merged, fresh[i:]...)
+		r.slots[ring] = mergeSlots(r.slots[ring], fresh, r.dropped)
 	}
 	r.added, r.dropped = r.added[:0], nil
+}
+
+// mergeSlots takes the dropped slots out of ring and merges the sorted fresh ones in. It
+// works in ring's own array when that has room (a formation merges a batch of joins into
+// every ring of every node, over and over), and grows it by an eighth otherwise.
+func mergeSlots(ring, fresh []ringSlot, dropped map[*ringNode]bool) []ringSlot {
+	if len(dropped) > 0 {
+		ring = slices.DeleteFunc(ring, func(s ringSlot) bool { return dropped[s.node] })
+	}
+	kept, total := len(ring), len(ring)+len(fresh)
+	if total > cap(ring) {
+		grown := make([]ringSlot, kept, total+total/8+4)
+		copy(grown, ring)
+		ring = grown
+	}
+	ring = ring[:total]
+	// From the back, so that no kept slot is overwritten before it moved.
+	i, j := kept-1, len(fresh)-1
+	for w := total - 1; j >= 0; w-- {
+		if i >= 0 && compareSlots(ring[i], fresh[j]) > 0 {
+			ring[w] = ring[i]
+			i--
+		} else {
+			ring[w] = fresh[j]
+			j--
+		}
+	}
+	return ring
 }
 
 // roomForOne returns ring with room for one more slot. A full ring grows by an eighth, not

@@ -137,3 +137,28 @@ func TestTopologyRingsLearnedOneAtATimeKeepLittleSlack(t *testing.T) {
 		require.Len(t, ring, len(ids), "ring %d holds every id", r)
 	}
 }
+
+// Joins and departures that arrive together are merged into the rings in one pass; the
+// rings are then those of a topology built from the resulting view.
+func TestTopologyBatchOfJoinsAndDeparturesEqualsOneBuiltAnew(t *testing.T) {
+	ids := topologyIDs(300)
+	kept := newTopology(ids[:200], 10)
+	kept.subjects(ids[0]) // merged: the batch below is applied to built rings
+	for _, id := range ids[200:] {
+		require.True(t, kept.add(id))
+	}
+	basis := kept.lens()
+	for _, id := range ids[50:120] {
+		require.True(t, kept.remove(id))
+		require.True(t, basis.remove(id), "off the rings: the merge drops its slots")
+	}
+	rest := slices.Concat(ids[:50], ids[120:])
+	anew := newTopology(rest, 10)
+	for _, id := range ids {
+		require.Equal(t, anew.subjects(id), kept.subjects(id), "subjects of %s", id)
+		require.Equal(t, anew.observers(id), kept.observers(id), "observers of %s", id)
+	}
+	for r, ring := range kept.r.slots {
+		require.Len(t, ring, len(rest), "ring %d", r)
+	}
+}

@@ -25,12 +25,59 @@ type waiter struct {
 	last     pair
 }
 
+// pairSet is a set of (observer, subject) pairs of node names, one bit each: the tracker
+// holds what every node lists about every other, N² pairs, in the process whose memory the
+// bench measures.
+type pairSet struct {
+	index map[string]int // a number for each name seen
+	bits  [][]uint64     // bits[observer]: the subjects, by number
+}
+
+// number returns name's number, giving it the next one when it is new.
+func (s *pairSet) number(name string) int {
+	i, ok := s.index[name]
+	if !ok {
+		i = len(s.index)
+		s.index[name] = i
+		s.bits = append(s.bits, nil)
+	}
+	return i
+}
+
+// set puts the pair in the set (in true) or takes it out.
+func (s *pairSet) set(obs, subj string, in bool) {
+	o, j := s.number(obs), s.number(subj)
+	row := s.bits[o]
+	if need := j/64 + 1; len(row) < need {
+		if !in {
+			return
+		}
+		row = append(row, make([]uint64, need-len(row))...)
+		s.bits[o] = row
+	}
+	if in {
+		row[j/64] |= 1 << (j % 64)
+	} else {
+		row[j/64] &^= 1 << (j % 64)
+	}
+}
+
+// has reports whether the pair is in the set.
+func (s *pairSet) has(obs, subj string) bool {
+	o, ok1 := s.index[obs]
+	j, ok2 := s.index[subj]
+	if !ok1 || !ok2 || j/64 >= len(s.bits[o]) {
+		return false
+	}
+	return s.bits[o][j/64]&(1<<(j%64)) != 0
+}
+
 // Tracker records what every node of a system reports about every other node, fed by the
 // systems' event hooks (our Subscribe, memberlist's EventDelegate). Waits are incremental, so
 // each event costs O(waiters), whatever the cluster size.
 type Tracker struct {
 	mu         sync.Mutex
-	live       map[string]map[string]bool // observer -> subjects it lists
+	live       pairSet // (observer, subject): the observer lists the subject
 	victims    map[string]bool
 	falseDowns int
 	downs      []Down
@@ -46,7 +93,7 @@ type Down struct {
 
 // NewTracker returns an empty tracker.
 func NewTracker() *Tracker {
-	return &Tracker{live: map[string]map[string]bool{}, victims: map[string]bool{}}
+	return &Tracker{live: pairSet{index: map[string]int{}}, victims: map[string]bool{}}
 }
 
 // Up records that obs now lists subj.
@@ -62,12 +109,7 @@ func (t *Tracker) UpAt(obs, subj string, now time.Time) {
 	if t.closed || obs == subj {
 		return
 	}
-	m := t.live[obs]
-	if m == nil {
-		m = map[string]bool{}
-		t.live[obs] = m
-	}
-	m[subj] = true
+	t.live.set(obs, subj, true)
 	t.notify(now, true, pair{obs, subj})
 }
 
@@ -78,9 +120,7 @@ func (t *Tracker) DownAt(obs, subj, reason string, now time.Time) {
 	if t.closed || obs == subj || t.victims[obs] {
 		return // a failed or leaving node's own view is not measured
 	}
-	if m := t.live[obs]; m != nil {
-		delete(m, subj)
-	}
+	t.live.set(obs, subj, false)
 	if !t.victims[subj] {
 		t.falseDowns++
 	}
@@ -170,7 +210,7 @@ func (t *Tracker) expect(up bool, observers, subjects []string) *Wait {
 			if o == s {
 				continue
 			}
-			if up && t.live[o][s] {
+			if up && t.live.has(o, s) {
 				continue
 			}
 			w.want[pair{o, s}] = struct{}{}
