@@ -65,7 +65,7 @@ func (c *core) onUpdate(now time.Time, pc *peerConn, u *Update) {
 // deltaFor returns the local entries (the local node included) that theirs lacks or has older.
 func (c *core) deltaFor(theirs []MemberEntry) []MemberEntry {
 	var delta []MemberEntry
-	add := func(e MemberEntry, t MemberEntry, ok bool) {
+	add := func(e, t MemberEntry, ok bool) {
 		if !ok || t.Incarnation < e.Incarnation || (t.Incarnation == e.Incarnation && e.Left && !t.Left) {
 			delta = append(delta, e)
 		}

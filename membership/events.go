@@ -116,6 +116,9 @@ type eventRing struct {
 
 // add remembers e, forgetting the oldest event if the ring is full.
 func (r *eventRing) add(e Event) {
+	if r.size == 0 {
+		return
+	}
 	if len(r.buf) < r.size {
 		if r.buf == nil {
 			r.buf = make([]Event, 0, r.size)
