@@ -2,6 +2,7 @@ package server
 
 import (
 	"sync"
+	"time"
 
 	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
 	"github.com/meshnode/meshnode/membership"
@@ -18,7 +19,9 @@ import (
 //     message, and is encoded once rather than once per stream.
 //
 // Both rely on the engine never changing a message, or a view slice, once handed over. A nil
-// cache encodes everything afresh.
+// cache encodes everything afresh. What no stream asked for in bodyIdle is let go when the
+// next heartbeat is encoded: a steady cluster sends no views and few relays, and the last
+// ones of its formation (views of every node, a few times) would otherwise stay for good.
 type bodyCache struct {
 	mu      sync.Mutex
 	beats   [2]cachedBody // by Heartbeat.NotMonitoring
@@ -26,7 +29,21 @@ type bodyCache struct {
 	next    int // the relays slot to fill next
 	view    []membership.MemberEntry
 	entries []*clusterv1.MemberEntry // read-only once cached
+	viewAt  time.Time                // when the view's entries were last asked for
+	sweepAt time.Time                // when to look for idle bodies next
+	clock   func() time.Time         // time.Now if nil (tests set it)
 }
+
+// now is the cache's clock.
+func (b *bodyCache) now() time.Time {
+	if b.clock != nil {
+		return b.clock()
+	}
+	return time.Now()
+}
+
+// bodyIdle is how long a cached view or relay stays once no stream asks for it.
+const bodyIdle = 5 * time.Second
 
 // relayBodies is how many of the last other messages (relays: alerts, updates) the cache
 // keeps: the engine hands one relay to up to 2K streams at once, and a burst of them (a
@@ -57,14 +74,33 @@ func (b *bodyCache) encode(msg *membership.Message) ([]byte, error) {
 			return nil, err
 		}
 		slot.msg, slot.body = msg, body
+		b.sweepLocked(b.now())
 	}
 	return slot.body, nil
+}
+
+// sweepLocked lets go of the view and the relays no stream asked for in bodyIdle; it looks
+// at most once per bodyIdle.
+func (b *bodyCache) sweepLocked(now time.Time) {
+	if now.Before(b.sweepAt) {
+		return
+	}
+	b.sweepAt = now.Add(bodyIdle)
+	if b.view != nil && now.Sub(b.viewAt) >= bodyIdle {
+		b.view, b.entries = nil, nil
+	}
+	for i := range b.relays {
+		if b.relays[i].msg != nil && now.Sub(b.relays[i].at) >= bodyIdle {
+			b.relays[i] = cachedBody{}
+		}
+	}
 }
 
 // cachedBody is a message and its encoded body.
 type cachedBody struct {
 	msg  *membership.Message
-	body []byte // read-only once cached: gRPC copies it into its own frame
+	body []byte    // read-only once cached: gRPC copies it into its own frame
+	at   time.Time // when it was last asked for (relays)
 }
 
 // viewEntries returns the encoded entries of view, reusing those of the last view when view is
@@ -78,12 +114,13 @@ func (b *bodyCache) viewEntries(view []membership.MemberEntry) []*clusterv1.Memb
 	b.mu.Lock()
 	if len(b.view) == len(view) && &b.view[0] == &view[0] {
 		defer b.mu.Unlock()
+		b.viewAt = b.now()
 		return b.entries
 	}
 	b.mu.Unlock()
 	entries := encodeEntries(view)
 	b.mu.Lock()
-	b.view, b.entries = view, entries
+	b.view, b.entries, b.viewAt = view, entries, b.now()
 	b.mu.Unlock()
 	return entries
 }
@@ -93,8 +130,9 @@ func (b *bodyCache) viewEntries(view []membership.MemberEntry) []*clusterv1.Memb
 // holds the message, so its address is not reused while cached.
 func (b *bodyCache) relayBody(msg *membership.Message) ([]byte, error) {
 	b.mu.Lock()
-	for _, c := range b.relays {
-		if c.msg == msg {
+	for i := range b.relays {
+		if c := &b.relays[i]; c.msg == msg {
+			c.at = b.now()
 			b.mu.Unlock()
 			return c.body, nil
 		}
@@ -105,7 +143,7 @@ func (b *bodyCache) relayBody(msg *membership.Message) ([]byte, error) {
 		return nil, err
 	}
 	b.mu.Lock()
-	b.relays[b.next] = cachedBody{msg: msg, body: body}
+	b.relays[b.next] = cachedBody{msg: msg, body: body, at: b.now()}
 	b.next = (b.next + 1) % len(b.relays)
 	b.mu.Unlock()
 	return body, nil

@@ -81,3 +81,47 @@ func TestBodyCacheEncodesARelayOnceForAllItsStreams(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, relay, got, "a relay gone from the cache is encoded again, faithfully")
 }
+
+// A steady cluster sends no views and few relays: what no stream asked for in bodyIdle is let
+// go with the next heartbeat, and what streams still ask for stays.
+func TestBodyCacheLetsGoOfViewsAndRelaysNoStreamAskedForLately(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	cache := bodyCache{clock: func() time.Time { return now }}
+	view := []membership.MemberEntry{{ID: membership.MustParseNodeID("b@127.0.0.1:4371"), Incarnation: 7}}
+	hello := &membership.Message{Hello: &membership.Hello{ID: membership.MustParseNodeID("a@127.0.0.1:4370"),
+		Incarnation: 1, ProtocolVersion: 1, HeartbeatInterval: time.Second, MissThreshold: 3, View: view}}
+	relay := &membership.Message{Update: &membership.Update{Entries: view}}
+	kept := &membership.Message{Update: &membership.Update{Entries: view, Hop: 2}}
+	beat := func(digest uint64) *membership.Message {
+		return &membership.Message{Heartbeat: &membership.Heartbeat{ViewDigest: digest, AttributesVersion: 1}}
+	}
+	for _, msg := range []*membership.Message{hello, relay, kept, beat(1)} {
+		_, err := cache.encode(msg)
+		require.NoError(t, err)
+	}
+	require.NotNil(t, cache.entries, "the view sent in a hello is cached")
+
+	now = now.Add(bodyIdle - time.Second)
+	_, err := cache.encode(kept) // still asked for
+	require.NoError(t, err)
+	_, err = cache.encode(beat(2))
+	require.NoError(t, err)
+	require.NotNil(t, cache.entries, "a view asked for within bodyIdle stays")
+
+	now = now.Add(2 * time.Second)
+	_, err = cache.encode(beat(3))
+	require.NoError(t, err)
+	require.Nil(t, cache.entries, "a view no hello asked for in bodyIdle is let go")
+	held := map[*membership.Message]bool{}
+	for _, c := range cache.relays {
+		held[c.msg] = true
+	}
+	require.False(t, held[relay], "a relay no stream asked for in bodyIdle is let go")
+	require.True(t, held[kept], "a relay asked for within bodyIdle stays")
+
+	body, err := cache.encode(relay)
+	require.NoError(t, err)
+	got, err := decodeMessage(body)
+	require.NoError(t, err)
+	require.Equal(t, relay, got, "a relay let go is encoded anew when asked for again")
+}
