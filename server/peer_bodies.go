@@ -133,8 +133,9 @@ func (b *bodyCache) relayBody(msg *membership.Message) ([]byte, error) {
 	for i := range b.relays {
 		if c := &b.relays[i]; c.msg == msg {
 			c.at = b.now()
+			body := c.body // read under the lock: another stream may refill the slot next
 			b.mu.Unlock()
-			return c.body, nil
+			return body, nil
 		}
 	}
 	b.mu.Unlock()

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,4 +126,41 @@ func TestBodyCacheLetsGoOfViewsAndRelaysNoStreamAskedForLately(t *testing.T) {
 	got, err := decodeMessage(body)
 	require.NoError(t, err)
 	require.Equal(t, relay, got, "a relay let go is encoded anew when asked for again")
+}
+
+// The streams of a burst encode relays through one cache at once; each gets the body of its
+// own message, whatever the others refill the cache with meanwhile (run with -race).
+func TestBodyCacheServesConcurrentStreamsTheirOwnRelays(t *testing.T) {
+	var cache bodyCache
+	msgs := make([]*membership.Message, 3*relayBodies)
+	for i := range msgs {
+		msgs[i] = &membership.Message{Update: &membership.Update{Hop: uint32(i + 1), Entries: []membership.MemberEntry{
+			{ID: membership.MustParseNodeID("b@127.0.0.1:4371"), Incarnation: uint64(i + 1)},
+		}}}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			for round := range 300 {
+				msg := msgs[(g*7+round)%len(msgs)]
+				body, err := cache.encode(msg)
+				if err == nil {
+					var got *membership.Message
+					if got, err = decodeMessage(body); err == nil && got.Update.Hop != msg.Update.Hop {
+						err = fmt.Errorf("stream %d got the body of hop %d for hop %d", g, got.Update.Hop, msg.Update.Hop)
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
 }
