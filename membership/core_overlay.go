@@ -253,6 +253,13 @@ func (c *core) lost(now time.Time, m *member, reason DownReason) {
 	if reason == ReasonConnectionClosed && m.status == StatusConnected && c.basis.isObserver(c.self, m.id) {
 		m.probing = true
 		m.attempts, m.refusals = 0, 0
+		if m.dial == 0 && !c.leaving {
+			// At once, whatever dials are in flight: a crashed node's port refuses the probe
+			// within a round trip, and the crash's decision waits on it, not on dials to busy
+			// neighbours that take their timeout to fail (at most K probes at a time).
+			c.dial(now, m)
+			return
+		}
 		m.nextDial = now
 		c.wantDialAt(now)
 		return

@@ -1036,3 +1036,48 @@ func TestOverlayMemberDownOnlyOnAFirstDialIsUpOnceTheClusterIsAnOverlay(t *testi
 	require.Equal(t, []string{"down " + far.id.String() + " connection_refused", "up " + far.id.String()},
 		joiner.eventsAbout(far), "the joiner: down on its failed dial, up once the overlay holds it alive")
 }
+
+// An observer whose dial slots are all taken by dials that hang (neighbours too busy to
+// answer) still probes a subject whose stream closed at once: the probe finds the crashed
+// node's port refusing within a round trip, where waiting for a slot would take a hanging
+// dial's timeout.
+func TestOverlayObserverBusyWithHangingDialsStillProbesACrashAtOnce(t *testing.T) {
+	const k = 10
+	s, nodes := overlayCluster(t, 40, k)
+	subject, observers := subjectWithKObservers(t, s, nodes, k)
+	busy := observers[:6]
+	topo := topoOf(nodes, k)
+	for _, o := range busy {
+		hung := 0
+		for _, id := range topo.subjects(o.id) {
+			p := s.byID(id)
+			if hung == maxConcurrentDials || p == subject || slices.Contains(observers, p) {
+				continue
+			}
+			p.starved = true // answers no dial while it gets no CPU
+			if o.streamEnd(p) != nil {
+				s.breakStream(o, p) // its observer probes it: a dial that hangs
+			}
+			hung++
+		}
+		require.Equal(t, maxConcurrentDials, hung, "%s: enough subjects to hang its dials on", o.id)
+	}
+	s.advance(100 * time.Millisecond)
+	for _, o := range busy {
+		require.GreaterOrEqual(t, o.core.dialsInFlight(), maxConcurrentDials, "%s: every dial slot taken by a hanging dial", o.id)
+	}
+
+	subject.crash()
+	refused := func(o *simNode) bool {
+		set := o.core.alerts[subject.id]
+		if set == nil {
+			return false
+		}
+		mark, ok := set.by[o.id]
+		return ok && !mark.up && mark.refused
+	}
+	for _, o := range busy {
+		s.advanceUntil(time.Second, func() bool { return refused(o) },
+			"%s should find %s's port refusing within a second, its hanging dials notwithstanding", o.id, subject.id)
+	}
+}
