@@ -170,7 +170,7 @@ func (r *rings) merge() {
 			for _, n := range r.added {
 				slot := ringSlot{key: ringKey(ring, n.hash), node: n}
 				i, _ := slices.BinarySearchFunc(r.slots[ring], slot, compareSlots)
-				r.slots[ring] = slices.Insert(roomForOne(r.slots[ring]), i, slot)
+				r.slots[ring] = slices.Insert(withRoom(r.slots[ring], 1), i, slot)
 			}
 		}
 		r.added = r.added[:0]
@@ -195,12 +195,7 @@ func mergeSlots(ring, fresh []ringSlot, dropped map[*ringNode]bool) []ringSlot {
 		ring = slices.DeleteFunc(ring, func(s ringSlot) bool { return dropped[s.node] })
 	}
 	kept, total := len(ring), len(ring)+len(fresh)
-	if total > cap(ring) {
-		grown := make([]ringSlot, kept, total+total/8+4)
-		copy(grown, ring)
-		ring = grown
-	}
-	ring = ring[:total]
+	ring = withRoom(ring, len(fresh))[:total]
 	// From the back, so that no kept slot is overwritten before it moved.
 	i, j := kept-1, len(fresh)-1
 	for w := total - 1; j >= 0; w-- {
@@ -215,14 +210,15 @@ func mergeSlots(ring, fresh []ringSlot, dropped map[*ringNode]bool) []ringSlot {
 	return ring
 }
 
-// roomForOne returns ring with room for one more slot. A full ring grows by an eighth, not
-// by append's quarter to double: a node holds K rings over the whole view, and the slack of
-// append's growth cost each node about 60 % more than its slots.
-func roomForOne(ring []ringSlot) []ringSlot {
-	if len(ring) < cap(ring) {
+// withRoom returns ring with room for more slots. A ring too small grows to an eighth more
+// than it needs, not by append's quarter to double: a node holds K rings over the whole view,
+// and the slack of append's growth cost each node about 60 % more than its slots.
+func withRoom(ring []ringSlot, more int) []ringSlot {
+	need := len(ring) + more
+	if need <= cap(ring) {
 		return ring
 	}
-	grown := make([]ringSlot, len(ring), len(ring)+len(ring)/8+4)
+	grown := make([]ringSlot, len(ring), need+need/8+4)
 	copy(grown, ring)
 	return grown
 }

@@ -19,19 +19,20 @@ import (
 //     message, and is encoded once rather than once per stream.
 //
 // Both rely on the engine never changing a message, or a view slice, once handed over. A nil
-// cache encodes everything afresh. What no stream asked for in bodyIdle is let go when the
-// next heartbeat is encoded: a steady cluster sends no views and few relays, and the last
-// ones of its formation (views of every node, a few times) would otherwise stay for good.
+// cache encodes everything afresh. A sweep every bodyIdle, at a heartbeat's encoding, lets go
+// of what no stream asked for since the sweep before: a steady cluster sends no views and few
+// relays, and the last ones of its formation (views of every node) would otherwise stay for
+// good.
 type bodyCache struct {
-	mu      sync.Mutex
-	beats   [2]cachedBody // by Heartbeat.NotMonitoring
-	relays  [relayBodies]cachedBody
-	next    int // the relays slot to fill next
-	view    []membership.MemberEntry
-	entries []*clusterv1.MemberEntry // read-only once cached
-	viewAt  time.Time                // when the view's entries were last asked for
-	sweepAt time.Time                // when to look for idle bodies next
-	clock   func() time.Time         // time.Now if nil (tests set it)
+	mu       sync.Mutex
+	beats    [2]cachedBody // by Heartbeat.NotMonitoring
+	relays   [relayBodies]cachedBody
+	next     int // the relays slot to fill next
+	view     []membership.MemberEntry
+	entries  []*clusterv1.MemberEntry // read-only once cached
+	viewUsed bool                     // the view's entries were asked for since the last sweep
+	sweepAt  time.Time                // when the next sweep is due
+	clock    func() time.Time         // time.Now if nil (tests set it)
 }
 
 // now is the cache's clock.
@@ -42,7 +43,8 @@ func (b *bodyCache) now() time.Time {
 	return time.Now()
 }
 
-// bodyIdle is how long a cached view or relay stays once no stream asks for it.
+// bodyIdle is the time between sweeps: a cached view or relay no stream asks for goes after
+// one to two of them.
 const bodyIdle = 5 * time.Second
 
 // relayBodies is how many of the last other messages (relays: alerts, updates) the cache
@@ -79,28 +81,30 @@ func (b *bodyCache) encode(msg *membership.Message) ([]byte, error) {
 	return slot.body, nil
 }
 
-// sweepLocked lets go of the view and the relays no stream asked for in bodyIdle; it looks
-// at most once per bodyIdle.
+// sweepLocked, at most once per bodyIdle, lets go of the view and the relays no stream asked
+// for since the sweep before.
 func (b *bodyCache) sweepLocked(now time.Time) {
 	if now.Before(b.sweepAt) {
 		return
 	}
 	b.sweepAt = now.Add(bodyIdle)
-	if b.view != nil && now.Sub(b.viewAt) >= bodyIdle {
+	if !b.viewUsed {
 		b.view, b.entries = nil, nil
 	}
+	b.viewUsed = false
 	for i := range b.relays {
-		if b.relays[i].msg != nil && now.Sub(b.relays[i].at) >= bodyIdle {
+		if !b.relays[i].used {
 			b.relays[i] = cachedBody{}
 		}
+		b.relays[i].used = false
 	}
 }
 
 // cachedBody is a message and its encoded body.
 type cachedBody struct {
 	msg  *membership.Message
-	body []byte    // read-only once cached: gRPC copies it into its own frame
-	at   time.Time // when it was last asked for (relays)
+	body []byte // read-only once cached: gRPC copies it into its own frame
+	used bool   // asked for since the last sweep (relays)
 }
 
 // viewEntries returns the encoded entries of view, reusing those of the last view when view is
@@ -114,13 +118,13 @@ func (b *bodyCache) viewEntries(view []membership.MemberEntry) []*clusterv1.Memb
 	b.mu.Lock()
 	if len(b.view) == len(view) && &b.view[0] == &view[0] {
 		defer b.mu.Unlock()
-		b.viewAt = b.now()
+		b.viewUsed = true
 		return b.entries
 	}
 	b.mu.Unlock()
 	entries := encodeEntries(view)
 	b.mu.Lock()
-	b.view, b.entries, b.viewAt = view, entries, b.now()
+	b.view, b.entries, b.viewUsed = view, entries, true
 	b.mu.Unlock()
 	return entries
 }
@@ -132,7 +136,7 @@ func (b *bodyCache) relayBody(msg *membership.Message) ([]byte, error) {
 	b.mu.Lock()
 	for i := range b.relays {
 		if c := &b.relays[i]; c.msg == msg {
-			c.at = b.now()
+			c.used = true
 			body := c.body // read under the lock: another stream may refill the slot next
 			b.mu.Unlock()
 			return body, nil
@@ -144,7 +148,7 @@ func (b *bodyCache) relayBody(msg *membership.Message) ([]byte, error) {
 		return nil, err
 	}
 	b.mu.Lock()
-	b.relays[b.next] = cachedBody{msg: msg, body: body, at: b.now()}
+	b.relays[b.next] = cachedBody{msg: msg, body: body, used: true}
 	b.next = (b.next + 1) % len(b.relays)
 	b.mu.Unlock()
 	return body, nil

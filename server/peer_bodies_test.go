@@ -84,8 +84,8 @@ func TestBodyCacheEncodesARelayOnceForAllItsStreams(t *testing.T) {
 	require.Equal(t, relay, got, "a relay gone from the cache is encoded again, faithfully")
 }
 
-// A steady cluster sends no views and few relays: what no stream asked for in bodyIdle is let
-// go with the next heartbeat, and what streams still ask for stays.
+// A steady cluster sends no views and few relays: what no stream asked for between two sweeps
+// (a heartbeat's encoding, once per bodyIdle) is let go, and what streams still ask for stays.
 func TestBodyCacheLetsGoOfViewsAndRelaysNoStreamAskedForLately(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	cache := bodyCache{clock: func() time.Time { return now }}
