@@ -342,8 +342,48 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 	if c.decideFrom(now, m.id) && m.status == StatusDisconnected && !a.Up {
 		return // deciding it, this node relayed its decision, which covers this alert too
 	}
+	if c.refusalGoesNoFarther(pc, a, m) {
+		return
+	}
 	c.relayAlert(pc, a)
 }
+
+// refusalGoesNoFarther reports whether a refused down alert heard on stream from has come
+// as far as it needs to (refusalReach), while a majority of refusals can still decide its
+// subject (decide). Within that reach a part of the nodes hear a majority of the refusals and
+// decide; their decision then reaches every node. Relaying each of K refusals to every node
+// as well would cost each node several more messages for news the decision already carries.
+func (c *core) refusalGoesNoFarther(from *peerConn, a *Alert, m *member) bool {
+	if a.Up || !a.Refused || from == nil || from.peer == a.Observer || a.Hop == 0 {
+		return false
+	}
+	return a.Hop >= c.refusalReach() && m.downs.of(m.incarnation) == 0
+}
+
+// refusalReach is how many streams from its observer a refused alert travels: the fewest
+// hops of the overlay's relays (every neighbour, then every subject for the wide hops, then
+// relayRings subjects) that reach about refusalShare of the view, so that a tenth or more of
+// the nodes hear a majority of a crashed node's K refusals.
+func (c *core) refusalReach() uint32 {
+	k, n := c.cfg.Monitors, c.topo.size()
+	wide := c.wideHops()
+	hop, front, reached := uint32(1), 2*k, 2*k
+	for reached*refusalShareDen < n*refusalShareNum && front > 0 {
+		if hop <= wide {
+			front *= k
+		} else {
+			front *= relayRings
+		}
+		reached += front
+		hop++
+	}
+	return hop
+}
+
+// refusalShareNum/refusalShareDen is the share of the view a refused alert reaches
+// (refusalReach): with four in ten of the nodes hearing each refusal, one in ten or more
+// hears a majority of ten.
+const refusalShareNum, refusalShareDen = 2, 5
 
 // alertSet holds the alerts about one incarnation of a subject, by observer.
 type alertSet struct {

@@ -261,7 +261,8 @@ func TestOverlaySimulationAtScale(t *testing.T) {
 	// it (the refusal, hop 2): the news spreads from there.
 	t.Logf("crash: first decided at hop %d, known everywhere %d hops after its observers knew (bound %d)", first, last-2, bound)
 	require.LessOrEqual(t, last-2, bound, "a crash reaches every node within ⌈log_K N⌉+2 hops of its observers")
-	requireNewsCost(t, "crash", sent, count, 4*k)
+	// Its K refusals travel only part of the way (refusalReach): a decision carries the rest.
+	requireNewsCost(t, "crash", sent, count, 3*k/2)
 	s.drop = nil
 	s.advance(5 * time.Second)
 
@@ -316,4 +317,33 @@ func TestOverlaySimulationAtScale(t *testing.T) {
 		}
 		require.Equal(t, []DownReason{ReasonHeartbeatTimeout}, reasons, "%s reports %s down once, with the observers' reason", n.id, subject.id)
 	}
+
+	// A third subject crashes, and half its observers get no answer when they redial it (a
+	// machine that stops answering is not the same to all): too few refusals to decide on
+	// them alone (decide). A refusal travels only part of the way (refusalReach), so every
+	// node must decide on H alerts, among them the refusals it heard, or hear the decision of
+	// a node that did.
+	stillCut := subject // cut from H observers above, and still: it hears nothing from them
+	subject = live[len(live)/7]
+	observers = topo.observers(subject.id)
+	var unanswered []*simNode
+	for _, o := range observers[:len(observers)/2] {
+		unanswered = append(unanswered, byID[o])
+	}
+	s.hangDials(unanswered, []*simNode{subject}, true)
+	subject.crash()
+	for _, n := range live {
+		if n == subject || n == stillCut {
+			continue
+		}
+		s.advanceUntil(20*time.Second, func() bool { return n.core.members[subject.id].isDown() },
+			"%s should report %s down: it crashed, half its observers found its port refusing", n.id, subject.id)
+	}
+	refusals := 0
+	for _, o := range observers {
+		if set := byID[o].core.alerts[subject.id]; set != nil && set.by[o].refused {
+			refusals++
+		}
+	}
+	require.Equal(t, len(observers)-len(unanswered), refusals, "the observers that got an answer found the port refusing, the others did not")
 }

@@ -21,6 +21,9 @@ type sim struct {
 	nodes map[string]*simNode // by address: the current incarnation living there
 	queue []simTask
 	cut   map[[2]string]bool // directed links that drop everything (from addr, to addr)
+	// hang holds directed links (dialler addr, target addr) whose dials never get an answer,
+	// as to a machine that stopped answering: they fail only at the dialler's timeout.
+	hang map[[2]string]bool
 	// drop, when set, silently discards the messages it returns true for (a lossy link).
 	drop func(from, to *simNode, msg *Message) bool
 	// aliases maps extra dial addresses (e.g. "localhost:4001") to a node's address.
@@ -119,7 +122,7 @@ type simEnd struct {
 func newSim(t *testing.T) *sim {
 	return &sim{
 		t: t, now: time.Unix(1_700_000_000, 0), nodes: map[string]*simNode{},
-		cut: map[[2]string]bool{}, aliases: map[string]string{},
+		cut: map[[2]string]bool{}, hang: map[[2]string]bool{}, aliases: map[string]string{},
 	}
 }
 
@@ -407,6 +410,9 @@ func (s *sim) dial(n *simNode, id connID, addr string) {
 			starved.backlog = append(starved.backlog, outcome)
 			return
 		}
+		if s.hang[[2]string{n.id.Address(), addr}] {
+			return // no answer: the dial ends at its timeout
+		}
 		if target == nil || !target.up || target.frozen || s.linkCut(n, target) || s.linkCut(target, n) {
 			end.closed = true
 			delete(n.ends, id)
@@ -544,6 +550,16 @@ func (s *sim) partition(a, b []*simNode, cut bool) {
 // still arrive, and dials between them fail.
 func (s *sim) cutOneWay(from, to *simNode, cut bool) {
 	s.cut[[2]string{from.id.Address(), to.id.Address()}] = cut
+}
+
+// hangDials makes every dial from each node of from to each node of to go unanswered (or
+// answered again, hang false).
+func (s *sim) hangDials(from, to []*simNode, hang bool) {
+	for _, x := range from {
+		for _, y := range to {
+			s.hang[[2]string{x.id.Address(), y.id.Address()}] = hang
+		}
+	}
 }
 
 // byID returns the node running as id.
