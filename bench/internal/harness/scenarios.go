@@ -423,6 +423,12 @@ func (w *worker) sleepCountingFalseDowns(d time.Duration) []int {
 	return counts
 }
 
+// scenarioGap is how long a scenario waits after the one before it is seen by all: long
+// enough for what follows that news (the streams rewired around a node that joined or left,
+// the old streams' ends) to be over for both systems, so that each scenario times its own
+// news and not the tail of the one before.
+const scenarioGap = 2 * time.Second
+
 // settle waits (at most a minute) until every live node lists every other one, and returns
 // how long that took.
 func (w *worker) settle() time.Duration {
@@ -469,7 +475,7 @@ func (w *worker) join() {
 	rec.FalseDowns = w.tr.FalseDowns() - fd0
 	w.o.Emit(rec)
 	w.alive = append(w.alive, joiner)
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(scenarioGap)
 }
 
 // fault applies act to victim and waits until every other live node reports it down.
@@ -518,7 +524,7 @@ func (w *worker) fault(scenario, victim string, act func(Node)) {
 	rec.FalseDowns = w.tr.FalseDowns() - fd0
 	w.o.Emit(rec)
 	w.alive = others
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(scenarioGap)
 }
 
 func (w *worker) teardown() {
