@@ -104,6 +104,11 @@ func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.T
 // runtime are never changed afterwards.
 func (c *core) sendHeartbeat(pc *peerConn) {
 	quiet := !pc.watching
+	if pc.toldQuiet && !quiet {
+		// The peer learns from this beat that it owes one every interval: the gap since its
+		// last quiet beat, up to quietBeatEvery intervals, is no lateness (onHeartbeat).
+		pc.lastBeat = time.Time{}
+	}
 	pc.toldQuiet, pc.skippedBeats = quiet, 0
 	if pc.sentAttrs == c.attrs.Version {
 		c.send(pc, c.sharedBeat(quiet))
@@ -182,10 +187,15 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 		return
 	}
 	m.lastHeartbeat = now
-	c.metrics.HeartbeatReceived(now.Sub(pc.lastBeat), pc.peerBeat)
+	// Only a heartbeat the peer owed every interval is timed: one while this node checks the
+	// peer and has told it so, after another such (sendHeartbeat starts over when it tells).
+	// A quiet peer's beats come quietBeatEvery intervals apart, on time.
+	gap := time.Duration(0)
 	if pc.watching && !pc.toldQuiet && !pc.lastBeat.IsZero() {
-		c.noteBeatGap(now, now.Sub(pc.lastBeat), pc.peerBeat)
+		gap = now.Sub(pc.lastBeat)
+		c.noteBeatGap(now, gap, pc.peerBeat)
 	}
+	c.metrics.HeartbeatReceived(gap, pc.peerBeat)
 	pc.lastBeat = now
 	if hb.NotMonitoring != pc.peerQuiet {
 		c.notePeerWatch(now, pc, hb)

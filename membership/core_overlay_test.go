@@ -1081,3 +1081,65 @@ func TestOverlayObserverBusyWithHangingDialsStillProbesACrashAtOnce(t *testing.T
 			"%s should find %s's port refusing within a second, its hanging dials notwithstanding", o.id, subject.id)
 	}
 }
+
+// TestOverlayNewObserverTimesASilentSubjectFromTheStart: a node that starts to check a peer
+// it already streams to (the peer's observer left, and it takes its place) hears from the
+// peer every tenth interval until it says so. The gap to the first heartbeat after that is
+// not the peer's lateness: counted as such, it stretched the new observer's timeout by up to
+// two timeouts, and a node that froze in the next 20 s was reported down seconds late.
+func TestOverlayNewObserverTimesASilentSubjectFromTheStart(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	topo := topoOf(nodes, k)
+	var subject, leaver, heir *simNode
+	for _, n := range nodes {
+		observers := topo.observers(n.id)
+		for _, o := range observers {
+			rest := slices.DeleteFunc(slices.Clone(nodes), func(x *simNode) bool { return x.id == o })
+			for _, id := range topoOf(rest, k).observers(n.id) {
+				// A new observer that the subject already monitors: their stream exists, and
+				// only the subject's quiet heartbeats cross it.
+				if !slices.Contains(observers, id) && slices.Contains(topo.subjects(n.id), id) {
+					subject, leaver, heir = n, s.byID(o), s.byID(id)
+				}
+			}
+		}
+		if subject != nil {
+			break
+		}
+	}
+	require.NotNil(t, subject, "some node's observer, leaving, should be replaced by a node it monitors")
+	stream := func() *peerConn { return heir.core.conns[heir.core.members[subject.id].conn] }
+	require.NotNil(t, stream(), "%s streams to %s before %s leaves", heir.id, subject.id, leaver.id)
+	require.False(t, stream().watching, "%s does not check %s before %s leaves", heir.id, subject.id, leaver.id)
+	s.advanceUntil(20*time.Second, func() bool { return s.now.Sub(stream().lastBeat) >= 5*time.Second },
+		"%s hears %s's quiet heartbeats 10 intervals apart", heir.id, subject.id)
+
+	leaver.stop()
+	var live []*simNode
+	for _, n := range nodes {
+		if n != leaver {
+			live = append(live, n)
+		}
+	}
+	s.advanceUntil(5*time.Second, func() bool {
+		pc := stream()
+		return pc != nil && pc.watching && !pc.toldQuiet && !pc.lastBeat.IsZero()
+	}, "%s checks %s once %s left, and hears its heartbeats", heir.id, subject.id, leaver.id)
+	s.advance(2 * time.Second)
+
+	subject.frozen = true
+	cfg := subject.cfg
+	bound := cfg.HeartbeatInterval*time.Duration(cfg.HeartbeatMissThreshold) + cfg.HeartbeatInterval + 500*time.Millisecond
+	var notYet []string
+	s.advanceUntil(bound, func() bool {
+		notYet = notYet[:0]
+		for _, n := range live {
+			if n != subject && !n.core.members[subject.id].isDown() {
+				notYet = append(notYet, n.id.String())
+			}
+		}
+		return len(notYet) == 0
+	}, "every node should report the frozen %s down within interval × threshold + interval + 0.5 s (its new observer %s alerting in time)",
+		subject.id, heir.id)
+}

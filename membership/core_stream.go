@@ -40,7 +40,7 @@ type peerConn struct {
 	order        int     // the stream's index in c.connOrder and c.connDue, when they are built
 	peerInc      uint64
 	peerBeat     time.Duration // the heartbeat interval the peer advertised
-	lastBeat     time.Time     // when the peer's last heartbeat (or hello) arrived
+	lastBeat     time.Time     // when the peer's last heartbeat (or hello) arrived; zero once told to beat every interval
 	lastRecv     time.Time
 	suspectSince time.Time // when the silence was first found past the timeout (zero: not suspected)
 	// graceUntil extends the silence that began at graceFor (the lastRecv it was granted

@@ -9,7 +9,10 @@ type MetricsSink interface {
 	// HeartbeatSent counts one heartbeat sent to a peer.
 	HeartbeatSent()
 	// HeartbeatReceived reports one heartbeat from a peer, gap after the previous one on
-	// the same stream, where interval is what the peer advertised.
+	// the same stream, where interval is what the peer advertised. The gap is 0 for a
+	// heartbeat that is not timed: in the overlay, one from a peer this node does not check
+	// (it beats every tenth interval), or the first after this node asked it to beat every
+	// interval.
 	HeartbeatReceived(gap, interval time.Duration)
 	// DialStarted counts one outbound dial (first dials and reconnects alike).
 	DialStarted()
