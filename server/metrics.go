@@ -44,11 +44,11 @@ func newMetrics(cluster func() *membership.Cluster) *metrics {
 			Name: "meshnode_heartbeats_received_total", Help: "Heartbeats received from peers.",
 		}),
 		heartbeatsLate: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "meshnode_heartbeats_late_total", Help: "Heartbeats that came later than the interval the peer advertised.",
+			Name: "meshnode_heartbeats_late_total", Help: "Heartbeats that came later than the interval the peer advertised (only those it owed every interval are timed).",
 		}),
 		lateness: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "meshnode_heartbeat_lateness_seconds",
-			Help:    "How much later than the peer's interval each heartbeat came (0 when on time).",
+			Help:    "How much later than the peer's interval each heartbeat came (0 when on time or not timed).",
 			Buckets: []float64{0, .01, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
 		dials: prometheus.NewCounter(prometheus.CounterOpts{

@@ -378,7 +378,9 @@ func (d *data) writeMachine(p func(string, ...any)) {
 	p("\nThe machine is shared: other builds and tests ran at the same time, so every figure is a\n")
 	p("median with its range, and the two systems alternate trial by trial (odd trials meshnode\n")
 	p("first, even trials memberlist first). Reproduce with `make bench` (N = 8, 32; under 5\n")
-	p("minutes) or `make bench-full` (adds N = 128 and 256).\n\n")
+	p("minutes) or `make bench-full` (adds N = 128 and 256). A full trial forms the cluster,\n")
+	p("holds it steady, then times a join, a leave, a crash and a silent failure, each begun 2 s\n")
+	p("after the one before was seen by all (100 ms in the runs before `scale-overlay-15`).\n\n")
 	for _, run := range keys {
 		set, ok := d.metas[run]["settings"].(map[string]any)
 		if !ok {
