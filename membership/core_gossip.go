@@ -170,6 +170,9 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 		// status here: the alerts decide it (an up alert may have brought it back).
 		return c.holdDown(now, m, e.ID, e.Incarnation, ReasonConnectionClosed)
 	}
+	if e.Down && m != nil && e.Incarnation == m.incarnation {
+		c.verifyDown(now, m) // held up here: the alerts may have passed this node by
+	}
 	switch {
 	case m == nil:
 		delete(c.tombs, e.ID)

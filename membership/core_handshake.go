@@ -157,6 +157,7 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 	}
 	if pc.handshaken() {
 		c.askForViewFromOutside(pc, h.ViewDigest)
+		c.sendRecentDowns(pc)
 	}
 }
 

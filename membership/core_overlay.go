@@ -362,8 +362,9 @@ func (c *core) refusalGoesNoFarther(from *peerConn, a *Alert, m *member) bool {
 
 // refusalReach is how many streams from its observer a refused alert travels: the fewest
 // hops of the overlay's relays (every neighbour, then every subject for the wide hops, then
-// relayRings subjects) that reach about refusalShare of the view, so that a tenth or more of
-// the nodes hear a majority of a crashed node's K refusals.
+// relayRings subjects) that reach about two in five nodes of the view (refusalShareNum /
+// refusalShareDen), so that a tenth or more of the nodes hear a majority of a crashed node's
+// K refusals; two at least, as the observer's neighbours always pass it on.
 func (c *core) refusalReach() uint32 {
 	k, n := c.cfg.Monitors, c.topo.size()
 	wide := c.wideHops()
@@ -377,7 +378,7 @@ func (c *core) refusalReach() uint32 {
 		reached += front
 		hop++
 	}
-	return hop
+	return max(hop, 2)
 }
 
 // refusalShareNum/refusalShareDen is the share of the view a refused alert reaches
@@ -703,6 +704,50 @@ func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Al
 	c.relayAlert(from, decision)
 	if c.isNeighbour(m.id) {
 		c.scheduleRedial(now, m)
+	}
+}
+
+// verifyDown checks m, which a peer holds down while this node holds it up, when the overlay
+// gives this node no stream to it: the alerts and the decision about it went by before this
+// node knew it, or while it had no stream to hear them on (a node that joins in a busy
+// formation), and nothing else would ever take it down here (sendRecentDowns). The node dials it once:
+// if nothing listens at its address (refused), it decides it down as the cluster did, and
+// says so; if it answers, it is alive and stays up (the peer's view is the stale one); if the
+// dial fails otherwise, the next view that holds it down tries again.
+func (c *core) verifyDown(now time.Time, m *member) {
+	if !c.overlay() || c.leaving || m.status != StatusConnected || m.conn != 0 || m.dial != 0 || c.isNeighbour(m.id) {
+		return
+	}
+	c.dial(now, m)
+	c.conns[m.dial].verifying = true
+	c.log(slog.LevelDebug, "a peer holds down a member this node holds up; checking it", "peer", m.id.String())
+}
+
+// sendRecentDowns tells the peer of a new stream which members the cluster decided down
+// lately (on the basis: within an alert's lifetime), as view entries held down. A node that
+// missed their alerts and decisions (one that joined in a busy formation, or had no stream
+// while they went by) holds them up and checks them (verifyDown); one that does not know
+// them holds them down (holdDown). A view's digest leaves the status out, so nothing else
+// would tell it.
+func (c *core) sendRecentDowns(pc *peerConn) {
+	if !c.overlay() || c.basis.size() == c.topo.size() {
+		return // nobody down lately
+	}
+	var downs []MemberEntry
+	for _, m := range c.sortedMembers() {
+		if m.inBasis && m.status == StatusDisconnected && m.incarnation != 0 && m.downs.of(m.incarnation) > 0 {
+			downs = append(downs, MemberEntry{ID: m.id, Incarnation: m.incarnation, Down: true})
+		}
+	}
+	if len(downs) > 0 {
+		c.send(pc, &Message{Update: &Update{Entries: downs}})
+	}
+}
+
+// endVerify settles a dial verifyDown started, which ended before its handshake.
+func (c *core) endVerify(now time.Time, pc *peerConn, m *member) {
+	if pc.refused && m.status == StatusConnected && m.conn == 0 && c.overlay() {
+		c.settleDown(now, m, ReasonConnectionClosed, nil, nil)
 	}
 }
 

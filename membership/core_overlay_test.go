@@ -1143,3 +1143,61 @@ func TestOverlayNewObserverTimesASilentSubjectFromTheStart(t *testing.T) {
 	}, "every node should report the frozen %s down within interval × threshold + interval + 0.5 s (its new observer %s alerting in time)",
 		subject.id, heir.id)
 }
+
+// TestOverlayNodeThatMissedACrashLearnsItFromAPeersView: a node that never heard the alerts
+// nor the decision about a crashed node (in a formation, it may learn of the node from a
+// view sent before the crash, and have no stream yet on which the news could come) held it
+// up for good: a view that holds it down does not overrule the alerts, and nothing else
+// would tell. When a peer's view disagrees (here, the view in the hello of a stream set up
+// again), the node now dials the crashed node, finds nothing listening, and reports it down
+// as the others did.
+func TestOverlayNodeThatMissedACrashLearnsItFromAPeersView(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 24, k)
+	topo := topoOf(nodes, k)
+	victim := nodes[7]
+	var deaf *simNode
+	for _, n := range nodes {
+		if n != victim && !slices.Contains(topo.neighbours(victim.id), n.id) {
+			deaf = n
+			break
+		}
+	}
+	require.NotNil(t, deaf, "some node is not the victim's neighbour")
+	s.drop = func(_, to *simNode, msg *Message) bool {
+		if to != deaf {
+			return false
+		}
+		for _, a := range msg.Alerts {
+			if a.Subject == victim.id {
+				return true // it hears nothing about the crash
+			}
+		}
+		return false
+	}
+	victim.crash()
+	for _, n := range nodes {
+		if n == victim || n == deaf {
+			continue
+		}
+		s.advanceUntil(10*time.Second, func() bool { return n.core.members[victim.id].isDown() },
+			"%s should report the crashed %s down", n.id, victim.id)
+	}
+	require.False(t, deaf.core.members[victim.id].isDown(), "%s heard no alert about %s yet", deaf.id, victim.id)
+	s.advance(5 * time.Second)
+	require.False(t, deaf.core.members[victim.id].isDown(), "%s heard no alert about %s", deaf.id, victim.id)
+	var peer *simNode
+	for _, n := range nodes {
+		if n != victim && n != deaf && deaf.streamEnd(n) != nil {
+			peer = n
+			break
+		}
+	}
+	require.NotNil(t, peer, "%s streams to some node", deaf.id)
+	s.breakStream(deaf, peer) // set up again: the peer's hello holds the victim down
+	s.advanceUntil(20*time.Second, func() bool { return deaf.core.members[victim.id].isDown() },
+		"%s, deaf to the alerts, should report %s down once a peer's view holds it down and its own dial finds nothing there",
+		deaf.id, victim.id)
+	require.Equal(t, []string{"up " + victim.id.String(), "down " + victim.id.String() + " connection_closed"},
+		deaf.eventsAbout(victim), "%s reports the crash once, with the cluster's reason", deaf.id)
+}

@@ -31,6 +31,7 @@ type peerConn struct {
 	state        streamState
 	rejected     RejectReason // the peer's Reject, if it sent one
 	refused      bool         // the dial failed because nothing listens there (ErrConnectionRefused)
+	verifying    bool         // dialled to check a member a peer holds down (verifyDown)
 	reached      bool         // outbound: the transport connected (something answers there: dialed)
 	reachedAt    time.Time    // outbound: when it did
 	foreign      bool         // refused, by either side, for a cluster name that differs
