@@ -277,9 +277,8 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 	if m.conn != 0 {
 		return // another stream to the node is up: nothing to redial
 	}
-	if pc.verifying {
-		c.endVerify(now, pc, m) // a check, not a stream the overlay needs: no redial
-		return
+	if pc.verifying && c.endVerify(now, pc, m) {
+		return // decided down, or a check of a node the overlay needs no stream to
 	}
 	if pc.rejected == RejectUnexpectedID && c.park(now, m, true) {
 		if probing {

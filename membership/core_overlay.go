@@ -707,18 +707,25 @@ func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Al
 	}
 }
 
-// verifyDown checks m, which a peer holds down while this node holds it up, when the overlay
-// gives this node no stream to it: the alerts and the decision about it went by before this
-// node knew it, or while it had no stream to hear them on (a node that joins in a busy
-// formation), and nothing else would ever take it down here (sendRecentDowns). The node dials it once:
-// if nothing listens at its address (refused), it decides it down as the cluster did, and
-// says so; if it answers, it is alive and stays up (the peer's view is the stale one); if the
-// dial fails otherwise, the next view that holds it down tries again.
+// verifyDown checks m, which a peer holds down while this node holds it up without a stream
+// to it: the alerts and the decision about it went by before this node knew it, or while it
+// had no stream to hear them on (a node that joins in a busy formation), and nothing else
+// would ever take it down here (sendRecentDowns). If this node's last dial of it found
+// nothing listening at its address (refused), it decides it down as the cluster did, and
+// says so; otherwise it dials it (or marks the dial in flight) to find out: refused, the
+// same; answered, it is alive and stays up (the peer's view is the stale one); failed
+// otherwise, the next peer that holds it down makes it try again.
 func (c *core) verifyDown(now time.Time, m *member) {
-	if !c.overlay() || c.leaving || m.status != StatusConnected || m.conn != 0 || m.dial != 0 || c.isNeighbour(m.id) {
+	if !c.overlay() || c.leaving || m.status != StatusConnected || m.conn != 0 {
 		return
 	}
-	c.dial(now, m)
+	if m.refusals > 0 {
+		c.settleDown(now, m, ReasonConnectionClosed, nil, nil)
+		return
+	}
+	if m.dial == 0 {
+		c.dial(now, m)
+	}
 	c.conns[m.dial].verifying = true
 	c.log(slog.LevelDebug, "a peer holds down a member this node holds up; checking it", "peer", m.id.String())
 }
@@ -744,11 +751,15 @@ func (c *core) sendRecentDowns(pc *peerConn) {
 	}
 }
 
-// endVerify settles a dial verifyDown started, which ended before its handshake.
-func (c *core) endVerify(now time.Time, pc *peerConn, m *member) {
+// endVerify settles a dial verifyDown started, which ended before its handshake: refused,
+// m goes down. It reports whether the dial is settled so; if not, a neighbour is redialled
+// as any other.
+func (c *core) endVerify(now time.Time, pc *peerConn, m *member) bool {
 	if pc.refused && m.status == StatusConnected && m.conn == 0 && c.overlay() {
 		c.settleDown(now, m, ReasonConnectionClosed, nil, nil)
+		return true
 	}
+	return !c.isNeighbour(m.id)
 }
 
 // holdDown takes a node this node learns of only as down (a decision, or a view entry its
