@@ -711,23 +711,37 @@ func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Al
 // to it: the alerts and the decision about it went by before this node knew it, or while it
 // had no stream to hear them on (a node that joins in a busy formation), and nothing else
 // would ever take it down here (sendRecentDowns). If this node's last dial of it found
-// nothing listening at its address (refused), it decides it down as the cluster did, and
-// says so; otherwise it dials it (or marks the dial in flight) to find out: refused, the
-// same; answered, it is alive and stays up (the peer's view is the stale one); failed
-// otherwise, the next peer that holds it down makes it try again.
+// nothing listening at its address (refused), it takes it down as the cluster did
+// (takeVerifiedDown); otherwise it dials it (or marks the dial in flight) to find out:
+// refused, the same; answered, it is alive and stays up (the peer's view is the stale one);
+// failed otherwise, the next peer that holds it down makes it try again.
 func (c *core) verifyDown(now time.Time, m *member) {
 	if !c.overlay() || c.leaving || m.status != StatusConnected || m.conn != 0 {
 		return
 	}
 	if m.refusals > 0 {
-		c.settleDown(now, m, ReasonConnectionClosed, nil, nil)
+		c.takeVerifiedDown(now, m)
 		return
 	}
 	if m.dial == 0 {
 		c.dial(now, m)
 	}
-	c.conns[m.dial].verifying = true
+	if pc := c.conns[m.dial]; pc != nil {
+		pc.verifying = true
+	}
 	c.log(slog.LevelDebug, "a peer holds down a member this node holds up; checking it", "peer", m.id.String())
+}
+
+// takeVerifiedDown reports m down here, as the cluster decided it, once this node's own dial
+// found nothing listening at its address. It is this node's catching up, not a decision: it
+// relays nothing, so a peer's stale word and one refused dial never take a node down
+// anywhere else. Its round is counted as a decision's (reconcile does not bring it back).
+func (c *core) takeVerifiedDown(now time.Time, m *member) {
+	m.downs = downRound{incarnation: m.incarnation, count: m.downs.of(m.incarnation) + 1}
+	c.markDown(now, m, ReasonConnectionClosed)
+	if c.isNeighbour(m.id) {
+		c.scheduleRedial(now, m)
+	}
 }
 
 // sendRecentDowns tells the peer of a new stream which members the cluster decided down
@@ -756,7 +770,7 @@ func (c *core) sendRecentDowns(pc *peerConn) {
 // as any other.
 func (c *core) endVerify(now time.Time, pc *peerConn, m *member) bool {
 	if pc.refused && m.status == StatusConnected && m.conn == 0 && c.overlay() {
-		c.settleDown(now, m, ReasonConnectionClosed, nil, nil)
+		c.takeVerifiedDown(now, m)
 		return true
 	}
 	return !c.isNeighbour(m.id)
