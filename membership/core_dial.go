@@ -278,7 +278,7 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 		return // another stream to the node is up: nothing to redial
 	}
 	if pc.verifying && c.endVerify(now, pc, m) {
-		return // decided down, or a check of a node the overlay needs no stream to
+		return // down now, or a check of a node the overlay needs no stream to
 	}
 	if pc.rejected == RejectUnexpectedID && c.park(now, m, true) {
 		if probing {
