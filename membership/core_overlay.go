@@ -710,17 +710,13 @@ func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Al
 // verifyDown checks m, which a peer holds down while this node holds it up without a stream
 // to it: the alerts and the decision about it went by before this node knew it, or while it
 // had no stream to hear them on (a node that joins in a busy formation), and nothing else
-// would ever take it down here (sendRecentDowns). If this node's last dial of it found
-// nothing listening at its address (refused), it takes it down as the cluster did
-// (takeVerifiedDown); otherwise it dials it (or marks the dial in flight) to find out:
-// refused, the same; answered, it is alive and stays up (the peer's view is the stale one);
-// failed otherwise, the next peer that holds it down makes it try again.
+// would ever take it down here (sendRecentDowns). It dials it (or marks the dial in flight)
+// to find out: refused (nothing listens at its address), it takes it down as the cluster did
+// (takeVerifiedDown); answered, it is alive and stays up (the peer's view is the stale one);
+// failed otherwise, the next peer that holds it down makes it try again. Only a dial made
+// after the peer's word counts: an older refusal may predate the member's start.
 func (c *core) verifyDown(now time.Time, m *member) {
 	if !c.overlay() || c.leaving || m.status != StatusConnected || m.conn != 0 {
-		return
-	}
-	if m.refusals > 0 {
-		c.takeVerifiedDown(now, m)
 		return
 	}
 	if m.dial == 0 {
