@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"iter"
 	"maps"
 	"slices"
 	"time"
@@ -14,23 +15,48 @@ func (c *core) view() []MemberEntry {
 		return c.viewCache
 	}
 	out := make([]MemberEntry, 0, len(c.members)+len(c.tombs))
-	for _, m := range c.sortedMembers() {
-		if m.incarnation == 0 {
-			continue // a seed announced by id but never reached: not known to exist
-		}
-		out = append(out, MemberEntry{ID: m.id, Incarnation: m.incarnation, Down: m.status == StatusDisconnected})
-	}
-	members := len(out)
-	for id, t := range c.tombs {
-		if t.left {
-			out = append(out, MemberEntry{ID: id, Incarnation: t.incarnation, Left: true})
-		}
-	}
-	if len(out) > members { // the members come in order; the left nodes are merged in
-		slices.SortFunc(out, compareEntries)
+	for e := range c.viewEntries() {
+		out = append(out, e)
 	}
 	c.viewCache = slices.Clip(out) // shared read-only by messages; appends copy
 	return c.viewCache
+}
+
+// viewEntries yields the entries of core.view in order, from the cached view if there is one,
+// else without building it: a node that only reads its view (a sync's answer) makes no copy.
+func (c *core) viewEntries() iter.Seq[MemberEntry] {
+	if c.viewCache != nil {
+		return slices.Values(c.viewCache)
+	}
+	members := c.sortedMembers()
+	var left []MemberEntry // the left nodes, merged in by id; few, if any
+	for id, t := range c.tombs {
+		if t.left {
+			left = append(left, MemberEntry{ID: id, Incarnation: t.incarnation, Left: true})
+		}
+	}
+	slices.SortFunc(left, compareEntries)
+	return func(yield func(MemberEntry) bool) {
+		for _, m := range members {
+			if m.incarnation == 0 {
+				continue // a seed announced by id but never reached: not known to exist
+			}
+			for len(left) > 0 && left[0].ID.Compare(m.id) < 0 {
+				if !yield(left[0]) {
+					return
+				}
+				left = left[1:]
+			}
+			if !yield(MemberEntry{ID: m.id, Incarnation: m.incarnation, Down: m.status == StatusDisconnected}) {
+				return
+			}
+		}
+		for _, e := range left {
+			if !yield(e) {
+				return
+			}
+		}
+	}
 }
 
 // releaseIdleView drops the cached view if nothing asked for it since the last call (a tick):
@@ -45,10 +71,26 @@ func (c *core) releaseIdleView() {
 // viewDigest returns the digest of the local view, the local node included.
 func (c *core) viewDigest() uint64 {
 	if c.digestDirty {
-		c.digest = sortedViewDigest(c.view(), MemberEntry{ID: c.self, Incarnation: c.incarnation})
+		c.digest = sortedViewDigest(c.liveEntries(NodeID{}), MemberEntry{ID: c.self, Incarnation: c.incarnation})
 		c.digestDirty = false
 	}
 	return c.digest
+}
+
+// liveEntries yields the view's members in id order (those with an incarnation: the entries
+// of core.view that are not left), but skip, without building the view.
+func (c *core) liveEntries(skip NodeID) iter.Seq[MemberEntry] {
+	members := c.sortedMembers()
+	return func(yield func(MemberEntry) bool) {
+		for _, m := range members {
+			if m.incarnation == 0 || m.id == skip {
+				continue
+			}
+			if !yield(MemberEntry{ID: m.id, Incarnation: m.incarnation}) {
+				return
+			}
+		}
+	}
 }
 
 // onUpdate merges a peer's entries and, if asked, answers with what the peer lacks.
@@ -76,15 +118,17 @@ func (c *core) deltaFor(theirs []MemberEntry) []MemberEntry {
 		for _, e := range theirs {
 			known[e.ID] = e
 		}
-		for _, e := range append(c.view(), self) {
+		for e := range c.viewEntries() {
 			t, ok := known[e.ID]
 			add(e, t, ok)
 		}
+		t, ok := known[self.ID]
+		add(self, t, ok)
 		return delta
 	}
 	// A peer's whole view comes sorted by id, as the local one is: one walk over both.
 	j := 0
-	for _, e := range c.view() {
+	for e := range c.viewEntries() {
 		for j < len(theirs) && theirs[j].ID.Compare(e.ID) < 0 {
 			j++
 		}

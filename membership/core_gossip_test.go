@@ -314,8 +314,14 @@ func TestSortedViewDigestEqualsTheDigestOfTheViewWithTheNodeInIt(t *testing.T) {
 		slices.SortFunc(view, func(a, b MemberEntry) int { return a.ID.Compare(b.ID) })
 		view = slices.CompactFunc(view, func(a, b MemberEntry) bool { return a.ID == b.ID })
 		self := MemberEntry{ID: MustParseNodeID(fmt.Sprintf("n%03d@127.0.0.1:3999", rng.IntN(500))), Incarnation: rng.Uint64()}
-		require.Equal(t, viewDigest(append(slices.Clone(view), self)), sortedViewDigest(view, self),
+		require.Equal(t, viewDigest(append(slices.Clone(view), self)), sortedViewDigest(slices.Values(view), self),
 			"trial %d: the one-pass digest should equal the definition", trial)
+		// A handshake's digest adds the newcomer too: two extras, in id order.
+		newcomer := MemberEntry{ID: MustParseNodeID(fmt.Sprintf("n%03d@127.0.0.1:3998", rng.IntN(500))), Incarnation: rng.Uint64()}
+		extras := []MemberEntry{self, newcomer}
+		slices.SortFunc(extras, compareEntries)
+		require.Equal(t, viewDigest(append(slices.Clone(view), self, newcomer)), sortedViewDigest(slices.Values(view), extras...),
+			"trial %d: the one-pass digest with two extras should equal the definition", trial)
 	}
 }
 

@@ -60,14 +60,11 @@ func (c *core) digestWith(e MemberEntry) uint64 {
 	if m := c.members[e.ID]; m != nil && m.incarnation == e.Incarnation {
 		return c.viewDigest()
 	}
-	view := c.view()
-	entries := make([]MemberEntry, 0, len(view)+2)
-	for _, v := range view {
-		if v.ID != e.ID {
-			entries = append(entries, v)
-		}
+	extras := []MemberEntry{{ID: c.self, Incarnation: c.incarnation}, e}
+	if e.ID.Compare(c.self) < 0 {
+		extras[0], extras[1] = extras[1], extras[0]
 	}
-	return viewDigest(append(entries, MemberEntry{ID: c.self, Incarnation: c.incarnation}, e))
+	return sortedViewDigest(c.liveEntries(e.ID), extras...)
 }
 
 // sendHello sends the local handshake on pc; on the accepting side it answers the dialler's

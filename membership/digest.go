@@ -3,6 +3,7 @@ package membership
 import (
 	"encoding/binary"
 	"hash/fnv"
+	"iter"
 	"slices"
 )
 
@@ -26,30 +27,29 @@ func viewDigest(entries []MemberEntry) uint64 {
 	return h.Sum64()
 }
 
-// sortedViewDigest is viewDigest of view (sorted by id, as core.view returns it) with extra
-// added, computed in one pass: no copy and no sort. A node recomputes its digest after every
+// sortedViewDigest is viewDigest of the entries each yields (in id order, as core.view
+// holds them) with extras added (in id order, none of their ids among the entries),
+// computed in one pass: no copy and no sort. A node recomputes its digest after every
 // change of its view that a heartbeat then carries; while a thousand nodes form, that is
-// many times a second, and copying and sorting the view each time was a large share of the
-// garbage. extra's id must not be in view.
-func sortedViewDigest(view []MemberEntry, extra MemberEntry) uint64 {
+// many times a second, and building, copying and sorting a view each time was a large share
+// of the garbage.
+func sortedViewDigest(each iter.Seq[MemberEntry], extras ...MemberEntry) uint64 {
 	h := fnv.New64a()
-	buf := make([]byte, 0, 128)
+	var scratch [128]byte
 	write := func(e MemberEntry) {
-		buf = binary.BigEndian.AppendUint64(e.ID.appendTo(buf[:0]), e.Incarnation)
-		_, _ = h.Write(buf)
+		_, _ = h.Write(binary.BigEndian.AppendUint64(e.ID.appendTo(scratch[:0]), e.Incarnation))
 	}
-	pending := true
-	for _, e := range view {
-		if pending && extra.ID.Compare(e.ID) < 0 {
-			write(extra)
-			pending = false
+	for e := range each {
+		for len(extras) > 0 && extras[0].ID.Compare(e.ID) < 0 {
+			write(extras[0])
+			extras = extras[1:]
 		}
 		if !e.Left {
 			write(e)
 		}
 	}
-	if pending {
-		write(extra)
+	for _, e := range extras {
+		write(e)
 	}
 	return h.Sum64()
 }

@@ -254,8 +254,12 @@ func (t *topology) neighbour(r int, id NodeID, h uint64, step int) (NodeID, bool
 	t.r.merge()
 	ring := t.r.slots[r]
 	n := len(ring)
-	probe := ringNode{id: id}
-	i, _ := slices.BinarySearchFunc(ring, ringSlot{key: ringKey(r, h), node: &probe}, compareSlots)
+	i, _ := slices.BinarySearchFunc(ring, ringKey(r, h), func(s ringSlot, key uint64) int {
+		if c := cmp.Compare(s.key, key); c != 0 {
+			return c
+		}
+		return s.node.id.Compare(id) // compareSlots, without a probe slot (it would escape)
+	})
 	// i is id's slot, or the first slot after where it would be: the successor is the first
 	// slot seen from i on (id itself excepted), the predecessor the first seen before i.
 	j := i

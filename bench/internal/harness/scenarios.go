@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -344,6 +345,15 @@ func (w *worker) steady(base Usage) {
 	rec := w.record("steady")
 	rec.Observers = len(w.alive)
 	fd0 := w.tr.FalseDowns()
+	if w.o.MemProfile != "" {
+		// A base for the heap profile below: what the window allocates is the difference
+		// (pprof -base); a profile is as of the last collection, hence the collection here.
+		runtime.GC()
+		if f, err := os.Create(w.o.MemProfile + ".base"); err == nil {
+			_ = pprof.Lookup("heap").WriteTo(f, 0)
+			_ = f.Close()
+		}
+	}
 	if w.o.CPUProfile != "" {
 		if f, err := os.Create(w.o.CPUProfile); err == nil {
 			_ = pprof.StartCPUProfile(f)
