@@ -437,7 +437,8 @@ func (id NodeID) String() string {
 	if id.IsZero() {
 		return ""
 	}
-	return id.name + "@" + id.Address()
+	var buf [96]byte
+	return string(id.appendTo(buf[:0])) // one allocation: peers encode ids by the thousand
 }
 
 // IsZero reports whether id is the zero value ("no id").
@@ -473,6 +474,12 @@ func (id NodeID) Compare(other NodeID) int {
 // the zero id).
 func (id NodeID) MarshalText() ([]byte, error) {
 	return []byte(id.String()), nil
+}
+
+// AppendText implements encoding.TextAppender: it appends the id's String() (nothing for
+// the zero id) to b, allocating only to grow b.
+func (id NodeID) AppendText(b []byte) ([]byte, error) {
+	return id.appendTo(b), nil
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler with ParseNodeID. Empty

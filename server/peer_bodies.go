@@ -4,7 +4,6 @@ import (
 	"sync"
 	"time"
 
-	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
 	"github.com/meshnode/meshnode/membership"
 )
 
@@ -29,10 +28,10 @@ type bodyCache struct {
 	relays   [relayBodies]cachedBody
 	next     int // the relays slot to fill next
 	view     []membership.MemberEntry
-	entries  []*clusterv1.MemberEntry // read-only once cached
-	viewUsed bool                     // the view's entries were asked for since the last sweep
-	sweepAt  time.Time                // when the next sweep is due
-	clock    func() time.Time         // time.Now if nil (tests set it)
+	entries  []byte           // the view's encoded Hello field; read-only once cached
+	viewUsed bool             // the view's entries were asked for since the last sweep
+	sweepAt  time.Time        // when the next sweep is due
+	clock    func() time.Time // time.Now if nil (tests set it)
 }
 
 // now is the cache's clock.
@@ -107,26 +106,30 @@ type cachedBody struct {
 	used bool   // asked for since the last sweep (relays)
 }
 
-// viewEntries returns the encoded entries of view, reusing those of the last view when view is
-// the same slice (same first element and length). A view not cached is encoded outside the
-// lock: while hundreds of nodes join through one seed, its view changes with every join, and
-// its handshakes, each encoding a view of a thousand entries, must not wait for one another.
-func (b *bodyCache) viewEntries(view []membership.MemberEntry) []*clusterv1.MemberEntry {
+// viewEntries returns the encoded view field of a Hello carrying view, reusing that of the
+// last view when view is the same slice (same first element and length). A view not cached
+// is encoded outside the lock: while hundreds of nodes join through one seed, its view changes
+// with every join, and its handshakes, each encoding a view of a thousand entries, must not
+// wait for one another.
+func (b *bodyCache) viewEntries(view []membership.MemberEntry) ([]byte, error) {
 	if len(view) == 0 {
-		return nil
+		return nil, nil
 	}
 	b.mu.Lock()
 	if len(b.view) == len(view) && &b.view[0] == &view[0] {
 		defer b.mu.Unlock()
 		b.viewUsed = true
-		return b.entries
+		return b.entries, nil
 	}
 	b.mu.Unlock()
-	entries := encodeEntries(view)
+	entries, err := encodeView(view)
+	if err != nil {
+		return nil, err
+	}
 	b.mu.Lock()
 	b.view, b.entries, b.viewUsed = view, entries, true
 	b.mu.Unlock()
-	return entries
+	return entries, nil
 }
 
 // relayBody returns the body of msg, encoded once for all the streams it goes to. It is

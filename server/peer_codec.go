@@ -19,16 +19,22 @@ var errBadMessage = errors.New("malformed peer message")
 
 // encodeMessage serializes an engine message as a PeerMessage body.
 func encodeMessage(msg *membership.Message) ([]byte, error) {
-	return encodeMessageWith(msg, encodeEntries)
+	return encodeMessageWith(msg, encodeView)
 }
 
-// encodeMessageWith is encodeMessage with the view of a Hello encoded by view.
-func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEntry) []*clusterv1.MemberEntry) ([]byte, error) {
+// encodeView encodes a Hello's view: its repeated view field.
+func encodeView(view []membership.MemberEntry) ([]byte, error) {
+	return appendEntries(nil, helloViewField, view)
+}
+
+// encodeMessageWith is encodeMessage with the view of a Hello encoded by view. A Hello's
+// other fields go through protobuf and its view follows them (fields may come in any order).
+func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEntry) ([]byte, error)) ([]byte, error) {
 	pm := &clusterv1.PeerMessage{}
 	switch {
 	case msg.Hello != nil:
 		h := msg.Hello
-		pm.Kind = &clusterv1.PeerMessage_Hello{Hello: &clusterv1.Hello{
+		fields, err := proto.Marshal(&clusterv1.Hello{
 			NodeId:                 h.ID.String(),
 			Incarnation:            h.Incarnation,
 			ProtocolVersion:        h.ProtocolVersion,
@@ -36,11 +42,20 @@ func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEnt
 			HeartbeatMissThreshold: uint32(h.MissThreshold),
 			Uptime:                 durationpb.New(h.Uptime),
 			Info:                   encodeAttributes(h.Attributes),
-			View:                   view(h.View),
 			ViewDigest:             h.ViewDigest,
 			ExpectedId:             expectedID(h.Expect),
 			ClusterName:            h.ClusterName,
-		}}
+		})
+		if err != nil {
+			return nil, err
+		}
+		entries, err := view(h.View)
+		if err != nil {
+			return nil, err
+		}
+		return appendWrapped(nil, peerHelloField, fields, entries), nil
+	case msg.Update != nil:
+		return encodeUpdate(msg.Update)
 	case msg.Heartbeat != nil:
 		hb := msg.Heartbeat
 		out := &clusterv1.Heartbeat{
@@ -56,11 +71,6 @@ func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEnt
 			out.NodeId = hb.ID.String()
 		}
 		pm.Kind = &clusterv1.PeerMessage_Heartbeat{Heartbeat: out}
-	case msg.Update != nil:
-		pm.Kind = &clusterv1.PeerMessage_Update{Update: &clusterv1.MembershipUpdate{
-			Full: msg.Update.Full, ReplyRequested: msg.Update.ReplyRequested, Entries: encodeEntries(msg.Update.Entries),
-			Hop: msg.Update.Hop,
-		}}
 	case msg.Leave != nil:
 		pm.Kind = &clusterv1.PeerMessage_Leave{Leave: &clusterv1.Leave{NodeId: msg.Leave.ID.String(), Incarnation: msg.Leave.Incarnation}}
 	case msg.Reject != nil:
@@ -95,34 +105,35 @@ func encodeAttributes(a membership.Attributes) *clusterv1.NodeAttributes {
 	return &clusterv1.NodeAttributes{Version: a.Version, ProcessCount: uint32(a.ProcessCount), Metadata: a.Metadata}
 }
 
-func encodeEntries(entries []membership.MemberEntry) []*clusterv1.MemberEntry {
-	out := make([]*clusterv1.MemberEntry, len(entries))
-	for i, e := range entries {
-		state := clusterv1.MemberState_MEMBER_STATE_ALIVE
-		if e.Left {
-			state = clusterv1.MemberState_MEMBER_STATE_LEFT
-		}
-		out[i] = &clusterv1.MemberEntry{NodeId: e.ID.String(), Incarnation: e.Incarnation, State: state, Down: e.Down && !e.Left}
-		if e.Attrs != nil {
-			out[i].Info = encodeAttributes(*e.Attrs)
-		}
-	}
-	return out
-}
-
 // decodeMessage parses and validates a PeerMessage body. Anything malformed is an error:
 // the engine never sees it.
 func decodeMessage(body []byte) (*membership.Message, error) {
 	if msg := decodePlainHeartbeat(body); msg != nil {
 		return msg, nil
 	}
+	if msg, err := decodeWireUpdate(body); msg != nil || err != nil {
+		return msg, err
+	}
+	if fields, view, ok := splitHello(body); ok {
+		var h clusterv1.Hello
+		if err := proto.Unmarshal(fields, &h); err != nil {
+			return nil, fmt.Errorf("%w: %v", errBadMessage, err)
+		}
+		return decodeHelloWith(&h, func() ([]membership.MemberEntry, error) { return decodeWireEntries(view) })
+	}
+	return decodeProtoMessage(body)
+}
+
+// decodeProtoMessage is decodeMessage through protobuf's reflection alone: what the
+// shortcuts above must agree with.
+func decodeProtoMessage(body []byte) (*membership.Message, error) {
 	var pm clusterv1.PeerMessage
 	if err := proto.Unmarshal(body, &pm); err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadMessage, err)
 	}
 	switch k := pm.Kind.(type) {
 	case *clusterv1.PeerMessage_Hello:
-		return decodeHello(k.Hello)
+		return decodeHelloWith(k.Hello, func() ([]membership.MemberEntry, error) { return decodeEntries(k.Hello.GetView()) })
 	case *clusterv1.PeerMessage_Heartbeat:
 		return decodeHeartbeat(k.Heartbeat)
 	case *clusterv1.PeerMessage_Update:
@@ -199,7 +210,8 @@ func decodeAlert(a *clusterv1.Alert) (*membership.Alert, error) {
 	}, nil
 }
 
-func decodeHello(h *clusterv1.Hello) (*membership.Message, error) {
+// decodeHelloWith checks and translates a Hello whose view view decodes.
+func decodeHelloWith(h *clusterv1.Hello, view func() ([]membership.MemberEntry, error)) (*membership.Message, error) {
 	id, err := decodeID(h.GetNodeId())
 	if err != nil {
 		return nil, err
@@ -221,7 +233,7 @@ func decodeHello(h *clusterv1.Hello) (*membership.Message, error) {
 	if h.GetHeartbeatMissThreshold() < 1 || h.GetHeartbeatMissThreshold() > math.MaxInt32 {
 		return nil, fmt.Errorf("%w: heartbeat_miss_threshold %d out of range", errBadMessage, h.GetHeartbeatMissThreshold())
 	}
-	view, err := decodeEntries(h.GetView())
+	entries, err := view()
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +255,7 @@ func decodeHello(h *clusterv1.Hello) (*membership.Message, error) {
 		MissThreshold:     int(h.GetHeartbeatMissThreshold()),
 		Uptime:            max(uptime, 0),
 		Attributes:        decodeAttributes(h.GetInfo()),
-		View:              view,
+		View:              entries,
 		ViewDigest:        h.GetViewDigest(),
 		Expect:            expect,
 	}}, nil

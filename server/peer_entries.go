@@ -1,0 +1,351 @@
+package server
+
+import (
+	"fmt"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/membership"
+)
+
+// Views travel as lists of MemberEntry: a thousand of them in the Hello a seed sends each
+// joiner and in every sync. Through protobuf's reflection each entry costs a message of its
+// own and its strings on both sides, which while a thousand nodes form was a third of all the
+// garbage. This file writes and reads those lists (and the Update messages that carry them)
+// by hand, in the wire format of peer.proto: what it writes decodes as protobuf would, and
+// what it cannot read plainly (an entry with attributes, an unknown or repeated field, any
+// malformed input) goes through protobuf as before, with the same checks and errors.
+
+// Field numbers of peer.proto written and read by hand: PeerMessage.hello and .update,
+// Hello.view, MembershipUpdate's fields and MemberEntry's.
+const (
+	peerHelloField        = 1
+	peerUpdateField       = 3
+	helloViewField        = 8
+	updateFullField       = 1
+	updateReplyField      = 2
+	updateEntriesField    = 3
+	updateHopField        = 4
+	entryNodeIDField      = 1
+	entryIncarnationField = 2
+	entryStateField       = 3
+	entryInfoField        = 4
+	entryDownField        = 5
+)
+
+// appendEntries appends entries as the repeated MemberEntry field num, fields in number order
+// and zero values left out (the state is never zero), as proto.Marshal writes them.
+func appendEntries(b []byte, num protowire.Number, entries []membership.MemberEntry) ([]byte, error) {
+	var idBuf [128]byte
+	for _, e := range entries {
+		id := appendID(idBuf[:0], e.ID)
+		var info []byte
+		if e.Attrs != nil {
+			var err error
+			if info, err = proto.Marshal(encodeAttributes(*e.Attrs)); err != nil {
+				return nil, fmt.Errorf("member %s: attributes: %w", e.ID, err)
+			}
+		}
+		b = protowire.AppendTag(b, num, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(entrySize(id, e, info)))
+		b = appendEntry(b, id, e, info)
+	}
+	return b, nil
+}
+
+// appendID appends id's text, nothing for the zero id (proto3 leaves an empty string out).
+func appendID(b []byte, id membership.NodeID) []byte {
+	b, _ = id.AppendText(b) // it cannot fail
+	return b
+}
+
+// entrySize is the encoded size of one MemberEntry's fields.
+func entrySize(id []byte, e membership.MemberEntry, info []byte) int {
+	n := 0
+	if len(id) > 0 {
+		n += 1 + protowire.SizeBytes(len(id))
+	}
+	if e.Incarnation != 0 {
+		n += 1 + protowire.SizeVarint(e.Incarnation)
+	}
+	n += 1 + protowire.SizeVarint(uint64(entryState(e)))
+	if e.Attrs != nil {
+		n += 1 + protowire.SizeBytes(len(info))
+	}
+	if e.Down && !e.Left {
+		n += 2
+	}
+	return n
+}
+
+// appendEntry appends one MemberEntry's fields.
+func appendEntry(b, id []byte, e membership.MemberEntry, info []byte) []byte {
+	if len(id) > 0 {
+		b = protowire.AppendTag(b, entryNodeIDField, protowire.BytesType)
+		b = protowire.AppendBytes(b, id)
+	}
+	if e.Incarnation != 0 {
+		b = protowire.AppendTag(b, entryIncarnationField, protowire.VarintType)
+		b = protowire.AppendVarint(b, e.Incarnation)
+	}
+	b = protowire.AppendTag(b, entryStateField, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(entryState(e)))
+	if e.Attrs != nil {
+		b = protowire.AppendTag(b, entryInfoField, protowire.BytesType)
+		b = protowire.AppendBytes(b, info)
+	}
+	if e.Down && !e.Left {
+		b = protowire.AppendTag(b, entryDownField, protowire.VarintType)
+		b = protowire.AppendVarint(b, 1)
+	}
+	return b
+}
+
+// entryState is e's state on the wire: alive or left, never unspecified.
+func entryState(e membership.MemberEntry) clusterv1.MemberState {
+	if e.Left {
+		return clusterv1.MemberState_MEMBER_STATE_LEFT
+	}
+	return clusterv1.MemberState_MEMBER_STATE_ALIVE
+}
+
+// encodeUpdate encodes a PeerMessage carrying u.
+func encodeUpdate(u *membership.Update) ([]byte, error) {
+	inner := make([]byte, 0, 16+len(u.Entries)*40)
+	if u.Full {
+		inner = protowire.AppendTag(inner, updateFullField, protowire.VarintType)
+		inner = protowire.AppendVarint(inner, 1)
+	}
+	if u.ReplyRequested {
+		inner = protowire.AppendTag(inner, updateReplyField, protowire.VarintType)
+		inner = protowire.AppendVarint(inner, 1)
+	}
+	inner, err := appendEntries(inner, updateEntriesField, u.Entries)
+	if err != nil {
+		return nil, err
+	}
+	if u.Hop != 0 {
+		inner = protowire.AppendTag(inner, updateHopField, protowire.VarintType)
+		inner = protowire.AppendVarint(inner, uint64(u.Hop))
+	}
+	return appendWrapped(nil, peerUpdateField, inner), nil
+}
+
+// appendWrapped appends fields as the message field num of a PeerMessage.
+func appendWrapped(b []byte, num protowire.Number, fields ...[]byte) []byte {
+	n := 0
+	for _, f := range fields {
+		n += len(f)
+	}
+	if b == nil {
+		b = make([]byte, 0, 1+protowire.SizeVarint(uint64(n))+n)
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(n))
+	for _, f := range fields {
+		b = append(b, f...)
+	}
+	return b
+}
+
+// decodeWireUpdate decodes a PeerMessage body that is one MembershipUpdate whose fields each
+// come once (entries aside) with their own wire types. It returns nil for anything else, valid
+// or not, for proto.Unmarshal and the full checks to handle; an entry it cannot read plainly
+// goes through them alone (decodeWireEntry).
+func decodeWireUpdate(body []byte) (*membership.Message, error) {
+	inner, ok := wrapped(body, peerUpdateField)
+	if !ok {
+		return nil, nil
+	}
+	u := &membership.Update{}
+	var seen [updateHopField + 1]bool
+	var entries [][]byte
+	for len(inner) > 0 {
+		num, typ, n := protowire.ConsumeTag(inner)
+		if n < 0 || num < updateFullField || num > updateHopField {
+			return nil, nil
+		}
+		inner = inner[n:]
+		if num == updateEntriesField && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(inner)
+			if n < 0 {
+				return nil, nil
+			}
+			entries, inner = append(entries, v), inner[n:]
+			continue
+		}
+		if seen[num] || typ != protowire.VarintType {
+			return nil, nil
+		}
+		seen[num] = true
+		v, n := protowire.ConsumeVarint(inner)
+		if n < 0 {
+			return nil, nil
+		}
+		inner = inner[n:]
+		switch num {
+		case updateFullField, updateReplyField:
+			if v > 1 {
+				return nil, nil
+			}
+			if num == updateFullField {
+				u.Full = v == 1
+			} else {
+				u.ReplyRequested = v == 1
+			}
+		case updateHopField:
+			if v > 1<<32-1 {
+				return nil, nil
+			}
+			u.Hop = uint32(v)
+		default:
+			return nil, nil
+		}
+	}
+	var err error
+	if u.Entries, err = decodeWireEntries(entries); err != nil {
+		return nil, err
+	}
+	return &membership.Message{Update: u}, nil
+}
+
+// wrapped returns the fields of body when body is exactly the message field num of a
+// PeerMessage.
+func wrapped(body []byte, num protowire.Number) ([]byte, bool) {
+	got, typ, n := protowire.ConsumeTag(body)
+	if n < 0 || got != num || typ != protowire.BytesType {
+		return nil, false
+	}
+	inner, m := protowire.ConsumeBytes(body[n:])
+	if m < 0 || n+m != len(body) {
+		return nil, false
+	}
+	return inner, true
+}
+
+// decodeWireEntries decodes the encoded MemberEntry messages of a list, in order.
+func decodeWireEntries(list [][]byte) ([]membership.MemberEntry, error) {
+	out := make([]membership.MemberEntry, len(list))
+	for i, b := range list {
+		e, err := decodeWireEntry(b)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
+// decodeWireEntry decodes one encoded MemberEntry: by hand when each field comes at most once
+// with its own wire type, the id parses and no attributes ride along; through protobuf and
+// decodeEntries otherwise, which give the errors.
+func decodeWireEntry(b []byte) (membership.MemberEntry, error) {
+	if e, ok := decodePlainEntry(b); ok {
+		return e, nil
+	}
+	var wire clusterv1.MemberEntry
+	if err := proto.Unmarshal(b, &wire); err != nil {
+		return membership.MemberEntry{}, fmt.Errorf("%w: %v", errBadMessage, err)
+	}
+	out, err := decodeEntries([]*clusterv1.MemberEntry{&wire})
+	if err != nil {
+		return membership.MemberEntry{}, err
+	}
+	return out[0], nil
+}
+
+// decodePlainEntry is decodeWireEntry's hand-read path; false sends b through protobuf.
+func decodePlainEntry(b []byte) (membership.MemberEntry, bool) {
+	var e membership.MemberEntry
+	var seen [entryDownField + 1]bool
+	var id []byte
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num < entryNodeIDField || num > entryDownField || num == entryInfoField || seen[num] {
+			return e, false
+		}
+		seen[num] = true
+		b = b[n:]
+		if num == entryNodeIDField {
+			if typ != protowire.BytesType {
+				return e, false
+			}
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return e, false
+			}
+			id, b = v, b[n:]
+			continue
+		}
+		if typ != protowire.VarintType {
+			return e, false
+		}
+		v, n := protowire.ConsumeVarint(b)
+		if n < 0 {
+			return e, false
+		}
+		b = b[n:]
+		switch num {
+		case entryIncarnationField:
+			e.Incarnation = v
+		case entryStateField:
+			switch clusterv1.MemberState(v) {
+			case clusterv1.MemberState_MEMBER_STATE_ALIVE:
+			case clusterv1.MemberState_MEMBER_STATE_LEFT:
+				e.Left = true
+			default:
+				return e, false
+			}
+		case entryDownField:
+			if v > 1 {
+				return e, false
+			}
+			e.Down = v == 1
+		}
+	}
+	if !utf8.Valid(id) {
+		return e, false // protobuf's check of a string field, and its error
+	}
+	if !seen[entryStateField] {
+		return e, false // unspecified: refused
+	}
+	parsed, err := membership.ParseNodeID(string(id))
+	if err != nil {
+		return e, false
+	}
+	e.ID = parsed
+	e.Down = e.Down && !e.Left
+	return e, true
+}
+
+// splitHello splits a PeerMessage body that is exactly one Hello into the Hello's fields
+// other than its view, for protobuf, and its view's entries, for decodeWireEntries. Anything
+// that does not split plainly returns false, for proto.Unmarshal to handle.
+func splitHello(body []byte) (fields []byte, view [][]byte, ok bool) {
+	inner, ok := wrapped(body, peerHelloField)
+	if !ok {
+		return nil, nil, false
+	}
+	fields = make([]byte, 0, 128)
+	for len(inner) > 0 {
+		num, typ, n := protowire.ConsumeTag(inner)
+		if n < 0 {
+			return nil, nil, false
+		}
+		m := protowire.ConsumeFieldValue(num, typ, inner[n:])
+		if m < 0 {
+			return nil, nil, false
+		}
+		if num == helloViewField && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(inner[n:])
+			view = append(view, v)
+		} else {
+			fields = append(fields, inner[:n+m]...)
+		}
+		inner = inner[n+m:]
+	}
+	return fields, view, true
+}
