@@ -24,7 +24,7 @@ func encodeMessage(msg *membership.Message) ([]byte, error) {
 
 // encodeView encodes a Hello's view: its repeated view field.
 func encodeView(view []membership.MemberEntry) ([]byte, error) {
-	return appendEntries(nil, helloViewField, view)
+	return appendEntries(nil, helloViewField, view), nil
 }
 
 // encodeMessageWith is encodeMessage with the view of a Hello encoded by view. A Hello's

@@ -2,6 +2,9 @@ package server
 
 import (
 	"fmt"
+	"maps"
+	"math"
+	"slices"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -20,7 +23,7 @@ import (
 // malformed input) goes through protobuf as before, with the same checks and errors.
 
 // Field numbers of peer.proto written and read by hand: PeerMessage.hello and .update,
-// Hello.view, MembershipUpdate's fields and MemberEntry's.
+// Hello.view, MembershipUpdate's fields, MemberEntry's and NodeAttributes' (and a map entry's).
 const (
 	peerHelloField        = 1
 	peerUpdateField       = 3
@@ -34,26 +37,51 @@ const (
 	entryStateField       = 3
 	entryInfoField        = 4
 	entryDownField        = 5
+	attrsVersionField     = 1
+	attrsProcessesField   = 2
+	attrsMetadataField    = 3
+	mapKeyField           = 1
+	mapValueField         = 2
 )
 
 // appendEntries appends entries as the repeated MemberEntry field num, fields in number order
 // and zero values left out (the state is never zero), as proto.Marshal writes them.
-func appendEntries(b []byte, num protowire.Number, entries []membership.MemberEntry) ([]byte, error) {
+func appendEntries(b []byte, num protowire.Number, entries []membership.MemberEntry) []byte {
 	var idBuf [128]byte
 	for _, e := range entries {
 		id := appendID(idBuf[:0], e.ID)
 		var info []byte
 		if e.Attrs != nil {
-			var err error
-			if info, err = proto.Marshal(encodeAttributes(*e.Attrs)); err != nil {
-				return nil, fmt.Errorf("member %s: attributes: %w", e.ID, err)
-			}
+			info = appendAttributes(nil, *e.Attrs)
 		}
 		b = protowire.AppendTag(b, num, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(entrySize(id, e, info)))
 		b = appendEntry(b, id, e, info)
 	}
-	return b, nil
+	return b
+}
+
+// appendAttributes appends a's NodeAttributes fields, the metadata in key order (as
+// protobuf's deterministic mode writes a map).
+func appendAttributes(b []byte, a membership.Attributes) []byte {
+	if a.Version != 0 {
+		b = protowire.AppendTag(b, attrsVersionField, protowire.VarintType)
+		b = protowire.AppendVarint(b, a.Version)
+	}
+	if a.ProcessCount != 0 {
+		b = protowire.AppendTag(b, attrsProcessesField, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(uint32(a.ProcessCount)))
+	}
+	for _, k := range slices.Sorted(maps.Keys(a.Metadata)) {
+		v := a.Metadata[k] // an entry holds its key and value even when empty, as protobuf writes it
+		b = protowire.AppendTag(b, attrsMetadataField, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(2+protowire.SizeBytes(len(k))+protowire.SizeBytes(len(v))))
+		b = protowire.AppendTag(b, mapKeyField, protowire.BytesType)
+		b = protowire.AppendString(b, k)
+		b = protowire.AppendTag(b, mapValueField, protowire.BytesType)
+		b = protowire.AppendString(b, v)
+	}
+	return b
 }
 
 // appendID appends id's text, nothing for the zero id (proto3 leaves an empty string out).
@@ -123,10 +151,7 @@ func encodeUpdate(u *membership.Update) ([]byte, error) {
 		inner = protowire.AppendTag(inner, updateReplyField, protowire.VarintType)
 		inner = protowire.AppendVarint(inner, 1)
 	}
-	inner, err := appendEntries(inner, updateEntriesField, u.Entries)
-	if err != nil {
-		return nil, err
-	}
+	inner = appendEntries(inner, updateEntriesField, u.Entries)
 	if u.Hop != 0 {
 		inner = protowire.AppendTag(inner, updateHopField, protowire.VarintType)
 		inner = protowire.AppendVarint(inner, uint64(u.Hop))
@@ -264,12 +289,12 @@ func decodePlainEntry(b []byte) (membership.MemberEntry, bool) {
 	var id []byte
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || num < entryNodeIDField || num > entryDownField || num == entryInfoField || seen[num] {
+		if n < 0 || num < entryNodeIDField || num > entryDownField || seen[num] {
 			return e, false
 		}
 		seen[num] = true
 		b = b[n:]
-		if num == entryNodeIDField {
+		if num == entryNodeIDField || num == entryInfoField {
 			if typ != protowire.BytesType {
 				return e, false
 			}
@@ -277,7 +302,16 @@ func decodePlainEntry(b []byte) (membership.MemberEntry, bool) {
 			if n < 0 {
 				return e, false
 			}
-			id, b = v, b[n:]
+			b = b[n:]
+			if num == entryNodeIDField {
+				id = v
+				continue
+			}
+			attrs, ok := decodePlainAttributes(v)
+			if !ok {
+				return e, false
+			}
+			e.Attrs = &attrs
 			continue
 		}
 		if typ != protowire.VarintType {
@@ -348,4 +382,81 @@ func splitHello(body []byte) (fields []byte, view [][]byte, ok bool) {
 		inner = inner[n+m:]
 	}
 	return fields, view, true
+}
+
+// decodePlainAttributes reads NodeAttributes fields by hand when each scalar comes at most once,
+// each metadata entry holds at most one key and one value, every field has its own wire type
+// and every string is UTF-8; false sends the entry through protobuf. A key repeated across
+// entries keeps its last value, as protobuf keeps it.
+func decodePlainAttributes(b []byte) (membership.Attributes, bool) {
+	var a membership.Attributes
+	var seen [attrsProcessesField + 1]bool
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num < attrsVersionField || num > attrsMetadataField {
+			return a, false
+		}
+		b = b[n:]
+		if num == attrsMetadataField {
+			if typ != protowire.BytesType {
+				return a, false
+			}
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return a, false
+			}
+			b = b[n:]
+			key, value, ok := decodePlainMapEntry(v)
+			if !ok {
+				return a, false
+			}
+			if a.Metadata == nil {
+				a.Metadata = map[string]string{}
+			}
+			a.Metadata[key] = value
+			continue
+		}
+		if seen[num] || typ != protowire.VarintType {
+			return a, false
+		}
+		seen[num] = true
+		v, n := protowire.ConsumeVarint(b)
+		if n < 0 {
+			return a, false
+		}
+		b = b[n:]
+		if num == attrsVersionField {
+			a.Version = v
+		} else {
+			if v > math.MaxUint32 {
+				return a, false
+			}
+			a.ProcessCount = int(v)
+		}
+	}
+	return a, true
+}
+
+// decodePlainMapEntry reads one map<string, string> entry: a key and a value, each at most
+// once and UTF-8 (a missing one is empty, as in protobuf).
+func decodePlainMapEntry(b []byte) (key, value string, ok bool) {
+	var seen [mapValueField + 1]bool
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || (num != mapKeyField && num != mapValueField) || typ != protowire.BytesType || seen[num] {
+			return "", "", false
+		}
+		seen[num] = true
+		v, m := protowire.ConsumeBytes(b[n:])
+		if m < 0 || !utf8.Valid(v) {
+			return "", "", false
+		}
+		b = b[n+m:]
+		if num == mapKeyField {
+			key = string(v)
+		} else {
+			value = string(v)
+		}
+	}
+	return key, value, true
 }

@@ -29,7 +29,13 @@ func randomEntries(rng *rand.Rand, n int) []membership.MemberEntry {
 			Down:        rng.IntN(4) == 0,
 		}
 		if rng.IntN(8) == 0 {
-			out[i].Attrs = &membership.Attributes{Version: rng.Uint64N(9), ProcessCount: rng.IntN(5), Metadata: map[string]string{"zone": "a"}}
+			out[i].Attrs = &membership.Attributes{Version: rng.Uint64N(9), ProcessCount: rng.IntN(5)}
+			for k := range rng.IntN(4) {
+				if out[i].Attrs.Metadata == nil {
+					out[i].Attrs.Metadata = map[string]string{}
+				}
+				out[i].Attrs.Metadata[fmt.Sprintf("k%d", k*rng.IntN(2))] = fmt.Sprintf("v%d", rng.IntN(3))[:rng.IntN(3)]
+			}
 		}
 	}
 	return out
@@ -52,8 +58,8 @@ func protoEntries(entries []membership.MemberEntry) []*clusterv1.MemberEntry {
 }
 
 // TestHandWrittenViewsAreWhatProtobufWrites encodes updates and hellos with views by hand and
-// checks that protobuf reads them as the messages its generated types would have sent, byte
-// for byte where no map (attributes' metadata) makes protobuf's own order random.
+// checks that protobuf reads them as the messages its generated types would have sent, and
+// that an update's bytes are those of protobuf's deterministic mode.
 func TestHandWrittenViewsAreWhatProtobufWrites(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for trial := range 300 {
@@ -67,11 +73,9 @@ func TestHandWrittenViewsAreWhatProtobufWrites(t *testing.T) {
 		var got clusterv1.PeerMessage
 		require.NoError(t, proto.Unmarshal(body, &got), "trial %d", trial)
 		require.True(t, proto.Equal(want, &got), "trial %d: the update reads back as %v, want %v", trial, &got, want)
-		if !anyAttrs(entries) {
-			wantBody, err := proto.MarshalOptions{Deterministic: true}.Marshal(want)
-			require.NoError(t, err)
-			require.Equal(t, wantBody, body, "trial %d: the update's bytes are protobuf's", trial)
-		}
+		wantBody, err := proto.MarshalOptions{Deterministic: true}.Marshal(want)
+		require.NoError(t, err)
+		require.Equal(t, wantBody, body, "trial %d: the update's bytes are protobuf's (deterministic: maps in key order)", trial)
 
 		h := &membership.Hello{ID: entries0(entries), Incarnation: 1 + rng.Uint64N(100), ProtocolVersion: 1, HeartbeatInterval: time.Second,
 			MissThreshold: 3, Uptime: time.Minute, View: entries, ViewDigest: rng.Uint64(), ClusterName: "blue"}
@@ -85,15 +89,6 @@ func TestHandWrittenViewsAreWhatProtobufWrites(t *testing.T) {
 			View: protoEntries(entries), ViewDigest: h.ViewDigest, ClusterName: "blue",
 		}, hello.GetHello()), "trial %d: the hello reads back as %v", trial, &hello)
 	}
-}
-
-func anyAttrs(entries []membership.MemberEntry) bool {
-	for _, e := range entries {
-		if e.Attrs != nil {
-			return true
-		}
-	}
-	return false
 }
 
 func entries0(entries []membership.MemberEntry) membership.NodeID {
@@ -123,6 +118,11 @@ func TestHandReadViewsDecodeAsProtobufDoes(t *testing.T) {
 		}}})
 	}
 	ok := &clusterv1.MemberEntry{NodeId: "b@127.0.0.1:2", Incarnation: 5}
+	// attrs is an update of one plain entry whose attributes' fields are raw.
+	attrs := func(fields ...byte) []byte {
+		entry := append([]byte{0x0a, 0x03, 'b', '@', 'h', ':', '2', 0x18, 0x01, 0x22, byte(len(fields))}, fields...)
+		return append([]byte{0x1a, byte(len(entry) + 2), 0x1a, byte(len(entry))}, entry...)
+	}
 	bodies := [][]byte{
 		update(), hello(),
 		update(ok), hello(ok),
@@ -146,8 +146,20 @@ func TestHandReadViewsDecodeAsProtobufDoes(t *testing.T) {
 		{0x1a, 0x06, 0x20, 0x80, 0x80, 0x80, 0x80, 0x10},                                      // a hop over 32 bits
 		{0x1a, 0x02, 0x1a, 0x00, 0x1a, 0x00},                                                  // a second update after the first
 		{0x1a, 0x02, 0x1a, 0x00},                                                              // an entry with nothing in it
-		{0x0a, 0x02, 0x42, 0x00},                                                              // a hello with only an empty view entry
-		{0x0a, 0x03, 0x42, 0x05, 0x00},                                                        // a hello's view entry past the end
+		update(&clusterv1.MemberEntry{NodeId: "b@h:2", State: clusterv1.MemberState_MEMBER_STATE_ALIVE, Info: &clusterv1.NodeAttributes{}}),
+		update(&clusterv1.MemberEntry{NodeId: "b@h:2", State: clusterv1.MemberState_MEMBER_STATE_ALIVE,
+			Info: &clusterv1.NodeAttributes{Version: 1 << 60, ProcessCount: 1<<32 - 1, Metadata: map[string]string{"": "x", "a": ""}}}),
+		attrs(0x08, 0x01, 0x08, 0x02),                                                                     // the version twice
+		attrs(0x10, 0x80, 0x80, 0x80, 0x80, 0x10),                                                         // a process count over 32 bits
+		attrs(0x1a, 0x04, 0x0a, 0x01, 'k', 0x7a),                                                          // an unknown field in a metadata entry, truncated
+		attrs(0x1a, 0x06, 0x0a, 0x01, 'k', 0x0a, 0x01, 'j'),                                               // a metadata key twice in one entry
+		attrs(0x1a, 0x03, 0x12, 0x01, 0xff),                                                               // a metadata value that is not UTF-8
+		attrs(0x1a, 0x03, 0x0a, 0x01, 'k', 0x1a, 0x03, 0x0a, 0x01, 'k'),                                   // one key in two entries
+		attrs(0x1a, 0x06, 0x0a, 0x01, 'k', 0x12, 0x01, 'v', 0x1a, 0x06, 0x0a, 0x01, 'k', 0x12, 0x01, 'w'), // the last value wins
+		attrs(0x20, 0x01),              // an unknown attributes field
+		attrs(0x1a, 0x02, 0x18, 0x01),  // a metadata entry with a field other than key and value
+		{0x0a, 0x02, 0x42, 0x00},       // a hello with only an empty view entry
+		{0x0a, 0x03, 0x42, 0x05, 0x00}, // a hello's view entry past the end
 	}
 	for range 50 {
 		entries := randomEntries(rng, rng.IntN(20))
@@ -163,7 +175,7 @@ func TestHandReadViewsDecodeAsProtobufDoes(t *testing.T) {
 		require.True(t, ok, "a hello is split by hand")
 		for i, b := range view {
 			_, plain := decodePlainEntry(b)
-			require.Equal(t, entries[i].Attrs == nil, plain, "entry %d (%+v) is read by hand unless it has attributes", i, entries[i])
+			require.True(t, plain, "entry %d (%+v) is read by hand", i, entries[i])
 		}
 	}
 	for _, body := range bodies {

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -93,8 +94,9 @@ func FuzzSessionOpen(f *testing.F) {
 	})
 }
 
-// FuzzDecodeMessage feeds arbitrary bytes to the peer message decoder: it never panics, and
-// anything it accepts encodes again.
+// FuzzDecodeMessage feeds arbitrary bytes to the peer message decoder: it never panics, it
+// accepts what the path through protobuf alone accepts, with the same result, and anything it
+// accepts encodes again.
 func FuzzDecodeMessage(f *testing.F) {
 	for _, seed := range peerMessageSeeds(f) {
 		f.Add(seed)
@@ -102,8 +104,15 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		msg, err := decodeMessage(body)
+		want, wantErr := decodeProtoMessage(body)
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("%x: error %v, through protobuf %v", body, err, wantErr)
+		}
 		if err != nil {
 			return
+		}
+		if !reflect.DeepEqual(msg, want) {
+			t.Fatalf("%x: decoded %+v, through protobuf %+v", body, msg, want)
 		}
 		if _, err := encodeMessage(msg); err != nil {
 			t.Fatalf("decoded message does not encode: %v", err)
