@@ -114,12 +114,14 @@ func decodeMessage(body []byte) (*membership.Message, error) {
 	if msg, err := decodeWireUpdate(body); msg != nil || err != nil {
 		return msg, err
 	}
-	if fields, view, ok := splitHello(body); ok {
+	if others, fields, views, ok := splitHello(body); ok {
 		var h clusterv1.Hello
-		if err := proto.Unmarshal(fields, &h); err != nil {
+		if err := proto.Unmarshal(others, &h); err != nil {
 			return nil, fmt.Errorf("%w: %v", errBadMessage, err)
 		}
-		return decodeHelloWith(&h, func() ([]membership.MemberEntry, error) { return decodeWireEntries(view) })
+		return decodeHelloWith(&h, func() ([]membership.MemberEntry, error) {
+			return decodeEntryFields(fields, helloViewField, views)
+		})
 	}
 	return decodeProtoMessage(body)
 }

@@ -187,7 +187,7 @@ func decodeWireUpdate(body []byte) (*membership.Message, error) {
 	}
 	u := &membership.Update{}
 	var seen [updateHopField + 1]bool
-	var entries [][]byte
+	fields, entries := inner, 0
 	for len(inner) > 0 {
 		num, typ, n := protowire.ConsumeTag(inner)
 		if n < 0 || num < updateFullField || num > updateHopField {
@@ -195,11 +195,11 @@ func decodeWireUpdate(body []byte) (*membership.Message, error) {
 		}
 		inner = inner[n:]
 		if num == updateEntriesField && typ == protowire.BytesType {
-			v, n := protowire.ConsumeBytes(inner)
+			_, n := protowire.ConsumeBytes(inner)
 			if n < 0 {
 				return nil, nil
 			}
-			entries, inner = append(entries, v), inner[n:]
+			entries, inner = entries+1, inner[n:]
 			continue
 		}
 		if seen[num] || typ != protowire.VarintType {
@@ -231,7 +231,7 @@ func decodeWireUpdate(body []byte) (*membership.Message, error) {
 		}
 	}
 	var err error
-	if u.Entries, err = decodeWireEntries(entries); err != nil {
+	if u.Entries, err = decodeEntryFields(fields, updateEntriesField, entries); err != nil {
 		return nil, err
 	}
 	return &membership.Message{Update: u}, nil
@@ -251,15 +251,28 @@ func wrapped(body []byte, num protowire.Number) ([]byte, bool) {
 	return inner, true
 }
 
-// decodeWireEntries decodes the encoded MemberEntry messages of a list, in order.
-func decodeWireEntries(list [][]byte) ([]membership.MemberEntry, error) {
-	out := make([]membership.MemberEntry, len(list))
-	for i, b := range list {
-		e, err := decodeWireEntry(b)
-		if err != nil {
-			return nil, err
+// decodeEntryFields decodes the count fields num of fields (a message's fields, known to
+// parse) as MemberEntry messages, in order; fields of another wire type are left to protobuf.
+func decodeEntryFields(fields []byte, num protowire.Number, count int) ([]membership.MemberEntry, error) {
+	out := make([]membership.MemberEntry, 0, count)
+	for len(fields) > 0 {
+		got, typ, n := protowire.ConsumeTag(fields)
+		if n < 0 {
+			return nil, fmt.Errorf("%w: a field that does not parse", errBadMessage) // checked before: not reached
 		}
-		out[i] = e
+		m := protowire.ConsumeFieldValue(got, typ, fields[n:])
+		if m < 0 {
+			return nil, fmt.Errorf("%w: a field that does not parse", errBadMessage) // checked before: not reached
+		}
+		if got == num && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(fields[n:])
+			e, err := decodeWireEntry(v)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+		}
+		fields = fields[n+m:]
 	}
 	return out, nil
 }
@@ -356,32 +369,32 @@ func decodePlainEntry(b []byte) (membership.MemberEntry, bool) {
 }
 
 // splitHello splits a PeerMessage body that is exactly one Hello into the Hello's fields
-// other than its view, for protobuf, and its view's entries, for decodeWireEntries. Anything
-// that does not split plainly returns false, for proto.Unmarshal to handle.
-func splitHello(body []byte) (fields []byte, view [][]byte, ok bool) {
-	inner, ok := wrapped(body, peerHelloField)
+// other than its view, for protobuf, and the Hello's own fields with the number of view
+// entries among them, for decodeEntryFields. Anything that does not split plainly returns
+// false, for proto.Unmarshal to handle.
+func splitHello(body []byte) (others, fields []byte, views int, ok bool) {
+	fields, ok = wrapped(body, peerHelloField)
 	if !ok {
-		return nil, nil, false
+		return nil, nil, 0, false
 	}
-	fields = make([]byte, 0, 128)
-	for len(inner) > 0 {
+	others = make([]byte, 0, 128)
+	for inner := fields; len(inner) > 0; {
 		num, typ, n := protowire.ConsumeTag(inner)
 		if n < 0 {
-			return nil, nil, false
+			return nil, nil, 0, false
 		}
 		m := protowire.ConsumeFieldValue(num, typ, inner[n:])
 		if m < 0 {
-			return nil, nil, false
+			return nil, nil, 0, false
 		}
 		if num == helloViewField && typ == protowire.BytesType {
-			v, _ := protowire.ConsumeBytes(inner[n:])
-			view = append(view, v)
+			views++
 		} else {
-			fields = append(fields, inner[:n+m]...)
+			others = append(others, inner[:n+m]...)
 		}
 		inner = inner[n+m:]
 	}
-	return fields, view, true
+	return others, fields, views, true
 }
 
 // decodePlainAttributes reads NodeAttributes fields by hand when each scalar comes at most once,
