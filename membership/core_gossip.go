@@ -37,21 +37,22 @@ func (c *core) viewEntries() iter.Seq[MemberEntry] {
 	}
 	slices.SortFunc(left, compareEntries)
 	return func(yield func(MemberEntry) bool) {
+		rest := left // each walk merges from the start
 		for _, m := range members {
 			if m.incarnation == 0 {
 				continue // a seed announced by id but never reached: not known to exist
 			}
-			for len(left) > 0 && left[0].ID.Compare(m.id) < 0 {
-				if !yield(left[0]) {
+			for len(rest) > 0 && rest[0].ID.Compare(m.id) < 0 {
+				if !yield(rest[0]) {
 					return
 				}
-				left = left[1:]
+				rest = rest[1:]
 			}
 			if !yield(MemberEntry{ID: m.id, Incarnation: m.incarnation, Down: m.status == StatusDisconnected}) {
 				return
 			}
 		}
-		for _, e := range left {
+		for _, e := range rest {
 			if !yield(e) {
 				return
 			}
