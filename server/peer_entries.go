@@ -15,12 +15,12 @@ import (
 )
 
 // Views travel as lists of MemberEntry: a thousand of them in the Hello a seed sends each
-// joiner and in every sync. Through protobuf's reflection each entry costs a message of its
-// own and its strings on both sides, which while a thousand nodes form was a third of all the
-// garbage. This file writes and reads those lists (and the Update messages that carry them)
-// by hand, in the wire format of peer.proto: what it writes decodes as protobuf would, and
-// what it cannot read plainly (an entry with attributes, an unknown or repeated field, any
-// malformed input) goes through protobuf as before, with the same checks and errors.
+// joiner and in every sync. Through protobuf's reflection each entry cost a message of its
+// own and its strings on both sides, which while a thousand nodes formed was over a third of
+// all the garbage. This file writes and reads those lists (and the Update messages that carry
+// them) by hand, in the wire format of peer.proto: what it writes is what protobuf's
+// deterministic mode writes, and what it cannot read plainly (an unknown or repeated field,
+// any malformed input) goes through protobuf as before, with the same checks and errors.
 
 // Field numbers of peer.proto written and read by hand: PeerMessage.hello and .update,
 // Hello.view, MembershipUpdate's fields, MemberEntry's and NodeAttributes' (and a map entry's).
