@@ -72,26 +72,10 @@ func (c *core) releaseIdleView() {
 // viewDigest returns the digest of the local view, the local node included.
 func (c *core) viewDigest() uint64 {
 	if c.digestDirty {
-		c.digest = sortedViewDigest(c.liveEntries(NodeID{}), MemberEntry{ID: c.self, Incarnation: c.incarnation})
+		c.digest = sortedViewDigest(c.viewEntries(), MemberEntry{ID: c.self, Incarnation: c.incarnation})
 		c.digestDirty = false
 	}
 	return c.digest
-}
-
-// liveEntries yields the view's members in id order (those with an incarnation: the entries
-// of core.view that are not left), but skip, without building the view.
-func (c *core) liveEntries(skip NodeID) iter.Seq[MemberEntry] {
-	members := c.sortedMembers()
-	return func(yield func(MemberEntry) bool) {
-		for _, m := range members {
-			if m.incarnation == 0 || m.id == skip {
-				continue
-			}
-			if !yield(MemberEntry{ID: m.id, Incarnation: m.incarnation}) {
-				return
-			}
-		}
-	}
 }
 
 // onUpdate merges a peer's entries and, if asked, answers with what the peer lacks.

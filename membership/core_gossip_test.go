@@ -322,6 +322,16 @@ func TestSortedViewDigestEqualsTheDigestOfTheViewWithTheNodeInIt(t *testing.T) {
 		slices.SortFunc(extras, compareEntries)
 		require.Equal(t, viewDigest(append(slices.Clone(view), self, newcomer)), sortedViewDigest(slices.Values(view), extras...),
 			"trial %d: the one-pass digest with two extras should equal the definition", trial)
+		// A newcomer the view holds (another incarnation) counts in place of its entry.
+		if len(view) > 0 {
+			known := view[rng.IntN(len(view))]
+			again := MemberEntry{ID: known.ID, Incarnation: known.Incarnation + 1}
+			rest := slices.DeleteFunc(slices.Clone(view), func(e MemberEntry) bool { return e.ID == known.ID })
+			extras := []MemberEntry{self, again}
+			slices.SortFunc(extras, compareEntries)
+			require.Equal(t, viewDigest(append(rest, self, again)), sortedViewDigest(slices.Values(view), extras...),
+				"trial %d: an extra replaces the entry of its id", trial)
+		}
 	}
 }
 

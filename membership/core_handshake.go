@@ -64,7 +64,7 @@ func (c *core) digestWith(e MemberEntry) uint64 {
 	if e.ID.Compare(c.self) < 0 {
 		extras[0], extras[1] = extras[1], extras[0]
 	}
-	return sortedViewDigest(c.liveEntries(e.ID), extras...)
+	return sortedViewDigest(c.viewEntries(), extras...) // e in place of its entry, if any
 }
 
 // sendHello sends the local handshake on pc; on the accepting side it answers the dialler's

@@ -28,7 +28,7 @@ func viewDigest(entries []MemberEntry) uint64 {
 }
 
 // sortedViewDigest is viewDigest of the entries each yields (in id order, as core.view
-// holds them) with extras added (in id order, none of their ids among the entries),
+// holds them) with extras (in id order) added, each in place of any entry of its id,
 // computed in one pass: no copy and no sort. A node recomputes its digest after every
 // change of its view that a heartbeat then carries; while a thousand nodes form, that is
 // many times a second, and building, copying and sorting a view each time was a large share
@@ -44,7 +44,7 @@ func sortedViewDigest(each iter.Seq[MemberEntry], extras ...MemberEntry) uint64 
 			write(extras[0])
 			extras = extras[1:]
 		}
-		if !e.Left {
+		if !e.Left && (len(extras) == 0 || extras[0].ID != e.ID) {
 			write(e)
 		}
 	}

@@ -111,25 +111,22 @@ type cachedBody struct {
 // is encoded outside the lock: while hundreds of nodes join through one seed, its view changes
 // with every join, and its handshakes, each encoding a view of a thousand entries, must not
 // wait for one another.
-func (b *bodyCache) viewEntries(view []membership.MemberEntry) ([]byte, error) {
+func (b *bodyCache) viewEntries(view []membership.MemberEntry) []byte {
 	if len(view) == 0 {
-		return nil, nil
+		return nil
 	}
 	b.mu.Lock()
 	if len(b.view) == len(view) && &b.view[0] == &view[0] {
 		defer b.mu.Unlock()
 		b.viewUsed = true
-		return b.entries, nil
+		return b.entries
 	}
 	b.mu.Unlock()
-	entries, err := encodeView(view)
-	if err != nil {
-		return nil, err
-	}
+	entries := encodeView(view)
 	b.mu.Lock()
 	b.view, b.entries, b.viewUsed = view, entries, true
 	b.mu.Unlock()
-	return entries, nil
+	return entries
 }
 
 // relayBody returns the body of msg, encoded once for all the streams it goes to. It is

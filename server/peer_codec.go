@@ -23,13 +23,13 @@ func encodeMessage(msg *membership.Message) ([]byte, error) {
 }
 
 // encodeView encodes a Hello's view: its repeated view field.
-func encodeView(view []membership.MemberEntry) ([]byte, error) {
-	return appendEntries(nil, helloViewField, view), nil
+func encodeView(view []membership.MemberEntry) []byte {
+	return appendEntries(nil, helloViewField, view)
 }
 
 // encodeMessageWith is encodeMessage with the view of a Hello encoded by view. A Hello's
 // other fields go through protobuf and its view follows them (fields may come in any order).
-func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEntry) ([]byte, error)) ([]byte, error) {
+func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEntry) []byte) ([]byte, error) {
 	pm := &clusterv1.PeerMessage{}
 	switch {
 	case msg.Hello != nil:
@@ -49,13 +49,9 @@ func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEnt
 		if err != nil {
 			return nil, err
 		}
-		entries, err := view(h.View)
-		if err != nil {
-			return nil, err
-		}
-		return appendWrapped(nil, peerHelloField, fields, entries), nil
+		return appendWrapped(peerHelloField, fields, view(h.View)), nil
 	case msg.Update != nil:
-		return encodeUpdate(msg.Update)
+		return encodeUpdate(msg.Update), nil
 	case msg.Heartbeat != nil:
 		hb := msg.Heartbeat
 		out := &clusterv1.Heartbeat{

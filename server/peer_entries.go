@@ -141,7 +141,7 @@ func entryState(e membership.MemberEntry) clusterv1.MemberState {
 }
 
 // encodeUpdate encodes a PeerMessage carrying u.
-func encodeUpdate(u *membership.Update) ([]byte, error) {
+func encodeUpdate(u *membership.Update) []byte {
 	inner := make([]byte, 0, 16+len(u.Entries)*40)
 	if u.Full {
 		inner = protowire.AppendTag(inner, updateFullField, protowire.VarintType)
@@ -156,24 +156,53 @@ func encodeUpdate(u *membership.Update) ([]byte, error) {
 		inner = protowire.AppendTag(inner, updateHopField, protowire.VarintType)
 		inner = protowire.AppendVarint(inner, uint64(u.Hop))
 	}
-	return appendWrapped(nil, peerUpdateField, inner), nil
+	return appendWrapped(peerUpdateField, inner)
 }
 
-// appendWrapped appends fields as the message field num of a PeerMessage.
-func appendWrapped(b []byte, num protowire.Number, fields ...[]byte) []byte {
+// appendWrapped returns a PeerMessage body whose message field num holds fields.
+func appendWrapped(num protowire.Number, fields ...[]byte) []byte {
 	n := 0
 	for _, f := range fields {
 		n += len(f)
 	}
-	if b == nil {
-		b = make([]byte, 0, 1+protowire.SizeVarint(uint64(n))+n)
-	}
+	b := make([]byte, 0, 1+protowire.SizeVarint(uint64(n))+n)
 	b = protowire.AppendTag(b, num, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(n))
 	for _, f := range fields {
 		b = append(b, f...)
 	}
 	return b
+}
+
+// wireField is one field of a message read by hand: its number and wire type, and its value,
+// a varint or length-delimited bytes.
+type wireField struct {
+	num    protowire.Number
+	typ    protowire.Type
+	varint uint64
+	bytes  []byte
+}
+
+// nextField reads the field at the start of b and returns it with the rest of b; ok is false
+// for a malformed field, or one of a wire type other than varint and length-delimited (which
+// no field read by hand has).
+func nextField(b []byte) (f wireField, rest []byte, ok bool) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 {
+		return f, nil, false
+	}
+	f.num, f.typ, b = num, typ, b[n:]
+	m := -1
+	switch typ {
+	case protowire.VarintType:
+		f.varint, m = protowire.ConsumeVarint(b)
+	case protowire.BytesType:
+		f.bytes, m = protowire.ConsumeBytes(b)
+	}
+	if m < 0 {
+		return f, nil, false
+	}
+	return f, b[m:], true
 }
 
 // decodeWireUpdate decodes a PeerMessage body that is one MembershipUpdate whose fields each
@@ -187,51 +216,42 @@ func decodeWireUpdate(body []byte) (*membership.Message, error) {
 	}
 	u := &membership.Update{}
 	var seen [updateHopField + 1]bool
-	fields, entries := inner, 0
-	for len(inner) > 0 {
-		num, typ, n := protowire.ConsumeTag(inner)
-		if n < 0 || num < updateFullField || num > updateHopField {
+	entries := 0
+	for rest := inner; len(rest) > 0; {
+		f, r, ok := nextField(rest)
+		if !ok || f.num < updateFullField || f.num > updateHopField {
 			return nil, nil
 		}
-		inner = inner[n:]
-		if num == updateEntriesField && typ == protowire.BytesType {
-			_, n := protowire.ConsumeBytes(inner)
-			if n < 0 {
-				return nil, nil
-			}
-			entries, inner = entries+1, inner[n:]
+		rest = r
+		if f.num == updateEntriesField && f.typ == protowire.BytesType {
+			entries++
 			continue
 		}
-		if seen[num] || typ != protowire.VarintType {
+		if seen[f.num] || f.typ != protowire.VarintType {
 			return nil, nil
 		}
-		seen[num] = true
-		v, n := protowire.ConsumeVarint(inner)
-		if n < 0 {
-			return nil, nil
-		}
-		inner = inner[n:]
-		switch num {
+		seen[f.num] = true
+		switch f.num {
 		case updateFullField, updateReplyField:
-			if v > 1 {
+			if f.varint > 1 {
 				return nil, nil
 			}
-			if num == updateFullField {
-				u.Full = v == 1
+			if f.num == updateFullField {
+				u.Full = f.varint == 1
 			} else {
-				u.ReplyRequested = v == 1
+				u.ReplyRequested = f.varint == 1
 			}
 		case updateHopField:
-			if v > 1<<32-1 {
+			if f.varint > math.MaxUint32 {
 				return nil, nil
 			}
-			u.Hop = uint32(v)
+			u.Hop = uint32(f.varint)
 		default:
 			return nil, nil
 		}
 	}
 	var err error
-	if u.Entries, err = decodeEntryFields(fields, updateEntriesField, entries); err != nil {
+	if u.Entries, err = decodeEntryFields(inner, updateEntriesField, entries); err != nil {
 		return nil, err
 	}
 	return &membership.Message{Update: u}, nil
@@ -278,8 +298,8 @@ func decodeEntryFields(fields []byte, num protowire.Number, count int) ([]member
 }
 
 // decodeWireEntry decodes one encoded MemberEntry: by hand when each field comes at most once
-// with its own wire type, the id parses and no attributes ride along; through protobuf and
-// decodeEntries otherwise, which give the errors.
+// with its own wire type and the id parses; through protobuf and decodeEntries otherwise,
+// which give the errors.
 func decodeWireEntry(b []byte) (membership.MemberEntry, error) {
 	if e, ok := decodePlainEntry(b); ok {
 		return e, nil
@@ -301,45 +321,25 @@ func decodePlainEntry(b []byte) (membership.MemberEntry, bool) {
 	var seen [entryDownField + 1]bool
 	var id []byte
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || num < entryNodeIDField || num > entryDownField || seen[num] {
+		f, rest, ok := nextField(b)
+		if !ok || f.num < entryNodeIDField || f.num > entryDownField || seen[f.num] ||
+			(f.typ == protowire.BytesType) != (f.num == entryNodeIDField || f.num == entryInfoField) {
 			return e, false
 		}
-		seen[num] = true
-		b = b[n:]
-		if num == entryNodeIDField || num == entryInfoField {
-			if typ != protowire.BytesType {
-				return e, false
-			}
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return e, false
-			}
-			b = b[n:]
-			if num == entryNodeIDField {
-				id = v
-				continue
-			}
-			attrs, ok := decodePlainAttributes(v)
+		seen[f.num], b = true, rest
+		switch f.num {
+		case entryNodeIDField:
+			id = f.bytes
+		case entryInfoField:
+			attrs, ok := decodePlainAttributes(f.bytes)
 			if !ok {
 				return e, false
 			}
 			e.Attrs = &attrs
-			continue
-		}
-		if typ != protowire.VarintType {
-			return e, false
-		}
-		v, n := protowire.ConsumeVarint(b)
-		if n < 0 {
-			return e, false
-		}
-		b = b[n:]
-		switch num {
 		case entryIncarnationField:
-			e.Incarnation = v
+			e.Incarnation = f.varint
 		case entryStateField:
-			switch clusterv1.MemberState(v) {
+			switch clusterv1.MemberState(f.varint) {
 			case clusterv1.MemberState_MEMBER_STATE_ALIVE:
 			case clusterv1.MemberState_MEMBER_STATE_LEFT:
 				e.Left = true
@@ -347,10 +347,10 @@ func decodePlainEntry(b []byte) (membership.MemberEntry, bool) {
 				return e, false
 			}
 		case entryDownField:
-			if v > 1 {
+			if f.varint > 1 {
 				return e, false
 			}
-			e.Down = v == 1
+			e.Down = f.varint == 1
 		}
 	}
 	if !utf8.Valid(id) {
@@ -405,21 +405,15 @@ func decodePlainAttributes(b []byte) (membership.Attributes, bool) {
 	var a membership.Attributes
 	var seen [attrsProcessesField + 1]bool
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || num < attrsVersionField || num > attrsMetadataField {
+		f, rest, ok := nextField(b)
+		if !ok || f.num < attrsVersionField || f.num > attrsMetadataField ||
+			(f.typ == protowire.BytesType) != (f.num == attrsMetadataField) {
 			return a, false
 		}
-		b = b[n:]
-		if num == attrsMetadataField {
-			if typ != protowire.BytesType {
-				return a, false
-			}
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return a, false
-			}
-			b = b[n:]
-			key, value, ok := decodePlainMapEntry(v)
+		b = rest
+		switch f.num {
+		case attrsMetadataField:
+			key, value, ok := decodePlainMapEntry(f.bytes)
 			if !ok {
 				return a, false
 			}
@@ -427,24 +421,16 @@ func decodePlainAttributes(b []byte) (membership.Attributes, bool) {
 				a.Metadata = map[string]string{}
 			}
 			a.Metadata[key] = value
-			continue
-		}
-		if seen[num] || typ != protowire.VarintType {
-			return a, false
-		}
-		seen[num] = true
-		v, n := protowire.ConsumeVarint(b)
-		if n < 0 {
-			return a, false
-		}
-		b = b[n:]
-		if num == attrsVersionField {
-			a.Version = v
-		} else {
-			if v > math.MaxUint32 {
+		case attrsVersionField, attrsProcessesField:
+			if seen[f.num] || (f.num == attrsProcessesField && f.varint > math.MaxUint32) {
 				return a, false
 			}
-			a.ProcessCount = int(v)
+			seen[f.num] = true
+			if f.num == attrsVersionField {
+				a.Version = f.varint
+			} else {
+				a.ProcessCount = int(f.varint)
+			}
 		}
 	}
 	return a, true
@@ -455,20 +441,16 @@ func decodePlainAttributes(b []byte) (membership.Attributes, bool) {
 func decodePlainMapEntry(b []byte) (key, value string, ok bool) {
 	var seen [mapValueField + 1]bool
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || (num != mapKeyField && num != mapValueField) || typ != protowire.BytesType || seen[num] {
+		f, rest, ok := nextField(b)
+		if !ok || (f.num != mapKeyField && f.num != mapValueField) || f.typ != protowire.BytesType ||
+			seen[f.num] || !utf8.Valid(f.bytes) {
 			return "", "", false
 		}
-		seen[num] = true
-		v, m := protowire.ConsumeBytes(b[n:])
-		if m < 0 || !utf8.Valid(v) {
-			return "", "", false
-		}
-		b = b[n+m:]
-		if num == mapKeyField {
-			key = string(v)
+		seen[f.num], b = true, rest
+		if f.num == mapKeyField {
+			key = string(f.bytes)
 		} else {
-			value = string(v)
+			value = string(f.bytes)
 		}
 	}
 	return key, value, true
