@@ -529,6 +529,46 @@ func TestCoreNodeThatMissedTheLeaveStopsRedialling(t *testing.T) {
 	s.requireFullMesh(nodes[:3]...)
 }
 
+func TestCoreLeaveOnTheOlderOfTwoStreamsIsAGracefulShutdown(t *testing.T) {
+	// b's stream to a went silent at a; b dials a second one, which a takes, keeping the old
+	// one open until b's side drops it. b leaves before a's answer on the new stream reaches
+	// it, so its leave goes out on the old stream only. a must take that leave as b's word (the
+	// old stream was authenticated as b, the same incarnation): b left gracefully, it did not
+	// lose its connection.
+	s := newSim(t)
+	nodes := newCluster(s, 3)
+	b, a, c := nodes[0], nodes[1], nodes[2] // b has the smaller id: a takes its new stream
+	s.advance(3 * time.Second)
+	old := b.streamEnd(a)
+	require.NotNil(t, old, "b streams to a")
+	s.cutOneWay(b, a, true)
+	ma := a.core.members[b.id]
+	s.advanceUntil(10*time.Second, func() bool { return a.core.liveStream(s.now, ma) == nil },
+		"a should find b's stream silent once b's heartbeats stop reaching it")
+	require.Equal(t, old.peer.id, ma.conn, "a still holds b's old stream when it finds it silent")
+	s.cutOneWay(b, a, false)
+
+	b.core.dial(s.now, b.core.members[a.id]) // b's second stream to a
+	b.flush()
+	s.runNext()      // the dial reaches a, and b's hello goes out on the new stream
+	b.starved = true // a's answer on the new stream waits for b, which leaves first
+	for ma.conn == old.peer.id && len(s.queue) > 0 {
+		s.runNext()
+	}
+	require.NotEqual(t, old.peer.id, ma.conn, "a should take b's new stream")
+	require.NotNil(t, a.ends[old.peer.id], "a keeps the old stream open until b drops it")
+
+	b.starved, b.backlog = false, nil
+	b.stop()
+	s.advance(5 * time.Second)
+	for _, n := range []*simNode{a, c} {
+		require.Equal(t, []string{"up " + b.id.String(), "down " + b.id.String() + " graceful_shutdown"}, n.eventsAbout(b),
+			"%s should see b leave gracefully, once", n.id)
+		require.NotContains(t, n.knownIDs(), b.id.String(), "%s should not list a node that left", n.id)
+	}
+	require.Equal(t, c.core.viewDigest(), a.core.viewDigest(), "a and c should hold the same view")
+}
+
 func TestCoreHalfOpenStreamRecovers(t *testing.T) {
 	for _, tc := range []struct {
 		name     string

@@ -149,7 +149,17 @@ func (c *core) onLeave(now time.Time, pc *peerConn, l *Leave) {
 		c.violation(now, pc, "leave speaks for another node "+l.ID.String())
 		return
 	}
-	if m := c.memberOf(pc); m != nil && m.conn == pc.id {
+	m := c.memberOf(pc)
+	if m != nil && m.incarnation > pc.peerInc {
+		// A stream of an older incarnation: that one is gone, the newer one stays.
+		c.closeConn(now, pc, false)
+		return
+	}
+	if m != nil {
+		// On any stream authenticated as the node, not only its current one: a node that
+		// dialled a second stream and left before its handshake ended says so on the first,
+		// which this node may already hold as the spare. Its tombstone (below) would then
+		// keep out every relayed word of the leave, and the node would stay listed.
 		c.markDown(now, m, ReasonGracefulShutdown)
 		c.removeMember(m)
 		c.relayFresh(pc.id, []MemberEntry{{ID: l.ID, Incarnation: pc.peerInc, Left: true}}, 1)

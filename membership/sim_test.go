@@ -476,12 +476,17 @@ func (s *sim) settle() {
 		if i >= 100_000_000 {
 			require.FailNow(s.t, "simulation did not settle", "more than %d deliveries in a row", i)
 		}
-		task := s.queue[0]
-		s.queue[0] = simTask{}
-		s.queue = s.queue[1:]
-		s.hop = task.hop
-		task.f()
+		s.runNext()
 	}
+}
+
+// runNext handles the next queued delivery, and only that one.
+func (s *sim) runNext() {
+	task := s.queue[0]
+	s.queue[0] = simTask{}
+	s.queue = s.queue[1:]
+	s.hop = task.hop
+	task.f()
 }
 
 // advance moves time forward in 10ms steps, ticking every node whose wake-up is due.
