@@ -429,12 +429,12 @@ func (c *core) hungProbe(pc *peerConn) (time.Time, bool) {
 // as the accepting side gives them. On a machine so loaded that the connection and its
 // authentication take most of DialTimeout, a dial that got that far would otherwise time out
 // in its last step, after the peer did its share, and start over from the first. A dial to a
-// seed waits longer after dials of it failed (seedPatience).
+// seed or a member waits longer after dials of it failed (dialPatience).
 func (c *core) handshakeDeadline(pc *peerConn) time.Time {
 	if !pc.outbound {
 		return pc.opened.Add(c.cfg.HandshakeTimeout)
 	}
-	patience := seedPatience(pc.trying)
+	patience := c.dialPatience(pc)
 	deadline := pc.opened.Add(c.cfg.DialTimeout * patience)
 	if pc.reached {
 		deadline = maxTime(deadline, pc.reachedAt.Add(c.cfg.HandshakeTimeout*patience))
@@ -457,7 +457,31 @@ func seedPatience(s *seed) time.Duration {
 	if s == nil {
 		return 1
 	}
-	return min(time.Duration(1)<<min(s.failures, 30), maxSeedPatience)
+	return patienceAfter(s.failures)
+}
+
+// patienceAfter is the patience of a dial after failed dials in a row: twice as long after
+// each, up to maxSeedPatience times the usual timeouts.
+func patienceAfter(failed int) time.Duration {
+	return min(time.Duration(1)<<min(failed, 30), maxSeedPatience)
+}
+
+// dialPatience is how many times its usual timeouts the outbound dial pc waits for its
+// handshake: a seed's patience (seedPatience), or, for a member, twice as long after each
+// dial of it that failed since it was last reached. A node that joins a large cluster on a
+// loaded machine dials its neighbours all at once, and each of them, busy, may answer later
+// than the usual timeout: a dial given up at the timeout throws the answer away, and the
+// next one, no more patient, would too, for as long as the machine stays that busy. A refused
+// dial fails at once, whatever the patience; the probe of a stream that closed (lost) starts
+// with the usual timeouts.
+func (c *core) dialPatience(pc *peerConn) time.Duration {
+	if pc.trying != nil {
+		return seedPatience(pc.trying)
+	}
+	if m := c.members[pc.expect]; m != nil && m.dial == pc.id {
+		return patienceAfter(m.attempts)
+	}
+	return 1
 }
 
 // maxTime returns the later of a and b.

@@ -200,12 +200,12 @@ func (c *core) startDial(now time.Time, addr string) *peerConn {
 }
 
 // dialTimeout is how long the runtime gives the transport to open outbound stream id (the
-// connection and its authentication): DialTimeout, longer for a seed that failed to answer
-// before (seedPatience). The core's own deadline for the handshake (handshakeDeadline) is
+// connection and its authentication): DialTimeout, longer for a seed or a member whose dials
+// failed before (dialPatience). The core's own deadline for the handshake (handshakeDeadline) is
 // never earlier.
 func (c *core) dialTimeout(id connID) time.Duration {
 	if pc := c.conns[id]; pc != nil {
-		return c.cfg.DialTimeout * seedPatience(pc.trying)
+		return c.cfg.DialTimeout * c.dialPatience(pc)
 	}
 	return c.cfg.DialTimeout
 }

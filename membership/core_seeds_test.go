@@ -104,3 +104,25 @@ func TestCoreJoinerWaitsLongerForASeedThatAnswersLate(t *testing.T) {
 	require.Len(t, st, 1)
 	require.True(t, st[0].Reachable, "the seed is reachable once the joiner is in")
 }
+
+// Members answer late too, on a machine busy enough (a large cluster forming, a late joiner
+// dialling its neighbours): after each dial of a member that failed, the next one waits
+// longer, so the member's late answer finds the dialler waiting. With the usual timeout
+// every time, two nodes whose dials of each other take 6 s would never stream to each other.
+func TestCoreDialWaitsLongerForAMemberThatAnswersLate(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 2)
+	s.dialLatency = 6 * time.Second // longer than the 5 s dial timeout
+	late := s.add(simID("late", 4002), simConfig("late", "127.0.0.1:4000"))
+	took := s.advanceUntil(2*time.Minute, func() bool { return s.fullMesh(append(nodes, late)...) },
+		"the late node should stream to every member though each dial takes 6 s, 1 s after the dial timeout")
+	t.Logf("full mesh after %v", took)
+	member := nodes[1]
+	for _, pair := range [][2]*simNode{{late, member}, {member, late}} {
+		require.LessOrEqual(t, len(pair[0].dialsTo(pair[1].id.Address())), 2,
+			"%s: its second dial of %s, twice as patient as the first, should reach it", pair[0].id, pair[1].id)
+	}
+	for _, n := range append(nodes, late) {
+		requireAlternating(t, n)
+	}
+}

@@ -29,7 +29,7 @@ const eventFlushDelay = 5 * time.Millisecond
 // hostCmd is one command to a host.
 type hostCmd struct {
 	ID   int    `json:"id"`
-	Op   string `json:"op"` // start, kill, freeze, leave, close, usage, traffic, fds
+	Op   string `json:"op"` // start, kill, freeze, leave, close, usage, traffic, fds, diag
 	Name string `json:"name,omitempty"`
 	Seed string `json:"seed,omitempty"`
 	GC   bool   `json:"gc,omitempty"`
@@ -43,6 +43,7 @@ type hostMsg struct {
 	Usage   *Usage   `json:"usage,omitempty"`
 	Traffic *Traffic `json:"traffic,omitempty"`
 	FDs     int      `json:"fds,omitempty"`
+	Text    string   `json:"text,omitempty"` // a diag's answer
 
 	E string `json:"e,omitempty"` // "up" or "down"
 	O string `json:"o,omitempty"`
@@ -180,6 +181,10 @@ func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 						_ = pprof.Lookup("heap").WriteTo(f, 0)
 						_ = f.Close()
 					}
+				}
+			case "diag":
+				if d, ok := node(c.Name).(Diagnoser); ok {
+					r.Text = d.Diag()
 				}
 			case "fds":
 				r.FDs = countFDs()
@@ -394,6 +399,7 @@ func (n *remoteNode) Kill()        { n.h.call(hostCmd{Op: "kill", Name: n.name})
 func (n *remoteNode) Freeze()      { n.h.call(hostCmd{Op: "freeze", Name: n.name}) }
 func (n *remoteNode) Leave()       { n.h.call(hostCmd{Op: "leave", Name: n.name}) }
 func (n *remoteNode) Close()       { n.h.call(hostCmd{Op: "close", Name: n.name}) }
+func (n *remoteNode) Diag() string { return n.h.call(hostCmd{Op: "diag", Name: n.name}).Text }
 
 // socketsPerProcessBudget is how many peer sockets one process is given: three quarters of
 // this machine's RLIMIT_NOFILE (20000), the rest for the dials of a formation in flight and

@@ -90,14 +90,17 @@ func (o *ours) Start(ctx context.Context, name, seed string) (Node, error) {
 	// Faults come from outside the node, through its network: a crash closes every
 	// connection, a freeze silences them all.
 	nw := faultnet.New()
+	logger, late := nodeLogger(name)
+	var counter *nodeCounter
 	opts := []server.Option{
-		server.WithLogger(nodeLogger(name)),
+		server.WithLogger(logger),
 		server.WithEventHandler(handler),
 		server.WithNetwork(nw),
 	}
 	if os.Getenv("BENCH_DIAG") != "" {
-		// Diagnostics only: count dials and heartbeats.
-		opts = append(opts, server.WithMetricsSink(&diagSink))
+		// Diagnostics only: count dials and heartbeats, the node's and the process's.
+		counter = &nodeCounter{}
+		opts = append(opts, server.WithMetricsSink(counter))
 	}
 	if n, err := strconv.Atoi(os.Getenv("BENCH_ADMISSION")); err == nil && n > 0 {
 		// Diagnostics only: room for n unauthenticated connections and handshakes.
@@ -120,7 +123,7 @@ func (o *ours) Start(ctx context.Context, name, seed string) (Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ourNode{name: name, n: n, net: nw, addr: n.Addr().(*net.TCPAddr).String()}, nil
+	return &ourNode{name: name, n: n, net: nw, addr: n.Addr().(*net.TCPAddr).String(), late: late, counter: counter}, nil
 }
 
 // Traffic reads the kernel counters of every TCP socket of the process.
@@ -131,6 +134,9 @@ type ourNode struct {
 	addr string
 	n    *server.Node
 	net  *faultnet.Network
+	// Diagnostics (BENCH_DIAG=1): a log turned on by Diag, and the node's counts.
+	late    *lateLog
+	counter *nodeCounter
 }
 
 func (n *ourNode) Name() string { return n.name }
@@ -155,6 +161,33 @@ func (n *ourNode) Leave() {
 // Close crashes the node if it still runs (teardown wants no leaves).
 func (n *ourNode) Close() { n.Kill() }
 
+// Diag returns the node's health (the nodes it knows and reaches, its seeds), how many it
+// streams to, and its counts; it turns the node's debug log on (BENCH_LOG_DIR or the temporary
+// directory), to see what the node does from then on.
+func (n *ourNode) Diag() string {
+	h := n.n.Health()
+	direct := 0
+	if nodes, err := n.n.Nodes(); err == nil {
+		for _, info := range nodes {
+			if info.Direct {
+				direct++
+			}
+		}
+	}
+	out := fmt.Sprintf("known %d, connected %d, direct %d, status %s, seeds %+v", h.Known, h.Connected, direct, h.Status, h.Seeds)
+	if n.counter != nil {
+		dials, sent, recv, since := n.counter.summary()
+		out += fmt.Sprintf("; dials %d, beats sent %d, received %d (last %v ago)", dials, sent, recv, since)
+	}
+	dir := cmp.Or(os.Getenv("BENCH_LOG_DIR"), os.TempDir())
+	if n.late != nil && n.late.target.Load() == nil { // once: a second file would truncate the first
+		if h := debugFileHandler(dir, n.name); h != nil {
+			n.late.turnOn(h)
+		}
+	}
+	return out
+}
+
 // Usage returns this process's usage.
 func (o *ours) Usage(gc bool) Usage { return LocalUsage(gc) }
 
@@ -172,23 +205,28 @@ func (d *diagCounter) DialStarted()                                  { d.dials.A
 // nodeLogger discards a node's log, but for diagnostics: with BENCH_COUNT_LOGS set, every
 // node's records are counted by message (logCounts); with BENCH_LOG_ALL=dir, every node logs
 // at debug level to dir/<name>.<pid>.log (skipHandler); the nodes named in BENCH_LOG_NODES
-// (comma-separated) log at debug level to BENCH_LOG_DIR/<name>.<pid>.log.
-func nodeLogger(name string) *slog.Logger {
+// (comma-separated) log at debug level to BENCH_LOG_DIR/<name>.<pid>.log. Otherwise, with
+// BENCH_DIAG=1, the log writes nothing until Diag turns it on (late, nil in the other cases).
+func nodeLogger(name string) (logger *slog.Logger, late *lateLog) {
 	if os.Getenv("BENCH_COUNT_LOGS") != "" {
-		return slog.New(logCounts)
+		return slog.New(logCounts), nil
 	}
 	if dir := os.Getenv("BENCH_LOG_ALL"); dir != "" {
 		// every node, but for the two lines a formation writes by the hundred thousand
 		if h := debugFileHandler(dir, name); h != nil {
-			return slog.New(skipHandler{h})
+			return slog.New(skipHandler{h}), nil
 		}
 	}
 	if slices.Contains(strings.Split(os.Getenv("BENCH_LOG_NODES"), ","), name) {
 		if h := debugFileHandler(cmp.Or(os.Getenv("BENCH_LOG_DIR"), os.TempDir()), name); h != nil {
-			return slog.New(h)
+			return slog.New(h), nil
 		}
 	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("BENCH_DIAG") != "" {
+		late = newLateLog()
+		return slog.New(late), late
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil)), nil
 }
 
 // debugFileHandler returns a debug-level handler writing to dir/<name>.<pid>.log, nil if the

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -213,6 +214,17 @@ func (w *worker) formation() (allStarted, converged bool) {
 				case <-tk.C:
 					fmt.Fprintf(os.Stderr, "formation %5.1fs: %d pairs missing, %d false downs; %s\n  %s\n",
 						time.Since(t0).Seconds(), wait.Remaining(), w.tr.FalseDowns(), wait.Spreadout(), w.tr.DownSummary())
+					if since := time.Since(t0); since > 40*time.Second && int(since.Seconds())%20 < 5 {
+						// the nodes that still know fewer than half: what they know of their seeds
+						for _, name := range wait.Blind(3) {
+							mu.Lock()
+							n := started[slices.Index(names, name)]
+							mu.Unlock()
+							if d, ok := n.(Diagnoser); ok {
+								fmt.Fprintf(os.Stderr, "  %s: %s\n", name, d.Diag())
+							}
+						}
+					}
 				}
 			}
 		}()

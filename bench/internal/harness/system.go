@@ -103,6 +103,12 @@ type Node interface {
 	Close()
 }
 
+// Diagnoser is a Node that can say what it knows of its cluster (diagnostics).
+type Diagnoser interface {
+	// Diag returns a line on the node's view: how many nodes it knows and reaches, its seeds.
+	Diag() string
+}
+
 // NewSystem returns the named system for profile p, reporting to tr.
 func NewSystem(name string, p Profile, tr Sink) System {
 	if name == "memberlist" {

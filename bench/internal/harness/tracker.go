@@ -275,15 +275,34 @@ func (w *Wait) Spreadout() string {
 		}
 		return b
 	}
-	var blind []string // observers that miss more than half: a sample, sorted
+	blind := w.blindLocked(obs, 12)
+	return fmt.Sprintf("observers >500/51-500/1-50: %v, subjects: %v; observers missing >500: %v",
+		bucket(obs), bucket(subj), blind)
+}
+
+// Blind returns up to limit observers that still miss more than 500 pairs, sorted
+// (diagnostics).
+func (w *Wait) Blind(limit int) []string {
+	w.t.mu.Lock()
+	defer w.t.mu.Unlock()
+	obs := map[string]int{}
+	for p := range w.w.want {
+		obs[p.obs]++
+	}
+	return w.blindLocked(obs, limit)
+}
+
+// blindLocked returns up to limit of the observers counted in obs that miss more than 500
+// pairs, sorted.
+func (w *Wait) blindLocked(obs map[string]int, limit int) []string {
+	var blind []string
 	for o, n := range obs {
 		if n > 500 {
 			blind = append(blind, o)
 		}
 	}
 	slices.Sort(blind)
-	return fmt.Sprintf("observers >500/51-500/1-50: %v, subjects: %v; observers missing >500: %v",
-		bucket(obs), bucket(subj), blind[:min(len(blind), 12)])
+	return blind[:min(len(blind), limit)]
 }
 
 // DownSummary summarises the down reports so far (diagnostics): the observers and subjects

@@ -1,0 +1,82 @@
+package harness
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshnode/meshnode/membership"
+)
+
+// lateLog is a node's log that writes nothing until turned on (diagnostics): a node found
+// stuck during a formation is then logged at debug level from that moment on, without the
+// cost of logging every node from the start.
+type lateLog struct {
+	target *atomic.Pointer[slog.Handler]
+	attrs  []slog.Attr
+	groups []string
+}
+
+func newLateLog() *lateLog { return &lateLog{target: new(atomic.Pointer[slog.Handler])} }
+
+// turnOn sends the log to h from now on.
+func (l *lateLog) turnOn(h slog.Handler) { l.target.CompareAndSwap(nil, &h) }
+
+func (l *lateLog) Enabled(ctx context.Context, level slog.Level) bool {
+	h := l.target.Load()
+	return h != nil && (*h).Enabled(ctx, level)
+}
+
+func (l *lateLog) Handle(ctx context.Context, r slog.Record) error {
+	h := l.target.Load()
+	if h == nil {
+		return nil
+	}
+	t := *h
+	for _, g := range l.groups {
+		t = t.WithGroup(g)
+	}
+	if len(l.attrs) > 0 {
+		t = t.WithAttrs(l.attrs)
+	}
+	return t.Handle(ctx, r)
+}
+
+func (l *lateLog) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &lateLog{target: l.target, attrs: append(l.attrs[:len(l.attrs):len(l.attrs)], attrs...), groups: l.groups}
+}
+
+func (l *lateLog) WithGroup(name string) slog.Handler {
+	return &lateLog{target: l.target, attrs: l.attrs, groups: append(l.groups[:len(l.groups):len(l.groups)], name)}
+}
+
+// nodeCounter counts one node's heartbeats and dials, and the process's (diagSink).
+type nodeCounter struct {
+	diagCounter
+	mu       sync.Mutex
+	lastRecv time.Time
+}
+
+func (d *nodeCounter) HeartbeatSent() { d.diagCounter.HeartbeatSent(); diagSink.HeartbeatSent() }
+func (d *nodeCounter) DialStarted()   { d.diagCounter.DialStarted(); diagSink.DialStarted() }
+func (d *nodeCounter) HeartbeatReceived(gap, interval time.Duration) {
+	d.diagCounter.HeartbeatReceived(gap, interval)
+	diagSink.HeartbeatReceived(gap, interval)
+	d.mu.Lock()
+	d.lastRecv = time.Now()
+	d.mu.Unlock()
+}
+
+// summary says what the node counted.
+func (d *nodeCounter) summary() (dials, sent, recv int64, sinceRecv time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.lastRecv.IsZero() {
+		sinceRecv = time.Since(d.lastRecv).Round(time.Millisecond)
+	}
+	return d.dials.Load(), d.hbSent.Load(), d.hbRecv.Load(), sinceRecv
+}
+
+var _ membership.MetricsSink = (*nodeCounter)(nil)
