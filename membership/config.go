@@ -147,9 +147,10 @@ type Config struct {
 	// DialTimeout bounds an outbound dial: the connection, its
 	// authentication and the hellos; once the stream is open the hellos
 	// still get HandshakeTimeout, as on the accepting side. A dial to a
-	// seed whose last dial failed waits twice these, after two failures
-	// four times, until the seed answers: a seed that a whole cluster joins
-	// through answers late. Positive, at most 1h. Default 5s.
+	// seed or a member whose last dial failed waits twice these, after two
+	// failures four times, until it answers: a seed that a whole cluster
+	// joins through, or any node of a machine that busy, answers late.
+	// Positive, at most 1h. Default 5s.
 	DialTimeout time.Duration
 
 	// HandshakeTimeout is how long an inbound peer has to complete the

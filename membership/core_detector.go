@@ -442,13 +442,13 @@ func (c *core) handshakeDeadline(pc *peerConn) time.Time {
 	return deadline
 }
 
-// maxSeedPatience bounds seedPatience: a dial to a seed waits at most this many times its
-// usual timeouts (20 s by default).
-const maxSeedPatience = 4
+// maxDialPatience bounds dialPatience: a dial to a seed or a member waits at most this many
+// times its usual timeouts (20 s by default).
+const maxDialPatience = 4
 
 // seedPatience is how many times its usual timeouts a dial that tries seed s (nil: not a
 // seed) waits for its handshake: twice as long after each dial of it that failed since it was
-// last reached, up to maxSeedPatience times. A seed that hundreds of nodes join through at once
+// last reached, up to maxDialPatience times. A seed that hundreds of nodes join through at once
 // answers each of them late; a joiner that gave up at the usual timeout and dialled again
 // would throw away the seed's answer, which was on its way, and add one more handshake to its
 // queue: every joiner doing so keeps the seed's queue longer than the timeout for as long as
@@ -461,9 +461,9 @@ func seedPatience(s *seed) time.Duration {
 }
 
 // patienceAfter is the patience of a dial after failed dials in a row: twice as long after
-// each, up to maxSeedPatience times the usual timeouts.
+// each, up to maxDialPatience times the usual timeouts.
 func patienceAfter(failed int) time.Duration {
-	return min(time.Duration(1)<<min(failed, 30), maxSeedPatience)
+	return min(time.Duration(1)<<min(failed, 30), maxDialPatience)
 }
 
 // dialPatience is how many times its usual timeouts the outbound dial pc waits for its

@@ -3,7 +3,6 @@ package harness
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,8 +54,7 @@ func (l *lateLog) WithGroup(name string) slog.Handler {
 // nodeCounter counts one node's heartbeats and dials, and the process's (diagSink).
 type nodeCounter struct {
 	diagCounter
-	mu       sync.Mutex
-	lastRecv time.Time
+	lastRecv atomic.Int64 // when the last heartbeat came, in Unix nanoseconds (0: none yet)
 }
 
 func (d *nodeCounter) HeartbeatSent() { d.diagCounter.HeartbeatSent(); diagSink.HeartbeatSent() }
@@ -64,17 +62,13 @@ func (d *nodeCounter) DialStarted()   { d.diagCounter.DialStarted(); diagSink.Di
 func (d *nodeCounter) HeartbeatReceived(gap, interval time.Duration) {
 	d.diagCounter.HeartbeatReceived(gap, interval)
 	diagSink.HeartbeatReceived(gap, interval)
-	d.mu.Lock()
-	d.lastRecv = time.Now()
-	d.mu.Unlock()
+	d.lastRecv.Store(time.Now().UnixNano())
 }
 
-// summary says what the node counted.
+// summary says what the node counted, and how long ago its last heartbeat came (0: none).
 func (d *nodeCounter) summary() (dials, sent, recv int64, sinceRecv time.Duration) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if !d.lastRecv.IsZero() {
-		sinceRecv = time.Since(d.lastRecv).Round(time.Millisecond)
+	if at := d.lastRecv.Load(); at != 0 {
+		sinceRecv = time.Since(time.Unix(0, at)).Round(time.Millisecond)
 	}
 	return d.dials.Load(), d.hbSent.Load(), d.hbRecv.Load(), sinceRecv
 }
