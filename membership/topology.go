@@ -25,11 +25,13 @@ type topology struct {
 
 // rings are K sorted rings of ids. Changes are applied lazily: add and drop only note them,
 // and the next query merges them in one pass per ring, so a view learned in one message of a
-// thousand entries costs one merge, not a thousand insertions. A slot points to a record
-// shared by the K rings, so an id costs one copy plus K small slots.
+// thousand entries costs one merge, not a thousand insertions. A slot is a pointer to a
+// record shared by the K rings, so an id costs one copy plus K pointers; an id's key on a ring
+// is computed from its hash when compared (ringKey: a few multiplications), not stored, which
+// halves what the K rings of a large view cost each node.
 type rings struct {
 	k       int
-	slots   [][]ringSlot         // slots[r]: the ids sorted by their key on ring r
+	slots   [][]*ringNode        // slots[r]: the ids sorted by their key on ring r (compareOn)
 	nodes   map[NodeID]*ringNode // every id on the rings, including changes not merged yet
 	live    int                  // how many of them are live
 	added   []*ringNode          // ids added since the last merge
@@ -47,7 +49,8 @@ type ringNode struct {
 	live bool
 }
 
-// ringSlot is one id's place on a ring.
+// ringSlot is an id's place on a ring with its key, while a batch of ids is sorted to be
+// merged in.
 type ringSlot struct {
 	key  uint64
 	node *ringNode
@@ -81,7 +84,7 @@ func mix64(x uint64) uint64 {
 // newTopology builds the K rings over ids (in any order, without duplicates), all live, and
 // returns their live lens.
 func newTopology(ids []NodeID, k int) *topology {
-	t := &topology{r: &rings{k: k, slots: make([][]ringSlot, k), nodes: make(map[NodeID]*ringNode, len(ids))}}
+	t := &topology{r: &rings{k: k, slots: make([][]*ringNode, k), nodes: make(map[NodeID]*ringNode, len(ids))}}
 	for _, id := range ids {
 		t.add(id)
 	}
@@ -168,9 +171,8 @@ func (r *rings) merge() {
 	if len(r.dropped) == 0 && len(r.added) <= 4 {
 		for ring := range r.k {
 			for _, n := range r.added {
-				slot := ringSlot{key: ringKey(ring, n.hash), node: n}
-				i, _ := slices.BinarySearchFunc(r.slots[ring], slot, compareSlots)
-				r.slots[ring] = slices.Insert(withRoom(r.slots[ring], 1), i, slot)
+				i, _ := slices.BinarySearchFunc(r.slots[ring], ringSlot{key: ringKey(ring, n.hash), node: n}, compareOn(ring))
+				r.slots[ring] = slices.Insert(withRoom(r.slots[ring], 1), i, n)
 			}
 		}
 		r.added = r.added[:0]
@@ -182,28 +184,28 @@ func (r *rings) merge() {
 			fresh[i] = ringSlot{key: ringKey(ring, n.hash), node: n}
 		}
 		slices.SortFunc(fresh, compareSlots)
-		r.slots[ring] = mergeSlots(r.slots[ring], fresh, r.dropped)
+		r.slots[ring] = mergeSlots(ring, r.slots[ring], fresh, r.dropped)
 	}
 	r.added, r.dropped = r.added[:0], nil
 }
 
-// mergeSlots takes the dropped slots out of ring and merges the sorted fresh ones in. It
-// works in ring's own array when that has room (a formation merges a batch of joins into
-// every ring of every node, over and over), and grows it by an eighth otherwise.
-func mergeSlots(ring, fresh []ringSlot, dropped map[*ringNode]bool) []ringSlot {
+// mergeSlots takes the dropped slots out of ring (ring number r) and merges the sorted fresh
+// ones in. It works in ring's own array when that has room (a formation merges a batch of
+// joins into every ring of every node, over and over), and grows it by an eighth otherwise.
+func mergeSlots(r int, ring []*ringNode, fresh []ringSlot, dropped map[*ringNode]bool) []*ringNode {
 	if len(dropped) > 0 {
-		ring = slices.DeleteFunc(ring, func(s ringSlot) bool { return dropped[s.node] })
+		ring = slices.DeleteFunc(ring, func(n *ringNode) bool { return dropped[n] })
 	}
 	kept, total := len(ring), len(ring)+len(fresh)
 	ring = withRoom(ring, len(fresh))[:total]
 	// From the back, so that no kept slot is overwritten before it moved.
 	i, j := kept-1, len(fresh)-1
 	for w := total - 1; j >= 0; w-- {
-		if i >= 0 && compareSlots(ring[i], fresh[j]) > 0 {
+		if i >= 0 && compareSlots(ringSlot{key: ringKey(r, ring[i].hash), node: ring[i]}, fresh[j]) > 0 {
 			ring[w] = ring[i]
 			i--
 		} else {
-			ring[w] = fresh[j]
+			ring[w] = fresh[j].node
 			j--
 		}
 	}
@@ -213,12 +215,12 @@ func mergeSlots(ring, fresh []ringSlot, dropped map[*ringNode]bool) []ringSlot {
 // withRoom returns ring with room for more slots. A ring too small grows to an eighth more
 // than it needs, not by append's quarter to double: a node holds K rings over the whole view,
 // and the slack of append's growth cost each node about 60 % more than its slots.
-func withRoom(ring []ringSlot, more int) []ringSlot {
+func withRoom(ring []*ringNode, more int) []*ringNode {
 	need := len(ring) + more
 	if need <= cap(ring) {
 		return ring
 	}
-	grown := make([]ringSlot, len(ring), need+need/8+4)
+	grown := make([]*ringNode, len(ring), need+need/8+4)
 	copy(grown, ring)
 	return grown
 }
@@ -229,6 +231,17 @@ func compareSlots(a, b ringSlot) int {
 		return c
 	}
 	return a.node.id.Compare(b.node.id)
+}
+
+// compareOn returns the order of ring r between a slot of the ring and a probe: by key, then
+// by id, as compareSlots.
+func compareOn(r int) func(n *ringNode, probe ringSlot) int {
+	return func(n *ringNode, probe ringSlot) int {
+		if c := cmp.Compare(ringKey(r, n.hash), probe.key); c != 0 {
+			return c
+		}
+		return n.id.Compare(probe.node.id)
+	}
 }
 
 // size is the number of ids in the lens.
@@ -254,11 +267,11 @@ func (t *topology) neighbour(r int, id NodeID, h uint64, step int) (NodeID, bool
 	t.r.merge()
 	ring := t.r.slots[r]
 	n := len(ring)
-	i, _ := slices.BinarySearchFunc(ring, ringKey(r, h), func(s ringSlot, key uint64) int {
-		if c := cmp.Compare(s.key, key); c != 0 {
+	i, _ := slices.BinarySearchFunc(ring, ringKey(r, h), func(n *ringNode, key uint64) int {
+		if c := cmp.Compare(ringKey(r, n.hash), key); c != 0 {
 			return c
 		}
-		return s.node.id.Compare(id) // compareSlots, without a probe slot (it would escape)
+		return n.id.Compare(id) // compareOn, without a probe node (it would escape)
 	})
 	// i is id's slot, or the first slot after where it would be: the successor is the first
 	// slot seen from i on (id itself excepted), the predecessor the first seen before i.
@@ -268,7 +281,7 @@ func (t *topology) neighbour(r int, id NodeID, h uint64, step int) (NodeID, bool
 	}
 	for range n {
 		j = (j%n + n) % n
-		if node := ring[j].node; node.id != id && t.sees(node) {
+		if node := ring[j]; node.id != id && t.sees(node) {
 			return node.id, true
 		}
 		j += step
