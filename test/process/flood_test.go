@@ -76,6 +76,13 @@ func startFloodTarget(t *testing.T, extra ...string) *floodTarget {
 	f := &floodTarget{node: node, peer: peer, metricsAddr: metricsAddr(t, node)}
 	f.events = []*eventLog{watch(t, node), watch(t, peer)}
 	f.api = node.client()
+	// The client connects lazily: one call opens its connection now, before any flood. A
+	// connection still opening when a flood of new ones comes is the oldest without a
+	// stream, and the idle cap closes it first, as it should.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := f.api.Nodes(ctx, true)
+	require.NoError(t, err, "the API answers before the flood")
 	return f
 }
 
