@@ -267,11 +267,11 @@ func (t *topology) neighbour(r int, id NodeID, h uint64, step int) (NodeID, bool
 	t.r.merge()
 	ring := t.r.slots[r]
 	n := len(ring)
-	i, _ := slices.BinarySearchFunc(ring, ringKey(r, h), func(n *ringNode, key uint64) int {
-		if c := cmp.Compare(ringKey(r, n.hash), key); c != 0 {
+	i, _ := slices.BinarySearchFunc(ring, ringKey(r, h), func(slot *ringNode, key uint64) int {
+		if c := cmp.Compare(ringKey(r, slot.hash), key); c != 0 {
 			return c
 		}
-		return n.id.Compare(id) // compareOn, without a probe node (it would escape)
+		return slot.id.Compare(id) // compareOn, without a probe node (it would escape)
 	})
 	// i is id's slot, or the first slot after where it would be: the successor is the first
 	// slot seen from i on (id itself excepted), the predecessor the first seen before i.
