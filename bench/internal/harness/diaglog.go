@@ -14,8 +14,9 @@ import (
 // cost of logging every node from the start.
 type lateLog struct {
 	target *atomic.Pointer[slog.Handler]
-	attrs  []slog.Attr
-	groups []string
+	// derive rebuilds, on the target, the attributes and groups added to this handler, in
+	// the order they were added.
+	derive []func(slog.Handler) slog.Handler
 }
 
 func newLateLog() *lateLog { return &lateLog{target: new(atomic.Pointer[slog.Handler])} }
@@ -34,21 +35,22 @@ func (l *lateLog) Handle(ctx context.Context, r slog.Record) error {
 		return nil
 	}
 	t := *h
-	for _, g := range l.groups {
-		t = t.WithGroup(g)
-	}
-	if len(l.attrs) > 0 {
-		t = t.WithAttrs(l.attrs)
+	for _, d := range l.derive {
+		t = d(t)
 	}
 	return t.Handle(ctx, r)
 }
 
+func (l *lateLog) with(d func(slog.Handler) slog.Handler) *lateLog {
+	return &lateLog{target: l.target, derive: append(l.derive[:len(l.derive):len(l.derive)], d)}
+}
+
 func (l *lateLog) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &lateLog{target: l.target, attrs: append(l.attrs[:len(l.attrs):len(l.attrs)], attrs...), groups: l.groups}
+	return l.with(func(h slog.Handler) slog.Handler { return h.WithAttrs(attrs) })
 }
 
 func (l *lateLog) WithGroup(name string) slog.Handler {
-	return &lateLog{target: l.target, attrs: l.attrs, groups: append(l.groups[:len(l.groups):len(l.groups)], name)}
+	return l.with(func(h slog.Handler) slog.Handler { return h.WithGroup(name) })
 }
 
 // nodeCounter counts one node's heartbeats and dials, and the process's (diagSink).

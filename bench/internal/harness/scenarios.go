@@ -217,8 +217,12 @@ func (w *worker) formation() (allStarted, converged bool) {
 					if since := time.Since(t0); since > 40*time.Second && int(since.Seconds())%20 < 5 {
 						// the nodes that still know fewer than half: what they know of their seeds
 						for _, name := range wait.Blind(3) {
+							i := slices.Index(names, name)
+							if i < 0 {
+								continue
+							}
 							mu.Lock()
-							n := started[slices.Index(names, name)]
+							n := started[i]
 							mu.Unlock()
 							if d, ok := n.(Diagnoser); ok {
 								fmt.Fprintf(os.Stderr, "  %s: %s\n", name, d.Diag())

@@ -275,7 +275,7 @@ func (w *Wait) Spreadout() string {
 		}
 		return b
 	}
-	blind := w.blindLocked(obs, 12)
+	blind := blindOf(obs, 12)
 	return fmt.Sprintf("observers >500/51-500/1-50: %v, subjects: %v; observers missing >500: %v",
 		bucket(obs), bucket(subj), blind)
 }
@@ -289,12 +289,12 @@ func (w *Wait) Blind(limit int) []string {
 	for p := range w.w.want {
 		obs[p.obs]++
 	}
-	return w.blindLocked(obs, limit)
+	return blindOf(obs, limit)
 }
 
-// blindLocked returns up to limit of the observers counted in obs that miss more than 500
-// pairs, sorted.
-func (w *Wait) blindLocked(obs map[string]int, limit int) []string {
+// blindOf returns up to limit of the observers counted in obs that miss more than 500 pairs,
+// sorted.
+func blindOf(obs map[string]int, limit int) []string {
 	var blind []string
 	for o, n := range obs {
 		if n > 500 {
