@@ -12,6 +12,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -54,7 +55,8 @@ func (n *Node) newGRPCServer(conns *connRegistry) *grpc.Server {
 		grpc.KeepaliveParams(n.opts.keepalive),
 		grpc.KeepaliveEnforcementPolicy(n.opts.keepalivePolicy),
 		// Peer frames skip protobuf's reflection; every other message is plain proto.
-		grpc.ForceServerCodecV2(newFrameCodec()),
+		grpc.ForceServerCodecV2(newFrameCodec(n.buffers)),
+		experimental.BufferPool(n.buffers),
 		// A connection that does not complete its HTTP/2 (and TLS) handshake in time is dropped.
 		grpc.ConnectionTimeout(n.cfg.HandshakeTimeout),
 		// Admits each stream before anything of it is read (and gives each peer stream a

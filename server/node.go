@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
 
 	"github.com/meshnode/meshnode/membership"
@@ -41,6 +42,8 @@ type Node struct {
 	serverCreds credentials.TransportCredentials
 	// bodies caches the encoded heartbeat shared by the node's peer streams.
 	bodies *bodyCache
+	// buffers is the gRPC buffer pool of the node's connections and peer codec.
+	buffers *bufferPool
 	// transport dials peers through the node's peer channel, closed when serving stops.
 	transport *peerTransport
 	// limits counts and logs what the limits on unauthenticated clients refuse or cut.
@@ -84,10 +87,12 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 		dialCreds = newVerifyLogged(credentials.NewTLS(tlsSetup.dial), logger)
 	}
 	n.bodies = &bodyCache{}
+	n.buffers = newBufferPool()
 	dialOptions := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(dialCreds),
 		grpc.WithStreamInterceptor(n.auth.clientInterceptor()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxRecvMessageBytes), grpc.ForceCodecV2(newFrameCodec())),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxRecvMessageBytes), grpc.ForceCodecV2(newFrameCodec(n.buffers))),
+		experimental.WithBufferPool(n.buffers),
 	}, o.grpcDialTuning()...)
 	if nw := o.network; nw != nil {
 		dialOptions = append(dialOptions, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {

@@ -23,11 +23,15 @@ const (
 // are exactly those proto.Marshal writes, and anything else (another message, an AuthFrame,
 // a repeated or unknown field) goes through the proto codec, so the fast path changes no
 // behaviour. Its name is gRPC's "proto": the content type on the wire is unchanged.
-type frameCodec struct{ proto encoding.CodecV2 }
+type frameCodec struct {
+	proto encoding.CodecV2
+	pool  mem.BufferPool // the node's buffers (bufferPool)
+}
 
-// newFrameCodec returns the codec, falling back on gRPC's registered proto codec.
-func newFrameCodec() frameCodec {
-	return frameCodec{proto: encoding.GetCodecV2(grpcproto.Name)}
+// newFrameCodec returns the codec, falling back on gRPC's registered proto codec, with its
+// buffers from pool.
+func newFrameCodec(pool mem.BufferPool) frameCodec {
+	return frameCodec{proto: encoding.GetCodecV2(grpcproto.Name), pool: pool}
 }
 
 // Name is the codec's content subtype, the proto codec's own.
@@ -53,10 +57,9 @@ func (c frameCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if mem.IsBelowBufferPoolingThreshold(size) {
 		return mem.BufferSlice{mem.SliceBuffer(appendFrame(make([]byte, 0, size), body, seq, mac))}, nil
 	}
-	pool := mem.DefaultBufferPool()
-	buf := pool.Get(size)
+	buf := c.pool.Get(size)
 	*buf = appendFrame((*buf)[:0], body, seq, mac)
-	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
+	return mem.BufferSlice{mem.NewBuffer(buf, c.pool)}, nil
 }
 
 // frameSize is the encoded size of a frame with these fields (proto3: zero values are left out).
@@ -96,7 +99,7 @@ func (c frameCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if _, ok := v.(peerFrame); !ok {
 		return c.proto.Unmarshal(data, v)
 	}
-	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	buf := data.MaterializeToBuffer(c.pool)
 	defer buf.Free()
 	body, seq, mac, ok := parseFrame(buf.ReadOnlyData())
 	if !ok {
