@@ -633,3 +633,27 @@ func TestCorePartitionLongerThanTheReconnectTimeoutHeals(t *testing.T) {
 		requireAlternating(t, n)
 	}
 }
+
+func TestCoreForgetsANodeWhoseRedialsHangAtTheReconnectTimeout(t *testing.T) {
+	s := newSim(t)
+	nodes := newClusterWith(s, 3, func(cfg *Config) { cfg.ReconnectTimeout = 10 * time.Second })
+	a, d := nodes[0], nodes[2]
+	s.advance(2 * time.Second)
+	// d's machine stops answering: a's redials of d get no answer and fail only at their
+	// timeout (up to four timeouts once some failed), one after another.
+	s.hangDials([]*simNode{a}, []*simNode{d}, true)
+	d.crash()
+	crashedAt := s.now
+	s.advance(9 * time.Second)
+	require.Contains(t, a.knownIDs(), d.id.String(), "%s should still know %s before the reconnect timeout", a.id, d.id)
+	s.advance(900 * time.Millisecond)
+	m := a.core.members[d.id]
+	require.True(t, m != nil && m.dial != 0, "the test needs a redial of %s in flight when it comes due for forgetting", d.id)
+	s.advance(100*time.Millisecond + a.core.cfg.HeartbeatInterval)
+	require.NotContains(t, a.knownIDs(), d.id.String(),
+		"%s should forget %s at the reconnect timeout, its redial in flight or not", a.id, d.id)
+	require.Equal(t, []string{"up " + d.id.String(), "down " + d.id.String() + " connection_closed"}, a.eventsAbout(d),
+		"%s: forgetting is silent", a.id)
+	s.advance(30 * time.Second)
+	require.Empty(t, a.dialsToSince(d.id.Address(), crashedAt.Add(11*time.Second)), "%s redialled forgotten %s", a.id, d.id)
+}

@@ -209,7 +209,7 @@ func (c *core) dropPlaceholder(id NodeID) {
 // forgetIfDue forgets m once it has been down for longer than the reconnect timeout, leaving
 // a tombstone; it reports whether m was forgotten.
 func (c *core) forgetIfDue(now time.Time, m *member) bool {
-	if m.status != StatusDisconnected || m.dial != 0 {
+	if m.status != StatusDisconnected {
 		return false
 	}
 	forgetAt := m.downSince.Add(c.cfg.ReconnectTimeout)
@@ -225,18 +225,25 @@ func (c *core) forgetIfDue(now time.Time, m *member) bool {
 
 // memberPassDue reports whether the tick passes over every member at now, to forget those
 // down for long and to note the dials due: when a member comes due for forgetting
-// (forgetCheckAt), and once an interval in any case. In between, a dial comes due through
-// wantDialAt and runDials without the pass, which at hundreds of members would cost more
-// than the rest of a tick.
+// (forgetCheckAt), and every memberPassEvery intervals in any case. In between, a dial comes
+// due through wantDialAt and runDials without the pass, which at hundreds of members would
+// cost more than the rest of a tick.
 func (c *core) memberPassDue(now time.Time) bool {
 	forgetDue := !c.forgetAt.IsZero() && !now.Before(c.forgetAt)
 	if !forgetDue && !c.memberPassAt.IsZero() && now.Before(c.memberPassAt) {
 		return false
 	}
-	c.memberPassAt = now.Add(c.cfg.HeartbeatInterval)
+	c.memberPassAt = now.Add(memberPassEvery * c.cfg.HeartbeatInterval)
 	c.forgetAt = time.Time{} // the pass notes the next one (forgetIfDue)
 	return true
 }
+
+// memberPassEvery is how many intervals apart the tick passes over every member when nothing
+// asks for it sooner. Forgetting comes due through forgetCheckAt and dials through
+// wantDialAt, so the pass only backs them up; run every interval, it made each node of a
+// steady overlay touch the record of every member each second, a cost per node that grew
+// with the cluster.
+const memberPassEvery = 10
 
 // rearmSkippedPass asks again for the wake-ups the member pass would have asked for, when
 // the tick skips it: the next forgetting, and the earliest dial due later (one due now is

@@ -71,7 +71,10 @@ const (
 	// HTTP/2 connection on the port and of every peer dial. A node holds one connection per
 	// peer, carrying one stream of small messages (a heartbeat is about 30 bytes), so gRPC's
 	// 32 KiB per connection and direction cost memory per peer for nothing; larger messages
-	// (a Hello with a big view) simply take more than one read or write.
+	// (a Hello with a big view) simply take more than one read or write. The write buffer is
+	// shared: a connection takes one from a pool for each write and gives it back once it is
+	// flushed, so an idle connection holds none (gRPC's SharedWriteBuffer). gRPC pools the
+	// read buffer of a plain TCP connection the same way by itself.
 	DefaultGRPCReadBufferSize  = 4 << 10
 	DefaultGRPCWriteBufferSize = 4 << 10
 	// DefaultGRPCWindowSize is the static HTTP/2 flow-control window of every stream and
@@ -374,6 +377,7 @@ func (o *options) grpcDialTuning() []grpc.DialOption {
 	opts := []grpc.DialOption{
 		grpc.WithReadBufferSize(o.grpcReadBuffer),
 		grpc.WithWriteBufferSize(o.grpcWriteBuffer),
+		grpc.WithSharedWriteBuffer(true),
 	}
 	if o.grpcWindow > 0 {
 		opts = append(opts, grpc.WithStaticStreamWindowSize(o.grpcWindow), grpc.WithStaticConnWindowSize(o.grpcWindow))
@@ -386,6 +390,7 @@ func (o *options) grpcServerTuning() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.ReadBufferSize(o.grpcReadBuffer),
 		grpc.WriteBufferSize(o.grpcWriteBuffer),
+		grpc.SharedWriteBuffer(true),
 	}
 	if o.grpcWindow > 0 {
 		opts = append(opts, grpc.StaticStreamWindowSize(o.grpcWindow), grpc.StaticConnWindowSize(o.grpcWindow))
