@@ -44,8 +44,6 @@ type Cluster struct {
 	lastInc   uint64
 	seq       uint64
 	recent    eventRing
-	// events collects a step's events (applyLocked), to hand the subscribers at once.
-	events    []Event
 	startedAt time.Time
 	runCtx    context.Context
 	cancelRun context.CancelFunc
@@ -245,8 +243,9 @@ func (c *Cluster) stepLocked(input func(now time.Time)) {
 
 // applyLocked carries out the core's effects; none of them blocks.
 func (c *Cluster) applyLocked(outs []output) {
-	if events := countEvents(outs); events > cap(c.events) {
-		c.events = make([]Event, 0, events) // a formation's burst: sized once
+	var events []Event // handed to the bus, which shares it with every subscriber
+	if n := countEvents(outs); n > 0 {
+		events = make([]Event, 0, n)
 	}
 	for _, o := range outs {
 		switch o.kind {
@@ -269,19 +268,12 @@ func (c *Cluster) applyLocked(outs []output) {
 		case outDial:
 			c.dialLocked(o.conn, o.addr)
 		case outEvent:
-			c.events = append(c.events, c.numberLocked(*o.event))
+			events = append(events, c.numberLocked(*o.event))
 		case outLog:
 			c.logger.Log(context.Background(), o.level, o.text, o.attrs...)
 		}
 	}
-	if len(c.events) > 0 {
-		c.bus.publish(c.events...)
-		clear(c.events)
-		c.events = c.events[:0]
-		if cap(c.events) > maxSpareEvents {
-			c.events = nil // a formation's burst: not kept for every later step
-		}
-	}
+	c.bus.publish(events)
 }
 
 // countEvents counts the events among outs.
@@ -296,7 +288,7 @@ func countEvents(outs []output) int {
 }
 
 // publishLocked numbers an event, remembers it and hands it to the subscribers.
-func (c *Cluster) publishLocked(e Event) { c.bus.publish(c.numberLocked(e)) }
+func (c *Cluster) publishLocked(e Event) { c.bus.publish([]Event{c.numberLocked(e)}) }
 
 // numberLocked numbers an event, remembers it among the recent ones and logs it; it returns
 // the numbered event, for the subscribers.

@@ -9,7 +9,9 @@ import (
 // eventBus delivers events to subscribers. Publishing never blocks: each subscriber has its
 // own queue, drained by a goroutine that exists only while the queue is not empty, so a slow
 // handler delays only its own later events, handlers never run under the cluster's lock, and
-// each handler sees events in the order they happened.
+// each handler sees events in the order they happened. A published batch is shared by every
+// subscriber's queue, never copied: a formation reports every other node up on every node,
+// and a copy per subscriber was a tenth of what a formation allocated.
 type eventBus struct {
 	mu     sync.Mutex
 	nextID uint64
@@ -20,11 +22,12 @@ type eventBus struct {
 // subscriber is one registered handler and its pending events.
 type subscriber struct {
 	handler func(Event)
-	queue   []Event
-	// spare is the backing array of a delivered burst, kept for the next one when it is
-	// small: a formation publishes an event per node, a few at a time, and without it each
-	// burst grew a new queue from nothing.
-	spare    []Event
+	// queue holds the batches published since the drain last took them, in order.
+	queue [][]Event
+	// spare is the list of a delivered run of batches, kept for the next one when it is
+	// short: a formation publishes a batch per step, a few at a time, and without it each
+	// run grew a new list from nothing.
+	spare    [][]Event
 	draining bool
 	removed  atomic.Bool // read by drain without the lock, before each handler call
 }
@@ -54,16 +57,19 @@ func (b *eventBus) subscribe(handler func(Event)) (unsubscribe func()) {
 	}
 }
 
-// publish queues events, in order, for every subscriber: a step's events at once, so that a
-// queue grows once for them, not once per doubling.
-func (b *eventBus) publish(events ...Event) {
+// publish queues the batch events, in order, for every subscriber. The bus owns events from
+// then on: every subscriber reads the same array, and the caller must not write it again.
+func (b *eventBus) publish(events []Event) {
+	if len(events) == 0 {
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, s := range b.subs {
 		if s.queue == nil {
 			s.queue, s.spare = s.spare, nil
 		}
-		s.queue = append(s.queue, events...)
+		s.queue = append(s.queue, events)
 		if !s.draining {
 			s.draining = true
 			b.wg.Add(1)
@@ -72,40 +78,45 @@ func (b *eventBus) publish(events ...Event) {
 	}
 }
 
-// drain delivers s's queue until it is empty, then exits. It takes the queue a burst at a
-// time: publish runs under the cluster's lock, and must not wait for a drain that takes the
-// bus's lock once per event.
+// drain delivers s's queue until it is empty, then exits. It takes the queue a run of batches
+// at a time: publish runs under the cluster's lock, and must not wait for a drain that takes
+// the bus's lock once per event. A delivered batch is let go of at once; its array is freed
+// when every subscriber has let go of it.
 func (b *eventBus) drain(s *subscriber) {
 	defer b.wg.Done()
-	var delivered []Event // the burst delivered last, emptied
+	var delivered [][]Event // the run delivered last, emptied
 	for {
 		b.mu.Lock()
-		if cap(delivered) > 0 && cap(delivered) <= maxSpareEvents && s.spare == nil {
+		if cap(delivered) > 0 && cap(delivered) <= maxSpareBatches && s.spare == nil {
 			s.spare = delivered[:0]
 		}
 		if len(s.queue) == 0 || s.removed.Load() {
 			s.draining = false
-			s.queue = nil // the burst's backing array, and every event it held, can go
+			s.queue = nil // the run's list, and every batch it held, can go
 			b.mu.Unlock()
 			return
 		}
-		burst := s.queue
+		run := s.queue
 		s.queue = nil
 		b.mu.Unlock()
-		for i := range burst {
-			if s.removed.Load() {
-				break
+	deliver:
+		for i, batch := range run {
+			for j := range batch {
+				if s.removed.Load() {
+					break deliver
+				}
+				s.handler(batch[j])
 			}
-			s.handler(burst[i])
-			burst[i] = Event{} // delivered: the burst no longer keeps its node info alive
+			run[i] = nil // delivered: this queue no longer keeps the batch alive
 		}
-		clear(burst) // a removed subscriber stops part way
-		delivered = burst
+		clear(run) // a removed subscriber stops part way
+		delivered = run
 	}
 }
 
-// maxSpareEvents bounds the queue a subscriber keeps between bursts (subscriber.spare).
-const maxSpareEvents = 16
+// maxSpareBatches bounds the list of batches a subscriber keeps between runs
+// (subscriber.spare).
+const maxSpareBatches = 16
 
 // eventRing keeps the latest events, up to its size, in an array allocated once.
 type eventRing struct {

@@ -1,10 +1,12 @@
 package membership
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -18,7 +20,7 @@ func TestEventBusLetsDeliveredEventsGo(t *testing.T) {
 	defer unsubscribe()
 	const burst = 1000
 	for range burst {
-		b.publish(Event{Type: EventNodeUp, Node: NodeInfo{Metadata: map[string]string{"k": "v"}}})
+		b.publish([]Event{{Type: EventNodeUp, Node: NodeInfo{Metadata: map[string]string{"k": "v"}}}})
 	}
 	require.Eventually(t, func() bool {
 		b.mu.Lock()
@@ -54,7 +56,7 @@ func TestEventBusDeliversBatchesAndSingleEventsInOrderToEverySubscriber(t *testi
 			seq++
 			batch[j] = Event{Type: EventNodeUp, Sequence: seq}
 		}
-		b.publish(batch...)
+		b.publish(batch)
 	}
 	require.Eventually(t, func() bool {
 		mu.Lock()
@@ -89,4 +91,37 @@ func TestRecentEventsKeepTheLatestOldestFirst(t *testing.T) {
 		}
 		require.Equal(t, want, have, "after %d events", i+1)
 	}
+}
+
+func TestEventBusSharesABatchAmongItsSubscribers(t *testing.T) {
+	// A formation publishes a thousand node_up events on every node; each subscriber must
+	// read the published batch, not a copy of its own.
+	var b eventBus
+	release := make(chan struct{})
+	const subscribers, batches, perBatch = 3, 10, 1000
+	var seen atomic.Int64
+	for range subscribers {
+		unsubscribe := b.subscribe(func(Event) {
+			<-release // held until the allocations are counted
+			seen.Add(1)
+		})
+		defer unsubscribe()
+	}
+	published := make([][]Event, batches)
+	for i := range published {
+		published[i] = make([]Event, perBatch)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for _, batch := range published {
+		b.publish(batch)
+	}
+	runtime.ReadMemStats(&after)
+	close(release)
+	oneCopy := uint64(perBatch) * uint64(unsafe.Sizeof(Event{}))
+	require.Less(t, after.TotalAlloc-before.TotalAlloc, oneCopy,
+		"publishing %d batches of %d events to %d subscribers should allocate less than one batch's copy", batches, perBatch, subscribers)
+	require.Eventually(t, func() bool { return seen.Load() == subscribers*batches*perBatch }, 10*time.Second, time.Millisecond,
+		"every subscriber should get every event")
+	b.wg.Wait()
 }
