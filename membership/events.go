@@ -11,7 +11,8 @@ import (
 // handler delays only its own later events, handlers never run under the cluster's lock, and
 // each handler sees events in the order they happened. A published batch is shared by every
 // subscriber's queue, never copied: a formation reports every other node up on every node,
-// and a copy per subscriber was a tenth of what a formation allocated.
+// and a copy per subscriber, grown by doubling while a subscriber lagged, was up to a tenth
+// of what a formation allocated.
 type eventBus struct {
 	mu     sync.Mutex
 	nextID uint64
