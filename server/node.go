@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/mem"
 
 	"github.com/meshnode/meshnode/membership"
 )
@@ -43,7 +44,7 @@ type Node struct {
 	// bodies caches the encoded heartbeat shared by the node's peer streams.
 	bodies *bodyCache
 	// buffers is the gRPC buffer pool of the node's connections and peer codec.
-	buffers *bufferPool
+	buffers mem.BufferPool
 	// transport dials peers through the node's peer channel, closed when serving stops.
 	transport *peerTransport
 	// limits counts and logs what the limits on unauthenticated clients refuse or cut.
