@@ -6,11 +6,17 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/mem"
 
 	"github.com/meshnode/meshnode/faultnet"
 	"github.com/meshnode/meshnode/server"
@@ -314,4 +320,304 @@ func TestDataHeldPastAReadDeadlineIsReadAfterHeal(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "kept", string(buf), "nothing is lost")
 	})
+}
+
+// readyReader is the interface gRPC's transport looks for on a net.Conn to read into pool
+// buffers only once data is there (its internal readyreader.Reader).
+type readyReader interface {
+	ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error)
+}
+
+// asReadyReader returns c as gRPC sees it, failing the test if it does not read on ready.
+func asReadyReader(t *testing.T, c net.Conn) readyReader {
+	t.Helper()
+	r, ok := c.(readyReader)
+	require.True(t, ok, "%T does not implement ReadOnReady", c)
+	return r
+}
+
+// trackingPool is a buffer pool that knows which of its buffers are out.
+type trackingPool struct {
+	mu      sync.Mutex
+	gets    int
+	out     map[*[]byte]bool
+	foreign int // buffers put back that it never gave
+}
+
+func newTrackingPool() *trackingPool { return &trackingPool{out: map[*[]byte]bool{}} }
+
+func (p *trackingPool) Get(size int) *[]byte {
+	b := make([]byte, size)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gets++
+	p.out[&b] = true
+	return &b
+}
+
+func (p *trackingPool) Put(b *[]byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.out[b] {
+		p.foreign++
+	}
+	delete(p.out, b)
+}
+
+// state returns how many buffers were taken, how many are out, and how many foreign ones came
+// back.
+func (p *trackingPool) state() (gets, out, foreign int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gets, len(p.out), p.foreign
+}
+
+// owns reports whether b is a buffer of the pool that is out.
+func (p *trackingPool) owns(b *[]byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out[b]
+}
+
+// readResult is what a ReadOnReady returned.
+type readResult struct {
+	buf *[]byte
+	n   int
+	err error
+}
+
+// data is the bytes a result holds.
+func (r readResult) data() string {
+	if r.buf == nil {
+		return ""
+	}
+	return string((*r.buf)[:r.n])
+}
+
+// readOnReady calls ReadOnReady on c in a goroutine; the result comes on the channel.
+func readOnReady(t *testing.T, c net.Conn, pool mem.BufferPool) <-chan readResult {
+	r := asReadyReader(t, c)
+	got := make(chan readResult, 1)
+	go func() {
+		buf, n, err := r.ReadOnReady(64, pool)
+		got <- readResult{buf, n, err}
+	}()
+	return got
+}
+
+// result waits for a ReadOnReady's result, at most 5 seconds.
+func result(t *testing.T, got <-chan readResult) readResult {
+	t.Helper()
+	select {
+	case r := <-got:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadOnReady did not return")
+		return readResult{}
+	}
+}
+
+// waitingInSocket waits until a ReadOnReady on a TCP connection has looked at its socket,
+// found nothing and given the buffer back: it then waits for the socket to be readable.
+func waitingInSocket(t *testing.T, pool *trackingPool) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		gets, out, _ := pool.state()
+		return gets > 0 && out == 0
+	}, 5*time.Second, time.Millisecond, "the read holds no buffer while nothing is there")
+}
+
+// stillWaiting checks that a ReadOnReady has not returned after a moment.
+func stillWaiting(t *testing.T, got <-chan readResult) {
+	t.Helper()
+	select {
+	case r := <-got:
+		t.Fatalf("ReadOnReady returned %q, %v while frozen", r.data(), r.err)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func TestReadOnReadyReadsIntoAPoolBufferOnlyOnceDataIsThere(t *testing.T) {
+	both(t, func(t *testing.T, _ *faultnet.Network, p pair) {
+		require.NoError(t, p.local.SetReadDeadline(time.Now().Add(5*time.Second)))
+		pool := newTrackingPool()
+		got := readOnReady(t, p.local, pool)
+		waitingInSocket(t, pool)
+		_, err := p.peer.Write([]byte("hello"))
+		require.NoError(t, err)
+		r := result(t, got)
+		require.NoError(t, r.err)
+		require.Equal(t, "hello", r.data())
+		require.True(t, pool.owns(r.buf), "the buffer comes from the pool")
+		pool.Put(r.buf)
+		_, out, foreign := pool.state()
+		require.Zero(t, out)
+		require.Zero(t, foreign)
+	})
+}
+
+func TestReadOnReadyWithoutASocketReadsIntoAPoolBuffer(t *testing.T) {
+	nw := faultnet.New()
+	inner, peer := net.Pipe()
+	t.Cleanup(func() { _ = peer.Close() })
+	local, err := faultnet.Wrap(nw, inner)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = local.Close() })
+	pool := newTrackingPool()
+	got := readOnReady(t, local, pool)
+	_, err = peer.Write([]byte("piped"))
+	require.NoError(t, err)
+	r := result(t, got)
+	require.NoError(t, r.err)
+	require.Equal(t, "piped", r.data())
+	require.True(t, pool.owns(r.buf))
+	pool.Put(r.buf)
+
+	require.NoError(t, peer.Close())
+	r = result(t, readOnReady(t, local, pool))
+	require.ErrorIs(t, r.err, io.EOF)
+	require.Nil(t, r.buf)
+	_, out, foreign := pool.state()
+	require.Zero(t, out, "a failed read gives its buffer back")
+	require.Zero(t, foreign)
+}
+
+func TestReadOnReadyReturnsEOFOnceThePeerCloses(t *testing.T) {
+	both(t, func(t *testing.T, _ *faultnet.Network, p pair) {
+		require.NoError(t, p.local.SetReadDeadline(time.Now().Add(5*time.Second)))
+		_, err := p.peer.Write([]byte("bye"))
+		require.NoError(t, err)
+		require.NoError(t, p.peer.Close())
+		pool := newTrackingPool()
+		r := result(t, readOnReady(t, p.local, pool))
+		require.NoError(t, r.err)
+		require.Equal(t, "bye", r.data())
+		pool.Put(r.buf)
+		r = result(t, readOnReady(t, p.local, pool))
+		require.Equal(t, readResult{err: io.EOF}, r, "the end of the stream is no buffer, 0 bytes and io.EOF")
+		_, out, _ := pool.state()
+		require.Zero(t, out)
+	})
+}
+
+func TestReadOnReadyWaitsWhileFrozenWithoutABuffer(t *testing.T) {
+	both(t, func(t *testing.T, nw *faultnet.Network, p pair) {
+		nw.Freeze()
+		pool := newTrackingPool()
+		got := readOnReady(t, p.local, pool)
+		_, err := p.peer.Write([]byte("thaw"))
+		require.NoError(t, err)
+		stillWaiting(t, got)
+		gets, _, _ := pool.state()
+		require.Zero(t, gets, "a frozen read takes no buffer")
+		nw.Heal()
+		r := result(t, got)
+		require.NoError(t, r.err)
+		require.Equal(t, "thaw", r.data())
+	})
+}
+
+func TestReadOnReadyHoldsDataReadWhenAFreezeBegins(t *testing.T) {
+	both(t, func(t *testing.T, nw *faultnet.Network, p pair) {
+		pool := newTrackingPool()
+		got := readOnReady(t, p.local, pool)
+		waitingInSocket(t, pool)
+		nw.Freeze()
+		_, err := p.peer.Write([]byte("kept"))
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { _, out, _ := pool.state(); return out == 1 },
+			5*time.Second, time.Millisecond, "the data is read into a buffer, which the freeze holds")
+		stillWaiting(t, got)
+		require.NoError(t, p.local.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
+		r := result(t, got)
+		require.True(t, isTimeout(r.err), "the deadline passes while the data is held: %v", r.err)
+		require.Nil(t, r.buf)
+		_, out, _ := pool.state()
+		require.Zero(t, out, "the held data is copied out of the pool buffer")
+
+		nw.Heal()
+		require.NoError(t, p.local.SetReadDeadline(time.Now().Add(5*time.Second)))
+		r = result(t, readOnReady(t, p.local, pool))
+		require.NoError(t, r.err)
+		require.Equal(t, "kept", r.data(), "nothing is lost")
+	})
+}
+
+func TestReadOnReadyFailsOnCrash(t *testing.T) {
+	both(t, func(t *testing.T, nw *faultnet.Network, p pair) {
+		pool := newTrackingPool()
+		got := readOnReady(t, p.local, pool)
+		waitingInSocket(t, pool)
+		nw.Crash()
+		r := result(t, got)
+		require.ErrorIs(t, r.err, net.ErrClosed, "the crash closed the socket under the read")
+		require.Nil(t, r.buf)
+		r = result(t, readOnReady(t, p.local, pool))
+		require.ErrorIs(t, r.err, faultnet.ErrCrashed)
+		_, out, _ := pool.state()
+		require.Zero(t, out)
+	})
+}
+
+func TestReadOnReadyReturnsWhenTheNodeClosesWhileFrozen(t *testing.T) {
+	both(t, func(t *testing.T, nw *faultnet.Network, p pair) {
+		pool := newTrackingPool()
+		got := readOnReady(t, p.local, pool)
+		waitingInSocket(t, pool)
+		nw.Freeze()
+		require.NoError(t, p.local.Close())
+		r := result(t, got)
+		require.ErrorIs(t, r.err, net.ErrClosed)
+		require.Nil(t, r.buf)
+		nw.Heal()
+	})
+}
+
+func TestReadOnReadyHonoursTheReadDeadline(t *testing.T) {
+	both(t, func(t *testing.T, nw *faultnet.Network, p pair) {
+		pool := newTrackingPool()
+		require.NoError(t, p.local.SetReadDeadline(time.Now().Add(100*time.Millisecond)))
+		r := result(t, readOnReady(t, p.local, pool))
+		require.True(t, isTimeout(r.err), "waiting in the socket: %v", r.err)
+		require.Nil(t, r.buf)
+
+		nw.Freeze()
+		require.NoError(t, p.local.SetReadDeadline(time.Now().Add(100*time.Millisecond)))
+		r = result(t, readOnReady(t, p.local, pool))
+		require.True(t, isTimeout(r.err), "waiting for the freeze to end: %v", r.err)
+		require.Nil(t, r.buf)
+		_, out, _ := pool.state()
+		require.Zero(t, out)
+	})
+}
+
+// TestGRPCReadsOnReady fails if gRPC stops reading a faultnet connection through ReadOnReady:
+// it then gives each connection a 4 KiB read buffer for its whole life.
+func TestGRPCReadsOnReady(t *testing.T) {
+	serverNet, clientNet := faultnet.New(), faultnet.New()
+	l := listen(t, serverNet)
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		srv.Stop()
+		require.NoError(t, <-served)
+	})
+
+	cc, err := grpc.NewClient("passthrough:///"+l.Addr().String(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return clientNet.DialContext(ctx, "tcp", addr)
+		}))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cc.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.GetStatus())
+
+	require.Positive(t, faultnet.ReadsOnReady(serverNet), "the server reads with ReadOnReady")
+	require.Positive(t, faultnet.ReadsOnReady(clientNet), "the client reads with ReadOnReady")
 }

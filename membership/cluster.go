@@ -238,7 +238,7 @@ func (c *Cluster) stepLocked(input func(now time.Time)) {
 	c.core.recycleOutputs(outs)
 	c.checkStartedLocked()
 	c.armTimerLocked(now)
-	c.known.Store(int64(len(c.core.members)))
+	c.known.Store(int64(c.core.members.len()))
 }
 
 // applyLocked carries out the core's effects; none of them blocks.

@@ -24,12 +24,12 @@ type core struct {
 	rng         *rand.Rand
 	attrs       Attributes
 
-	members map[NodeID]*member
+	members *keyedMap[NodeID, *member]
 	tombs   map[NodeID]tombstone
 	// holders maps an address to the connected member whose id has it: a node that answers
 	// at a dead node's address (a reused pod IP and port) holds it, and the dead node is not
 	// redialled there meanwhile. parked counts the members waiting for their address.
-	holders map[hostPort]*member
+	holders *keyedMap[hostPort, *member]
 	parked  int
 	// topo is the overlay's topology of the live view (this node and every member alive in
 	// it); topoDirty asks the next tick to reconcile the streams with it. neighbourSet caches
@@ -122,9 +122,9 @@ func newCore(self NodeID, incarnation uint64, cfg *Config, now time.Time, rng *r
 		startedAt:   now,
 		rng:         rng,
 		attrs:       Attributes{Version: 1, ProcessCount: cfg.ProcessCount, Metadata: maps.Clone(cfg.Metadata)},
-		members:     map[NodeID]*member{},
+		members:     newKeyedMap(func(m *member) NodeID { return m.id }, hashID, 0),
 		tombs:       map[NodeID]tombstone{},
-		holders:     map[hostPort]*member{},
+		holders:     newKeyedMap(func(m *member) hostPort { return m.id.hostPort() }, hashHostPort, 0),
 		topo:        newTopology([]NodeID{self}, cfg.Monitors),
 		alerts:      map[NodeID]*alertSet{},
 		conns:       map[connID]*peerConn{},
@@ -173,8 +173,8 @@ func (c *core) start(now time.Time) {
 		if id.IsZero() {
 			continue
 		}
-		if _, known := c.members[id]; !known {
-			c.putMember(&member{id: id, status: StatusConnecting, nextDial: now})
+		if c.members.get(id) == nil {
+			c.putMember(&member{id: id, status: StatusConnecting, nextDial: c.instantOf(now)})
 			c.wantDialAt(now)
 		}
 	}
@@ -304,14 +304,14 @@ func (c *core) tick(now time.Time) {
 	// full mesh (a steady cluster) none can be due for forgetting or for a dial: the pass,
 	// which touches every member, is skipped. Where an overlay may form, a member can be up
 	// without a stream and due for a dial.
-	if (c.connected < len(c.members) || c.cfg.Monitors > 0) && c.memberPassDue(now) {
+	if (c.connected < c.members.len() || c.cfg.Monitors > 0) && c.memberPassDue(now) {
 		c.dialAt = time.Time{}
 		for _, m := range c.sortedMembers() {
 			if c.forgetIfDue(now, m) {
 				continue
 			}
-			if !m.nextDial.IsZero() && m.conn == 0 && m.dial == 0 {
-				c.dueDial(now, m.nextDial, slotsFull())
+			if m.nextDial != 0 && m.conn == 0 && m.dial == 0 {
+				c.dueDial(now, c.at(m.nextDial), slotsFull())
 			}
 		}
 	} else {
@@ -336,8 +336,8 @@ func (c *core) leave(now time.Time) {
 		}
 		c.discardConn(pc, true)
 	}
-	for _, m := range c.members {
-		m.conn, m.dial, m.nextDial, m.graceFrom = 0, 0, time.Time{}, time.Time{}
+	for m := range c.members.all() {
+		m.conn, m.dial, m.nextDial, m.graceFrom = 0, 0, 0, 0
 	}
 	c.dialAt, c.wakeAt = time.Time{}, time.Time{}
 }

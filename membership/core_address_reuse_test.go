@@ -81,7 +81,7 @@ func TestCoreDialOfAMovedNodeNeverTouchesTheNodeAtItsAddress(t *testing.T) {
 	// A survivor that knows nothing of other yet dials old's id and reaches other: other
 	// refuses before its hello touches anything, and keeps every stream it has.
 	a := nodes[0]
-	m := a.core.members[old.id]
+	m := a.core.members.get(old.id)
 	require.NotNil(t, m)
 	a.core.dial(s.now, m)
 	a.flush()

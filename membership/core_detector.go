@@ -186,7 +186,7 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 	if m == nil || m.conn != pc.id {
 		return
 	}
-	m.lastHeartbeat = now
+	m.lastHeartbeat = c.instantOf(now)
 	// Only a heartbeat the peer owed every interval is timed: one while this node checks the
 	// peer and has told it so, after another such (sendHeartbeat starts over when it tells).
 	// A quiet peer's beats come quietBeatEvery intervals apart, on time.
@@ -413,7 +413,7 @@ func (c *core) hungProbe(pc *peerConn) (time.Time, bool) {
 	if !pc.outbound || pc.reached || !c.overlay() || c.slowLocally() {
 		return time.Time{}, false
 	}
-	m := c.members[pc.expect]
+	m := c.members.get(pc.expect)
 	if m == nil || m.dial != pc.id || m.status != StatusConnected || !c.basis.isObserver(c.self, m.id) {
 		return time.Time{}, false
 	}
@@ -478,7 +478,7 @@ func (c *core) dialPatience(pc *peerConn) time.Duration {
 	if pc.trying != nil {
 		return seedPatience(pc.trying)
 	}
-	if m := c.members[pc.expect]; m != nil && m.dial == pc.id {
+	if m := c.members.get(pc.expect); m != nil && m.dial == pc.id {
 		return patienceAfter(m.attempts)
 	}
 	return 1

@@ -19,24 +19,25 @@ func (c *core) wantStream(now time.Time, m *member) {
 	if m.conn != 0 || m.dial != 0 || m.parked {
 		return
 	}
-	if !m.nextDial.IsZero() {
-		c.wantDialAt(m.nextDial) // a schedule left from before its stream: due as it was
+	if m.nextDial != 0 {
+		c.wantDialAt(c.at(m.nextDial)) // a schedule left from before its stream: due as it was
 		return
 	}
 	due := now
 	if c.self.Compare(m.id) > 0 {
 		due = now.Add(c.dialGrace())
-		m.graceFrom = now
+		m.graceFrom = c.instantOf(now)
 	}
-	m.nextDial = due
+	m.nextDial = c.instantOf(due)
 	c.wantDialAt(due)
 }
 
 // scheduleRedial plans the first redial of a node that just went down.
 func (c *core) scheduleRedial(now time.Time, m *member) {
 	m.attempts, m.refusals = 0, 0
-	m.nextDial = now.Add(c.backoff(0))
-	c.wantDialAt(m.nextDial)
+	due := now.Add(c.backoff(0))
+	m.nextDial = c.instantOf(due)
+	c.wantDialAt(due)
 }
 
 // wantDialAt lowers the time the next dial is due.
@@ -54,7 +55,7 @@ func (c *core) wantDialAt(t time.Time) {
 // the member was learned.
 func (c *core) dialGrace() time.Duration {
 	wave := min(max(c.cfg.HeartbeatInterval/2, 100*time.Millisecond), time.Second)
-	toDial := len(c.members)
+	toDial := c.members.len()
 	if c.overlay() {
 		toDial = min(toDial, 2*c.cfg.Monitors)
 	}
@@ -71,14 +72,14 @@ const maxDialGrace = 30 * time.Second
 // graceExtended moves m's first dial later when the table grew while it waited for the
 // smaller id's dial, and reports whether it did.
 func (c *core) graceExtended(now time.Time, m *member) bool {
-	if m.graceFrom.IsZero() {
+	if m.graceFrom == 0 {
 		return false
 	}
-	due := m.graceFrom.Add(c.dialGrace())
+	due := c.at(m.graceFrom).Add(c.dialGrace())
 	if !now.Before(due) {
 		return false
 	}
-	m.nextDial = due
+	m.nextDial = c.instantOf(due)
 	return true
 }
 
@@ -115,18 +116,18 @@ func (c *core) runDials(now time.Time) {
 	c.dialAt = time.Time{}
 	capped := false
 	for _, m := range c.sortedMembers() {
-		if m.nextDial.IsZero() || m.conn != 0 || m.dial != 0 {
+		if m.nextDial == 0 || m.conn != 0 || m.dial != 0 {
 			continue
 		}
-		if now.Before(m.nextDial) || c.graceExtended(now, m) {
-			c.wantDialAt(m.nextDial)
+		if now.Before(c.at(m.nextDial)) || c.graceExtended(now, m) {
+			c.wantDialAt(c.at(m.nextDial))
 			continue
 		}
 		if c.park(now, m, false) {
 			continue
 		}
 		if !c.isNeighbour(m.id) {
-			m.nextDial, m.graceFrom = time.Time{}, time.Time{} // the overlay does not need it
+			m.nextDial, m.graceFrom = 0, 0 // the overlay does not need it
 			continue
 		}
 		if slots <= 0 {
@@ -184,7 +185,7 @@ func (c *core) seedWanted(s *seed) bool {
 	if s.self || s.dial != 0 {
 		return false
 	}
-	return s.id.IsZero() || c.members[s.id] == nil
+	return s.id.IsZero() || c.members.get(s.id) == nil
 }
 
 // startDial opens an outbound stream to addr: it registers the stream, asks the runtime to
@@ -219,7 +220,7 @@ func (c *core) dial(now time.Time, m *member) {
 		pc.trying = c.seedWithID(m.id)
 	}
 	m.dial = pc.id
-	m.nextDial, m.graceFrom = time.Time{}, time.Time{}
+	m.nextDial, m.graceFrom = 0, 0
 }
 
 // dialSeed opens an outbound stream to a plain seed address.
@@ -267,7 +268,7 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 		s.nextDial = now.Add(c.backoff(s.attempts))
 		c.wantDialAt(s.nextDial)
 	}
-	m := c.members[pc.expect]
+	m := c.members.get(pc.expect)
 	if m == nil || m.dial != pc.id {
 		return
 	}
@@ -289,8 +290,9 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 	if pc.rejected == RejectDuplicateStream || pc.rejected == RejectIDInUse {
 		// The peer's own stream wins the tie, or the peer checks this node's new incarnation
 		// by dialling it: redial only if that stream never shows up.
-		m.nextDial = now.Add(c.dialGrace())
-		c.wantDialAt(m.nextDial)
+		due := now.Add(c.dialGrace())
+		m.nextDial = c.instantOf(due)
+		c.wantDialAt(due)
 		return
 	}
 	m.attempts++
@@ -299,8 +301,9 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 	} else {
 		m.refusals = 0
 	}
-	m.nextDial = now.Add(c.redialBackoff(m.attempts))
-	c.wantDialAt(m.nextDial)
+	due := now.Add(c.redialBackoff(m.attempts))
+	m.nextDial = c.instantOf(due)
+	c.wantDialAt(due)
 	switch {
 	case m.status == StatusConnecting:
 		c.markDown(now, m, ReasonConnectionRefused)
@@ -341,7 +344,7 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 // dialled: the holder may be a node that died there unnoticed, and m the one that replaced it.
 func (c *core) park(now time.Time, m *member, answered bool) bool {
 	holder, held := NodeID{}, false
-	if h := c.holders[m.id.hostPort()]; h != nil {
+	if h := c.holders.get(m.id.hostPort()); h != nil {
 		holder, held = h.id, true
 	}
 	switch {
@@ -356,7 +359,7 @@ func (c *core) park(now time.Time, m *member, answered bool) bool {
 	if m.status == StatusConnecting {
 		c.markDown(now, m, ReasonConnectionRefused) // learned, never reached: it is not there
 	}
-	m.nextDial, m.graceFrom, m.attempts = time.Time{}, time.Time{}, 0
+	m.nextDial, m.graceFrom, m.attempts = 0, 0, 0
 	if !m.parked {
 		m.parked = true
 		c.parked++
@@ -370,10 +373,10 @@ func (c *core) park(now time.Time, m *member, answered bool) bool {
 // members parked on it are redialled.
 func (c *core) releaseAddress(now time.Time, m *member) {
 	addr := m.id.hostPort()
-	if c.holders[addr] != m {
+	if c.holders.get(addr) != m {
 		return
 	}
-	delete(c.holders, addr)
+	c.holders.del(addr)
 	if c.parked == 0 {
 		return
 	}

@@ -100,7 +100,7 @@ func TestCoreSuspectedSilenceSleepsUntilItsRecheck(t *testing.T) {
 	s.advance(5 * time.Second)
 	b.frozen = true
 	suspected := func() *peerConn {
-		if m := a.core.members[b.id]; m != nil {
+		if m := a.core.members.get(b.id); m != nil {
 			if pc := a.core.conns[m.conn]; pc != nil && !pc.suspectSince.IsZero() {
 				return pc
 			}
@@ -542,13 +542,13 @@ func TestCoreLeaveOnTheOlderOfTwoStreamsIsAGracefulShutdown(t *testing.T) {
 	old := b.streamEnd(a)
 	require.NotNil(t, old, "b streams to a")
 	s.cutOneWay(b, a, true)
-	ma := a.core.members[b.id]
+	ma := a.core.members.get(b.id)
 	s.advanceUntil(10*time.Second, func() bool { return a.core.liveStream(s.now, ma) == nil },
 		"a should find b's stream silent once b's heartbeats stop reaching it")
 	require.Equal(t, old.peer.id, ma.conn, "a still holds b's old stream when it finds it silent")
 	s.cutOneWay(b, a, false)
 
-	b.core.dial(s.now, b.core.members[a.id]) // b's second stream to a
+	b.core.dial(s.now, b.core.members.get(a.id)) // b's second stream to a
 	b.flush()
 	s.runNext()      // the dial reaches a, and b's hello goes out on the new stream
 	b.starved = true // a's answer on the new stream waits for b, which leaves first
@@ -647,7 +647,7 @@ func TestCoreForgetsANodeWhoseRedialsHangAtTheReconnectTimeout(t *testing.T) {
 	s.advance(9 * time.Second)
 	require.Contains(t, a.knownIDs(), d.id.String(), "%s should still know %s before the reconnect timeout", a.id, d.id)
 	s.advance(900 * time.Millisecond)
-	m := a.core.members[d.id]
+	m := a.core.members.get(d.id)
 	require.True(t, m != nil && m.dial != 0, "the test needs a redial of %s in flight when it comes due for forgetting", d.id)
 	s.advance(100*time.Millisecond + a.core.cfg.HeartbeatInterval)
 	require.NotContains(t, a.knownIDs(), d.id.String(),

@@ -14,7 +14,7 @@ func (c *core) view() []MemberEntry {
 	if c.viewCache != nil {
 		return c.viewCache
 	}
-	out := make([]MemberEntry, 0, len(c.members)+len(c.tombs))
+	out := make([]MemberEntry, 0, c.members.len()+len(c.tombs))
 	for e := range c.viewEntries() {
 		out = append(out, e)
 	}
@@ -167,7 +167,7 @@ func (c *core) merge(now time.Time, from connID, entries []MemberEntry, hop uint
 
 // mergeLeft applies a gossiped leave; it reports whether it changed the table.
 func (c *core) mergeLeft(now time.Time, e MemberEntry) bool {
-	m := c.members[e.ID]
+	m := c.members.get(e.ID)
 	if m != nil {
 		if m.incarnation > e.Incarnation {
 			return false
@@ -192,7 +192,7 @@ func (c *core) mergeLeft(now time.Time, e MemberEntry) bool {
 
 // mergeAlive applies a gossiped live node; it reports whether it changed the table.
 func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
-	m := c.members[e.ID]
+	m := c.members.get(e.ID)
 	if e.Down && c.overlay() && (m == nil || (m.incarnation != 0 && e.Incarnation > m.incarnation)) {
 		// Its sender holds it down, and this node does not know this incarnation: the alerts
 		// that decided it went by before this node knew it. A known incarnation keeps its
@@ -214,7 +214,7 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 		if c.overlay() {
 			// The cluster holds it alive: it is up here, and its neighbours stream to it (the
 			// next tick reconciles the streams with the new view: syncView asked for it).
-			m.lastHeartbeat = now
+			m.lastHeartbeat = c.instantOf(now)
 			c.markUp(now, m)
 			return true
 		}
@@ -244,7 +244,7 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 			m.incarnation = e.Incarnation
 			c.viewChanged()
 			if c.overlay() {
-				m.lastHeartbeat = now
+				m.lastHeartbeat = c.instantOf(now)
 				c.markUp(now, m)
 			}
 		}

@@ -49,7 +49,7 @@ func (c *core) hello(now time.Time, them *Hello) *Hello {
 
 // knows reports whether id's incarnation inc is in the local table.
 func (c *core) knows(id NodeID, inc uint64) bool {
-	m := c.members[id]
+	m := c.members.get(id)
 	return m != nil && m.incarnation == inc
 }
 
@@ -57,7 +57,7 @@ func (c *core) knows(id NodeID, inc uint64) bool {
 // newcomer in its handshake knows then what the newcomer knows, and neither side needs the
 // other's view.
 func (c *core) digestWith(e MemberEntry) uint64 {
-	if m := c.members[e.ID]; m != nil && m.incarnation == e.Incarnation {
+	if m := c.members.get(e.ID); m != nil && m.incarnation == e.Incarnation {
 		return c.viewDigest()
 	}
 	extras := []MemberEntry{{ID: c.self, Incarnation: c.incarnation}, e}
@@ -134,7 +134,7 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 		c.reject(now, pc, RejectStaleIncarnation, "this incarnation left the cluster")
 		return
 	}
-	m := c.members[h.ID]
+	m := c.members.get(h.ID)
 	if m != nil && h.Incarnation < m.heard {
 		c.reject(now, pc, RejectStaleIncarnation, fmt.Sprintf("incarnation %d is older than %d", h.Incarnation, m.heard))
 		return
@@ -300,9 +300,9 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 
 	m.conn = pc.id
 	m.attrs = h.Attributes.clone()
-	m.startedAt = now.Add(-h.Uptime)
-	m.lastHeartbeat = now
-	m.attempts, m.refusals, m.nextDial, m.graceFrom = 0, 0, time.Time{}, time.Time{}
+	m.startedAt = c.instantOf(now.Add(-h.Uptime))
+	m.lastHeartbeat = c.instantOf(now)
+	m.attempts, m.refusals, m.nextDial, m.graceFrom = 0, 0, 0, 0
 	pc.fresh = fresh
 	if pc.outbound {
 		// The dialling side has both hellos: the stream works both ways. Its first heartbeat
@@ -383,7 +383,7 @@ func (c *core) endUnconfirmed(now time.Time, pc *peerConn) {
 		}
 	case m.status == StatusConnected:
 		c.lost(now, m, ReasonConnectionClosed)
-	case m.dial == 0 && m.nextDial.IsZero():
+	case m.dial == 0 && m.nextDial == 0:
 		c.scheduleRedial(now, m)
 	}
 }
@@ -514,7 +514,7 @@ func (c *core) viewWithAttributes() []MemberEntry {
 	out := make([]MemberEntry, len(view))
 	for i, e := range view {
 		out[i] = e
-		if m := c.members[e.ID]; m != nil && !e.Left && m.attrs.Version > 0 {
+		if m := c.members.get(e.ID); m != nil && !e.Left && m.attrs.Version > 0 {
 			attrs := m.attrs.clone()
 			out[i].Attrs = &attrs
 		}

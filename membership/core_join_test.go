@@ -342,12 +342,12 @@ func TestCoreHandshakeStillSendsWhatTheAcceptingSideLacks(t *testing.T) {
 	newcomer := s.create(simID("newcomer", 4100), simConfig("newcomer", a.id.Address()))
 	s.partition([]*simNode{b}, []*simNode{newcomer}, true) // b can hear of it only from a
 	newcomer.start()
-	s.advanceUntil(5*time.Second, func() bool { return a.core.members[newcomer.id] != nil }, "a should meet the newcomer")
-	require.Nil(t, b.core.members[newcomer.id], "b has not heard of the newcomer")
+	s.advanceUntil(5*time.Second, func() bool { return a.core.members.get(newcomer.id) != nil }, "a should meet the newcomer")
+	require.Nil(t, b.core.members.get(newcomer.id), "b has not heard of the newcomer")
 
 	since := s.now
 	s.partition([]*simNode{a}, []*simNode{b}, false)
-	s.advanceUntil(30*time.Second, func() bool { return b.core.members[newcomer.id] != nil },
+	s.advanceUntil(30*time.Second, func() bool { return b.core.members.get(newcomer.id) != nil },
 		"b should learn of the newcomer from a once the two meet again")
 	var views int
 	for _, h := range append(hellosSince(a, b, since), hellosSince(b, a, since)...) {

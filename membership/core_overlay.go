@@ -125,11 +125,11 @@ func (c *core) expireBasis(now time.Time) {
 	if c.basis.size() == c.topo.size() {
 		return
 	}
-	for _, m := range c.members {
+	for m := range c.members.all() {
 		if !m.inBasis || m.status != StatusDisconnected {
 			continue
 		}
-		if until := m.downSince.Add(c.alertLifetime()); now.Before(until) {
+		if until := c.at(m.downSince).Add(c.alertLifetime()); now.Before(until) {
 			c.wantWake(until)
 		} else {
 			c.setBasis(m, false)
@@ -153,7 +153,7 @@ func (c *core) isNeighbour(id NodeID) bool {
 	if c.neighbourSet[id] {
 		return true
 	}
-	return !c.members[id].inViewOrNil() && c.topo.isNeighbour(c.self, id)
+	return !c.members.get(id).inViewOrNil() && c.topo.isNeighbour(c.self, id)
 }
 
 // isDown reports whether m exists and is down.
@@ -183,8 +183,8 @@ func (c *core) reconcile(now time.Time) {
 			c.markUp(now, m) // the cluster holds it alive; its observers decide about it
 		}
 		if m.status == StatusDisconnected {
-			if !wanted && m.dial == 0 && !m.nextDial.IsZero() {
-				m.nextDial, m.graceFrom = time.Time{}, time.Time{}
+			if !wanted && m.dial == 0 && m.nextDial != 0 {
+				m.nextDial, m.graceFrom = 0, 0
 			}
 			continue
 		}
@@ -196,7 +196,7 @@ func (c *core) reconcile(now time.Time) {
 			continue
 		}
 		if m.conn == 0 && m.dial == 0 {
-			m.nextDial, m.graceFrom = time.Time{}, time.Time{}
+			m.nextDial, m.graceFrom = 0, 0
 		}
 		if pc := c.conns[m.conn]; m.conn != 0 && pc != nil && pc.outbound && pc.state == streamEstablished {
 			c.unlink(now, pc, m)
@@ -260,7 +260,7 @@ func (c *core) lost(now time.Time, m *member, reason DownReason) {
 			c.dial(now, m)
 			return
 		}
-		m.nextDial = now
+		m.nextDial = c.instantOf(now)
 		c.wantDialAt(now)
 		return
 	}
@@ -306,12 +306,12 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 		}
 		return
 	}
-	m := c.members[a.Subject]
+	m := c.members.get(a.Subject)
 	if a.Decided && !a.Up && (m == nil || (a.Incarnation > m.incarnation && m.incarnation != 0)) {
 		// Decided before this node knew of it: held down, so that a late claim that it is
 		// alive, from a node that had not heard yet, never brings it up here.
 		if c.holdDown(now, m, a.Subject, a.Incarnation, a.Reason) {
-			c.members[a.Subject].downs = downRound{incarnation: a.Incarnation, count: a.Round}
+			c.members.get(a.Subject).downs = downRound{incarnation: a.Incarnation, count: a.Round}
 			c.relayAlert(pc, a)
 		}
 		return
@@ -480,7 +480,7 @@ func (c *core) decideFrom(now time.Time, subject NodeID) (decidedSubject bool) {
 			continue
 		}
 		visits[id]++
-		m := c.members[id]
+		m := c.members.get(id)
 		if m == nil {
 			continue
 		}
@@ -566,7 +566,7 @@ func (c *core) decide(now time.Time, m *member) bool {
 		if count >= quorum {
 			break
 		}
-		if _, ok := set.by[o]; !ok && (c.members[o].isDown() || c.suspected(o)) {
+		if _, ok := set.by[o]; !ok && (c.members.get(o).isDown() || c.suspected(o)) {
 			count++ // failed with its subject, or suspected itself: it cannot say so
 		}
 	}
@@ -604,7 +604,7 @@ func (c *core) suspected(id NodeID) bool {
 	if set == nil {
 		return false
 	}
-	m := c.members[id]
+	m := c.members.get(id)
 	if m == nil || set.incarnation != m.incarnation || m.status == StatusDisconnected {
 		return false
 	}
@@ -655,7 +655,7 @@ func (c *core) alertLifetime() time.Duration {
 func (c *core) expireAlerts(now time.Time) {
 	c.alertsExpireAt = time.Time{}
 	for id, set := range c.alerts {
-		if m := c.members[id]; m.isDown() && m.incarnation == set.incarnation {
+		if m := c.members.get(id); m.isDown() && m.incarnation == set.incarnation {
 			c.lookAtAlertsBy(now.Add(c.alertLifetime())) // again then: its node may have come back
 			continue
 		}
@@ -787,7 +787,7 @@ func (c *core) holdDown(now time.Time, m *member, id NodeID, incarnation uint64,
 	}
 	if m == nil {
 		delete(c.tombs, id)
-		m = &member{id: id, incarnation: incarnation, status: StatusDisconnected, downSince: now}
+		m = &member{id: id, incarnation: incarnation, status: StatusDisconnected, downSince: c.instantOf(now)}
 		c.putMember(m)
 		c.forgetCheckAt(now.Add(c.cfg.ReconnectTimeout))
 	} else {
@@ -798,7 +798,7 @@ func (c *core) holdDown(now time.Time, m *member, id NodeID, incarnation uint64,
 			c.markDown(now, m, reason) // the old incarnation is gone
 		}
 		m.incarnation = incarnation
-		m.downSince = now
+		m.downSince = c.instantOf(now)
 	}
 	delete(c.alerts, id)
 	c.viewChanged()

@@ -38,7 +38,7 @@ func requireOverlayStreams(t *testing.T, nodes []*simNode, k int) {
 	topo := topoOf(nodes, k)
 	for _, n := range nodes {
 		var direct []NodeID
-		for _, m := range n.core.members {
+		for m := range n.core.members.all() {
 			if m.conn != 0 {
 				direct = append(direct, m.id)
 			}
@@ -283,7 +283,7 @@ func TestOverlayNodeStillReachedByOneObserverStaysDownUntilTheCutHeals(t *testin
 		if n == subject {
 			continue
 		}
-		s.advanceUntil(20*time.Second, func() bool { return n.core.members[subject.id].isDown() },
+		s.advanceUntil(20*time.Second, func() bool { return n.core.members.get(subject.id).isDown() },
 			"%s should report %s down once 9 of its 10 observers lost it", n.id, subject.id)
 	}
 	// Long past an alert's lifetime: the observer that still reaches it does not bring it back.
@@ -318,7 +318,7 @@ func TestOverlayCrashRefusedByAMajorityOfObserversIsDecidedWithoutTheSlowOnes(t 
 		if n == subject || slices.Contains(slow, n) {
 			continue
 		}
-		s.advanceUntil(time.Second, func() bool { return n.core.members[subject.id].isDown() },
+		s.advanceUntil(time.Second, func() bool { return n.core.members.get(subject.id).isDown() },
 			"%s should report the crash within a second: 6 of its 10 observers found nothing listening", n.id)
 		require.Equal(t, []string{"up " + subject.id.String(), "down " + subject.id.String() + " connection_closed"},
 			n.eventsAbout(subject), "%s reports the crash once, with the observers' reason", n.id)
@@ -343,7 +343,7 @@ func TestOverlayRefusalsFromHalfTheObserversDecideNothing(t *testing.T) {
 		}
 	}
 	require.NotNil(t, receiver, "a node that does not observe the subject, with a stream")
-	incarnation := receiver.core.members[subject.id].incarnation
+	incarnation := receiver.core.members.get(subject.id).incarnation
 	refusal := func(o *simNode) *Alert {
 		return &Alert{Subject: subject.id, Incarnation: incarnation, Observer: o.id, Reason: ReasonConnectionClosed,
 			Refused: true, Hop: 2, Seq: 10}
@@ -622,7 +622,7 @@ func TestOverlayNodeThatCrashesBeforeItsObserversReachItIsDownEverywhere(t *test
 	joiner.crash()
 	took := s.advanceUntil(10*time.Second, func() bool {
 		for _, n := range nodes {
-			if !n.core.members[joiner.id].isDown() {
+			if !n.core.members.get(joiner.id).isDown() {
 				return false
 			}
 		}
@@ -681,7 +681,7 @@ func TestOverlayStreamChangeLongAfterTheLastViewChangeIsNoStall(t *testing.T) {
 	n := nodes[5]
 	var peer *simNode
 	for _, p := range nodes {
-		if m := n.core.members[p.id]; m != nil && m.conn != 0 {
+		if m := n.core.members.get(p.id); m != nil && m.conn != 0 {
 			peer = p
 			break
 		}
@@ -902,7 +902,7 @@ func TestOverlayAlertOlderThanOneAlreadyHeardFromItsObserverIsNotPassedOn(t *tes
 		}
 	}
 	require.NotNil(t, receiver, "a node away from the subject with a stream")
-	incarnation := receiver.core.members[subject.id].incarnation
+	incarnation := receiver.core.members.get(subject.id).incarnation
 	down := &Alert{Subject: subject.id, Incarnation: incarnation, Observer: observer.id, Reason: ReasonConnectionClosed, Hop: 2, Seq: 10}
 	up := &Alert{Subject: subject.id, Incarnation: incarnation, Observer: observer.id, Up: true, Hop: 2, Seq: 11}
 
@@ -1023,7 +1023,7 @@ func TestOverlayMemberDownOnlyOnAFirstDialIsUpOnceTheClusterIsAnOverlay(t *testi
 	joiner := s.create(joinerID, cfg)
 	s.partition([]*simNode{joiner}, []*simNode{far}, true) // the joiner's dials to it fail
 	joiner.start()
-	s.advanceUntil(10*time.Second, func() bool { return joiner.core.members[far.id].isDown() },
+	s.advanceUntil(10*time.Second, func() bool { return joiner.core.members.get(far.id).isDown() },
 		"the joiner's first dial of %s fails: down, as in a full mesh", far.id)
 	all := append(slices.Clone(small), joiner)
 	for i := k; i < grown; i++ {
@@ -1109,7 +1109,7 @@ func TestOverlayNewObserverTimesASilentSubjectFromTheStart(t *testing.T) {
 		}
 	}
 	require.NotNil(t, subject, "some node's observer, leaving, should be replaced by a node it monitors")
-	stream := func() *peerConn { return heir.core.conns[heir.core.members[subject.id].conn] }
+	stream := func() *peerConn { return heir.core.conns[heir.core.members.get(subject.id).conn] }
 	require.NotNil(t, stream(), "%s streams to %s before %s leaves", heir.id, subject.id, leaver.id)
 	require.False(t, stream().watching, "%s does not check %s before %s leaves", heir.id, subject.id, leaver.id)
 	s.advanceUntil(20*time.Second, func() bool { return s.now.Sub(stream().lastBeat) >= 5*time.Second },
@@ -1135,7 +1135,7 @@ func TestOverlayNewObserverTimesASilentSubjectFromTheStart(t *testing.T) {
 	s.advanceUntil(bound, func() bool {
 		notYet = notYet[:0]
 		for _, n := range live {
-			if n != subject && !n.core.members[subject.id].isDown() {
+			if n != subject && !n.core.members.get(subject.id).isDown() {
 				notYet = append(notYet, n.id.String())
 			}
 		}
@@ -1180,12 +1180,12 @@ func TestOverlayNodeThatMissedACrashLearnsItFromAPeersView(t *testing.T) {
 		if n == victim || n == deaf {
 			continue
 		}
-		s.advanceUntil(10*time.Second, func() bool { return n.core.members[victim.id].isDown() },
+		s.advanceUntil(10*time.Second, func() bool { return n.core.members.get(victim.id).isDown() },
 			"%s should report the crashed %s down", n.id, victim.id)
 	}
-	require.False(t, deaf.core.members[victim.id].isDown(), "%s heard no alert about %s yet", deaf.id, victim.id)
+	require.False(t, deaf.core.members.get(victim.id).isDown(), "%s heard no alert about %s yet", deaf.id, victim.id)
 	s.advance(5 * time.Second)
-	require.False(t, deaf.core.members[victim.id].isDown(), "%s heard no alert about %s", deaf.id, victim.id)
+	require.False(t, deaf.core.members.get(victim.id).isDown(), "%s heard no alert about %s", deaf.id, victim.id)
 	var peer *simNode
 	for _, n := range nodes {
 		if n != victim && n != deaf && deaf.streamEnd(n) != nil {
@@ -1195,7 +1195,7 @@ func TestOverlayNodeThatMissedACrashLearnsItFromAPeersView(t *testing.T) {
 	}
 	require.NotNil(t, peer, "%s streams to some node", deaf.id)
 	s.breakStream(deaf, peer) // set up again: the peer's hello holds the victim down
-	s.advanceUntil(20*time.Second, func() bool { return deaf.core.members[victim.id].isDown() },
+	s.advanceUntil(20*time.Second, func() bool { return deaf.core.members.get(victim.id).isDown() },
 		"%s, deaf to the alerts, should report %s down once a peer's view holds it down and its own dial finds nothing there",
 		deaf.id, victim.id)
 	require.Equal(t, []string{"up " + victim.id.String(), "down " + victim.id.String() + " connection_closed"},

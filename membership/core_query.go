@@ -13,12 +13,12 @@ func (c *core) nodeInfo(now time.Time, m *member) NodeInfo {
 		Incarnation:   m.incarnation,
 		Status:        m.status,
 		ProcessCount:  m.attrs.ProcessCount,
-		LastHeartbeat: m.lastHeartbeat,
+		LastHeartbeat: c.at(m.lastHeartbeat),
 		Metadata:      maps.Clone(m.attrs.Metadata),
 		Direct:        m.status == StatusConnected && m.conn != 0,
 	}
-	if m.status == StatusConnected && !m.startedAt.IsZero() {
-		info.Uptime = now.Sub(m.startedAt)
+	if m.status == StatusConnected && m.startedAt != 0 {
+		info.Uptime = now.Sub(c.at(m.startedAt))
 	}
 	return info
 }
@@ -38,7 +38,7 @@ func (c *core) localInfo(now time.Time) NodeInfo {
 
 // nodes lists the known nodes (never the local one) sorted by id; only connected ones if asked.
 func (c *core) nodes(now time.Time, connectedOnly bool) []NodeInfo {
-	out := make([]NodeInfo, 0, len(c.members))
+	out := make([]NodeInfo, 0, c.members.len())
 	for _, m := range c.sortedMembers() {
 		if connectedOnly && m.status != StatusConnected {
 			continue
@@ -50,7 +50,7 @@ func (c *core) nodes(now time.Time, connectedOnly bool) []NodeInfo {
 
 // node describes the member id as of now; false if the local node does not know it.
 func (c *core) node(now time.Time, id NodeID) (NodeInfo, bool) {
-	m := c.members[id]
+	m := c.members.get(id)
 	if m == nil {
 		return NodeInfo{}, false
 	}
@@ -59,7 +59,7 @@ func (c *core) node(now time.Time, id NodeID) (NodeInfo, bool) {
 
 // isConnectedTo reports whether c lists id as connected.
 func (c *core) isConnectedTo(id NodeID) bool {
-	m := c.members[id]
+	m := c.members.get(id)
 	return m != nil && m.status == StatusConnected
 }
 
@@ -67,7 +67,7 @@ func (c *core) isConnectedTo(id NodeID) bool {
 func (c *core) connectedCount() int { return c.connected }
 
 // knownCount returns how many members the table holds, whatever their status.
-func (c *core) knownCount() int { return len(c.members) }
+func (c *core) knownCount() int { return c.members.len() }
 
 // handshaking reports whether stream id is still dialling or in its handshake; false once it
 // is established or gone.
@@ -89,7 +89,7 @@ func (c *core) nextWake(now time.Time) time.Time {
 
 // stats counts the members by status and the streams, established or not, into s.
 func (c *core) stats(s *Stats) {
-	for _, m := range c.members {
+	for m := range c.members.all() {
 		s.Nodes[m.status]++
 	}
 	for _, pc := range c.conns {

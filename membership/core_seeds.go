@@ -128,7 +128,7 @@ func (c *core) seedStatus(s *seed) SeedStatus {
 	}
 	// Once reached, a seed's node is redialled as a member: its status says more than the
 	// last seed dial.
-	if m := c.members[s.id]; !s.id.IsZero() && m != nil && m.incarnation != 0 {
+	if m := c.members.get(s.id); !s.id.IsZero() && m != nil && m.incarnation != 0 {
 		st.Reachable = m.status == StatusConnected
 		if !st.Reachable && st.LastError == "" {
 			st.LastError = fmt.Sprintf("node %s is %s", m.id, m.status)

@@ -37,7 +37,7 @@ type peerConn struct {
 	foreign      bool         // refused, by either side, for a cluster name that differs
 	addr         string       // outbound: the address dialled
 	peer         NodeID
-	member       *member // c.members[peer] when last looked up (see memberOf)
+	member       *member // c.members.get(peer) when last looked up (see memberOf)
 	order        int     // the stream's index in c.connOrder and c.connDue, when they are built
 	peerInc      uint64
 	peerBeat     time.Duration // the heartbeat interval the peer advertised
@@ -120,7 +120,7 @@ func (c *core) memberOf(pc *peerConn) *member {
 	if m := pc.member; m != nil && !m.removed {
 		return m
 	}
-	m := c.members[pc.peer]
+	m := c.members.get(pc.peer)
 	pc.member = m
 	return m
 }

@@ -2,7 +2,6 @@ package membership
 
 import (
 	"log/slog"
-	"maps"
 	"slices"
 	"time"
 )
@@ -12,17 +11,19 @@ import (
 
 // member is one remote node in the table.
 type member struct {
-	id            NodeID
-	incarnation   uint64
-	status        NodeStatus
-	conn          connID // established stream, 0 if none
-	dial          connID // outbound stream being set up, 0 if none
-	attempts      int
-	nextDial      time.Time // zero: no dial scheduled
-	graceFrom     time.Time // while the first dial waits for the smaller id's: when m was learned
-	downSince     time.Time
-	lastHeartbeat time.Time
-	startedAt     time.Time
+	id          NodeID
+	incarnation uint64
+	status      NodeStatus
+	conn        connID // established stream, 0 if none
+	dial        connID // outbound stream being set up, 0 if none
+	attempts    int
+	// The member's moments are instants (instant.go), not time.Time: a third of the size, in
+	// the record a node keeps for every member.
+	nextDial      instant // zero: no dial scheduled
+	graceFrom     instant // while the first dial waits for the smaller id's: when m was learned
+	downSince     instant
+	lastHeartbeat instant
+	startedAt     instant
 	attrs         Attributes
 	heard         uint64    // the newest incarnation the node announced itself (gossip may claim newer)
 	downs         downRound // how often the overlay decided it down (Alert.Round)
@@ -71,7 +72,7 @@ func (c *core) viewChanged() {
 // changes only then, not with a member's status or incarnation, which change far more often
 // (a node that learns a thousand joins at once).
 func (c *core) putMember(m *member) {
-	c.members[m.id] = m
+	c.members.put(m)
 	if c.memberOrder != nil {
 		c.orderAdds = append(c.orderAdds, m) // merged into the order when it is next asked for
 	}
@@ -87,7 +88,7 @@ func (c *core) sortedMembers() []*member {
 	byID := func(a, b *member) int { return a.id.Compare(b.id) }
 	switch {
 	case c.memberOrder == nil:
-		c.memberOrder = slices.Collect(maps.Values(c.members))
+		c.memberOrder = slices.Collect(c.members.all())
 		slices.SortFunc(c.memberOrder, byID)
 	case len(c.orderAdds) > 0:
 		slices.SortFunc(c.orderAdds, byID)
@@ -115,7 +116,7 @@ func (c *core) markUp(now time.Time, m *member) {
 	m.status, m.downOnDial = StatusConnected, false
 	c.viewCache = nil // the view says which nodes are down
 	c.connected++
-	c.holders[m.id.hostPort()] = m
+	c.holders.put(m)
 	c.syncView(now, m)
 	c.emit(output{kind: outEvent, event: &Event{Type: EventNodeUp, Time: now, Node: c.nodeInfo(now, m)}})
 }
@@ -135,7 +136,7 @@ func (c *core) markDown(now time.Time, m *member, reason DownReason) {
 	m.status = StatusDisconnected
 	c.viewCache = nil // the view says which nodes are down
 	m.conn = 0
-	m.downSince = now
+	m.downSince = c.instantOf(now)
 	c.syncView(now, m)
 	c.forgetCheckAt(now.Add(c.cfg.ReconnectTimeout))
 	if c.connected == 0 && len(c.seeds) > 0 {
@@ -175,8 +176,8 @@ func (c *core) removeMember(m *member) {
 	if m.status == StatusConnected {
 		c.connected--
 	}
-	if c.holders[m.id.hostPort()] == m {
-		delete(c.holders, m.id.hostPort())
+	if c.holders.get(m.id.hostPort()) == m {
+		c.holders.del(m.id.hostPort())
 	}
 	c.unpark(m)
 	if m.dial != 0 {
@@ -191,7 +192,7 @@ func (c *core) removeMember(m *member) {
 // deleteMember takes m out of the table. Every removal goes through here, so a stream's cached
 // member (memberOf) is never one that left the table.
 func (c *core) deleteMember(m *member) {
-	delete(c.members, m.id)
+	c.members.del(m.id)
 	c.memberOrder, c.orderAdds = nil, nil
 	m.removed = true
 	c.viewChanged()
@@ -201,7 +202,7 @@ func (c *core) deleteMember(m *member) {
 
 // dropPlaceholder forgets a seed's announced id that turned out to be another node's address.
 func (c *core) dropPlaceholder(id NodeID) {
-	if p := c.members[id]; p != nil && p.conn == 0 && p.incarnation == 0 {
+	if p := c.members.get(id); p != nil && p.conn == 0 && p.incarnation == 0 {
 		c.deleteMember(p)
 	}
 }
@@ -212,7 +213,7 @@ func (c *core) forgetIfDue(now time.Time, m *member) bool {
 	if m.status != StatusDisconnected {
 		return false
 	}
-	forgetAt := m.downSince.Add(c.cfg.ReconnectTimeout)
+	forgetAt := c.at(m.downSince).Add(c.cfg.ReconnectTimeout)
 	if now.Before(forgetAt) {
 		c.forgetCheckAt(forgetAt)
 		return false

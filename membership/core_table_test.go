@@ -26,12 +26,12 @@ func TestSortedMembersStayInIDOrderAsMembersComeAndGo(t *testing.T) {
 		for range 1 + rng.IntN(20) {
 			port := 4000 + rng.IntN(5000)
 			id := MustParseNodeID(simID(fmt.Sprintf("n%d", port), port))
-			if c.members[id] == nil {
+			if c.members.get(id) == nil {
 				c.putMember(&member{id: id, status: StatusConnecting})
 			}
 		}
 		if round%7 == 6 {
-			for _, m := range c.members {
+			for m := range c.members.all() {
 				c.deleteMember(m)
 				break
 			}
@@ -39,7 +39,7 @@ func TestSortedMembersStayInIDOrderAsMembersComeAndGo(t *testing.T) {
 		before := c.sortedMembers()
 		kept := slices.Clone(before)
 		got := ids(before)
-		require.Len(t, got, len(c.members), "round %d: every member is in the order", round)
+		require.Len(t, got, c.members.len(), "round %d: every member is in the order", round)
 		require.True(t, slices.IsSortedFunc(before, func(a, b *member) int { return a.id.Compare(b.id) }),
 			"round %d: the members should come in id order: %v", round, got)
 		c.putMember(&member{id: MustParseNodeID(simID(fmt.Sprintf("late%d", round), 9000+round)), status: StatusConnecting})

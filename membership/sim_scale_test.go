@@ -131,7 +131,7 @@ func newsHops(t *testing.T, s *sim, nodes []*simNode, about *simNode, status Nod
 			if n == about || !n.up {
 				continue
 			}
-			m := n.core.members[about.id]
+			m := n.core.members.get(about.id)
 			if status == StatusDisconnected {
 				if m != nil && m.status != StatusDisconnected {
 					return false // (a node that left is taken out of the table)
@@ -307,7 +307,7 @@ func TestOverlaySimulationAtScale(t *testing.T) {
 		if n == subject {
 			continue
 		}
-		s.advanceUntil(20*time.Second, func() bool { return n.core.members[subject.id].isDown() },
+		s.advanceUntil(20*time.Second, func() bool { return n.core.members.get(subject.id).isDown() },
 			"%s should report %s down once H of its observers lost it", n.id, subject.id)
 		var reasons []DownReason
 		for _, e := range n.brief[skip[n]:] {
@@ -336,7 +336,7 @@ func TestOverlaySimulationAtScale(t *testing.T) {
 		if n == subject || n == stillCut {
 			continue
 		}
-		s.advanceUntil(20*time.Second, func() bool { return n.core.members[subject.id].isDown() },
+		s.advanceUntil(20*time.Second, func() bool { return n.core.members.get(subject.id).isDown() },
 			"%s should report %s down: it crashed, half its observers found its port refusing", n.id, subject.id)
 	}
 	refusals := 0

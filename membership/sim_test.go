@@ -234,23 +234,23 @@ func (n *simNode) checkBookkeeping() {
 	require.Equal(n.s.t, inFlight, n.core.dialsInFlight(), "%s: dials in flight, as kept, match the stream table", n.id)
 	n.requireTickSeesEveryDeadline()
 	connected := 0
-	for _, m := range n.core.members {
+	for m := range n.core.members.all() {
 		if m.status == StatusConnected {
 			connected++
 			// (A leaving node runs no tick and reports nothing more: it is exempt.)
 			// In the overlay a node is up while the cluster holds it alive; in a full mesh it has
 			// a stream, or is being dialled (the overlay just shrank to a full mesh).
-			if !(m.conn != 0 || n.core.leaving || n.core.overlay() || n.core.topoDirty || m.dial != 0 || !m.nextDial.IsZero()) {
+			if !(m.conn != 0 || n.core.leaving || n.core.overlay() || n.core.topoDirty || m.dial != 0 || m.nextDial != 0) {
 				require.Fail(n.s.t, "bookkeeping", "%s: %s is connected in a full mesh, so it has a stream", n.id, m.id)
 			}
 		}
 	}
 	require.Equal(n.s.t, connected, n.core.connected, "%s: connected members, as counted, match the table", n.id)
-	if n.core.memberOrder != nil && len(n.core.members) <= 64 { // (larger: too slow for every flush)
+	if n.core.memberOrder != nil && n.core.members.len() <= 64 { // (larger: too slow for every flush)
 		order := n.core.sortedMembers() // the cached order, with the members added since merged in
-		require.Len(n.s.t, order, len(n.core.members), "%s: the cached member order holds every member", n.id)
+		require.Len(n.s.t, order, n.core.members.len(), "%s: the cached member order holds every member", n.id)
 		for i, m := range order {
-			require.Same(n.s.t, n.core.members[m.id], m, "%s: the cached member order holds the members of the table", n.id)
+			require.Same(n.s.t, n.core.members.get(m.id), m, "%s: the cached member order holds the members of the table", n.id)
 			if i > 0 {
 				require.Negative(n.s.t, order[i-1].id.Compare(m.id), "%s: the cached member order is by id", n.id)
 			}
@@ -577,7 +577,7 @@ func (s *sim) byID(id NodeID) *simNode {
 
 // streamEnd returns n's end of its established stream to peer (nil if none).
 func (n *simNode) streamEnd(peer *simNode) *simEnd {
-	m := n.core.members[peer.id]
+	m := n.core.members.get(peer.id)
 	if m == nil || m.conn == 0 {
 		return nil
 	}

@@ -31,12 +31,12 @@ type topology struct {
 // halves what the K rings of a large view cost each node.
 type rings struct {
 	k       int
-	slots   [][]*ringNode        // slots[r]: the ids sorted by their key on ring r (compareOn)
-	nodes   map[NodeID]*ringNode // every id on the rings, including changes not merged yet
-	live    int                  // how many of them are live
-	added   []*ringNode          // ids added since the last merge
-	dropped map[*ringNode]bool   // ids dropped since the last merge
-	version uint64               // grows with every change
+	slots   [][]*ringNode                // slots[r]: the ids sorted by their key on ring r (compareOn)
+	nodes   *keyedMap[NodeID, *ringNode] // every id on the rings, including changes not merged yet
+	live    int                          // how many of them are live
+	added   []*ringNode                  // ids added since the last merge
+	dropped map[*ringNode]bool           // ids dropped since the last merge
+	version uint64                       // grows with every change
 	// idsVersion grows when an id joins or leaves the rings, not when it turns live or not:
 	// the basis lens changes only then.
 	idsVersion uint64
@@ -47,6 +47,11 @@ type ringNode struct {
 	id   NodeID
 	hash uint64 // the FNV-1a hash of the id's text
 	live bool
+}
+
+// newRingNodeMap returns an empty map of ring nodes by id, with room for size.
+func newRingNodeMap(size int) *keyedMap[NodeID, *ringNode] {
+	return newKeyedMap(func(n *ringNode) NodeID { return n.id }, hashID, size)
 }
 
 // ringSlot is an id's place on a ring with its key, while a batch of ids is sorted to be
@@ -84,7 +89,7 @@ func mix64(x uint64) uint64 {
 // newTopology builds the K rings over ids (in any order, without duplicates), all live, and
 // returns their live lens.
 func newTopology(ids []NodeID, k int) *topology {
-	t := &topology{r: &rings{k: k, slots: make([][]*ringNode, k), nodes: make(map[NodeID]*ringNode, len(ids))}}
+	t := &topology{r: &rings{k: k, slots: make([][]*ringNode, k), nodes: newRingNodeMap(len(ids))}}
 	for _, id := range ids {
 		t.add(id)
 	}
@@ -108,11 +113,11 @@ func (t *topology) version() uint64 {
 // reports false if id was there already.
 func (t *topology) add(id NodeID) bool {
 	r := t.r
-	n := r.nodes[id]
+	n := r.nodes.get(id)
 	switch {
 	case n == nil:
 		n = &ringNode{id: id, hash: idHash(id), live: !t.all}
-		r.nodes[id] = n
+		r.nodes.put(n)
 		r.added = append(r.added, n)
 		r.idsVersion++
 		if n.live {
@@ -132,7 +137,7 @@ func (t *topology) add(id NodeID) bool {
 // lens (it stays on the rings, seen by the basis). It reports false if id was not there.
 func (t *topology) remove(id NodeID) bool {
 	r := t.r
-	n := r.nodes[id]
+	n := r.nodes.get(id)
 	if n == nil || !t.all && !n.live {
 		return false
 	}
@@ -150,7 +155,7 @@ func (t *topology) remove(id NodeID) bool {
 
 // drop takes n off the rings.
 func (r *rings) drop(n *ringNode) {
-	delete(r.nodes, n.id)
+	r.nodes.del(n.id)
 	if i := slices.Index(r.added, n); i >= 0 {
 		r.added = slices.Delete(r.added, i, i+1) // never merged: nothing to take off the rings
 		return
@@ -250,7 +255,7 @@ func (t *topology) size() int {
 		return 0
 	}
 	if t.all {
-		return len(t.r.nodes)
+		return t.r.nodes.len()
 	}
 	return t.r.live
 }
