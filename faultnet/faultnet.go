@@ -23,7 +23,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"sync"
@@ -31,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/meshnode/meshnode/internal/pooledread"
 	"google.golang.org/grpc/mem"
 )
 
@@ -199,9 +199,7 @@ func (nw *Network) DialContext(ctx context.Context, network, address string) (ne
 // track wraps inner, unless the network crashed meanwhile.
 func (nw *Network) track(inner net.Conn) (*conn, error) {
 	c := &conn{Conn: inner, nw: nw, closed: make(chan struct{})}
-	if sc, ok := inner.(syscall.Conn); ok {
-		c.raw, _ = sc.SyscallConn() // nil on error: ReadOnReady then reads as Read does
-	}
+	c.raw = pooledread.Socket(inner) // nil if none: ReadOnReady then reads as Read does
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
 	if nw.stateLocked() == crashed {
@@ -424,11 +422,10 @@ func (c *conn) hold(b []byte) {
 	c.holding.Store(true)
 }
 
-// ReadOnReady is Read the way gRPC's transport prefers it (its readyreader.Reader interface,
-// found on the net.Conn by a type assertion): wait until data is there without a buffer, then
-// take one of bufSize bytes from pool and read into it; gRPC puts it back once consumed.
-// Without it gRPC gives a connection that is not a plain *net.TCPConn, as this wrapper is, a
-// 4 KiB bufio.Reader for its whole life, which a node on plain TCP does not pay (some 80 KB a
+// ReadOnReady is Read the way gRPC's transport prefers it (internal/pooledread): wait until
+// data is there without a buffer, then read into one of bufSize bytes from pool, which gRPC
+// puts back once consumed. Without it gRPC would give each connection of this wrapper a read
+// buffer of its own for its whole life, which a node on plain TCP does not pay (some 80 KB a
 // node in a benchmark of many). Faults act as on Read. It returns the buffer only with n > 0,
 // and nil, 0, io.EOF at the end of the stream.
 func (c *conn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
@@ -438,44 +435,15 @@ func (c *conn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, erro
 	}
 	if c.raw == nil || c.holding.Load() {
 		// No socket to wait on, or data to serve now: Read does it, into a pool buffer.
-		buf := pool.Get(bufSize)
-		n, err := c.Read(*buf)
-		if n == 0 {
-			pool.Put(buf)
-			return nil, 0, err
-		}
-		return buf, n, err
+		return pooledread.ReadInto(c, bufSize, pool)
 	}
-	var (
-		buf  *[]byte
-		n    int
-		rerr error
-	)
-	// The socket is non-blocking: the callback reads what is there and says whether to stop;
-	// on EAGAIN (nothing there) it gives the buffer back and RawConn.Read waits for
-	// readability, honouring the socket's read deadline and returning when it is closed.
-	err := c.raw.Read(func(fd uintptr) bool {
-		buf = pool.Get(bufSize)
-		for {
-			n, rerr = syscall.Read(int(fd), *buf)
-			if rerr != syscall.EINTR {
-				break
-			}
+	buf, n, err := pooledread.Read(c.raw, bufSize, pool)
+	if err != nil { // a deadline, a close (a crash, or the node's own while frozen), the end
+		var failed *os.SyscallError
+		if errors.As(err, &failed) {
+			err = c.opError("read", err)
 		}
-		if n <= 0 { // EAGAIN, an error, or 0 for the end of the stream
-			n = 0
-			pool.Put(buf)
-			buf = nil
-		}
-		return rerr != syscall.EAGAIN
-	})
-	switch {
-	case err != nil: // a deadline, a close (a crash, or the node's own while frozen)
 		return nil, 0, c.ended("read", err)
-	case rerr != nil:
-		return nil, 0, c.ended("read", c.opError("read", os.NewSyscallError("read", rerr)))
-	case n == 0: // read(2) reports the peer's close as 0 bytes; a reader expects io.EOF
-		return nil, 0, c.ended("read", io.EOF)
 	}
 	if werr := c.wait("read", &c.read); werr != nil {
 		c.hold((*buf)[:n])

@@ -8,15 +8,18 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
 	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/internal/pooledread"
 )
 
 // What a client that has not authenticated can make a node hold is bounded before gRPC reads
@@ -247,6 +250,22 @@ type trackedConn struct {
 	idleList    *list.List
 	forgotten   bool
 	closeOnce   sync.Once
+	// socket is the TCP socket under Conn for ReadOnReady (nil if Conn reads into pooled
+	// buffers itself, or has no socket).
+	socket syscall.RawConn
+}
+
+// ReadOnReady keeps gRPC's pooled reads for a tracked connection (internal/pooledread):
+// wrapped, it would otherwise hold a read buffer of its own for its whole life, 4 KiB for
+// each peer or client connected, as a plain TCP connection does not.
+func (c *trackedConn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
+	if r, ok := c.Conn.(pooledread.Reader); ok {
+		return r.ReadOnReady(bufSize, pool)
+	}
+	if c.socket != nil {
+		return pooledread.Read(c.socket, bufSize, pool)
+	}
+	return pooledread.ReadInto(c.Conn, bufSize, pool)
 }
 
 func newConnRegistry(l net.Listener, maxIdle int, report *limitReporter) *connRegistry {
@@ -260,6 +279,9 @@ func (r *connRegistry) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	tc := &trackedConn{Conn: c, reg: r, key: c.RemoteAddr().String()}
+	if _, pooled := c.(pooledread.Reader); !pooled {
+		tc.socket = pooledread.Socket(c)
+	}
 	r.mu.Lock()
 	r.conns[tc.key] = tc
 	tc.idleElem, tc.idleList = r.fresh.PushBack(tc), &r.fresh

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/meshnode/meshnode/client"
 	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/internal/pooledread"
 	"github.com/meshnode/meshnode/membership"
 )
 
@@ -325,4 +327,35 @@ func TestIdleConnectionCapGrowsWithTheNodesKnown(t *testing.T) {
 	for _, c := range conns[1:] {
 		require.False(t, closedByPeer(c), "four connections without a stream stay: twice the 2 nodes a knows, over the cap of 1")
 	}
+}
+
+func TestTrackedConnectionsReadIntoPooledBuffers(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	reg := newConnRegistry(l, 8, nil)
+	defer func() { require.NoError(t, reg.Close()) }()
+	dialled, err := net.Dial("tcp", l.Addr().String())
+	require.NoError(t, err)
+	defer func() { _ = dialled.Close() }() // (closed by the test already, unless it failed first)
+	accepted, err := reg.Accept()
+	require.NoError(t, err)
+	defer func() { require.NoError(t, accepted.Close()) }()
+
+	// gRPC reads a connection that has this method into buffers from its pool, and gives any
+	// other (a wrapper, as a tracked connection is) a read buffer of its own for its life.
+	reader, ok := accepted.(pooledread.Reader)
+	require.True(t, ok, "an accepted connection keeps gRPC's pooled reads")
+	_, err = dialled.Write([]byte("ping"))
+	require.NoError(t, err)
+	pool := mem.DefaultBufferPool()
+	buf, n, err := reader.ReadOnReady(1024, pool)
+	require.NoError(t, err)
+	require.Equal(t, "ping", string((*buf)[:n]), "the peer's bytes are read into the pooled buffer")
+	pool.Put(buf)
+
+	require.NoError(t, dialled.Close())
+	buf, n, err = reader.ReadOnReady(1024, pool)
+	require.Nil(t, buf)
+	require.Zero(t, n)
+	require.ErrorIs(t, err, io.EOF, "the peer's close is the end of the stream")
 }

@@ -1,0 +1,90 @@
+// Package pooledread lets a wrapper of a TCP connection keep gRPC's pooled reads. gRPC's
+// HTTP/2 transport gives a plain *net.TCPConn no read buffer of its own: it waits until the
+// socket is readable, takes a buffer from a pool, reads, and puts it back once the frames in
+// it are handled. A connection of any other type (a wrapper that counts or injects faults)
+// gets a bufio.Reader of its own for its whole life (4 KiB at the node's settings), unless it
+// has the method gRPC looks for:
+//
+//	ReadOnReady(bufSize int, pool mem.BufferPool) (buf *[]byte, n int, err error)
+//
+// A wrapper implements it with Read below on its socket.
+package pooledread
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+
+	"google.golang.org/grpc/mem"
+)
+
+// Reader is what gRPC's transport looks for on a connection to read into pooled buffers.
+type Reader interface {
+	// ReadOnReady waits until data is there, then reads up to bufSize bytes into a buffer
+	// from pool. It returns the buffer only with n > 0, and nil, 0, io.EOF at the end of the
+	// stream.
+	ReadOnReady(bufSize int, pool mem.BufferPool) (buf *[]byte, n int, err error)
+}
+
+// Socket returns the socket under c, nil if c has none (Read then cannot serve it).
+func Socket(c net.Conn) syscall.RawConn {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
+// Read waits until the socket raw is readable, without a buffer, then reads up to bufSize
+// bytes into a buffer from pool, as Reader's ReadOnReady. The socket's read deadline and its
+// closing end the wait with the net package's errors.
+func Read(raw syscall.RawConn, bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
+	var (
+		buf  *[]byte
+		n    int
+		rerr error
+	)
+	// The socket is non-blocking: the callback reads what is there and says whether to stop.
+	// On EAGAIN (nothing there) it gives the buffer back and raw.Read waits for readability.
+	err := raw.Read(func(fd uintptr) bool {
+		buf = pool.Get(bufSize)
+		for {
+			n, rerr = syscall.Read(int(fd), *buf)
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		if n <= 0 { // EAGAIN, an error, or 0 for the end of the stream
+			n = 0
+			pool.Put(buf)
+			buf = nil
+		}
+		return rerr != syscall.EAGAIN
+	})
+	switch {
+	case err != nil: // a deadline, or the socket closed
+		return nil, 0, err
+	case rerr != nil:
+		return nil, 0, os.NewSyscallError("read", rerr)
+	case n == 0: // read(2) reports the peer's close as 0 bytes; a reader expects io.EOF
+		return nil, 0, io.EOF
+	}
+	return buf, n, nil
+}
+
+// ReadInto is ReadOnReady for a connection without a socket: a buffer from pool and r's own
+// Read. It returns the buffer only with n > 0.
+func ReadInto(r io.Reader, bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
+	buf := pool.Get(bufSize)
+	n, err := r.Read(*buf)
+	if n == 0 {
+		pool.Put(buf)
+		return nil, 0, err
+	}
+	return buf, n, err
+}
