@@ -92,7 +92,7 @@ func (n *Node) newGRPCServer(conns *connRegistry) *grpc.Server {
 	healthpb.RegisterHealthServer(server, n.health)
 	reflection.Register(server)
 	limits.methods = methodTable(server)
-	n.metrics.grpc.InitializeMetrics(apiServices{server})
+	n.metrics.countAPI(apiServices{server})
 	return server
 }
 

@@ -3,12 +3,14 @@ package server
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/reflection"
 
 	"github.com/meshnode/meshnode/internal/buildinfo"
 	"github.com/meshnode/meshnode/membership"
@@ -29,6 +31,12 @@ type metrics struct {
 	events             *prometheus.CounterVec
 	watchers           prometheus.Gauge
 	build              prometheus.Gauge
+
+	// api is the public API whose RPC series are created at the first scrape (handler);
+	// apiSeries says they were.
+	apiMu     sync.Mutex
+	api       reflection.ServiceInfoProvider
+	apiSeries bool
 }
 
 // newMetrics creates the metrics of one node; cluster is read at scrape time.
@@ -140,9 +148,34 @@ func (m *metrics) observe(e membership.Event) {
 	}
 }
 
-// handler serves the registry.
+// countAPI has the RPC metrics count the calls of api, whose series (every method with every
+// status code, over a hundred) are created at the first scrape.
+func (m *metrics) countAPI(api reflection.ServiceInfoProvider) {
+	m.apiMu.Lock()
+	defer m.apiMu.Unlock()
+	m.api = api
+}
+
+// handler serves the registry. The first scrape creates the public API's RPC series at zero
+// before anything is read, so a scraper sees every one from its first look, as if they had
+// been created at start; a node nobody scrapes (one of many in a test or a benchmark process)
+// does not hold them, some 80 KB.
 func (m *metrics) handler() http.Handler {
-	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+	h := promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.createAPISeries()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// createAPISeries creates the public API's RPC series at zero, once, when the API is known.
+func (m *metrics) createAPISeries() {
+	m.apiMu.Lock()
+	defer m.apiMu.Unlock()
+	if m.api != nil && !m.apiSeries {
+		m.grpc.InitializeMetrics(m.api)
+		m.apiSeries = true
+	}
 }
 
 // stateCollector reports the node table and the streams at scrape time.
