@@ -90,6 +90,7 @@ type core struct {
 	memberPassAt time.Time
 	forgetAt     time.Time
 	wakeAt       time.Time // when the runtime should call tick next (zero: never)
+	armedWake    time.Time // the wake-up nextWake last gave the runtime, until the tick runs
 	// holding holds back node_up reports: the local node stalled, so what it handles may be
 	// stale (see holdUps). It ends after stalledUntil, once the node runs on time
 	// (releaseHold, which checks again at holdCheck).
@@ -272,7 +273,7 @@ func (c *core) tick(now time.Time) {
 	}
 	onTime := c.wakeAt.IsZero() || now.Sub(c.wakeAt) < c.stallTolerance()
 	c.forgiveStall(now)
-	c.wakeAt = time.Time{}
+	c.wakeAt, c.armedWake = time.Time{}, time.Time{}
 	wasHolding := c.holding
 	c.releaseHold(now, onTime)
 	if wasHolding && !c.holding {

@@ -79,11 +79,20 @@ func (c *core) handshaking(id connID) bool {
 // nextWake returns when the runtime, arming its timer at now, should call tick next (zero:
 // no wake-up is needed). A wake-up asked for a moment already past (a dial that has waited
 // for a free slot since it came due) is due now: the tick is late only from now on, so
-// waiting for a dial slot never passes for a stall of the local node (forgiveStall).
+// waiting for a dial slot never passes for a stall of the local node (forgiveStall). But
+// once the timer was armed for a moment a real stall ago (realStall) without a tick, the
+// node did not run when it was due, and a step that runs before the late tick (a message
+// handled first) must not hide it: the wake-up stays that moment, and the tick sees how
+// late it is. (Shorter delays, the scheduling noise of a busy process, are let go as before.)
 func (c *core) nextWake(now time.Time) time.Time {
 	if !c.wakeAt.IsZero() && c.wakeAt.Before(now) {
-		c.wakeAt = now
+		if !c.armedWake.IsZero() && now.Sub(c.armedWake) >= realStall {
+			c.wakeAt = c.armedWake
+		} else {
+			c.wakeAt = now
+		}
 	}
+	c.armedWake = c.wakeAt
 	return c.wakeAt
 }
 

@@ -96,3 +96,21 @@ func requireOnlyEchoes(t *testing.T, s *sim, nodes []*simNode, c *simNode, start
 		requireAlternating(t, n)
 	}
 }
+
+func TestCoreStarvedNodeThatHandlesAMessageBeforeItsLateTimerBlamesNobody(t *testing.T) {
+	// c runs about once a second, each time only long enough for one message of its backlog
+	// and then its timer, which is late: it falls further behind its peers' heartbeats at
+	// each run. The message handled first must not make the late timer look on time: a
+	// silence suspected before the stall would then be confirmed while the silent peer's
+	// heartbeats wait in the backlog, and c would blame a healthy peer (heartbeat_timeout), as
+	// a node starved of CPU once did in the chaos suite.
+	s, nodes, c, start := starvedCluster(t)
+	gaps := []time.Duration{1000 * time.Millisecond, 1100 * time.Millisecond, 900 * time.Millisecond, 4000 * time.Millisecond, 1300 * time.Millisecond, 1000 * time.Millisecond}
+	for i := 0; s.now.Sub(start) < time.Minute; i++ {
+		s.advance(gaps[i%len(gaps)])
+		s.feedBriefly(c)
+	}
+	s.feed(c)
+	c.starved = false
+	requireOnlyEchoes(t, s, nodes, c, start)
+}

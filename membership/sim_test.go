@@ -354,13 +354,20 @@ func (s *sim) queueFor(n *simNode, f func()) {
 
 // feed lets a starved node run once: it handles its backlog, late, and then its timer, which
 // is late too; it is starved again afterwards.
-func (s *sim) feed(n *simNode) { s.feedOrdered(n, false) }
+func (s *sim) feed(n *simNode) { s.feedOrdered(n, -1, true) }
 
 // feedTimerFirst is feed with the timer handled before the backlog, as when a starved process
 // gets the CPU back at the moment its timer is due.
-func (s *sim) feedTimerFirst(n *simNode) { s.feedOrdered(n, true) }
+func (s *sim) feedTimerFirst(n *simNode) { s.feedOrdered(n, 0, true) }
 
-func (s *sim) feedOrdered(n *simNode, timerFirst bool) {
+// feedBriefly lets a starved node run only long enough for one delivery of its backlog and
+// then its timer, as a process starved so hard it falls further behind at each run: the rest
+// of the backlog waits for the next run.
+func (s *sim) feedBriefly(n *simNode) { s.feedOrdered(n, 1, false) }
+
+// feedOrdered lets n run once: first deliveries of its backlog (all of them if first < 0),
+// then its timer if due, then, with rest, the rest of the backlog and the timer again.
+func (s *sim) feedOrdered(n *simNode, first int, rest bool) {
 	n.starved = false
 	tick := func() {
 		if n.up && !n.frozen && !n.core.wakeAt.IsZero() && !s.now.Before(n.core.wakeAt) {
@@ -369,15 +376,19 @@ func (s *sim) feedOrdered(n *simNode, timerFirst bool) {
 			n.flush()
 		}
 	}
-	if timerFirst {
+	handle := func(count int) {
+		for ; len(n.backlog) > 0 && count != 0; count-- {
+			f := n.backlog[0]
+			n.backlog = n.backlog[1:]
+			f()
+		}
+	}
+	handle(first)
+	tick()
+	if rest {
+		handle(-1)
 		tick()
 	}
-	for len(n.backlog) > 0 {
-		f := n.backlog[0]
-		n.backlog = n.backlog[1:]
-		f()
-	}
-	tick()
 	n.starved = true
 	s.settle()
 }
