@@ -10,7 +10,7 @@ import (
 // thousands in a large cluster. A Go map keyed by a NodeID stores the 40-byte id in every
 // slot beside the record's pointer; a keyedMap keys its map by a 64-bit hash of the key and
 // finds the key in the record itself, so a slot takes 16 bytes. Two keys with one hash (a
-// chance of about one in ten to the twelfth in a cluster of a thousand nodes) are kept apart:
+// chance of about one in ten to the thirteenth in a cluster of a thousand nodes) are kept apart:
 // the second goes to a small map keyed by the key itself.
 type keyedMap[K, V comparable] struct {
 	seed  maphash.Seed
