@@ -27,7 +27,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/meshnode/meshnode/internal/pooledread"
@@ -199,7 +198,7 @@ func (nw *Network) DialContext(ctx context.Context, network, address string) (ne
 // track wraps inner, unless the network crashed meanwhile.
 func (nw *Network) track(inner net.Conn) (*conn, error) {
 	c := &conn{Conn: inner, nw: nw, closed: make(chan struct{})}
-	c.raw = pooledread.Socket(inner) // nil if none: ReadOnReady then reads as Read does
+	c.socket = pooledread.NewSocket(inner) // nil if none: ReadOnReady then reads as Read does
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
 	if nw.stateLocked() == crashed {
@@ -327,8 +326,9 @@ type conn struct {
 	held    []byte
 	holding atomic.Bool
 
-	// raw is the socket underneath (nil if none), which ReadOnReady waits on without a buffer.
-	raw syscall.RawConn
+	// socket is the socket underneath (nil if none), which ReadOnReady waits on without a
+	// buffer.
+	socket *pooledread.Socket
 }
 
 // wait returns once the network lets op through: at once when healthy; while frozen, when
@@ -433,11 +433,11 @@ func (c *conn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, erro
 	if err := c.wait("read", &c.read); err != nil {
 		return nil, 0, err
 	}
-	if c.raw == nil || c.holding.Load() {
+	if c.socket == nil || c.holding.Load() {
 		// No socket to wait on, or data to serve now: Read does it, into a pool buffer.
 		return pooledread.ReadInto(c, bufSize, pool)
 	}
-	buf, n, err := pooledread.Read(c.raw, bufSize, pool)
+	buf, n, err := c.socket.Read(bufSize, pool)
 	if err != nil { // a deadline, a close (a crash, or the node's own while frozen), the end
 		var failed *os.SyscallError
 		if errors.As(err, &failed) {

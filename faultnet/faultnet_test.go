@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/mem"
 
 	"github.com/meshnode/meshnode/faultnet"
+	"github.com/meshnode/meshnode/internal/pooledread"
 	"github.com/meshnode/meshnode/server"
 )
 
@@ -322,16 +323,10 @@ func TestDataHeldPastAReadDeadlineIsReadAfterHeal(t *testing.T) {
 	})
 }
 
-// readyReader is the interface gRPC's transport looks for on a net.Conn to read into pool
-// buffers only once data is there (its internal readyreader.Reader).
-type readyReader interface {
-	ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error)
-}
-
 // asReadyReader returns c as gRPC sees it, failing the test if it does not read on ready.
-func asReadyReader(t *testing.T, c net.Conn) readyReader {
+func asReadyReader(t *testing.T, c net.Conn) pooledread.Reader {
 	t.Helper()
-	r, ok := c.(readyReader)
+	r, ok := c.(pooledread.Reader)
 	require.True(t, ok, "%T does not implement ReadOnReady", c)
 	return r
 }

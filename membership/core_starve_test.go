@@ -14,15 +14,7 @@ func TestCoreStarvedNodeReportsNoStaleUps(t *testing.T) {
 	// blame healthy peers: each down it reports is the echo of a peer cutting it off
 	// (connection_closed, after that peer reported c down since c last reported it up). Once c
 	// runs normally again, the mesh comes back by itself.
-	s, nodes, c, start := starvedCluster(t)
-	gaps := []time.Duration{4 * time.Second, 3200 * time.Millisecond, 5 * time.Second, 1100 * time.Millisecond, 4400 * time.Millisecond, 700 * time.Millisecond}
-	for i := 0; s.now.Sub(start) < time.Minute; i++ {
-		s.advance(gaps[i%len(gaps)])
-		s.feed(c)
-	}
-	s.feed(c)
-	c.starved = false
-	requireOnlyEchoes(t, s, nodes, c, start)
+	starveInTurns(t, (*sim).feed, 4*time.Second, 3200*time.Millisecond, 5*time.Second, 1100*time.Millisecond, 4400*time.Millisecond, 700*time.Millisecond)
 }
 
 func TestCoreStarvedNodeWithItsTimerOnTimeReportsNoStaleUps(t *testing.T) {
@@ -104,11 +96,17 @@ func TestCoreStarvedNodeThatHandlesAMessageBeforeItsLateTimerBlamesNobody(t *tes
 	// silence suspected before the stall would then be confirmed while the silent peer's
 	// heartbeats wait in the backlog, and c would blame a healthy peer (heartbeat_timeout), as
 	// a node starved of CPU once did in the chaos suite.
+	starveInTurns(t, (*sim).feedBriefly, 1000*time.Millisecond, 1100*time.Millisecond, 900*time.Millisecond, 4000*time.Millisecond, 1300*time.Millisecond, 1000*time.Millisecond)
+}
+
+// starveInTurns starves the last node c of a 4-node cluster for a minute, letting it run with
+// feed after each of gaps in turn, then feeds it fully, lets it run normally and checks that
+// it blamed nobody (requireOnlyEchoes).
+func starveInTurns(t *testing.T, feed func(*sim, *simNode), gaps ...time.Duration) {
 	s, nodes, c, start := starvedCluster(t)
-	gaps := []time.Duration{1000 * time.Millisecond, 1100 * time.Millisecond, 900 * time.Millisecond, 4000 * time.Millisecond, 1300 * time.Millisecond, 1000 * time.Millisecond}
 	for i := 0; s.now.Sub(start) < time.Minute; i++ {
 		s.advance(gaps[i%len(gaps)])
-		s.feedBriefly(c)
+		feed(s, c)
 	}
 	s.feed(c)
 	c.starved = false

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -252,7 +251,7 @@ type trackedConn struct {
 	closeOnce   sync.Once
 	// socket is the TCP socket under Conn for ReadOnReady (nil if Conn reads into pooled
 	// buffers itself, or has no socket).
-	socket syscall.RawConn
+	socket *pooledread.Socket
 }
 
 // ReadOnReady keeps gRPC's pooled reads for a tracked connection (internal/pooledread):
@@ -263,7 +262,7 @@ func (c *trackedConn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, in
 		return r.ReadOnReady(bufSize, pool)
 	}
 	if c.socket != nil {
-		return pooledread.Read(c.socket, bufSize, pool)
+		return c.socket.Read(bufSize, pool)
 	}
 	return pooledread.ReadInto(c.Conn, bufSize, pool)
 }
@@ -280,7 +279,7 @@ func (r *connRegistry) Accept() (net.Conn, error) {
 	}
 	tc := &trackedConn{Conn: c, reg: r, key: c.RemoteAddr().String()}
 	if _, pooled := c.(pooledread.Reader); !pooled {
-		tc.socket = pooledread.Socket(c)
+		tc.socket = pooledread.NewSocket(c)
 	}
 	r.mu.Lock()
 	r.conns[tc.key] = tc

@@ -7,7 +7,7 @@
 //
 //	ReadOnReady(bufSize int, pool mem.BufferPool) (buf *[]byte, n int, err error)
 //
-// A wrapper implements it with Read below on its socket.
+// A wrapper implements it with a Socket's Read.
 package pooledread
 
 import (
@@ -27,8 +27,22 @@ type Reader interface {
 	ReadOnReady(bufSize int, pool mem.BufferPool) (buf *[]byte, n int, err error)
 }
 
-// Socket returns the socket under c, nil if c has none (Read then cannot serve it).
-func Socket(c net.Conn) syscall.RawConn {
+// Socket reads a connection's socket into pooled buffers. It serves one reader at a time (gRPC
+// has one reader goroutine per connection): the read in progress is kept in it, so that the
+// callback handed to the socket is made once, not at every read of every heartbeat.
+type Socket struct {
+	raw syscall.RawConn
+	// The read in progress: what was asked, and what came of it.
+	bufSize int
+	pool    mem.BufferPool
+	buf     *[]byte
+	n       int
+	err     error
+	readFn  func(fd uintptr) bool
+}
+
+// NewSocket returns the socket under c, nil if c has none (Read then cannot serve it).
+func NewSocket(c net.Conn) *Socket {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return nil
@@ -37,35 +51,19 @@ func Socket(c net.Conn) syscall.RawConn {
 	if err != nil {
 		return nil
 	}
-	return raw
+	s := &Socket{raw: raw}
+	s.readFn = s.readReady
+	return s
 }
 
-// Read waits until the socket raw is readable, without a buffer, then reads up to bufSize
-// bytes into a buffer from pool, as Reader's ReadOnReady. The socket's read deadline and its
-// closing end the wait with the net package's errors.
-func Read(raw syscall.RawConn, bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
-	var (
-		buf  *[]byte
-		n    int
-		rerr error
-	)
-	// The socket is non-blocking: the callback reads what is there and says whether to stop.
-	// On EAGAIN (nothing there) it gives the buffer back and raw.Read waits for readability.
-	err := raw.Read(func(fd uintptr) bool {
-		buf = pool.Get(bufSize)
-		for {
-			n, rerr = syscall.Read(int(fd), *buf)
-			if rerr != syscall.EINTR {
-				break
-			}
-		}
-		if n <= 0 { // EAGAIN, an error, or 0 for the end of the stream
-			n = 0
-			pool.Put(buf)
-			buf = nil
-		}
-		return rerr != syscall.EAGAIN
-	})
+// Read waits until the socket is readable, without a buffer, then reads up to bufSize bytes
+// into a buffer from pool, as Reader's ReadOnReady. The socket's read deadline and its closing
+// end the wait with the net package's errors.
+func (s *Socket) Read(bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
+	s.bufSize, s.pool = bufSize, pool
+	err := s.raw.Read(s.readFn)
+	buf, n, rerr := s.buf, s.n, s.err
+	s.pool, s.buf, s.err = nil, nil, nil
 	switch {
 	case err != nil: // a deadline, or the socket closed
 		return nil, 0, err
@@ -75,6 +73,24 @@ func Read(raw syscall.RawConn, bufSize int, pool mem.BufferPool) (*[]byte, int, 
 		return nil, 0, io.EOF
 	}
 	return buf, n, nil
+}
+
+// readReady reads what the non-blocking socket fd holds and says whether the read is over. On
+// EAGAIN (nothing there) it gives the buffer back and the socket waits for readability.
+func (s *Socket) readReady(fd uintptr) bool {
+	s.buf = s.pool.Get(s.bufSize)
+	for {
+		s.n, s.err = syscall.Read(int(fd), *s.buf)
+		if s.err != syscall.EINTR {
+			break
+		}
+	}
+	if s.n <= 0 { // EAGAIN, an error, or 0 for the end of the stream
+		s.n = 0
+		s.pool.Put(s.buf)
+		s.buf = nil
+	}
+	return s.err != syscall.EAGAIN
 }
 
 // ReadInto is ReadOnReady for a connection without a socket: a buffer from pool and r's own

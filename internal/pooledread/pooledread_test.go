@@ -67,7 +67,7 @@ func tcpPair(t *testing.T) (accepted, dialled net.Conn) {
 
 func TestReadWaitsForDataWithoutABufferThenReadsIntoOneFromThePool(t *testing.T) {
 	accepted, dialled := tcpPair(t)
-	socket := pooledread.Socket(accepted)
+	socket := pooledread.NewSocket(accepted)
 	require.NotNil(t, socket, "a TCP connection has a socket")
 	pool := newCountingPool()
 
@@ -78,7 +78,7 @@ func TestReadWaitsForDataWithoutABufferThenReadsIntoOneFromThePool(t *testing.T)
 	}
 	done := make(chan result, 1)
 	go func() {
-		buf, n, err := pooledread.Read(socket, 4096, pool)
+		buf, n, err := socket.Read(4096, pool)
 		done <- result{buf, n, err}
 	}()
 	// Nothing sent yet: the read waits, and holds no buffer while it does.
@@ -106,7 +106,7 @@ func TestReadReturnsEOFOnceThePeerCloses(t *testing.T) {
 	accepted, dialled := tcpPair(t)
 	pool := newCountingPool()
 	require.NoError(t, dialled.Close())
-	buf, n, err := pooledread.Read(pooledread.Socket(accepted), 4096, pool)
+	buf, n, err := pooledread.NewSocket(accepted).Read(4096, pool)
 	require.Nil(t, buf)
 	require.Zero(t, n)
 	require.ErrorIs(t, err, io.EOF, "the end of the stream is io.EOF")
@@ -117,7 +117,7 @@ func TestReadEndsAtTheReadDeadline(t *testing.T) {
 	accepted, _ := tcpPair(t)
 	pool := newCountingPool()
 	require.NoError(t, accepted.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
-	buf, _, err := pooledread.Read(pooledread.Socket(accepted), 4096, pool)
+	buf, _, err := pooledread.NewSocket(accepted).Read(4096, pool)
 	require.Nil(t, buf)
 	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "the socket's read deadline ends the wait")
 	require.Zero(t, pool.outstanding())
@@ -126,7 +126,7 @@ func TestReadEndsAtTheReadDeadline(t *testing.T) {
 func TestReadIntoServesAConnectionWithoutASocket(t *testing.T) {
 	a, b := net.Pipe()
 	defer func() { _ = a.Close() }()
-	require.Nil(t, pooledread.Socket(a), "a pipe has no socket")
+	require.Nil(t, pooledread.NewSocket(a), "a pipe has no socket")
 	pool := newCountingPool()
 	go func() {
 		_, _ = b.Write([]byte("hi"))
@@ -141,4 +141,26 @@ func TestReadIntoServesAConnectionWithoutASocket(t *testing.T) {
 	require.Zero(t, n)
 	require.True(t, errors.Is(err, io.EOF), "the end of the pipe is io.EOF: %v", err)
 	require.Zero(t, pool.outstanding(), "no buffer stays out")
+}
+
+// onePool hands out one buffer again and again.
+type onePool struct{ buf []byte }
+
+func (p *onePool) Get(int) *[]byte { return &p.buf }
+func (p *onePool) Put(*[]byte)     {}
+
+func TestReadAllocatesNothingButWhatThePoolHandsOut(t *testing.T) {
+	// gRPC reads every heartbeat of every stream this way: a read must not allocate.
+	accepted, dialled := tcpPair(t)
+	socket := pooledread.NewSocket(accepted)
+	pool := &onePool{buf: make([]byte, 64)}
+	msg := []byte("beat")
+	allocs := testing.AllocsPerRun(100, func() {
+		_, err := dialled.Write(msg)
+		require.NoError(t, err)
+		_, n, err := socket.Read(64, pool)
+		require.NoError(t, err)
+		require.Equal(t, len(msg), n)
+	})
+	require.Zero(t, allocs, "a read of a ready socket allocates nothing")
 }
