@@ -58,8 +58,18 @@ func runAgent(ctx context.Context, f *agentFlags, stderr io.Writer) error {
 		return configError(err)
 	}
 
+	// Events reach the logger from a goroutine of their own, after Stop has returned: the
+	// agent waits until the logger has written the last one (the status stopped) before it
+	// exits, so the log always ends with it.
+	logged := make(chan struct{})
 	events := func(local membership.NodeID) func(membership.Event) {
-		return eventLogger(logger.With("node", local.String()))
+		log := eventLogger(logger.With("node", local.String()))
+		return func(e membership.Event) {
+			log(e)
+			if e.Type == membership.EventStatusChange && e.Current == membership.ClusterStopped {
+				close(logged)
+			}
+		}
 	}
 	opts := append([]server.Option{server.WithLogger(logger), server.WithLocalEventHandler(events)}, extra...)
 	node, err := server.Start(ctx, cfg, opts...)
@@ -86,6 +96,10 @@ func runAgent(ctx context.Context, f *agentFlags, stderr io.Writer) error {
 	if err := node.Stop(stopCtx); err != nil {
 		logger.Error("stop failed", "err", err)
 		return failure(fmt.Errorf("stop: %w", err))
+	}
+	select {
+	case <-logged:
+	case <-stopCtx.Done():
 	}
 	return nil
 }

@@ -221,3 +221,23 @@ func TestConfigErrorsNameTheFlagOfEachField(t *testing.T) {
 		"--max-pending-handshakes-per-source (CLUSTER_MAX_PENDING_HANDSHAKES_PER_SOURCE): m1; DialTimeout: m4", err.Error(),
 		"in the order of the flags; a field no flag sets keeps its name")
 }
+
+// An agent stopped by its signal exits only once its log says so: the last line is the
+// status change to stopped, written before run returns (events reach the logger from a
+// goroutine of their own, and a process that exits first loses the line).
+func TestAgentLogEndsWithTheStatusStoppedBeforeItExits(t *testing.T) {
+	for range 5 {
+		ctx, cancel := context.WithCancel(t.Context())
+		var logged syncBuffer
+		done := make(chan int, 1)
+		go func() {
+			done <- run(ctx, []string{"agent", "--name", "alone", "--host", "127.0.0.1", "--port", "0", "--log-format", "json"}, io.Discard, &logged)
+		}()
+		require.Eventually(t, func() bool { return strings.Contains(logged.String(), `"msg":"node started"`) },
+			10*time.Second, 10*time.Millisecond, "the agent did not start: %s", logged.String())
+		cancel()
+		require.Equal(t, 0, <-done, "the agent exits 0 once it has left: %s", logged.String())
+		lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
+		require.Contains(t, lines[len(lines)-1], `"current":"stopped"`, "the log's last line is the status stopped:\n%s", logged.String())
+	}
+}
