@@ -41,6 +41,7 @@ type Cluster struct {
 	live      sync.WaitGroup
 	timer     Timer
 	timerAt   time.Time
+	timerGen  uint64 // counts arms and stops: a callback of an older timer finds it changed
 	lastInc   uint64
 	seq       uint64
 	recent    eventRing
@@ -339,26 +340,51 @@ func (c *Cluster) armTimerLocked(now time.Time) {
 	}
 	c.stopTimerLocked()
 	c.timerAt = at
-	core := c.core
-	c.timer = c.clock.AfterFunc(max(at.Sub(c.clock.Now()), 0), func() { c.onTimer(core) })
+	c.timerGen++
+	core, gen := c.core, c.timerGen
+	c.timer = c.clock.AfterFunc(max(at.Sub(c.clock.Now()), 0), func() { c.onTimer(core, gen) })
 }
 
-// stopTimerLocked cancels the pending wake-up.
+// stopTimerLocked cancels the pending wake-up. A callback that fired already and waits for
+// the lock finds the timer changed and does nothing.
 func (c *Cluster) stopTimerLocked() {
 	if c.timer != nil {
 		c.timer.Stop()
 		c.timer = nil
 		c.timerAt = time.Time{}
+		c.timerGen++
 	}
 }
 
-// onTimer runs the core's tick.
-func (c *Cluster) onTimer(core *core) {
+// onTimer runs the core's tick, unless the timer it was armed by was stopped or replaced
+// meanwhile (a batch of the inbox ran the tick first: tickOverdueLocked).
+func (c *Cluster) onTimer(core *core, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.core != core || c.status == ClusterStopping {
+	if c.core != core || c.status == ClusterStopping || gen != c.timerGen {
 		return
 	}
-	c.timer, c.timerAt = nil, time.Time{}
+	c.tickLocked()
+}
+
+// tickOverdueLocked runs the core's tick at once if its wake-up is overdue by a fiftieth of
+// an interval. The inbox calls it between the messages of a batch: a node whose batches are
+// long (a seed while hundreds of nodes join through it) holds its lock for all of a batch,
+// and on a busy machine a batch is descheduled many times before it ends; the timer's
+// goroutine, waiting for the lock (or for a core to run on), would send this node's
+// heartbeats only after the batch, seconds late, and its observers would time it out. A
+// wake-up less overdue is left to the timer: a seed with a thousand handshakes under way has
+// one every few milliseconds, and a tick between every two messages would slow its batches.
+func (c *Cluster) tickOverdueLocked() {
+	if c.timer == nil || c.core == nil || c.status == ClusterStopping ||
+		c.clock.Now().Sub(c.timerAt) < c.cfg.HeartbeatInterval/50 {
+		return
+	}
+	c.tickLocked()
+}
+
+// tickLocked stops the timer and runs the core's tick.
+func (c *Cluster) tickLocked() {
+	c.stopTimerLocked()
 	c.stepLocked(func(now time.Time) { c.core.tick(now) })
 }

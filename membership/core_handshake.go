@@ -509,14 +509,23 @@ func (a Attributes) clone() Attributes {
 
 // viewWithAttributes is view with each live member's attributes: in the overlay a newcomer
 // streams to few of the nodes it learns, and hears their attributes only this way.
+//
+// A seed builds one for each node that joins through it, hundreds a second in a formation,
+// so the entries' attributes share the members' metadata maps rather than copy them (a
+// member's map is replaced when its metadata changes, never written, and a message is never
+// changed once built), and take their room from one array.
 func (c *core) viewWithAttributes() []MemberEntry {
 	view := c.view()
 	out := make([]MemberEntry, len(view))
+	var attrs []Attributes
 	for i, e := range view {
 		out[i] = e
 		if m := c.members.get(e.ID); m != nil && !e.Left && m.attrs.Version > 0 {
-			attrs := m.attrs.clone()
-			out[i].Attrs = &attrs
+			if attrs == nil {
+				attrs = make([]Attributes, 0, len(view)-i)
+			}
+			attrs = append(attrs, m.attrs)
+			out[i].Attrs = &attrs[len(attrs)-1]
 		}
 	}
 	return out
