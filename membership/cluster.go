@@ -42,15 +42,17 @@ type Cluster struct {
 	timer     Timer
 	timerAt   time.Time
 	timerGen  uint64 // counts arms and stops: a callback of an older timer finds it changed
-	lastInc   uint64
-	seq       uint64
-	recent    eventRing
-	startedAt time.Time
-	runCtx    context.Context
-	cancelRun context.CancelFunc
-	starting  map[connID]bool
-	started   chan struct{}
-	metrics   MetricsSink
+	// waitingSet is the set tickLocked hands the core, kept from one tick to the next.
+	waitingSet map[connID]struct{}
+	lastInc    uint64
+	seq        uint64
+	recent     eventRing
+	startedAt  time.Time
+	runCtx     context.Context
+	cancelRun  context.CancelFunc
+	starting   map[connID]bool
+	started    chan struct{}
+	metrics    MetricsSink
 
 	// DNS seeds (cluster_dns.go): the resolver, the lookups of the current run (cancelled by
 	// Stop) and their pacing.
@@ -364,7 +366,7 @@ func (c *Cluster) onTimer(core *core, gen uint64) {
 	if c.core != core || c.status == ClusterStopping || gen != c.timerGen {
 		return
 	}
-	c.tickLocked()
+	c.tickLocked(nil)
 }
 
 // tickOverdueLocked runs the core's tick at once if its wake-up is overdue by a fiftieth of
@@ -375,16 +377,43 @@ func (c *Cluster) onTimer(core *core, gen uint64) {
 // heartbeats only after the batch, seconds late, and its observers would time it out. A
 // wake-up less overdue is left to the timer: a seed with a thousand handshakes under way has
 // one every few milliseconds, and a tick between every two messages would slow its batches.
-func (c *Cluster) tickOverdueLocked() {
+func (c *Cluster) tickOverdueLocked(rest []inboxItem) {
 	if c.timer == nil || c.core == nil || c.status == ClusterStopping ||
 		c.clock.Now().Sub(c.timerAt) < c.cfg.HeartbeatInterval/50 {
 		return
 	}
-	c.tickLocked()
+	c.tickLocked(rest)
 }
 
-// tickLocked stops the timer and runs the core's tick.
-func (c *Cluster) tickLocked() {
+// tickLocked stops the timer and runs the core's tick. The core learns which streams have a
+// message waiting in the inbox, read but not handled yet (rest: what remains of the batch
+// being handled, if any): on a busy node a message may wait there longer than a timeout, and
+// its stream must not be taken for silent meanwhile.
+func (c *Cluster) tickLocked(rest []inboxItem) {
 	c.stopTimerLocked()
+	waiting := c.waitingLocked(rest)
+	c.core.waiting = waiting
 	c.stepLocked(func(now time.Time) { c.core.tick(now) })
+	c.core.waiting = nil
+	clear(waiting)
+}
+
+// waitingLocked returns the set of the core's streams with a message in rest or in the
+// inbox (reused from one tick to the next).
+func (c *Cluster) waitingLocked(rest []inboxItem) map[connID]struct{} {
+	if c.waitingSet == nil {
+		c.waitingSet = map[connID]struct{}{}
+	}
+	add := func(items []inboxItem) {
+		for i := range items {
+			if it := &items[i]; it.msg != nil && it.r.core == c.core {
+				c.waitingSet[it.r.id] = struct{}{}
+			}
+		}
+	}
+	add(rest)
+	c.in.mu.Lock()
+	add(c.in.items)
+	c.in.mu.Unlock()
+	return c.waitingSet
 }

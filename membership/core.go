@@ -17,6 +17,11 @@ import (
 // outputs taken with takeOutputs, and the queries of core_query.go, core_seeds.go and
 // core_dns.go. The runtime and the simulation use nothing else.
 type core struct {
+	// waiting holds, during a tick the runtime runs, the streams whose peer's message was
+	// read and waits in the node's inbox (Cluster.tickLocked): such a stream is neither
+	// silent nor late with its handshake, however long the inbox has kept its message.
+	waiting map[connID]struct{}
+
 	self        NodeID
 	incarnation uint64
 	cfg         *Config

@@ -44,8 +44,15 @@ func (c *core) visitConns(now, coalesce time.Time) {
 // coalesce. It returns the stream's next deadline, zero once it closed the stream. (Any
 // close rebuilds connDue at the next tick, so an entry for a closed stream is never read.)
 func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.Time {
+	_, waiting := c.waiting[pc.id]
 	if !pc.handshaken() {
+		if waiting {
+			return now.Add(c.confirmDelay()) // its hello came: look again once it is handled
+		}
 		return c.checkHandshake(now, pc)
+	}
+	if waiting && pc.lastRecv.Before(now) {
+		pc.lastRecv = now // its peer's message came, and waits its turn in the inbox
 	}
 	watching := c.watches(now, pc)
 	silentAt := pc.lastRecv.Add(pc.timeout + c.lateAllowance(pc))

@@ -657,3 +657,25 @@ func TestCoreForgetsANodeWhoseRedialsHangAtTheReconnectTimeout(t *testing.T) {
 	s.advance(30 * time.Second)
 	require.Empty(t, a.dialsToSince(d.id.Address(), crashedAt.Add(11*time.Second)), "%s redialled forgotten %s", a.id, d.id)
 }
+
+// A stream whose peer's message was read and waits in the node's inbox is not silent: on a
+// busy node a batch of the inbox runs the tick between two messages, and a heartbeat further
+// on in the batch must not let the tick time its stream out. Once nothing waits any more,
+// the silence counts again.
+func TestCoreStreamWithAMessageWaitingInTheInboxIsNotTimedOut(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 3)
+	a, c := nodes[0], nodes[2]
+	s.advance(5 * time.Second)
+	end := a.streamEnd(c)
+	require.NotNil(t, end, "a should stream to c")
+	c.frozen = true
+	a.core.waiting = map[connID]struct{}{end.id: {}}
+	s.advance(6 * time.Second)
+	require.False(t, hasDown(a, c), "a must not time c out while a message of c's waits in its inbox; log: %v", a.eventLog())
+
+	a.core.waiting = nil
+	s.advanceUntil(5*time.Second, func() bool { return hasDown(a, c) },
+		"a should time c out within a timeout and an interval once nothing of c's waits")
+	require.Equal(t, ReasonHeartbeatTimeout, lastDown(t, a, c).Reason)
+}

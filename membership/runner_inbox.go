@@ -81,7 +81,7 @@ func (c *Cluster) handleInbox(self *connRunner) {
 	c.mu.Lock()
 	for i := range batch {
 		c.handleLocked(&batch[i])
-		c.tickOverdueLocked() // the node's heartbeats do not wait for the batch to end
+		c.tickOverdueLocked(batch[i+1:]) // the node's heartbeats do not wait for the batch to end
 	}
 	c.mu.Unlock()
 
