@@ -2,7 +2,6 @@ package membership
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -57,13 +56,7 @@ func startDNSMemNode(t *testing.T, network *memNet, name string, port int, r Res
 	cfg.Seeds = []string{"dnssrv+_peer._tcp.mesh.test"}
 	cfg.HeartbeatInterval = time.Second
 	cfg.DialTimeout = dialTimeout
-	id, err := NewNodeID(name, "127.0.0.1", port)
-	require.NoError(t, err)
-	faults := newMemFaults()
-	c, err := New(id, cfg, faults.transport(network), WithLogger(slog.New(slog.DiscardHandler)), WithResolver(r))
-	require.NoError(t, err)
-	network.add(t, c, faults)
-	return c
+	return startConfiguredMemNode(t, network, cfg, port, WithResolver(r))
 }
 
 // The runtime looks DNS seeds up while the node is alone, makes no query once every address

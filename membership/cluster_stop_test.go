@@ -127,10 +127,17 @@ func startMemNode(t *testing.T, network *memNet, name string, port int, seeds ..
 	cfg.Name = name
 	cfg.Seeds = seeds
 	cfg.HeartbeatInterval = time.Second
-	id, err := NewNodeID(name, "127.0.0.1", port)
+	return startConfiguredMemNode(t, network, cfg, port)
+}
+
+// startConfiguredMemNode starts a Cluster with cfg and opts on network, at 127.0.0.1:port.
+func startConfiguredMemNode(t *testing.T, network *memNet, cfg *Config, port int, opts ...Option) *Cluster {
+	t.Helper()
+	id, err := NewNodeID(cfg.Name, "127.0.0.1", port)
 	require.NoError(t, err)
 	faults := newMemFaults()
-	c, err := New(id, cfg, faults.transport(network), WithLogger(slog.New(slog.DiscardHandler)))
+	opts = append([]Option{WithLogger(slog.New(slog.DiscardHandler))}, opts...)
+	c, err := New(id, cfg, faults.transport(network), opts...)
 	require.NoError(t, err)
 	network.add(t, c, faults)
 	return c

@@ -2,7 +2,6 @@ package membership
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -41,13 +40,7 @@ func startClockedMemNode(t *testing.T, network *memNet, name string, port int, c
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Name, cfg.Seeds, cfg.HeartbeatInterval = name, seeds, 200*time.Millisecond
-	id, err := NewNodeID(name, "127.0.0.1", port)
-	require.NoError(t, err)
-	faults := newMemFaults()
-	c, err := New(id, cfg, faults.transport(network), WithLogger(slog.New(slog.DiscardHandler)), WithClock(clock))
-	require.NoError(t, err)
-	network.add(t, c, faults)
-	return c
+	return startConfiguredMemNode(t, network, cfg, port, WithClock(clock))
 }
 
 // A node busy with messages runs its timed work (heartbeats, silence checks) between them
