@@ -3,6 +3,7 @@ package process_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,7 +44,14 @@ func TestDNSSRVSeedFormsAndFollowsTheRecords(t *testing.T) {
 		dns.SetSRV(srv, rs...)
 	}
 	pod := func(name string) {
-		ports[name] = freePort(t)
+		// A port none of the other pods has: picked one after the other, two free ports
+		// can be the same.
+		taken := slices.Collect(maps.Values(ports))
+		port := freePort(t)
+		for slices.Contains(taken, port) {
+			port = freePort(t)
+		}
+		ports[name] = port
 		dns.SetHost(name+".meshnode.test", "127.0.0.1")
 		records[name] = true
 	}

@@ -21,11 +21,21 @@ import (
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close())
-	return port
+	return freePorts(t, 1)[0]
+}
+
+// freePorts returns n free loopback ports, all different: each is held until all are picked
+// (a port picked and let go is free again, and the next pick may return it).
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports
 }
 
 // lockedBuffer is a bytes.Buffer safe for one writer and concurrent readers.
@@ -116,8 +126,9 @@ func dialsTotal(addr string) float64 {
 // error (not one per dial), and a health report that is critical, says no seed is reachable
 // and is not 100 % available.
 func TestProcessUnreachableSeedIsWarnedAboutAndMakesHealthCritical(t *testing.T) {
-	seed := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	picked := freePorts(t, 2)
+	seed := fmt.Sprintf("127.0.0.1:%d", picked[0])
+	metrics := fmt.Sprintf("127.0.0.1:%d", picked[1])
 	a := startAgent(t, "a", "--seeds", seed, "--log-level", "info", "--metrics-addr", metrics)
 	require.Eventually(t, func() bool { return len(a.logRecords("seed unreachable; retrying with backoff")) > 0 },
 		10*time.Second, 50*time.Millisecond, "a warning about the seed should be logged")
