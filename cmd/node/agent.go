@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -62,12 +63,13 @@ func runAgent(ctx context.Context, f *agentFlags, stderr io.Writer) error {
 	// agent waits until the logger has written the last one (the status stopped) before it
 	// exits, so the log always ends with it.
 	logged := make(chan struct{})
+	loggedStop := sync.OnceFunc(func() { close(logged) })
 	events := func(local membership.NodeID) func(membership.Event) {
 		log := eventLogger(logger.With("node", local.String()))
 		return func(e membership.Event) {
 			log(e)
 			if e.Type == membership.EventStatusChange && e.Current == membership.ClusterStopped {
-				close(logged)
+				loggedStop()
 			}
 		}
 	}
