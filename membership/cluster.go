@@ -392,9 +392,7 @@ func (c *Cluster) tickOverdueLocked(rest []inboxItem) {
 func (c *Cluster) tickLocked(rest []inboxItem) {
 	c.stopTimerLocked()
 	waiting := c.waitingLocked(rest)
-	c.core.waiting = waiting
-	c.stepLocked(func(now time.Time) { c.core.tick(now) })
-	c.core.waiting = nil
+	c.stepLocked(func(now time.Time) { c.core.tickWaiting(now, waiting) })
 	clear(waiting)
 }
 

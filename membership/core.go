@@ -13,13 +13,13 @@ import (
 // out. It is not safe for concurrent use; the runtime serialises calls.
 //
 // Its boundary (docs/design.md, "The core's boundary"): the inputs below (start, accept,
-// dialed, receive, ended, tick, leave, setAttributes, and seedsResolved in core_dns.go), the
-// outputs taken with takeOutputs, and the queries of core_query.go, core_seeds.go and
-// core_dns.go. The runtime and the simulation use nothing else.
+// dialed, receive, ended, tick, tickWaiting, leave, setAttributes, and seedsResolved in
+// core_dns.go), the outputs taken with takeOutputs, and the queries of core_query.go,
+// core_seeds.go and core_dns.go. The runtime and the simulation use nothing else.
 type core struct {
-	// waiting holds, during a tick the runtime runs, the streams whose peer's message was
-	// read and waits in the node's inbox (Cluster.tickLocked): such a stream is neither
-	// silent nor late with its handshake, however long the inbox has kept its message.
+	// waiting holds, during a tick (tickWaiting), the streams whose peer's message was read
+	// and waits in the node's inbox: such a stream is neither silent nor late with its
+	// handshake, however long the inbox has kept its message.
 	waiting map[connID]struct{}
 
 	self        NodeID
@@ -268,6 +268,14 @@ func (c *core) dispatch(now time.Time, pc *peerConn, msg *Message) {
 	default:
 		c.reject(now, pc, RejectBadMessage, "empty message")
 	}
+}
+
+// tickWaiting is tick, told which streams have a message read and waiting in the node's
+// inbox (waiting; not kept after the call).
+func (c *core) tickWaiting(now time.Time, waiting map[connID]struct{}) {
+	c.waiting = waiting
+	c.tick(now)
+	c.waiting = nil
 }
 
 // tick runs everything that is due at now: heartbeats, failure detection, handshake
