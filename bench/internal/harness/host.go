@@ -50,6 +50,7 @@ type hostMsg struct {
 	S string `json:"s,omitempty"`
 	R string `json:"r,omitempty"`
 	T int64  `json:"t,omitempty"`
+	D int64  `json:"d,omitempty"` // when the observer's node decided (the event's time)
 }
 
 // RunHost serves one host process: it runs the nodes it is told to start on system/profile.
@@ -63,6 +64,8 @@ type hostMsg struct {
 // sample to the second) into prefix.<pid>.steady, and writes the allocations so far at both
 // ends into prefix.<pid>.allocs1 and .allocs2 (pprof -base tells the window's own, give or take
 // one GC cycle: an allocation profile is as of the last completed collection).
+// BENCH_HOST_PROFILE=prefix with BENCH_HOST_PROFILE_EVERY=d profiles the host's life in
+// windows of d (profileEvery).
 func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 	if prefix := os.Getenv("BENCH_HOST_CPUPROFILE"); prefix != "" {
 		if f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid())); err == nil {
@@ -102,6 +105,11 @@ func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 				_ = f.Close()
 			}
 		})
+	}
+	if d, err := time.ParseDuration(os.Getenv("BENCH_HOST_PROFILE_EVERY")); err == nil && os.Getenv("BENCH_HOST_PROFILE") != "" {
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() { defer close(done); profileEvery(os.Getenv("BENCH_HOST_PROFILE"), d, stop) }()
+		defer func() { close(stop); <-done }()
 	}
 	if os.Getenv("BENCH_DIAG") == "1" {
 		stop := make(chan struct{})
@@ -202,11 +210,27 @@ func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 
 type hostSink struct{ send func(hostMsg) }
 
-func (s hostSink) Up(obs, subj string) {
-	s.send(hostMsg{E: "up", O: obs, S: subj, T: time.Now().UnixNano()})
+func (s hostSink) Up(obs, subj string, decided time.Time) {
+	s.send(hostMsg{E: "up", O: obs, S: subj, T: time.Now().UnixNano(), D: unixNano(decided)})
 }
-func (s hostSink) Down(obs, subj, reason string) {
-	s.send(hostMsg{E: "down", O: obs, S: subj, R: reason, T: time.Now().UnixNano()})
+func (s hostSink) Down(obs, subj, reason string, decided time.Time) {
+	s.send(hostMsg{E: "down", O: obs, S: subj, R: reason, T: time.Now().UnixNano(), D: unixNano(decided)})
+}
+
+// unixNano is t in nanoseconds since the epoch, zero for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// timeOfUnixNano is the inverse of unixNano.
+func timeOfUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
 }
 
 // host is the worker's end of one host process.
@@ -272,10 +296,10 @@ func (h *host) read(r io.Reader, tr *Tracker) {
 		}
 		switch m.E {
 		case "up":
-			tr.UpAt(m.O, m.S, time.Unix(0, m.T))
+			tr.UpAt(m.O, m.S, time.Unix(0, m.T), timeOfUnixNano(m.D))
 			continue
 		case "down":
-			tr.DownAt(m.O, m.S, m.R, time.Unix(0, m.T))
+			tr.DownAt(m.O, m.S, m.R, time.Unix(0, m.T), timeOfUnixNano(m.D))
 			continue
 		}
 		h.mu.Lock()

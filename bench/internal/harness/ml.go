@@ -123,12 +123,14 @@ type mlEvents struct {
 	tr   Sink
 }
 
-func (e *mlEvents) NotifyJoin(n *memberlist.Node) { e.tr.Up(e.self, n.Name) }
+func (e *mlEvents) NotifyJoin(n *memberlist.Node) { e.tr.Up(e.self, n.Name, time.Time{}) }
 
 // NotifyLeave fires for dead and left nodes alike; memberlist v0.7.0 passes a Node whose
 // State field is not updated, so the two cannot be told apart here.
-func (e *mlEvents) NotifyLeave(n *memberlist.Node) { e.tr.Down(e.self, n.Name, "notify_leave") }
-func (e *mlEvents) NotifyUpdate(*memberlist.Node)  {}
+func (e *mlEvents) NotifyLeave(n *memberlist.Node) {
+	e.tr.Down(e.self, n.Name, "notify_leave", time.Time{})
+}
+func (e *mlEvents) NotifyUpdate(*memberlist.Node) {}
 
 type mlNode struct {
 	name string

@@ -82,9 +82,9 @@ func (o *ours) Start(ctx context.Context, name, seed string) (Node, error) {
 	handler := func(e membership.Event) {
 		switch e.Type {
 		case membership.EventNodeUp:
-			tr.Up(name, e.Node.ID.Name())
+			tr.Up(name, e.Node.ID.Name(), e.Time)
 		case membership.EventNodeDown:
-			tr.Down(name, e.Node.ID.Name(), e.Reason.String())
+			tr.Down(name, e.Node.ID.Name(), e.Reason.String(), e.Time)
 		}
 	}
 	// Faults come from outside the node, through its network: a crash closes every

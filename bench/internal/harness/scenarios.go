@@ -494,6 +494,7 @@ func (w *worker) join() {
 	rec.Metrics = map[string]any{}
 	if ok {
 		rec.Metrics["observer_median_s"], rec.Metrics["observer_p90_s"], rec.Metrics["last_pair"] = seen.Spread(t0)
+		rec.Metrics["last_decided_s"] = seen.Decided(t0)
 	}
 	if ok2 {
 		rec.Metrics["joiner_sees_all_s"] = at2.Sub(t0).Seconds()
@@ -538,7 +539,8 @@ func (w *worker) fault(scenario, victim string, act func(Node)) {
 	if ok {
 		rec.Seconds = at.Sub(t0).Seconds()
 		med, p90, last := wait.Spread(t0)
-		rec.Metrics = map[string]any{"observer_median_s": med, "observer_p90_s": p90, "last_pair": last}
+		rec.Metrics = map[string]any{"observer_median_s": med, "observer_p90_s": p90, "last_pair": last,
+			"last_decided_s": wait.Decided(t0)}
 	} else {
 		rec.MissingList = wait.Missing(5)
 	}

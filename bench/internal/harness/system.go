@@ -43,12 +43,14 @@ type System interface {
 	Describe() map[string]any
 }
 
-// Sink receives what nodes report about each other.
+// Sink receives what nodes report about each other. decided is when the observer's node
+// decided (the event's own time), zero when the system does not say: a report reaches the
+// sink later than that when the process is busy.
 type Sink interface {
 	// Up: obs now lists subj.
-	Up(obs, subj string)
+	Up(obs, subj string, decided time.Time)
 	// Down: obs reports subj down, for reason.
-	Down(obs, subj, reason string)
+	Down(obs, subj, reason string, decided time.Time)
 }
 
 // Usage is the resource use of the process(es) hosting a system.

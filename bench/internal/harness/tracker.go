@@ -23,6 +23,10 @@ type waiter struct {
 	start    time.Time
 	arrivals []time.Duration
 	last     pair
+	// decided is the latest time an observer's node decided one of the pairs (its event's
+	// own time, or the report's when the system gives none): at - decided is how long the
+	// last reports waited to reach the application.
+	decided time.Time
 }
 
 // pairSet is a set of (observer, subject) pairs of node names, one bit each: the tracker
@@ -96,25 +100,28 @@ func NewTracker() *Tracker {
 	return &Tracker{live: pairSet{index: map[string]int{}}, victims: map[string]bool{}}
 }
 
-// Up records that obs now lists subj.
-func (t *Tracker) Up(obs, subj string) { t.UpAt(obs, subj, time.Now()) }
+// Up records that obs now lists subj, decided at decided (zero: now).
+func (t *Tracker) Up(obs, subj string, decided time.Time) { t.UpAt(obs, subj, time.Now(), decided) }
 
-// Down records that obs reports subj down.
-func (t *Tracker) Down(obs, subj, reason string) { t.DownAt(obs, subj, reason, time.Now()) }
+// Down records that obs reports subj down, decided at decided (zero: now).
+func (t *Tracker) Down(obs, subj, reason string, decided time.Time) {
+	t.DownAt(obs, subj, reason, time.Now(), decided)
+}
 
-// UpAt records that obs listed subj at now (reports from other processes carry their time).
-func (t *Tracker) UpAt(obs, subj string, now time.Time) {
+// UpAt records that obs listed subj at now (reports from other processes carry their time),
+// decided at decided (zero: now).
+func (t *Tracker) UpAt(obs, subj string, now, decided time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed || obs == subj {
 		return
 	}
 	t.live.set(obs, subj, true)
-	t.notify(now, true, pair{obs, subj})
+	t.notify(now, decided, true, pair{obs, subj})
 }
 
-// DownAt records that obs reported subj down at now.
-func (t *Tracker) DownAt(obs, subj, reason string, now time.Time) {
+// DownAt records that obs reported subj down at now, decided at decided (zero: now).
+func (t *Tracker) DownAt(obs, subj, reason string, now, decided time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed || obs == subj || t.victims[obs] {
@@ -125,10 +132,13 @@ func (t *Tracker) DownAt(obs, subj, reason string, now time.Time) {
 		t.falseDowns++
 	}
 	t.downs = append(t.downs, Down{obs, subj, reason, now})
-	t.notify(now, false, pair{obs, subj})
+	t.notify(now, decided, false, pair{obs, subj})
 }
 
-func (t *Tracker) notify(now time.Time, up bool, p pair) {
+func (t *Tracker) notify(now, decided time.Time, up bool, p pair) {
+	if decided.IsZero() || decided.After(now) {
+		decided = now
+	}
 	kept := t.waiters[:0]
 	for _, w := range t.waiters {
 		if _, ok := w.want[p]; ok && w.up == up {
@@ -137,6 +147,9 @@ func (t *Tracker) notify(now time.Time, up bool, p pair) {
 			if now.After(w.at) {
 				w.at = now // the latest report completes the wait, whatever order they arrive in
 				w.last = p
+			}
+			if decided.After(w.decided) {
+				w.decided = decided
 			}
 		}
 		if len(w.want) == 0 {
@@ -350,6 +363,17 @@ func (w *Wait) Missing(max int) []string {
 		out = append(out, p.obs+"->"+p.subj)
 	}
 	return out
+}
+
+// Decided returns when the last of a completed wait's pairs was decided by its observer's
+// node, relative to t0 (zero if the wait did not complete).
+func (w *Wait) Decided(t0 time.Time) float64 {
+	w.t.mu.Lock()
+	defer w.t.mu.Unlock()
+	if w.w.decided.IsZero() {
+		return 0
+	}
+	return w.w.decided.Sub(t0).Seconds()
 }
 
 // Spread summarises when the pairs of a completed wait were reported, relative to t0: the

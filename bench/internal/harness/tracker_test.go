@@ -16,13 +16,13 @@ func TestTrackerWaitsOnlyForPairsNotListedYet(t *testing.T) {
 		names[i] = fmt.Sprintf("n%d", i)
 	}
 	for _, s := range names {
-		tr.Up(names[0], s)
+		tr.Up(names[0], s, time.Time{})
 	}
-	tr.Down(names[0], names[129], "connection_closed")
+	tr.Down(names[0], names[129], "connection_closed", time.Time{})
 
 	w := tr.ExpectUp(names[:1], names)
 	require.Equal(t, 1, w.Remaining(), "only the pair reported down since is still wanted")
-	tr.Up(names[0], names[129])
+	tr.Up(names[0], names[129], time.Time{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, ok, missing := w.Wait(ctx)
