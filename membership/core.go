@@ -54,8 +54,10 @@ type core struct {
 	onwardSubjects    map[NodeID]bool // those on the rings it relays onward over (relaySubjects)
 	neighbourVersion  uint64
 	alerts            map[NodeID]*alertSet
-	alertsExpireAt    time.Time // when the next alert may expire (zero: none may)
-	alertSeq          uint64    // the Seq of this node's last alert (nextAlertSeq)
+	alertsExpireAt    time.Time  // when the next alert may expire (zero: none may)
+	alertExpiries     []alertDue // the marks in alerts by when they expire (expireAlerts)
+	alertMarks        uint64     // the number of the last mark recorded (alertMark.number)
+	alertSeq          uint64     // the Seq of this node's last alert (nextAlertSeq)
 	conns             map[connID]*peerConn
 	dialing           int         // outbound streams in conns not established yet (dialsInFlight)
 	connOrder         []*peerConn // conns sorted by id; nil when it must be rebuilt
@@ -297,7 +299,7 @@ func (c *core) tick(now time.Time) {
 	if c.topoDirty && c.reconcileDue(now) {
 		c.reconcile(now)
 	}
-	if len(c.alerts) > 0 && !c.alertsExpireAt.IsZero() && !now.Before(c.alertsExpireAt) {
+	if len(c.alertExpiries) > 0 && !c.alertsExpireAt.IsZero() && !now.Before(c.alertsExpireAt) {
 		c.expireAlerts(now)
 	}
 	c.expireBasis(now)

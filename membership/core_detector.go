@@ -221,6 +221,7 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 		// In the overlay, where relays carry the news and a sync only repairs, a node syncs
 		// over one stream per interval, not over each of its 2K streams at once.
 		c.syncHold = now.Add(c.cfg.HeartbeatInterval)
+		c.log(slog.LevelDebug, "view differs from a peer's twice in a row; sending it the whole view")
 		c.send(pc, &Message{Update: &Update{Full: true, ReplyRequested: true, Entries: c.view()}})
 	}
 }

@@ -416,9 +416,17 @@ func (s *alertSet) drop(o NodeID) {
 type alertMark struct {
 	reason  DownReason
 	up      bool
-	refused bool // down, and the observer's dial to the subject was refused (Alert.Refused)
-	at      time.Time
+	refused bool   // down, and the observer's dial to the subject was refused (Alert.Refused)
+	number  uint64 // this node's number for the mark, which its entry in alertExpiries names
 	seq     uint64 // the alert's Seq (0: not numbered)
+}
+
+// alertDue is when a mark of alerts expires: the subject's set, the observer's mark in it, and
+// the mark's number (a mark replaced or dropped since leaves its entry stale).
+type alertDue struct {
+	due               time.Time
+	subject, observer NodeID
+	number            uint64
 }
 
 // olderThan reports whether a is news to a node that holds mark from the same observer: a
@@ -452,8 +460,10 @@ func (c *core) recordAlert(now time.Time, a *Alert) bool {
 	if prev, known := set.by[a.Observer]; known && !prev.olderThan(a) {
 		return false
 	}
-	set.put(a.Observer, alertMark{reason: a.Reason, up: a.Up, refused: a.Refused && !a.Up, at: now, seq: a.Seq})
-	c.lookAtAlertsBy(now.Add(c.alertLifetime()))
+	c.alertMarks++
+	set.put(a.Observer, alertMark{reason: a.Reason, up: a.Up, refused: a.Refused && !a.Up, number: c.alertMarks, seq: a.Seq})
+	c.alertExpiries = append(c.alertExpiries, alertDue{due: now.Add(c.alertLifetime()), subject: a.Subject, observer: a.Observer, number: c.alertMarks})
+	c.lookAtAlertsBy(c.alertExpiries[0].due)
 	return true
 }
 
@@ -562,11 +572,18 @@ func (c *core) decide(now time.Time, m *member) bool {
 	if count == 0 || count+silent < quorum {
 		return false
 	}
+	// The silent observers, until a quorum is reached or out of reach: with one alert of ten
+	// (the usual case in a busy cluster, where every node hears every alert) the second
+	// silent observer that is up and unsuspected settles it.
 	for _, o := range observers {
-		if count >= quorum {
+		if count >= quorum || count+silent < quorum {
 			break
 		}
-		if _, ok := set.by[o]; !ok && (c.members.get(o).isDown() || c.suspected(o)) {
+		if _, ok := set.by[o]; ok {
+			continue
+		}
+		silent--
+		if c.members.get(o).isDown() || c.suspected(o) {
 			count++ // failed with its subject, or suspected itself: it cannot say so
 		}
 	}
@@ -652,24 +669,39 @@ func (c *core) alertLifetime() time.Duration {
 // expireAlerts drops alerts older than their lifetime, except those about a node decided
 // down: they hold until it comes back (decide) or is forgotten, so that the observers that
 // still cannot reach it keep it down however long it takes the others to reach it again.
+//
+// It looks only at the marks due (alertExpiries, in the order they were recorded, each due a
+// lifetime later), not at every alert: a node of a busy cluster holds thousands, and marks
+// come due every few milliseconds.
 func (c *core) expireAlerts(now time.Time) {
 	c.alertsExpireAt = time.Time{}
-	for id, set := range c.alerts {
-		if m := c.members.get(id); m.isDown() && m.incarnation == set.incarnation {
-			c.lookAtAlertsBy(now.Add(c.alertLifetime())) // again then: its node may have come back
+	queue := c.alertExpiries
+	for len(queue) > 0 && !now.Before(queue[0].due) {
+		e := queue[0]
+		queue = queue[1:]
+		set := c.alerts[e.subject]
+		if set == nil {
 			continue
 		}
-		for o, mark := range set.by {
-			expires := mark.at.Add(c.alertLifetime())
-			if !now.Before(expires) {
-				set.drop(o)
-				continue
-			}
-			c.lookAtAlertsBy(expires)
+		if mark, ok := set.by[e.observer]; !ok || mark.number != e.number {
+			continue // replaced or dropped since
 		}
+		if m := c.members.get(e.subject); m.isDown() && m.incarnation == set.incarnation {
+			e.due = now.Add(c.alertLifetime()) // again then: its node may have come back
+			queue = append(queue, e)
+			continue
+		}
+		set.drop(e.observer)
 		if len(set.by) == 0 {
-			delete(c.alerts, id)
+			delete(c.alerts, e.subject)
 		}
+	}
+	if len(queue) == 0 {
+		queue = nil // let the array go
+	}
+	c.alertExpiries = queue
+	if len(queue) > 0 {
+		c.lookAtAlertsBy(queue[0].due)
 	}
 }
 

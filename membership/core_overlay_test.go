@@ -215,6 +215,29 @@ func TestOverlayOneBadLinkTakesNobodyDown(t *testing.T) {
 	}
 }
 
+func TestOverlayBadLinksOneAfterAnotherNeverAddUpToADownAndTheirAlertsExpire(t *testing.T) {
+	const k = 4 // H = 4: every observer must agree
+	s, nodes := overlayCluster(t, 40, k)
+	subject, observers := subjectWithKObservers(t, s, nodes, k)
+	lifetime := nodes[0].core.alertLifetime()
+	// Each observer in turn loses its link to the subject long enough to alert, and gets it
+	// back; the cuts are an alert's lifetime apart, so no two alerts ever count together.
+	for _, observer := range observers {
+		s.partition([]*simNode{subject}, []*simNode{observer}, true)
+		s.advance(10 * time.Second)
+		s.partition([]*simNode{subject}, []*simNode{observer}, false)
+		s.advance(lifetime + 5*time.Second)
+	}
+	for _, n := range nodes {
+		require.Empty(t, n.downs(), "%s: bad links an alert's lifetime apart take nobody down", n.id)
+	}
+	s.advance(lifetime + time.Second)
+	for _, n := range nodes {
+		require.Nil(t, n.core.alerts[subject.id], "%s: every alert about %s expired a lifetime after it came", n.id, subject.id)
+		require.Empty(t, n.core.alertExpiries, "%s: nothing left to expire", n.id)
+	}
+}
+
 func TestOverlayStreamClosedByALiveSubjectRaisesNoAlert(t *testing.T) {
 	const k = 4
 	s, nodes := overlayCluster(t, 40, k)
