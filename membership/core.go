@@ -56,6 +56,7 @@ type core struct {
 	alerts            map[NodeID]*alertSet
 	alertsExpireAt    time.Time  // when the next alert may expire (zero: none may)
 	alertExpiries     []alertDue // the marks in alerts by when they expire (expireAlerts)
+	basisExpiries     []basisDue // the nodes down on the basis by when they leave it (expireBasis)
 	alertMarks        uint64     // the number of the last mark recorded (alertMark.number)
 	alertSeq          uint64     // the Seq of this node's last alert (nextAlertSeq)
 	conns             map[connID]*peerConn

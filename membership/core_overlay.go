@@ -32,7 +32,9 @@ func (c *core) syncView(now time.Time, m *member) {
 	} else if m.removed {
 		c.setBasis(m, false)
 	} else if m.inBasis && !now.IsZero() {
-		c.wantWake(now.Add(c.alertLifetime())) // leaves the basis then (expireBasis)
+		due := now.Add(c.alertLifetime()) // it leaves the basis then (expireBasis)
+		c.basisExpiries = append(c.basisExpiries, basisDue{due: due, id: m.id})
+		c.wantWake(due)
 	}
 	if alive == m.inView {
 		return
@@ -120,20 +122,41 @@ func (c *core) setBasis(m *member, in bool) {
 	}
 }
 
-// expireBasis takes nodes down for longer than an alert's lifetime off the basis.
+// basisDue is when a node down on the basis is looked at to leave it (expireBasis).
+type basisDue struct {
+	due time.Time
+	id  NodeID
+}
+
+// expireBasis takes nodes down for longer than an alert's lifetime off the basis. It looks
+// only at the nodes due (basisExpiries, in the order they went down), not at every member:
+// while any node is down on the basis, a node would otherwise pass over its whole table at
+// every tick.
 func (c *core) expireBasis(now time.Time) {
 	if c.basis.size() == c.topo.size() {
+		c.basisExpiries = nil // nobody down on the basis: every entry is stale
 		return
 	}
-	for m := range c.members.all() {
-		if !m.inBasis || m.status != StatusDisconnected {
-			continue
+	queue := c.basisExpiries
+	for len(queue) > 0 && !now.Before(queue[0].due) {
+		id := queue[0].id
+		queue = queue[1:]
+		m := c.members.get(id)
+		if m == nil || !m.inBasis || m.status != StatusDisconnected {
+			continue // back, or gone from the table
 		}
 		if until := c.at(m.downSince).Add(c.alertLifetime()); now.Before(until) {
-			c.wantWake(until)
-		} else {
-			c.setBasis(m, false)
+			queue = append(queue, basisDue{due: until, id: id}) // down again since
+			continue
 		}
+		c.setBasis(m, false)
+	}
+	if len(queue) == 0 {
+		queue = nil // let the array go
+	}
+	c.basisExpiries = queue
+	if len(queue) > 0 {
+		c.wantWake(queue[0].due)
 	}
 }
 
