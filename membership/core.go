@@ -31,6 +31,8 @@ type core struct {
 
 	members *keyedMap[NodeID, *member]
 	tombs   map[NodeID]tombstone
+	// tombsDueAt is when the earliest tombstone expires (zero: none held).
+	tombsDueAt time.Time
 	// holders maps an address to the connected member whose id has it: a node that answers
 	// at a dead node's address (a reused pod IP and port) holds it, and the dead node is not
 	// redialled there meanwhile. parked counts the members waiting for their address.

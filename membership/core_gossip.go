@@ -184,8 +184,7 @@ func (c *core) mergeLeft(now time.Time, e MemberEntry) bool {
 		}
 		c.removeMember(m)
 	}
-	c.tombs[e.ID] = tombstone{incarnation: e.Incarnation, left: true, until: now.Add(c.cfg.TombstoneTimeout)}
-	c.wantWake(now.Add(c.cfg.TombstoneTimeout))
+	c.putTomb(e.ID, tombstone{incarnation: e.Incarnation, left: true, until: now.Add(c.cfg.TombstoneTimeout)})
 	c.viewChanged()
 	return true
 }

@@ -165,8 +165,7 @@ func (c *core) onLeave(now time.Time, pc *peerConn, l *Leave) {
 		c.removeMember(m)
 		c.relayFresh(pc.id, []MemberEntry{{ID: l.ID, Incarnation: pc.peerInc, Left: true}}, 1)
 	}
-	c.tombs[pc.peer] = tombstone{incarnation: pc.peerInc, left: true, direct: true, until: now.Add(c.cfg.TombstoneTimeout)}
-	c.wantWake(now.Add(c.cfg.TombstoneTimeout))
+	c.putTomb(pc.peer, tombstone{incarnation: pc.peerInc, left: true, direct: true, until: now.Add(c.cfg.TombstoneTimeout)})
 	c.viewChanged()
 	c.closeConn(now, pc, false)
 }
@@ -220,7 +219,7 @@ func (c *core) forgetIfDue(now time.Time, m *member) bool {
 	}
 	c.log(slog.LevelInfo, "forgetting node down for longer than the reconnect timeout", "peer", m.id.String())
 	c.removeMember(m)
-	c.tombs[m.id] = tombstone{incarnation: m.incarnation, until: now.Add(c.cfg.TombstoneTimeout), probeAt: now.Add(c.cfg.ReconnectMaxDelay)}
+	c.putTomb(m.id, tombstone{incarnation: m.incarnation, until: now.Add(c.cfg.TombstoneTimeout), probeAt: now.Add(c.cfg.ReconnectMaxDelay)})
 	return true
 }
 
@@ -266,14 +265,34 @@ func (c *core) forgetCheckAt(t time.Time) {
 	c.wantWake(t)
 }
 
-// expireTombstones drops tombstones whose time is up.
+// putTomb records id's tombstone, and when it comes due for expireTombstones.
+func (c *core) putTomb(id NodeID, t tombstone) {
+	c.tombs[id] = t
+	if c.tombsDueAt.IsZero() || t.until.Before(c.tombsDueAt) {
+		c.tombsDueAt = t.until
+	}
+	c.wantWake(t.until)
+}
+
+// expireTombstones drops tombstones whose time is up. It looks at them only once the earliest
+// is due: a cluster whose nodes come and go (new names at each deploy) holds a tombstone for
+// each for an hour, and a tick comes every few hundred milliseconds.
 func (c *core) expireTombstones(now time.Time) {
+	if c.tombsDueAt.IsZero() || now.Before(c.tombsDueAt) {
+		return
+	}
+	c.tombsDueAt = time.Time{}
 	for id, t := range c.tombs {
 		if now.Before(t.until) {
-			c.wantWake(t.until)
+			if c.tombsDueAt.IsZero() || t.until.Before(c.tombsDueAt) {
+				c.tombsDueAt = t.until
+			}
 			continue
 		}
 		delete(c.tombs, id)
 		c.viewChanged()
+	}
+	if !c.tombsDueAt.IsZero() {
+		c.wantWake(c.tombsDueAt)
 	}
 }
