@@ -90,6 +90,7 @@ type core struct {
 	viewCacheUsed bool
 	memberOrder   []*member // members sorted by id, nil when it must be rebuilt
 	orderAdds     []*member // members added since memberOrder was built (sortedMembers)
+	orderDrops    int       // members removed from the table since then, still in memberOrder
 
 	metrics MetricsSink
 

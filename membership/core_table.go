@@ -80,31 +80,34 @@ func (c *core) putMember(m *member) {
 }
 
 // sortedMembers returns the members in id order, for deterministic iteration. The order is
-// kept between calls: members added since are sorted among themselves and merged in, in one
-// pass (a formation adds members by the hundred, and a node would otherwise sort its whole
-// table again after each); a removal rebuilds it. The slice returned is never changed
-// afterwards, so a caller may add or remove members while it walks it.
+// kept between calls: members added since are sorted among themselves and merged in, and
+// members removed since are left out, in one pass (a formation adds members by the hundred,
+// and a node would otherwise sort its whole table again after each; a leave or a forgotten
+// node, every node of the cluster at once). The slice returned is never changed afterwards,
+// so a caller may add or remove members while it walks it.
 func (c *core) sortedMembers() []*member {
 	byID := func(a, b *member) int { return a.id.Compare(b.id) }
 	switch {
 	case c.memberOrder == nil:
 		c.memberOrder = slices.Collect(c.members.all())
 		slices.SortFunc(c.memberOrder, byID)
-	case len(c.orderAdds) > 0:
-		slices.SortFunc(c.orderAdds, byID)
-		merged := make([]*member, 0, len(c.memberOrder)+len(c.orderAdds))
-		old, adds := c.memberOrder, c.orderAdds
-		for len(old) > 0 && len(adds) > 0 {
-			if byID(old[0], adds[0]) < 0 {
-				merged, old = append(merged, old[0]), old[1:]
-			} else {
+	case len(c.orderAdds) > 0 || c.orderDrops > 0:
+		adds := slices.DeleteFunc(c.orderAdds, func(m *member) bool { return m.removed })
+		slices.SortFunc(adds, byID)
+		merged := make([]*member, 0, len(c.memberOrder)+len(adds))
+		for _, m := range c.memberOrder {
+			if m.removed {
+				continue
+			}
+			for len(adds) > 0 && byID(adds[0], m) < 0 {
 				merged, adds = append(merged, adds[0]), adds[1:]
 			}
+			merged = append(merged, m)
 		}
-		c.memberOrder = append(append(merged, old...), adds...)
+		c.memberOrder = append(merged, adds...)
 	}
 	clear(c.orderAdds)
-	c.orderAdds = c.orderAdds[:0]
+	c.orderAdds, c.orderDrops = c.orderAdds[:0], 0
 	return c.memberOrder
 }
 
@@ -192,8 +195,10 @@ func (c *core) removeMember(m *member) {
 // member (memberOf) is never one that left the table.
 func (c *core) deleteMember(m *member) {
 	c.members.del(m.id)
-	c.memberOrder, c.orderAdds = nil, nil
 	m.removed = true
+	if c.memberOrder != nil {
+		c.orderDrops++ // left out of the order when it is next asked for
+	}
 	c.viewChanged()
 	c.syncView(time.Time{}, m)
 	delete(c.alerts, m.id)

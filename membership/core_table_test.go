@@ -23,17 +23,33 @@ func TestSortedMembersStayInIDOrderAsMembersComeAndGo(t *testing.T) {
 		return out
 	}
 	for round := range 40 {
+		var added []*member
 		for range 1 + rng.IntN(20) {
 			port := 4000 + rng.IntN(5000)
 			id := MustParseNodeID(simID(fmt.Sprintf("n%d", port), port))
 			if c.members.get(id) == nil {
-				c.putMember(&member{id: id, status: StatusConnecting})
+				m := &member{id: id, status: StatusConnecting}
+				c.putMember(m)
+				added = append(added, m)
 			}
 		}
-		if round%7 == 6 {
+		if round%3 == 2 {
+			// Members of the order and members added since, some of them put back at once.
+			drops := rng.IntN(4)
 			for m := range c.members.all() {
+				if drops == 0 {
+					break
+				}
 				c.deleteMember(m)
-				break
+				drops--
+			}
+			if len(added) > 0 {
+				if m := added[rng.IntN(len(added))]; !m.removed {
+					c.deleteMember(m)
+					if rng.IntN(2) == 0 {
+						c.putMember(&member{id: m.id, status: StatusConnecting})
+					}
+				}
 			}
 		}
 		before := c.sortedMembers()
