@@ -163,9 +163,24 @@ func (c *core) expireBasis(now time.Time) {
 // isNeighbour reports whether the local node streams to id: always in a full mesh, else when
 // id is one of its observers or subjects (or would be, for a node off the view).
 func (c *core) isNeighbour(id NodeID) bool {
-	if !c.overlay() {
+	if !c.overlay() || c.neighbours()[id] {
 		return true
 	}
+	return !c.members.get(id).inViewOrNil() && c.topo.isNeighbour(c.self, id)
+}
+
+// isNeighbourMember is isNeighbour for a member at hand, without looking it up (reconcile
+// asks it of every member).
+func (c *core) isNeighbourMember(m *member) bool {
+	if !c.overlay() || c.neighbours()[m.id] {
+		return true
+	}
+	return !m.inView && c.topo.isNeighbour(c.self, m.id)
+}
+
+// neighbours returns the set of this node's neighbours in the live view, built anew only
+// when the view changed.
+func (c *core) neighbours() map[NodeID]bool {
 	if c.neighbourVersion != c.topo.version() || c.neighbourSet == nil {
 		c.neighbourSet = map[NodeID]bool{}
 		for _, n := range c.topo.neighbours(c.self) {
@@ -173,10 +188,7 @@ func (c *core) isNeighbour(id NodeID) bool {
 		}
 		c.neighbourVersion = c.topo.version()
 	}
-	if c.neighbourSet[id] {
-		return true
-	}
-	return !c.members.get(id).inViewOrNil() && c.topo.isNeighbour(c.self, id)
+	return c.neighbourSet
 }
 
 // isDown reports whether m exists and is down.
@@ -198,7 +210,7 @@ func (c *core) reconcile(now time.Time) {
 		if m.incarnation == 0 || m.removed {
 			continue // a seed announced by id: dialled as a seed
 		}
-		wanted := c.isNeighbour(m.id)
+		wanted := c.isNeighbourMember(m)
 		if !wanted {
 			m.probing = false // no longer its observer: it has nothing to say about it
 		}
