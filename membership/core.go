@@ -55,6 +55,8 @@ type core struct {
 	subjects          map[NodeID]bool // this node's subjects in topo as of the last reconcile; nil: to compute
 	onwardSubjects    map[NodeID]bool // those on the rings it relays onward over (relaySubjects)
 	neighbourVersion  uint64
+	subjectSet        map[NodeID]bool // this node's subjects in topo and the basis (observes)
+	subjectsOf        [2]uint64       // the versions of topo and the basis subjectSet is of, plus one
 	alerts            map[NodeID]*alertSet
 	alertsExpireAt    time.Time  // when the next alert may expire (zero: none may)
 	alertExpiries     []alertDue // the marks in alerts by when they expire (expireAlerts)

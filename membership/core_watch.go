@@ -25,7 +25,7 @@ func (c *core) watches(now time.Time, pc *peerConn) bool {
 			return pc.watching
 		}
 		pc.watchTopo, pc.watchBasis = topo, basis
-		watching = c.topo.isObserver(c.self, pc.peer) || c.basis.isObserver(c.self, pc.peer)
+		watching = c.observes(pc.peer)
 	} else {
 		pc.watchTopo, pc.watchBasis = 0, 0
 	}
@@ -72,4 +72,33 @@ func (c *core) quietTimeout(pc *peerConn) time.Duration {
 func (c *core) unwatched(id connID) bool {
 	pc := c.conns[id]
 	return pc != nil && !pc.watching
+}
+
+// observes reports whether this node monitors id in the live view or in the basis. Every
+// stream asks it after each change of the view: the answer comes from this node's subjects,
+// found once per change, rather than from a search of every ring for each stream. An id a
+// lens does not see (a node down, or not in the view) is looked for on the rings themselves,
+// where it would be.
+func (c *core) observes(id NodeID) bool {
+	topo, basis := c.topo.version()+1, c.basis.version()+1
+	if c.subjectsOf != [2]uint64{topo, basis} || c.subjectSet == nil {
+		c.subjectsOf = [2]uint64{topo, basis}
+		c.subjectSet = map[NodeID]bool{}
+		for _, lens := range [2]*topology{c.topo, c.basis} {
+			for _, s := range lens.subjects(c.self) {
+				c.subjectSet[s] = true
+			}
+		}
+	}
+	if c.subjectSet[id] {
+		return true
+	}
+	for _, lens := range [2]*topology{c.topo, c.basis} {
+		if !lens.has(id) || !lens.has(c.self) {
+			if lens.isObserver(c.self, id) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -351,6 +351,12 @@ func (t *topology) isNeighbour(self, id NodeID) bool {
 	return false
 }
 
+// has reports whether the lens sees id.
+func (t *topology) has(id NodeID) bool {
+	n := t.r.nodes.get(id)
+	return n != nil && t.sees(n)
+}
+
 // isObserver reports whether self monitors id (in the view or not): self is id's predecessor
 // on some ring.
 func (t *topology) isObserver(self, id NodeID) bool {

@@ -162,3 +162,33 @@ func TestTopologyBatchOfJoinsAndDeparturesEqualsOneBuiltAnew(t *testing.T) {
 		require.Len(t, ring, len(rest), "ring %d", r)
 	}
 }
+
+func TestTopologyObserverOfASeenNodeIsTheNodeWhoseSubjectItIs(t *testing.T) {
+	// A node's observers answer "is self id's observer?" from self's subjects for every id
+	// both see (core.observes); this must be the rings' own answer, live lens and basis alike.
+	ids := topologyIDs(300)
+	live := newTopology(nil, 10)
+	basis := live.lens()
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, id := range ids {
+		basis.add(id)
+		if rng.IntN(5) != 0 { // a fifth of the basis is down: on the rings, not live
+			live.add(id)
+		}
+	}
+	for _, lens := range []*topology{live, basis} {
+		for _, self := range ids[:60] {
+			if !lens.has(self) {
+				continue
+			}
+			subjects := lens.subjects(self)
+			for _, id := range ids {
+				if id == self || !lens.has(id) {
+					continue
+				}
+				require.Equal(t, lens.isObserver(self, id), slices.Contains(subjects, id),
+					"%s observes %s (all=%v)", self, id, lens.all)
+			}
+		}
+	}
+}
