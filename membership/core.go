@@ -58,11 +58,10 @@ type core struct {
 	subjectSet        map[NodeID]bool // this node's subjects in topo and the basis (observes)
 	subjectsOf        [2]uint64       // the versions of topo and the basis subjectSet is of, plus one
 	alerts            map[NodeID]*alertSet
-	alertsExpireAt    time.Time  // when the next alert may expire (zero: none may)
-	alertExpiries     []alertDue // the marks in alerts by when they expire (expireAlerts)
-	basisExpiries     []basisDue // the nodes down on the basis by when they leave it (expireBasis)
-	alertMarks        uint64     // the number of the last mark recorded (alertMark.number)
-	alertSeq          uint64     // the Seq of this node's last alert (nextAlertSeq)
+	alertExpiries     dueQueue[alertDue] // the marks in alerts by when they expire (expireAlerts)
+	basisExpiries     dueQueue[NodeID]   // the nodes down on the basis by when they leave it (expireBasis)
+	alertMarks        uint64             // the number of the last mark recorded (alertMark.number)
+	alertSeq          uint64             // the Seq of this node's last alert (nextAlertSeq)
 	conns             map[connID]*peerConn
 	dialing           int         // outbound streams in conns not established yet (dialsInFlight)
 	connOrder         []*peerConn // conns sorted by id; nil when it must be rebuilt
@@ -305,9 +304,7 @@ func (c *core) tick(now time.Time) {
 	if c.topoDirty && c.reconcileDue(now) {
 		c.reconcile(now)
 	}
-	if len(c.alertExpiries) > 0 && !c.alertsExpireAt.IsZero() && !now.Before(c.alertsExpireAt) {
-		c.expireAlerts(now)
-	}
+	c.expireAlerts(now)
 	c.expireBasis(now)
 	c.releaseIdleView()
 	if c.lateWorstOf() > 0 {

@@ -33,7 +33,7 @@ func (c *core) syncView(now time.Time, m *member) {
 		c.setBasis(m, false)
 	} else if m.inBasis && !now.IsZero() {
 		due := now.Add(c.alertLifetime()) // it leaves the basis then (expireBasis)
-		c.basisExpiries = append(c.basisExpiries, basisDue{due: due, id: m.id})
+		c.basisExpiries.push(due, m.id)
 		c.wantWake(due)
 	}
 	if alive == m.inView {
@@ -122,41 +122,32 @@ func (c *core) setBasis(m *member, in bool) {
 	}
 }
 
-// basisDue is when a node down on the basis is looked at to leave it (expireBasis).
-type basisDue struct {
-	due time.Time
-	id  NodeID
-}
-
 // expireBasis takes nodes down for longer than an alert's lifetime off the basis. It looks
 // only at the nodes due (basisExpiries, in the order they went down), not at every member:
 // while any node is down on the basis, a node would otherwise pass over its whole table at
 // every tick.
 func (c *core) expireBasis(now time.Time) {
 	if c.basis.size() == c.topo.size() {
-		c.basisExpiries = nil // nobody down on the basis: every entry is stale
+		c.basisExpiries.clear() // nobody down on the basis: every entry is stale
 		return
 	}
-	queue := c.basisExpiries
-	for len(queue) > 0 && !now.Before(queue[0].due) {
-		id := queue[0].id
-		queue = queue[1:]
+	for {
+		id, ok := c.basisExpiries.pop(now)
+		if !ok {
+			break
+		}
 		m := c.members.get(id)
 		if m == nil || !m.inBasis || m.status != StatusDisconnected {
 			continue // back, or gone from the table
 		}
 		if until := c.at(m.downSince).Add(c.alertLifetime()); now.Before(until) {
-			queue = append(queue, basisDue{due: until, id: id}) // down again since
+			c.basisExpiries.push(until, id) // down again since
 			continue
 		}
 		c.setBasis(m, false)
 	}
-	if len(queue) == 0 {
-		queue = nil // let the array go
-	}
-	c.basisExpiries = queue
-	if len(queue) > 0 {
-		c.wantWake(queue[0].due)
+	if due, ok := c.basisExpiries.next(); ok {
+		c.wantWake(due)
 	}
 }
 
@@ -456,10 +447,9 @@ type alertMark struct {
 	seq     uint64 // the alert's Seq (0: not numbered)
 }
 
-// alertDue is when a mark of alerts expires: the subject's set, the observer's mark in it, and
-// the mark's number (a mark replaced or dropped since leaves its entry stale).
+// alertDue names a mark of alerts in alertExpiries: the subject's set, the observer's mark in
+// it, and the mark's number (a mark replaced or dropped since leaves its entry stale).
 type alertDue struct {
-	due               time.Time
 	subject, observer NodeID
 	number            uint64
 }
@@ -497,18 +487,10 @@ func (c *core) recordAlert(now time.Time, a *Alert) bool {
 	}
 	c.alertMarks++
 	set.put(a.Observer, alertMark{reason: a.Reason, up: a.Up, refused: a.Refused && !a.Up, number: c.alertMarks, seq: a.Seq})
-	c.alertExpiries = append(c.alertExpiries, alertDue{due: now.Add(c.alertLifetime()), subject: a.Subject, observer: a.Observer, number: c.alertMarks})
-	c.lookAtAlertsBy(c.alertExpiries[0].due)
+	due := now.Add(c.alertLifetime())
+	c.alertExpiries.push(due, alertDue{subject: a.Subject, observer: a.Observer, number: c.alertMarks})
+	c.wantWake(due)
 	return true
-}
-
-// lookAtAlertsBy asks for the alerts to be looked at for expiry (expireAlerts) at t at the
-// latest.
-func (c *core) lookAtAlertsBy(t time.Time) {
-	if c.alertsExpireAt.IsZero() || t.Before(c.alertsExpireAt) {
-		c.alertsExpireAt = t
-	}
-	c.wantWake(t)
 }
 
 // decideFrom decides subject, whose alerts changed, and then the subjects whose count it may
@@ -707,13 +689,14 @@ func (c *core) alertLifetime() time.Duration {
 //
 // It looks only at the marks due (alertExpiries, in the order they were recorded, each due a
 // lifetime later), not at every alert: a node of a busy cluster holds thousands, and marks
-// come due every few milliseconds.
+// come due every few milliseconds. Each tick runs it, so the wake-up for the next mark due is
+// asked for again after every tick.
 func (c *core) expireAlerts(now time.Time) {
-	c.alertsExpireAt = time.Time{}
-	queue := c.alertExpiries
-	for len(queue) > 0 && !now.Before(queue[0].due) {
-		e := queue[0]
-		queue = queue[1:]
+	for {
+		e, ok := c.alertExpiries.pop(now)
+		if !ok {
+			break
+		}
 		set := c.alerts[e.subject]
 		if set == nil {
 			continue
@@ -722,8 +705,7 @@ func (c *core) expireAlerts(now time.Time) {
 			continue // replaced or dropped since
 		}
 		if m := c.members.get(e.subject); m.isDown() && m.incarnation == set.incarnation {
-			e.due = now.Add(c.alertLifetime()) // again then: its node may have come back
-			queue = append(queue, e)
+			c.alertExpiries.push(now.Add(c.alertLifetime()), e) // again then: its node may have come back
 			continue
 		}
 		set.drop(e.observer)
@@ -731,12 +713,8 @@ func (c *core) expireAlerts(now time.Time) {
 			delete(c.alerts, e.subject)
 		}
 	}
-	if len(queue) == 0 {
-		queue = nil // let the array go
-	}
-	c.alertExpiries = queue
-	if len(queue) > 0 {
-		c.lookAtAlertsBy(queue[0].due)
+	if due, ok := c.alertExpiries.next(); ok {
+		c.wantWake(due)
 	}
 }
 

@@ -234,7 +234,7 @@ func TestOverlayBadLinksOneAfterAnotherNeverAddUpToADownAndTheirAlertsExpire(t *
 	s.advance(lifetime + time.Second)
 	for _, n := range nodes {
 		require.Nil(t, n.core.alerts[subject.id], "%s: every alert about %s expired a lifetime after it came", n.id, subject.id)
-		require.Empty(t, n.core.alertExpiries, "%s: nothing left to expire", n.id)
+		require.Zero(t, n.core.alertExpiries.len(), "%s: nothing left to expire", n.id)
 	}
 }
 
