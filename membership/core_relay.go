@@ -31,13 +31,11 @@ const (
 )
 
 // wideHops is how far from its source news is relayed to every subject: 1 (the nodes that
-// heard it from its source) up to 2K³ nodes, then one more per factor of K. The source
-// reaches 2K nodes and each wide hop K times more, so the wide hops alone reach 2K² to 2K³
-// nodes, a tenth to a fiftieth of the view (about N/K), and the onward ones the rest: one
-// more wide hop would reach more nodes than the view holds, most of them twice or more.
+// heard it from its source) up to K³ nodes, then one more per factor of K, so that the
+// wide hops alone reach about N/K nodes and the onward ones the rest.
 func (c *core) wideHops() uint32 {
 	k, n := c.cfg.Monitors, c.topo.size()
-	hops, reach := uint32(1), 2*k*k*k
+	hops, reach := uint32(1), k*k*k
 	for reach < n && k > 1 {
 		hops++
 		reach *= k
