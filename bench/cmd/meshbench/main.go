@@ -38,7 +38,7 @@ func main() {
 		hostMode   = flag.Bool("host", false, "internal: host nodes for a worker (stdin/stdout)")
 		procs      = flag.Int("processes", 0, "worker: host processes (0: one, unless the sockets do not fit)")
 		system     = flag.String("system", "meshnode", "worker: meshnode or memberlist")
-		profile    = flag.String("profile", "lan", "worker: lan or fast")
+		profile    = flag.String("profile", "lan", "worker: lan or fast (or lan3s: lan at a 3 s interval, for diagnosis)")
 		n          = flag.Int("nodes", 8, "worker: N")
 		trial      = flag.Int("trial", 1, "worker: trial number")
 		scenarios  = flag.String("scenarios", "all", "worker: all or formation")
