@@ -49,7 +49,6 @@ type core struct {
 	topoChangedAt     time.Time                 // the view's last change while topoDirty
 	topoChanges       int                       // the view's changes since topoDirty was set
 	syncHold          time.Time                 // in the overlay: no view sync over any stream before then
-	viewAskedAt       time.Time                 // outside the overlay: when this node last asked a peer for its view (learningView)
 	basisCache        map[NodeID]ringNeighbours // basisNeighbours, as of basisCacheVersion
 	basisCacheVersion uint64
 	neighbourSet      map[NodeID]bool

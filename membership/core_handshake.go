@@ -153,7 +153,7 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 		c.sendViewIfTheyLack(pc, h.ViewDigest)
 	}
 	if pc.handshaken() {
-		c.askForViewFromOutside(now, pc, h.ViewDigest)
+		c.askForViewFromOutside(pc, h.ViewDigest)
 		c.sendRecentDowns(pc)
 	}
 }
@@ -164,29 +164,12 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 // gets no view in the hellos of its neighbours' dials (they take it for a member that has
 // the view), and would otherwise wait for the heartbeats' digests to start a sync; a busy
 // formation can close its streams before they do, again and again, and leave it blind.
-func (c *core) askForViewFromOutside(now time.Time, pc *peerConn, theirDigest uint64) {
+func (c *core) askForViewFromOutside(pc *peerConn, theirDigest uint64) {
 	if c.cfg.Monitors == 0 || c.overlay() || theirDigest == 0 || theirDigest == c.viewDigest() {
 		return
 	}
-	c.viewAskedAt = now
 	c.send(pc, &Message{Update: &Update{Full: true, ReplyRequested: true, Entries: c.view()}})
 }
-
-// learningView reports whether this node, outside the overlay, asked a peer for its view
-// within the last learnViewWindow (askForViewFromOutside): it knows at most K+1 nodes, but
-// a peer that knows others has just met it, so the cluster may be far larger than the few
-// nodes it has met so far. Such a node, a joiner of a busy cluster whose seed has not
-// answered yet, meets the neighbours that dial it one stream at a time, and their streams
-// close as the overlay settles (a dialler that gave up, a stream it no longer needs): it
-// probes a peer whose stream closed before it reports it down (lost), as the overlay does.
-func (c *core) learningView(now time.Time) bool {
-	return !c.viewAskedAt.IsZero() && now.Sub(c.viewAskedAt) < c.learnViewWindow()
-}
-
-// learnViewWindow is how long after asking for a peer's view a node outside the overlay
-// probes a peer whose stream closed (learningView): ten intervals, time enough for a busy
-// peer's answer, or for the views of the nodes that dial it, to arrive.
-func (c *core) learnViewWindow() time.Duration { return 10 * c.cfg.HeartbeatInterval }
 
 // resolveDuplicate settles an incoming handshake from a node that already has a stream.
 // It reports whether pc goes on to be established.

@@ -261,9 +261,8 @@ func (c *core) onUnlink(now time.Time, pc *peerConn) {
 	c.discardConn(pc, false)
 }
 
-// lost handles the end of m's stream (its current one) for reason: in a full mesh m is down
-// (but for a closed stream on a node still learning the view, probed first as below); in the
-// overlay an observer raises an alert and the cluster decides, and a neighbour redials.
+// lost handles the end of m's stream (its current one) for reason: in a full mesh m is down;
+// in the overlay an observer raises an alert and the cluster decides, and a neighbour redials.
 //
 // A stream that closed is probed first: the observer redials at once and alerts only if that
 // dial fails (endDial). A crashed node refuses the dial within a round trip; a live one, whose
@@ -271,16 +270,13 @@ func (c *core) onUnlink(now time.Time, pc *peerConn) {
 // no alert goes round the cluster for nothing. A stream that went silent is alerted at once:
 // a dial to a node that hangs would only wait out the dial timeout.
 func (c *core) lost(now time.Time, m *member, reason DownReason) {
-	if !c.overlay() && !(reason == ReasonConnectionClosed && c.learningView(now)) {
+	if !c.overlay() {
 		c.markDown(now, m, reason)
 		c.scheduleRedial(now, m)
 		return
 	}
 	m.conn = 0
-	// A node still learning the view (learningView) probes every peer whose stream closed:
-	// its dial, refused or not answered, takes the peer down (endDial); answered, the peer is
-	// alive and nothing is reported.
-	if reason == ReasonConnectionClosed && m.status == StatusConnected && (!c.overlay() || c.basis.isObserver(c.self, m.id)) {
+	if reason == ReasonConnectionClosed && m.status == StatusConnected && c.basis.isObserver(c.self, m.id) {
 		m.probing = true
 		m.attempts, m.refusals = 0, 0
 		if m.dial == 0 && !c.leaving {

@@ -158,49 +158,6 @@ func TestOverlayJoinerTheSeedNeverAnswersLearnsTheViewFromItsNeighboursHandshake
 		"the joiner should learn every node from its neighbours' handshakes")
 }
 
-// TestOverlayJoinerStillLearningTheViewProbesANeighbourWhoseStreamClosed: a joiner whose
-// seed never answers meets the cluster through the neighbours that dial it (the seed admitted
-// it and told them), and, while it knows only those few, it is outside the overlay, where a
-// closed stream means a down. Here only one neighbour reaches it, and the answers to its
-// requests for the view are lost. That neighbour's stream closing then (in a busy formation:
-// a dialler that gave up, a stream the overlay no longer needs) is probed first: the
-// neighbour answers, and the joiner does not report it down. Once it crashes, the probe finds
-// nothing listening, and the joiner reports it down.
-func TestOverlayJoinerStillLearningTheViewProbesANeighbourWhoseStreamClosed(t *testing.T) {
-	s, nodes, seed, joiner := overlayWithJoiner(t)
-	all := append(slices.Clone(nodes), joiner)
-	// One neighbour reaches the joiner; the others' messages to it are lost, so that it
-	// knows fewer than K+1 nodes.
-	neighbour := s.byID(topoOf(all, 4).observers(joiner.id)[0])
-	require.NotEqual(t, seed, neighbour, "the seed is the joiner's observer: pick another")
-	s.drop = func(from, to *simNode, msg *Message) bool {
-		return to == joiner && (from != neighbour || msg.Update != nil)
-	}
-	defer func() { s.drop = nil }()
-	joiner.start()
-	s.advanceUntil(30*time.Second, func() bool {
-		return slices.Contains(joiner.connectedIDs(), neighbour.id.String()) && joiner.streamEnd(neighbour) != nil
-	}, "%s, the joiner's observer, should dial it once the seed admitted it", neighbour.id)
-	require.False(t, joiner.core.overlay(), "the joiner, which knows only the node that dialled it, is outside the overlay")
-
-	s.breakHalf(joiner, neighbour)
-	s.advance(5 * time.Second)
-	require.Equal(t, []string{"up " + neighbour.id.String()}, joiner.eventsAbout(neighbour),
-		"a joiner still learning the view reports a live node whose stream closed up once, and never down")
-	require.Contains(t, joiner.connectedIDs(), neighbour.id.String(), "the joiner should find %s alive", neighbour.id)
-
-	// A probe that finds nothing listening still reports the peer down, with the reason.
-	neighbour.crash()
-	s.advanceUntil(5*time.Second, func() bool { return len(joiner.downs()) > 0 }, "the joiner should report the crashed %s down", neighbour.id)
-	require.False(t, joiner.core.overlay(), "the joiner is still outside the overlay")
-	require.Equal(t, []string{"up " + neighbour.id.String(), "down " + neighbour.id.String() + " connection_closed"}, joiner.eventsAbout(neighbour),
-		"a joiner still learning the view reports a crashed peer down once, as connection_closed")
-
-	s.drop = nil
-	s.advanceUntil(30*time.Second, func() bool { return len(joiner.connectedIDs()) == len(nodes)-1 },
-		"the joiner should learn every live node once its requests are answered")
-}
-
 func TestOverlayJoinAndLeaveReachEveryNode(t *testing.T) {
 	const k = 4
 	s, nodes := overlayCluster(t, 40, k)
