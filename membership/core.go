@@ -49,6 +49,7 @@ type core struct {
 	topoChangedAt     time.Time                 // the view's last change while topoDirty
 	topoChanges       int                       // the view's changes since topoDirty was set
 	syncHold          time.Time                 // in the overlay: no view sync over any stream before then
+	overlayHeardAt    time.Time                 // outside the overlay: a peer's hello last said the cluster runs one (joiningOverlay)
 	basisCache        map[NodeID]ringNeighbours // basisNeighbours, as of basisCacheVersion
 	basisCacheVersion uint64
 	neighbourSet      map[NodeID]bool

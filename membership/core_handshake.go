@@ -29,6 +29,7 @@ func (c *core) hello(now time.Time, them *Hello) *Hello {
 		Attributes:        c.attrs.clone(),
 		ViewDigest:        c.viewDigest(),
 		ClusterName:       c.cfg.ClusterName,
+		ViewSize:          uint32(c.topo.size()),
 	}
 	if them != nil {
 		h.ViewDigest = c.digestWith(MemberEntry{ID: them.ID, Incarnation: them.Incarnation})
@@ -153,10 +154,36 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 		c.sendViewIfTheyLack(pc, h.ViewDigest)
 	}
 	if pc.handshaken() {
+		c.noteOverlay(now, h)
 		c.askForViewFromOutside(pc, h.ViewDigest)
 		c.sendRecentDowns(pc)
 	}
 }
+
+// noteOverlay notes, for a node outside the overlay, a peer's hello that says the peer's view
+// holds more than K+1 nodes: the cluster runs the overlay, and this node, which has yet to
+// learn the view, is joining it (joiningOverlay).
+func (c *core) noteOverlay(now time.Time, h *Hello) {
+	if c.cfg.Monitors > 0 && !c.overlay() && int(h.ViewSize) > c.cfg.Monitors+1 {
+		c.overlayHeardAt = now
+	}
+}
+
+// joiningOverlay reports whether this node is outside the overlay of a cluster that runs one:
+// within joinOverlayWindow of a hello from a peer whose view holds more than K+1 nodes
+// (noteOverlay). Such a node, a joiner whose seed has not answered yet, knows only the few
+// nodes that dialled it, and their streams close as the overlay settles (a dialler that
+// gave up, a stream it no longer needs): the full mesh's rules, where a closed or silent
+// stream is a down, do not hold for it. It reports no node down on its own word, and redials
+// instead: once its view arrives, the overlay's observers decide.
+func (c *core) joiningOverlay(now time.Time) bool {
+	return !c.overlay() && !c.overlayHeardAt.IsZero() && now.Sub(c.overlayHeardAt) < c.joinOverlayWindow()
+}
+
+// joinOverlayWindow is how long after its last hello from a peer of the overlay a node
+// outside it keeps to joiningOverlay: ten intervals, time enough for the view to arrive
+// from a busy seed or peer; a cluster that shrank to a full mesh sends no such hello.
+func (c *core) joinOverlayWindow() time.Duration { return 10 * c.cfg.HeartbeatInterval }
 
 // askForViewFromOutside completes a handshake for a node outside the overlay (it knows at
 // most K others, Monitors > 0) whose view still differs from the peer's: it asks for what

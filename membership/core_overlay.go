@@ -261,8 +261,9 @@ func (c *core) onUnlink(now time.Time, pc *peerConn) {
 	c.discardConn(pc, false)
 }
 
-// lost handles the end of m's stream (its current one) for reason: in a full mesh m is down;
-// in the overlay an observer raises an alert and the cluster decides, and a neighbour redials.
+// lost handles the end of m's stream (its current one) for reason: in a full mesh m is down
+// (but on a node joining an overlay it has yet to see, joiningOverlay, which only redials); in
+// the overlay an observer raises an alert and the cluster decides, and a neighbour redials.
 //
 // A stream that closed is probed first: the observer redials at once and alerts only if that
 // dial fails (endDial). A crashed node refuses the dial within a round trip; a live one, whose
@@ -270,6 +271,13 @@ func (c *core) onUnlink(now time.Time, pc *peerConn) {
 // no alert goes round the cluster for nothing. A stream that went silent is alerted at once:
 // a dial to a node that hangs would only wait out the dial timeout.
 func (c *core) lost(now time.Time, m *member, reason DownReason) {
+	if !c.overlay() && c.joiningOverlay(now) {
+		// Outside the overlay of a cluster that runs one: not this node's word to give. It
+		// redials; once its view arrives, the overlay's observers decide.
+		m.conn = 0
+		c.scheduleRedial(now, m)
+		return
+	}
 	if !c.overlay() {
 		c.markDown(now, m, reason)
 		c.scheduleRedial(now, m)

@@ -158,6 +158,51 @@ func TestOverlayJoinerTheSeedNeverAnswersLearnsTheViewFromItsNeighboursHandshake
 		"the joiner should learn every node from its neighbours' handshakes")
 }
 
+// TestOverlayJoinerThatHasNotSeenTheOverlayReportsNoDownOfItsOwn: a joiner whose seed never
+// answers meets the cluster through the neighbours that dial it (the seed admitted it and
+// told them). While it knows only those few it is outside the overlay, where a closed or
+// silent stream would be a down; but their hellos say that the cluster runs the overlay, so
+// it reports nobody down on its own word. Here only one neighbour reaches it and the answers
+// to its requests for the view are lost: that neighbour's stream closes (a dialler that gave
+// up, a stream the overlay no longer needs), its redial hangs, and the neighbour finally
+// crashes. Once the view arrives, the joiner reports the crashed node down as the cluster
+// decided, once, and every other node up.
+func TestOverlayJoinerThatHasNotSeenTheOverlayReportsNoDownOfItsOwn(t *testing.T) {
+	s, nodes, seed, joiner := overlayWithJoiner(t)
+	all := append(slices.Clone(nodes), joiner)
+	neighbour := s.byID(topoOf(all, 4).observers(joiner.id)[0])
+	require.NotEqual(t, seed, neighbour, "the seed is the joiner's observer: pick another")
+	s.drop = func(from, to *simNode, msg *Message) bool {
+		return to == joiner && (from != neighbour || msg.Update != nil)
+	}
+	defer func() { s.drop = nil }()
+	joiner.start()
+	s.advanceUntil(30*time.Second, func() bool { return joiner.streamEnd(neighbour) != nil },
+		"%s, the joiner's observer, should dial it once the seed admitted it", neighbour.id)
+	require.False(t, joiner.core.overlay(), "the joiner, which knows only the node that dialled it, is outside the overlay")
+
+	s.breakHalf(joiner, neighbour)
+	s.advance(3 * time.Second)
+	s.hangDials([]*simNode{joiner}, []*simNode{neighbour}, true)
+	if joiner.streamEnd(neighbour) != nil {
+		s.breakHalf(joiner, neighbour)
+	}
+	s.advance(joiner.cfg.DialTimeout + 2*time.Second)
+	s.hangDials([]*simNode{joiner}, []*simNode{neighbour}, false)
+	neighbour.crash()
+	s.advance(5 * time.Second)
+	require.False(t, joiner.core.overlay(), "the joiner is still outside the overlay")
+	require.Empty(t, joiner.downs(), "a joiner that has not seen the overlay yet reports no node down on its own word")
+
+	s.drop = nil
+	s.advanceUntil(30*time.Second, func() bool {
+		return len(joiner.connectedIDs()) == len(nodes)-1 && len(joiner.eventsAbout(neighbour)) > 1
+	}, "the joiner should learn the view: every live node up, the crashed one down")
+	require.Equal(t, "down "+neighbour.id.String()+" connection_closed", joiner.eventsAbout(neighbour)[1],
+		"the joiner reports the crashed node down as the cluster decided")
+	require.Len(t, joiner.downs(), 1, "the joiner reports only the crashed node down")
+}
+
 func TestOverlayJoinAndLeaveReachEveryNode(t *testing.T) {
 	const k = 4
 	s, nodes := overlayCluster(t, 40, k)

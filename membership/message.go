@@ -94,6 +94,11 @@ type Hello struct {
 	// ClusterName is the sender's Config.ClusterName ("" for none). A node with another name
 	// (none and a name differ too) refuses the stream with RejectClusterName.
 	ClusterName string
+	// ViewSize is how many live nodes the sender's view holds, itself included (0: unknown,
+	// as from a node that keeps a full mesh at any size). A node outside the overlay that
+	// meets a peer whose view holds more than K+1 learns that the cluster runs the overlay
+	// (joiningOverlay).
+	ViewSize uint32
 }
 
 // Attributes is the application-level information a node advertises about itself.

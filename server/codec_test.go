@@ -21,7 +21,7 @@ func peerMessageSeeds(t testing.TB) [][]byte {
 	msgs := []*membership.Message{
 		{Hello: &membership.Hello{ID: id, Incarnation: 42, ProtocolVersion: 1, HeartbeatInterval: time.Second, MissThreshold: 3,
 			Uptime: time.Minute, Attributes: membership.Attributes{Version: 2, ProcessCount: 3, Metadata: map[string]string{"k": "v"}},
-			View: []membership.MemberEntry{{ID: other, Incarnation: 7}, {ID: membership.MustParseNodeID("c@h:1"), Incarnation: 1, Left: true}}, ViewDigest: 0xfeedface12345678, ClusterName: "blue"}},
+			View: []membership.MemberEntry{{ID: other, Incarnation: 7}, {ID: membership.MustParseNodeID("c@h:1"), Incarnation: 1, Left: true}}, ViewDigest: 0xfeedface12345678, ClusterName: "blue", ViewSize: 1024}},
 		{Heartbeat: &membership.Heartbeat{ViewDigest: 0xdeadbeefcafef00d, ProcessCount: 3, AttributesVersion: 2}},
 		{Update: &membership.Update{Full: true, ReplyRequested: true, Hop: 3, Entries: []membership.MemberEntry{{ID: other, Incarnation: 7}}}},
 		{Leave: &membership.Leave{ID: id, Incarnation: 42}},
@@ -54,6 +54,9 @@ func TestCodecRoundTripsEveryMessage(t *testing.T) {
 		require.NoError(t, proto.Unmarshal(body, &x))
 		require.NoError(t, proto.Unmarshal(again, &y))
 		require.True(t, proto.Equal(&x, &y), "round trip changed %v", &x)
+		if msg.Hello != nil {
+			require.Equal(t, uint32(1024), msg.Hello.ViewSize, "the hello's view size survives decoding")
+		}
 	}
 }
 

@@ -45,6 +45,7 @@ func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEnt
 			ViewDigest:             h.ViewDigest,
 			ExpectedId:             expectedID(h.Expect),
 			ClusterName:            h.ClusterName,
+			ViewSize:               h.ViewSize,
 		})
 		if err != nil {
 			return nil, err
@@ -255,6 +256,7 @@ func decodeHelloWith(h *clusterv1.Hello, view func() ([]membership.MemberEntry, 
 		Attributes:        decodeAttributes(h.GetInfo()),
 		View:              entries,
 		ViewDigest:        h.GetViewDigest(),
+		ViewSize:          h.GetViewSize(),
 		Expect:            expect,
 	}}, nil
 }

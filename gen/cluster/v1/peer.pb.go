@@ -908,7 +908,12 @@ type Hello struct {
 	// cluster_name is the sender's cluster name, empty for none (1-64 chars: a letter first, then letters,
 	// digits, '_' and '-'). A node whose own name differs (a name and none differ too) refuses the stream
 	// with REJECT_REASON_CLUSTER_NAME, so two clusters whose nodes reuse each other's addresses never merge.
-	ClusterName   string `protobuf:"bytes,20,opt,name=cluster_name,json=clusterName,proto3" json:"cluster_name,omitempty"`
+	ClusterName string `protobuf:"bytes,20,opt,name=cluster_name,json=clusterName,proto3" json:"cluster_name,omitempty"`
+	// view_size is how many live nodes the sender's view holds, itself included; 0 if unknown. A node
+	// that knows at most K+1 nodes (outside the overlay) and meets a peer whose view is larger learns
+	// that the cluster runs the overlay, which it has yet to see: it reports no node down on its own
+	// word until its view arrives.
+	ViewSize      uint32 `protobuf:"varint,21,opt,name=view_size,json=viewSize,proto3" json:"view_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1018,6 +1023,13 @@ func (x *Hello) GetClusterName() string {
 		return x.ClusterName
 	}
 	return ""
+}
+
+func (x *Hello) GetViewSize() uint32 {
+	if x != nil {
+		return x.ViewSize
+	}
+	return 0
 }
 
 // NodeAttributes is the application-level information a node advertises about itself.
@@ -1505,7 +1517,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x06alerts\x18\x01 \x03(\v2\x11.cluster.v1.AlertR\x06alerts\"2\n" +
 	"\bFragment\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\rR\x04size\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\xe6\x03\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\x83\x04\n" +
 	"\x05Hello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12)\n" +
@@ -1520,7 +1532,8 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\vexpected_id\x18\n" +
 	" \x01(\tR\n" +
 	"expectedId\x12!\n" +
-	"\fcluster_name\x18\x14 \x01(\tR\vclusterName\"\xd2\x01\n" +
+	"\fcluster_name\x18\x14 \x01(\tR\vclusterName\x12\x1b\n" +
+	"\tview_size\x18\x15 \x01(\rR\bviewSize\"\xd2\x01\n" +
 	"\x0eNodeAttributes\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12#\n" +
 	"\rprocess_count\x18\x02 \x01(\rR\fprocessCount\x12D\n" +
