@@ -305,7 +305,7 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 	m.nextDial = c.instantOf(due)
 	c.wantDialAt(due)
 	switch {
-	case !c.overlay() && c.joiningOverlay(now):
+	case c.joiningOverlay(now):
 		// Outside the overlay of a cluster that runs one: a dial that failed is no down on
 		// this node's word (lost); the redial above tries again.
 	case m.status == StatusConnecting:

@@ -271,7 +271,7 @@ func (c *core) onUnlink(now time.Time, pc *peerConn) {
 // no alert goes round the cluster for nothing. A stream that went silent is alerted at once:
 // a dial to a node that hangs would only wait out the dial timeout.
 func (c *core) lost(now time.Time, m *member, reason DownReason) {
-	if !c.overlay() && c.joiningOverlay(now) {
+	if c.joiningOverlay(now) {
 		// Outside the overlay of a cluster that runs one: not this node's word to give. It
 		// redials; once its view arrives, the overlay's observers decide.
 		m.conn = 0

@@ -911,8 +911,8 @@ type Hello struct {
 	ClusterName string `protobuf:"bytes,20,opt,name=cluster_name,json=clusterName,proto3" json:"cluster_name,omitempty"`
 	// view_size is how many live nodes the sender's view holds, itself included; 0 if unknown. A node
 	// that knows at most K+1 nodes (outside the overlay) and meets a peer whose view is larger learns
-	// that the cluster runs the overlay, which it has yet to see: it reports no node down on its own
-	// word until its view arrives.
+	// that the cluster runs the overlay, which it has yet to see: for ten heartbeat intervals after, it
+	// reports no node down on its own word (its view, once it arrives, tells what the cluster decided).
 	ViewSize      uint32 `protobuf:"varint,21,opt,name=view_size,json=viewSize,proto3" json:"view_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
