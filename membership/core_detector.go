@@ -482,14 +482,20 @@ func patienceAfter(failed int) time.Duration {
 // next one, no more patient, would too, for as long as the machine stays that busy. A refused
 // dial fails at once, whatever the patience; the probe of a stream that closed (lost) starts
 // with the usual timeouts.
+//
+// A dial's patience is fixed when it is first asked for (as the runtime starts the dial, with
+// the failures counted until then): the runtime's own timeout for the dial and the core's
+// deadline for its handshake (handshakeDeadline) must agree, whatever later resets the count.
 func (c *core) dialPatience(pc *peerConn) time.Duration {
-	if pc.trying != nil {
-		return seedPatience(pc.trying)
+	if pc.patience == 0 {
+		pc.patience = 1
+		if pc.trying != nil {
+			pc.patience = seedPatience(pc.trying)
+		} else if m := c.members.get(pc.expect); m != nil && m.dial == pc.id {
+			pc.patience = patienceAfter(m.attempts)
+		}
 	}
-	if m := c.members.get(pc.expect); m != nil && m.dial == pc.id {
-		return patienceAfter(m.attempts)
-	}
-	return 1
+	return pc.patience
 }
 
 // maxTime returns the later of a and b.

@@ -164,29 +164,39 @@ func TestOverlayJoinerTheSeedNeverAnswersLearnsTheViewFromItsNeighboursHandshake
 // silent stream would be a down; but their hellos say that the cluster runs the overlay, so
 // it reports nobody down on its own word. Here only one neighbour reaches it and the answers
 // to its requests for the view are lost: that neighbour's stream closes (a dialler that gave
-// up, a stream the overlay no longer needs), its redial hangs, and the neighbour finally
-// crashes. Once the view arrives, the joiner reports the crashed node down as the cluster
+// up, a stream the overlay no longer needs), goes silent, closes with its redial hanging,
+// and the neighbour finally crashes. Once the view arrives, the joiner reports the crashed node down as the cluster
 // decided, once, and every other node up.
 func TestOverlayJoinerThatHasNotSeenTheOverlayReportsNoDownOfItsOwn(t *testing.T) {
 	s, nodes, seed, joiner := overlayWithJoiner(t)
 	all := append(slices.Clone(nodes), joiner)
 	neighbour := s.byID(topoOf(all, 4).observers(joiner.id)[0])
 	require.NotEqual(t, seed, neighbour, "the seed is the joiner's observer: pick another")
+	silent := false // the neighbour's heartbeats to the joiner are lost too
 	s.drop = func(from, to *simNode, msg *Message) bool {
-		return to == joiner && (from != neighbour || msg.Update != nil)
+		return to == joiner && (from != neighbour || msg.Update != nil || silent && msg.Heartbeat != nil)
 	}
 	defer func() { s.drop = nil }()
 	joiner.start()
-	s.advanceUntil(30*time.Second, func() bool { return joiner.streamEnd(neighbour) != nil },
-		"%s, the joiner's observer, should dial it once the seed admitted it", neighbour.id)
+	reached := func(what string) {
+		t.Helper()
+		s.advanceUntil(30*time.Second, func() bool { return joiner.streamEnd(neighbour) != nil },
+			"%s should have a stream to the joiner %s", neighbour.id, what)
+	}
+	reached("once the seed admitted it")
 	require.False(t, joiner.core.overlay(), "the joiner, which knows only the node that dialled it, is outside the overlay")
 
+	// The stream closes: the joiner redials.
 	s.breakHalf(joiner, neighbour)
-	s.advance(3 * time.Second)
+	reached("again after the stream closed")
+	// The stream goes silent past the timeout.
+	silent = true
+	s.advance(2 * time.Duration(joiner.cfg.HeartbeatMissThreshold) * joiner.cfg.HeartbeatInterval)
+	silent = false
+	reached("again after the stream went silent")
+	// The stream closes and the redial hangs.
 	s.hangDials([]*simNode{joiner}, []*simNode{neighbour}, true)
-	if joiner.streamEnd(neighbour) != nil {
-		s.breakHalf(joiner, neighbour)
-	}
+	s.breakHalf(joiner, neighbour)
 	s.advance(joiner.cfg.DialTimeout + 2*time.Second)
 	s.hangDials([]*simNode{joiner}, []*simNode{neighbour}, false)
 	neighbour.crash()

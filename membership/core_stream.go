@@ -29,13 +29,14 @@ type peerConn struct {
 	failure      string // outbound: why the stream ended before its handshake, when known
 	opened       time.Time
 	state        streamState
-	rejected     RejectReason // the peer's Reject, if it sent one
-	refused      bool         // the dial failed because nothing listens there (ErrConnectionRefused)
-	verifying    bool         // dialled to check a member a peer holds down (verifyDown)
-	reached      bool         // outbound: the transport connected (something answers there: dialed)
-	reachedAt    time.Time    // outbound: when it did
-	foreign      bool         // refused, by either side, for a cluster name that differs
-	addr         string       // outbound: the address dialled
+	rejected     RejectReason  // the peer's Reject, if it sent one
+	refused      bool          // the dial failed because nothing listens there (ErrConnectionRefused)
+	verifying    bool          // dialled to check a member a peer holds down (verifyDown)
+	reached      bool          // outbound: the transport connected (something answers there: dialed)
+	reachedAt    time.Time     // outbound: when it did
+	foreign      bool          // refused, by either side, for a cluster name that differs
+	addr         string        // outbound: the address dialled
+	patience     time.Duration // outbound: dialPatience, fixed when first asked (0: not yet)
 	peer         NodeID
 	member       *member // c.members.get(peer) when last looked up (see memberOf)
 	order        int     // the stream's index in c.connOrder and c.connDue, when they are built
