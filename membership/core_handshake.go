@@ -181,9 +181,18 @@ func (c *core) joiningOverlay(now time.Time) bool {
 }
 
 // joinOverlayWindow is how long after its last hello from a peer of the overlay a node
-// outside it keeps to joiningOverlay: ten intervals, time enough for the view to arrive
-// from a busy seed or peer; a cluster that shrank to a full mesh sends no such hello.
-func (c *core) joinOverlayWindow() time.Duration { return 10 * c.cfg.HeartbeatInterval }
+// outside it keeps to joiningOverlay: a minute at the default interval. A joiner of a busy
+// formation can wait that long for its view: in a 1,024-node formation on two cores one met
+// a neighbour, lost its stream as the overlay settled, and had its seed and its redials time
+// out for 25 s more before the view came (with ten intervals, it reported that neighbour
+// down on its own word 19 s after its hello). A cluster that shrank to a full mesh sends no
+// such hello.
+func (c *core) joinOverlayWindow() time.Duration {
+	return joinOverlayIntervals * c.cfg.HeartbeatInterval
+}
+
+// joinOverlayIntervals is joinOverlayWindow in heartbeat intervals.
+const joinOverlayIntervals = 60
 
 // askForViewFromOutside completes a handshake for a node outside the overlay (it knows at
 // most K others, Monitors > 0) whose view still differs from the peer's: it asks for what

@@ -383,36 +383,54 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 }
 
 // refusalGoesNoFarther reports whether a refused down alert heard on stream from has come
-// as far as it needs to (refusalReach), while a majority of refusals can still decide its
+// as far as it needs to (refusalPlan), while a majority of refusals can still decide its
 // subject (decide). Within that reach a part of the nodes hear a majority of the refusals and
 // decide; their decision then reaches every node. Relaying each of K refusals to every node
 // as well would cost each node several more messages for news the decision already carries.
 func (c *core) refusalGoesNoFarther(from *peerConn, a *Alert, m *member) bool {
-	if a.Up || !a.Refused || from == nil || from.peer == a.Observer || a.Hop == 0 {
+	if !c.limitedRefusal(from, a, m) {
 		return false
 	}
-	return a.Hop >= c.refusalReach() && m.downs.of(m.incarnation) == 0
+	reach, _ := c.refusalPlan()
+	return a.Hop >= reach
 }
 
-// refusalReach is how many streams from its observer a refused alert travels: the fewest
-// hops of the overlay's relays (every neighbour, then every subject for the wide hops, then
-// relayRings subjects) that reach about two in five nodes of the view (refusalShareNum /
-// refusalShareDen), so that a tenth or more of the nodes hear a majority of a crashed node's
-// K refusals; two at least, as the observer's neighbours always pass it on.
-func (c *core) refusalReach() uint32 {
+// limitedRefusal reports whether a down alert heard on stream from travels only part of the
+// way (refusalPlan): a refusal relayed by a peer, about an incarnation of m not decided down
+// yet, so that a majority of refusals can still decide it.
+func (c *core) limitedRefusal(from *peerConn, a *Alert, m *member) bool {
+	if a.Up || !a.Refused || a.Decided || from == nil || from.peer == a.Observer || a.Hop == 0 || m == nil {
+		return false
+	}
+	return a.Incarnation == m.incarnation && m.downs.of(m.incarnation) == 0
+}
+
+// refusalPlan says how a refused alert travels: reach is how many streams from its observer
+// it goes, wide up to which hop it is relayed to every subject (onward from there). It is
+// the overlay's relays (every neighbour, then every subject for the wide hops, then
+// relayRings subjects) until about two in five nodes of the view have heard it
+// (refusalShareNum / refusalShareDen), so that a tenth or more of the nodes hear a majority
+// of a crashed node's K refusals; two hops at least, as the observer's neighbours always
+// pass it on to every subject. A later wide hop that would send more than twice the copies
+// that share needs is relayed onward instead: just above K³ nodes, where news takes a second
+// wide hop, that hop would reach every node twice over (about 2,000 copies of each refusal
+// at 1,024 nodes with K = 10, where 600 relayed onward reach the share).
+func (c *core) refusalPlan() (reach, wide uint32) {
 	k, n := c.cfg.Monitors, c.topo.size()
-	wide := c.wideHops()
+	wideHops := c.wideHops()
+	target := n * refusalShareNum // in refusalShareDen-ths of a node
 	hop, front, reached := uint32(1), 2*k, 2*k
-	for reached*refusalShareDen < n*refusalShareNum && front > 0 {
-		if hop <= wide {
+	for reached*refusalShareDen < target && front > 0 {
+		if hop == 1 || (hop <= wideHops && (reached+front*k)*refusalShareDen <= 2*target) {
 			front *= k
+			wide = hop
 		} else {
 			front *= relayRings
 		}
 		reached += front
 		hop++
 	}
-	return max(hop, 2)
+	return max(hop, 2), wide
 }
 
 // refusalShareNum/refusalShareDen is the share of the view a refused alert reaches

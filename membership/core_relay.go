@@ -79,6 +79,9 @@ func (c *core) relayAlert(from *peerConn, a *Alert) {
 			hop = 1 // whatever the peer says: it is the source
 		}
 		relayed.Hop, width, except = nextHop(hop), c.widthAt(hop), from.id
+		if _, wide := c.refusalPlan(); hop > wide && c.limitedRefusal(from, a, c.members.get(a.Subject)) {
+			width = relayOnward
+		}
 	}
 	c.relayOverlay(except, &Message{Alerts: []*Alert{&relayed}}, width)
 }
