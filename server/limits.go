@@ -277,7 +277,6 @@ func (r *connRegistry) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	_ = markThinStream(c) // best effort: without it, a lossy link's retries only back off sooner
 	tc := &trackedConn{Conn: c, reg: r, key: c.RemoteAddr().String()}
 	if _, pooled := c.(pooledread.Reader); !pooled {
 		tc.socket = pooledread.NewSocket(c)

@@ -95,7 +95,11 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxRecvMessageBytes), grpc.ForceCodecV2(newFrameCodec(n.buffers))),
 		experimental.WithBufferPool(n.buffers),
 	}, o.grpcDialTuning()...)
-	dialOptions = append(dialOptions, grpc.WithContextDialer(o.dialPeer))
+	if nw := o.network; nw != nil {
+		dialOptions = append(dialOptions, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return nw.DialContext(ctx, "tcp", addr)
+		}))
+	}
 	n.transport = &peerTransport{bodies: n.bodies, channel: peerChannel{dialOptions: dialOptions}, maxMessage: o.maxPeerMessageBytes}
 	n.metrics = newMetrics(func() *membership.Cluster { return n.cluster })
 	n.auth.onFailure = func(reason string) { n.metrics.authFailures.WithLabelValues(reason).Inc() }

@@ -372,24 +372,6 @@ func (o *options) engineOptions(sink membership.MetricsSink) []membership.Option
 	return opts
 }
 
-// dialPeer connects to a peer's address (host:port) through the node's network, or the
-// operating system's TCP, and marks the connection a thin stream (markThinStream).
-func (o *options) dialPeer(ctx context.Context, addr string) (net.Conn, error) {
-	var conn net.Conn
-	var err error
-	if o.network != nil {
-		conn, err = o.network.DialContext(ctx, "tcp", addr)
-	} else {
-		var d net.Dialer
-		conn, err = d.DialContext(ctx, "tcp", addr)
-	}
-	if err != nil {
-		return nil, err
-	}
-	_ = markThinStream(conn) // best effort: without it, a lossy link's retries only back off sooner
-	return conn, nil
-}
-
 // grpcDialTuning returns the dial options of the gRPC tuning.
 func (o *options) grpcDialTuning() []grpc.DialOption {
 	opts := []grpc.DialOption{
