@@ -79,8 +79,10 @@ func (c *core) relayAlert(from *peerConn, a *Alert) {
 			hop = 1 // whatever the peer says: it is the source
 		}
 		relayed.Hop, width, except = nextHop(hop), c.widthAt(hop), from.id
-		if _, wide := c.refusalPlan(); hop > wide && c.limitedRefusal(from, a, c.members.get(a.Subject)) {
-			width = relayOnward
+		if c.limitedRefusal(from, a, c.members.get(a.Subject)) {
+			if _, wide := c.refusalPlan(); hop > wide {
+				width = relayOnward // past the hops it goes wide (refusalPlan)
+			}
 		}
 	}
 	c.relayOverlay(except, &Message{Alerts: []*Alert{&relayed}}, width)
