@@ -41,7 +41,7 @@ func main() {
 		profile    = flag.String("profile", "lan", "worker: lan or fast (or lan3s: lan at a 3 s interval, for diagnosis)")
 		n          = flag.Int("nodes", 8, "worker: N")
 		trial      = flag.Int("trial", 1, "worker: trial number")
-		scenarios  = flag.String("scenarios", "all", "worker: all or formation")
+		scenarios  = flag.String("scenarios", "all", "worker: all, formation, or silent (formation, steady, then only the silent failure)")
 		steady     = flag.Duration("steady", 10*time.Second, "steady-state window (0 skips it)")
 		grace      = flag.Duration("formation-grace", 0, "extra wait after a 30 s formation stall, to tell late from never")
 		attempts   = flag.Int("formation-attempts", 1, "all-at-once formations a full trial tries before it grows the cluster in waves")

@@ -44,7 +44,9 @@ type Record struct {
 type Options struct {
 	System, Profile string
 	N, Trial        int
-	// Scenarios is "all" (formation, steady, join, leave, crash, silent) or "formation".
+	// Scenarios is "all" (formation, steady, join, leave, crash, silent), "formation", or
+	// "silent" (diagnostics: formation, steady and silent, so that the silent failure comes
+	// after the steady window rather than 2 s after a crash's burst of news).
 	Scenarios string
 	// Steady is the steady-state window; 0 skips it.
 	Steady time.Duration
@@ -116,9 +118,11 @@ func RunWorker(o Options) error {
 	if o.Steady > 0 {
 		w.steady(base)
 	}
-	w.join()
-	w.fault("leave", w.name(o.N-1), Node.Leave)
-	w.fault("crash", w.name(o.N-2), Node.Kill)
+	if o.Scenarios != "silent" {
+		w.join()
+		w.fault("leave", w.name(o.N-1), Node.Leave)
+		w.fault("crash", w.name(o.N-2), Node.Kill)
+	}
 	w.fault("silent", w.name(o.N-3), Node.Freeze)
 	return nil
 }
