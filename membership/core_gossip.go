@@ -89,11 +89,15 @@ func (c *core) onUpdate(now time.Time, pc *peerConn, u *Update) {
 	}
 }
 
-// deltaFor returns the local entries (the local node included) that theirs lacks or has older.
+// deltaFor returns the local entries (the local node included) that theirs lacks or has
+// older, and those it holds up where this node holds them down: a node that held a member up
+// on its own stream while the cluster decided it down (a joiner that waited long for its
+// view) learns it so, and checks it (verifyDown); the view's digest leaves the status out.
 func (c *core) deltaFor(theirs []MemberEntry) []MemberEntry {
 	var delta []MemberEntry
 	add := func(e, t MemberEntry, ok bool) {
-		if !ok || t.Incarnation < e.Incarnation || (t.Incarnation == e.Incarnation && e.Left && !t.Left) {
+		if !ok || t.Incarnation < e.Incarnation ||
+			(t.Incarnation == e.Incarnation && (e.Left && !t.Left || e.Down && !t.Down && !t.Left)) {
 			delta = append(delta, e)
 		}
 	}

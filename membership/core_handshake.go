@@ -180,6 +180,13 @@ func (c *core) joiningOverlay(now time.Time) bool {
 	return !c.overlay() && !c.overlayHeardAt.IsZero() && now.Sub(c.overlayHeardAt) < c.joinOverlayWindow()
 }
 
+// overlayRules reports whether the overlay's rules hold for this node: it is in the overlay,
+// or joining it (joiningOverlay). A joiner that held a node up on its own stream and learns,
+// with the view, that the cluster holds it down checks it (verifyDown) as a member does:
+// once the view arrives, the decision may be long past, the node out of the overlay's
+// rings, and nothing else would tell the joiner.
+func (c *core) overlayRules(now time.Time) bool { return c.overlay() || c.joiningOverlay(now) }
+
 // joinOverlayWindow is how long after its last hello from a peer of the overlay a node
 // outside it keeps to joiningOverlay: a minute at the default interval. A joiner of a busy
 // formation can wait that long for its view: in a 1,024-node formation on two cores one met

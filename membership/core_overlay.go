@@ -787,7 +787,7 @@ func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Al
 // failed otherwise, the next peer that holds it down makes it try again. Only a dial made
 // after the peer's word counts: an older refusal may predate the member's start.
 func (c *core) verifyDown(now time.Time, m *member) {
-	if !c.overlay() || c.leaving || m.status != StatusConnected || m.conn != 0 {
+	if !c.overlayRules(now) || c.leaving || m.status != StatusConnected || m.conn != 0 {
 		return
 	}
 	if m.dial == 0 {
@@ -836,7 +836,7 @@ func (c *core) sendRecentDowns(pc *peerConn) {
 // m goes down. It reports whether the dial is settled so; if not, a neighbour is redialled
 // as any other.
 func (c *core) endVerify(now time.Time, pc *peerConn, m *member) bool {
-	if pc.refused && m.status == StatusConnected && m.conn == 0 && c.overlay() {
+	if pc.refused && m.status == StatusConnected && m.conn == 0 && c.overlayRules(now) {
 		c.takeVerifiedDown(now, m)
 		return true
 	}
