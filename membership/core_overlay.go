@@ -434,7 +434,7 @@ func (c *core) refusalPlan() (reach, wide uint32) {
 }
 
 // refusalShareNum/refusalShareDen is the share of the view a refused alert reaches
-// (refusalReach): with four in ten of the nodes hearing each refusal, one in ten or more
+// (refusalPlan): with four in ten of the nodes hearing each refusal, one in ten or more
 // hears a majority of ten.
 const refusalShareNum, refusalShareDen = 2, 5
 

@@ -262,7 +262,7 @@ func TestOverlaySimulationAtScale(t *testing.T) {
 	// it (the refusal, hop 2): the news spreads from there.
 	t.Logf("crash: first decided at hop %d, known everywhere %d hops after its observers knew (bound %d)", first, last-2, bound)
 	require.LessOrEqual(t, last-2, bound, "a crash reaches every node within ⌈log_K N⌉+2 hops of its observers")
-	// Its K refusals travel only part of the way (refusalReach): a decision carries the rest.
+	// Its K refusals travel only part of the way (refusalPlan): a decision carries the rest.
 	requireNewsCost(t, "crash", sent, count, 3*k/2)
 	s.drop = nil
 	s.advance(5 * time.Second)
@@ -321,7 +321,7 @@ func TestOverlaySimulationAtScale(t *testing.T) {
 
 	// A third subject crashes, and half its observers get no answer when they redial it (a
 	// machine that stops answering is not the same to all): too few refusals to decide on
-	// them alone (decide). A refusal travels only part of the way (refusalReach), so every
+	// them alone (decide). A refusal travels only part of the way (refusalPlan), so every
 	// node must decide on H alerts, among them the refusals it heard, or hear the decision of
 	// a node that did.
 	stillCut := subject // cut from H observers above, and still: it hears nothing from them
