@@ -154,7 +154,10 @@ type Config struct {
 	DialTimeout time.Duration
 
 	// HandshakeTimeout is how long an inbound peer has to complete the
-	// handshake (and an outbound stream, once open, its hellos); positive,
+	// handshake (and an outbound stream, once open, its hellos). After
+	// inbound handshakes timed out, the next get twice as long, then four
+	// times, as a dialler does, until one is done within half of it; a
+	// connection's TLS and HTTP/2 setup always gets four times. Positive,
 	// at most 1h. Default 5s.
 	HandshakeTimeout time.Duration
 

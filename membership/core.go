@@ -5,6 +5,8 @@ import (
 	"maps"
 	"math/rand/v2"
 	"time"
+
+	"github.com/meshnode/meshnode/internal/patience"
 )
 
 // core is the pure membership state machine: the node table, the failure detector, gossip
@@ -121,6 +123,9 @@ type core struct {
 	// (beat[1]) to peers it does not (Heartbeat.NotMonitoring); streams share them until the
 	// view digest or the attributes change, so a tick builds one message, not one per stream.
 	beat [2]*Message
+	// inbound is the accepting side's patience: longer after inbound handshakes timed out
+	// (handshakeDeadline).
+	inbound patience.Adaptive
 }
 
 // newCore returns a core for the local node self, started at now. It reports its

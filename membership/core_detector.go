@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"maps"
 	"time"
+
+	"github.com/meshnode/meshnode/internal/patience"
 )
 
 // Heartbeats and failure detection. A tick visits the streams due (visitConns): each sends its
@@ -402,6 +404,8 @@ func (c *core) checkHandshake(now time.Time, pc *peerConn) time.Time {
 	c.log(slog.LevelDebug, "handshake timed out", "outbound", pc.outbound, "expected", pc.expect.String())
 	if pc.outbound {
 		c.noteLateness(float64(c.cfg.HeartbeatMissThreshold)) // as late as a stream can be
+	} else {
+		c.inbound.TimedOut()
 	}
 	if pc.failure == "" {
 		pc.failure = "no handshake within " + deadline.Sub(pc.opened).String()
@@ -432,7 +436,8 @@ func (c *core) hungProbe(pc *peerConn) (time.Time, bool) {
 }
 
 // handshakeDeadline is when the handshake of pc must be done: HandshakeTimeout after an
-// inbound stream was accepted; DialTimeout after an outbound dial began, and once its stream
+// inbound stream was accepted, longer after inbound handshakes timed out (core.inbound);
+// DialTimeout after an outbound dial began, and once its stream
 // is open (connected and authenticated), at least HandshakeTimeout after that for the hellos,
 // as the accepting side gives them. On a machine so loaded that the connection and its
 // authentication take most of DialTimeout, a dial that got that far would otherwise time out
@@ -440,7 +445,10 @@ func (c *core) hungProbe(pc *peerConn) (time.Time, bool) {
 // seed or a member waits longer after dials of it failed (dialPatience).
 func (c *core) handshakeDeadline(pc *peerConn) time.Time {
 	if !pc.outbound {
-		return pc.opened.Add(c.cfg.HandshakeTimeout)
+		if pc.patience == 0 {
+			pc.patience = c.inbound.Patience()
+		}
+		return pc.opened.Add(c.cfg.HandshakeTimeout * pc.patience)
 	}
 	patience := c.dialPatience(pc)
 	deadline := pc.opened.Add(c.cfg.DialTimeout * patience)
@@ -450,13 +458,9 @@ func (c *core) handshakeDeadline(pc *peerConn) time.Time {
 	return deadline
 }
 
-// maxDialPatience bounds dialPatience: a dial to a seed or a member waits at most this many
-// times its usual timeouts (20 s by default).
-const maxDialPatience = 4
-
 // seedPatience is how many times its usual timeouts a dial that tries seed s (nil: not a
 // seed) waits for its handshake: twice as long after each dial of it that failed since it was
-// last reached, up to maxDialPatience times. A seed that hundreds of nodes join through at once
+// last reached, up to patience.Max times. A seed that hundreds of nodes join through at once
 // answers each of them late; a joiner that gave up at the usual timeout and dialled again
 // would throw away the seed's answer, which was on its way, and add one more handshake to its
 // queue: every joiner doing so keeps the seed's queue longer than the timeout for as long as
@@ -465,13 +469,7 @@ func seedPatience(s *seed) time.Duration {
 	if s == nil {
 		return 1
 	}
-	return patienceAfter(s.failures)
-}
-
-// patienceAfter is the patience of a dial after failed dials in a row: twice as long after
-// each, up to maxDialPatience times the usual timeouts.
-func patienceAfter(failed int) time.Duration {
-	return min(time.Duration(1)<<min(failed, 30), maxDialPatience)
+	return patience.After(s.failures)
 }
 
 // dialPatience is how many times its usual timeouts the outbound dial pc waits for its
@@ -492,7 +490,7 @@ func (c *core) dialPatience(pc *peerConn) time.Duration {
 		if pc.trying != nil {
 			pc.patience = seedPatience(pc.trying)
 		} else if m := c.members.get(pc.expect); m != nil && m.dial == pc.id {
-			pc.patience = patienceAfter(m.attempts)
+			pc.patience = patience.After(m.attempts)
 		}
 	}
 	return pc.patience

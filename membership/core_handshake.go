@@ -148,6 +148,7 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 	}
 	if !pc.outbound {
 		c.sendHello(now, pc, h)
+		c.inbound.Finished(now.Sub(pc.opened), c.cfg.HandshakeTimeout)
 	}
 	c.establish(now, pc, m, h)
 	if pc.outbound && pc.handshaken() {

@@ -438,3 +438,51 @@ func TestDialWhoseConnectionTookMostOfTheDialTimeoutStillGetsTimeForTheHellos(t 
 	require.Equal(t, []string{joiner.id.String()}, seed.connectedIDs())
 	require.Len(t, joiner.dialsTo(seed.id.Address()), 1, "one dial was enough")
 }
+
+// TestAcceptingSideWaitsLongerAfterItsHandshakesTimedOut: on a machine so loaded that a
+// dialler's hello reaches the seed 6 s after its stream opened, the first try times out at
+// the seed's usual HandshakeTimeout (5 s). The seed then waits twice as long, as the dialler
+// does after a failed dial, and the next try completes; with the usual timeout on the
+// accepting side every try would fail, however patient the dialler. A prompt handshake
+// brings the usual timeout back.
+func TestAcceptingSideWaitsLongerAfterItsHandshakesTimedOut(t *testing.T) {
+	s := newSim(t)
+	seed := s.add(simID("seed", 4000), simConfig("seed"))
+	late := map[string]bool{}
+	s.delay = func(from, to *simNode, msg *Message) time.Duration {
+		if msg.Hello != nil && to == seed && late[from.id.String()] {
+			return 6 * time.Second
+		}
+		return 0
+	}
+	inboundTimeouts := func() int {
+		n := 0
+		for _, l := range seed.logs {
+			if l.text == "handshake timed out" && slices.Contains(l.attrs, any(false)) {
+				n++
+			}
+		}
+		return n
+	}
+	joined := func(n *simNode) func() bool {
+		return func() bool {
+			return slices.Contains(seed.connectedIDs(), n.id.String()) && slices.Contains(n.connectedIDs(), seed.id.String())
+		}
+	}
+
+	first := s.create(simID("first", 4001), simConfig("first", seed.id.String()))
+	late[first.id.String()] = true
+	first.start()
+	s.advanceUntil(time.Minute, joined(first), "a dialler whose hello takes 6 s should join once the seed waits longer")
+	require.Equal(t, 1, inboundTimeouts(), "the first try timed out at the seed's usual timeout, and only that one")
+	require.Len(t, first.dialsTo(seed.id.Address()), 2, "the second dial was enough")
+
+	prompt := s.add(simID("prompt", 4002), simConfig("prompt", seed.id.String()))
+	s.advanceUntil(10*time.Second, joined(prompt), "a prompt dialler joins at once")
+
+	second := s.create(simID("second", 4003), simConfig("second", seed.id.String()))
+	late[second.id.String()] = true
+	second.start()
+	s.advanceUntil(time.Minute, joined(second), "the next late dialler joins as the first did")
+	require.Equal(t, 2, inboundTimeouts(), "after the prompt handshake the seed was back to its usual timeout: the late dialler's first try timed out again")
+}

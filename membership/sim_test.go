@@ -26,6 +26,9 @@ type sim struct {
 	hang map[[2]string]bool
 	// drop, when set, silently discards the messages it returns true for (a lossy link).
 	drop func(from, to *simNode, msg *Message) bool
+	// delay, when set, holds each message back for as long as it returns (a sender that
+	// runs late): messages held back alike keep their order.
+	delay func(from, to *simNode, msg *Message) time.Duration
 	// aliases maps extra dial addresses (e.g. "localhost:4001") to a node's address.
 	aliases map[string]string
 	// dialLatency, when set, delays the outcome of every dial by that much.
@@ -325,7 +328,8 @@ func (s *sim) apply(n *simNode, o output) {
 	}
 }
 
-// deliver queues msg from end e to its peer end, unless the link or a frozen node drops it.
+// deliver queues msg from end e to its peer end, unless the link or a frozen node drops it
+// (after the delay, if one is set).
 func (s *sim) deliver(e *simEnd, msg *Message) {
 	n, peer := e.node, e.peer
 	if s.linkCut(n, peer.node) || n.frozen || peer.node.frozen {
@@ -334,13 +338,20 @@ func (s *sim) deliver(e *simEnd, msg *Message) {
 	if s.drop != nil && s.drop(n, peer.node, msg) {
 		return
 	}
-	s.queueFor(peer.node, func() {
+	handle := func() {
 		peer.node.hop = s.hop
 		if !peer.closed && peer.node.up {
 			peer.node.core.receive(s.now, peer.id, msg)
 			peer.node.flush()
 		}
-	})
+	}
+	if s.delay != nil {
+		if d := s.delay(n, peer.node, msg); d > 0 {
+			s.after(d, func() { s.queueFor(peer.node, handle) })
+			return
+		}
+	}
+	s.queueFor(peer.node, handle)
 }
 
 // queueFor queues f, which n must handle; a starved node keeps it in its backlog.

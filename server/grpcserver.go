@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/internal/patience"
 	"github.com/meshnode/meshnode/membership"
 )
 
@@ -57,8 +58,11 @@ func (n *Node) newGRPCServer(conns *connRegistry) *grpc.Server {
 		// Peer frames skip protobuf's reflection; every other message is plain proto.
 		grpc.ForceServerCodecV2(newFrameCodec(n.buffers)),
 		experimental.BufferPool(n.buffers),
-		// A connection that does not complete its HTTP/2 (and TLS) handshake in time is dropped.
-		grpc.ConnectionTimeout(n.cfg.HandshakeTimeout),
+		// A connection that does not complete its HTTP/2 (and TLS) handshake in time is
+		// dropped: after patience.Max times HandshakeTimeout (20 s by default), as long as a
+		// dialler may wait for its handshake, since a loaded machine can take that long to
+		// serve a real one; the cap on idle connections bounds what silent ones cost.
+		grpc.ConnectionTimeout(n.cfg.HandshakeTimeout * patience.Max),
 		// Admits each stream before anything of it is read (and gives each peer stream a
 		// context its serverConn can cancel to unblock Recv).
 		grpc.InTapHandle(limits.tap),

@@ -175,6 +175,7 @@ func healthCheck(t *testing.T, addr string) string {
 // silentStream is a raw peer stream that never authenticates.
 type silentStream struct {
 	done chan struct{}
+	err  error // how the stream ended, once done is closed
 }
 
 func (s *silentStream) closed() bool {
@@ -197,7 +198,7 @@ func openSilentPeerStream(t *testing.T, addr string) *silentStream {
 	s := &silentStream{done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
-		_, _ = stream.Recv()
+		_, s.err = stream.Recv()
 	}()
 	t.Cleanup(func() { cancel(); <-s.done; _ = cc.Close() })
 	return s

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	clusterv1 "github.com/meshnode/meshnode/gen/cluster/v1"
+	"github.com/meshnode/meshnode/internal/patience"
 )
 
 // peerAuth owns authentication of PeerService streams: the nonce handshake and the sequence
@@ -24,10 +25,15 @@ import (
 type peerAuth struct {
 	ring             keyring
 	handshakeTimeout time.Duration
-	pending          *handshakePool // caps concurrent unauthenticated inbound streams
-	logger           *slog.Logger
-	onFailure        func(reason string)
-	report           *limitReporter // counts and logs evictions; may be nil
+	// patience stretches handshakeTimeout after handshakes timed out (up to patience.Max
+	// times), as the dialling side's patience does: on a machine so loaded that a handshake
+	// takes longer than the timeout, closing every stream at it would fail every dial.
+	// handshakePool bounds what the longer wait can cost.
+	patience  patience.Adaptive
+	pending   *handshakePool // caps concurrent unauthenticated inbound streams
+	logger    *slog.Logger
+	onFailure func(reason string)
+	report    *limitReporter // counts and logs evictions; may be nil
 
 	mu       sync.Mutex
 	lastLogs map[string]time.Time
@@ -85,8 +91,9 @@ func (a *peerAuth) interceptServer(srv any, ss grpc.ServerStream, _ *grpc.Stream
 	return handler(srv, &authedServerStream{ServerStream: ss, frames: frameAuth[*clusterv1.ExchangeResponse, *clusterv1.ExchangeRequest]{sess: sess, auth: a}})
 }
 
-// serverHandshake runs the accepting side of the handshake within the handshake deadline,
-// unless entry is evicted first. Either way it returns at once: the caller's status ends the
+// serverHandshake runs the accepting side of the handshake within the handshake deadline
+// (HandshakeTimeout, longer after handshakes timed out: peerAuth.patience), unless entry is
+// evicted first. Either way it returns at once: the caller's status ends the
 // stream, which ends the handshake's pending read.
 func (a *peerAuth) serverHandshake(ss grpc.ServerStream, entry *pendingHandshake) (*session, error) {
 	type result struct {
@@ -98,13 +105,18 @@ func (a *peerAuth) serverHandshake(ss grpc.ServerStream, entry *pendingHandshake
 		sess, err := a.runServerHandshake(ss, entry)
 		done <- result{sess, err}
 	}()
-	timer := time.NewTimer(a.handshakeTimeout)
+	timeout := a.patience.Timeout(a.handshakeTimeout)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case r := <-done:
+		if r.err == nil {
+			a.patience.Finished(time.Since(entry.started), a.handshakeTimeout)
+		}
 		return r.sess, r.err
 	case <-timer.C:
-		return nil, fmt.Errorf("%w: handshake not completed within %s", ErrBadFrame, a.handshakeTimeout)
+		a.patience.TimedOut()
+		return nil, fmt.Errorf("%w: handshake not completed within %s", ErrBadFrame, timeout)
 	case <-entry.evicted:
 		return nil, errHandshakeEvicted
 	}

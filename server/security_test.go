@@ -192,6 +192,20 @@ func TestSilentConnectionIsDroppedAtTheHandshakeDeadline(t *testing.T) {
 	requireFullMesh(t, time.Second, n, b)
 }
 
+// After a handshake timed out, the next gets twice as long, as a dialler that failed waits
+// twice as long: on a machine so loaded that handshakes take longer than HandshakeTimeout,
+// a fixed timeout on the accepting side would fail every try.
+func TestHandshakeAfterATimedOutOneGetsTwiceAsLong(t *testing.T) {
+	cfg := testConfig("a")
+	cfg.HandshakeTimeout = 300 * time.Millisecond
+	n := startNode(t, cfg)
+	for _, want := range []string{"within 300ms", "within 600ms"} {
+		conn := openSilentPeerStream(t, n.Addr().String())
+		require.Eventually(t, conn.closed, 10*time.Second, 20*time.Millisecond, "a peer stream that never authenticates is closed")
+		require.ErrorContains(t, conn.err, "handshake not completed "+want)
+	}
+}
+
 func TestGarbageOnThePortHarmsNothing(t *testing.T) {
 	a := startNode(t, testConfig("a"))
 	b := startNode(t, testConfig("b", a.LocalID().String()))
