@@ -117,6 +117,8 @@ func RunWorker(o Options) error {
 	}
 	if o.Steady > 0 {
 		w.steady(base)
+	} else {
+		time.Sleep(scenarioGap) // as after every scenario: the join times its own news
 	}
 	if o.Scenarios != "silent" {
 		w.join()
