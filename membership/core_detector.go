@@ -437,12 +437,12 @@ func (c *core) hungProbe(pc *peerConn) (time.Time, bool) {
 
 // handshakeDeadline is when the handshake of pc must be done: HandshakeTimeout after an
 // inbound stream was accepted, longer after inbound handshakes timed out (core.inbound);
-// DialTimeout after an outbound dial began, and once its stream
-// is open (connected and authenticated), at least HandshakeTimeout after that for the hellos,
-// as the accepting side gives them. On a machine so loaded that the connection and its
-// authentication take most of DialTimeout, a dial that got that far would otherwise time out
-// in its last step, after the peer did its share, and start over from the first. A dial to a
-// seed or a member waits longer after dials of it failed (dialPatience).
+// DialTimeout after an outbound dial began, and once its stream is open (connected and
+// authenticated), at least HandshakeTimeout after that for the hellos, as the accepting
+// side gives them. On a machine so loaded that the connection and its authentication take
+// most of DialTimeout, a dial that got that far would otherwise time out in its last step,
+// after the peer did its share, and start over from the first. A dial to a seed or a member
+// waits longer after dials of it failed (dialPatience).
 func (c *core) handshakeDeadline(pc *peerConn) time.Time {
 	if !pc.outbound {
 		if pc.patience == 0 {

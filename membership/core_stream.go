@@ -36,7 +36,7 @@ type peerConn struct {
 	reachedAt    time.Time     // outbound: when it did
 	foreign      bool          // refused, by either side, for a cluster name that differs
 	addr         string        // outbound: the address dialled
-	patience     time.Duration // outbound: dialPatience, fixed when first asked (0: not yet)
+	patience     time.Duration // dialPatience, or inbound core.inbound's, fixed when first asked (0: not yet)
 	peer         NodeID
 	member       *member // c.members.get(peer) when last looked up (see memberOf)
 	order        int     // the stream's index in c.connOrder and c.connDue, when they are built

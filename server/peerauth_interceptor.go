@@ -93,8 +93,8 @@ func (a *peerAuth) interceptServer(srv any, ss grpc.ServerStream, _ *grpc.Stream
 
 // serverHandshake runs the accepting side of the handshake within the handshake deadline
 // (HandshakeTimeout, longer after handshakes timed out: peerAuth.patience), unless entry is
-// evicted first. Either way it returns at once: the caller's status ends the
-// stream, which ends the handshake's pending read.
+// evicted first. Either way it returns at once: the caller's status ends the stream, which
+// ends the handshake's pending read.
 func (a *peerAuth) serverHandshake(ss grpc.ServerStream, entry *pendingHandshake) (*session, error) {
 	type result struct {
 		sess *session
