@@ -27,7 +27,8 @@ type sim struct {
 	// drop, when set, silently discards the messages it returns true for (a lossy link).
 	drop func(from, to *simNode, msg *Message) bool
 	// delay, when set, holds each message back for as long as it returns (a sender that
-	// runs late): messages held back alike keep their order.
+	// runs late): messages held back alike keep their order; one held back counts one hop
+	// more than it would otherwise (tests of hop counts leave delay unset).
 	delay func(from, to *simNode, msg *Message) time.Duration
 	// aliases maps extra dial addresses (e.g. "localhost:4001") to a node's address.
 	aliases map[string]string
