@@ -131,7 +131,9 @@ type Config struct {
 	HeartbeatInterval time.Duration
 
 	// HeartbeatMissThreshold is how many heartbeat intervals may pass without
-	// a heartbeat before a peer is down with heartbeat_timeout; 1–100.
+	// a heartbeat before a peer is down with heartbeat_timeout; 1–100. A node that saw a
+	// watched heartbeat come late in the last 10 to 20 intervals (a busy machine, a lossy
+	// link) waits that lateness longer, at most two more timeouts.
 	// Default 3. Flag --heartbeat-miss-threshold,
 	// env CLUSTER_HEARTBEAT_MISS_THRESHOLD.
 	HeartbeatMissThreshold int

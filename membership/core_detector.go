@@ -293,20 +293,22 @@ const slowLateness = 1.0 / 3
 // one every interval, to the moving average of lateness and to the latest of the window.
 func (c *core) noteBeatGap(now time.Time, gap, interval time.Duration) {
 	c.noteLateness(float64(gap-interval) / float64(interval))
-	if c.overlay() { // the allowance is the overlay's (lateAllowance)
-		c.rollLateWindow(now)
-		c.lateWorst[0] = max(c.lateWorst[0], gap-interval)
-	}
+	c.rollLateWindow(now)
+	c.lateWorst[0] = max(c.lateWorst[0], gap-interval)
 }
 
 // The lateness allowance. On a busy machine most heartbeats come on time, but a few wait
 // seconds for the CPU: the average (slowLocally) stays low while the worst delays exceed
 // the timeout, and each such delay would be an alert relayed to every node, loading the
-// machine further (a formation of a thousand nodes on two cores never settled for that). In
-// the overlay a silence is therefore declared only after the timeout plus the latest a
-// watched heartbeat came, beyond its interval, within the last one to two lateWindows, at
-// most maxLateAllowance timeouts: a node that saw a heartbeat come 2 s late allows a
-// silence 2 s more. On a machine that keeps up the allowance is a few milliseconds, and a
+// machine further (a formation of a thousand nodes on two cores never settled for that). A
+// lossy network does the same to a full mesh: a heartbeat whose segment is lost three times
+// in a row waits for TCP's doubling retransmission timeout (about 0.3, 0.6 and 1.2 s on a
+// 100 ms link) and arrives more than 3 s after the one before, while the losses that come
+// one at a time make heartbeats a few hundred milliseconds late every few seconds. A
+// silence is therefore declared only after the timeout plus the latest a watched heartbeat
+// came, beyond its interval, within the last one to two lateWindows, at most
+// maxLateAllowance timeouts: a node that saw a heartbeat come 2 s late allows a silence 2 s
+// more. On a machine and a network that keep up the allowance is a few milliseconds, and a
 // silent node is reported as fast as ever. (Akka's phi accrual detector widens its
 // threshold with the spread of the heartbeats it measured for the same reason.)
 
@@ -345,12 +347,9 @@ func (c *core) rollLateWindow(now time.Time) {
 }
 
 // lateAllowance is how much longer than its timeout a silence on pc may last before it
-// counts: in the overlay, the latest a watched heartbeat came within the current and the
-// previous window, at most maxLateAllowance timeouts.
+// counts: the latest a watched heartbeat came within the current and the previous window,
+// at most maxLateAllowance timeouts.
 func (c *core) lateAllowance(pc *peerConn) time.Duration {
-	if !c.overlay() {
-		return 0
-	}
 	return min(c.lateWorstOf(), maxLateAllowance*pc.timeout)
 }
 

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -678,4 +679,56 @@ func TestCoreStreamWithAMessageWaitingInTheInboxIsNotTimedOut(t *testing.T) {
 	s.advanceUntil(5*time.Second, func() bool { return hasDown(a, c) },
 		"a should time c out within a timeout and an interval once nothing of c's waits")
 	require.Equal(t, ReasonHeartbeatTimeout, lastDown(t, a, c).Reason)
+}
+
+// TestCoreFullMeshAllowsTheSilenceOfAHeartbeatTCPRetransmitsOnALossyLink holds back the
+// heartbeats of one stream of a 5-node full mesh as TCP does on a lossy link, where a lost
+// segment holds up everything behind it until it is retransmitted: once for 0.9 s (lost
+// twice), and 5 s later for 2.3 s (lost three times, retried after doubling timeouts), a
+// silence of about 3.3 s, past the timeout of 3 s. The observer must not report the live
+// sender down: it saw that link's heartbeats come late and allows the silence that much
+// longer. A real silence on the same link is still reported, that much later.
+func TestCoreFullMeshAllowsTheSilenceOfAHeartbeatTCPRetransmitsOnALossyLink(t *testing.T) {
+	s := newSim(t)
+	nodes := newCluster(s, 5)
+	s.advance(5 * time.Second)
+	s.requireFullMesh(nodes...)
+	observer, sender := nodes[0], nodes[1]
+	require.False(t, observer.core.overlay(), "five nodes with the default monitors are a full mesh")
+
+	var holdUntil time.Time
+	var nextHold time.Duration // the next heartbeat sender→observer starts a hold this long
+	s.delay = func(from, to *simNode, msg *Message) time.Duration {
+		if from != sender || to != observer {
+			return 0
+		}
+		if s.now.Before(holdUntil) {
+			return holdUntil.Sub(s.now) // behind the segment being retransmitted
+		}
+		if nextHold > 0 && msg.Heartbeat != nil {
+			holdUntil, nextHold = s.now.Add(nextHold), 0
+			return holdUntil.Sub(s.now)
+		}
+		return 0
+	}
+	nextHold = 900 * time.Millisecond
+	s.advance(5 * time.Second)
+	nextHold = 2300 * time.Millisecond
+	s.advance(10 * time.Second)
+	require.Zero(t, nextHold, "the sender should have sent the heartbeat held back")
+	require.Empty(t, observer.downs(), "a heartbeat held back by retransmissions, on a link whose heartbeats came late before, is no silence")
+	info, ok := observer.info(sender)
+	require.True(t, ok && info.Status == StatusConnected, "the observer should still hold the sender connected: %+v", info)
+
+	nextHold = 900 * time.Millisecond // the link is lossy still
+	s.advance(5 * time.Second)
+	frozenAt := s.now
+	sender.frozen = true
+	s.advanceUntil(10*time.Second, func() bool {
+		return slices.Contains(observer.downs(), "down "+sender.id.String()+" heartbeat_timeout")
+	}, "the observer should report the frozen sender down")
+	took := lastDown(t, observer, sender).Time.Sub(frozenAt)
+	limit := time.Duration(observer.cfg.HeartbeatMissThreshold) * observer.cfg.HeartbeatInterval
+	require.LessOrEqual(t, took, limit+900*time.Millisecond+observer.cfg.HeartbeatInterval,
+		"a real silence is reported at the timeout plus the lateness seen (0.9 s), within an interval")
 }
