@@ -54,6 +54,7 @@ type core struct {
 	overlayHeardAt    time.Time                 // outside the overlay: a peer's hello last said the cluster runs one (joiningOverlay)
 	basisCache        map[NodeID]ringNeighbours // basisNeighbours, as of basisCacheVersion
 	basisCacheVersion uint64
+	basisCacheUsed    bool // basisNeighbours was asked since the last tick (releaseIdleBasisCache)
 	neighbourSet      map[NodeID]bool
 	subjects          map[NodeID]bool // this node's subjects in topo as of the last reconcile; nil: to compute
 	onwardSubjects    map[NodeID]bool // those on the rings it relays onward over (relaySubjects)
@@ -313,6 +314,7 @@ func (c *core) tick(now time.Time) {
 	c.expireAlerts(now)
 	c.expireBasis(now)
 	c.releaseIdleView()
+	c.releaseIdleBasisCache()
 	if c.lateWorstOf() > 0 {
 		c.rollLateWindow(now)
 	}

@@ -643,9 +643,11 @@ type ringNeighbours struct {
 }
 
 // basisNeighbours returns id's observers and subjects in the basis, cached until an id joins
-// or leaves it: a decision reads the observers of a subject and of each of those observers,
-// and a burst of alerts decides many subjects, so the same lookups repeat.
+// or leaves it, or a tick finds the cache unused since the last (releaseIdleBasisCache): a
+// decision reads the observers of a subject and of each of those observers, and a burst of
+// alerts decides many subjects, so the same lookups repeat.
 func (c *core) basisNeighbours(id NodeID) ringNeighbours {
+	c.basisCacheUsed = true
 	if c.basisCache == nil || c.basisCacheVersion != c.basis.version() {
 		c.basisCache = map[NodeID]ringNeighbours{}
 		c.basisCacheVersion = c.basis.version()
@@ -656,6 +658,17 @@ func (c *core) basisNeighbours(id NodeID) ringNeighbours {
 		c.basisCache[id] = nb
 	}
 	return nb
+}
+
+// releaseIdleBasisCache drops the cache of basisNeighbours if nothing asked for it since the
+// last call (a tick). A steady basis never invalidates it, and after a formation's alerts it
+// held the neighbours of a hundred subjects or more, some 100 KB a node at 1,024 nodes, for
+// decisions that were over.
+func (c *core) releaseIdleBasisCache() {
+	if !c.basisCacheUsed {
+		c.basisCache = nil
+	}
+	c.basisCacheUsed = false
 }
 
 // suspected reports whether at least L of id's observers report it down.

@@ -104,6 +104,30 @@ func TestOverlayCrashIsReportedDownEverywhereAtOnce(t *testing.T) {
 	}
 }
 
+// TestOverlayNodeDropsTheNeighbourListsOfADecisionOnceItIsOver: deciding a crash looks up
+// the observers of the victim and of its observers, and a node caches those lists for the
+// burst of alerts; a steady basis would keep them for good, so a node drops them once its
+// ticks find them unused.
+func TestOverlayNodeDropsTheNeighbourListsOfADecisionOnceItIsOver(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	victim := nodes[17]
+	victim.crash()
+	cached := 0
+	for _, n := range nodes {
+		if n != victim {
+			cached += len(n.core.basisCache)
+		}
+	}
+	require.Positive(t, cached, "deciding the crash should look up (and cache) the victim's observers")
+	s.advance(10 * time.Second)
+	for _, n := range nodes {
+		if n != victim {
+			require.Nil(t, n.core.basisCache, "%s should have dropped the neighbour lists of a decision that is over", n.id)
+		}
+	}
+}
+
 // overlayWithJoiner forms 30 nodes with K = 4 and registers, without starting it, a joiner
 // seeded with the first of them.
 func overlayWithJoiner(t *testing.T) (s *sim, nodes []*simNode, seed, joiner *simNode) {
