@@ -379,8 +379,11 @@ func (d *data) writeMachine(p func(string, ...any)) {
 	p("median with its range, and the two systems alternate trial by trial (odd trials meshnode\n")
 	p("first, even trials memberlist first). Reproduce with `make bench` (N = 8, 32; under 5\n")
 	p("minutes) or `make bench-full` (adds N = 128 and 256). A full trial forms the cluster,\n")
-	p("holds it steady, then times a join, a leave, a crash and a silent failure, each begun 2 s\n")
-	p("after the one before was seen by all (100 ms in the runs before `scale-overlay-15`).\n\n")
+	p("waits out the formation's tail (2-s samples of the cluster's CPU use until one is at least\n")
+	p("90 % of the one before, at most a minute; from the runs after `scale-overlay-22-1024`),\n")
+	p("holds it steady, then times a join, a leave, a crash and a silent\n")
+	p("failure, each begun 2 s after the one before was seen by all (100 ms in the runs before\n")
+	p("`scale-overlay-15`).\n\n")
 	for _, run := range keys {
 		set, ok := d.metas[run]["settings"].(map[string]any)
 		if !ok {
@@ -658,7 +661,7 @@ const methodText = `## What is measured
   ¦EventDelegate¦: ¦NotifyJoin¦ to list, ¦NotifyLeave¦ to report down). Formations over 30 s
   count as stalls; "never" means the change was not seen by all within the cap (30 s for
   formations and joins, 60 s for failures).
-- **Steady state** (10 s, after 1 s of settling): *payload* is the TCP/UDP payload the nodes
+- **Steady state** (10 s, after the formation's tail and 1 s of settling): *payload* is the TCP/UDP payload the nodes
   wrote (meshnode: the kernel's ¦tcpi_bytes_sent − tcpi_bytes_retrans¦ of every TCP socket of
   the process, i.e. gRPC's HTTP/2 frames; memberlist: every UDP packet written plus its TCP
   streams' kernel counters); *wire* adds the IP and TCP/UDP headers of every packet sent, pure

@@ -79,6 +79,8 @@ type worker struct {
 	alive  []string
 	// attempt numbers the all-at-once formations of the trial (Options.FormationAttempts).
 	attempt int
+	// quiet is how long the cluster took to calm down after it formed (quiesce).
+	quiet time.Duration
 }
 
 func (w *worker) name(i int) string { return fmt.Sprintf("%s%d", w.prefix, i) }
@@ -115,6 +117,7 @@ func RunWorker(o Options) error {
 			return nil
 		}
 	}
+	w.quiet = w.quiesce()
 	if o.Steady > 0 {
 		w.steady(base)
 	} else {
@@ -432,6 +435,7 @@ func (w *worker) steady(base Usage) {
 		// causes is counted here, and the next scenario waits until the cluster is whole.
 		"false_downs_after_window": w.tr.FalseDowns() - fd1,
 		"settle_s":                 settle.Seconds(),
+		"quiesce_s":                w.quiet.Seconds(),
 	}
 	if os.Getenv("BENCH_DIAG") != "" {
 		// Heartbeats sent per node per second.
@@ -497,7 +501,7 @@ func (w *worker) join() {
 	if ok {
 		rec.Seconds = at.Sub(t0).Seconds()
 	}
-	rec.Metrics = map[string]any{}
+	rec.Metrics = map[string]any{"quiesce_s": w.quiet.Seconds()}
 	if ok {
 		rec.Metrics["observer_median_s"], rec.Metrics["observer_p90_s"], rec.Metrics["last_pair"] = seen.Spread(t0)
 		rec.Metrics["last_decided_s"] = seen.Decided(t0)
@@ -564,7 +568,10 @@ func (w *worker) fault(scenario, victim string, act func(Node)) {
 func (w *worker) teardown() {
 	w.tr.Close()
 	if rs, ok := w.sys.(*remoteSystem); ok {
-		defer rs.Close()
+		// Host processes end with their nodes: closing 1,024 nodes one by one first took
+		// minutes after the trial's last record, and the next trial starts with new hosts.
+		rs.Close()
+		return
 	}
 	w.closeNodes()
 }
