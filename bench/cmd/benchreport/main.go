@@ -671,8 +671,9 @@ const methodText = `## What is measured
   counter, shared with the whole machine, so only a cross-check (an upper bound when other
   processes talk on loopback). CPU is ¦getrusage¦ of the process(es) over the window divided
   by N; RSS (VmRSS as the OS sees it at the end of the window, not forced down), Go heap in use
-  (after a GC), goroutine stacks and goroutines are the growth over the empty process, divided
-  by N.
+  (after a GC the harness forces once the trial's last scenario is over, so that the stall it
+  causes does not slow the scenarios; right after the window before ¦scale-overlay-24-1024¦),
+  goroutine stacks and goroutines are the growth over the empty process, divided by N.
 - **Cluster sizes that do not fit one process.** meshnode opens a socket per stream end: in
   a full mesh (up to K+1 nodes) a node holds N−1 of them, in the overlay about 2K, and a
   formation's dials a quarter more; this machine's hard RLIMIT_NOFILE is 20000 (not raisable
