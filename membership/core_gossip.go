@@ -72,10 +72,30 @@ func (c *core) releaseIdleView() {
 // viewDigest returns the digest of the local view, the local node included.
 func (c *core) viewDigest() uint64 {
 	if c.digestDirty {
-		c.digest = sortedViewDigest(c.viewEntries(), MemberEntry{ID: c.self, Incarnation: c.incarnation})
+		c.digest = c.tableDigest()
 		c.digestDirty = false
 	}
 	return c.digest
+}
+
+// tableDigest computes the view's digest (the function viewDigest) from the node table, in id
+// order, with the local node in its place: the left nodes, which viewEntries merges in, do
+// not count, and no entry is built.
+func (c *core) tableDigest() uint64 {
+	h, selfDone := uint64(fnvOffset64), false
+	for _, m := range c.sortedMembers() {
+		if m.incarnation == 0 || m.id == c.self {
+			continue // a seed announced by id but never reached (viewEntries skips it too)
+		}
+		if !selfDone && c.self.Compare(m.id) < 0 {
+			h, selfDone = fnvEntry(h, c.self, c.incarnation), true
+		}
+		h = fnvEntry(h, m.id, m.incarnation)
+	}
+	if !selfDone {
+		h = fnvEntry(h, c.self, c.incarnation)
+	}
+	return h
 }
 
 // onUpdate merges a peer's entries and, if asked, answers with what the peer lacks.

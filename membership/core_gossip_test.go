@@ -335,6 +335,37 @@ func TestSortedViewDigestEqualsTheDigestOfTheViewWithTheNodeInIt(t *testing.T) {
 	}
 }
 
+// TestTableDigestEqualsTheDigestOfTheView checks the digest a node computes from its table
+// (heartbeats carry it) against the definition over its view: seeds never reached, down and
+// left nodes, and IPv6 hosts among them.
+func TestTableDigestEqualsTheDigestOfTheView(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	now := time.Unix(1_700_000_000, 0)
+	for trial := range 50 {
+		cfg := simConfig("self", "seed@127.0.0.1:1", "other@[::1]:2")
+		self := MustParseNodeID(fmt.Sprintf("n%03d@127.0.0.1:3999", rng.IntN(100)))
+		c := newCore(self, rng.Uint64(), cfg, now, rand.New(rand.NewPCG(1, 2)), nil)
+		c.start(now) // the seeds: members by id, incarnation unknown
+		var entries []MemberEntry
+		for i := range rng.IntN(60) {
+			host := "127.0.0.1"
+			if rng.IntN(4) == 0 {
+				host = "[::1]"
+			}
+			entries = append(entries, MemberEntry{
+				ID:          MustParseNodeID(fmt.Sprintf("n%03d@%s:%d", rng.IntN(100), host, 4000+i)),
+				Incarnation: 1 + rng.Uint64N(1<<50),
+				Left:        rng.IntN(6) == 0,
+				Down:        rng.IntN(6) == 0,
+			})
+		}
+		c.merge(now, 0, entries, 0)
+		c.takeOutputs()
+		want := viewDigest(append(slices.Clone(c.view()), MemberEntry{ID: self, Incarnation: c.incarnation}))
+		require.Equal(t, want, c.viewDigest(), "trial %d: the table's digest should equal the digest of the view with the node in it", trial)
+	}
+}
+
 // TestOverlayViewThatMissedARelayIsRepairedBySync loses the relays of one join: the
 // heartbeats' digests differ, and a view sync brings the join to every node.
 func TestOverlayViewThatMissedARelayIsRepairedBySync(t *testing.T) {

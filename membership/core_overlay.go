@@ -163,19 +163,30 @@ func (c *core) isNeighbour(id NodeID) bool {
 // isNeighbourMember is isNeighbour for a member at hand, without looking it up (reconcile
 // asks it of every member).
 func (c *core) isNeighbourMember(m *member) bool {
-	if !c.overlay() || c.neighbours()[m.id] {
+	if !c.overlay() {
+		return true
+	}
+	if c.neighbours(); m.neighbour { // the marks follow the set: no lookup by id
 		return true
 	}
 	return !m.inView && c.topo.isNeighbour(c.self, m.id)
 }
 
 // neighbours returns the set of this node's neighbours in the live view, built anew only
-// when the view changed.
+// when the view changed. Each neighbour's member record is marked too (member.neighbour).
 func (c *core) neighbours() map[NodeID]bool {
 	if c.neighbourVersion != c.topo.version() || c.neighbourSet == nil {
+		for id := range c.neighbourSet {
+			if m := c.members.get(id); m != nil {
+				m.neighbour = false
+			}
+		}
 		c.neighbourSet = map[NodeID]bool{}
 		for _, n := range c.topo.neighbours(c.self) {
 			c.neighbourSet[n] = true
+			if m := c.members.get(n); m != nil {
+				m.neighbour = true
+			}
 		}
 		c.neighbourVersion = c.topo.version()
 	}

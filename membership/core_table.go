@@ -35,6 +35,7 @@ type member struct {
 	inBasis    bool  // on the basis's rings: in the view or down for a short while
 	probing    bool  // its stream closed: an observer redials it before it alerts (lost)
 	downOnDial bool  // down because its first dial failed, never reached (connection_refused)
+	neighbour  bool  // in the neighbour set as core.neighbours last built it (the overlay)
 }
 
 // downRound counts the times one incarnation of a node has been decided down (Alert.Round).

@@ -173,14 +173,19 @@ func (r *rings) merge() {
 	if len(r.added) == 0 && len(r.dropped) == 0 {
 		return
 	}
-	if len(r.dropped) == 0 && len(r.added) <= 4 {
+	if len(r.dropped)+len(r.added) <= 4 {
+		// A few changes (a join, a leave): each found by binary search on every ring, where a
+		// pass over the rings would look at every slot of K rings of the whole view.
 		for ring := range r.k {
+			for n := range r.dropped {
+				r.slots[ring] = deleteSlot(ring, r.slots[ring], n)
+			}
 			for _, n := range r.added {
 				i, _ := slices.BinarySearchFunc(r.slots[ring], ringSlot{key: ringKey(ring, n.hash), node: n}, compareOn(ring))
 				r.slots[ring] = slices.Insert(withRoom(r.slots[ring], 1), i, n)
 			}
 		}
-		r.added = r.added[:0]
+		r.added, r.dropped = r.added[:0], nil
 		return
 	}
 	fresh := make([]ringSlot, len(r.added))
@@ -192,6 +197,14 @@ func (r *rings) merge() {
 		r.slots[ring] = mergeSlots(ring, r.slots[ring], fresh, r.dropped)
 	}
 	r.added, r.dropped = r.added[:0], nil
+}
+
+// deleteSlot takes n's slot off ring (ring number r), found by binary search.
+func deleteSlot(r int, ring []*ringNode, n *ringNode) []*ringNode {
+	if i, found := slices.BinarySearchFunc(ring, ringSlot{key: ringKey(r, n.hash), node: n}, compareOn(r)); found && ring[i] == n {
+		return slices.Delete(ring, i, i+1)
+	}
+	return slices.DeleteFunc(ring, func(m *ringNode) bool { return m == n }) // not where its key says: never
 }
 
 // mergeSlots takes the dropped slots out of ring (ring number r) and merges the sorted fresh
