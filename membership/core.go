@@ -59,6 +59,14 @@ type core struct {
 	subjects          map[NodeID]bool // this node's subjects in topo as of the last reconcile; nil: to compute
 	onwardSubjects    map[NodeID]bool // those on the rings it relays onward over (relaySubjects)
 	neighbourVersion  uint64
+	// ringsAround are this node's observers and subjects ring by ring as of the last
+	// reconcile, reconciledOverlay whether the cluster was an overlay then, reconcileAllAt
+	// when the next reconcile walks every member whatever changed, and downOnDialSeen whether
+	// a member down on its first dial alone may be waiting for one (reconcile).
+	ringsAround       []NodeID
+	reconciledOverlay bool
+	reconcileAllAt    time.Time
+	downOnDialSeen    bool
 	subjectSet        map[NodeID]bool // this node's subjects in topo and the basis (observes)
 	subjectsOf        [2]uint64       // the versions of topo and the basis subjectSet is of, plus one
 	alerts            map[NodeID]*alertSet

@@ -310,7 +310,7 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 		// this node's word (lost); the redial above tries again.
 	case m.status == StatusConnecting:
 		c.markDown(now, m, ReasonConnectionRefused)
-		m.downOnDial = true
+		m.downOnDial, c.downOnDialSeen = true, true
 	case m.status == StatusConnected && c.overlay():
 		// A neighbour the cluster holds alive, dialled and not reached: an observer says so
 		// when others already do, or when its dials were refused twice in a row (nobody

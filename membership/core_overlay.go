@@ -199,48 +199,6 @@ func (m *member) isDown() bool { return m != nil && m.status == StatusDisconnect
 // inViewOrNil reports whether m exists and is on the rings.
 func (m *member) inViewOrNil() bool { return m != nil && m.inView }
 
-// reconcile brings the streams in line with the topology after the live view changed: in the
-// overlay, members learned from the view are live (up) without a stream of their own, streams
-// this node opened to nodes that are no longer its neighbours are unlinked, and neighbours
-// without a stream are dialled (the smaller id at once, the larger after a grace, as in a
-// join). A node decided down is redialled only by the nodes it would stream to.
-func (c *core) reconcile(now time.Time) {
-	c.topoDirty = false
-	c.subjects = nil // relays follow the streams' topology (relaySubjects)
-	overlay := c.overlay()
-	for _, m := range c.sortedMembers() {
-		if m.incarnation == 0 || m.removed {
-			continue // a seed announced by id: dialled as a seed
-		}
-		wanted := c.isNeighbourMember(m)
-		if !wanted {
-			m.probing = false // no longer its observer: it has nothing to say about it
-		}
-		if overlay && m.conn == 0 && c.downOnItsDialOnly(m) {
-			c.markUp(now, m) // the cluster holds it alive; its observers decide about it
-		}
-		if m.status == StatusDisconnected {
-			if !wanted && m.dial == 0 && m.nextDial != 0 {
-				m.nextDial, m.graceFrom = 0, 0
-			}
-			continue
-		}
-		if overlay && m.status == StatusConnecting && m.conn == 0 {
-			c.markUp(now, m) // the cluster holds it alive; its neighbours check it
-		}
-		if wanted {
-			c.wantStream(now, m)
-			continue
-		}
-		if m.conn == 0 && m.dial == 0 {
-			m.nextDial, m.graceFrom = 0, 0
-		}
-		if pc := c.conns[m.conn]; m.conn != 0 && pc != nil && pc.outbound && pc.state == streamEstablished {
-			c.unlink(now, pc, m)
-		}
-	}
-}
-
 // downOnItsDialOnly reports whether m is down on this node's word alone: its first dial
 // failed while the cluster was a full mesh (connection_refused), and no observer alerts about
 // it nor did the cluster decide it. In the overlay the cluster holds it alive and its
