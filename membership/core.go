@@ -62,8 +62,12 @@ type core struct {
 	// ringsAround are this node's observers and subjects ring by ring as of the last
 	// reconcile, reconciledOverlay whether the cluster was an overlay then, reconcileAllAt
 	// when the next reconcile walks every member whatever changed, and downOnDialSeen whether
-	// a member down on its first dial alone may be waiting for one (reconcile).
+	// a member down on its first dial alone may be waiting for one; touched holds the members
+	// whose status, incarnation or presence changed since (syncView), unless touchedMany says
+	// there were too many to list (reconcile).
 	ringsAround       []NodeID
+	touched           []*member
+	touchedMany       bool
 	reconciledOverlay bool
 	reconcileAllAt    time.Time
 	downOnDialSeen    bool

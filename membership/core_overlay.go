@@ -26,6 +26,7 @@ func (c *core) overlay() bool {
 // in the table), and takes it off otherwise. Every change of a member's status, incarnation
 // or presence goes through here.
 func (c *core) syncView(now time.Time, m *member) {
+	c.touch(m)
 	alive := !m.removed && m.incarnation != 0 && m.status != StatusDisconnected
 	if alive {
 		c.setBasis(m, true)

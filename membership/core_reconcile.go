@@ -17,8 +17,10 @@ import (
 // whether it is a neighbour (or would be, for a member off the view), and that changes for no
 // member unless this node's own predecessor or successor on some ring changed: a node joining
 // or going down between this node and another changes this node's neighbour on that ring. So
-// while those stay as they were (ringsAround), only the members with a stream or a dial
-// of this node, and its neighbours, are looked at. The whole table is walked when they changed,
+// while those stay as they were (ringsAround), only the members whose status, incarnation or
+// presence changed since the last reconcile, the members with a stream or a dial of this node,
+// and its neighbours, are looked at. The whole table is walked when they changed, when more
+// than one member in maxTouched changed,
 // when the cluster turned into an overlay or back, while a member is down on its first dial
 // alone (downOnItsDialOnly depends on alerts, not on the rings), and at least every
 // memberPassEvery intervals when reconciling at all.
@@ -26,7 +28,9 @@ func (c *core) reconcile(now time.Time) {
 	c.topoDirty = false
 	c.subjects = nil // relays follow the streams' topology (relaySubjects)
 	overlay := c.overlay()
-	if c.reconcileAll(now, overlay) {
+	touched, many := c.touched, c.touchedMany
+	c.touched, c.touchedMany = nil, false
+	if c.reconcileAll(now, overlay) || many {
 		c.downOnDialSeen = false // set again by the walk for any member still down so
 		for _, m := range c.sortedMembers() {
 			c.reconcileMember(now, m, overlay)
@@ -40,6 +44,9 @@ func (c *core) reconcile(now time.Time) {
 			c.reconcileMember(now, m, overlay)
 		}
 	}
+	for _, m := range touched {
+		visit(m)
+	}
 	for _, id := range c.topo.neighbours(c.self) {
 		visit(c.members.get(id))
 	}
@@ -47,6 +54,24 @@ func (c *core) reconcile(now time.Time) {
 		if !pc.peer.IsZero() {
 			visit(c.members.get(pc.peer))
 		}
+	}
+}
+
+// maxTouched bounds the share of the members that reconcile looks at one by one: when more
+// than one in maxTouched changed since the last reconcile (a formation), it walks them all.
+const maxTouched = 16
+
+// touch notes that m's status, incarnation or presence changed, for the next reconcile to
+// look at it. Past one member in maxTouched the list is dropped: reconcile walks every member
+// then, and a list that no reconcile empties (a full mesh whose view stays the same) stays
+// small.
+func (c *core) touch(m *member) {
+	switch {
+	case c.touchedMany:
+	case (len(c.touched)+1)*maxTouched > c.members.len():
+		c.touched, c.touchedMany = nil, true
+	default:
+		c.touched = append(c.touched, m)
 	}
 }
 
