@@ -20,10 +20,9 @@ import (
 // while those stay as they were (ringsAround), only the members whose status, incarnation or
 // presence changed since the last reconcile, the members with a stream or a dial of this node,
 // and its neighbours, are looked at. The whole table is walked when they changed, when more
-// than one member in maxTouched changed,
-// when the cluster turned into an overlay or back, while a member is down on its first dial
-// alone (downOnItsDialOnly depends on alerts, not on the rings), and at least every
-// memberPassEvery intervals when reconciling at all.
+// than one member in maxTouched changed, when the cluster turned into an overlay or back,
+// while a member is down on its first dial alone (downOnItsDialOnly depends on alerts, not on
+// the rings), and at least every memberPassEvery intervals when reconciling at all.
 func (c *core) reconcile(now time.Time) {
 	c.topoDirty = false
 	c.subjects = nil // relays follow the streams' topology (relaySubjects)
