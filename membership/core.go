@@ -60,27 +60,26 @@ type core struct {
 	onwardSubjects    map[NodeID]bool // those on the rings it relays onward over (relaySubjects)
 	neighbourVersion  uint64
 	// ringsAround are this node's observers and subjects ring by ring as of the last
-	// reconcile, reconciledOverlay whether the cluster was an overlay then, reconcileAllAt
-	// when the next reconcile walks every member whatever changed, and downOnDialSeen whether
+	// reconcile (nil: the cluster was a full mesh then), reconcileAllAt when the next
+	// reconcile walks every member whatever changed, and downOnDialSeen whether
 	// a member down on its first dial alone may be waiting for one; touched holds the members
 	// whose status, incarnation or presence changed since (syncView), unless touchedMany says
 	// there were too many to list (reconcile).
-	ringsAround       []NodeID
-	touched           []*member
-	touchedMany       bool
-	reconciledOverlay bool
-	reconcileAllAt    time.Time
-	downOnDialSeen    bool
-	subjectSet        map[NodeID]bool // this node's subjects in topo and the basis (observes)
-	subjectsOf        [2]uint64       // the versions of topo and the basis subjectSet is of, plus one
-	alerts            map[NodeID]*alertSet
-	alertExpiries     dueQueue[alertDue] // the marks in alerts by when they expire (expireAlerts)
-	basisExpiries     dueQueue[NodeID]   // the nodes down on the basis by when they leave it (expireBasis)
-	alertMarks        uint64             // the number of the last mark recorded (alertMark.number)
-	alertSeq          uint64             // the Seq of this node's last alert (nextAlertSeq)
-	conns             map[connID]*peerConn
-	dialing           int         // outbound streams in conns not established yet (dialsInFlight)
-	connOrder         []*peerConn // conns sorted by id; nil when it must be rebuilt
+	ringsAround    []NodeID
+	touched        []*member
+	touchedMany    bool
+	reconcileAllAt time.Time
+	downOnDialSeen bool
+	subjectSet     map[NodeID]bool // this node's subjects in topo and the basis (observes)
+	subjectsOf     [2]uint64       // the versions of topo and the basis subjectSet is of, plus one
+	alerts         map[NodeID]*alertSet
+	alertExpiries  dueQueue[alertDue] // the marks in alerts by when they expire (expireAlerts)
+	basisExpiries  dueQueue[NodeID]   // the nodes down on the basis by when they leave it (expireBasis)
+	alertMarks     uint64             // the number of the last mark recorded (alertMark.number)
+	alertSeq       uint64             // the Seq of this node's last alert (nextAlertSeq)
+	conns          map[connID]*peerConn
+	dialing        int         // outbound streams in conns not established yet (dialsInFlight)
+	connOrder      []*peerConn // conns sorted by id; nil when it must be rebuilt
 	// connDue[i] is when the tick must next look at connOrder[i], as an offset from
 	// startedAt: no earlier deadline of the stream (heartbeat, timeout, handshake) can fall
 	// before it. Zero: at the next tick. Rebuilt with connOrder.

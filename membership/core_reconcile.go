@@ -77,10 +77,15 @@ func (c *core) touch(m *member) {
 // reconcileAll reports whether reconcile must walk every member (see reconcile), and notes
 // this node's neighbours on the rings for the next reconcile.
 func (c *core) reconcileAll(now time.Time, overlay bool) bool {
+	if !overlay {
+		// A full mesh: every member is a neighbour, and every walk is whole. The next
+		// reconcile in an overlay finds its ring neighbours changed, and walks everything.
+		c.ringsAround = nil
+		return true
+	}
 	around := append(c.topo.onRings(c.self, -1), c.topo.onRings(c.self, +1)...)
-	all := !overlay || overlay != c.reconciledOverlay || c.downOnDialSeen ||
-		!slices.Equal(around, c.ringsAround) || !now.Before(c.reconcileAllAt)
-	c.ringsAround, c.reconciledOverlay = around, overlay
+	all := c.downOnDialSeen || !slices.Equal(around, c.ringsAround) || !now.Before(c.reconcileAllAt)
+	c.ringsAround = around
 	if all {
 		c.reconcileAllAt = now.Add(memberPassEvery * c.cfg.HeartbeatInterval)
 	}
