@@ -125,9 +125,17 @@ func RunWorker(o Options) error {
 		time.Sleep(scenarioGap) // as after every scenario: the join times its own news
 	}
 	if o.Scenarios != "silent" {
-		w.join()
-		w.fault("leave", w.name(o.N-1), Node.Leave)
-		w.fault("crash", w.name(o.N-2), Node.Kill)
+		// BENCH_EVENT_ROUNDS=r (diagnostics): r rounds of join, leave and crash in the one
+		// formed cluster, each with nodes of its own, for comparisons that need many samples.
+		rounds := 1
+		if r, err := strconv.Atoi(os.Getenv("BENCH_EVENT_ROUNDS")); err == nil && r > 1 {
+			rounds = min(r, (o.N-3)/3)
+		}
+		for i := range rounds {
+			w.join(w.name(o.N + i))
+			w.fault("leave", w.name(o.N-1-3*i), Node.Leave)
+			w.fault("crash", w.name(o.N-2-3*i), Node.Kill)
+		}
 	}
 	w.fault("silent", w.name(o.N-3), Node.Freeze)
 	finishSteady()
@@ -484,11 +492,9 @@ func (w *worker) settle() time.Duration {
 	return time.Since(start)
 }
 
-// join starts one node through a member and waits until every member lists it.
-func (w *worker) join() {
-	N := w.o.N
-	joiner := w.name(N)
-	seedNode := w.nodes[w.name(1%N)]
+// join starts joiner through a member and waits until every member lists it.
+func (w *worker) join(joiner string) {
+	seedNode := w.nodes[w.name(1%w.o.N)]
 	members := append([]string(nil), w.alive...)
 	seen := w.tr.ExpectUp(members, []string{joiner})
 	sees := w.tr.ExpectUp([]string{joiner}, members)
