@@ -176,7 +176,7 @@ func (c *Cluster) UpdateLocal(u LocalUpdate) (NodeInfo, error) {
 	if c.core == nil {
 		return NodeInfo{}, nil
 	}
-	c.stepLocked(func(time.Time) { c.core.setAttributes(c.cfg.ProcessCount, c.cfg.Metadata) })
+	c.stepLocked(func(now time.Time) { c.core.setAttributes(now, c.cfg.ProcessCount, c.cfg.Metadata) })
 	return c.core.localInfo(c.clock.Now()), nil
 }
 

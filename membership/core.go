@@ -101,6 +101,9 @@ type core struct {
 
 	digest      uint64
 	digestDirty bool
+	// digestNoticed is when a heartbeat first found the digest out of date (settledDigest);
+	// zero while it is up to date.
+	digestNoticed time.Time
 	viewCache   []MemberEntry // view(), nil when it must be rebuilt
 	// viewCacheUsed says view() was asked for since the last tick (releaseIdleView).
 	viewCacheUsed bool
@@ -383,14 +386,14 @@ func (c *core) leave(now time.Time) {
 // setAttributes changes the local attributes and pushes them at once on every stream, in a
 // heartbeat that carries them: each peer sees the change within one trip, not an interval
 // later, and reports it as node_updated. The heartbeat schedules stay as they were.
-func (c *core) setAttributes(processCount int, metadata map[string]string) {
+func (c *core) setAttributes(now time.Time, processCount int, metadata map[string]string) {
 	c.attrs = Attributes{Version: c.attrs.Version + 1, ProcessCount: processCount, Metadata: maps.Clone(metadata)}
 	if c.leaving {
 		return
 	}
 	for _, pc := range c.sortedConns() {
 		if pc.handshaken() && c.current(pc) {
-			c.sendHeartbeat(pc)
+			c.sendHeartbeat(now, pc)
 		}
 	}
 }

@@ -94,7 +94,7 @@ func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.T
 	if beatDue := !pc.nextBeat.After(coalesce); beatDue || roleChanged {
 		switch {
 		case c.current(pc) && c.owesBeat(pc, watching):
-			c.sendHeartbeat(pc)
+			c.sendHeartbeat(now, pc)
 		case beatDue:
 			pc.skippedBeats++
 		}
@@ -111,7 +111,7 @@ func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.T
 // sendHeartbeat sends one heartbeat on pc; attributes ride along only when they changed.
 // Heartbeats without attributes are one shared message (sharedBeat): messages handed to the
 // runtime are never changed afterwards.
-func (c *core) sendHeartbeat(pc *peerConn) {
+func (c *core) sendHeartbeat(now time.Time, pc *peerConn) {
 	quiet := !pc.watching
 	if pc.toldQuiet && !quiet {
 		// The peer learns from this beat that it owes one every interval: the gap since its
@@ -119,15 +119,16 @@ func (c *core) sendHeartbeat(pc *peerConn) {
 		pc.lastBeat = time.Time{}
 	}
 	pc.toldQuiet, pc.skippedBeats = quiet, 0
+	digest, _ := c.settledDigest(now)
 	if pc.sentAttrs == c.attrs.Version {
-		c.send(pc, c.sharedBeat(quiet))
+		c.send(pc, c.sharedBeat(digest, quiet))
 		c.metrics.HeartbeatSent()
 		return
 	}
 	attrs := c.attrs.clone()
 	pc.sentAttrs = c.attrs.Version
 	c.send(pc, &Message{Heartbeat: &Heartbeat{
-		ViewDigest:        c.viewDigest(),
+		ViewDigest:        digest,
 		ProcessCount:      c.attrs.ProcessCount,
 		AttributesVersion: c.attrs.Version,
 		Attributes:        &attrs,
@@ -136,10 +137,9 @@ func (c *core) sendHeartbeat(pc *peerConn) {
 	c.metrics.HeartbeatSent()
 }
 
-// sharedBeat returns the heartbeat without attributes for the current view digest and
+// sharedBeat returns the heartbeat without attributes for digest and the current
 // attributes, built anew only when one of them changed.
-func (c *core) sharedBeat(quiet bool) *Message {
-	digest := c.viewDigest()
+func (c *core) sharedBeat(digest uint64, quiet bool) *Message {
 	slot := &c.beat[0]
 	if quiet {
 		slot = &c.beat[1]
@@ -211,7 +211,11 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 	}
 	c.answerHeartbeat(now, pc)
 	c.updateAttributes(now, m, hb)
-	if hb.ViewDigest == c.viewDigest() {
+	digest, settled := c.settledDigest(now)
+	if !settled {
+		return // news still spreading: a later beat compares
+	}
+	if hb.ViewDigest == digest {
 		pc.mismatches = 0
 		return
 	}
@@ -236,7 +240,7 @@ func (c *core) answerHeartbeat(now time.Time, pc *peerConn) {
 	if !c.current(pc) || pc.nextBeat.Sub(now) > window || !c.owesBeat(pc, pc.watching) {
 		return
 	}
-	c.sendHeartbeat(pc)
+	c.sendHeartbeat(now, pc)
 	pc.nextBeat = now.Add(c.maxBeatGap())
 }
 

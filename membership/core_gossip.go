@@ -73,9 +73,38 @@ func (c *core) releaseIdleView() {
 func (c *core) viewDigest() uint64 {
 	if c.digestDirty {
 		c.digest = c.tableDigest()
-		c.digestDirty = false
+		c.digestDirty, c.digestNoticed = false, time.Time{}
 	}
 	return c.digest
+}
+
+// settledDigest returns the digest a heartbeat at now carries, and whether it is the
+// digest of the current view. In the overlay, for digestSettle after a heartbeat first
+// finds the view changed, heartbeats carry the digest from before the change and compare
+// none: that is when news (a join, a leave, a decision) spreads, every node's view changes
+// at about the same moment, and a digest computed then, a walk of the whole table for each
+// node, would only say that the news is still spreading (a sync needs two mismatches in a
+// row). Computed after the news has spread, off the busy moment, each node walks its
+// table once as before. A peer that compares the older digest counts one mismatch at
+// most: the next beat on a stream, an interval later, carries the new one.
+func (c *core) settledDigest(now time.Time) (digest uint64, settled bool) {
+	if !c.digestDirty || c.digest == 0 || !c.overlay() {
+		return c.viewDigest(), true // a full mesh, or no digest computed yet
+	}
+	if c.digestNoticed.IsZero() {
+		c.digestNoticed = now
+	}
+	if now.Sub(c.digestNoticed) < c.digestSettle() {
+		return c.digest, false
+	}
+	return c.viewDigest(), true
+}
+
+// digestSettle is how long heartbeats carry a digest from before a change of the view
+// (settledDigest): a quarter of an interval, the time news takes to reach a thousand nodes
+// on two cores, at most 250 ms.
+func (c *core) digestSettle() time.Duration {
+	return min(c.cfg.HeartbeatInterval/4, 250*time.Millisecond)
 }
 
 // tableDigest computes the view's digest (the function viewDigest) from the node table, in id

@@ -55,7 +55,7 @@ func TestCoreAttributesReachEveryPeerWithTheNextHeartbeat(t *testing.T) {
 	}
 
 	changedAt := s.now
-	a.core.setAttributes(5, map[string]string{"role": "db"})
+	a.core.setAttributes(s.now, 5, map[string]string{"role": "db"})
 	took := s.advanceUntil(a.cfg.HeartbeatInterval+10*time.Millisecond, func() bool {
 		for _, peer := range nodes[1:] {
 			info, _ := peer.info(a)
@@ -82,7 +82,7 @@ func TestCoreAttributesReachEveryPeerWithTheNextHeartbeat(t *testing.T) {
 
 	// A process-count-only change (SetProcessCount) spreads the same way.
 	changedAt = s.now
-	a.core.setAttributes(9, map[string]string{"role": "db"})
+	a.core.setAttributes(s.now, 9, map[string]string{"role": "db"})
 	s.advance(a.cfg.HeartbeatInterval + 10*time.Millisecond)
 	for _, peer := range nodes[1:] {
 		info, _ := peer.info(a)

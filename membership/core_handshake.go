@@ -351,7 +351,7 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 	if pc.outbound {
 		// The dialling side has both hellos: the stream works both ways. Its first heartbeat
 		// goes out at once and confirms the stream to the accepting side.
-		c.sendHeartbeat(pc)
+		c.sendHeartbeat(now, pc)
 		c.confirm(now, pc, m)
 	} else {
 		// The accepting side waits for the dialler's first message after its hello: a hello

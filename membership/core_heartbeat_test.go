@@ -83,7 +83,7 @@ func TestCoreAttributesReachEveryPeerAtOnceAsNodeUpdated(t *testing.T) {
 		skip[i] = len(n.events)
 	}
 	changed := nodes[0]
-	changed.core.setAttributes(5, map[string]string{"role": "db"})
+	changed.core.setAttributes(s.now, 5, map[string]string{"role": "db"})
 	changed.flush()
 	s.settle() // deliveries only: the clock does not move
 	for i, n := range nodes[1:] {

@@ -630,7 +630,7 @@ func TestOverlayAttributesReachEveryNode(t *testing.T) {
 	for _, n := range nodes {
 		skip[n] = len(n.events)
 	}
-	changed.core.setAttributes(3, map[string]string{"role": "api"})
+	changed.core.setAttributes(s.now, 3, map[string]string{"role": "api"})
 	changed.flush()
 	s.settle()
 	for _, n := range nodes {
@@ -1305,4 +1305,68 @@ func TestOverlayNodeThatMissedACrashLearnsItFromAPeersView(t *testing.T) {
 		deaf.id, victim.id)
 	require.Equal(t, []string{"up " + victim.id.String(), "down " + victim.id.String() + " connection_closed"},
 		deaf.eventsAbout(victim), "%s reports the crash once, with the cluster's reason", deaf.id)
+}
+
+// In the overlay a join changes every node's view at about the same moment. For a quarter
+// of an interval after a node's heartbeats first find its view changed they carry the digest
+// from before, so that no node walks its table while the news spreads; then every node's
+// heartbeats carry the new view's digest, and no node sends a whole view for a join that
+// spread by itself.
+func TestOverlayHeartbeatsCarryTheNewDigestOnceNewsHasSpread(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	before := nodes[0].core.viewDigest()
+	for _, n := range nodes {
+		require.Equal(t, before, n.core.viewDigest(), "%s: a settled cluster holds one view", n.id)
+	}
+	joinedAt := s.now
+	joiner := s.add(simID("joiner", 4500), func() *Config {
+		cfg := simConfig("joiner", nodes[5].id.String())
+		cfg.Monitors = k
+		return cfg
+	}())
+	all := append(slices.Clone(nodes), joiner)
+	settle := nodes[0].core.digestSettle()
+	s.advanceUntil(settle/2, func() bool {
+		for _, n := range nodes {
+			if len(n.eventsAbout(joiner)) == 0 {
+				return false
+			}
+		}
+		return true
+	}, "the join reaches every node at once")
+	s.advance(settle - (s.now.Sub(joinedAt)) - time.Millisecond)
+	early := 0
+	for _, n := range nodes {
+		// A node that opens a stream (the joiner's neighbours, and the nodes whose neighbours
+		// the join changed) says its current digest in its hello, and carries it from then on.
+		sent := sentSince(n, joinedAt)
+		if slices.ContainsFunc(sent, func(m simSent) bool { return m.msg.Hello != nil }) {
+			continue
+		}
+		for _, m := range sent {
+			if m.msg.Heartbeat != nil {
+				early++
+				require.Equal(t, before, m.msg.Heartbeat.ViewDigest,
+					"%s: a heartbeat %v after the join carries the digest from before it", n.id, m.at.Sub(joinedAt))
+			}
+		}
+	}
+	require.Positive(t, early, "heartbeats go out while the join spreads")
+
+	s.advance(settle + 2*nodes[0].cfg.HeartbeatInterval)
+	after := joiner.core.viewDigest()
+	require.NotEqual(t, before, after, "the join changes the view's digest")
+	late := joinedAt.Add(2 * settle)
+	for _, n := range all {
+		require.Equal(t, after, n.core.viewDigest(), "%s holds the view with the joiner", n.id)
+		for _, m := range sentSince(n, joinedAt) {
+			if hb := m.msg.Heartbeat; hb != nil && !m.at.Before(late) {
+				require.Equal(t, after, hb.ViewDigest, "%s: a heartbeat %v after the join carries the new digest", n.id, m.at.Sub(joinedAt))
+			}
+			if u := m.msg.Update; u != nil {
+				require.False(t, u.Full, "%s sent its whole view %v after a join that spread by itself", n.id, m.at.Sub(joinedAt))
+			}
+		}
+	}
 }

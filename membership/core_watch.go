@@ -54,7 +54,7 @@ func (c *core) notePeerWatch(now time.Time, pc *peerConn, hb *Heartbeat) {
 	started := pc.peerQuiet && !hb.NotMonitoring
 	pc.peerQuiet = hb.NotMonitoring
 	if started && c.current(pc) {
-		c.sendHeartbeat(pc)
+		c.sendHeartbeat(now, pc)
 		pc.nextBeat = now.Add(c.maxBeatGap())
 	}
 }
