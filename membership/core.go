@@ -104,7 +104,7 @@ type core struct {
 	// digestNoticed is when a heartbeat first found the digest out of date (settledDigest);
 	// zero while it is up to date.
 	digestNoticed time.Time
-	viewCache   []MemberEntry // view(), nil when it must be rebuilt
+	viewCache     []MemberEntry // view(), nil when it must be rebuilt
 	// viewCacheUsed says view() was asked for since the last tick (releaseIdleView).
 	viewCacheUsed bool
 	memberOrder   []*member // members sorted by id, nil when it must be rebuilt
