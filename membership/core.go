@@ -101,10 +101,11 @@ type core struct {
 
 	digest      uint64
 	digestDirty bool
-	// digestNoticed is when a heartbeat first found the digest out of date (settledDigest);
-	// zero while it is up to date.
-	digestNoticed time.Time
-	viewCache     []MemberEntry // view(), nil when it must be rebuilt
+	// digestNoticed is when a heartbeat first found the digest out of date (settledDigest),
+	// zero while it is up to date; digestLastNoticed is when one last did.
+	digestNoticed     time.Time
+	digestLastNoticed time.Time
+	viewCache         []MemberEntry // view(), nil when it must be rebuilt
 	// viewCacheUsed says view() was asked for since the last tick (releaseIdleView).
 	viewCacheUsed bool
 	memberOrder   []*member // members sorted by id, nil when it must be rebuilt

@@ -1370,3 +1370,49 @@ func TestOverlayHeartbeatsCarryTheNewDigestOnceNewsHasSpread(t *testing.T) {
 		}
 	}
 }
+
+// News that comes within two intervals of the last (a formation, joins one after another)
+// is compared as it is: heartbeats carry the digest of the view their sender holds, or
+// digests of views long gone would go round and the syncs that repair views would come late.
+func TestOverlayHeartbeatsCarryTheCurrentDigestWhileTheViewKeepsChanging(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	joinerConfig := func(name string) *Config {
+		cfg := simConfig(name, nodes[5].id.String())
+		cfg.Monitors = k
+		return cfg
+	}
+	first := s.add(simID("first", 4500), joinerConfig("first"))
+	settle := nodes[0].core.digestSettle()
+	s.advance(settle + 150*time.Millisecond)
+	secondAt := s.now
+	second := s.add(simID("second", 4501), joinerConfig("second"))
+	s.advance(nodes[0].cfg.HeartbeatInterval) // each node's next beats
+	after := second.core.viewDigest()
+	current, stale := 0, 0
+	for _, n := range nodes {
+		sent := sentSince(n, secondAt)
+		if slices.ContainsFunc(sent, func(m simSent) bool { return m.msg.Hello != nil }) {
+			continue // its hello says its current digest (the first test above)
+		}
+		for _, m := range sent {
+			if hb := m.msg.Heartbeat; hb != nil {
+				if hb.ViewDigest == after {
+					current++
+				} else {
+					stale++
+				}
+			}
+		}
+	}
+	require.Positive(t, current, "heartbeats after a second join, %v after the first, carry the view with both", settle+150*time.Millisecond)
+	require.Zero(t, stale, "no heartbeat after a second join carries the view from before it (%d do, %d do not)", stale, current)
+	s.advance(5 * time.Second)
+	for _, n := range append(slices.Clone(nodes), first, second) {
+		for _, m := range sentSince(n, secondAt) {
+			if u := m.msg.Update; u != nil {
+				require.False(t, u.Full, "%s sent its whole view %v after the second join", n.id, m.at.Sub(secondAt))
+			}
+		}
+	}
+}
