@@ -90,8 +90,9 @@ func (c *core) viewDigest() uint64 {
 //
 // Only news that comes alone is held back: a change found within two intervals of the one
 // before (a formation, joins one after another) is compared at once, as it is. Held back
-// there, heartbeats carried digests of views long gone and compared few, the syncs that
-// repair views in a formation came late, and formations of 1,024 nodes took twice as long.
+// there, heartbeats carried digests of views long gone and compared few, and the syncs that
+// repair views in a formation came late: two of four formations of 1,024 nodes in the bench
+// took 97 and 113 s, where they take 30 to 60.
 func (c *core) settledDigest(now time.Time) (digest uint64, settled bool) {
 	if !c.digestDirty || c.digest == 0 || !c.overlay() {
 		return c.viewDigest(), true // a full mesh, or no digest computed yet
