@@ -52,9 +52,9 @@ func (c *core) wideHops() uint32 {
 // messages per node, within the same bound of hops. Alerts keep their second wide hop: a
 // crash at 2,048 nodes needs it to be known everywhere within ⌈log_K N⌉ + 2 hops.
 func (c *core) viewWideHops() uint32 {
-	k, n := c.cfg.Monitors, c.topo.size()
+	k, n, most := c.cfg.Monitors, c.topo.size(), c.wideHops()
 	hops, copies := uint32(1), 2*k*k // the first wide hop's copies: 2K neighbours, K subjects each
-	for hops < c.wideHops() && copies*k <= n {
+	for hops < most && copies*k <= n {
 		hops++
 		copies *= k
 	}
