@@ -2,6 +2,7 @@ package membership
 
 import (
 	"log/slog"
+	"math"
 	"time"
 )
 
@@ -361,7 +362,7 @@ func (c *core) refusalGoesNoFarther(from *peerConn, a *Alert, m *member) bool {
 	if !c.limitedRefusal(from, a, m) {
 		return false
 	}
-	reach, _ := c.refusalPlan()
+	reach, _, _ := c.refusalPlan()
 	return a.Hop >= reach
 }
 
@@ -376,7 +377,8 @@ func (c *core) limitedRefusal(from *peerConn, a *Alert, m *member) bool {
 }
 
 // refusalPlan says how a refused alert travels: reach is how many streams from its observer
-// it goes, wide up to which hop it is relayed to every subject (onward from there). It is
+// it goes, wide up to which hop it is relayed to every subject (onward from there), copies
+// about how many copies of it the overlay carries (selfDecidingShare). It is
 // the overlay's relays (every neighbour, then every subject for the wide hops, then
 // relayRings subjects) until about two in five nodes of the view have heard it
 // (refusalShareNum / refusalShareDen), so that a tenth or more of the nodes hear a majority
@@ -385,7 +387,7 @@ func (c *core) limitedRefusal(from *peerConn, a *Alert, m *member) bool {
 // that share needs is relayed onward instead: just above K³ nodes, where news takes a second
 // wide hop, that hop would reach every node twice over (about 2,000 copies of each refusal
 // at 1,024 nodes with K = 10, where 600 relayed onward reach the share).
-func (c *core) refusalPlan() (reach, wide uint32) {
+func (c *core) refusalPlan() (reach, wide uint32, copies int) {
 	k, n := c.cfg.Monitors, c.topo.size()
 	wideHops := c.wideHops()
 	target := n * refusalShareNum // in refusalShareDen-ths of a node
@@ -400,7 +402,28 @@ func (c *core) refusalPlan() (reach, wide uint32) {
 		reached += front
 		hop++
 	}
-	return max(hop, 2), wide
+	return max(hop, 2), wide, reached
+}
+
+// selfDecidingShare is the share of the nodes expected to hear a majority of a crashed
+// node's K refusals, and so to decide it on their own, when each refusal travels as
+// refusalPlan says: its copies, spread at random, reach 1 - e^(-copies/N) of the nodes, and a
+// node decides if more than K/2 of the K refusals reach it.
+func (c *core) selfDecidingShare() float64 {
+	k, n := c.cfg.Monitors, c.topo.size()
+	if k == 0 || n == 0 {
+		return 0
+	}
+	_, _, copies := c.refusalPlan()
+	p := 1 - math.Exp(-float64(copies)/float64(n))
+	share, ways := 0.0, 1.0 // ways: k choose j
+	for j := 0; j <= k; j++ {
+		if j > k/2 {
+			share += ways * math.Pow(p, float64(j)) * math.Pow(1-p, float64(k-j))
+		}
+		ways = ways * float64(k-j) / float64(j+1)
+	}
+	return share
 }
 
 // refusalShareNum/refusalShareDen is the share of the view a refused alert reaches
@@ -751,12 +774,16 @@ func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Al
 	}
 	m.downs = downRound{incarnation: m.incarnation, count: round}
 	direct := m.conn
+	// Asked while m is still on the rings, the neighbour set at hand answers; asked after,
+	// the set would be built anew for a view without m, in every node at the same moment, a
+	// tenth of the CPU a crash cost a cluster of 1,024 nodes. Reconcile builds it later.
+	neighbour := c.isNeighbour(m.id)
 	c.markDown(now, m, reason) // clears m.conn
 	if direct != 0 {
 		c.dropConn(direct) // the cluster has decided: this node's stream does not overrule it
 	}
 	c.relayAlert(from, decision)
-	if c.isNeighbour(m.id) {
+	if neighbour {
 		c.scheduleRedial(now, m)
 	}
 }

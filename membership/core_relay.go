@@ -80,9 +80,11 @@ func nextHop(hop uint32) uint32 {
 }
 
 // relayAlert passes an alert heard on stream from (nil: raised or decided here) on over the
-// overlay. An observer's own alert goes to every neighbour; a node's own decision onward, as
-// every node decides on the alerts that reach it and a decision is news only to the few that
-// missed some; an alert heard from a peer as widely as its hop count says.
+// overlay. An observer's own alert goes to every neighbour. A node's own decision goes
+// onward, as every node decides on the alerts that reach it and a decision is news only to
+// the few that missed some; to every subject where few nodes decide alone (fewDecideAlone).
+// An alert heard from a peer goes as widely as its hop count says, and a decision heard from
+// a peer onward where many nodes decide alone (manyDecideAlone).
 func (c *core) relayAlert(from *peerConn, a *Alert) {
 	relayed := *a
 	relayed.Hop = 1
@@ -90,6 +92,8 @@ func (c *core) relayAlert(from *peerConn, a *Alert) {
 	switch {
 	case from == nil && !a.Decided:
 		width = relayOrigin
+	case from == nil && c.fewDecideAlone():
+		width = relayWide // one of few sources of the news
 	case from == nil:
 		// its own decision: onward
 	default:
@@ -98,8 +102,11 @@ func (c *core) relayAlert(from *peerConn, a *Alert) {
 			hop = 1 // whatever the peer says: it is the source
 		}
 		relayed.Hop, width, except = nextHop(hop), widthAt(hop, c.wideHops()), from.id
+		if a.Decided && c.manyDecideAlone() {
+			width = relayOnward
+		}
 		if c.limitedRefusal(from, a, c.members.get(a.Subject)) {
-			if _, wide := c.refusalPlan(); hop > wide {
+			if _, wide, _ := c.refusalPlan(); hop > wide {
 				width = relayOnward // past the hops it goes wide (refusalPlan)
 			}
 		}
@@ -167,4 +174,23 @@ func (c *core) relaySubjects(width relayWidth) map[NodeID]bool {
 		return c.subjects
 	}
 	return c.onwardSubjects
+}
+
+// manyDecideAlone reports whether a third or more of the nodes are expected to decide a
+// crashed node on its refusals alone (selfDecidingShare). A decision is then news to the
+// rest only, and relayed onward from that many places it reaches them within ⌈log_K N⌉ + 2
+// hops: heard from a peer, it is relayed onward, not to every subject for the wide hops. In
+// the simulator at 1,024 nodes (half of them decide alone) those wide hops cost 4 of the 13.6
+// messages each node spent on a crash.
+func (c *core) manyDecideAlone() bool {
+	return c.selfDecidingShare() >= 1.0/3
+}
+
+// fewDecideAlone reports whether fewer than one node in six is expected to decide a crashed
+// node on its refusals alone (selfDecidingShare). A node that decides is then one of few
+// sources of the news, and sends its decision to every subject, not onward only: at 512
+// nodes (one in eleven decides alone) a decision sent onward took a hop more than
+// ⌈log_K N⌉ + 2 to reach every node, for three crashes of eight in the simulator.
+func (c *core) fewDecideAlone() bool {
+	return c.selfDecidingShare() < 1.0/6
 }
