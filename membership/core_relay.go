@@ -82,7 +82,8 @@ func nextHop(hop uint32) uint32 {
 // relayAlert passes an alert heard on stream from (nil: raised or decided here) on over the
 // overlay. An observer's own alert goes to every neighbour. A node's own decision goes
 // onward, as every node decides on the alerts that reach it and a decision is news only to
-// the few that missed some; to every subject where few nodes decide alone (fewDecideAlone).
+// the few that missed some; to every subject where few nodes decide a crash alone on its
+// refusals (fewDecideAlone).
 // An alert heard from a peer goes as widely as its hop count says, and a decision heard from
 // a peer onward where many nodes decide alone (manyDecideAlone).
 func (c *core) relayAlert(from *peerConn, a *Alert) {
@@ -92,7 +93,7 @@ func (c *core) relayAlert(from *peerConn, a *Alert) {
 	switch {
 	case from == nil && !a.Decided:
 		width = relayOrigin
-	case from == nil && c.fewDecideAlone():
+	case from == nil && c.fewDecideAlone() && c.heardRefusals(a.Subject):
 		width = relayWide // one of few sources of the news
 	case from == nil:
 		// its own decision: onward
@@ -187,10 +188,29 @@ func (c *core) manyDecideAlone() bool {
 }
 
 // fewDecideAlone reports whether fewer than one node in six is expected to decide a crashed
-// node on its refusals alone (selfDecidingShare). A node that decides is then one of few
-// sources of the news, and sends its decision to every subject, not onward only: at 512
-// nodes (one in eleven decides alone) a decision sent onward took a hop more than
-// ⌈log_K N⌉ + 2 to reach every node, for three crashes of eight in the simulator.
+// node on its refusals alone (selfDecidingShare). A node that decides on refusals
+// (heardRefusals) is then one of few sources of the news, and sends its decision to every
+// subject, not onward only: at 512 nodes (one in eleven decides alone) a decision sent
+// onward took a hop more than ⌈log_K N⌉ + 2 to reach every node, for three crashes of eight
+// in the simulator.
 func (c *core) fewDecideAlone() bool {
 	return c.selfDecidingShare() < 1.0/6
+}
+
+// heardRefusals reports whether this node holds a refused down alert about subject: it
+// decided a crash its observers found refusing, whose refusals travel only part of the way
+// (refusalPlan), so that few nodes may decide it alone (fewDecideAlone). Other down alerts (a
+// stream that timed out, a dial that hung) reach every node, every node decides on them, and
+// a decision is news to few: it goes onward, as other news does.
+func (c *core) heardRefusals(subject NodeID) bool {
+	set := c.alerts[subject]
+	if set == nil {
+		return false
+	}
+	for _, mark := range set.by {
+		if mark.refused {
+			return true
+		}
+	}
+	return false
 }
