@@ -360,8 +360,9 @@ func TestOverlaySimulationAtScale(t *testing.T) {
 // TestOverlaySimulationCrashesWhereFewDecideAlone crashes eight nodes, one after another, of
 // a cluster of 512 with K = 10, where about one node in eleven hears a majority of a crashed
 // node's refusals and decides alone (fewDecideAlone): each crash is known by every node
-// within ⌈log_K N⌉ + 2 hops of its observers, as the nodes that decide send their decision to
-// every subject.
+// within ⌈log_K N⌉ + 2 hops of its observers, as the nodes that decide on refusals send their
+// decision to every subject. A node that goes silent, which every node decides alone, costs
+// no more than other news.
 func TestOverlaySimulationCrashesWhereFewDecideAlone(t *testing.T) {
 	const k, count = 10, 512
 	s, nodes := scaleCluster(t, count, k)
@@ -376,4 +377,22 @@ func TestOverlaySimulationCrashesWhereFewDecideAlone(t *testing.T) {
 		require.LessOrEqual(t, last-2, bound, "crash %d (%s): every node should know it within ⌈log_K N⌉+2 hops of its observers", i, victim.id)
 		s.advance(5 * time.Second)
 	}
+
+	// A node that goes silent (its streams time out, dials to it hang) is alerted to every
+	// node, and every node decides it alone: the decisions go onward, not to every subject,
+	// and each of the K alerts and the decision cost each node about relayRings messages.
+	victim := nodes[count/3]
+	var others []*simNode
+	for _, n := range nodes {
+		if n != victim && n.up {
+			others = append(others, n)
+		}
+	}
+	skip := eventCounts(nodes)
+	sent := countNews(s)
+	s.partition([]*simNode{victim}, others, true)
+	s.hangDials(others, []*simNode{victim}, true)
+	newsHops(t, s, nodes, victim, StatusDisconnected, skip, "silence")
+	requireNewsCost(t, "silent node", sent, count, (k+1)*relayRings)
+	s.drop = nil
 }
