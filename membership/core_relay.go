@@ -83,9 +83,8 @@ func nextHop(hop uint32) uint32 {
 // overlay. An observer's own alert goes to every neighbour. A node's own decision goes
 // onward, as every node decides on the alerts that reach it and a decision is news only to
 // the few that missed some; to every subject where few nodes decide a crash alone on its
-// refusals (fewDecideAlone).
-// An alert heard from a peer goes as widely as its hop count says, and a decision heard from
-// a peer onward where many nodes decide alone (manyDecideAlone).
+// refusals (fewDecideAlone). An alert heard from a peer goes as widely as its hop count says,
+// and a decision heard from a peer onward where many nodes decide alone (manyDecideAlone).
 func (c *core) relayAlert(from *peerConn, a *Alert) {
 	relayed := *a
 	relayed.Hop = 1
