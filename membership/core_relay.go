@@ -84,7 +84,7 @@ func nextHop(hop uint32) uint32 {
 // onward, as every node decides on the alerts that reach it and a decision is news only to
 // the few that missed some; to every subject where few nodes decide a crash alone on its
 // refusals (fewDecideAlone). An alert heard from a peer goes as widely as its hop count says,
-// and a decision heard from a peer onward where many nodes decide alone (manyDecideAlone).
+// and a decision heard from a peer onward where many nodes decide alone (decisionsGoOnward).
 func (c *core) relayAlert(from *peerConn, a *Alert) {
 	relayed := *a
 	relayed.Hop = 1
@@ -102,7 +102,7 @@ func (c *core) relayAlert(from *peerConn, a *Alert) {
 			hop = 1 // whatever the peer says: it is the source
 		}
 		relayed.Hop, width, except = nextHop(hop), widthAt(hop, c.wideHops()), from.id
-		if a.Decided && c.manyDecideAlone() {
+		if a.Decided && c.decisionsGoOnward() {
 			width = relayOnward
 		}
 		if c.limitedRefusal(from, a, c.members.get(a.Subject)) {
@@ -184,6 +184,29 @@ func (c *core) relaySubjects(width relayWidth) map[NodeID]bool {
 // messages each node spent on a crash.
 func (c *core) manyDecideAlone() bool {
 	return c.selfDecidingShare() >= 1.0/3
+}
+
+// decisionsGoOnward reports whether a decision heard from a peer is relayed onward only: where
+// many nodes decide alone (manyDecideAlone), and the hops a crash is known everywhere within
+// (⌈log_K N⌉ + 2 after its observers) leave at least 3 after its refusals' (refusalPlan).
+// Relayed onward from a third of the nodes or more, a decision takes up to 3 hops to reach
+// the rest: at 1,000 nodes, where the bound is 5 and the refusals take 3, a crash relayed so
+// took 6.
+func (c *core) decisionsGoOnward() bool {
+	reach, _, _ := c.refusalPlan()
+	return c.manyDecideAlone() && int(c.crashHopsBound())-int(reach) >= 3
+}
+
+// crashHopsBound is ⌈log_K N⌉ + 2: how many hops after its observers a crash is known
+// everywhere within.
+func (c *core) crashHopsBound() uint32 {
+	k, n := c.cfg.Monitors, c.topo.size()
+	hops, reach := uint32(0), 1
+	for reach < n && k > 1 {
+		hops++
+		reach *= k
+	}
+	return hops + 2
 }
 
 // fewDecideAlone reports whether fewer than one node in six is expected to decide a crashed

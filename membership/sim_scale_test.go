@@ -265,9 +265,9 @@ func TestOverlaySimulationAtScale(t *testing.T) {
 	t.Logf("crash: first decided at hop %d, known everywhere %d hops after its observers knew (bound %d)", first, last-2, bound)
 	require.LessOrEqual(t, last-2, bound, "a crash reaches every node within ⌈log_K N⌉+2 hops of its observers")
 	// Its K refusals travel only part of the way (refusalPlan): a decision carries the rest,
-	// relayed onward only where many nodes decide on the refusals alone (manyDecideAlone).
+	// relayed onward only where many nodes decide on the refusals alone (decisionsGoOnward).
 	perNode := 3 * k / 2
-	if c := nodes[0].core; c.manyDecideAlone() {
+	if c := nodes[0].core; c.decisionsGoOnward() {
 		_, _, copies := c.refusalPlan()
 		perNode = k*copies/count + relayRings // each refusal's copies, then the decision
 	}
