@@ -342,15 +342,21 @@ func (c *core) tick(now time.Time) {
 		}
 		return full
 	}
-	// One pass over the members: forgetting and due dials. With every member connected in a
-	// full mesh (a steady cluster) none can be due for forgetting or for a dial: the pass,
-	// which touches every member, is skipped. Where an overlay may form, a member can be up
-	// without a stream and due for a dial.
+	// One pass over the members: forgetting, due dials, and members left connecting without
+	// a stream (upWithoutStream). With every member connected in a full mesh (a steady
+	// cluster) none can be due for forgetting or for a dial: the pass, which touches every
+	// member, is skipped. Where an overlay may form, a member can be up without a stream and
+	// due for a dial.
 	if (c.connected < c.members.len() || c.cfg.Monitors > 0) && c.memberPassDue(now) {
 		c.dialAt = time.Time{}
 		for _, m := range c.sortedMembers() {
 			if c.forgetIfDue(now, m) {
 				continue
+			}
+			if m.dial == 0 && m.nextDial == 0 && !c.isNeighbour(m.id) {
+				// Left connecting with no dial to come, by a path upWithoutStream missed.
+				// (Neighbours wait for reconcile, which brings them up and dials them.)
+				c.upWithoutStream(now, m)
 			}
 			if m.nextDial != 0 && m.conn == 0 && m.dial == 0 {
 				c.dueDial(now, c.at(m.nextDial), slotsFull())

@@ -128,6 +128,7 @@ func (c *core) runDials(now time.Time) {
 		}
 		if !c.isNeighbour(m.id) {
 			m.nextDial, m.graceFrom = 0, 0 // the overlay does not need it
+			c.upWithoutStream(now, m)
 			continue
 		}
 		if slots <= 0 {

@@ -1416,3 +1416,32 @@ func TestOverlayHeartbeatsCarryTheCurrentDigestWhileTheViewKeepsChanging(t *test
 		}
 	}
 }
+
+// TestOverlayMemberLeftConnectingWithoutAStreamIsUp: a node that learned a member while it
+// was still a full mesh holds it connecting, its first dial to come; when the dial comes due
+// the node is in the overlay, which needs no stream to that member. The cluster holds it
+// alive, and the node lists it connected at once. Left connecting, nothing would look at it
+// again in a quiet cluster: one pair of a 1,024-node formation stayed missing for good.
+func TestOverlayMemberLeftConnectingWithoutAStreamIsUp(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 40, k)
+	n := nodes[5]
+	var m *member
+	for _, p := range nodes {
+		if p != n && !n.core.isNeighbour(p.id) {
+			m = n.core.members.get(p.id)
+			break
+		}
+	}
+	require.NotNil(t, m, "%s has a member it streams to in no ring", n.id)
+	require.Zero(t, m.conn, "%s has no stream to %s", n.id, m.id)
+	// As a full mesh leaves a member it learned: connecting, its first dial due now.
+	m.status, m.nextDial = StatusConnecting, n.core.instantOf(s.now)
+	n.core.connected--
+	n.core.wantDialAt(s.now)
+	s.advanceUntil(5*time.Second, func() bool { return m.status == StatusConnected },
+		"%s should list %s connected: the cluster holds it alive, and the overlay needs no stream to it", n.id, m.id)
+	s.advance(30 * time.Second)
+	require.Equal(t, StatusConnected, m.status, "%s should keep %s connected", n.id, m.id)
+	require.Zero(t, m.conn, "%s still needs no stream to %s", n.id, m.id)
+}

@@ -113,9 +113,7 @@ func (c *core) reconcileMember(now time.Time, m *member, overlay bool) {
 		}
 		return
 	}
-	if overlay && m.status == StatusConnecting && m.conn == 0 {
-		c.markUp(now, m) // the cluster holds it alive; its neighbours check it
-	}
+	c.upWithoutStream(now, m)
 	if wanted {
 		c.wantStream(now, m)
 		return
@@ -125,5 +123,19 @@ func (c *core) reconcileMember(now time.Time, m *member, overlay bool) {
 	}
 	if pc := c.conns[m.conn]; m.conn != 0 && pc != nil && pc.outbound && pc.state == streamEstablished {
 		c.unlink(now, pc, m)
+	}
+}
+
+// upWithoutStream brings m up if it waits as connecting for a stream of this node that the
+// overlay does not have: the cluster holds it alive, and its neighbours check it. A member
+// learned while this node was still a full mesh (its first view, merged entry by entry)
+// waits so for its first dial; the overlay may no longer need that dial once it comes due
+// (runDials), or the stream the member opened may end before its first message. Then
+// nothing else would look at the member in a quiet cluster: in a formation of 1,024 nodes
+// on two cores, one node listed another as connecting, never up, for good. The tick's pass
+// over every member backs this up (memberPassEvery).
+func (c *core) upWithoutStream(now time.Time, m *member) {
+	if c.overlay() && m.status == StatusConnecting && m.conn == 0 && m.incarnation != 0 && !m.removed {
+		c.markUp(now, m)
 	}
 }
