@@ -380,8 +380,9 @@ func (d *data) writeMachine(p func(string, ...any)) {
 	p("first, even trials memberlist first). Reproduce with `make bench` (N = 8, 32; under 5\n")
 	p("minutes) or `make bench-full` (adds N = 128 and 256). A full trial forms the cluster,\n")
 	p("waits out the formation's tail (2-s samples of the cluster's CPU use until one is at least\n")
-	p("90 %% of the one before, at most a minute; from the runs after `scale-overlay-22-1024`),\n")
-	p("holds it steady, then times a join, a leave, a crash and a silent\n")
+	p("90 %% of the one before, at most a minute, from the runs after `scale-overlay-22-1024`; and\n")
+	p("until the open descriptors change by at most one in 1,000 between two samples, from\n")
+	p("`scale-overlay-32-1024` on), holds it steady, then times a join, a leave, a crash and a silent\n")
 	p("failure, each begun 2 s after the one before was seen by all (100 ms in the runs before\n")
 	p("`scale-overlay-15`).\n\n")
 	for _, run := range keys {
