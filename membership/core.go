@@ -353,7 +353,7 @@ func (c *core) tick(now time.Time) {
 			if c.forgetIfDue(now, m) {
 				continue
 			}
-			if m.dial == 0 && m.nextDial == 0 && !c.isNeighbour(m.id) {
+			if m.status == StatusConnecting && m.dial == 0 && m.nextDial == 0 && !c.isNeighbour(m.id) {
 				// Left connecting with no dial to come, by a path upWithoutStream missed.
 				// (Neighbours wait for reconcile, which brings them up and dials them.)
 				c.upWithoutStream(now, m)
