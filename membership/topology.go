@@ -25,40 +25,71 @@ type topology struct {
 
 // rings are K sorted rings of ids. Changes are applied lazily: add and drop only note them,
 // and the next query merges them in one pass per ring, so a view learned in one message of a
-// thousand entries costs one merge, not a thousand insertions. A slot is a pointer to a
-// record shared by the K rings, so an id costs one copy plus K pointers; an id's key on a ring
-// is computed from its hash when compared (ringKey: a few multiplications), not stored, which
-// halves what the K rings of a large view cost each node.
+// thousand entries costs one merge, not a thousand insertions. Each id has one record, and a
+// slot is the record's number (ringRef), so an id costs one record plus K four-byte slots; an
+// id's key on a ring is computed from its hash when compared (ringKey: a few
+// multiplications), not stored. The slots and the index by id hold no pointers: the garbage
+// collector skips them, where K pointers per id per node were most of what it had to follow
+// in a process that runs hundreds of nodes of a large cluster.
 type rings struct {
 	k       int
-	slots   [][]*ringNode                // slots[r]: the ids sorted by their key on ring r (compareOn)
-	nodes   *keyedMap[NodeID, *ringNode] // every id on the rings, including changes not merged yet
-	live    int                          // how many of them are live
-	added   []*ringNode                  // ids added since the last merge
-	dropped map[*ringNode]bool           // ids dropped since the last merge
-	version uint64                       // grows with every change
+	recs    []ringRec                  // recs[ref]: the record of an id on the rings; recs[0] unused
+	free    []ringRef                  // records no slot refers to any more, for new ids
+	slots   [][]ringRef                // slots[r]: the ids sorted by their key on ring r (compareOn)
+	nodes   *keyedMap[NodeID, ringRef] // every id on the rings, including changes not merged yet
+	live    int                        // how many of them are live
+	added   []ringRef                  // ids added since the last merge
+	dropped map[ringRef]bool           // ids dropped since the last merge
+	version uint64                     // grows with every change
 	// idsVersion grows when an id joins or leaves the rings, not when it turns live or not:
 	// the basis lens changes only then.
 	idsVersion uint64
 }
 
-// ringNode is one id on the rings, shared by its slots on every ring.
-type ringNode struct {
+// ringRef numbers an id's record in rings.recs; 0 is no record.
+type ringRef uint32
+
+// ringRec is one id on the rings, shared by its slots on every ring.
+type ringRec struct {
 	id   NodeID
 	hash uint64 // the FNV-1a hash of the id's text
 	live bool
 }
 
-// newRingNodeMap returns an empty map of ring nodes by id, with room for size.
-func newRingNodeMap(size int) *keyedMap[NodeID, *ringNode] {
-	return newKeyedMap(func(n *ringNode) NodeID { return n.id }, hashID, size)
+// newRings returns k empty rings with room for size ids.
+func newRings(k, size int) *rings {
+	r := &rings{k: k, slots: make([][]ringRef, k), recs: make([]ringRec, 1, size+1)}
+	r.nodes = newKeyedMap(func(ref ringRef) NodeID { return r.recs[ref].id }, hashID, size)
+	return r
+}
+
+// rec returns ref's record.
+func (r *rings) rec(ref ringRef) *ringRec { return &r.recs[ref] }
+
+// newRec gives id a record, live or not, and returns its number.
+func (r *rings) newRec(id NodeID, live bool) ringRef {
+	rec := ringRec{id: id, hash: idHash(id), live: live}
+	if n := len(r.free); n > 0 {
+		ref := r.free[n-1]
+		r.free = r.free[:n-1]
+		r.recs[ref] = rec
+		return ref
+	}
+	r.recs = append(r.recs, rec)
+	return ringRef(len(r.recs) - 1)
+}
+
+// release frees ref's record, once no slot refers to it.
+func (r *rings) release(ref ringRef) {
+	r.recs[ref] = ringRec{}
+	r.free = append(r.free, ref)
 }
 
 // ringSlot is an id's place on a ring with its key, while a batch of ids is sorted to be
 // merged in.
 type ringSlot struct {
-	key  uint64
-	node *ringNode
+	key uint64
+	ref ringRef
 }
 
 // idHash is the 64-bit FNV-1a hash of id's text (name@host:port).
@@ -89,7 +120,7 @@ func mix64(x uint64) uint64 {
 // newTopology builds the K rings over ids (in any order, without duplicates), all live, and
 // returns their live lens.
 func newTopology(ids []NodeID, k int) *topology {
-	t := &topology{r: &rings{k: k, slots: make([][]*ringNode, k), nodes: newRingNodeMap(len(ids))}}
+	t := &topology{r: newRings(k, len(ids))}
 	for _, id := range ids {
 		t.add(id)
 	}
@@ -113,20 +144,20 @@ func (t *topology) version() uint64 {
 // reports false if id was there already.
 func (t *topology) add(id NodeID) bool {
 	r := t.r
-	n := r.nodes.get(id)
+	ref := r.nodes.get(id)
 	switch {
-	case n == nil:
-		n = &ringNode{id: id, hash: idHash(id), live: !t.all}
-		r.nodes.put(n)
-		r.added = append(r.added, n)
+	case ref == 0:
+		ref = r.newRec(id, !t.all)
+		r.nodes.put(ref)
+		r.added = append(r.added, ref)
 		r.idsVersion++
-		if n.live {
+		if !t.all {
 			r.live++
 		}
-	case t.all || n.live:
+	case t.all || r.rec(ref).live:
 		return false
 	default:
-		n.live = true
+		r.rec(ref).live = true
 		r.live++
 	}
 	r.version++
@@ -137,38 +168,39 @@ func (t *topology) add(id NodeID) bool {
 // lens (it stays on the rings, seen by the basis). It reports false if id was not there.
 func (t *topology) remove(id NodeID) bool {
 	r := t.r
-	n := r.nodes.get(id)
-	if n == nil || !t.all && !n.live {
+	ref := r.nodes.get(id)
+	if ref == 0 || !t.all && !r.rec(ref).live {
 		return false
 	}
-	if n.live {
-		n.live = false
+	if rec := r.rec(ref); rec.live {
+		rec.live = false
 		r.live--
 	}
 	if t.all {
-		r.drop(n)
+		r.drop(ref)
 		r.idsVersion++
 	}
 	r.version++
 	return true
 }
 
-// drop takes n off the rings.
-func (r *rings) drop(n *ringNode) {
-	r.nodes.del(n.id)
-	if i := slices.Index(r.added, n); i >= 0 {
+// drop takes ref's id off the rings.
+func (r *rings) drop(ref ringRef) {
+	r.nodes.del(r.rec(ref).id)
+	if i := slices.Index(r.added, ref); i >= 0 {
 		r.added = slices.Delete(r.added, i, i+1) // never merged: nothing to take off the rings
+		r.release(ref)
 		return
 	}
 	if r.dropped == nil {
-		r.dropped = map[*ringNode]bool{}
+		r.dropped = map[ringRef]bool{}
 	}
-	r.dropped[n] = true
+	r.dropped[ref] = true
 }
 
 // merge applies the pending changes to every ring: a few added ids are inserted in place;
 // otherwise the dropped slots are taken out and the added ones, sorted, merged in, in one
-// pass per ring.
+// pass per ring. The records of the dropped ids are freed after.
 func (r *rings) merge() {
 	if len(r.added) == 0 && len(r.dropped) == 0 {
 		return
@@ -177,53 +209,60 @@ func (r *rings) merge() {
 		// A few changes (a join, a leave): each found by binary search on every ring, where a
 		// pass over the rings would look at every slot of K rings of the whole view.
 		for ring := range r.k {
-			for n := range r.dropped {
-				r.slots[ring] = deleteSlot(ring, r.slots[ring], n)
+			for ref := range r.dropped {
+				r.slots[ring] = r.deleteSlot(ring, r.slots[ring], ref)
 			}
-			for _, n := range r.added {
-				i, _ := slices.BinarySearchFunc(r.slots[ring], ringSlot{key: ringKey(ring, n.hash), node: n}, compareOn(ring))
-				r.slots[ring] = slices.Insert(withRoom(r.slots[ring], 1), i, n)
+			for _, ref := range r.added {
+				i, _ := slices.BinarySearchFunc(r.slots[ring], r.slotOf(ring, ref), r.compareOn(ring))
+				r.slots[ring] = slices.Insert(withRoom(r.slots[ring], 1), i, ref)
 			}
 		}
-		r.added, r.dropped = r.added[:0], nil
-		return
+	} else {
+		fresh := make([]ringSlot, len(r.added))
+		for ring := range r.k {
+			for i, ref := range r.added {
+				fresh[i] = r.slotOf(ring, ref)
+			}
+			slices.SortFunc(fresh, r.compareSlots)
+			r.slots[ring] = r.mergeSlots(ring, r.slots[ring], fresh)
+		}
 	}
-	fresh := make([]ringSlot, len(r.added))
-	for ring := range r.k {
-		for i, n := range r.added {
-			fresh[i] = ringSlot{key: ringKey(ring, n.hash), node: n}
-		}
-		slices.SortFunc(fresh, compareSlots)
-		r.slots[ring] = mergeSlots(ring, r.slots[ring], fresh, r.dropped)
+	for ref := range r.dropped {
+		r.release(ref)
 	}
 	r.added, r.dropped = r.added[:0], nil
 }
 
-// deleteSlot takes n's slot off ring (ring number r), found by binary search.
-func deleteSlot(r int, ring []*ringNode, n *ringNode) []*ringNode {
-	if i, found := slices.BinarySearchFunc(ring, ringSlot{key: ringKey(r, n.hash), node: n}, compareOn(r)); found && ring[i] == n {
+// slotOf returns ref's slot on ring (ring number r).
+func (r *rings) slotOf(ring int, ref ringRef) ringSlot {
+	return ringSlot{key: ringKey(ring, r.rec(ref).hash), ref: ref}
+}
+
+// deleteSlot takes ref's slot off ring (ring number r), found by binary search.
+func (r *rings) deleteSlot(ringNo int, ring []ringRef, ref ringRef) []ringRef {
+	if i, found := slices.BinarySearchFunc(ring, r.slotOf(ringNo, ref), r.compareOn(ringNo)); found && ring[i] == ref {
 		return slices.Delete(ring, i, i+1)
 	}
-	return slices.DeleteFunc(ring, func(m *ringNode) bool { return m == n }) // not where its key says: never
+	return slices.DeleteFunc(ring, func(m ringRef) bool { return m == ref }) // not where its key says: never
 }
 
 // mergeSlots takes the dropped slots out of ring (ring number r) and merges the sorted fresh
 // ones in. It works in ring's own array when that has room (a formation merges a batch of
 // joins into every ring of every node, over and over), and grows it by an eighth otherwise.
-func mergeSlots(r int, ring []*ringNode, fresh []ringSlot, dropped map[*ringNode]bool) []*ringNode {
-	if len(dropped) > 0 {
-		ring = slices.DeleteFunc(ring, func(n *ringNode) bool { return dropped[n] })
+func (r *rings) mergeSlots(ringNo int, ring []ringRef, fresh []ringSlot) []ringRef {
+	if len(r.dropped) > 0 {
+		ring = slices.DeleteFunc(ring, func(ref ringRef) bool { return r.dropped[ref] })
 	}
 	kept, total := len(ring), len(ring)+len(fresh)
 	ring = withRoom(ring, len(fresh))[:total]
 	// From the back, so that no kept slot is overwritten before it moved.
 	i, j := kept-1, len(fresh)-1
 	for w := total - 1; j >= 0; w-- {
-		if i >= 0 && compareSlots(ringSlot{key: ringKey(r, ring[i].hash), node: ring[i]}, fresh[j]) > 0 {
+		if i >= 0 && r.compareSlots(r.slotOf(ringNo, ring[i]), fresh[j]) > 0 {
 			ring[w] = ring[i]
 			i--
 		} else {
-			ring[w] = fresh[j].node
+			ring[w] = fresh[j].ref
 			j--
 		}
 	}
@@ -233,32 +272,33 @@ func mergeSlots(r int, ring []*ringNode, fresh []ringSlot, dropped map[*ringNode
 // withRoom returns ring with room for more slots. A ring too small grows to an eighth more
 // than it needs, not by append's quarter to double: a node holds K rings over the whole view,
 // and the slack of append's growth cost each node about 60 % more than its slots.
-func withRoom(ring []*ringNode, more int) []*ringNode {
+func withRoom(ring []ringRef, more int) []ringRef {
 	need := len(ring) + more
 	if need <= cap(ring) {
 		return ring
 	}
-	grown := make([]*ringNode, len(ring), need+need/8+4)
+	grown := make([]ringRef, len(ring), need+need/8+4)
 	copy(grown, ring)
 	return grown
 }
 
 // compareSlots orders slots by key, then by id (keys of distinct ids almost never collide).
-func compareSlots(a, b ringSlot) int {
+func (r *rings) compareSlots(a, b ringSlot) int {
 	if c := cmp.Compare(a.key, b.key); c != 0 {
 		return c
 	}
-	return a.node.id.Compare(b.node.id)
+	return r.rec(a.ref).id.Compare(r.rec(b.ref).id)
 }
 
-// compareOn returns the order of ring r between a slot of the ring and a probe: by key, then
-// by id, as compareSlots.
-func compareOn(r int) func(n *ringNode, probe ringSlot) int {
-	return func(n *ringNode, probe ringSlot) int {
-		if c := cmp.Compare(ringKey(r, n.hash), probe.key); c != 0 {
+// compareOn returns the order of ring (ring number r) between a slot of the ring and a probe:
+// by key, then by id, as compareSlots.
+func (r *rings) compareOn(ringNo int) func(ref ringRef, probe ringSlot) int {
+	return func(ref ringRef, probe ringSlot) int {
+		rec := r.rec(ref)
+		if c := cmp.Compare(ringKey(ringNo, rec.hash), probe.key); c != 0 {
 			return c
 		}
-		return n.id.Compare(probe.node.id)
+		return rec.id.Compare(r.rec(probe.ref).id)
 	}
 }
 
@@ -273,8 +313,8 @@ func (t *topology) size() int {
 	return t.r.live
 }
 
-// sees reports whether the lens sees n.
-func (t *topology) sees(n *ringNode) bool { return t.all || n.live }
+// sees reports whether the lens sees rec.
+func (t *topology) sees(rec *ringRec) bool { return t.all || rec.live }
 
 // neighbour returns id's successor (step +1: its subject) or predecessor (step -1: its
 // observer) on ring r, among the ids the lens sees; h is id's hash (idHash). For an id the lens
@@ -282,14 +322,16 @@ func (t *topology) sees(n *ringNode) bool { return t.all || n.live }
 // watched for by the nodes it would stream to. ok is false when the lens sees no other node on
 // the ring.
 func (t *topology) neighbour(r int, id NodeID, h uint64, step int) (NodeID, bool) {
-	t.r.merge()
-	ring := t.r.slots[r]
+	rs := t.r
+	rs.merge()
+	ring := rs.slots[r]
 	n := len(ring)
-	i, _ := slices.BinarySearchFunc(ring, ringKey(r, h), func(slot *ringNode, key uint64) int {
-		if c := cmp.Compare(ringKey(r, slot.hash), key); c != 0 {
+	i, _ := slices.BinarySearchFunc(ring, ringKey(r, h), func(ref ringRef, key uint64) int {
+		rec := rs.rec(ref)
+		if c := cmp.Compare(ringKey(r, rec.hash), key); c != 0 {
 			return c
 		}
-		return slot.id.Compare(id) // compareOn, without a probe node (it would escape)
+		return rec.id.Compare(id) // compareOn, without a probe record
 	})
 	// i is id's slot, or the first slot after where it would be: the successor is the first
 	// slot seen from i on (id itself excepted), the predecessor the first seen before i.
@@ -299,8 +341,8 @@ func (t *topology) neighbour(r int, id NodeID, h uint64, step int) (NodeID, bool
 	}
 	for range n {
 		j = (j%n + n) % n
-		if node := ring[j]; node.id != id && t.sees(node) {
-			return node.id, true
+		if rec := rs.rec(ring[j]); rec.id != id && t.sees(rec) {
+			return rec.id, true
 		}
 		j += step
 	}
@@ -366,8 +408,8 @@ func (t *topology) isNeighbour(self, id NodeID) bool {
 
 // has reports whether the lens sees id.
 func (t *topology) has(id NodeID) bool {
-	n := t.r.nodes.get(id)
-	return n != nil && t.sees(n)
+	ref := t.r.nodes.get(id)
+	return ref != 0 && t.sees(t.r.rec(ref))
 }
 
 // isObserver reports whether self monitors id (in the view or not): self is id's predecessor

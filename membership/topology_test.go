@@ -192,3 +192,29 @@ func TestTopologyObserverOfASeenNodeIsTheNodeWhoseSubjectItIs(t *testing.T) {
 		}
 	}
 }
+
+// Ids that leave free their records, and ids that join later take them: a node whose view
+// churns for as long as it runs holds records for the ids on its rings, not for every id it
+// ever saw, and its rings stay those of a topology built from its view.
+func TestTopologyChurnReusesTheRecordsOfIdsThatLeft(t *testing.T) {
+	ids := topologyIDs(600)
+	live := newTopology(ids[:300], 10)
+	basis := live.lens()
+	held := slices.Clone(ids[:300])
+	for i, id := range ids[300:] {
+		gone := held[0]
+		held = append(held[1:], id)
+		require.True(t, live.remove(gone))
+		require.True(t, basis.remove(gone), "off the rings: its record is freed at the next merge")
+		require.True(t, live.add(id))
+		if i%7 == 0 {
+			live.subjects(id) // a query merges: some changes are merged one at a time, some in batches
+		}
+	}
+	anew := newTopology(held, 10)
+	for _, id := range ids {
+		require.Equal(t, anew.subjects(id), live.subjects(id), "subjects of %s", id)
+		require.Equal(t, anew.observers(id), live.observers(id), "observers of %s", id)
+	}
+	require.LessOrEqual(t, len(live.r.recs), 300+8, "records held for 300 ids on the rings, after 300 left and 300 joined")
+}
