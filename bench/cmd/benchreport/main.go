@@ -658,7 +658,9 @@ const methodText = `## What is measured
 - **Times** run from the action (the first start, the join, a crash of the node's network
   then ¦Stop()¦/¦Shutdown()¦, a freeze of the network/the dropping transport,
   ¦Stop()¦/¦Leave()¦) to the report that completes the
-  condition, taken from each node's own notifications (meshnode events; memberlist's
+  condition (for a node run in a host process, a fault's time runs from when its host began
+  it, not from when the worker sent the command over the pipe: each record's ¦fault_delay_s¦
+  says how far apart those were, from ¦scale-overlay-33-1024¦ on), taken from each node's own notifications (meshnode events; memberlist's
   ¦EventDelegate¦: ¦NotifyJoin¦ to list, ¦NotifyLeave¦ to report down). Formations over 30 s
   count as stalls; "never" means the change was not seen by all within the cap (30 s for
   formations and joins, 60 s for failures).

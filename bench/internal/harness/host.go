@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshnode/meshnode/membership"
@@ -44,6 +45,9 @@ type hostMsg struct {
 	Traffic *Traffic `json:"traffic,omitempty"`
 	FDs     int      `json:"fds,omitempty"`
 	Text    string   `json:"text,omitempty"` // a diag's answer
+	// Began is when the host began a kill, freeze, leave or close (Unix nanoseconds): the
+	// fault's own time, which the command's trip over the pipe to a busy host may delay.
+	Began int64 `json:"began,omitempty"`
 
 	E string `json:"e,omitempty"` // "up" or "down"
 	O string `json:"o,omitempty"`
@@ -179,6 +183,7 @@ func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 					r.Err = "no node " + c.Name
 					break
 				}
+				r.Began = time.Now().UnixNano()
 				map[string]func(){"kill": n.Kill, "freeze": n.Freeze, "leave": n.Leave, "close": n.Close}[c.Op]()
 			case "usage":
 				u := sys.Usage(c.GC)
@@ -415,14 +420,30 @@ func (rs *remoteSystem) Close() {
 type remoteNode struct {
 	name, addr string
 	h          *host
+	began      atomic.Int64 // when the host began the node's last fault (hostMsg.Began)
 }
 
 func (n *remoteNode) Name() string { return n.name }
 func (n *remoteNode) Addr() string { return n.addr }
-func (n *remoteNode) Kill()        { n.h.call(hostCmd{Op: "kill", Name: n.name}) }
-func (n *remoteNode) Freeze()      { n.h.call(hostCmd{Op: "freeze", Name: n.name}) }
-func (n *remoteNode) Leave()       { n.h.call(hostCmd{Op: "leave", Name: n.name}) }
-func (n *remoteNode) Close()       { n.h.call(hostCmd{Op: "close", Name: n.name}) }
+func (n *remoteNode) Kill()        { n.act("kill") }
+func (n *remoteNode) Freeze()      { n.act("freeze") }
+func (n *remoteNode) Leave()       { n.act("leave") }
+func (n *remoteNode) Close()       { n.act("close") }
+
+// act has the host carry out fault op on the node, and keeps when the host began it.
+func (n *remoteNode) act(op string) {
+	if r := n.h.call(hostCmd{Op: op, Name: n.name}); r.Began != 0 {
+		n.began.Store(r.Began)
+	}
+}
+
+// FaultBegan returns when the host began the node's last fault (zero if none).
+func (n *remoteNode) FaultBegan() time.Time {
+	if b := n.began.Load(); b != 0 {
+		return time.Unix(0, b)
+	}
+	return time.Time{}
+}
 func (n *remoteNode) Diag() string { return n.h.call(hostCmd{Op: "diag", Name: n.name}).Text }
 
 // socketsPerProcessBudget is how many peer sockets one process is given: three quarters of

@@ -560,18 +560,27 @@ func (w *worker) fault(scenario, victim string, act func(Node)) {
 	if profiling {
 		pprof.StopCPUProfile()
 	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+	}
+	// A node in a host process faults when its host gets to the command, not when the
+	// worker sent it: the time is counted from then, as for memberlist's nodes, which run in
+	// the worker and fault at once.
+	asked := t0
+	if ft, isRemote := n.(faultTimer); isRemote {
+		if began := ft.FaultBegan(); began.After(t0) {
+			t0 = began
+		}
+	}
 	rec.OK, rec.Missing = ok, missing
 	if ok {
 		rec.Seconds = at.Sub(t0).Seconds()
 		med, p90, last := wait.Spread(t0)
 		rec.Metrics = map[string]any{"observer_median_s": med, "observer_p90_s": p90, "last_pair": last,
-			"last_decided_s": wait.Decided(t0)}
+			"last_decided_s": wait.Decided(t0), "fault_delay_s": t0.Sub(asked).Seconds()}
 	} else {
 		rec.MissingList = wait.Missing(5)
-	}
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
 	}
 	rec.Reasons = w.tr.Reasons(victim)
 	rec.FalseDowns = w.tr.FalseDowns() - fd0

@@ -109,6 +109,13 @@ type Node interface {
 	Close()
 }
 
+// faultTimer is a node run in another process (a host): the command to fault it crosses a
+// pipe to that process, which may be busy, so the fault begins a little after it was asked
+// for. FaultBegan returns when the host began the node's last fault (zero if none).
+type faultTimer interface {
+	FaultBegan() time.Time
+}
+
 // Diagnoser is a Node that can say what it knows of its cluster (diagnostics).
 type Diagnoser interface {
 	// Diag returns a line on the node's view: how many nodes it knows and reaches, its seeds.
