@@ -75,6 +75,12 @@ func (r *rings) newRec(id NodeID, live bool) ringRef {
 		r.recs[ref] = rec
 		return ref
 	}
+	if len(r.recs) == cap(r.recs) {
+		// An eighth more, as withRoom grows the rings, not append's quarter or more.
+		grown := make([]ringRec, len(r.recs), len(r.recs)+len(r.recs)/8+4)
+		copy(grown, r.recs)
+		r.recs = grown
+	}
 	r.recs = append(r.recs, rec)
 	return ringRef(len(r.recs) - 1)
 }

@@ -122,9 +122,10 @@ func TestTopologyKeptByAddAndRemoveEqualsOneBuiltAnew(t *testing.T) {
 }
 
 // A node learns most of a large view one join at a time: each ring then grows by a small
-// step, so the K rings a node holds cost little more than their slots, whatever the size.
+// step, so the K rings a node holds cost little more than their slots and records, whatever
+// the size.
 func TestTopologyRingsLearnedOneAtATimeKeepLittleSlack(t *testing.T) {
-	ids := topologyIDs(1000)
+	ids := topologyIDs(1100)
 	topo := newTopology(ids[:2], 10)
 	for _, id := range ids[2:] {
 		require.True(t, topo.add(id))
@@ -136,6 +137,7 @@ func TestTopologyRingsLearnedOneAtATimeKeepLittleSlack(t *testing.T) {
 	for r, ring := range topo.r.slots {
 		require.Len(t, ring, len(ids), "ring %d holds every id", r)
 	}
+	require.LessOrEqual(t, cap(topo.r.recs), len(topo.r.recs)+len(topo.r.recs)/8+4, "room for %d records held for %d", cap(topo.r.recs), len(topo.r.recs))
 }
 
 // Joins and departures that arrive together are merged into the rings in one pass; the
