@@ -29,8 +29,8 @@ type topology struct {
 // slot is the record's number (ringRef), so an id costs one record plus K four-byte slots; an
 // id's key on a ring is computed from its hash when compared (ringKey: a few
 // multiplications), not stored. The slots and the index by id hold no pointers: the garbage
-// collector skips them, where K pointers per id per node were most of what it had to follow
-// in a process that runs hundreds of nodes of a large cluster.
+// collector skips them, where K pointers per id per node were a large share of what it had
+// to follow in a process that runs hundreds of nodes of a large cluster.
 type rings struct {
 	k       int
 	recs    []ringRec                  // recs[ref]: the record of an id on the rings; recs[0] unused
