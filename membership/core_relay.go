@@ -105,10 +105,8 @@ func (c *core) relayAlert(from *peerConn, a *Alert) {
 		if a.Decided && c.decisionsGoOnward() {
 			width = relayOnward
 		}
-		if c.limitedRefusal(from, a, c.members.get(a.Subject)) {
-			if _, wide, _ := c.refusalPlan(); hop > wide {
-				width = relayOnward // past the hops it goes wide (refusalPlan)
-			}
+		if _, wide, limited := c.limitedAlert(from, a, c.members.get(a.Subject)); limited && hop > wide {
+			width = relayOnward // past the hops it goes wide (refusalPlan, quorumPlan)
 		}
 	}
 	c.relayOverlay(except, &Message{Alerts: []*Alert{&relayed}}, width)
@@ -221,8 +219,9 @@ func (c *core) fewDecideAlone() bool {
 // heardRefusals reports whether this node holds a refused down alert about subject: it
 // decided a crash its observers found refusing, whose refusals travel only part of the way
 // (refusalPlan), so that few nodes may decide it alone (fewDecideAlone). Other down alerts (a
-// stream that timed out, a dial that hung) reach every node, every node decides on them, and
-// a decision is news to few: it goes onward, as other news does.
+// stream that timed out, a dial that hung) reach every node, or at least enough of the nodes
+// that half of them hear a quorum (quorumPlan); most nodes decide on them, and a decision is
+// news to the rest: it goes onward, as other news does.
 func (c *core) heardRefusals(subject NodeID) bool {
 	set := c.alerts[subject]
 	if set == nil {

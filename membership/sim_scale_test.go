@@ -311,6 +311,7 @@ func TestOverlaySimulationAtScale(t *testing.T) {
 		cutFrom = append(cutFrom, byID[o])
 	}
 	skip = eventCounts(live)
+	sent = countNews(s)
 	s.partition([]*simNode{subject}, cutFrom, true)
 	for _, n := range live {
 		if n == subject {
@@ -326,6 +327,14 @@ func TestOverlaySimulationAtScale(t *testing.T) {
 		}
 		require.Equal(t, []DownReason{ReasonHeartbeatTimeout}, reasons, "%s reports %s down once, with the observers' reason", n.id, subject.id)
 	}
+	// Its observers' alerts each go as far as leaves half the nodes a quorum of them, where
+	// that is short of every node (quorumPlan): the decisions of those nodes carry the rest.
+	perNode = (k + 1) * relayRings // every alert to every node, then the decision
+	if _, _, copies, limited := live[0].core.quorumPlan(); limited {
+		perNode = k*copies/count + relayRings
+	}
+	requireNewsCost(t, "silence of a node cut from H of its observers", sent, count, perNode)
+	s.drop = nil
 
 	// A third subject crashes, and half its observers get no answer when they redial it (a
 	// machine that stops answering is not the same to all): too few refusals to decide on
