@@ -407,15 +407,23 @@ func (c *core) quorumPlan() (reach, wide uint32, copies int, limited bool) {
 			return max(hop, 2), wide, reached, true
 		}
 		if hop <= wideHops {
-			front *= k
 			wide = hop
-		} else {
-			front *= relayRings
 		}
+		front = nextFront(front, k, hop <= wideHops)
 		reached += front
 		hop++
 	}
 	return 0, 0, 0, false
+}
+
+// nextFront is how many copies of a piece of news the hop after one that sent front sends:
+// front times K when that hop relays it to every subject (wide), times relayRings when it
+// relays it onward.
+func nextFront(front, k int, wide bool) int {
+	if wide {
+		return front * k
+	}
+	return front * relayRings
 }
 
 // refusalPlan says how a refused alert travels: reach is how many streams from its observer
@@ -435,12 +443,11 @@ func (c *core) refusalPlan() (reach, wide uint32, copies int) {
 	target := n * refusalShareNum // in refusalShareDen-ths of a node
 	hop, front, reached := uint32(1), 2*k, 2*k
 	for reached*refusalShareDen < target && front > 0 {
-		if hop == 1 || (hop <= wideHops && (reached+front*k)*refusalShareDen <= 2*target) {
-			front *= k
+		wideHop := hop == 1 || (hop <= wideHops && (reached+front*k)*refusalShareDen <= 2*target)
+		if wideHop {
 			wide = hop
-		} else {
-			front *= relayRings
 		}
+		front = nextFront(front, k, wideHop)
 		reached += front
 		hop++
 	}
