@@ -130,7 +130,7 @@ type core struct {
 	holdCheck    time.Time
 	out          []output
 	// foreignWarned holds, by address dialled or id dialling in, when a refusal between nodes
-	// of different clusters was last logged (warnForeign).
+	// of different clusters, or of different K, was last logged (warnForeign).
 	foreignWarned map[string]time.Time
 	// pushCursor spreads the news a seed pushes to streams that are not its neighbours
 	// (push) over them in turn.

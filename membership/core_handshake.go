@@ -30,6 +30,8 @@ func (c *core) hello(now time.Time, them *Hello) *Hello {
 		ViewDigest:        c.viewDigest(),
 		ClusterName:       c.cfg.ClusterName,
 		ViewSize:          uint32(c.topo.size()),
+		Monitors:          c.cfg.Monitors,
+		MonitorsSaid:      true,
 	}
 	if them != nil {
 		h.ViewDigest = c.digestWith(MemberEntry{ID: them.ID, Incarnation: them.Incarnation})
@@ -108,6 +110,9 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 		return
 	case h.ClusterName != c.cfg.ClusterName:
 		c.refuseForeign(now, pc, h)
+		return
+	case h.MonitorsSaid && h.Monitors != c.cfg.Monitors:
+		c.refuseOtherMonitors(now, pc, h)
 		return
 	case h.ID == c.self:
 		if pc.seed != nil {
@@ -441,10 +446,13 @@ func (c *core) onReject(now time.Time, pc *peerConn, r *Reject) {
 	if r.Reason == RejectSelf && pc.seed != nil {
 		pc.seed.self = true // the seed's address leads back here: never dial it again
 	}
-	if r.Reason == RejectClusterName {
+	if r.Reason == RejectClusterName || r.Reason == RejectMonitors {
 		pc.foreign = true
-		c.warnForeign(now, "addr:"+pc.addr, "a node of another cluster refused the stream: the cluster names differ",
-			"addr", pc.addr, "cluster_name", displayClusterName(c.cfg.ClusterName), "detail", quote.Input(r.Detail))
+		text, setting, value := "a node of another cluster refused the stream: the cluster names differ", "cluster_name", any(displayClusterName(c.cfg.ClusterName))
+		if r.Reason == RejectMonitors {
+			text, setting, value = "a node refused the stream: its monitors (K) differs; every node of a cluster needs the same", "monitors", c.cfg.Monitors
+		}
+		c.warnForeign(now, "addr:"+pc.addr, text, "addr", pc.addr, setting, value, "detail", quote.Input(r.Detail))
 		c.closeConn(now, pc, false)
 		return
 	}
@@ -467,15 +475,37 @@ const maxForeignWarned = 1024
 // refuseForeign refuses the stream pc, whose hello h carries another cluster name than the
 // local one (a name and none differ too), and logs it, rate-limited.
 func (c *core) refuseForeign(now time.Time, pc *peerConn, h *Hello) {
+	c.refuseMismatch(now, pc, h, RejectClusterName,
+		"refused a node of another cluster: the cluster names differ",
+		"refused the node dialled: it belongs to another cluster (the cluster names differ)",
+		fmt.Sprintf("cluster name %s here, %s in the hello", displayClusterName(c.cfg.ClusterName), displayClusterName(h.ClusterName)),
+		"peer_cluster_name", displayClusterName(h.ClusterName), "cluster_name", displayClusterName(c.cfg.ClusterName))
+}
+
+// refuseOtherMonitors refuses the stream pc, whose hello h carries another K
+// (Config.Monitors) than the local one, and logs it, rate-limited: the two nodes would
+// compute different rings, and a failure would go undecided on the nodes whose rings name
+// as its observers nodes that do not watch it.
+func (c *core) refuseOtherMonitors(now time.Time, pc *peerConn, h *Hello) {
+	c.refuseMismatch(now, pc, h, RejectMonitors,
+		"refused a node whose monitors (K) differs; every node of a cluster needs the same",
+		"refused the node dialled: its monitors (K) differs; every node of a cluster needs the same",
+		fmt.Sprintf("monitors %d here, %d in the hello", c.cfg.Monitors, h.Monitors),
+		"peer_monitors", h.Monitors, "monitors", c.cfg.Monitors)
+}
+
+// refuseMismatch refuses the stream pc, whose hello h carries a setting every node of a
+// cluster shares with another value than the local one (reason), and logs it (inbound: the
+// line for a node dialling in, outbound: for the node dialled), at most once per
+// foreignWarnEvery for the node or address.
+func (c *core) refuseMismatch(now time.Time, pc *peerConn, h *Hello, reason RejectReason, inbound, outbound, detail string, attrs ...any) {
 	pc.foreign = true
-	key, text := "id:"+h.ID.String(), "refused a node of another cluster: the cluster names differ"
+	key, text := "id:"+h.ID.String(), inbound
 	if pc.outbound {
-		key, text = "addr:"+pc.addr, "refused the node dialled: it belongs to another cluster (the cluster names differ)"
+		key, text = "addr:"+pc.addr, outbound
 	}
-	c.warnForeign(now, key, text, "peer", h.ID.String(), "peer_cluster_name", displayClusterName(h.ClusterName),
-		"cluster_name", displayClusterName(c.cfg.ClusterName))
-	c.reject(now, pc, RejectClusterName, fmt.Sprintf("cluster name %s here, %s in the hello",
-		displayClusterName(c.cfg.ClusterName), displayClusterName(h.ClusterName)))
+	c.warnForeign(now, key, text, append([]any{"peer", h.ID.String()}, attrs...)...)
+	c.reject(now, pc, reason, detail)
 }
 
 // warnForeign logs a refusal between nodes of different clusters at most once per

@@ -34,7 +34,7 @@ type peerConn struct {
 	verifying    bool          // dialled to check a member a peer holds down (verifyDown)
 	reached      bool          // outbound: the transport connected (something answers there: dialed)
 	reachedAt    time.Time     // outbound: when it did
-	foreign      bool          // refused, by either side, for a cluster name that differs
+	foreign      bool          // refused, by either side, for a cluster name or a K that differs
 	addr         string        // outbound: the address dialled
 	patience     time.Duration // dialPatience, or inbound core.inbound's, fixed when first asked (0: not yet)
 	peer         NodeID

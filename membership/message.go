@@ -99,6 +99,13 @@ type Hello struct {
 	// meets a peer whose view holds more than K+1 learns that the cluster runs the overlay
 	// (joiningOverlay).
 	ViewSize uint32
+	// Monitors is the sender's Config.Monitors (K), when MonitorsSaid: a node whose own K
+	// differs refuses the stream with RejectMonitors. Nodes with different K compute different
+	// rings, and a failure whose observers they disagree on is never decided.
+	Monitors int
+	// MonitorsSaid says whether the hello carries Monitors (a node that predates the field
+	// leaves it out, and is not checked).
+	MonitorsSaid bool
 }
 
 // Attributes is the application-level information a node advertises about itself.
@@ -196,6 +203,8 @@ const (
 	// receiver's; a node with a name and a node without one refuse each other too. Its
 	// number leaves room for reasons added in between.
 	RejectClusterName RejectReason = 20
+	// RejectMonitors: the sender's K (Config.Monitors) differs from the receiver's.
+	RejectMonitors RejectReason = 21
 )
 
 // String returns the reason in snake case.
@@ -219,6 +228,8 @@ func (r RejectReason) String() string {
 		return "id_in_use"
 	case RejectClusterName:
 		return "cluster_name"
+	case RejectMonitors:
+		return "monitors"
 	default:
 		return "unknown"
 	}

@@ -21,7 +21,7 @@ func peerMessageSeeds(t testing.TB) [][]byte {
 	msgs := []*membership.Message{
 		{Hello: &membership.Hello{ID: id, Incarnation: 42, ProtocolVersion: 1, HeartbeatInterval: time.Second, MissThreshold: 3,
 			Uptime: time.Minute, Attributes: membership.Attributes{Version: 2, ProcessCount: 3, Metadata: map[string]string{"k": "v"}},
-			View: []membership.MemberEntry{{ID: other, Incarnation: 7}, {ID: membership.MustParseNodeID("c@h:1"), Incarnation: 1, Left: true}}, ViewDigest: 0xfeedface12345678, ClusterName: "blue", ViewSize: 1024}},
+			View: []membership.MemberEntry{{ID: other, Incarnation: 7}, {ID: membership.MustParseNodeID("c@h:1"), Incarnation: 1, Left: true}}, ViewDigest: 0xfeedface12345678, ClusterName: "blue", ViewSize: 1024, MonitorsSaid: true}},
 		{Heartbeat: &membership.Heartbeat{ViewDigest: 0xdeadbeefcafef00d, ProcessCount: 3, AttributesVersion: 2}},
 		{Update: &membership.Update{Full: true, ReplyRequested: true, Hop: 3, Entries: []membership.MemberEntry{{ID: other, Incarnation: 7}}}},
 		{Leave: &membership.Leave{ID: id, Incarnation: 42}},
@@ -34,6 +34,7 @@ func peerMessageSeeds(t testing.TB) [][]byte {
 			{Subject: id, Incarnation: 42, Observer: other, Reason: membership.ReasonConnectionClosed, Decided: true, Hop: 2, Seq: 1796370154438935290, Round: 3},
 		}},
 		{Unlink: &membership.Unlink{}},
+		{Reject: &membership.Reject{Reason: membership.RejectMonitors, Detail: "monitors 10 here, 4 in the hello"}},
 	}
 	var out [][]byte
 	for _, m := range msgs {
@@ -56,8 +57,29 @@ func TestCodecRoundTripsEveryMessage(t *testing.T) {
 		require.True(t, proto.Equal(&x, &y), "round trip changed %v", &x)
 		if msg.Hello != nil {
 			require.Equal(t, uint32(1024), msg.Hello.ViewSize, "the hello's view size survives decoding")
+			require.True(t, msg.Hello.MonitorsSaid, "a K of 0 (a full mesh at any size) is said, not left out")
+			require.Zero(t, msg.Hello.Monitors)
 		}
 	}
+}
+
+// A hello says its sender's K, which survives decoding; a hello without it (a node that
+// predates the field) decodes as not saying it, so it is not checked.
+func TestCodecCarriesTheHellosMonitors(t *testing.T) {
+	hello := func(k int, said bool) *membership.Hello {
+		body, err := encodeMessage(&membership.Message{Hello: &membership.Hello{
+			ID: membership.MustParseNodeID("a@127.0.0.1:4369"), Incarnation: 1, ProtocolVersion: 1,
+			HeartbeatInterval: time.Second, MissThreshold: 3, Monitors: k, MonitorsSaid: said}})
+		require.NoError(t, err)
+		msg, err := decodeMessage(body)
+		require.NoError(t, err)
+		return msg.Hello
+	}
+	h := hello(10, true)
+	require.True(t, h.MonitorsSaid)
+	require.Equal(t, 10, h.Monitors)
+	h = hello(0, false)
+	require.False(t, h.MonitorsSaid, "absent on the wire: not said")
 }
 
 func TestCodecRejectsMalformedMessages(t *testing.T) {

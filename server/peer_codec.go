@@ -46,6 +46,7 @@ func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEnt
 			ExpectedId:             expectedID(h.Expect),
 			ClusterName:            h.ClusterName,
 			ViewSize:               h.ViewSize,
+			Monitors:               monitorsField(h),
 		})
 		if err != nil {
 			return nil, err
@@ -257,8 +258,19 @@ func decodeHelloWith(h *clusterv1.Hello, view func() ([]membership.MemberEntry, 
 		View:              entries,
 		ViewDigest:        h.GetViewDigest(),
 		ViewSize:          h.GetViewSize(),
+		Monitors:          int(h.GetMonitors()),
+		MonitorsSaid:      h.Monitors != nil,
 		Expect:            expect,
 	}}, nil
+}
+
+// monitorsField is the monitors field of h's wire hello: its K, or absent if h does not say.
+func monitorsField(h *membership.Hello) *uint32 {
+	if !h.MonitorsSaid {
+		return nil
+	}
+	k := uint32(h.Monitors)
+	return &k
 }
 
 // heartbeatMessage is a decoded heartbeat and its message in one allocation.

@@ -100,6 +100,8 @@ const (
 	RejectReason_REJECT_REASON_ID_IN_USE RejectReason = 8
 	// REJECT_REASON_CLUSTER_NAME: the sender's cluster_name differs from the receiver's (a name and none differ too).
 	RejectReason_REJECT_REASON_CLUSTER_NAME RejectReason = 20
+	// REJECT_REASON_MONITORS: the sender's monitors (K) differs from the receiver's.
+	RejectReason_REJECT_REASON_MONITORS RejectReason = 21
 )
 
 // Enum value maps for RejectReason.
@@ -115,6 +117,7 @@ var (
 		7:  "REJECT_REASON_UNEXPECTED_ID",
 		8:  "REJECT_REASON_ID_IN_USE",
 		20: "REJECT_REASON_CLUSTER_NAME",
+		21: "REJECT_REASON_MONITORS",
 	}
 	RejectReason_value = map[string]int32{
 		"REJECT_REASON_UNSPECIFIED":       0,
@@ -127,6 +130,7 @@ var (
 		"REJECT_REASON_UNEXPECTED_ID":     7,
 		"REJECT_REASON_ID_IN_USE":         8,
 		"REJECT_REASON_CLUSTER_NAME":      20,
+		"REJECT_REASON_MONITORS":          21,
 	}
 )
 
@@ -913,7 +917,12 @@ type Hello struct {
 	// that knows at most K+1 nodes (outside the overlay) and meets a peer whose view is larger learns
 	// that the cluster runs the overlay, which it has yet to see: for ten heartbeat intervals after, it
 	// reports no node down on its own word (its view, once it arrives, tells what the cluster decided).
-	ViewSize      uint32 `protobuf:"varint,21,opt,name=view_size,json=viewSize,proto3" json:"view_size,omitempty"`
+	ViewSize uint32 `protobuf:"varint,21,opt,name=view_size,json=viewSize,proto3" json:"view_size,omitempty"`
+	// monitors is the sender's K (--monitors: how many peers monitor each node, 0 for a full mesh at any
+	// size); absent from nodes that predate it. Every node of a cluster must use the same K: nodes with
+	// different K compute different rings, and a failure whose observers they disagree on is never decided.
+	// A node whose own K differs refuses the stream with REJECT_REASON_MONITORS.
+	Monitors      *uint32 `protobuf:"varint,22,opt,name=monitors,proto3,oneof" json:"monitors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1028,6 +1037,13 @@ func (x *Hello) GetClusterName() string {
 func (x *Hello) GetViewSize() uint32 {
 	if x != nil {
 		return x.ViewSize
+	}
+	return 0
+}
+
+func (x *Hello) GetMonitors() uint32 {
+	if x != nil && x.Monitors != nil {
+		return *x.Monitors
 	}
 	return 0
 }
@@ -1517,7 +1533,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x06alerts\x18\x01 \x03(\v2\x11.cluster.v1.AlertR\x06alerts\"2\n" +
 	"\bFragment\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\rR\x04size\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\x83\x04\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xb1\x04\n" +
 	"\x05Hello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12)\n" +
@@ -1533,7 +1549,9 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"expectedId\x12!\n" +
 	"\fcluster_name\x18\x14 \x01(\tR\vclusterName\x12\x1b\n" +
-	"\tview_size\x18\x15 \x01(\rR\bviewSize\"\xd2\x01\n" +
+	"\tview_size\x18\x15 \x01(\rR\bviewSize\x12\x1f\n" +
+	"\bmonitors\x18\x16 \x01(\rH\x00R\bmonitors\x88\x01\x01B\v\n" +
+	"\t_monitors\"\xd2\x01\n" +
 	"\x0eNodeAttributes\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12#\n" +
 	"\rprocess_count\x18\x02 \x01(\rR\fprocessCount\x12D\n" +
@@ -1571,7 +1589,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\vMemberState\x12\x1c\n" +
 	"\x18MEMBER_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12MEMBER_STATE_ALIVE\x10\x01\x12\x15\n" +
-	"\x11MEMBER_STATE_LEFT\x10\x02*\xd0\x02\n" +
+	"\x11MEMBER_STATE_LEFT\x10\x02*\xec\x02\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eREJECT_REASON_DUPLICATE_STREAM\x10\x01\x12\x16\n" +
@@ -1582,7 +1600,8 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x19REJECT_REASON_BAD_MESSAGE\x10\x06\x12\x1f\n" +
 	"\x1bREJECT_REASON_UNEXPECTED_ID\x10\a\x12\x1b\n" +
 	"\x17REJECT_REASON_ID_IN_USE\x10\b\x12\x1e\n" +
-	"\x1aREJECT_REASON_CLUSTER_NAME\x10\x142X\n" +
+	"\x1aREJECT_REASON_CLUSTER_NAME\x10\x14\x12\x1a\n" +
+	"\x16REJECT_REASON_MONITORS\x10\x152X\n" +
 	"\vPeerService\x12I\n" +
 	"\bExchange\x12\x1b.cluster.v1.ExchangeRequest\x1a\x1c.cluster.v1.ExchangeResponse(\x010\x01B7Z5github.com/meshnode/meshnode/gen/cluster/v1;clusterv1b\x06proto3"
 
@@ -1672,6 +1691,7 @@ func file_cluster_v1_peer_proto_init() {
 		(*PeerMessage_Alerts)(nil),
 		(*PeerMessage_Fragment)(nil),
 	}
+	file_cluster_v1_peer_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
