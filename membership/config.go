@@ -142,8 +142,9 @@ type Config struct {
 	// nodes it is a full mesh; above that each node streams only to the K nodes that
 	// monitor it and the K it monitors (K hash rings over the membership view), and a node
 	// is reported down once enough of its monitors agree. 0 keeps the full mesh at any
-	// size. 0 to MaxMonitors. Default DefaultMonitors. Flag --monitors, env
-	// CLUSTER_MONITORS.
+	// size. 0, or 2 to MaxMonitors: with one monitor a single observer would decide alone.
+	// Every node of a cluster must use the same K: a peer whose K differs is refused
+	// (RejectMonitors). Default DefaultMonitors. Flag --monitors, env CLUSTER_MONITORS.
 	Monitors int
 
 	// DialTimeout bounds an outbound dial: the connection, its
@@ -323,6 +324,8 @@ func (c *Config) Validate() error {
 			MinHeartbeatMissThreshold, MaxHeartbeatMissThreshold, c.HeartbeatMissThreshold))
 	v.check(c.Monitors < 0 || c.Monitors > MaxMonitors, "Monitors",
 		fmt.Sprintf("must be between 0 and %d (got %d)", MaxMonitors, c.Monitors))
+	v.check(c.Monitors == 1, "Monitors",
+		"must be 0 (a full mesh at any size) or at least 2 (got 1): with one monitor, a single observer, one bad link or one slow node, would take a node down")
 	v.duration("DialTimeout", c.DialTimeout, MaxTimeout)
 	v.duration("HandshakeTimeout", c.HandshakeTimeout, MaxTimeout)
 	v.duration("ReconnectBaseDelay", c.ReconnectBaseDelay, MaxTimeout)

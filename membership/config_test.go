@@ -109,6 +109,13 @@ func TestConfigValidate(t *testing.T) {
 		{"threshold 19000000000", func(c *Config) { c.HeartbeatMissThreshold = 19000000000 }, "HeartbeatMissThreshold",
 			"must be between 1 and 100 (got 19000000000)"},
 
+		{"monitors negative", func(c *Config) { c.Monitors = -1 }, "Monitors", "must be between 0 and 64 (got -1)"},
+		{"monitors one", func(c *Config) { c.Monitors = 1 }, "Monitors", "must be 0 (a full mesh at any size) or at least 2 (got 1)"},
+		{"monitors zero", func(c *Config) { c.Monitors = 0 }, "", ""},
+		{"monitors two", func(c *Config) { c.Monitors = 2 }, "", ""},
+		{"monitors 64", func(c *Config) { c.Monitors = 64 }, "", ""},
+		{"monitors 65", func(c *Config) { c.Monitors = 65 }, "Monitors", "must be between 0 and 64 (got 65)"},
+
 		{"dial timeout zero", func(c *Config) { c.DialTimeout = 0 }, "DialTimeout", "must be positive (got 0s)"},
 		{"handshake timeout negative", func(c *Config) { c.HandshakeTimeout = -time.Second }, "HandshakeTimeout", "must be positive (got -1s)"},
 		{"base delay zero", func(c *Config) { c.ReconnectBaseDelay = 0 }, "ReconnectBaseDelay", "must be positive"},

@@ -127,8 +127,11 @@ func (c *core) relayFresh(from connID, fresh []MemberEntry, hop uint32) {
 // relayOverlay sends msg to the neighbours width names, except on stream except. When
 // streams to more than one of the subjects it names are missing (a node still dialling them,
 // or one that lost them), it sends to every other neighbour too, so the news still spreads.
+// With fewer rings than relayRings (K = 2) every piece of news goes to every neighbour, both
+// ways round the rings: relayed only towards the subjects, the news that a node and its
+// observer crashed together stopped where the two rings met the crashed nodes.
 func (c *core) relayOverlay(except connID, msg *Message, width relayWidth) {
-	if width == relayOrigin {
+	if width == relayOrigin || c.cfg.Monitors < relayRings {
 		for _, pc := range c.sortedConns() {
 			if pc.handshaken() && pc.id != except && c.current(pc) {
 				c.send(pc, msg)

@@ -49,7 +49,7 @@ func newAgentFlags(fs *pflag.FlagSet) *agentFlags {
 		secretFile:   s.str("secret-file", "", "", "file with the cluster secrets, one per line: sign with the first, accept any (CLUSTER_SECRET holds one secret)").as("file"),
 		interval:     s.str("heartbeat-interval", "CLUSTER_HEARTBEAT_INTERVAL", d.HeartbeatInterval.String(), "heartbeat period, 100ms to 10m").as("duration"),
 		threshold:    s.str("heartbeat-miss-threshold", "CLUSTER_HEARTBEAT_MISS_THRESHOLD", strconv.Itoa(d.HeartbeatMissThreshold), "missed heartbeats before heartbeat_timeout, 1 to 100").as("int"),
-		monitors:     s.str("monitors", "CLUSTER_MONITORS", strconv.Itoa(d.Monitors), "K: peers that monitor each node; above K+1 nodes each node streams to 2K peers, not all (0 to 64; 0 keeps a full mesh)").as("int"),
+		monitors:     s.str("monitors", "CLUSTER_MONITORS", strconv.Itoa(d.Monitors), "K: peers that monitor each node; above K+1 nodes each node streams to 2K peers, not all (0, or 2 to 64; 0 keeps a full mesh)").as("int"),
 		metadata:     s.str("metadata", "CLUSTER_METADATA", "", "metadata advertised to peers").as("key=value,..."),
 		processCount: s.str("process-count", "CLUSTER_PROCESS_COUNT", "0", "process count advertised to peers, 0 to 2147483647").as("int"),
 		logFormat:    s.str("log-format", "LOG_FORMAT", "text", "log format").as("text|json"),
