@@ -325,7 +325,7 @@ func (c *Config) Validate() error {
 	v.check(c.Monitors < 0 || c.Monitors > MaxMonitors, "Monitors",
 		fmt.Sprintf("must be between 0 and %d (got %d)", MaxMonitors, c.Monitors))
 	v.check(c.Monitors == 1, "Monitors",
-		"must be 0 (a full mesh at any size) or at least 2 (got 1): with one monitor, a single observer, one bad link or one slow node, would take a node down")
+		"must be 0 (a full mesh at any size) or at least 2 (got 1): with one monitor, one bad link or one slow observer would take a live node down")
 	v.duration("DialTimeout", c.DialTimeout, MaxTimeout)
 	v.duration("HandshakeTimeout", c.HandshakeTimeout, MaxTimeout)
 	v.duration("ReconnectBaseDelay", c.ReconnectBaseDelay, MaxTimeout)
