@@ -3,6 +3,7 @@ package membership
 import (
 	"log/slog"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -347,6 +348,9 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 	if c.decideFrom(now, m.id) && m.status == StatusDisconnected && !a.Up {
 		return // deciding it, this node relayed its decision, which covers this alert too
 	}
+	if a.Up {
+		c.redecideSubjectsOf(now, []NodeID{m.id}) // it may be suspected no more
+	}
 	if c.alertGoesNoFarther(pc, a, m) {
 		return
 	}
@@ -620,15 +624,28 @@ func (c *core) decide(now time.Time, m *member) bool {
 	observers := c.basisNeighbours(m.id).observers
 	quorum := c.quorum(len(observers))
 	if m.status == StatusDisconnected {
-		// Back once fewer than a quorum of its observers can still report it down: one
-		// observer that reaches it again (the one link a partial cut left) is not enough.
-		ups := 0
+		// Back once an observer says it reaches it again (an up alert heard since it went
+		// down: an older one may predate what took it down) and either fewer than a quorum
+		// of its observers can still report it down, or none does: no down alert stands, and
+		// none of them failed or is suspected. One observer that reaches it again (the one
+		// link a partial cut left) is not enough while the others' alerts stand. But a node
+		// decided down across a partition, on the alert of its one observer on this side and
+		// the suspicion of the others, comes back once that observer reaches it again and the
+		// others, reached again too, are no longer suspected: they never alerted, so they
+		// never say it is up, and it stayed down for good after the partition healed.
+		ups, downs := 0, 0
 		for _, o := range observers {
-			if mark, ok := set.by[o]; ok && mark.up {
-				ups++
+			mark, ok := set.by[o]
+			switch {
+			case ok && mark.up:
+				if mark.number > m.downMark {
+					ups++
+				}
+			case ok || c.members.get(o).isDown() || c.suspected(o):
+				downs++
 			}
 		}
-		if ups == 0 || len(observers)-ups >= quorum {
+		if ups == 0 || (len(observers)-ups >= quorum && downs > 0) {
 			return false
 		}
 		delete(c.alerts, m.id)
@@ -779,6 +796,7 @@ func (c *core) alertLifetime() time.Duration {
 // come due every few milliseconds. Each tick runs it, so the wake-up for the next mark due is
 // asked for again after every tick.
 func (c *core) expireAlerts(now time.Time) {
+	var unmarked []NodeID // live nodes that lost a mark: perhaps no longer suspected
 	for {
 		e, ok := c.alertExpiries.pop(now)
 		if !ok {
@@ -788,7 +806,8 @@ func (c *core) expireAlerts(now time.Time) {
 		if set == nil {
 			continue
 		}
-		if mark, ok := set.by[e.observer]; !ok || mark.number != e.number {
+		mark, ok := set.by[e.observer]
+		if !ok || mark.number != e.number {
 			continue // replaced or dropped since
 		}
 		if m := c.members.get(e.subject); m.isDown() && m.incarnation == set.incarnation {
@@ -799,9 +818,32 @@ func (c *core) expireAlerts(now time.Time) {
 		if len(set.by) == 0 {
 			delete(c.alerts, e.subject)
 		}
+		if !mark.up && !slices.Contains(unmarked, e.subject) {
+			unmarked = append(unmarked, e.subject)
+		}
 	}
+	c.redecideSubjectsOf(now, unmarked)
 	if due, ok := c.alertExpiries.next(); ok {
 		c.wantWake(due)
+	}
+}
+
+// redecideSubjectsOf decides again the nodes down on the basis that the given live nodes
+// observe, once those lost a down alert (expireAlerts) or an up alert replaced one
+// (onAlert): an observer no longer suspected counts no more as reporting its subjects down,
+// which may bring one back (decide). Nothing else would: the alerts about a node decided
+// down across a partition may all be in, the last of them while its observers on the far
+// side were still suspected.
+func (c *core) redecideSubjectsOf(now time.Time, observers []NodeID) {
+	if len(observers) == 0 || c.basis.size() == c.topo.size() {
+		return // nobody down on the basis
+	}
+	for _, o := range observers {
+		for _, s := range c.basisNeighbours(o).subjects {
+			if m := c.members.get(s); m.isDown() && c.alerts[s] != nil {
+				c.decideFrom(now, s)
+			}
+		}
 	}
 }
 

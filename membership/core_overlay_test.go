@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -1444,4 +1445,44 @@ func TestOverlayMemberLeftConnectingWithoutAStreamIsUp(t *testing.T) {
 	s.advance(30 * time.Second)
 	require.Equal(t, StatusConnected, m.status, "%s should keep %s connected", n.id, m.id)
 	require.Zero(t, m.conn, "%s still needs no stream to %s", n.id, m.id)
+}
+
+// A partition with one of a node's observers on one side and the node with its nine others
+// on the other: the first side decides the node down, on its one observer's alert and the
+// suspicion of the nine across the cut, which never alert. Once the partition heals, that
+// observer reaches the node again and the nine are no longer suspected: the node comes back
+// on that side too. It stayed down there for good, as only an up alert from each observer
+// counted, and the nine had never alerted.
+func TestOverlayNodeDecidedDownAcrossAPartitionComesBackWhenItHeals(t *testing.T) {
+	const k = 10
+	s, nodes := overlayCluster(t, 40, k)
+	subject, observers := subjectWithKObservers(t, s, nodes, k)
+	near := []*simNode{observers[0]}
+	far := []*simNode{subject}
+	far = append(far, observers[1:]...)
+	for _, n := range nodes {
+		if n == subject || slices.Contains(observers, n) {
+			continue
+		}
+		if len(near) < 20 {
+			near = append(near, n)
+		} else {
+			far = append(far, n)
+		}
+	}
+	s.partition(near, far, true)
+	down := "down " + subject.id.String()
+	for _, n := range near {
+		s.advanceUntil(20*time.Second, func() bool {
+			events := n.eventsAbout(subject)
+			return len(events) > 0 && strings.HasPrefix(events[len(events)-1], down)
+		}, "%s, on the near side, should report %s down: its one observer there alerts, the nine across the cut are suspected", n.id, subject.id)
+	}
+	s.partition(near, far, false)
+	for _, n := range allBut(nodes, subject) {
+		s.advanceUntil(60*time.Second, func() bool {
+			m := n.core.members.get(subject.id)
+			return m != nil && m.status == StatusConnected
+		}, "%s should hold %s up once the partition heals: its observers all reach it", n.id, subject.id)
+	}
 }

@@ -27,6 +27,9 @@ type member struct {
 	attrs         Attributes
 	heard         uint64    // the newest incarnation the node announced itself (gossip may claim newer)
 	downs         downRound // how often the overlay decided it down (Alert.Round)
+	// downMark is core.alertMarks when it last went down: an up alert recorded since (a
+	// mark numbered above it) says an observer reached it after that (decide).
+	downMark uint64
 	// The small fields come last, together, so the record fits a smaller allocation class.
 	refusals   uint8 // dials refused in a row (nothing listens at its address), at most 2
 	removed    bool  // taken out of the table (deleteMember): no stream may use it any more
@@ -137,6 +140,7 @@ func (c *core) markDown(now time.Time, m *member, reason DownReason) {
 	}
 	c.releaseAddress(now, m)
 	m.probing = false
+	m.downMark = c.alertMarks
 	m.status = StatusDisconnected
 	c.viewCache = nil // the view says which nodes are down
 	m.conn = 0
