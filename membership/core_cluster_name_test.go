@@ -3,24 +3,29 @@ package membership
 import (
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
-// warnings returns the warnings n logged whose text contains one of the cluster-name
-// refusal lines.
-func (n *simNode) foreignWarnings() []string {
+// warningsAmong returns the warnings n logged whose text is one of texts, in order.
+func (n *simNode) warningsAmong(texts ...string) []string {
 	var out []string
 	for _, l := range n.logs {
-		if l.level.String() == "WARN" && (l.text == "refused a node of another cluster: the cluster names differ" ||
-			l.text == "a node of another cluster refused the stream: the cluster names differ" ||
-			l.text == "refused the node dialled: it belongs to another cluster (the cluster names differ)") {
+		if l.level == slog.LevelWarn && slices.Contains(texts, l.text) {
 			out = append(out, l.text)
 		}
 	}
 	return out
+}
+
+// foreignWarnings returns the warnings n logged about a node of another cluster.
+func (n *simNode) foreignWarnings() []string {
+	return n.warningsAmong("refused a node of another cluster: the cluster names differ",
+		"a node of another cluster refused the stream: the cluster names differ",
+		"refused the node dialled: it belongs to another cluster (the cluster names differ)")
 }
 
 func namedConfig(cluster, name string, seeds ...string) *Config {
@@ -72,8 +77,24 @@ func TestCoreClusterNameRefusesOtherClusters(t *testing.T) {
 
 // A dialler whose peer does not check names (an older node) still refuses the peer's hello.
 func TestCoreClusterNameCheckedByTheDiallerToo(t *testing.T) {
+	// The hello of a node of cluster "blue" that has no check of its own (an older node).
+	x, rejected, warned := helloToDialler(t, namedConfig("green", "x", "127.0.0.1:4000"), namedConfig("blue", "a"), func(*Hello) {})
+	require.NotNil(t, rejected)
+	require.Equal(t, RejectClusterName, rejected.Reason)
+	require.Equal(t, `cluster name "green" here, "blue" in the hello`, rejected.Detail)
+	require.Equal(t, []string{"refused the node dialled: it belongs to another cluster (the cluster names differ)"}, warned)
+	require.Zero(t, x.connected)
+	require.Zero(t, x.members.len(), "the refused node is not in the table")
+}
+
+// helloToDialler has a node of config mine (x, port 4002) dial its seed and receive, as the
+// accepting side's answer, the hello of a node of config theirs (a, port 4000) whose own check,
+// if any, let the stream through (an older node), edited by edit. It returns the dialler, the
+// Reject it sent if any, and its warnings.
+func helloToDialler(t *testing.T, mine, theirs *Config, edit func(*Hello)) (x *core, rejected *Reject, warned []string) {
+	t.Helper()
 	now := time.Unix(1_700_000_000, 0)
-	x := newCore(MustParseNodeID(simID("x", 4002)), 1, namedConfig("green", "x", "127.0.0.1:4000"), now, rand.New(rand.NewPCG(1, 2)), nil)
+	x = newCore(MustParseNodeID(simID("x", 4002)), 1, mine, now, rand.New(rand.NewPCG(1, 2)), nil)
 	x.start(now)
 	var dialled connID
 	for _, o := range x.takeOutputs() {
@@ -84,11 +105,10 @@ func TestCoreClusterNameCheckedByTheDiallerToo(t *testing.T) {
 	require.NotZero(t, dialled, "x dials its seed")
 	x.dialed(now, dialled)
 	x.takeOutputs()
-	// The hello of a node of cluster "blue" that has no check of its own (an older node).
-	a := newCore(MustParseNodeID(simID("a", 4000)), 1, namedConfig("blue", "a"), now, rand.New(rand.NewPCG(3, 4)), nil)
-	x.receive(now, dialled, &Message{Hello: a.hello(now, nil)})
-	var rejected *Reject
-	var warned []string
+	a := newCore(MustParseNodeID(simID("a", 4000)), 1, theirs, now, rand.New(rand.NewPCG(3, 4)), nil)
+	h := a.hello(now, nil)
+	edit(h)
+	x.receive(now, dialled, &Message{Hello: h})
 	for _, o := range x.takeOutputs() {
 		switch {
 		case o.kind == outSend && o.msg.Reject != nil:
@@ -97,12 +117,7 @@ func TestCoreClusterNameCheckedByTheDiallerToo(t *testing.T) {
 			warned = append(warned, o.text)
 		}
 	}
-	require.NotNil(t, rejected)
-	require.Equal(t, RejectClusterName, rejected.Reason)
-	require.Equal(t, `cluster name "green" here, "blue" in the hello`, rejected.Detail)
-	require.Equal(t, []string{"refused the node dialled: it belongs to another cluster (the cluster names differ)"}, warned)
-	require.Zero(t, x.connected)
-	require.Zero(t, x.members.len(), "the refused node is not in the table")
+	return x, rejected, warned
 }
 
 func TestConfigClusterNameRule(t *testing.T) {

@@ -2,9 +2,6 @@ package membership
 
 import (
 	"fmt"
-	"log/slog"
-	"math/rand/v2"
-	"slices"
 	"testing"
 	"time"
 
@@ -13,17 +10,9 @@ import (
 
 // monitorsWarnings returns the warnings n logged about a peer whose K differs.
 func (n *simNode) monitorsWarnings() []string {
-	var out []string
-	for _, l := range n.logs {
-		if l.level == slog.LevelWarn && slices.Contains([]string{
-			"refused a node whose monitors (K) differs; every node of a cluster needs the same",
-			"refused the node dialled: its monitors (K) differs; every node of a cluster needs the same",
-			"a node refused the stream: its monitors (K) differs; every node of a cluster needs the same",
-		}, l.text) {
-			out = append(out, l.text)
-		}
-	}
-	return out
+	return n.warningsAmong("refused a node whose monitors (K) differs; every node of a cluster needs the same",
+		"refused the node dialled: its monitors (K) differs; every node of a cluster needs the same",
+		"a node refused the stream: its monitors (K) differs; every node of a cluster needs the same")
 }
 
 func monitorsConfig(k int, name string, seeds ...string) *Config {
@@ -103,42 +92,10 @@ func everyNodeKnowsAll(nodes []*simNode) bool {
 	return true
 }
 
-// helloToDialler has a node of K 4 dial its seed and receive, as the accepting side's answer,
-// the hello of a node of K 10 (whose check, if any, let the stream through: an older node),
-// edited by edit. It returns the dialler, the Reject it sent if any, and its warnings.
-func helloToDialler(t *testing.T, edit func(*Hello)) (x *core, rejected *Reject, warned []string) {
-	t.Helper()
-	now := time.Unix(1_700_000_000, 0)
-	x = newCore(MustParseNodeID(simID("x", 4002)), 1, monitorsConfig(4, "x", "127.0.0.1:4000"), now, rand.New(rand.NewPCG(1, 2)), nil)
-	x.start(now)
-	var dialled connID
-	for _, o := range x.takeOutputs() {
-		if o.kind == outDial {
-			dialled = o.conn
-		}
-	}
-	require.NotZero(t, dialled, "x dials its seed")
-	x.dialed(now, dialled)
-	x.takeOutputs()
-	a := newCore(MustParseNodeID(simID("a", 4000)), 1, monitorsConfig(10, "a"), now, rand.New(rand.NewPCG(3, 4)), nil)
-	h := a.hello(now, nil)
-	edit(h)
-	x.receive(now, dialled, &Message{Hello: h})
-	for _, o := range x.takeOutputs() {
-		switch {
-		case o.kind == outSend && o.msg.Reject != nil:
-			rejected = o.msg.Reject
-		case o.kind == outLog && o.level == slog.LevelWarn:
-			warned = append(warned, o.text)
-		}
-	}
-	return x, rejected, warned
-}
-
 // A dialler checks the K in the accepting side's hello too (a node that does not check it,
 // as an older one): it refuses the stream, says so once, and takes nothing into its table.
 func TestCoreMonitorsCheckedByTheDiallerToo(t *testing.T) {
-	x, rejected, warned := helloToDialler(t, func(*Hello) {})
+	x, rejected, warned := helloToDialler(t, monitorsConfig(4, "x", "127.0.0.1:4000"), monitorsConfig(10, "a"), func(*Hello) {})
 	require.NotNil(t, rejected)
 	require.Equal(t, RejectMonitors, rejected.Reason)
 	require.Equal(t, "monitors 4 here, 10 in the hello", rejected.Detail)
@@ -150,7 +107,8 @@ func TestCoreMonitorsCheckedByTheDiallerToo(t *testing.T) {
 // A hello that does not say its K (a node that predates the field) is not checked: the
 // stream goes through.
 func TestCoreMonitorsUnsaidIsNotChecked(t *testing.T) {
-	x, rejected, warned := helloToDialler(t, func(h *Hello) { h.Monitors, h.MonitorsSaid = 0, false })
+	x, rejected, warned := helloToDialler(t, monitorsConfig(4, "x", "127.0.0.1:4000"), monitorsConfig(10, "a"),
+		func(h *Hello) { h.Monitors, h.MonitorsSaid = 0, false })
 	require.Nil(t, rejected, "no refusal")
 	require.Empty(t, warned)
 	require.Equal(t, 1, x.members.len(), "the seed is in the table")

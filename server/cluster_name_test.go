@@ -47,6 +47,24 @@ func startLoggedNode(t *testing.T, cfg *membership.Config) (*Node, *syncBuffer) 
 	return n, logs
 }
 
+// requireRefusedBySeed waits until x, whose one seed refuses it, has logged why (warning,
+// once however many dials) and reports the seed unreachable with a last error containing
+// reason, after several refused dials; x is connected to nobody.
+func requireRefusedBySeed(t *testing.T, x *Node, xlog *syncBuffer, warning, reason string) {
+	t.Helper()
+	require.Eventually(t, func() bool { return xlog.count(warning) == 1 },
+		5*time.Second, 10*time.Millisecond, "the refused node should say why: %q", warning)
+	require.Eventually(t, func() bool {
+		h := x.Health()
+		return len(h.Seeds) == 1 && h.Seeds[0].FailedDials >= 3 && strings.Contains(h.Seeds[0].LastError, reason)
+	}, 5*time.Second, 10*time.Millisecond, "x should keep redialling its seed, refused each time, its health saying %q", reason)
+	require.Equal(t, 1, xlog.count(warning), "rate-limited: one line however many dials")
+	require.Equal(t, 0, xlog.count("seed unreachable"), "one line, not two")
+	xn, err := x.ConnectedCount()
+	require.NoError(t, err)
+	require.Zero(t, xn, "the refused node is connected to nobody")
+}
+
 // Over gRPC, a node of another cluster (another name, or none) dialling a seed is refused at
 // the handshake: one line on each side, and it never joins; nodes of the same name form.
 func TestClusterNameRefusesAnotherClusterOverGRPC(t *testing.T) {
@@ -62,18 +80,7 @@ func TestClusterNameRefusesAnotherClusterOverGRPC(t *testing.T) {
 
 	for _, other := range []string{"green", ""} {
 		x, xlog := startLoggedNode(t, named(other, "x"+other, a.Addr().String()))
-		require.Eventually(t, func() bool {
-			return xlog.count("a node of another cluster refused the stream: the cluster names differ") == 1
-		}, 5*time.Second, 10*time.Millisecond, "the refused node says why")
-		require.Eventually(t, func() bool {
-			h := x.Health()
-			return len(h.Seeds) == 1 && h.Seeds[0].FailedDials >= 3 && strings.Contains(h.Seeds[0].LastError, "cluster_name")
-		}, 5*time.Second, 10*time.Millisecond, "x keeps redialling its seed, refused each time")
-		require.Equal(t, 1, xlog.count("a node of another cluster refused the stream"), "rate-limited: one line however many dials")
-		require.Equal(t, 0, xlog.count("seed unreachable"), "one line, not two")
-		xn, err := x.ConnectedCount()
-		require.NoError(t, err)
-		require.Zero(t, xn)
+		requireRefusedBySeed(t, x, xlog, "a node of another cluster refused the stream: the cluster names differ", "cluster_name")
 		an, err := a.ConnectedCount()
 		require.NoError(t, err)
 		require.Equal(t, 1, an)
