@@ -28,6 +28,20 @@ func (n *simNode) foreignWarnings() []string {
 		"refused the node dialled: it belongs to another cluster (the cluster names differ)")
 }
 
+// requireRefusedBySeed checks x, refused by its seed (127.0.0.1:4000) for 150 s: it kept
+// dialling it with backoff, logged line once a minute (warned holds its warnings about the
+// refusal), nothing else about the seed, and reports the seed unreachable with reason.
+func requireRefusedBySeed(t *testing.T, x *simNode, warned []string, line, reason string) {
+	t.Helper()
+	require.Greater(t, len(x.dialsTo("127.0.0.1:4000")), 20, "x keeps dialling its seed with backoff")
+	require.Equal(t, []string{line, line, line}, warned, "the refused node says so once a minute")
+	require.Empty(t, x.seedLogs("127.0.0.1:4000"), "no second line about the seed")
+	st := x.core.seedStatuses()
+	require.Len(t, st, 1)
+	require.False(t, st[0].Reachable)
+	require.Contains(t, st[0].LastError, reason)
+}
+
 func namedConfig(cluster, name string, seeds ...string) *Config {
 	cfg := simConfig(name, seeds...)
 	cfg.ClusterName = cluster
@@ -54,22 +68,12 @@ func TestCoreClusterNameRefusesOtherClusters(t *testing.T) {
 			require.Empty(t, x.connectedIDs(), "x joins nothing")
 			require.NotContains(t, a.knownIDs(), "x@127.0.0.1:4002")
 			require.NotContains(t, b.knownIDs(), "x@127.0.0.1:4002")
-			require.Greater(t, len(x.dialsTo("127.0.0.1:4000")), 20, "x keeps dialling its seed with backoff")
 			require.Equal(t, []string{
 				"refused a node of another cluster: the cluster names differ",
 				"refused a node of another cluster: the cluster names differ",
 				"refused a node of another cluster: the cluster names differ",
 			}, a.foreignWarnings(), "the seed says so once a minute, not once per dial")
-			require.Equal(t, []string{
-				"a node of another cluster refused the stream: the cluster names differ",
-				"a node of another cluster refused the stream: the cluster names differ",
-				"a node of another cluster refused the stream: the cluster names differ",
-			}, x.foreignWarnings(), "the refused node says so once a minute")
-			require.Empty(t, x.seedLogs("127.0.0.1:4000"), "no second line about the seed")
-			st := x.core.seedStatuses()
-			require.Len(t, st, 1)
-			require.False(t, st[0].Reachable)
-			require.Contains(t, st[0].LastError, "cluster_name")
+			requireRefusedBySeed(t, x, x.foreignWarnings(), "a node of another cluster refused the stream: the cluster names differ", "cluster_name")
 			s.requireFullMesh(a, b)
 		})
 	}

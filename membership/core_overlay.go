@@ -796,7 +796,8 @@ func (c *core) alertLifetime() time.Duration {
 // come due every few milliseconds. Each tick runs it, so the wake-up for the next mark due is
 // asked for again after every tick.
 func (c *core) expireAlerts(now time.Time) {
-	var unmarked []NodeID // live nodes that lost a mark: perhaps no longer suspected
+	var unmarked []NodeID // live nodes that lost a down mark: perhaps no longer suspected
+	anyDown := c.basis.size() != c.topo.size()
 	for {
 		e, ok := c.alertExpiries.pop(now)
 		if !ok {
@@ -818,7 +819,7 @@ func (c *core) expireAlerts(now time.Time) {
 		if len(set.by) == 0 {
 			delete(c.alerts, e.subject)
 		}
-		if !mark.up && !slices.Contains(unmarked, e.subject) {
+		if anyDown && !mark.up && !slices.Contains(unmarked, e.subject) {
 			unmarked = append(unmarked, e.subject)
 		}
 	}
