@@ -77,6 +77,9 @@ type core struct {
 	basisExpiries  dueQueue[NodeID]   // the nodes down on the basis by when they leave it (expireBasis)
 	alertMarks     uint64             // the number of the last mark recorded (alertMark.number)
 	alertSeq       uint64             // the Seq of this node's last alert (nextAlertSeq)
+	reassertHold   time.Time          // no new Reassert to its observers before this (reassert)
+	reassertDue    time.Time          // a Reassert asked for within reassertHold goes out then (zero: none)
+	downsSyncAt    time.Time          // when a neighbour is next told the members held down (checkStatuses)
 	conns          map[connID]*peerConn
 	dialing        int         // outbound streams in conns not established yet (dialsInFlight)
 	connOrder      []*peerConn // conns sorted by id; nil when it must be rebuilt
@@ -294,6 +297,8 @@ func (c *core) dispatch(now time.Time, pc *peerConn, msg *Message) {
 		}
 	case msg.Unlink != nil:
 		c.onUnlink(now, pc)
+	case msg.Reassert != nil:
+		c.onReassert(now, pc)
 	default:
 		c.reject(now, pc, RejectBadMessage, "empty message")
 	}
@@ -328,6 +333,7 @@ func (c *core) tick(now time.Time) {
 	}
 	c.expireAlerts(now)
 	c.expireBasis(now)
+	c.checkStatuses(now)
 	c.releaseIdleView()
 	c.releaseIdleBasisCache()
 	if c.lateWorstOf() > 0 {

@@ -279,7 +279,7 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 	if m.conn != 0 {
 		return // another stream to the node is up: nothing to redial
 	}
-	if pc.verifying && c.endVerify(now, pc, m) {
+	if (pc.verifying || pc.verifyingUp) && c.endVerify(now, pc, m) {
 		return // down now, or a check of a node the overlay needs no stream to
 	}
 	if pc.rejected == RejectUnexpectedID && c.park(now, m, true) {

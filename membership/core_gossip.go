@@ -207,7 +207,11 @@ func compareEntries(a, b MemberEntry) int { return a.ID.Compare(b.ID) }
 func (c *core) merge(now time.Time, from connID, entries []MemberEntry, hop uint32) {
 	var fresh []MemberEntry
 	defer func() { c.relayFresh(from, fresh, hop) }()
+	c.answerDisputes(from, entries)
 	for _, e := range entries {
+		if e.ID == c.self && e.Down && e.Incarnation == c.incarnation {
+			c.reassert(now) // the sender holds this node down: its observers say again that it is up
+		}
 		if e.ID.IsZero() || e.ID == c.self {
 			continue
 		}
@@ -264,6 +268,9 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 	}
 	if e.Down && m != nil && e.Incarnation == m.incarnation {
 		c.verifyDown(now, m) // held up here: the alerts may have passed this node by
+	}
+	if !e.Down && m != nil && e.Incarnation == m.incarnation && m.status == StatusDisconnected {
+		c.verifyUp(now, m) // held down here: the alerts that brought it back may have passed this node by
 	}
 	switch {
 	case m == nil:

@@ -81,6 +81,7 @@ func (c *core) sendHello(now time.Time, pc *peerConn, them *Hello) {
 	if pc.outbound && !pc.anyID {
 		h.Expect = pc.expect // a node reused at the address refuses before touching anything
 	}
+	h.HoldsYouDown = c.holdsDown(pc, them)
 	c.send(pc, &Message{Hello: h})
 	pc.sentAttrs = c.attrs.Version
 }
@@ -160,6 +161,9 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 		c.sendViewIfTheyLack(pc, h.ViewDigest)
 	}
 	if pc.handshaken() {
+		if h.HoldsYouDown {
+			c.reassert(now)
+		}
 		c.noteOverlay(now, h)
 		c.askForViewFromOutside(pc, h.ViewDigest)
 		c.sendRecentDowns(pc)

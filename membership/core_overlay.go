@@ -143,7 +143,7 @@ func (c *core) expireBasis(now time.Time) {
 		if m == nil || !m.inBasis || m.status != StatusDisconnected {
 			continue // back, or gone from the table
 		}
-		if until := c.at(m.downSince).Add(c.alertLifetime()); now.Before(until) {
+		if until := c.at(m.statusSince).Add(c.alertLifetime()); now.Before(until) {
 			c.basisExpiries.push(until, id) // down again since
 			continue
 		}
@@ -284,9 +284,11 @@ func (c *core) observe(now time.Time, m *member, reason DownReason, up, refused 
 		return
 	}
 	if set := c.alerts[m.id]; set != nil && set.incarnation == m.incarnation {
-		if mark, ok := set.by[c.self]; ok && mark.up == up {
+		if mark, ok := set.by[c.self]; ok && mark.up == up && !(up && m.status == StatusDisconnected && mark.number <= m.downMark) {
 			// Already reported: down, what it saw first is the reason (a stream that timed
-			// out, then a redial that failed, is still a timeout); up, nothing new.
+			// out, then a redial that failed, is still a timeout); up, nothing new, unless m
+			// went down here since (a decision heard late): the old up alert no longer counts
+			// towards bringing it back (decide), a new one does.
 			return
 		}
 	}
@@ -326,8 +328,13 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 		return // about a node or an incarnation this node does not hold: nothing to decide
 	}
 	if a.Decided {
-		// A round this node has seen already is a late copy: the subject came back since.
-		if !a.Up && m.status != StatusDisconnected && (a.Round == 0 || a.Round > m.downs.of(m.incarnation)) {
+		switch {
+		case a.Up || m.status == StatusDisconnected:
+		case c.lateDecision(now, m, a):
+			// A late copy of a decision taken before m came back, or a new failure that the
+			// deciding node numbered as one, having counted fewer rounds: a dial tells.
+			c.verifyDown(now, m)
+		default:
 			c.settleDown(now, m, a.Reason, a, pc)
 		}
 		return
@@ -355,6 +362,19 @@ func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 		return
 	}
 	c.relayAlert(pc, a)
+}
+
+// lateDecision reports whether decision a, about m, which this node holds up, may be a late
+// copy of one it took already: m came back since, lately (within an alert's lifetime, as long
+// as news takes to travel), and a numbers a round this node has counted. Its round alone does
+// not tell: the two sides of a partition count different rounds (one side decided m down and
+// back, the other never did), and a later crash decided on the side that counted fewer
+// rounds numbers a round the other side has seen. Dropped as late, that decision left the
+// crashed node up for good on the nodes it reached only that way; taken at once, a late copy
+// would take a node that came back down again.
+func (c *core) lateDecision(now time.Time, m *member, a *Alert) bool {
+	return a.Round != 0 && a.Round <= m.downs.of(m.incarnation) &&
+		now.Sub(c.at(m.statusSince)) < c.alertLifetime()
 }
 
 // alertGoesNoFarther reports whether a down alert heard on stream from has come as far as it
@@ -886,71 +906,6 @@ func (c *core) settleDown(now time.Time, m *member, reason DownReason, heard *Al
 	}
 }
 
-// verifyDown checks m, which a peer holds down while this node holds it up without a stream
-// to it: the alerts and the decision about it went by before this node knew it, or while it
-// had no stream to hear them on (a node that joins in a busy formation), and nothing else
-// would ever take it down here (sendRecentDowns). It dials it (or marks the dial in flight)
-// to find out: refused (nothing listens at its address), it takes it down as the cluster did
-// (takeVerifiedDown); answered, it is alive and stays up (the peer's view is the stale one);
-// failed otherwise, the next peer that holds it down makes it try again. Only a dial made
-// after the peer's word counts: an older refusal may predate the member's start.
-func (c *core) verifyDown(now time.Time, m *member) {
-	if !c.overlayRules(now) || c.leaving || m.status != StatusConnected || m.conn != 0 {
-		return
-	}
-	if m.dial == 0 {
-		c.dial(now, m)
-	}
-	if pc := c.conns[m.dial]; pc != nil {
-		pc.verifying = true
-	}
-	c.log(slog.LevelDebug, "a peer holds down a member this node holds up; checking it", "peer", m.id.String())
-}
-
-// takeVerifiedDown reports m down here, as the cluster decided it, once this node's own dial
-// found nothing listening at its address. It is this node's catching up, not a decision: it
-// relays nothing, so a peer's stale word and one refused dial never take a node down
-// anywhere else. Its round is counted as a decision's (reconcile does not bring it back).
-func (c *core) takeVerifiedDown(now time.Time, m *member) {
-	m.downs = downRound{incarnation: m.incarnation, count: m.downs.of(m.incarnation) + 1}
-	c.markDown(now, m, ReasonConnectionClosed)
-	if c.isNeighbour(m.id) {
-		c.scheduleRedial(now, m)
-	}
-}
-
-// sendRecentDowns tells the peer of a new stream which members the cluster decided down
-// lately (on the basis: within an alert's lifetime), as view entries held down. A node that
-// missed their alerts and decisions (one that joined in a busy formation, or had no stream
-// while they went by) holds them up and checks them (verifyDown); one that does not know
-// them holds them down (holdDown). A view's digest leaves the status out, so nothing else
-// would tell it.
-func (c *core) sendRecentDowns(pc *peerConn) {
-	if !c.overlay() || c.basis.size() == c.topo.size() {
-		return // nobody down lately
-	}
-	var downs []MemberEntry
-	for _, m := range c.sortedMembers() {
-		if m.inBasis && m.status == StatusDisconnected && m.incarnation != 0 && m.downs.of(m.incarnation) > 0 {
-			downs = append(downs, MemberEntry{ID: m.id, Incarnation: m.incarnation, Down: true})
-		}
-	}
-	if len(downs) > 0 {
-		c.send(pc, &Message{Update: &Update{Entries: downs}})
-	}
-}
-
-// endVerify settles a dial verifyDown started, which ended before its handshake: refused,
-// m goes down. It reports whether the dial is settled so; if not, a neighbour is redialled
-// as any other.
-func (c *core) endVerify(now time.Time, pc *peerConn, m *member) bool {
-	if pc.refused && m.status == StatusConnected && m.conn == 0 && c.overlayRules(now) {
-		c.takeVerifiedDown(now, m)
-		return true
-	}
-	return !c.isNeighbour(m.id)
-}
-
 // holdDown takes a node this node learns of only as down (a decision, or a view entry its
 // sender holds down, about a node or an incarnation newer than m, which may be nil) into the
 // table as down. It is never reported up here: a node added this way emits nothing, and the
@@ -966,7 +921,7 @@ func (c *core) holdDown(now time.Time, m *member, id NodeID, incarnation uint64,
 	}
 	if m == nil {
 		delete(c.tombs, id)
-		m = &member{id: id, incarnation: incarnation, status: StatusDisconnected, downSince: c.instantOf(now)}
+		m = &member{id: id, incarnation: incarnation, status: StatusDisconnected, statusSince: c.instantOf(now)}
 		c.putMember(m)
 		c.forgetCheckAt(now.Add(c.cfg.ReconnectTimeout))
 	} else {
@@ -977,7 +932,7 @@ func (c *core) holdDown(now time.Time, m *member, id NodeID, incarnation uint64,
 			c.markDown(now, m, reason) // the old incarnation is gone
 		}
 		m.incarnation = incarnation
-		m.downSince = c.instantOf(now)
+		m.statusSince = c.instantOf(now)
 	}
 	delete(c.alerts, id)
 	c.viewChanged()

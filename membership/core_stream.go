@@ -32,6 +32,8 @@ type peerConn struct {
 	rejected     RejectReason  // the peer's Reject, if it sent one
 	refused      bool          // the dial failed because nothing listens there (ErrConnectionRefused)
 	verifying    bool          // dialled to check a member a peer holds down (verifyDown)
+	verifyingUp  bool          // dialled to check a member a peer holds up (verifyUp)
+	reasserted   time.Time     // when the peer last asked this node to reassert (onReassert)
 	reached      bool          // outbound: the transport connected (something answers there: dialed)
 	reachedAt    time.Time     // outbound: when it did
 	foreign      bool          // refused, by either side, for a cluster name or a K that differs

@@ -21,7 +21,7 @@ type member struct {
 	// the record a node keeps for every member.
 	nextDial      instant // zero: no dial scheduled
 	graceFrom     instant // while the first dial waits for the smaller id's: when m was learned
-	downSince     instant
+	statusSince   instant // when it went down, or came back up
 	lastHeartbeat instant
 	startedAt     instant
 	attrs         Attributes
@@ -121,6 +121,7 @@ func (c *core) markUp(now time.Time, m *member) {
 		return
 	}
 	m.status, m.downOnDial = StatusConnected, false
+	m.statusSince = c.instantOf(now)
 	c.viewCache = nil // the view says which nodes are down
 	c.connected++
 	c.holders.put(m)
@@ -144,7 +145,7 @@ func (c *core) markDown(now time.Time, m *member, reason DownReason) {
 	m.status = StatusDisconnected
 	c.viewCache = nil // the view says which nodes are down
 	m.conn = 0
-	m.downSince = c.instantOf(now)
+	m.statusSince = c.instantOf(now)
 	c.syncView(now, m)
 	c.forgetCheckAt(now.Add(c.cfg.ReconnectTimeout))
 	if c.connected == 0 && len(c.seeds) > 0 {
@@ -222,7 +223,7 @@ func (c *core) forgetIfDue(now time.Time, m *member) bool {
 	if m.status != StatusDisconnected {
 		return false
 	}
-	forgetAt := c.at(m.downSince).Add(c.cfg.ReconnectTimeout)
+	forgetAt := c.at(m.statusSince).Add(c.cfg.ReconnectTimeout)
 	if now.Before(forgetAt) {
 		c.forgetCheckAt(forgetAt)
 		return false

@@ -23,6 +23,8 @@ type Message struct {
 	Alerts []*Alert
 	// Unlink closes a stream the overlay no longer needs: not a failure.
 	Unlink *Unlink
+	// Reassert asks one of the sender's observers to raise a new up alert about it.
+	Reassert *Reassert
 }
 
 // Alert is an observer's report about its subject: it lost its stream to it (Up false, with
@@ -65,6 +67,10 @@ type Alert struct {
 // Unlink says the sender closes the stream because the overlay no longer needs it.
 type Unlink struct{}
 
+// Reassert asks the receiver, one of the sender's observers, to say again that it reaches the
+// sender (a new up alert): a node holds the sender down on alerts older than its return.
+type Reassert struct{}
+
 // Hello is the membership handshake.
 type Hello struct {
 	// ID is the sender's own id: the only id the stream may speak for.
@@ -106,6 +112,10 @@ type Hello struct {
 	// MonitorsSaid says whether the hello carries Monitors (a node that predates the field
 	// leaves it out, and is not checked).
 	MonitorsSaid bool
+	// HoldsYouDown, in the overlay, says the sender holds the receiver down as the cluster
+	// decided it. A receiver that is alive asks its observers to say again that they reach it
+	// (Reassert), so that nodes that missed the up alerts of its return hear them anew.
+	HoldsYouDown bool
 }
 
 // Attributes is the application-level information a node advertises about itself.
@@ -262,6 +272,8 @@ func (m *Message) kind() string {
 		return "alerts"
 	case m.Unlink != nil:
 		return "unlink"
+	case m.Reassert != nil:
+		return "reassert"
 	}
 	return "empty"
 }

@@ -21,7 +21,7 @@ func peerMessageSeeds(t testing.TB) [][]byte {
 	msgs := []*membership.Message{
 		{Hello: &membership.Hello{ID: id, Incarnation: 42, ProtocolVersion: 1, HeartbeatInterval: time.Second, MissThreshold: 3,
 			Uptime: time.Minute, Attributes: membership.Attributes{Version: 2, ProcessCount: 3, Metadata: map[string]string{"k": "v"}},
-			View: []membership.MemberEntry{{ID: other, Incarnation: 7}, {ID: membership.MustParseNodeID("c@h:1"), Incarnation: 1, Left: true}}, ViewDigest: 0xfeedface12345678, ClusterName: "blue", ViewSize: 1024, MonitorsSaid: true}},
+			View: []membership.MemberEntry{{ID: other, Incarnation: 7}, {ID: membership.MustParseNodeID("c@h:1"), Incarnation: 1, Left: true}}, ViewDigest: 0xfeedface12345678, ClusterName: "blue", ViewSize: 1024, MonitorsSaid: true, HoldsYouDown: true}},
 		{Heartbeat: &membership.Heartbeat{ViewDigest: 0xdeadbeefcafef00d, ProcessCount: 3, AttributesVersion: 2}},
 		{Update: &membership.Update{Full: true, ReplyRequested: true, Hop: 3, Entries: []membership.MemberEntry{{ID: other, Incarnation: 7}}}},
 		{Leave: &membership.Leave{ID: id, Incarnation: 42}},
@@ -34,6 +34,7 @@ func peerMessageSeeds(t testing.TB) [][]byte {
 			{Subject: id, Incarnation: 42, Observer: other, Reason: membership.ReasonConnectionClosed, Decided: true, Hop: 2, Seq: 1796370154438935290, Round: 3},
 		}},
 		{Unlink: &membership.Unlink{}},
+		{Reassert: &membership.Reassert{}},
 		{Reject: &membership.Reject{Reason: membership.RejectMonitors, Detail: "monitors 10 here, 4 in the hello"}},
 	}
 	var out [][]byte
@@ -59,6 +60,7 @@ func TestCodecRoundTripsEveryMessage(t *testing.T) {
 			require.Equal(t, uint32(1024), msg.Hello.ViewSize, "the hello's view size survives decoding")
 			require.True(t, msg.Hello.MonitorsSaid, "a K of 0 (a full mesh at any size) is said, not left out")
 			require.Zero(t, msg.Hello.Monitors)
+			require.True(t, msg.Hello.HoldsYouDown, "the hello's holds_you_down survives decoding")
 		}
 	}
 }

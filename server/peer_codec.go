@@ -47,6 +47,7 @@ func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEnt
 			ClusterName:            h.ClusterName,
 			ViewSize:               h.ViewSize,
 			Monitors:               monitorsField(h),
+			HoldsYouDown:           h.HoldsYouDown,
 		})
 		if err != nil {
 			return nil, err
@@ -85,6 +86,8 @@ func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEnt
 		pm.Kind = &clusterv1.PeerMessage_Alerts{Alerts: batch}
 	case msg.Unlink != nil:
 		pm.Kind = &clusterv1.PeerMessage_Unlink{Unlink: &clusterv1.Unlink{}}
+	case msg.Reassert != nil:
+		pm.Kind = &clusterv1.PeerMessage_Reassert{Reassert: &clusterv1.Reassert{}}
 	default:
 		return nil, fmt.Errorf("%w: empty message", errBadMessage)
 	}
@@ -176,6 +179,8 @@ func decodeProtoMessage(body []byte) (*membership.Message, error) {
 		return &membership.Message{Alerts: alerts}, nil
 	case *clusterv1.PeerMessage_Unlink:
 		return &membership.Message{Unlink: &membership.Unlink{}}, nil
+	case *clusterv1.PeerMessage_Reassert:
+		return &membership.Message{Reassert: &membership.Reassert{}}, nil
 	case *clusterv1.PeerMessage_Fragment:
 		return nil, fmt.Errorf("%w: a fragment out of place (fragments are joined before decoding)", errBadMessage)
 	default:
@@ -260,6 +265,7 @@ func decodeHelloWith(h *clusterv1.Hello, view func() ([]membership.MemberEntry, 
 		ViewSize:          h.GetViewSize(),
 		Monitors:          int(h.GetMonitors()),
 		MonitorsSaid:      h.Monitors != nil,
+		HoldsYouDown:      h.GetHoldsYouDown(),
 		Expect:            expect,
 	}}, nil
 }

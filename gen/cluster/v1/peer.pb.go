@@ -400,6 +400,7 @@ type PeerMessage struct {
 	//	*PeerMessage_Alert
 	//	*PeerMessage_Unlink
 	//	*PeerMessage_Alerts
+	//	*PeerMessage_Reassert
 	//	*PeerMessage_Fragment
 	Kind          isPeerMessage_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
@@ -515,6 +516,15 @@ func (x *PeerMessage) GetAlerts() *AlertBatch {
 	return nil
 }
 
+func (x *PeerMessage) GetReassert() *Reassert {
+	if x != nil {
+		if x, ok := x.Kind.(*PeerMessage_Reassert); ok {
+			return x.Reassert
+		}
+	}
+	return nil
+}
+
 func (x *PeerMessage) GetFragment() *Fragment {
 	if x != nil {
 		if x, ok := x.Kind.(*PeerMessage_Fragment); ok {
@@ -568,6 +578,11 @@ type PeerMessage_Alerts struct {
 	Alerts *AlertBatch `protobuf:"bytes,8,opt,name=alerts,proto3,oneof"`
 }
 
+type PeerMessage_Reassert struct {
+	// reassert asks an observer of the sender to say again, in a new alert, that it reaches the sender.
+	Reassert *Reassert `protobuf:"bytes,9,opt,name=reassert,proto3,oneof"`
+}
+
 type PeerMessage_Fragment struct {
 	// fragment is part of a message too large for one frame.
 	Fragment *Fragment `protobuf:"bytes,15,opt,name=fragment,proto3,oneof"`
@@ -588,6 +603,8 @@ func (*PeerMessage_Alert) isPeerMessage_Kind() {}
 func (*PeerMessage_Unlink) isPeerMessage_Kind() {}
 
 func (*PeerMessage_Alerts) isPeerMessage_Kind() {}
+
+func (*PeerMessage_Reassert) isPeerMessage_Kind() {}
 
 func (*PeerMessage_Fragment) isPeerMessage_Kind() {}
 
@@ -773,6 +790,44 @@ func (*Unlink) Descriptor() ([]byte, []int) {
 	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
+// Reassert asks the receiver, one of the sender's observers, to raise a new up alert about the sender
+// if it reaches it: some node holds the sender down on alerts it heard before the sender came back.
+type Reassert struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reassert) Reset() {
+	*x = Reassert{}
+	mi := &file_cluster_v1_peer_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reassert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reassert) ProtoMessage() {}
+
+func (x *Reassert) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_v1_peer_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reassert.ProtoReflect.Descriptor instead.
+func (*Reassert) Descriptor() ([]byte, []int) {
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
+}
+
 // AlertBatch is several alerts a node relays in one message: those waiting together in its
 // queue for the stream.
 type AlertBatch struct {
@@ -785,7 +840,7 @@ type AlertBatch struct {
 
 func (x *AlertBatch) Reset() {
 	*x = AlertBatch{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_cluster_v1_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +852,7 @@ func (x *AlertBatch) String() string {
 func (*AlertBatch) ProtoMessage() {}
 
 func (x *AlertBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_cluster_v1_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +865,7 @@ func (x *AlertBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertBatch.ProtoReflect.Descriptor instead.
 func (*AlertBatch) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AlertBatch) GetAlerts() []*Alert {
@@ -838,7 +893,7 @@ type Fragment struct {
 
 func (x *Fragment) Reset() {
 	*x = Fragment{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_cluster_v1_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +905,7 @@ func (x *Fragment) String() string {
 func (*Fragment) ProtoMessage() {}
 
 func (x *Fragment) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_cluster_v1_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +918,7 @@ func (x *Fragment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fragment.ProtoReflect.Descriptor instead.
 func (*Fragment) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Fragment) GetSize() uint32 {
@@ -922,14 +977,19 @@ type Hello struct {
 	// size); absent from nodes that predate it. Every node of a cluster must use the same K: nodes with
 	// different K compute different rings, and a failure whose observers they disagree on is never decided.
 	// A node whose own K differs refuses the stream with REJECT_REASON_MONITORS.
-	Monitors      *uint32 `protobuf:"varint,22,opt,name=monitors,proto3,oneof" json:"monitors,omitempty"`
+	Monitors *uint32 `protobuf:"varint,22,opt,name=monitors,proto3,oneof" json:"monitors,omitempty"`
+	// holds_you_down, above K+1 nodes, says the sender holds the receiver down, as the cluster decided it:
+	// a node that dials a member it holds down (a neighbour it redials, or one a peer holds up) says so.
+	// A receiver that is alive asks its observers to say again whether they reach it (Reassert), so that
+	// a node that missed the alerts that brought it back up hears them anew.
+	HoldsYouDown  bool `protobuf:"varint,23,opt,name=holds_you_down,json=holdsYouDown,proto3" json:"holds_you_down,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_cluster_v1_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1001,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_cluster_v1_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1014,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Hello) GetNodeId() string {
@@ -1048,6 +1108,13 @@ func (x *Hello) GetMonitors() uint32 {
 	return 0
 }
 
+func (x *Hello) GetHoldsYouDown() bool {
+	if x != nil {
+		return x.HoldsYouDown
+	}
+	return false
+}
+
 // NodeAttributes is the application-level information a node advertises about itself.
 type NodeAttributes struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1063,7 +1130,7 @@ type NodeAttributes struct {
 
 func (x *NodeAttributes) Reset() {
 	*x = NodeAttributes{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_cluster_v1_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1142,7 @@ func (x *NodeAttributes) String() string {
 func (*NodeAttributes) ProtoMessage() {}
 
 func (x *NodeAttributes) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_cluster_v1_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1155,7 @@ func (x *NodeAttributes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAttributes.ProtoReflect.Descriptor instead.
 func (*NodeAttributes) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NodeAttributes) GetVersion() uint64 {
@@ -1135,7 +1202,7 @@ type MemberEntry struct {
 
 func (x *MemberEntry) Reset() {
 	*x = MemberEntry{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_cluster_v1_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1214,7 @@ func (x *MemberEntry) String() string {
 func (*MemberEntry) ProtoMessage() {}
 
 func (x *MemberEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_cluster_v1_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1227,7 @@ func (x *MemberEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberEntry.ProtoReflect.Descriptor instead.
 func (*MemberEntry) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MemberEntry) GetNodeId() string {
@@ -1224,7 +1291,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[11]
+	mi := &file_cluster_v1_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1236,7 +1303,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[11]
+	mi := &file_cluster_v1_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1249,7 +1316,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Heartbeat) GetViewDigest() uint64 {
@@ -1315,7 +1382,7 @@ type MembershipUpdate struct {
 
 func (x *MembershipUpdate) Reset() {
 	*x = MembershipUpdate{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[12]
+	mi := &file_cluster_v1_peer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1394,7 @@ func (x *MembershipUpdate) String() string {
 func (*MembershipUpdate) ProtoMessage() {}
 
 func (x *MembershipUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[12]
+	mi := &file_cluster_v1_peer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1407,7 @@ func (x *MembershipUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipUpdate.ProtoReflect.Descriptor instead.
 func (*MembershipUpdate) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{12}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MembershipUpdate) GetFull() bool {
@@ -1384,7 +1451,7 @@ type Leave struct {
 
 func (x *Leave) Reset() {
 	*x = Leave{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[13]
+	mi := &file_cluster_v1_peer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1463,7 @@ func (x *Leave) String() string {
 func (*Leave) ProtoMessage() {}
 
 func (x *Leave) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[13]
+	mi := &file_cluster_v1_peer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1476,7 @@ func (x *Leave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leave.ProtoReflect.Descriptor instead.
 func (*Leave) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{13}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Leave) GetNodeId() string {
@@ -1439,7 +1506,7 @@ type Reject struct {
 
 func (x *Reject) Reset() {
 	*x = Reject{}
-	mi := &file_cluster_v1_peer_proto_msgTypes[14]
+	mi := &file_cluster_v1_peer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1518,7 @@ func (x *Reject) String() string {
 func (*Reject) ProtoMessage() {}
 
 func (x *Reject) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_v1_peer_proto_msgTypes[14]
+	mi := &file_cluster_v1_peer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1531,7 @@ func (x *Reject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reject.ProtoReflect.Descriptor instead.
 func (*Reject) Descriptor() ([]byte, []int) {
-	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{14}
+	return file_cluster_v1_peer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Reject) GetReason() RejectReason {
@@ -1501,7 +1568,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12+\n" +
 	"\x11secret_configured\x18\x02 \x01(\bR\x10secretConfigured\x12\x14\n" +
 	"\x05nonce\x18\x03 \x01(\fR\x05nonce\x12\x14\n" +
-	"\x05proof\x18\x04 \x01(\fR\x05proof\"\xc7\x03\n" +
+	"\x05proof\x18\x04 \x01(\fR\x05proof\"\xfb\x03\n" +
 	"\vPeerMessage\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x11.cluster.v1.HelloH\x00R\x05hello\x125\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x15.cluster.v1.HeartbeatH\x00R\theartbeat\x126\n" +
@@ -1511,6 +1578,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x05alert\x18\x06 \x01(\v2\x11.cluster.v1.AlertH\x00R\x05alert\x12,\n" +
 	"\x06unlink\x18\a \x01(\v2\x12.cluster.v1.UnlinkH\x00R\x06unlink\x120\n" +
 	"\x06alerts\x18\b \x01(\v2\x16.cluster.v1.AlertBatchH\x00R\x06alerts\x122\n" +
+	"\breassert\x18\t \x01(\v2\x14.cluster.v1.ReassertH\x00R\breassert\x122\n" +
 	"\bfragment\x18\x0f \x01(\v2\x14.cluster.v1.FragmentH\x00R\bfragmentB\x06\n" +
 	"\x04kind\"\x9b\x02\n" +
 	"\x05Alert\x12\x1d\n" +
@@ -1527,13 +1595,15 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x05round\x18\t \x01(\rR\x05round\x12\x18\n" +
 	"\arefused\x18\n" +
 	" \x01(\bR\arefused\"\b\n" +
-	"\x06Unlink\"7\n" +
+	"\x06Unlink\"\n" +
+	"\n" +
+	"\bReassert\"7\n" +
 	"\n" +
 	"AlertBatch\x12)\n" +
 	"\x06alerts\x18\x01 \x03(\v2\x11.cluster.v1.AlertR\x06alerts\"2\n" +
 	"\bFragment\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\rR\x04size\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\xb1\x04\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xd7\x04\n" +
 	"\x05Hello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12)\n" +
@@ -1550,7 +1620,8 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"expectedId\x12!\n" +
 	"\fcluster_name\x18\x14 \x01(\tR\vclusterName\x12\x1b\n" +
 	"\tview_size\x18\x15 \x01(\rR\bviewSize\x12\x1f\n" +
-	"\bmonitors\x18\x16 \x01(\rH\x00R\bmonitors\x88\x01\x01B\v\n" +
+	"\bmonitors\x18\x16 \x01(\rH\x00R\bmonitors\x88\x01\x01\x12$\n" +
+	"\x0eholds_you_down\x18\x17 \x01(\bR\fholdsYouDownB\v\n" +
 	"\t_monitors\"\xd2\x01\n" +
 	"\x0eNodeAttributes\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12#\n" +
@@ -1618,7 +1689,7 @@ func file_cluster_v1_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_v1_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_cluster_v1_peer_proto_goTypes = []any{
 	(MemberState)(0),            // 0: cluster.v1.MemberState
 	(RejectReason)(0),           // 1: cluster.v1.RejectReason
@@ -1628,50 +1699,52 @@ var file_cluster_v1_peer_proto_goTypes = []any{
 	(*PeerMessage)(nil),         // 5: cluster.v1.PeerMessage
 	(*Alert)(nil),               // 6: cluster.v1.Alert
 	(*Unlink)(nil),              // 7: cluster.v1.Unlink
-	(*AlertBatch)(nil),          // 8: cluster.v1.AlertBatch
-	(*Fragment)(nil),            // 9: cluster.v1.Fragment
-	(*Hello)(nil),               // 10: cluster.v1.Hello
-	(*NodeAttributes)(nil),      // 11: cluster.v1.NodeAttributes
-	(*MemberEntry)(nil),         // 12: cluster.v1.MemberEntry
-	(*Heartbeat)(nil),           // 13: cluster.v1.Heartbeat
-	(*MembershipUpdate)(nil),    // 14: cluster.v1.MembershipUpdate
-	(*Leave)(nil),               // 15: cluster.v1.Leave
-	(*Reject)(nil),              // 16: cluster.v1.Reject
-	nil,                         // 17: cluster.v1.NodeAttributes.MetadataEntry
-	(NodeDownReason)(0),         // 18: cluster.v1.NodeDownReason
-	(*durationpb.Duration)(nil), // 19: google.protobuf.Duration
+	(*Reassert)(nil),            // 8: cluster.v1.Reassert
+	(*AlertBatch)(nil),          // 9: cluster.v1.AlertBatch
+	(*Fragment)(nil),            // 10: cluster.v1.Fragment
+	(*Hello)(nil),               // 11: cluster.v1.Hello
+	(*NodeAttributes)(nil),      // 12: cluster.v1.NodeAttributes
+	(*MemberEntry)(nil),         // 13: cluster.v1.MemberEntry
+	(*Heartbeat)(nil),           // 14: cluster.v1.Heartbeat
+	(*MembershipUpdate)(nil),    // 15: cluster.v1.MembershipUpdate
+	(*Leave)(nil),               // 16: cluster.v1.Leave
+	(*Reject)(nil),              // 17: cluster.v1.Reject
+	nil,                         // 18: cluster.v1.NodeAttributes.MetadataEntry
+	(NodeDownReason)(0),         // 19: cluster.v1.NodeDownReason
+	(*durationpb.Duration)(nil), // 20: google.protobuf.Duration
 }
 var file_cluster_v1_peer_proto_depIdxs = []int32{
 	4,  // 0: cluster.v1.ExchangeRequest.auth:type_name -> cluster.v1.AuthFrame
 	4,  // 1: cluster.v1.ExchangeResponse.auth:type_name -> cluster.v1.AuthFrame
-	10, // 2: cluster.v1.PeerMessage.hello:type_name -> cluster.v1.Hello
-	13, // 3: cluster.v1.PeerMessage.heartbeat:type_name -> cluster.v1.Heartbeat
-	14, // 4: cluster.v1.PeerMessage.update:type_name -> cluster.v1.MembershipUpdate
-	15, // 5: cluster.v1.PeerMessage.leave:type_name -> cluster.v1.Leave
-	16, // 6: cluster.v1.PeerMessage.reject:type_name -> cluster.v1.Reject
+	11, // 2: cluster.v1.PeerMessage.hello:type_name -> cluster.v1.Hello
+	14, // 3: cluster.v1.PeerMessage.heartbeat:type_name -> cluster.v1.Heartbeat
+	15, // 4: cluster.v1.PeerMessage.update:type_name -> cluster.v1.MembershipUpdate
+	16, // 5: cluster.v1.PeerMessage.leave:type_name -> cluster.v1.Leave
+	17, // 6: cluster.v1.PeerMessage.reject:type_name -> cluster.v1.Reject
 	6,  // 7: cluster.v1.PeerMessage.alert:type_name -> cluster.v1.Alert
 	7,  // 8: cluster.v1.PeerMessage.unlink:type_name -> cluster.v1.Unlink
-	8,  // 9: cluster.v1.PeerMessage.alerts:type_name -> cluster.v1.AlertBatch
-	9,  // 10: cluster.v1.PeerMessage.fragment:type_name -> cluster.v1.Fragment
-	18, // 11: cluster.v1.Alert.reason:type_name -> cluster.v1.NodeDownReason
-	6,  // 12: cluster.v1.AlertBatch.alerts:type_name -> cluster.v1.Alert
-	19, // 13: cluster.v1.Hello.heartbeat_interval:type_name -> google.protobuf.Duration
-	19, // 14: cluster.v1.Hello.uptime:type_name -> google.protobuf.Duration
-	11, // 15: cluster.v1.Hello.info:type_name -> cluster.v1.NodeAttributes
-	12, // 16: cluster.v1.Hello.view:type_name -> cluster.v1.MemberEntry
-	17, // 17: cluster.v1.NodeAttributes.metadata:type_name -> cluster.v1.NodeAttributes.MetadataEntry
-	0,  // 18: cluster.v1.MemberEntry.state:type_name -> cluster.v1.MemberState
-	11, // 19: cluster.v1.MemberEntry.info:type_name -> cluster.v1.NodeAttributes
-	11, // 20: cluster.v1.Heartbeat.attributes:type_name -> cluster.v1.NodeAttributes
-	12, // 21: cluster.v1.MembershipUpdate.entries:type_name -> cluster.v1.MemberEntry
-	1,  // 22: cluster.v1.Reject.reason:type_name -> cluster.v1.RejectReason
-	2,  // 23: cluster.v1.PeerService.Exchange:input_type -> cluster.v1.ExchangeRequest
-	3,  // 24: cluster.v1.PeerService.Exchange:output_type -> cluster.v1.ExchangeResponse
-	24, // [24:25] is the sub-list for method output_type
-	23, // [23:24] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	9,  // 9: cluster.v1.PeerMessage.alerts:type_name -> cluster.v1.AlertBatch
+	8,  // 10: cluster.v1.PeerMessage.reassert:type_name -> cluster.v1.Reassert
+	10, // 11: cluster.v1.PeerMessage.fragment:type_name -> cluster.v1.Fragment
+	19, // 12: cluster.v1.Alert.reason:type_name -> cluster.v1.NodeDownReason
+	6,  // 13: cluster.v1.AlertBatch.alerts:type_name -> cluster.v1.Alert
+	20, // 14: cluster.v1.Hello.heartbeat_interval:type_name -> google.protobuf.Duration
+	20, // 15: cluster.v1.Hello.uptime:type_name -> google.protobuf.Duration
+	12, // 16: cluster.v1.Hello.info:type_name -> cluster.v1.NodeAttributes
+	13, // 17: cluster.v1.Hello.view:type_name -> cluster.v1.MemberEntry
+	18, // 18: cluster.v1.NodeAttributes.metadata:type_name -> cluster.v1.NodeAttributes.MetadataEntry
+	0,  // 19: cluster.v1.MemberEntry.state:type_name -> cluster.v1.MemberState
+	12, // 20: cluster.v1.MemberEntry.info:type_name -> cluster.v1.NodeAttributes
+	12, // 21: cluster.v1.Heartbeat.attributes:type_name -> cluster.v1.NodeAttributes
+	13, // 22: cluster.v1.MembershipUpdate.entries:type_name -> cluster.v1.MemberEntry
+	1,  // 23: cluster.v1.Reject.reason:type_name -> cluster.v1.RejectReason
+	2,  // 24: cluster.v1.PeerService.Exchange:input_type -> cluster.v1.ExchangeRequest
+	3,  // 25: cluster.v1.PeerService.Exchange:output_type -> cluster.v1.ExchangeResponse
+	25, // [25:26] is the sub-list for method output_type
+	24, // [24:25] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_cluster_v1_peer_proto_init() }
@@ -1689,16 +1762,17 @@ func file_cluster_v1_peer_proto_init() {
 		(*PeerMessage_Alert)(nil),
 		(*PeerMessage_Unlink)(nil),
 		(*PeerMessage_Alerts)(nil),
+		(*PeerMessage_Reassert)(nil),
 		(*PeerMessage_Fragment)(nil),
 	}
-	file_cluster_v1_peer_proto_msgTypes[8].OneofWrappers = []any{}
+	file_cluster_v1_peer_proto_msgTypes[9].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_v1_peer_proto_rawDesc), len(file_cluster_v1_peer_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
