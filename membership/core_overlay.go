@@ -392,10 +392,13 @@ func (c *core) alertGoesNoFarther(from *peerConn, a *Alert, m *member) bool {
 // way, and how (reach and wide, as refusalPlan gives them): a down alert relayed by a peer,
 // about an incarnation of m not decided down yet, so that its alerts can still decide it; a
 // refusal as refusalPlan says, another down alert (a stream that timed out, a probe that hung)
-// as quorumPlan says, where that plan limits it.
+// as quorumPlan says, where that plan limits it. With K = 2 every alert goes everywhere: a
+// node decides on both of a subject's two alerts, and the two limited floods, two hops each
+// along two rings, could miss each other, leaving a crash undecided for good (a random run
+// of crashes and partitions in a 40-node cluster did).
 func (c *core) limitedAlert(from *peerConn, a *Alert, m *member) (reach, wide uint32, limited bool) {
 	if a.Up || a.Decided || from == nil || from.peer == a.Observer || a.Hop == 0 || m == nil ||
-		a.Incarnation != m.incarnation || m.downs.of(m.incarnation) != 0 {
+		a.Incarnation != m.incarnation || m.downs.of(m.incarnation) != 0 || c.cfg.Monitors < relayRings {
 		return 0, 0, false
 	}
 	if a.Refused {

@@ -10,10 +10,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// randomFaults runs a 40-node overlay with K = k through six faults drawn from seed: crashes
-// of one to three nodes, a node cut off from every other for 1 to 8 s, up to five links cut
-// for 1 to 8 s, the cluster split in two for 1 to 10 s, each followed by up to 5 s of calm.
-// It returns the live nodes, every node, the simulation and what it did, for the checks.
+// randomFaults runs a 40-node overlay with K = k through eight steps drawn from seed, each
+// followed by up to 5 s of calm: crashes of one to three nodes, a node cut off from every
+// other for 1 to 8 s, up to five links cut for 1 to 8 s, the cluster split in two for 1 to
+// 10 s, a crashed node restarted (a new incarnation), a node that leaves, a new node that
+// joins through a live one. It returns the simulation, every node (the joiners too, the
+// restarted ones in their new incarnation) and what it did.
 func randomFaults(t *testing.T, seed uint64, k int) (s *sim, nodes []*simNode, steps []string) {
 	t.Helper()
 	s = newSim(t)
@@ -22,28 +24,30 @@ func randomFaults(t *testing.T, seed uint64, k int) (s *sim, nodes []*simNode, s
 	s.advanceUntil(60*time.Second, func() bool { return everyNodeConnected(nodes, len(nodes)-1) },
 		"40 nodes with K=%d should converge", k)
 	rng := rand.New(rand.NewPCG(seed, uint64(k)))
-	live := func() []*simNode {
-		var out []*simNode
-		for _, n := range nodes {
-			if n.up {
-				out = append(out, n)
+	left := map[*simNode]bool{}
+	among := func(keep func(n *simNode) bool) []int {
+		var out []int
+		for i, n := range nodes {
+			if keep(n) {
+				out = append(out, i)
 			}
 		}
 		return out
 	}
+	live := func(n *simNode) bool { return n.up }
+	crashed := func(n *simNode) bool { return !n.up && !left[n] }
+	anyLive := func() *simNode { up := among(live); return nodes[up[rng.IntN(len(up))]] }
 	seconds := func(most int) time.Duration { return time.Duration(1+rng.IntN(most)) * time.Second }
-	for range 6 {
-		up := live()
-		switch rng.IntN(4) {
+	for range 8 {
+		switch rng.IntN(7) {
 		case 0:
 			for range 1 + rng.IntN(3) {
-				up = live()
-				n := up[rng.IntN(len(up))]
+				n := anyLive()
 				steps = append(steps, "crash "+n.id.Name())
 				n.crash()
 			}
 		case 1:
-			n, d := up[rng.IntN(len(up))], seconds(8)
+			n, d := anyLive(), seconds(8)
 			steps = append(steps, fmt.Sprintf("cut %s off for %v", n.id.Name(), d))
 			s.partition([]*simNode{n}, allBut(nodes, n), true)
 			s.advance(d)
@@ -51,7 +55,7 @@ func randomFaults(t *testing.T, seed uint64, k int) (s *sim, nodes []*simNode, s
 		case 2:
 			var pairs [][2]*simNode
 			for range 1 + rng.IntN(5) {
-				a, b := up[rng.IntN(len(up))], up[rng.IntN(len(up))]
+				a, b := anyLive(), anyLive()
 				if a != b {
 					pairs = append(pairs, [2]*simNode{a, b})
 					s.partition([]*simNode{a}, []*simNode{b}, true)
@@ -78,14 +82,32 @@ func randomFaults(t *testing.T, seed uint64, k int) (s *sim, nodes []*simNode, s
 			s.partition(a, b, true)
 			s.advance(d)
 			s.partition(a, b, false)
+		case 4:
+			if down := among(crashed); len(down) > 0 {
+				i := down[rng.IntN(len(down))]
+				steps = append(steps, "restart "+nodes[i].id.Name())
+				nodes[i] = nodes[i].restart()
+			}
+		case 5:
+			n := anyLive()
+			steps = append(steps, "leave "+n.id.Name())
+			n.stop()
+			left[n] = true
+		case 6:
+			name := fmt.Sprintf("node%02d", len(nodes))
+			cfg := simConfig(name, anyLive().id.Address())
+			cfg.Monitors = k
+			steps = append(steps, "join "+name)
+			nodes = append(nodes, s.add(simID(name, 4000+len(nodes)), cfg))
 		}
 		s.advance(time.Duration(rng.IntN(5000)) * time.Millisecond)
 	}
 	return s, nodes, steps
 }
 
-// wrongStatus returns the first status a live node holds wrongly (a live node not connected,
-// a crashed one connected), or "" if every live node holds the truth.
+// wrongStatus returns the first status a live node holds wrongly (a live node, in its current
+// incarnation, not connected; a crashed or departed one connected), or "" if every live node
+// holds the truth.
 func wrongStatus(nodes []*simNode) string {
 	for _, n := range nodes {
 		if !n.up {
@@ -97,14 +119,14 @@ func wrongStatus(nodes []*simNode) string {
 			}
 			m := n.core.members.get(peer.id)
 			switch {
-			case peer.up && (m == nil || m.status != StatusConnected):
+			case peer.up && (m == nil || m.status != StatusConnected || m.incarnation != peer.core.incarnation):
 				status := "absent"
 				if m != nil {
 					status = m.status.String()
 				}
 				return fmt.Sprintf("%s holds live %s as %s", n.id.Name(), peer.id.Name(), status)
-			case !peer.up && m != nil && m.status == StatusConnected:
-				return fmt.Sprintf("%s holds crashed %s connected", n.id.Name(), peer.id.Name())
+			case !peer.up && m != nil && m.status == StatusConnected && m.incarnation == peer.core.incarnation:
+				return fmt.Sprintf("%s holds %s, crashed or gone, connected", n.id.Name(), peer.id.Name())
 			}
 		}
 	}
@@ -112,17 +134,19 @@ func wrongStatus(nodes []*simNode) string {
 }
 
 // Random faults, one after another, then calm: within three minutes every live node holds
-// every other up and every crashed one down. Among the runs each seed draws are some that
-// went wrong before: a node cut off while the up alerts of a split's heal went round held
-// the healed node down for good (it checks it now, verifyUp); a crash decided, on the side
-// of an earlier split that had counted fewer rounds, was dropped as a late copy on the other
-// side and the crashed node stayed up there (lateDecision, verifyDown).
+// every other up and every crashed or departed one down. Such runs went wrong before, in
+// about one in four at K of 5 or less: a node cut off while the up alerts of a heal went round
+// held the healed node down for good (it now checks it, verifyUp, and the node asks its
+// observers again, reassert); a crash decided on the side of an earlier split that had
+// counted fewer rounds was dropped as a late copy on the other side (lateDecision); a node
+// whose streams came back before the news was over never heard it (checkStatuses); and with
+// K = 2 the two observers' limited refusals could miss each other, leaving a crash undecided.
 func TestOverlayRandomFaultsEndWithEveryNodeHoldingTheTruth(t *testing.T) {
 	runs := []struct {
 		k     int
 		seeds []uint64
 	}{
-		{k: 2, seeds: seedRange(0, 20)},
+		{k: 2, seeds: seedRange(0, 25)},
 		{k: 4, seeds: seedRange(0, 24)},
 		{k: 5, seeds: seedRange(0, 12)},
 		{k: 10, seeds: seedRange(0, 10)},
