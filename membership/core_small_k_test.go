@@ -65,3 +65,4 @@ func TestOverlayWithTwoRingsDecidesEveryFailure(t *testing.T) {
 		})
 	}
 }
+
