@@ -65,4 +65,3 @@ func TestOverlayWithTwoRingsDecidesEveryFailure(t *testing.T) {
 		})
 	}
 }
-
