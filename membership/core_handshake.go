@@ -166,7 +166,7 @@ func (c *core) onHello(now time.Time, pc *peerConn, h *Hello) {
 		}
 		c.noteOverlay(now, h)
 		c.askForViewFromOutside(pc, h.ViewDigest)
-		c.sendRecentDowns(pc)
+		c.sendDowns(pc)
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 // verifyDown checks m, which a peer holds down while this node holds it up without a stream
 // to it: the alerts and the decision about it went by before this node knew it, or while it
 // had no stream to hear them on (a node that joins in a busy formation), and nothing else
-// would ever take it down here (sendRecentDowns). It dials it (or marks the dial in flight)
+// would ever take it down here (sendDowns). It dials it (or marks the dial in flight)
 // to find out: refused (nothing listens at its address), it takes it down as the cluster did
 // (takeVerifiedDown); answered, it is alive and stays up (the peer's view is the stale one);
 // failed otherwise, the next peer that holds it down makes it try again. Only a dial made
@@ -129,8 +129,8 @@ func (c *core) reassert(now time.Time) {
 
 // onReassert raises a new up alert about the peer of pc, which asks for it, if this node is
 // one of its observers and pc is its stream: the request came over it, so the stream works
-// from the subject to this node, as its heartbeats do. Once per alert lifetime
-// per stream: an up alert goes round the whole cluster.
+// from the subject to this node, as its heartbeats do. Once per alert lifetime per stream:
+// an up alert goes round the whole cluster.
 func (c *core) onReassert(now time.Time, pc *peerConn) {
 	m := c.memberOf(pc)
 	if m == nil || m.conn != pc.id || !c.overlay() ||
@@ -145,13 +145,13 @@ func (c *core) onReassert(now time.Time, pc *peerConn) {
 	}
 }
 
-// sendRecentDowns tells the peer of a new stream which members the cluster decided down, as
-// view entries held down. A node that missed their alerts and decisions (one that joined in
+// sendDowns tells the peer of pc (a new stream, or the peer checkStatuses picked) which
+// members the cluster decided down, as view entries held down. A node that missed their alerts and decisions (one that joined in
 // a busy formation, or had no stream while they went by) holds them up and checks them
 // (verifyDown); one that does not know them holds them down (holdDown); one that holds them
 // up on better news answers so (answerDisputes), and this node checks them (verifyUp). A
 // view's digest leaves the status out, so nothing else would tell either of them.
-func (c *core) sendRecentDowns(pc *peerConn) {
+func (c *core) sendDowns(pc *peerConn) {
 	if !c.overlay() || c.connected == c.members.len() {
 		return // nobody down
 	}
@@ -196,7 +196,7 @@ const statusCheckEvery = 10
 // checkStatuses runs at every tick: a Reassert held back (reassert) goes out once due, and
 // every statusCheckEvery intervals (with jitter) a node that holds members down, as the
 // cluster decided, sends the list to one peer of its streams, picked at random
-// (sendRecentDowns). Where the two disagree, one checks the member (verifyDown, verifyUp).
+// (sendDowns). Where the two disagree, one checks the member (verifyDown, verifyUp).
 // New streams carry the list too, but a node that missed an alert or a decision while it
 // was cut off, and whose streams came back before the news was over, gets no new stream to
 // hear it on: in random runs of crashes and partitions at small K, such nodes held a live
@@ -231,7 +231,7 @@ func (c *core) checkStatuses(now time.Time) {
 	start := c.rng.IntN(len(conns))
 	for i := range conns {
 		if pc := conns[(start+i)%len(conns)]; pc.handshaken() && !pc.removed {
-			c.sendRecentDowns(pc)
+			c.sendDowns(pc)
 			return
 		}
 	}
