@@ -32,6 +32,7 @@ func (c *core) hello(now time.Time, them *Hello) *Hello {
 		ViewSize:          uint32(c.topo.size()),
 		Monitors:          c.cfg.Monitors,
 		MonitorsSaid:      true,
+		TakesReassert:     true,
 	}
 	if them != nil {
 		h.ViewDigest = c.digestWith(MemberEntry{ID: them.ID, Incarnation: them.Incarnation})
@@ -342,6 +343,7 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 		c.dialing--
 	}
 	pc.peer, pc.peerInc = h.ID, h.Incarnation
+	pc.takesReassert = h.TakesReassert
 	// The peer's interval is its word, not validated configuration: kept within the range a
 	// Config allows, so that the silence limit below (threshold × interval) cannot overflow.
 	pc.peerBeat = min(max(h.HeartbeatInterval, minHeartbeatInterval), MaxHeartbeatInterval)

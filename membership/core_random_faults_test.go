@@ -198,3 +198,31 @@ func seedRange(first, end uint64) []uint64 {
 	}
 	return out
 }
+
+// A node asks again only those of its observers whose hello says they take Reassert: a node
+// from before it would close the stream on a message of no kind it knows.
+func TestOverlayReassertGoesOnlyToObserversThatTakeIt(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 20, k)
+	subject := nodes[5]
+	observers := topoOf(nodes, k).observers(subject.id)
+	require.GreaterOrEqual(t, len(observers), 2, "%s should have observers to ask", subject.id)
+	before := s.byID(observers[0])
+	conn := subject.core.members.get(before.id).conn
+	require.NotZero(t, conn, "%s should stream to its observer %s", subject.id, before.id)
+	subject.core.conns[conn].takesReassert = false // as the hello of a node from before says
+	from := s.now
+	subject.core.reassert(s.now)
+	subject.flush()
+	s.settle()
+	asked := map[NodeID]int{}
+	for _, sent := range subject.sent {
+		if !sent.at.Before(from) && sent.msg.Reassert != nil && sent.to != nil {
+			asked[sent.to.id]++
+		}
+	}
+	require.Zero(t, asked[before.id], "%s, whose hello does not take Reassert, should not be sent one", before.id)
+	for _, o := range observers[1:] {
+		require.Equal(t, 1, asked[o], "observer %s should be asked once", o)
+	}
+}

@@ -104,7 +104,9 @@ func (c *core) holdsDown(pc *peerConn, them *Hello) bool {
 // it down, on alerts from before it came back (or from before a heal) that it heard while the
 // up alerts that followed passed it by, and holds them for as long as it holds the node
 // down. Their new up alerts go round the cluster as any up alert and bring it back there.
-// Once per alert lifetime at most, the last request of a lifetime answered at its end.
+// Once per alert lifetime at most, the last request of a lifetime answered at its end. Only
+// observers whose hello says they take Reassert are asked (Hello.TakesReassert): a node from
+// before it would close the stream on a message of no kind it knows.
 func (c *core) reassert(now time.Time) {
 	if !c.overlay() || c.leaving {
 		return
@@ -120,7 +122,7 @@ func (c *core) reassert(now time.Time) {
 		if m == nil || m.conn == 0 {
 			continue
 		}
-		if pc := c.conns[m.conn]; pc != nil && pc.handshaken() {
+		if pc := c.conns[m.conn]; pc != nil && pc.handshaken() && pc.takesReassert {
 			c.send(pc, &Message{Reassert: &Reassert{}})
 		}
 	}

@@ -116,6 +116,9 @@ type Hello struct {
 	// decided it. A receiver that is alive asks its observers to say again that they reach it
 	// (Reassert), so that nodes that missed the up alerts of its return hear them anew.
 	HoldsYouDown bool
+	// TakesReassert says the sender handles Reassert; a node that predates it would close the
+	// stream on one, and is never sent one.
+	TakesReassert bool
 }
 
 // Attributes is the application-level information a node advertises about itself.

@@ -21,7 +21,7 @@ func peerMessageSeeds(t testing.TB) [][]byte {
 	msgs := []*membership.Message{
 		{Hello: &membership.Hello{ID: id, Incarnation: 42, ProtocolVersion: 1, HeartbeatInterval: time.Second, MissThreshold: 3,
 			Uptime: time.Minute, Attributes: membership.Attributes{Version: 2, ProcessCount: 3, Metadata: map[string]string{"k": "v"}},
-			View: []membership.MemberEntry{{ID: other, Incarnation: 7}, {ID: membership.MustParseNodeID("c@h:1"), Incarnation: 1, Left: true}}, ViewDigest: 0xfeedface12345678, ClusterName: "blue", ViewSize: 1024, MonitorsSaid: true, HoldsYouDown: true}},
+			View: []membership.MemberEntry{{ID: other, Incarnation: 7}, {ID: membership.MustParseNodeID("c@h:1"), Incarnation: 1, Left: true}}, ViewDigest: 0xfeedface12345678, ClusterName: "blue", ViewSize: 1024, MonitorsSaid: true, HoldsYouDown: true, TakesReassert: true}},
 		{Heartbeat: &membership.Heartbeat{ViewDigest: 0xdeadbeefcafef00d, ProcessCount: 3, AttributesVersion: 2}},
 		{Update: &membership.Update{Full: true, ReplyRequested: true, Hop: 3, Entries: []membership.MemberEntry{{ID: other, Incarnation: 7}}}},
 		{Leave: &membership.Leave{ID: id, Incarnation: 42}},
@@ -61,6 +61,7 @@ func TestCodecRoundTripsEveryMessage(t *testing.T) {
 			require.True(t, msg.Hello.MonitorsSaid, "a K of 0 (a full mesh at any size) is said, not left out")
 			require.Zero(t, msg.Hello.Monitors)
 			require.True(t, msg.Hello.HoldsYouDown, "the hello's holds_you_down survives decoding")
+			require.True(t, msg.Hello.TakesReassert, "the hello's takes_reassert survives decoding")
 		}
 	}
 }

@@ -48,6 +48,7 @@ func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEnt
 			ViewSize:               h.ViewSize,
 			Monitors:               monitorsField(h),
 			HoldsYouDown:           h.HoldsYouDown,
+			TakesReassert:          h.TakesReassert,
 		})
 		if err != nil {
 			return nil, err
@@ -266,6 +267,7 @@ func decodeHelloWith(h *clusterv1.Hello, view func() ([]membership.MemberEntry, 
 		Monitors:          int(h.GetMonitors()),
 		MonitorsSaid:      h.Monitors != nil,
 		HoldsYouDown:      h.GetHoldsYouDown(),
+		TakesReassert:     h.GetTakesReassert(),
 		Expect:            expect,
 	}}, nil
 }

@@ -982,7 +982,10 @@ type Hello struct {
 	// a node that dials a member it holds down (a neighbour it redials, or one a peer holds up) says so.
 	// A receiver that is alive asks its observers to say again whether they reach it (Reassert), so that
 	// a node that missed the alerts that brought it back up hears them anew.
-	HoldsYouDown  bool `protobuf:"varint,23,opt,name=holds_you_down,json=holdsYouDown,proto3" json:"holds_you_down,omitempty"`
+	HoldsYouDown bool `protobuf:"varint,23,opt,name=holds_you_down,json=holdsYouDown,proto3" json:"holds_you_down,omitempty"`
+	// takes_reassert says the sender handles Reassert. Nodes that predate it leave it false and are
+	// never sent one: they would refuse it as a message of no known kind and close the stream.
+	TakesReassert bool `protobuf:"varint,24,opt,name=takes_reassert,json=takesReassert,proto3" json:"takes_reassert,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1111,6 +1114,13 @@ func (x *Hello) GetMonitors() uint32 {
 func (x *Hello) GetHoldsYouDown() bool {
 	if x != nil {
 		return x.HoldsYouDown
+	}
+	return false
+}
+
+func (x *Hello) GetTakesReassert() bool {
+	if x != nil {
+		return x.TakesReassert
 	}
 	return false
 }
@@ -1603,7 +1613,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\x06alerts\x18\x01 \x03(\v2\x11.cluster.v1.AlertR\x06alerts\"2\n" +
 	"\bFragment\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\rR\x04size\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\xd7\x04\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xfe\x04\n" +
 	"\x05Hello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12)\n" +
@@ -1621,7 +1631,8 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\fcluster_name\x18\x14 \x01(\tR\vclusterName\x12\x1b\n" +
 	"\tview_size\x18\x15 \x01(\rR\bviewSize\x12\x1f\n" +
 	"\bmonitors\x18\x16 \x01(\rH\x00R\bmonitors\x88\x01\x01\x12$\n" +
-	"\x0eholds_you_down\x18\x17 \x01(\bR\fholdsYouDownB\v\n" +
+	"\x0eholds_you_down\x18\x17 \x01(\bR\fholdsYouDown\x12%\n" +
+	"\x0etakes_reassert\x18\x18 \x01(\bR\rtakesReassertB\v\n" +
 	"\t_monitors\"\xd2\x01\n" +
 	"\x0eNodeAttributes\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12#\n" +
