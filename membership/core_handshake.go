@@ -343,7 +343,7 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 		c.dialing--
 	}
 	pc.peer, pc.peerInc = h.ID, h.Incarnation
-	pc.takesReassert = h.TakesReassert
+	pc.reassertOK = h.TakesReassert
 	// The peer's interval is its word, not validated configuration: kept within the range a
 	// Config allows, so that the silence limit below (threshold × interval) cannot overflow.
 	pc.peerBeat = min(max(h.HeartbeatInterval, minHeartbeatInterval), MaxHeartbeatInterval)

@@ -39,6 +39,23 @@ func randomFaults(t *testing.T, seed uint64, k, kinds int) (s *sim, nodes []*sim
 	crashed := func(n *simNode) bool { return !n.up && !left[n] }
 	anyLive := func() *simNode { up := among(live); return nodes[up[rng.IntN(len(up))]] }
 	seconds := func(most int) time.Duration { return time.Duration(1+rng.IntN(most)) * time.Second }
+	// cutLinks cuts up to five links between live nodes with cut for 1 to 8 s, then heals them.
+	cutLinks := func(how string, cut func(a, b *simNode, cut bool)) {
+		var pairs [][2]*simNode
+		for range 1 + rng.IntN(5) {
+			a, b := anyLive(), anyLive()
+			if a != b {
+				pairs = append(pairs, [2]*simNode{a, b})
+				cut(a, b, true)
+			}
+		}
+		d := seconds(8)
+		steps = append(steps, fmt.Sprintf("cut %d links%s for %v", len(pairs), how, d))
+		s.advance(d)
+		for _, p := range pairs {
+			cut(p[0], p[1], false)
+		}
+	}
 	for range 8 {
 		switch rng.IntN(kinds) {
 		case 0:
@@ -54,20 +71,7 @@ func randomFaults(t *testing.T, seed uint64, k, kinds int) (s *sim, nodes []*sim
 			s.advance(d)
 			s.partition([]*simNode{n}, allBut(nodes, n), false)
 		case 2:
-			var pairs [][2]*simNode
-			for range 1 + rng.IntN(5) {
-				a, b := anyLive(), anyLive()
-				if a != b {
-					pairs = append(pairs, [2]*simNode{a, b})
-					s.partition([]*simNode{a}, []*simNode{b}, true)
-				}
-			}
-			d := seconds(8)
-			steps = append(steps, fmt.Sprintf("cut %d links for %v", len(pairs), d))
-			s.advance(d)
-			for _, p := range pairs {
-				s.partition([]*simNode{p[0]}, []*simNode{p[1]}, false)
-			}
+			cutLinks("", func(a, b *simNode, cut bool) { s.partition([]*simNode{a}, []*simNode{b}, cut) })
 		case 3:
 			order, size := rng.Perm(len(nodes)), 1+rng.IntN(len(nodes)-1)
 			var a, b []*simNode
@@ -107,20 +111,7 @@ func randomFaults(t *testing.T, seed uint64, k, kinds int) (s *sim, nodes []*sim
 			s.advance(d)
 			n.frozen = false
 		case 8:
-			var pairs [][2]*simNode
-			for range 1 + rng.IntN(5) {
-				from, to := anyLive(), anyLive()
-				if from != to {
-					pairs = append(pairs, [2]*simNode{from, to})
-					s.cutOneWay(from, to, true)
-				}
-			}
-			d := seconds(8)
-			steps = append(steps, fmt.Sprintf("cut %d links one way for %v", len(pairs), d))
-			s.advance(d)
-			for _, p := range pairs {
-				s.cutOneWay(p[0], p[1], false)
-			}
+			cutLinks(" one way", s.cutOneWay)
 		}
 		s.advance(time.Duration(rng.IntN(5000)) * time.Millisecond)
 	}
@@ -210,7 +201,7 @@ func TestOverlayReassertGoesOnlyToObserversThatTakeIt(t *testing.T) {
 	before := s.byID(observers[0])
 	conn := subject.core.members.get(before.id).conn
 	require.NotZero(t, conn, "%s should stream to its observer %s", subject.id, before.id)
-	subject.core.conns[conn].takesReassert = false // as the hello of a node from before says
+	subject.core.conns[conn].reassertOK = false // as the hello of a node from before says
 	from := s.now
 	subject.core.reassert(s.now)
 	subject.flush()

@@ -20,34 +20,34 @@ import (
 
 // peerConn is one stream, from dial or accept until close.
 type peerConn struct {
-	id            connID
-	outbound      bool
-	expect        NodeID // outbound: the member dialled (zero for plain seeds)
-	anyID         bool   // outbound to a seed: whoever answers is welcome
-	seed          *seed
-	trying        *seed  // outbound: the seed this dial tries (plain, or announced by id and never reached)
-	failure       string // outbound: why the stream ended before its handshake, when known
-	opened        time.Time
-	state         streamState
-	rejected      RejectReason  // the peer's Reject, if it sent one
-	refused       bool          // the dial failed because nothing listens there (ErrConnectionRefused)
-	verifying     bool          // dialled to check a member a peer holds down (verifyDown)
-	verifyingUp   bool          // dialled to check a member a peer holds up (verifyUp)
-	reasserted    time.Time     // when the peer last asked this node to reassert (onReassert)
-	takesReassert bool          // the peer's hello says it handles Reassert (Hello.TakesReassert)
-	reached       bool          // outbound: the transport connected (something answers there: dialed)
-	reachedAt     time.Time     // outbound: when it did
-	foreign       bool          // refused, by either side, for a cluster name or a K that differs
-	addr          string        // outbound: the address dialled
-	patience      time.Duration // dialPatience, or inbound core.inbound's, fixed when first asked (0: not yet)
-	peer          NodeID
-	member        *member // c.members.get(peer) when last looked up (see memberOf)
-	order         int     // the stream's index in c.connOrder and c.connDue, when they are built
-	peerInc       uint64
-	peerBeat      time.Duration // the heartbeat interval the peer advertised
-	lastBeat      time.Time     // when the peer's last heartbeat (or hello) arrived; zero once told to beat every interval
-	lastRecv      time.Time
-	suspectSince  time.Time // when the silence was first found past the timeout (zero: not suspected)
+	id           connID
+	outbound     bool
+	expect       NodeID // outbound: the member dialled (zero for plain seeds)
+	anyID        bool   // outbound to a seed: whoever answers is welcome
+	seed         *seed
+	trying       *seed  // outbound: the seed this dial tries (plain, or announced by id and never reached)
+	failure      string // outbound: why the stream ended before its handshake, when known
+	opened       time.Time
+	state        streamState
+	rejected     RejectReason  // the peer's Reject, if it sent one
+	refused      bool          // the dial failed because nothing listens there (ErrConnectionRefused)
+	verifying    bool          // dialled to check a member a peer holds down (verifyDown)
+	verifyingUp  bool          // dialled to check a member a peer holds up (verifyUp)
+	reasserted   time.Time     // when the peer last asked this node to reassert (onReassert)
+	reassertOK   bool          // the peer's hello says it handles Reassert (Hello.TakesReassert)
+	reached      bool          // outbound: the transport connected (something answers there: dialed)
+	reachedAt    time.Time     // outbound: when it did
+	foreign      bool          // refused, by either side, for a cluster name or a K that differs
+	addr         string        // outbound: the address dialled
+	patience     time.Duration // dialPatience, or inbound core.inbound's, fixed when first asked (0: not yet)
+	peer         NodeID
+	member       *member // c.members.get(peer) when last looked up (see memberOf)
+	order        int     // the stream's index in c.connOrder and c.connDue, when they are built
+	peerInc      uint64
+	peerBeat     time.Duration // the heartbeat interval the peer advertised
+	lastBeat     time.Time     // when the peer's last heartbeat (or hello) arrived; zero once told to beat every interval
+	lastRecv     time.Time
+	suspectSince time.Time // when the silence was first found past the timeout (zero: not suspected)
 	// graceUntil extends the silence that began at graceFor (the lastRecv it was granted
 	// for) while this node found itself slow (slowLocally): one grace per silence.
 	graceUntil, graceFor time.Time

@@ -122,7 +122,7 @@ func (c *core) reassert(now time.Time) {
 		if m == nil || m.conn == 0 {
 			continue
 		}
-		if pc := c.conns[m.conn]; pc != nil && pc.handshaken() && pc.takesReassert {
+		if pc := c.conns[m.conn]; pc != nil && pc.handshaken() && pc.reassertOK {
 			c.send(pc, &Message{Reassert: &Reassert{}})
 		}
 	}
@@ -154,7 +154,7 @@ func (c *core) onReassert(now time.Time, pc *peerConn) {
 // up on better news answers so (answerDisputes), and this node checks them (verifyUp). A
 // view's digest leaves the status out, so nothing else would tell either of them.
 func (c *core) sendDowns(pc *peerConn) {
-	if !c.overlay() || c.connected == c.members.len() {
+	if !c.overlay() || !c.anyOffTheView() {
 		return // nobody down
 	}
 	var downs []MemberEntry
@@ -167,6 +167,12 @@ func (c *core) sendDowns(pc *peerConn) {
 		c.send(pc, &Message{Update: &Update{Entries: downs}})
 	}
 }
+
+// anyOffTheView reports whether some member is off the live view (down, or a seed not reached
+// yet): the view holds this node and every other member otherwise. It tells in constant time
+// whether sendDowns has anything to look for, where counting connected members would not
+// while members are still connecting (a formation's thousands of new streams).
+func (c *core) anyOffTheView() bool { return c.topo.size() != c.members.len()+1 }
 
 // answerDisputes answers a peer's entries that hold down members this node holds up, the same
 // incarnation, with this node's entries for them (up), on the stream they came on: the peer
@@ -223,7 +229,7 @@ func (c *core) checkStatuses(now time.Time) {
 	first := c.downsSyncAt.IsZero()
 	c.downsSyncAt = now.Add(c.jitter(statusCheckEvery * c.cfg.HeartbeatInterval))
 	c.wantWake(c.downsSyncAt)
-	if first || c.connected == c.members.len() {
+	if first || !c.anyOffTheView() {
 		return
 	}
 	conns := c.sortedConns()
