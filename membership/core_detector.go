@@ -248,10 +248,14 @@ func (c *core) answerHeartbeat(now time.Time, pc *peerConn) {
 // connected node's is reported as node_updated.
 func (c *core) updateAttributes(now time.Time, m *member, hb *Heartbeat) {
 	changed := m.attrs.ProcessCount != hb.ProcessCount
-	m.attrs.ProcessCount = hb.ProcessCount
+	if changed {
+		attrs := m.attrs
+		attrs.ProcessCount = hb.ProcessCount
+		c.holdAttributes(m, attrs)
+	}
 	if hb.Attributes != nil && hb.Attributes.Version >= m.attrs.Version {
 		changed = changed || hb.Attributes.ProcessCount != m.attrs.ProcessCount || !maps.Equal(hb.Attributes.Metadata, m.attrs.Metadata)
-		m.attrs = hb.Attributes.clone()
+		c.holdAttributes(m, hb.Attributes.clone())
 	}
 	if changed && m.status == StatusConnected {
 		c.emit(output{kind: outEvent, event: &Event{Type: EventNodeUpdated, Time: now, Node: c.nodeInfo(now, m)}})

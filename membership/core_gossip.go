@@ -8,18 +8,42 @@ import (
 )
 
 // view returns every node the local node knows, down and left nodes included, itself
-// excluded, sorted by id.
+// excluded, sorted by id, each live one with its attributes: in the overlay a node streams to
+// few of the nodes it learns of, and hears the attributes of the others only with them (a
+// newcomer in its hello, any node in a sync). Left without them, a node that learned some
+// nodes while the cluster was still a full mesh, or from a peer that had learned them so,
+// listed their metadata empty for good, and a resolver that selects by metadata missed them.
+//
+// A seed builds one for each node that joins through it, hundreds a second in a formation,
+// so the entries' attributes share the members' metadata maps rather than copy them (a
+// member's map is replaced when its metadata changes, never written, and a message is never
+// changed once built), and take their room from one array.
 func (c *core) view() []MemberEntry {
 	c.viewCacheUsed = true
 	if c.viewCache != nil {
 		return c.viewCache
 	}
 	out := make([]MemberEntry, 0, c.members.len()+len(c.tombs))
+	var attrs []Attributes
 	for e := range c.viewEntries() {
+		if m := c.members.get(e.ID); m != nil && !e.Left && m.attrs.Version > 0 {
+			if attrs == nil {
+				attrs = make([]Attributes, 0, cap(out)-len(out))
+			}
+			attrs = append(attrs, m.attrs)
+			e.Attrs = &attrs[len(attrs)-1]
+		}
 		out = append(out, e)
 	}
 	c.viewCache = slices.Clip(out) // shared read-only by messages; appends copy
 	return c.viewCache
+}
+
+// holdAttributes gives m the attributes a (m's own word, or a peer's newer copy of it), which
+// the cached view carries.
+func (c *core) holdAttributes(m *member, a Attributes) {
+	m.attrs = a
+	c.viewCache = nil
 }
 
 // viewEntries yields the entries of core.view in order, from the cached view if there is one,
@@ -294,6 +318,9 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 	case m.incarnation == 0:
 		// A seed announced by id: now its incarnation is known; the dial rules are unchanged.
 		m.incarnation = e.Incarnation
+		if e.Attrs != nil {
+			m.attrs = e.Attrs.clone()
+		}
 		c.viewChanged()
 		c.syncView(now, m)
 	case e.Incarnation > m.incarnation:
@@ -312,6 +339,10 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 				c.markDown(now, m, ReasonConnectionClosed) // the old incarnation is gone
 			}
 			m.incarnation = e.Incarnation
+			m.attrs = Attributes{} // the old incarnation's: the new one's come with it, or later
+			if e.Attrs != nil {
+				m.attrs = e.Attrs.clone()
+			}
 			c.viewChanged()
 			if c.overlay() {
 				m.lastHeartbeat = c.instantOf(now)
@@ -322,7 +353,7 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 		// Relayed attributes of a node this node has no stream to (the overlay): newer ones
 		// replace the old, and a connected node's change is reported.
 		changed := e.Attrs.ProcessCount != m.attrs.ProcessCount || !maps.Equal(e.Attrs.Metadata, m.attrs.Metadata)
-		m.attrs = e.Attrs.clone()
+		c.holdAttributes(m, e.Attrs.clone())
 		if changed && m.status == StatusConnected {
 			c.emit(output{kind: outEvent, event: &Event{Type: EventNodeUpdated, Time: now, Node: c.nodeInfo(now, m)}})
 		}

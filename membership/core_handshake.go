@@ -38,10 +38,8 @@ func (c *core) hello(now time.Time, them *Hello) *Hello {
 		h.ViewDigest = c.digestWith(MemberEntry{ID: them.ID, Incarnation: them.Incarnation})
 		switch {
 		case them.ViewDigest != 0 && them.ViewDigest == h.ViewDigest:
-		case !c.overlay():
+		case !c.overlay() || them.ViewDigest == 0 || !c.knows(them.ID, them.Incarnation):
 			h.View = c.view()
-		case them.ViewDigest == 0 || !c.knows(them.ID, them.Incarnation):
-			h.View = c.viewWithAttributes() // the newcomer will stream to few of them
 		default:
 			// A member that dials its overlay neighbour learned the view already: the two
 			// heartbeats' digests settle what differs (onHeartbeat), so that a formation's
@@ -354,7 +352,7 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 	c.recheck(pc) // its entry was the handshake's deadline
 
 	m.conn = pc.id
-	m.attrs = h.Attributes.clone()
+	c.holdAttributes(m, h.Attributes.clone())
 	m.startedAt = c.instantOf(now.Add(-h.Uptime))
 	m.lastHeartbeat = c.instantOf(now)
 	m.attempts, m.refusals, m.nextDial, m.graceFrom = 0, 0, 0, 0
@@ -405,12 +403,8 @@ func (c *core) confirm(now time.Time, pc *peerConn, m *member) {
 		}
 	}
 	if pc.fresh {
-		entry := MemberEntry{ID: m.id, Incarnation: m.incarnation}
-		if c.overlay() {
-			attrs := m.attrs.clone()
-			entry.Attrs = &attrs // nodes without a stream to it learn its attributes with it
-		}
-		c.push(pc.id, entry)
+		attrs := m.attrs.clone() // nodes without a stream to it learn its attributes with it
+		c.push(pc.id, MemberEntry{ID: m.id, Incarnation: m.incarnation, Attrs: &attrs})
 	}
 	if pc.outbound && !c.isNeighbour(m.id) {
 		c.needReconcile(now, false) // dialled while it was a neighbour: reconcile unlinks it
@@ -585,28 +579,4 @@ const minPushStreams = 128
 func (a Attributes) clone() Attributes {
 	a.Metadata = maps.Clone(a.Metadata)
 	return a
-}
-
-// viewWithAttributes is view with each live member's attributes: in the overlay a newcomer
-// streams to few of the nodes it learns, and hears their attributes only this way.
-//
-// A seed builds one for each node that joins through it, hundreds a second in a formation,
-// so the entries' attributes share the members' metadata maps rather than copy them (a
-// member's map is replaced when its metadata changes, never written, and a message is never
-// changed once built), and take their room from one array.
-func (c *core) viewWithAttributes() []MemberEntry {
-	view := c.view()
-	out := make([]MemberEntry, len(view))
-	var attrs []Attributes
-	for i, e := range view {
-		out[i] = e
-		if m := c.members.get(e.ID); m != nil && !e.Left && m.attrs.Version > 0 {
-			if attrs == nil {
-				attrs = make([]Attributes, 0, len(view)-i)
-			}
-			attrs = append(attrs, m.attrs)
-			out[i].Attrs = &attrs[len(attrs)-1]
-		}
-	}
-	return out
 }

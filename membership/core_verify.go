@@ -57,10 +57,12 @@ func (c *core) takeVerifiedDown(now time.Time, m *member) {
 }
 
 // endVerify settles a dial verifyDown or verifyUp started, which ended before its handshake:
-// refused, a member held up goes down. It reports whether the dial is settled so; if not, a
-// neighbour is redialled as any other.
+// refused, or answered by another node (one that took the address over, as when a container
+// is rescheduled, this node included), a member held up goes down. It reports whether the
+// dial is settled so; if not, a neighbour is redialled as any other.
 func (c *core) endVerify(now time.Time, pc *peerConn, m *member) bool {
-	if pc.verifying && pc.refused && m.status == StatusConnected && m.conn == 0 && c.overlayRules(now) {
+	gone := pc.refused || pc.rejected == RejectUnexpectedID || pc.rejected == RejectSelf
+	if pc.verifying && gone && m.status == StatusConnected && m.conn == 0 && c.overlayRules(now) {
 		c.takeVerifiedDown(now, m)
 		return true
 	}
