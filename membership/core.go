@@ -104,6 +104,9 @@ type core struct {
 
 	digest      uint64
 	digestDirty bool
+	// attrsDigest is attributesDigest's value, valid while attrsDigestOK.
+	attrsDigest   uint64
+	attrsDigestOK bool
 	// digestNoticed is when a heartbeat first found the digest out of date (settledDigest),
 	// zero while it is up to date; digestLastNoticed is when one last did.
 	digestNoticed     time.Time
@@ -401,6 +404,7 @@ func (c *core) leave(now time.Time) {
 // later, and reports it as node_updated. The heartbeat schedules stay as they were.
 func (c *core) setAttributes(now time.Time, processCount int, metadata map[string]string) {
 	c.attrs = Attributes{Version: c.attrs.Version + 1, ProcessCount: processCount, Metadata: maps.Clone(metadata)}
+	c.attrsDigestOK = false
 	if c.leaving {
 		return
 	}

@@ -119,9 +119,13 @@ func (c *core) sendHeartbeat(now time.Time, pc *peerConn) {
 		pc.lastBeat = time.Time{}
 	}
 	pc.toldQuiet, pc.skippedBeats = quiet, 0
-	digest, _ := c.settledDigest(now)
+	digest, settled := c.settledDigest(now)
+	attrsDigest := uint64(0)
+	if settled && c.overlay() {
+		attrsDigest = c.attributesDigest()
+	}
 	if pc.sentAttrs == c.attrs.Version {
-		c.send(pc, c.sharedBeat(digest, quiet))
+		c.send(pc, c.sharedBeat(digest, attrsDigest, quiet))
 		c.metrics.HeartbeatSent()
 		return
 	}
@@ -133,18 +137,19 @@ func (c *core) sendHeartbeat(now time.Time, pc *peerConn) {
 		AttributesVersion: c.attrs.Version,
 		Attributes:        &attrs,
 		NotMonitoring:     quiet,
+		AttributesDigest:  attrsDigest,
 	}})
 	c.metrics.HeartbeatSent()
 }
 
-// sharedBeat returns the heartbeat without attributes for digest and the current
+// sharedBeat returns the heartbeat without attributes for the digests and the current
 // attributes, built anew only when one of them changed.
-func (c *core) sharedBeat(digest uint64, quiet bool) *Message {
+func (c *core) sharedBeat(digest, attrsDigest uint64, quiet bool) *Message {
 	slot := &c.beat[0]
 	if quiet {
 		slot = &c.beat[1]
 	}
-	if hb := *slot; hb != nil && hb.Heartbeat.ViewDigest == digest &&
+	if hb := *slot; hb != nil && hb.Heartbeat.ViewDigest == digest && hb.Heartbeat.AttributesDigest == attrsDigest &&
 		hb.Heartbeat.AttributesVersion == c.attrs.Version && hb.Heartbeat.ProcessCount == c.attrs.ProcessCount {
 		return hb
 	}
@@ -153,6 +158,7 @@ func (c *core) sharedBeat(digest uint64, quiet bool) *Message {
 		ProcessCount:      c.attrs.ProcessCount,
 		AttributesVersion: c.attrs.Version,
 		NotMonitoring:     quiet,
+		AttributesDigest:  attrsDigest,
 	}}
 	return *slot
 }
@@ -215,11 +221,12 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 	if !settled {
 		return // news still spreading: a later beat compares
 	}
-	if hb.ViewDigest == digest {
+	if hb.ViewDigest == digest && !c.attributesDiffer(hb) {
 		pc.mismatches = 0
 		return
 	}
-	// A single mismatch is usually a join still spreading; two in a row start a sync.
+	// A single mismatch is usually a join (or an attribute change) still spreading; two in a
+	// row start a sync.
 	pc.mismatches++
 	if pc.mismatches >= 2 && !now.Before(pc.syncHold) && !(c.overlay() && now.Before(c.syncHold)) {
 		pc.mismatches = 0
@@ -230,6 +237,12 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 		c.log(slog.LevelDebug, "view differs from a peer's twice in a row; sending it the whole view")
 		c.send(pc, &Message{Update: &Update{Full: true, ReplyRequested: true, Entries: c.view()}})
 	}
+}
+
+// attributesDiffer reports whether hb, from a peer whose view matches this node's, says the
+// peer holds other attributes for it (Heartbeat.AttributesDigest): a sync then carries them.
+func (c *core) attributesDiffer(hb *Heartbeat) bool {
+	return hb.AttributesDigest != 0 && c.overlay() && hb.AttributesDigest != c.attributesDigest()
 }
 
 // answerHeartbeat sends pc's heartbeat at once when it is due within half of the shorter of

@@ -43,7 +43,37 @@ func (c *core) view() []MemberEntry {
 // the cached view carries.
 func (c *core) holdAttributes(m *member, a Attributes) {
 	m.attrs = a
-	c.viewCache = nil
+	c.viewCache, c.attrsDigestOK = nil, false
+}
+
+// attributesDigest hashes the attribute versions of the members (this node's own among them,
+// in id order, whatever their status: the members the view digest covers) (Heartbeat.AttributesDigest):
+// two nodes that hold the same view and the same attributes for it agree. An attribute
+// change is relayed once, as other news; a node that missed it (cut off as it went round)
+// holds the old version, with nothing else to say so, while every view digest agrees. Its
+// digest then differs from its peers', and the sync that follows (onHeartbeat) carries the
+// newer attributes. Statuses are left out: a joiner holds the members it still dials
+// connecting for a moment, and every view digest agreeing, its heartbeats started syncs for
+// nothing. Cached: a change of a member's attributes, or of the view, computes it anew.
+func (c *core) attributesDigest() uint64 {
+	if c.attrsDigestOK {
+		return c.attrsDigest
+	}
+	h, selfDone := uint64(fnvOffset64), false
+	for _, m := range c.sortedMembers() {
+		if m.incarnation == 0 || m.id == c.self {
+			continue
+		}
+		if !selfDone && c.self.Compare(m.id) < 0 {
+			h, selfDone = fnvEntry(h, c.self, c.attrs.Version), true
+		}
+		h = fnvEntry(h, m.id, m.attrs.Version)
+	}
+	if !selfDone {
+		h = fnvEntry(h, c.self, c.attrs.Version)
+	}
+	c.attrsDigest, c.attrsDigestOK = max(h, 1), true // 0 says nothing
+	return c.attrsDigest
 }
 
 // viewEntries yields the entries of core.view in order, from the cached view if there is one,
@@ -181,11 +211,14 @@ func (c *core) deltaFor(theirs []MemberEntry) []MemberEntry {
 	var delta []MemberEntry
 	add := func(e, t MemberEntry, ok bool) {
 		if !ok || t.Incarnation < e.Incarnation ||
-			(t.Incarnation == e.Incarnation && (e.Left && !t.Left || e.Down && !t.Down && !t.Left)) {
+			(t.Incarnation == e.Incarnation && (e.Left && !t.Left || e.Down && !t.Down && !t.Left)) ||
+			(t.Incarnation == e.Incarnation && !t.Left && c.attributesVersion(e) > versionOf(t.Attrs)) {
+			e.Attrs = c.attributesOf(e)
 			delta = append(delta, e)
 		}
 	}
-	self := MemberEntry{ID: c.self, Incarnation: c.incarnation}
+	selfAttrs := c.attrs.clone()
+	self := MemberEntry{ID: c.self, Incarnation: c.incarnation, Attrs: &selfAttrs}
 	if !slices.IsSortedFunc(theirs, compareEntries) {
 		known := make(map[NodeID]MemberEntry, len(theirs))
 		for _, e := range theirs {
@@ -219,6 +252,43 @@ func (c *core) deltaFor(theirs []MemberEntry) []MemberEntry {
 	}
 	add(self, t, ok)
 	return delta
+}
+
+// attributesOf returns the attributes entry e of the local view carries, or those of its
+// member when e comes without them (a view walked without building it): nil for a node that
+// left, or whose attributes this node does not know.
+func (c *core) attributesOf(e MemberEntry) *Attributes {
+	if e.Attrs != nil || e.Left {
+		return e.Attrs
+	}
+	if e.ID == c.self {
+		return nil
+	}
+	m := c.members.get(e.ID)
+	if m == nil || m.attrs.Version == 0 {
+		return nil
+	}
+	attrs := m.attrs // a copy: the member's process count changes in place
+	return &attrs
+}
+
+// attributesVersion is the version of the attributes attributesOf returns for e (0: none).
+func (c *core) attributesVersion(e MemberEntry) uint64 {
+	if e.Attrs != nil || e.Left || e.ID == c.self {
+		return versionOf(e.Attrs)
+	}
+	if m := c.members.get(e.ID); m != nil {
+		return m.attrs.Version
+	}
+	return 0
+}
+
+// versionOf is the version of attributes a, 0 if there are none.
+func versionOf(a *Attributes) uint64 {
+	if a == nil {
+		return 0
+	}
+	return a.Version
 }
 
 // compareEntries orders entries by id, as views are sent.
@@ -287,8 +357,16 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 	if e.Down && c.overlay() && (m == nil || (m.incarnation != 0 && e.Incarnation > m.incarnation)) {
 		// Its sender holds it down, and this node does not know this incarnation: the alerts
 		// that decided it went by before this node knew it. A known incarnation keeps its
-		// status here: the alerts decide it (an up alert may have brought it back).
-		return c.holdDown(now, m, e.ID, e.Incarnation, ReasonConnectionClosed)
+		// status here: the alerts decide it (an up alert may have brought it back). Held down
+		// as the cluster decided it, as a decision heard late is: if it comes back while its
+		// up alerts pass this node by (a node that joins just then), a peer that holds it up
+		// makes this node check it (verifyUp). Without the round, nothing did, and the node
+		// held it down for good.
+		if !c.holdDown(now, m, e.ID, e.Incarnation, ReasonConnectionClosed) {
+			return false
+		}
+		c.members.get(e.ID).downs = downRound{incarnation: e.Incarnation, count: 1}
+		return true
 	}
 	if e.Down && m != nil && e.Incarnation == m.incarnation {
 		c.verifyDown(now, m) // held up here: the alerts may have passed this node by

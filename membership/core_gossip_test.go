@@ -456,7 +456,8 @@ func TestDeltaForAnswersTheSameWhateverTheOrderOfTheirView(t *testing.T) {
 		}
 	}
 	theirs = append(theirs, MemberEntry{ID: MustParseNodeID(simID("zz", 6000)), Incarnation: 1}) // unknown here
-	want = append(want, MemberEntry{ID: c.self, Incarnation: 7})                                 // they lack the local node
+	selfAttrs := c.attrs.clone()
+	want = append(want, MemberEntry{ID: c.self, Incarnation: 7, Attrs: &selfAttrs}) // they lack the local node, and its attributes
 	slices.SortFunc(theirs, compareEntries)
 
 	sorted := c.deltaFor(theirs)
@@ -464,4 +465,34 @@ func TestDeltaForAnswersTheSameWhateverTheOrderOfTheirView(t *testing.T) {
 	rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 	require.Equal(t, want, sorted, "the delta of a sorted view")
 	require.Equal(t, want, c.deltaFor(shuffled), "the delta of the same view in another order")
+}
+
+// A peer's view whose entries hold older attributes than the local node's (or none) is
+// answered with the newer ones: a node that missed an attribute change learns it in a sync.
+func TestDeltaForCarriesTheAttributesTheirViewHoldsOlder(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	c := newCore(MustParseNodeID(simID("self", 4000)), 7, fullMeshConfig("self"), now, rand.New(rand.NewPCG(1, 2)), nil)
+	c.start(now)
+	attrs := func(v uint64) *Attributes {
+		return &Attributes{Version: v, Metadata: map[string]string{"role": fmt.Sprint("v", v)}}
+	}
+	var local []MemberEntry
+	for i := range 3 {
+		local = append(local, MemberEntry{ID: MustParseNodeID(simID(fmt.Sprintf("n%02d", i), 5000+i)), Incarnation: 3, Attrs: attrs(2)})
+	}
+	c.merge(now, 0, local, 0)
+	selfAttrs := c.attrs.clone()
+	theirs := []MemberEntry{
+		{ID: local[0].ID, Incarnation: 3, Attrs: attrs(1)}, // older
+		{ID: local[1].ID, Incarnation: 3},                  // none
+		{ID: local[2].ID, Incarnation: 3, Attrs: attrs(2)}, // the same
+		{ID: c.self, Incarnation: 7, Attrs: &selfAttrs},
+	}
+	delta := c.deltaFor(theirs)
+	require.Len(t, delta, 2, "only the entries whose attributes they hold older: %v", delta)
+	for i, e := range delta {
+		require.Equal(t, local[i].ID, e.ID)
+		require.NotNil(t, e.Attrs, "%s goes with its attributes", e.ID)
+		require.Equal(t, *attrs(2), *e.Attrs, "%s goes with the newer attributes", e.ID)
+	}
 }

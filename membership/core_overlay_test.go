@@ -22,6 +22,18 @@ func overlayCluster(t *testing.T, count, k int) (*sim, []*simNode) {
 	return s, nodes
 }
 
+// quietOverlay starts count nodes through change (their K among it), in a simulation that
+// keeps no log, and runs it until every node holds every other connected.
+func quietOverlay(t *testing.T, count int, change func(cfg *Config)) (*sim, []*simNode) {
+	t.Helper()
+	s := newSim(t)
+	s.quiet = true
+	nodes := newClusterWith(s, count, change)
+	s.advanceUntil(60*time.Second, func() bool { return everyNodeConnected(nodes, len(nodes)-1) },
+		"%d nodes should converge", count)
+	return s, nodes
+}
+
 // topoOf returns the topology of the given live nodes, as every node that holds that view
 // computes it.
 func topoOf(nodes []*simNode, k int) *topology {

@@ -11,19 +11,17 @@ import (
 )
 
 // randomFaults runs a 40-node overlay with K = k through eight steps drawn from seed, each
-// followed by up to 5 s of calm, of the first kinds of these (at most 9): crashes of one to three nodes, a node cut off from every
-// other for 1 to 8 s, up to five links cut for 1 to 8 s, the cluster split in two for 1 to
-// 10 s, a crashed node restarted (a new incarnation), a node that leaves, a new node that
-// joins through a live one, a node frozen for 1 to 8 s (a paused process: it neither sends
-// nor reads), up to five links cut one way for 1 to 8 s. It returns the simulation, every node (the joiners too, the
+// followed by up to 5 s of calm, of the first kinds of these (at most 11): crashes of one to
+// three nodes, a node cut off from every other for 1 to 8 s, up to five links cut for 1 to
+// 8 s, the cluster split in two for 1 to 10 s, a crashed node restarted (a new incarnation),
+// a node that leaves, a new node that joins through a live one, a node frozen for 1 to 8 s (a
+// paused process: it neither sends nor reads), up to five links cut one way for 1 to 8 s, a
+// node's attributes changed, a node crashed and its address taken at once by a new node
+// joining through a live one. It returns the simulation, every node (the joiners too, the
 // restarted ones in their new incarnation) and what it did.
 func randomFaults(t *testing.T, seed uint64, k, kinds int) (s *sim, nodes []*simNode, steps []string) {
 	t.Helper()
-	s = newSim(t)
-	s.quiet = true
-	nodes = newClusterWith(s, 40, func(cfg *Config) { cfg.Monitors = k })
-	s.advanceUntil(60*time.Second, func() bool { return everyNodeConnected(nodes, len(nodes)-1) },
-		"40 nodes with K=%d should converge", k)
+	s, nodes = quietOverlay(t, 40, withRole(k))
 	rng := rand.New(rand.NewPCG(seed, uint64(k)))
 	left := map[*simNode]bool{}
 	among := func(keep func(n *simNode) bool) []int {
@@ -101,7 +99,7 @@ func randomFaults(t *testing.T, seed uint64, k, kinds int) (s *sim, nodes []*sim
 		case 6:
 			name := fmt.Sprintf("node%02d", len(nodes))
 			cfg := simConfig(name, anyLive().id.Address())
-			cfg.Monitors = k
+			withRole(k)(cfg)
 			steps = append(steps, "join "+name)
 			nodes = append(nodes, s.add(simID(name, 4000+len(nodes)), cfg))
 		case 7:
@@ -112,6 +110,21 @@ func randomFaults(t *testing.T, seed uint64, k, kinds int) (s *sim, nodes []*sim
 			n.frozen = false
 		case 8:
 			cutLinks(" one way", s.cutOneWay)
+		case 9:
+			n := anyLive()
+			steps = append(steps, "update "+n.id.Name())
+			n.core.setAttributes(s.now, rng.IntN(9), map[string]string{"role": fmt.Sprintf("role%d", rng.IntN(100))})
+			n.flush()
+			s.settle()
+		case 10:
+			n := anyLive()
+			steps = append(steps, "crash "+n.id.Name()+" and take its address")
+			n.crash()
+			left[n] = true // never restarted: its address is taken
+			name := fmt.Sprintf("node%02d", len(nodes))
+			cfg := simConfig(name, anyLive().id.Address())
+			withRole(k)(cfg)
+			nodes = append(nodes, s.add(simID(name, n.id.Port()), cfg))
 		}
 		s.advance(time.Duration(rng.IntN(5000)) * time.Millisecond)
 	}
@@ -120,7 +133,7 @@ func randomFaults(t *testing.T, seed uint64, k, kinds int) (s *sim, nodes []*sim
 
 // wrongStatus returns the first status a live node holds wrongly (a live node, in its current
 // incarnation, not connected; a crashed or departed one connected), or "" if every live node
-// holds the truth.
+// holds the truth (wrongAttributes tells of their attributes).
 func wrongStatus(nodes []*simNode) string {
 	for _, n := range nodes {
 		if !n.up {
@@ -147,13 +160,17 @@ func wrongStatus(nodes []*simNode) string {
 }
 
 // Random faults, one after another, then calm: within three minutes every live node holds
-// every other up and every crashed or departed one down. Such runs went wrong before, in
+// every other up, with its current attributes, and every crashed or departed one down. Such
+// runs went wrong before, in
 // about one in four at K of 5 or less: a node cut off while the up alerts of a heal went round
 // held the healed node down for good (it now checks it, verifyUp, and the node asks its
 // observers again, reassert); a crash decided on the side of an earlier split that had
 // counted fewer rounds was dropped as a late copy on the other side (lateDecision); a node
 // whose streams came back before the news was over never heard it (checkStatuses); and with
 // K = 2 the two observers' limited refusals could miss each other, leaving a crash undecided.
+// With attribute changes and addresses taken over, nearly every run went wrong: views carried
+// no attributes, a node cut off during a change never learned it, and the node that took a
+// crashed node's address held the crashed node up for good.
 func TestOverlayRandomFaultsEndWithEveryNodeHoldingTheTruth(t *testing.T) {
 	runs := []struct {
 		k, kinds int
@@ -165,16 +182,21 @@ func TestOverlayRandomFaultsEndWithEveryNodeHoldingTheTruth(t *testing.T) {
 		{k: 10, kinds: 9, seeds: seedRange(0, 10)},
 		// Without freezes and one-way cuts: the run that left a crash undecided at K = 2.
 		{k: 2, kinds: 7, seeds: []uint64{24}},
+		// Attribute changes and addresses taken over as well.
+		{k: 3, kinds: 11, seeds: seedRange(0, 10)},
+		{k: 4, kinds: 11, seeds: seedRange(0, 12)},
+		{k: 10, kinds: 11, seeds: seedRange(0, 8)},
 	}
 	for _, run := range runs {
 		for _, seed := range run.seeds {
 			t.Run(fmt.Sprintf("K=%d/kinds=%d/seed=%d", run.k, run.kinds, seed), func(t *testing.T) {
 				s, nodes, steps := randomFaults(t, seed, run.k, run.kinds)
 				deadline := s.now.Add(3 * time.Minute)
-				for wrongStatus(nodes) != "" && s.now.Before(deadline) {
+				wrong := func() string { return wrongStatus(nodes) + wrongAttributes(nodes) }
+				for wrong() != "" && s.now.Before(deadline) {
 					s.advance(time.Second)
 				}
-				require.Empty(t, wrongStatus(nodes), "after %s, every live node should hold the truth within 3 min",
+				require.Empty(t, wrong(), "after %s, every live node should hold the truth within 3 min",
 					strings.Join(steps, ", "))
 			})
 		}

@@ -68,7 +68,7 @@ type tombstone struct {
 // are rebuilt when next needed.
 func (c *core) viewChanged() {
 	c.digestDirty = true
-	c.viewCache = nil
+	c.viewCache, c.attrsDigestOK = nil, false
 }
 
 // putMember adds m to the table, or puts it in the place of the member with its id. Every

@@ -163,6 +163,10 @@ type Heartbeat struct {
 	// NotMonitoring, in the overlay, says the sender is not one of the receiver's observers:
 	// the receiver owes it no heartbeats on this stream until a heartbeat without it arrives.
 	NotMonitoring bool
+	// AttributesDigest, in the overlay, hashes the attribute versions of the sender's live
+	// members (itself included) while its view is settled; 0 when not said (a full mesh, a
+	// view still changing, or a node that predates it).
+	AttributesDigest uint64
 }
 
 // Update carries view entries.

@@ -137,6 +137,7 @@ func TestPlainHeartbeatDecodingMatchesProtobuf(t *testing.T) {
 		hb(&clusterv1.Heartbeat{ViewDigest: 1, ProcessCount: 4294967295, AttributesVersion: 1 << 63}),
 		hb(&clusterv1.Heartbeat{ProcessCount: 7}),
 		hb(&clusterv1.Heartbeat{ViewDigest: 5, NotMonitoring: true}),
+		hb(&clusterv1.Heartbeat{ViewDigest: 5, AttributesDigest: 0xfeedfacecafebeef, AttributesVersion: 2}),
 	}
 	for _, body := range plain {
 		require.NotNil(t, decodePlainHeartbeat(body), "%x is a plain heartbeat", body)
@@ -149,7 +150,8 @@ func TestPlainHeartbeatDecodingMatchesProtobuf(t *testing.T) {
 		append([]byte{0x12, 0x02, 0x10, 0x05}, 0x12, 0x02, 0x10, 0x06), // the heartbeat twice: protobuf merges
 		{0x12, 0x04, 0x10, 0x05, 0x10, 0x06},                           // a field twice: the last wins
 		{0x12, 0x06, 0x10, 0x80, 0x80, 0x80, 0x80, 0x10},               // a process count over 32 bits
-		{0x12, 0x03, 0x38, 0x01, 0x00},                                 // an unknown field
+		{0x12, 0x03, 0x40, 0x01, 0x00},                                 // an unknown field
+		{0x12, 0x02, 0x38, 0x01},                                       // the attributes digest as a varint
 		{0x12, 0x02, 0x30, 0x02},                                       // not_monitoring as a varint other than 0 or 1
 		{0x12, 0x02, 0x08, 0x01},                                       // the digest with the wrong wire type
 		{0x12, 0x05, 0x09, 0x01},                                       // a truncated digest
@@ -182,4 +184,5 @@ func TestPlainHeartbeatFieldNumbersMatchTheProto(t *testing.T) {
 	require.EqualValues(t, hb.Fields().ByName("process_count").Number(), heartbeatProcessCountField)
 	require.EqualValues(t, hb.Fields().ByName("attributes_version").Number(), heartbeatAttributesVersionField)
 	require.EqualValues(t, hb.Fields().ByName("not_monitoring").Number(), heartbeatNotMonitoringField)
+	require.EqualValues(t, hb.Fields().ByName("attributes_digest").Number(), heartbeatAttributesDigestField)
 }

@@ -63,6 +63,7 @@ func encodeMessageWith(msg *membership.Message, view func([]membership.MemberEnt
 			ProcessCount:      uint32(hb.ProcessCount),
 			AttributesVersion: hb.AttributesVersion,
 			NotMonitoring:     hb.NotMonitoring,
+			AttributesDigest:  hb.AttributesDigest,
 		}
 		if hb.Attributes != nil {
 			out.Attributes = encodeAttributes(*hb.Attributes)
@@ -294,20 +295,22 @@ func newHeartbeatMessage() *heartbeatMessage {
 }
 
 // Field numbers of peer.proto that decodePlainHeartbeat reads by hand: PeerMessage.heartbeat,
-// and Heartbeat's view_digest, process_count, attributes_version and not_monitoring.
+// and Heartbeat's view_digest, process_count, attributes_version, not_monitoring and
+// attributes_digest.
 const (
 	heartbeatKindField              = 2
 	heartbeatViewDigestField        = 1
 	heartbeatProcessCountField      = 2
 	heartbeatAttributesVersionField = 3
 	heartbeatNotMonitoringField     = 6
+	heartbeatAttributesDigestField  = 7
 )
 
 // decodePlainHeartbeat decodes the body of a heartbeat that has nothing but a view digest, a
-// process count, an attributes version and the not-monitoring flag, each at most once (what
-// a node sends on a stream every interval), without going through protobuf's reflection.
-// Anything else, valid or not, returns nil, for proto.Unmarshal and the full checks to
-// handle.
+// process count, an attributes version, the not-monitoring flag and an attributes digest,
+// each at most once (what a node sends on a stream every interval), without going through
+// protobuf's reflection. Anything else, valid or not, returns nil, for proto.Unmarshal and
+// the full checks to handle.
 func decodePlainHeartbeat(body []byte) *membership.Message {
 	num, typ, n := protowire.ConsumeTag(body)
 	if n < 0 || num != heartbeatKindField || typ != protowire.BytesType {
@@ -318,10 +321,10 @@ func decodePlainHeartbeat(body []byte) *membership.Message {
 		return nil
 	}
 	out := newHeartbeatMessage()
-	var seen [heartbeatNotMonitoringField + 1]bool
+	var seen [heartbeatAttributesDigestField + 1]bool
 	for len(inner) > 0 {
 		num, typ, n := protowire.ConsumeTag(inner)
-		if n < 0 || num < 1 || num > heartbeatNotMonitoringField || seen[num] {
+		if n < 0 || num < 1 || num > heartbeatAttributesDigestField || seen[num] {
 			return nil
 		}
 		seen[num] = true
@@ -333,6 +336,12 @@ func decodePlainHeartbeat(body []byte) *membership.Message {
 				return nil
 			}
 			out.hb.ViewDigest, inner = v, inner[n:]
+		case num == heartbeatAttributesDigestField && typ == protowire.Fixed64Type:
+			v, n := protowire.ConsumeFixed64(inner)
+			if n < 0 {
+				return nil
+			}
+			out.hb.AttributesDigest, inner = v, inner[n:]
 		case num == heartbeatProcessCountField && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(inner)
 			if n < 0 || v > math.MaxUint32 {
@@ -365,6 +374,7 @@ func decodeHeartbeat(hb *clusterv1.Heartbeat) (*membership.Message, error) {
 	out.ProcessCount = int(hb.GetProcessCount())
 	out.AttributesVersion = hb.GetAttributesVersion()
 	out.NotMonitoring = hb.GetNotMonitoring()
+	out.AttributesDigest = hb.GetAttributesDigest()
 	if hb.GetAttributes() != nil {
 		attrs := decodeAttributes(hb.GetAttributes())
 		out.Attributes = &attrs

@@ -1295,8 +1295,13 @@ type Heartbeat struct {
 	// from a subject to its observer). Senders that predate the field leave it false: heartbeats
 	// both ways.
 	NotMonitoring bool `protobuf:"varint,6,opt,name=not_monitoring,json=notMonitoring,proto3" json:"not_monitoring,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// attributes_digest, above K+1 nodes, hashes the attribute versions of the sender's live
+	// members (itself included) while its view is still; 0 when not said. A receiver whose view
+	// matches but whose digest differs twice in a row syncs views, which carry the attributes:
+	// a node that missed an attribute change learns it. Senders that predate the field leave it 0.
+	AttributesDigest uint64 `protobuf:"fixed64,7,opt,name=attributes_digest,json=attributesDigest,proto3" json:"attributes_digest,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Heartbeat) Reset() {
@@ -1369,6 +1374,13 @@ func (x *Heartbeat) GetNotMonitoring() bool {
 		return x.NotMonitoring
 	}
 	return false
+}
+
+func (x *Heartbeat) GetAttributesDigest() uint64 {
+	if x != nil {
+		return x.AttributesDigest
+	}
+	return 0
 }
 
 // MembershipUpdate carries view entries: pushed when a node joins, or exchanged when heartbeat
@@ -1646,7 +1658,7 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12-\n" +
 	"\x05state\x18\x03 \x01(\x0e2\x17.cluster.v1.MemberStateR\x05state\x12.\n" +
 	"\x04info\x18\x04 \x01(\v2\x1a.cluster.v1.NodeAttributesR\x04info\x12\x12\n" +
-	"\x04down\x18\x05 \x01(\bR\x04down\"\xfc\x01\n" +
+	"\x04down\x18\x05 \x01(\bR\x04down\"\xa9\x02\n" +
 	"\tHeartbeat\x12\x1f\n" +
 	"\vview_digest\x18\x01 \x01(\x06R\n" +
 	"viewDigest\x12#\n" +
@@ -1656,7 +1668,8 @@ const file_cluster_v1_peer_proto_rawDesc = "" +
 	"attributes\x18\x04 \x01(\v2\x1a.cluster.v1.NodeAttributesR\n" +
 	"attributes\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12%\n" +
-	"\x0enot_monitoring\x18\x06 \x01(\bR\rnotMonitoring\"\x94\x01\n" +
+	"\x0enot_monitoring\x18\x06 \x01(\bR\rnotMonitoring\x12+\n" +
+	"\x11attributes_digest\x18\a \x01(\x06R\x10attributesDigest\"\x94\x01\n" +
 	"\x10MembershipUpdate\x12\x12\n" +
 	"\x04full\x18\x01 \x01(\bR\x04full\x12'\n" +
 	"\x0freply_requested\x18\x02 \x01(\bR\x0ereplyRequested\x121\n" +
