@@ -275,6 +275,7 @@ func wrapped(body []byte, num protowire.Number) ([]byte, bool) {
 // parse) as MemberEntry messages, in order; fields of another wire type are left to protobuf.
 func decodeEntryFields(fields []byte, num protowire.Number, count int) ([]membership.MemberEntry, error) {
 	out := make([]membership.MemberEntry, 0, count)
+	slab := attrSlab{size: count}
 	for len(fields) > 0 {
 		got, typ, n := protowire.ConsumeTag(fields)
 		if n < 0 {
@@ -286,7 +287,7 @@ func decodeEntryFields(fields []byte, num protowire.Number, count int) ([]member
 		}
 		if got == num && typ == protowire.BytesType {
 			v, _ := protowire.ConsumeBytes(fields[n:])
-			e, err := decodeWireEntry(v)
+			e, err := decodeWireEntry(v, &slab)
 			if err != nil {
 				return nil, err
 			}
@@ -300,8 +301,11 @@ func decodeEntryFields(fields []byte, num protowire.Number, count int) ([]member
 // decodeWireEntry decodes one encoded MemberEntry: by hand when each field comes at most once
 // with its own wire type and the id parses; through protobuf and decodeEntries otherwise,
 // which give the errors.
-func decodeWireEntry(b []byte) (membership.MemberEntry, error) {
-	if e, ok := decodePlainEntry(b); ok {
+func decodeWireEntry(b []byte, slab *attrSlab) (membership.MemberEntry, error) {
+	if e, attrs, info, ok := decodePlainEntry(b); ok {
+		if info {
+			e.Attrs = slab.put(attrs)
+		}
 		return e, nil
 	}
 	var wire clusterv1.MemberEntry
@@ -315,27 +319,44 @@ func decodeWireEntry(b []byte) (membership.MemberEntry, error) {
 	return out[0], nil
 }
 
-// decodePlainEntry is decodeWireEntry's hand-read path; false sends b through protobuf.
-func decodePlainEntry(b []byte) (membership.MemberEntry, bool) {
-	var e membership.MemberEntry
+// attrSlab hands out room for the attributes of decoded entries from one array per message
+// (size: its entries), so that a view of a thousand entries, each with its attributes,
+// costs one allocation for them rather than a thousand.
+type attrSlab struct {
+	size int
+	free []membership.Attributes
+}
+
+// put stores a and returns where.
+func (s *attrSlab) put(a membership.Attributes) *membership.Attributes {
+	if len(s.free) == cap(s.free) { // never grown in place: the pointers handed out stay valid
+		s.free = make([]membership.Attributes, 0, max(s.size, 1))
+	}
+	s.free = append(s.free, a)
+	return &s.free[len(s.free)-1]
+}
+
+// decodePlainEntry is decodeWireEntry's hand-read path; false sends b through protobuf. The
+// entry's attributes come apart (info: it has some), for the caller to give them room.
+func decodePlainEntry(b []byte) (e membership.MemberEntry, attrs membership.Attributes, info, ok bool) {
 	var seen [entryDownField + 1]bool
 	var id []byte
 	for len(b) > 0 {
-		f, rest, ok := nextField(b)
-		if !ok || f.num < entryNodeIDField || f.num > entryDownField || seen[f.num] ||
+		f, rest, good := nextField(b)
+		if !good || f.num < entryNodeIDField || f.num > entryDownField || seen[f.num] ||
 			(f.typ == protowire.BytesType) != (f.num == entryNodeIDField || f.num == entryInfoField) {
-			return e, false
+			return e, attrs, false, false
 		}
 		seen[f.num], b = true, rest
 		switch f.num {
 		case entryNodeIDField:
 			id = f.bytes
 		case entryInfoField:
-			attrs, ok := decodePlainAttributes(f.bytes)
-			if !ok {
-				return e, false
+			var plain bool
+			if attrs, plain = decodePlainAttributes(f.bytes); !plain {
+				return e, attrs, false, false
 			}
-			e.Attrs = &attrs
+			info = true
 		case entryIncarnationField:
 			e.Incarnation = f.varint
 		case entryStateField:
@@ -344,28 +365,28 @@ func decodePlainEntry(b []byte) (membership.MemberEntry, bool) {
 			case clusterv1.MemberState_MEMBER_STATE_LEFT:
 				e.Left = true
 			default:
-				return e, false
+				return e, attrs, false, false
 			}
 		case entryDownField:
 			if f.varint > 1 {
-				return e, false
+				return e, attrs, false, false
 			}
 			e.Down = f.varint == 1
 		}
 	}
 	if !utf8.Valid(id) {
-		return e, false // protobuf's check of a string field, and its error
+		return e, attrs, false, false // protobuf's check of a string field, and its error
 	}
 	if !seen[entryStateField] {
-		return e, false // unspecified: refused
+		return e, attrs, false, false // unspecified: refused
 	}
 	parsed, err := membership.ParseNodeID(string(id))
 	if err != nil {
-		return e, false
+		return e, attrs, false, false
 	}
 	e.ID = parsed
 	e.Down = e.Down && !e.Left
-	return e, true
+	return e, attrs, info, true
 }
 
 // splitHello splits a PeerMessage body that is exactly one Hello into the Hello's fields

@@ -180,7 +180,7 @@ func TestHandReadViewsDecodeAsProtobufDoes(t *testing.T) {
 			m := protowire.ConsumeFieldValue(num, typ, fields[n:])
 			if num == helloViewField {
 				v, _ := protowire.ConsumeBytes(fields[n:])
-				_, plain := decodePlainEntry(v)
+				_, _, _, plain := decodePlainEntry(v)
 				require.True(t, plain, "entry %d (%+v) is read by hand", i, entries[i])
 				i++
 			}
@@ -248,5 +248,39 @@ func BenchmarkDecodeView(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A view whose entries all carry attributes (as every view does above K+1 nodes) decodes
+// with one allocation for all their attributes, not one per entry, and each entry keeps its
+// own.
+func TestViewAttributesDecodeIntoOneAllocation(t *testing.T) {
+	entries := make([]membership.MemberEntry, 200)
+	for i := range entries {
+		entries[i] = membership.MemberEntry{
+			ID:          membership.MustParseNodeID(fmt.Sprintf("n%03d@127.0.0.1:%d", i, 4000+i)),
+			Incarnation: uint64(i + 1),
+			Attrs:       &membership.Attributes{Version: uint64(i%3 + 1), ProcessCount: i % 5},
+		}
+	}
+	body, err := proto.Marshal(&clusterv1.PeerMessage{Kind: &clusterv1.PeerMessage_Update{
+		Update: &clusterv1.MembershipUpdate{Full: true, Entries: protoEntries(entries)}}})
+	require.NoError(t, err)
+	withAttrs := testing.AllocsPerRun(20, func() { _, _ = decodeMessage(body) })
+	for i := range entries {
+		entries[i].Attrs = nil
+	}
+	bare, err := proto.Marshal(&clusterv1.PeerMessage{Kind: &clusterv1.PeerMessage_Update{
+		Update: &clusterv1.MembershipUpdate{Full: true, Entries: protoEntries(entries)}}})
+	require.NoError(t, err)
+	without := testing.AllocsPerRun(20, func() { _, _ = decodeMessage(bare) })
+	require.LessOrEqual(t, withAttrs, without+1, "the attributes of 200 entries cost one allocation")
+
+	msg, err := decodeMessage(body)
+	require.NoError(t, err)
+	require.Len(t, msg.Update.Entries, 200)
+	for i, e := range msg.Update.Entries {
+		require.NotNil(t, e.Attrs, "entry %d keeps its attributes", i)
+		require.Equal(t, membership.Attributes{Version: uint64(i%3 + 1), ProcessCount: i % 5}, *e.Attrs, "entry %d", i)
 	}
 }
