@@ -142,9 +142,10 @@ type core struct {
 	// (push) over them in turn.
 	pushCursor int
 	// beat holds the heartbeats last sent without attributes, to peers this node checks and
-	// (beat[1]) to peers it does not (Heartbeat.NotMonitoring); streams share them until the
-	// view digest or the attributes change, so a tick builds one message, not one per stream.
-	beat [2]*Message
+	// (beat[1]) to peers it does not (Heartbeat.NotMonitoring), and (beat[2], beat[3]) the
+	// same with the attributes digest; streams share them until the view digest or the
+	// attributes change, so a tick builds one message, not one per stream.
+	beat [4]*Message
 	// inbound is the accepting side's patience: longer after inbound handshakes timed out
 	// (handshakeDeadline).
 	inbound patience.Adaptive

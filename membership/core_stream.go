@@ -68,6 +68,11 @@ type peerConn struct {
 	skippedBeats int
 	mismatches   int
 	syncHold     time.Time
+	// beatsSent counts the heartbeats sent on the stream: one in attrsDigestEvery carries the
+	// attributes digest. attrMismatches counts the peer's last digests in a row that differ
+	// from this node's (attributesDifferAgain).
+	beatsSent      int
+	attrMismatches int
 	removed      bool // taken out of the stream table: what arrives on it is ignored (see streamState)
 }
 

@@ -1295,10 +1295,11 @@ type Heartbeat struct {
 	// from a subject to its observer). Senders that predate the field leave it false: heartbeats
 	// both ways.
 	NotMonitoring bool `protobuf:"varint,6,opt,name=not_monitoring,json=notMonitoring,proto3" json:"not_monitoring,omitempty"`
-	// attributes_digest, above K+1 nodes, hashes the attribute versions of the sender's live
-	// members (itself included) while its view is still; 0 when not said. A receiver whose view
-	// matches but whose digest differs twice in a row syncs views, which carry the attributes:
-	// a node that missed an attribute change learns it. Senders that predate the field leave it 0.
+	// attributes_digest, above K+1 nodes, hashes the attribute versions the sender holds for
+	// every member (itself included), in one heartbeat of ten on a stream, while its view is
+	// still; 0 when not said. A receiver whose view matches but whose digest differs twice in a
+	// row syncs views, which carry the attributes: a node that missed an attribute change
+	// learns it. Senders that predate the field leave it 0.
 	AttributesDigest uint64 `protobuf:"fixed64,7,opt,name=attributes_digest,json=attributesDigest,proto3" json:"attributes_digest,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
