@@ -73,7 +73,7 @@ type peerConn struct {
 	// from this node's (attributesDifferAgain).
 	beatsSent      int
 	attrMismatches int
-	removed      bool // taken out of the stream table: what arrives on it is ignored (see streamState)
+	removed        bool // taken out of the stream table: what arrives on it is ignored (see streamState)
 }
 
 // streamState is how far a stream has come, from its dial or accept to its peer being
