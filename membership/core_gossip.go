@@ -46,9 +46,10 @@ func (c *core) holdAttributes(m *member, a Attributes) {
 	c.viewCache, c.attrsDigestOK = nil, false
 }
 
-// attributesDigest hashes the attribute versions of the members (this node's own among them,
-// in id order, whatever their status: the members the view digest covers) (Heartbeat.AttributesDigest):
-// two nodes that hold the same view and the same attributes for it agree. An attribute
+// attributesDigest hashes the attribute versions of the members, this node's own among them,
+// in id order and whatever their status, as the view digest covers them
+// (Heartbeat.AttributesDigest): two nodes that hold the same view and the same attributes
+// for it agree. An attribute
 // change is relayed once, as other news; a node that missed it (cut off as it went round)
 // holds the old version, with nothing else to say so, while every view digest agrees. Its
 // digest then differs from its peers', and the sync that follows (onHeartbeat) carries the
@@ -268,7 +269,7 @@ func (c *core) attributesOf(e MemberEntry) *Attributes {
 	if m == nil || m.attrs.Version == 0 {
 		return nil
 	}
-	attrs := m.attrs // a copy: the member's process count changes in place
+	attrs := m.attrs // a copy: a message is never changed once built, and m's are replaced
 	return &attrs
 }
 
@@ -365,7 +366,11 @@ func (c *core) mergeAlive(now time.Time, e MemberEntry) bool {
 		if !c.holdDown(now, m, e.ID, e.Incarnation, ReasonConnectionClosed) {
 			return false
 		}
-		c.members.get(e.ID).downs = downRound{incarnation: e.Incarnation, count: 1}
+		held := c.members.get(e.ID)
+		held.downs = downRound{incarnation: e.Incarnation, count: 1}
+		if e.Attrs != nil {
+			c.holdAttributes(held, e.Attrs.clone())
+		}
 		return true
 	}
 	if e.Down && m != nil && e.Incarnation == m.incarnation {

@@ -299,6 +299,7 @@ func (c *core) holdDown(now time.Time, m *member, id NodeID, incarnation uint64,
 			c.markDown(now, m, reason) // the old incarnation is gone
 		}
 		m.incarnation = incarnation
+		m.attrs = Attributes{} // the old incarnation's: a view or a relay brings the new one's
 		m.statusSince = c.instantOf(now)
 	}
 	delete(c.alerts, id)
