@@ -69,7 +69,7 @@ func TestOverlayNodesWithoutAStreamTakeARestartedNodesNewAttributes(t *testing.T
 
 	x.crash()
 	x.cfg.Metadata = map[string]string{"role": "after"}
-	s.advance(500 * time.Millisecond) // back before its observers decide it down
+	s.advance(500 * time.Millisecond) // then it starts again, with other metadata
 	nodes[7] = x.restart()
 	s.advance(30 * time.Second)
 	require.Equal(t, uint64(1), nodes[7].core.attrs.Version, "a new incarnation's attributes start at version 1")
