@@ -211,10 +211,14 @@ func (c *core) onUpdate(now time.Time, pc *peerConn, u *Update) {
 func (c *core) deltaFor(theirs []MemberEntry) []MemberEntry {
 	var delta []MemberEntry
 	add := func(e, t MemberEntry, ok bool) {
+		attrs, known := c.entryAttributes(e)
 		if !ok || t.Incarnation < e.Incarnation ||
 			(t.Incarnation == e.Incarnation && (e.Left && !t.Left || e.Down && !t.Down && !t.Left)) ||
-			(t.Incarnation == e.Incarnation && !t.Left && c.attributesVersion(e) > versionOf(t.Attrs)) {
-			e.Attrs = c.attributesOf(e)
+			(t.Incarnation == e.Incarnation && !t.Left && attrs.Version > versionOf(t.Attrs)) {
+			if known {
+				kept := attrs // a copy: a message is never changed once built, and members' are replaced
+				e.Attrs = &kept
+			}
 			delta = append(delta, e)
 		}
 	}
@@ -255,33 +259,21 @@ func (c *core) deltaFor(theirs []MemberEntry) []MemberEntry {
 	return delta
 }
 
-// attributesOf returns the attributes entry e of the local view carries, or those of its
-// member when e comes without them (a view walked without building it): nil for a node that
-// left, or whose attributes this node does not know.
-func (c *core) attributesOf(e MemberEntry) *Attributes {
-	if e.Attrs != nil || e.Left {
-		return e.Attrs
-	}
-	if e.ID == c.self {
-		return nil
+// entryAttributes returns the attributes entry e of the local view carries, or those of its
+// member when e comes without them (a view walked without building it); false for a node
+// that left, or whose attributes this node does not know.
+func (c *core) entryAttributes(e MemberEntry) (Attributes, bool) {
+	switch {
+	case e.Attrs != nil:
+		return *e.Attrs, true
+	case e.Left || e.ID == c.self:
+		return Attributes{}, false
 	}
 	m := c.members.get(e.ID)
 	if m == nil || m.attrs.Version == 0 {
-		return nil
+		return Attributes{}, false
 	}
-	attrs := m.attrs // a copy: a message is never changed once built, and m's are replaced
-	return &attrs
-}
-
-// attributesVersion is the version of the attributes attributesOf returns for e (0: none).
-func (c *core) attributesVersion(e MemberEntry) uint64 {
-	if e.Attrs != nil || e.Left || e.ID == c.self {
-		return versionOf(e.Attrs)
-	}
-	if m := c.members.get(e.ID); m != nil {
-		return m.attrs.Version
-	}
-	return 0
+	return m.attrs, true
 }
 
 // versionOf is the version of attributes a, 0 if there are none.
