@@ -30,7 +30,7 @@ const eventFlushDelay = 5 * time.Millisecond
 // hostCmd is one command to a host.
 type hostCmd struct {
 	ID   int    `json:"id"`
-	Op   string `json:"op"` // start, kill, freeze, leave, close, usage, traffic, fds, diag
+	Op   string `json:"op"` // start, kill, freeze, leave, close, usage, traffic, fds, diag, trace-start, trace-stop
 	Name string `json:"name,omitempty"`
 	Seed string `json:"seed,omitempty"`
 	GC   bool   `json:"gc,omitempty"`
@@ -158,6 +158,7 @@ func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 		return nodes[name]
 	}
 	var wg sync.WaitGroup
+	var faultTrace processTrace
 	sc := bufio.NewScanner(in)
 	for sc.Scan() {
 		var c hostCmd
@@ -201,6 +202,12 @@ func RunHost(system, profile string, in io.Reader, out io.Writer) error {
 				}
 			case "fds":
 				r.FDs = countFDs()
+			case "trace-start":
+				if err := faultTrace.start(c.Name); err != nil {
+					r.Err = err.Error()
+				}
+			case "trace-stop":
+				faultTrace.stop()
 			case "traffic":
 				t := sys.Traffic()
 				r.Traffic = &t

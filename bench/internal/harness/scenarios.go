@@ -552,11 +552,16 @@ func (w *worker) fault(scenario, victim string, act func(Node)) {
 			defer f.Close()
 		}
 	}
+	stopTrace := func() {}
+	if prefix := os.Getenv("BENCH_FAULT_TRACE"); prefix != "" {
+		stopTrace = traceFault(w.sys, fmt.Sprintf("%s.%s.%d", prefix, scenario, time.Now().UnixMilli()))
+	}
 	t0 := time.Now()
 	go func() { act(n); close(done) }()
 	capCtx, cancel := context.WithTimeout(context.Background(), w.o.FailureCap)
 	defer cancel()
 	at, ok, missing := wait.Wait(capCtx)
+	stopTrace()
 	if profiling {
 		pprof.StopCPUProfile()
 	}
@@ -579,6 +584,7 @@ func (w *worker) fault(scenario, victim string, act func(Node)) {
 		med, p90, last := wait.Spread(t0)
 		rec.Metrics = map[string]any{"observer_median_s": med, "observer_p90_s": p90, "last_pair": last,
 			"last_decided_s": wait.Decided(t0), "fault_delay_s": t0.Sub(asked).Seconds()}
+		rec.Metrics["observer_first_s"], rec.Metrics["observer_p10_s"] = wait.Head(t0)
 	} else {
 		rec.MissingList = wait.Missing(5)
 	}

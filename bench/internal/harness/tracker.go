@@ -379,13 +379,35 @@ func (w *Wait) Decided(t0 time.Time) float64 {
 // Spread summarises when the pairs of a completed wait were reported, relative to t0: the
 // median and 90th percentile over pairs, and the pair reported last ("observer->subject").
 func (w *Wait) Spread(t0 time.Time) (median, p90 float64, last string) {
-	w.t.mu.Lock()
-	defer w.t.mu.Unlock()
-	a := slices.Clone(w.w.arrivals)
-	if len(a) == 0 {
+	at, ok := w.quantiles(t0)
+	if !ok {
 		return 0, 0, ""
 	}
-	slices.Sort(a)
-	at := func(q float64) float64 { return w.w.start.Add(a[int(q*float64(len(a)-1))]).Sub(t0).Seconds() }
+	w.t.mu.Lock()
+	defer w.t.mu.Unlock()
 	return at(0.5), at(0.9), w.w.last.obs + "->" + w.w.last.subj
+}
+
+// Head returns when the first observer and the tenth percentile of observers saw the event,
+// in seconds after t0: how long the news took to be decided anywhere, apart from how long it
+// took to spread.
+func (w *Wait) Head(t0 time.Time) (first, p10 float64) {
+	at, ok := w.quantiles(t0)
+	if !ok {
+		return 0, 0
+	}
+	return at(0), at(0.1)
+}
+
+// quantiles returns the arrivals so far as a function from a quantile to seconds after t0,
+// and false if there are none.
+func (w *Wait) quantiles(t0 time.Time) (at func(q float64) float64, ok bool) {
+	w.t.mu.Lock()
+	a, start := slices.Clone(w.w.arrivals), w.w.start
+	w.t.mu.Unlock()
+	if len(a) == 0 {
+		return nil, false
+	}
+	slices.Sort(a)
+	return func(q float64) float64 { return start.Add(a[int(q*float64(len(a)-1))]).Sub(t0).Seconds() }, true
 }

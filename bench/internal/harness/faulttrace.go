@@ -1,0 +1,76 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"runtime/trace"
+	"sync"
+)
+
+// Execution traces of a fault (diagnostics, BENCH_FAULT_TRACE=prefix): every process that
+// runs nodes writes a runtime execution trace from just before a fault until every node has
+// seen it, to <prefix>.<scenario>.<pid>.trace. `go tool trace -pprof=sched FILE` then says
+// where goroutines waited to run while the news spread.
+
+// traceFault starts an execution trace in every process of sys's nodes (the host processes,
+// or this one), named after prefix, and returns what stops them.
+func traceFault(sys System, prefix string) (stop func()) {
+	rs, remote := sys.(*remoteSystem)
+	if !remote {
+		var t processTrace
+		if err := t.start(prefix); err != nil {
+			fmt.Fprintln(os.Stderr, "fault trace:", err)
+		}
+		return t.stop
+	}
+	each := func(op string) {
+		var wg sync.WaitGroup
+		for _, h := range rs.hosts {
+			wg.Go(func() {
+				if r := h.call(hostCmd{Op: op, Name: prefix}); r.Err != "" {
+					fmt.Fprintln(os.Stderr, "fault trace:", r.Err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	each("trace-start")
+	return func() { each("trace-stop") }
+}
+
+// processTrace is the execution trace of this process, if one runs.
+type processTrace struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+// start starts tracing to <prefix>.<pid>.trace.
+func (t *processTrace) start(prefix string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.f != nil {
+		return fmt.Errorf("a trace already runs")
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d.trace", prefix, os.Getpid()))
+	if err != nil {
+		return err
+	}
+	if err := trace.Start(f); err != nil {
+		_ = f.Close()
+		return err
+	}
+	t.f = f
+	return nil
+}
+
+// stop stops the trace, if one runs.
+func (t *processTrace) stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.f == nil {
+		return
+	}
+	trace.Stop()
+	_ = t.f.Close()
+	t.f = nil
+}
