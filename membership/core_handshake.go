@@ -391,9 +391,13 @@ func (c *core) confirm(now time.Time, pc *peerConn, m *member) {
 	}
 	pc.state = streamEstablished
 	m.probing = false // reached again: a stream that closed was no failure
-	if m.status == StatusDisconnected && c.overlay() {
+	if m.status == StatusDisconnected && c.overlay() && !pc.fresh {
 		// Decided down by the cluster, and so it stays until enough of its observers reach it
-		// again (decide): this node, if it is one of them, says so. The stream stays.
+		// again (decide): this node, if it is one of them, says so. The stream stays. A new
+		// incarnation (pc.fresh: a node restarted under its name, the old one held down here)
+		// was decided nothing: it comes up, as it does where it is first heard of in a view
+		// (mergeAlive). Kept down, it waited for up alerts that observers which had taken it
+		// up from a relay never raised, and stayed down here for good.
 		c.observe(now, m, 0, true, false)
 	} else {
 		wasDown := m.status == StatusDisconnected

@@ -1498,3 +1498,61 @@ func TestOverlayNodeDecidedDownAcrossAPartitionComesBackWhenItHeals(t *testing.T
 		}, "%s should hold %s up once the partition heals: its observers all reach it", n.id, subject.id)
 	}
 }
+
+// A crashed node restarted under its name rejoins through its seed, which holds the old
+// incarnation down as the cluster decided it. The seed took the new incarnation from the
+// join's hello but kept it down, as if the cluster had decided it, until its observers' up
+// alerts brought it back; but observers that learn a new incarnation from a relay before
+// their own stream to it take it up at once, and raise none. Once the join's stream closed
+// (the seed is no neighbour of the node), nothing checked it again: the seed, often every
+// node's seed, reported the live node down for good.
+func TestOverlaySeedThatHeldACrashedNodeDownTakesItsRestartUp(t *testing.T) {
+	s, nodes := overlayCluster(t, 20, 4)
+	seed := nodes[0]
+	topo := topoOf(nodes, 4)
+	var x *simNode
+	for _, n := range nodes[1:] {
+		if !slices.Contains(topo.neighbours(seed.id), n.id) {
+			x = n // the seed streams to it only while it joins
+			break
+		}
+	}
+	require.NotNil(t, x, "some node should be no neighbour of the seed")
+	i := slices.Index(nodes, x)
+
+	x.crash()
+	s.advanceUntil(30*time.Second, func() bool {
+		for _, n := range allBut(nodes, x) {
+			if m := n.core.members.get(x.id); m == nil || m.status != StatusDisconnected {
+				return false
+			}
+		}
+		return true
+	}, "every node should decide %s down", x.id)
+	s.advance(time.Minute) // its alerts expire; it stays down
+	// No up alert about it reaches the seed, as when its observers raise none.
+	s.drop = func(from, to *simNode, msg *Message) bool {
+		if to != seed {
+			return false
+		}
+		for _, a := range msg.Alerts {
+			if a.Subject == x.id && a.Up {
+				return true
+			}
+		}
+		return false
+	}
+	nodes[i] = x.restart()
+	s.advanceUntil(30*time.Second, func() bool {
+		for _, n := range allBut(nodes, nodes[i]) {
+			if m := n.core.members.get(x.id); m == nil || m.status != StatusConnected || m.incarnation != nodes[i].core.incarnation {
+				return false
+			}
+		}
+		return true
+	}, "every node, the seed %s too, should hold the restarted %s up", seed.id, x.id)
+	s.advance(30 * time.Second)
+	require.Equal(t, StatusConnected, seed.core.members.get(x.id).status, "the seed should still hold the restarted %s up", x.id)
+	require.Equal(t, []string{"up " + x.id.String(), fmt.Sprintf("down %s connection_closed", x.id), "up " + x.id.String()},
+		seed.eventsAbout(x), "the seed should report the crash once and the restart once")
+}
