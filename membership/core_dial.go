@@ -14,9 +14,16 @@ import (
 // nor the nodes it dials are swamped with handshakes.
 const maxConcurrentDials = 4
 
-// wantStream schedules a dial to m unless it has a stream, a dial or a schedule already.
+// wantStream schedules a dial to m unless it has a stream, a dial or a schedule already. A
+// member parked while another node holds its address is not dialled: this node, if one of its
+// observers, says it is gone from there instead (observeGoneFromAddress), also when it became
+// one only after it parked it.
 func (c *core) wantStream(now time.Time, m *member) {
-	if m.conn != 0 || m.dial != 0 || m.parked {
+	if m.parked {
+		c.observeGoneFromAddress(now, m) // another node holds its address: nothing to dial
+		return
+	}
+	if m.conn != 0 || m.dial != 0 {
 		return
 	}
 	if m.nextDial != 0 {
@@ -124,6 +131,7 @@ func (c *core) runDials(now time.Time) {
 			continue
 		}
 		if c.park(now, m, false) {
+			c.observeGoneFromAddress(now, m)
 			continue
 		}
 		if !c.isNeighbour(m.id) {
@@ -285,6 +293,8 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 	if pc.rejected == RejectUnexpectedID && c.park(now, m, true) {
 		if probing {
 			c.observe(now, m, ReasonConnectionClosed, false, false) // another node answers there now
+		} else {
+			c.observeGoneFromAddress(now, m)
 		}
 		return
 	}
@@ -336,6 +346,18 @@ func (c *core) endDial(now time.Time, pc *peerConn) {
 	case m.status == StatusConnected:
 		// Up without a stream (the overlay shrank to a full mesh) and not reached.
 		c.markDown(now, m, ReasonConnectionClosed)
+	}
+}
+
+// observeGoneFromAddress raises this node's down alert about m, which the cluster holds alive,
+// once another node (or this one) answers at its address: it is gone from there. An observer
+// that met it only after the address changed hands (it learned m from a view, as alive, and
+// found the address taken before any stream to it) never lost a stream to it, and so said
+// nothing; with K below 10, where every observer's alert is needed, the crashed node stayed
+// up everywhere for good.
+func (c *core) observeGoneFromAddress(now time.Time, m *member) {
+	if m.status == StatusConnected && m.conn == 0 {
+		c.observe(now, m, ReasonConnectionClosed, false, false)
 	}
 }
 
