@@ -3,6 +3,7 @@ package harness
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"runtime/trace"
 	"sync"
 )
@@ -10,7 +11,9 @@ import (
 // Execution traces of a fault (diagnostics, BENCH_FAULT_TRACE=prefix): every process that
 // runs nodes writes a runtime execution trace from just before a fault until every node has
 // seen it, to <prefix>.<scenario>.<pid>.trace. `go tool trace -pprof=sched FILE` then says
-// where goroutines waited to run while the news spread.
+// where goroutines waited to run while the news spread. With BENCH_FAULT_CPU=1 each writes a
+// CPU profile of the same span beside it (<prefix>.<scenario>.<pid>.cpu, read with
+// `go tool pprof`; the profiles of several faults add up when given together).
 
 // traceFault starts an execution trace in every process of sys's nodes (the host processes,
 // or this one), named after prefix, and returns what stops them.
@@ -40,8 +43,9 @@ func traceFault(sys System, prefix string) (stop func()) {
 
 // processTrace is the execution trace of this process, if one runs.
 type processTrace struct {
-	mu sync.Mutex
-	f  *os.File
+	mu  sync.Mutex
+	f   *os.File
+	cpu *os.File // the CPU profile of the same span, if one was asked for (BENCH_FAULT_CPU)
 }
 
 // start starts tracing to <prefix>.<pid>.trace.
@@ -60,6 +64,15 @@ func (t *processTrace) start(prefix string) error {
 		return err
 	}
 	t.f = f
+	if os.Getenv("BENCH_FAULT_CPU") != "" {
+		if cpu, err := os.Create(fmt.Sprintf("%s.%d.cpu", prefix, os.Getpid())); err == nil {
+			if pprof.StartCPUProfile(cpu) == nil {
+				t.cpu = cpu
+			} else {
+				_ = cpu.Close()
+			}
+		}
+	}
 	return nil
 }
 
@@ -69,6 +82,11 @@ func (t *processTrace) stop() {
 	defer t.mu.Unlock()
 	if t.f == nil {
 		return
+	}
+	if t.cpu != nil {
+		pprof.StopCPUProfile()
+		_ = t.cpu.Close()
+		t.cpu = nil
 	}
 	trace.Stop()
 	_ = t.f.Close()
