@@ -173,8 +173,13 @@ func (c *core) isNeighbourMember(m *member) bool {
 }
 
 // neighbours returns the set of this node's neighbours in the live view, built anew only
-// when the view changed. Each neighbour's member record is marked too (member.neighbour).
+// when the view changed in a way that may change them (not when the one change was a node
+// that was no neighbour going: removedSince). Each neighbour's member record is marked too
+// (member.neighbour).
 func (c *core) neighbours() map[NodeID]bool {
+	if gone, ok := c.topo.removedSince(c.neighbourVersion); ok && c.neighbourSet != nil && !c.neighbourSet[gone] {
+		c.neighbourVersion = c.topo.version()
+	}
 	if c.neighbourVersion != c.topo.version() || c.neighbourSet == nil {
 		for id := range c.neighbourSet {
 			if m := c.members.get(id); m != nil {

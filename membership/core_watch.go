@@ -81,6 +81,9 @@ func (c *core) unwatched(id connID) bool {
 // where it would be.
 func (c *core) observes(id NodeID) bool {
 	topo, basis := c.topo.version()+1, c.basis.version()+1
+	if gone, ok := c.topo.removedSince(c.subjectsOf[0] - 1); ok && c.subjectsOf[1] == basis && c.subjectSet != nil && !c.subjectSet[gone] {
+		c.subjectsOf[0] = topo // a node that was no subject went: the subjects stay (removedSince)
+	}
 	if c.subjectsOf != [2]uint64{topo, basis} || c.subjectSet == nil {
 		c.subjectsOf = [2]uint64{topo, basis}
 		c.subjectSet = map[NodeID]bool{}

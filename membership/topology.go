@@ -44,6 +44,10 @@ type rings struct {
 	// idsVersion grows when an id joins or leaves the rings, not when it turns live or not:
 	// the basis lens changes only then.
 	idsVersion uint64
+	// removed is the id the change that brought version to removedAt took out of a lens
+	// (remove), for the caches of one node's neighbours (removedSince).
+	removed   NodeID
+	removedAt uint64
 }
 
 // ringRef numbers an id's record in rings.recs; 0 is no record.
@@ -187,7 +191,24 @@ func (t *topology) remove(id NodeID) bool {
 		r.idsVersion++
 	}
 	r.version++
+	r.removed, r.removedAt = id, r.version
 	return true
+}
+
+// removedSince reports whether the live lens changed since version v only by losing one id,
+// and which: the one change since v was a remove, from either lens (the live lens then lost
+// the id, or did not see it). A node's neighbours in the live lens are then those it had at
+// v, unless the id was one of them: on each ring its successor and predecessor are the first
+// live ids after and before it, and taking out any other leaves them where they were. A
+// crash changes the view of every node of a large cluster, and every node's caches of its
+// own neighbours (neighbours, observes) stay valid through it but for the crashed node's few
+// neighbours.
+func (t *topology) removedSince(v uint64) (NodeID, bool) {
+	r := t.r
+	if t.all || v+1 != r.version || r.removedAt != r.version {
+		return NodeID{}, false
+	}
+	return r.removed, true
 }
 
 // drop takes ref's id off the rings.

@@ -220,3 +220,53 @@ func TestTopologyChurnReusesTheRecordsOfIdsThatLeft(t *testing.T) {
 	}
 	require.LessOrEqual(t, len(live.r.recs), 300+8, "records held for 300 ids on the rings, after 300 left and 300 joined")
 }
+
+// After a node leaves a lens, every other node's neighbours in the live lens are what they
+// were, unless the node that left was one of them (removedSince): the caches of a node's own
+// neighbours (core.neighbours, core.observes) are kept through such a change.
+func TestTopologyNeighboursStayWhenANodeThatWasNoneOfThemLeaves(t *testing.T) {
+	ids := topologyIDs(150)
+	topo := newTopology(ids, 10)
+	basis := topo.lens()
+	rng := rand.New(rand.NewPCG(7, 11))
+	watched := ids[:30]
+	kept, recomputed := 0, 0
+	for step := range 600 {
+		before := map[NodeID][]NodeID{}
+		for _, self := range watched {
+			before[self] = topo.neighbours(self)
+		}
+		v := topo.version()
+		id := ids[30+rng.IntN(len(ids)-30)]
+		var removed bool
+		switch rng.IntN(4) {
+		case 0, 1:
+			removed = topo.remove(id) // down: off the live lens, still on the rings
+		case 2:
+			removed = basis.remove(id) // off the rings
+		default:
+			if !basis.has(id) {
+				basis.add(id)
+			}
+			topo.add(id)
+		}
+		gone, ok := topo.removedSince(v)
+		if !removed {
+			require.False(t, ok, "step %d: no node left, but removedSince says %s did", step, gone)
+			continue
+		}
+		require.True(t, ok, "step %d: %s left, and removedSince should say so", step, id)
+		require.Equal(t, id, gone, "step %d: removedSince names the node that left", step)
+		for _, self := range watched {
+			if slices.Contains(before[self], gone) {
+				recomputed++
+				continue
+			}
+			kept++
+			require.ElementsMatch(t, before[self], topo.neighbours(self),
+				"step %d: %s lost %s, no neighbour of it, and its neighbours should not change", step, self, gone)
+		}
+	}
+	require.Positive(t, kept, "some removals left the watched nodes' neighbours as they were")
+	require.Positive(t, recomputed, "some removals took a watched node's neighbour")
+}
