@@ -65,14 +65,24 @@ func (t *processTrace) start(prefix string) error {
 	}
 	t.f = f
 	if os.Getenv("BENCH_FAULT_CPU") != "" {
-		if cpu, err := os.Create(fmt.Sprintf("%s.%d.cpu", prefix, os.Getpid())); err == nil {
-			if pprof.StartCPUProfile(cpu) == nil {
-				t.cpu = cpu
-			} else {
-				_ = cpu.Close()
-			}
+		if err := t.startCPU(prefix); err != nil {
+			fmt.Fprintln(os.Stderr, "fault CPU profile:", err) // the trace runs on without it
 		}
 	}
+	return nil
+}
+
+// startCPU starts a CPU profile to <prefix>.<pid>.cpu.
+func (t *processTrace) startCPU(prefix string) error {
+	cpu, err := os.Create(fmt.Sprintf("%s.%d.cpu", prefix, os.Getpid()))
+	if err != nil {
+		return err
+	}
+	if err := pprof.StartCPUProfile(cpu); err != nil {
+		_ = cpu.Close()
+		return err
+	}
+	t.cpu = cpu
 	return nil
 }
 
