@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"runtime/pprof"
 	"runtime/trace"
@@ -48,42 +49,39 @@ type processTrace struct {
 	cpu *os.File // the CPU profile of the same span, if one was asked for (BENCH_FAULT_CPU)
 }
 
-// start starts tracing to <prefix>.<pid>.trace.
+// start starts tracing to <prefix>.<pid>.trace, and a CPU profile to <prefix>.<pid>.cpu if
+// one is asked for (BENCH_FAULT_CPU).
 func (t *processTrace) start(prefix string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.f != nil {
 		return fmt.Errorf("a trace already runs")
 	}
-	f, err := os.Create(fmt.Sprintf("%s.%d.trace", prefix, os.Getpid()))
+	f, err := startWriting(prefix, "trace", trace.Start)
 	if err != nil {
-		return err
-	}
-	if err := trace.Start(f); err != nil {
-		_ = f.Close()
 		return err
 	}
 	t.f = f
 	if os.Getenv("BENCH_FAULT_CPU") != "" {
-		if err := t.startCPU(prefix); err != nil {
+		if t.cpu, err = startWriting(prefix, "cpu", pprof.StartCPUProfile); err != nil {
 			fmt.Fprintln(os.Stderr, "fault CPU profile:", err) // the trace runs on without it
 		}
 	}
 	return nil
 }
 
-// startCPU starts a CPU profile to <prefix>.<pid>.cpu.
-func (t *processTrace) startCPU(prefix string) error {
-	cpu, err := os.Create(fmt.Sprintf("%s.%d.cpu", prefix, os.Getpid()))
+// startWriting creates <prefix>.<pid>.<ext> and starts begin writing to it; the file is
+// closed again if begin fails.
+func startWriting(prefix, ext string, begin func(io.Writer) error) (*os.File, error) {
+	f, err := os.Create(fmt.Sprintf("%s.%d.%s", prefix, os.Getpid(), ext))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := pprof.StartCPUProfile(cpu); err != nil {
-		_ = cpu.Close()
-		return err
+	if err := begin(f); err != nil {
+		_ = f.Close()
+		return nil, err
 	}
-	t.cpu = cpu
-	return nil
+	return f, nil
 }
 
 // stop stops the trace, if one runs.
