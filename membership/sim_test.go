@@ -520,9 +520,12 @@ func (s *sim) advance(d time.Duration) {
 	}
 }
 
-// step moves time forward by one 10ms step.
+// simStep is how far step moves time forward.
+const simStep = 10 * time.Millisecond
+
+// step moves time forward by one simStep.
 func (s *sim) step() {
-	s.now = s.now.Add(10 * time.Millisecond)
+	s.now = s.now.Add(simStep)
 	var keep []simLater
 	for _, l := range s.later {
 		if s.now.Before(l.at) {
