@@ -203,7 +203,8 @@ func (c *core) firstBeat(now time.Time) time.Time {
 // heartbeats of all its streams come due together and one wake-up sends them all: at random
 // phases a node of the overlay woke up about seven times an interval for its 2K streams, and
 // each wake-up cost more than the heartbeats it sent. A stream off the grid (just set up, or
-// one that answered a peer at once) joins it with its next heartbeat, which may come early.
+// one that told its peer at once that this node checks it) joins it with its next heartbeat,
+// which may come early.
 func (c *core) beatSlot(now time.Time) time.Time {
 	i := c.cfg.HeartbeatInterval
 	phase := c.beatPhase()
