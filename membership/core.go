@@ -111,13 +111,7 @@ type core struct {
 	// zero while it is up to date; digestLastNoticed is when one last did.
 	digestNoticed     time.Time
 	digestLastNoticed time.Time
-	// digestChangedAt is when the view first changed since its digest was last computed: the
-	// time of the input that changed it (inputAt), which receive, tick, dialed and ended set
-	// (a change in another input dates from the one before, and is held back less).
-	digestChangedAt time.Time
-	inputAt         time.Time
-	beatGrid        time.Time     // a point of the node's heartbeat grid (beatPhase), zero until needed
-	viewCache       []MemberEntry // view(), nil when it must be rebuilt
+	viewCache         []MemberEntry // view(), nil when it must be rebuilt
 	// viewCacheUsed says view() was asked for since the last tick (releaseIdleView).
 	viewCacheUsed bool
 	memberOrder   []*member // members sorted by id, nil when it must be rebuilt
@@ -242,7 +236,6 @@ func (c *core) accept(now time.Time) connID {
 
 // dialed reports that the outbound stream id is open: the handshake starts.
 func (c *core) dialed(now time.Time, id connID) {
-	c.inputAt = now
 	pc := c.conns[id]
 	if pc == nil {
 		return
@@ -254,7 +247,6 @@ func (c *core) dialed(now time.Time, id connID) {
 // ended reports that stream id ended (or its dial failed) for a reason outside the core; err,
 // when not nil, says why, and the warnings about an unreachable seed quote it.
 func (c *core) ended(now time.Time, id connID, err error) {
-	c.inputAt = now
 	if pc := c.conns[id]; pc != nil && err != nil {
 		if pc.failure == "" {
 			pc.failure = err.Error()
@@ -268,7 +260,6 @@ func (c *core) ended(now time.Time, id connID, err error) {
 // receive handles one message that arrived on stream id, unless the stream is no longer in
 // the table (the core closed it, and ignores what still arrives on it).
 func (c *core) receive(now time.Time, id connID, msg *Message) {
-	c.inputAt = now
 	pc := c.conns[id]
 	if pc == nil {
 		return
@@ -328,7 +319,6 @@ func (c *core) tickWaiting(now time.Time, waiting map[connID]struct{}) {
 // tick runs everything that is due at now: heartbeats, failure detection, handshake
 // deadlines, redials, forgetting and tombstone expiry. It then computes the next wake-up.
 func (c *core) tick(now time.Time) {
-	c.inputAt = now
 	if c.leaving {
 		return
 	}

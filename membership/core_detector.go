@@ -170,13 +170,9 @@ func (c *core) sharedBeat(digest, attrsDigest uint64, quiet bool) *Message {
 
 // beatAfter returns when the heartbeat after the one due at due, sent at now, is due: an
 // interval after due (not after now, so that early sends do not add up), give or take a
-// fortieth, and at most maxBeatGap after now; a schedule that fell behind starts over from
-// now. In the overlay it is the next point of the node's heartbeat grid (beatSlot).
+// fortieth, and at most maxBeatGap after now; a schedule that fell behind starts over from now.
 func (c *core) beatAfter(now, due time.Time) time.Time {
 	i := c.cfg.HeartbeatInterval
-	if c.overlay() {
-		return c.beatSlot(now)
-	}
 	next := due.Add(i - i/40 + time.Duration(c.rng.Int64N(int64(i/20)+1)))
 	if next.Sub(now) < i/2 {
 		return now.Add(c.jitter(i))
@@ -185,46 +181,6 @@ func (c *core) beatAfter(now, due time.Time) time.Time {
 		return limit
 	}
 	return next
-}
-
-// firstBeat returns when a stream established at now is first due for a heartbeat: about an
-// interval later, or at the next point of the node's heartbeat grid in the overlay.
-func (c *core) firstBeat(now time.Time) time.Time {
-	if c.overlay() {
-		return c.beatSlot(now)
-	}
-	return now.Add(c.jitter(c.cfg.HeartbeatInterval))
-}
-
-// beatSlot returns when the next heartbeat of a stream that sent one (or was set up) at now
-// goes, in the overlay: at the first point of this node's heartbeat grid a quarter interval
-// or more after now, give or take a fortieth of an interval, and at most maxBeatGap after
-// now. The grid has a point every interval, at a phase of the node's own (beatPhase), so the
-// heartbeats of all its streams come due together and one wake-up sends them all: at random
-// phases a node of the overlay woke up about seven times an interval for its 2K streams, and
-// each wake-up cost more than the heartbeats it sent. A stream off the grid (just set up, or
-// one that told its peer at once that this node checks it) joins it with its next heartbeat,
-// which may come early.
-func (c *core) beatSlot(now time.Time) time.Time {
-	i := c.cfg.HeartbeatInterval
-	phase := c.beatPhase()
-	at := phase.Add((now.Add(i/4).Sub(phase) + i - 1) / i * i)
-	at = at.Add(-i/40 + time.Duration(c.rng.Int64N(int64(i/20)+1)))
-	if limit := now.Add(c.maxBeatGap()); at.After(limit) {
-		return limit
-	}
-	return at
-}
-
-// beatPhase is a point of this node's heartbeat grid (beatSlot) no later than its start,
-// from a hash of its id and incarnation: nodes that start together get grids of their own.
-func (c *core) beatPhase() time.Time {
-	if c.beatGrid.IsZero() {
-		var text [96]byte
-		h := mix64(fnvBytes(fnvOffset64, c.self.appendTo(text[:0])) ^ c.incarnation)
-		c.beatGrid = c.startedAt.Add(-time.Duration(h % uint64(c.cfg.HeartbeatInterval)))
-	}
-	return c.beatGrid
 }
 
 // maxBeatGap is the longest a stream goes without a heartbeat from this node: the interval
@@ -323,11 +279,9 @@ func (c *core) attributesDifferAgain(pc *peerConn, hb *Heartbeat) bool {
 // answerHeartbeat sends pc's heartbeat at once when it is due within half of the shorter of
 // the two nodes' intervals anyway, so that the two directions of a stream fall into step. The
 // answering side's next heartbeat is then due at maxBeatGap, leaving the lead to the other.
-// Not in the overlay: there a node's heartbeats keep to its grid (beatSlot), and most streams
-// carry them one way only.
 func (c *core) answerHeartbeat(now time.Time, pc *peerConn) {
 	window := min(c.cfg.HeartbeatInterval, pc.peerBeat) / 2
-	if c.overlay() || !c.current(pc) || pc.nextBeat.Sub(now) > window || !c.owesBeat(pc, pc.watching) {
+	if !c.current(pc) || pc.nextBeat.Sub(now) > window || !c.owesBeat(pc, pc.watching) {
 		return
 	}
 	c.sendHeartbeat(now, pc)

@@ -134,8 +134,8 @@ func (c *core) viewDigest() uint64 {
 }
 
 // settledDigest returns the digest a heartbeat at now carries, and whether it is the
-// digest of the current view. In the overlay, for digestSettle after the view changed
-// (digestChangedAt), heartbeats carry the digest from before the change and compare
+// digest of the current view. In the overlay, for digestSettle after a heartbeat first
+// finds the view changed, heartbeats carry the digest from before the change and compare
 // none: that is when news (a join, a leave, a decision) spreads, every node's view changes
 // at about the same moment, and a digest computed then, a walk of the whole table for each
 // node, would only say that the news is still spreading (a sync needs two mismatches in a
@@ -160,7 +160,7 @@ func (c *core) settledDigest(now time.Time) (digest uint64, settled bool) {
 		}
 		c.digestNoticed = now
 	}
-	if now.Sub(c.digestChangedAt) < c.digestSettle() {
+	if now.Sub(c.digestNoticed) < c.digestSettle() {
 		return c.digest, false
 	}
 	return c.viewDigest(), true

@@ -347,7 +347,7 @@ func (c *core) establish(now time.Time, pc *peerConn, m *member, h *Hello) {
 	pc.peerBeat = min(max(h.HeartbeatInterval, minHeartbeatInterval), MaxHeartbeatInterval)
 	pc.lastBeat = now
 	pc.timeout = time.Duration(c.cfg.HeartbeatMissThreshold) * pc.peerBeat
-	pc.nextBeat = c.firstBeat(now)
+	pc.nextBeat = now.Add(c.jitter(c.cfg.HeartbeatInterval))
 	c.wantWake(pc.nextBeat)
 	c.recheck(pc) // its entry was the handshake's deadline
 

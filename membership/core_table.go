@@ -67,9 +67,6 @@ type tombstone struct {
 // viewChanged notes a change to the node table or the tombstones: the digest and the view
 // are rebuilt when next needed.
 func (c *core) viewChanged() {
-	if !c.digestDirty {
-		c.digestChangedAt = c.inputAt
-	}
 	c.digestDirty = true
 	c.viewCache, c.attrsDigestOK = nil, false
 }

@@ -520,12 +520,9 @@ func (s *sim) advance(d time.Duration) {
 	}
 }
 
-// simStep is how far step moves time forward.
-const simStep = 10 * time.Millisecond
-
-// step moves time forward by one simStep.
+// step moves time forward by one 10ms step.
 func (s *sim) step() {
-	s.now = s.now.Add(simStep)
+	s.now = s.now.Add(10 * time.Millisecond)
 	var keep []simLater
 	for _, l := range s.later {
 		if s.now.Before(l.at) {
