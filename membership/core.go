@@ -51,6 +51,8 @@ type core struct {
 	topoChangedAt     time.Time                 // the view's last change while topoDirty
 	topoChanges       int                       // the view's changes since topoDirty was set
 	syncHold          time.Time                 // in the overlay: no view sync over any stream before then
+	beatsHeldStart    time.Time                 // when the last hold of the heartbeats for news began (core_beathold.go)
+	beatsHeldUntil    time.Time                 // heartbeats due before then wait, each at most maxBeatHold
 	overlayHeardAt    time.Time                 // outside the overlay: a peer's hello last said the cluster runs one (joiningOverlay)
 	basisCache        map[NodeID]ringNeighbours // basisNeighbours, as of basisCacheVersion
 	basisCacheVersion uint64

@@ -30,6 +30,7 @@ func (c *core) observe(now time.Time, m *member, reason DownReason, up, refused 
 	a := &Alert{Subject: m.id, Incarnation: m.incarnation, Observer: c.self, Up: up, Seq: c.nextAlertSeq()}
 	if !up {
 		a.Reason, a.Refused = reason, refused
+		c.holdBeats(now) // its alert goes first
 	}
 	if c.recordAlert(now, a) {
 		c.log(slog.LevelDebug, "raising an alert", "subject", m.id.String(), "up", up, "reason", reason.String(), "refused", refused)
@@ -42,6 +43,9 @@ func (c *core) observe(now time.Time, m *member, reason DownReason, up, refused 
 func (c *core) onAlert(now time.Time, pc *peerConn, a *Alert) {
 	if a.Observer == c.self {
 		return // its own, back over another path
+	}
+	if !a.Up {
+		c.holdBeats(now) // the news goes first
 	}
 	if a.Subject == c.self {
 		if c.recordAlert(now, a) {

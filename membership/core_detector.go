@@ -91,7 +91,11 @@ func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.T
 		c.confirmAccepted(now, pc) // the node runs on time again: report what it held back
 	}
 	roleChanged := pc.toldQuiet == watching
-	if beatDue := !pc.nextBeat.After(coalesce); beatDue || roleChanged {
+	beatDue := !pc.nextBeat.After(coalesce)
+	if resume, held := c.beatHeld(now, pc); beatDue && held && !roleChanged {
+		return minTime(resume, silentAt) // failure news goes first (core_beathold.go)
+	}
+	if beatDue || roleChanged {
 		switch {
 		case c.current(pc) && c.owesBeat(pc, watching):
 			c.sendHeartbeat(now, pc)
@@ -183,9 +187,10 @@ func (c *core) beatAfter(now, due time.Time) time.Time {
 	return next
 }
 
-// maxBeatGap is the longest a stream goes without a heartbeat from this node: the interval
-// and a twentieth, or half the confirmation delay if that is shorter, so that a peer's
-// confirmDelay absorbs the lateness even at a threshold of one.
+// maxBeatGap is the longest a stream goes without a heartbeat from this node, but for a
+// hold for news (maxBeatHold): the interval and a twentieth, or half the confirmation delay
+// if that is shorter, so that a peer's confirmDelay absorbs the lateness even at a threshold
+// of one.
 func (c *core) maxBeatGap() time.Duration {
 	return c.cfg.HeartbeatInterval + min(c.cfg.HeartbeatInterval/20, c.confirmDelay()/2)
 }
@@ -213,7 +218,7 @@ func (c *core) onHeartbeat(now time.Time, pc *peerConn, hb *Heartbeat) {
 	gap := time.Duration(0)
 	if pc.watching && !pc.toldQuiet && !pc.lastBeat.IsZero() {
 		gap = now.Sub(pc.lastBeat)
-		c.noteBeatGap(now, gap, pc.peerBeat)
+		c.noteBeatGap(now, c.forgiveHeldBeat(now, gap, pc.peerBeat), pc.peerBeat)
 	}
 	c.metrics.HeartbeatReceived(gap, pc.peerBeat)
 	pc.lastBeat = now
@@ -277,12 +282,16 @@ func (c *core) attributesDifferAgain(pc *peerConn, hb *Heartbeat) bool {
 }
 
 // answerHeartbeat sends pc's heartbeat at once when it is due within half of the shorter of
-// the two nodes' intervals anyway, so that the two directions of a stream fall into step. The
-// answering side's next heartbeat is then due at maxBeatGap, leaving the lead to the other.
+// the two nodes' intervals anyway (and not held for news), so that the two directions of a
+// stream fall into step. The answering side's next heartbeat is then due at maxBeatGap,
+// leaving the lead to the other.
 func (c *core) answerHeartbeat(now time.Time, pc *peerConn) {
 	window := min(c.cfg.HeartbeatInterval, pc.peerBeat) / 2
 	if !c.current(pc) || pc.nextBeat.Sub(now) > window || !c.owesBeat(pc, pc.watching) {
 		return
+	}
+	if _, held := c.beatHeld(now, pc); held {
+		return // it goes when the hold for news ends
 	}
 	c.sendHeartbeat(now, pc)
 	pc.nextBeat = now.Add(c.maxBeatGap())

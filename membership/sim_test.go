@@ -262,6 +262,17 @@ func (n *simNode) checkBookkeeping() {
 	}
 }
 
+// beatAt is the latest pc's next heartbeat may go: when it is due, or, if that is before the
+// end of the node's last hold of its heartbeats for news, when the hold let it go
+// (core_beathold.go).
+func (n *simNode) beatAt(pc *peerConn) time.Time {
+	c := n.core
+	if pc.nextBeat.Before(c.beatsHeldUntil) {
+		return minTime(c.beatsHeldUntil, pc.nextBeat.Add(c.maxBeatHold()))
+	}
+	return pc.nextBeat
+}
+
 // requireTickSeesEveryDeadline checks that no stream has a deadline before its entry in
 // connDue: a tick skips a stream until that entry, so it would miss the deadline.
 func (n *simNode) requireTickSeesEveryDeadline() {
@@ -276,8 +287,8 @@ func (n *simNode) requireTickSeesEveryDeadline() {
 			if hung, ok := c.hungProbe(pc); ok {
 				deadline = minTime(deadline, hung) // a dial others' alerts give up on
 			}
-		} else if !pc.watching {
-			deadline = minTime(pc.nextBeat, pc.lastRecv.Add(c.quietTimeout(pc))) // core_watch.go
+		} else if beatAt := n.beatAt(pc); !pc.watching {
+			deadline = minTime(beatAt, pc.lastRecv.Add(c.quietTimeout(pc))) // core_watch.go
 		} else {
 			silentAt := pc.lastRecv.Add(pc.timeout + c.lateAllowance(pc))
 			if pc.graceFor.Equal(pc.lastRecv) {
@@ -286,7 +297,7 @@ func (n *simNode) requireTickSeesEveryDeadline() {
 			if !pc.suspectSince.IsZero() {
 				silentAt = maxTime(silentAt, pc.suspectSince.Add(c.confirmDelay()))
 			}
-			deadline = minTime(pc.nextBeat, silentAt)
+			deadline = minTime(beatAt, silentAt)
 		}
 		entry := c.startedAt.Add(c.connDue[i])
 		require.False(n.s.t, deadline.Before(entry), "%s: stream %d is due at %v, before the tick looks at it (%v)",
