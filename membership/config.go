@@ -133,7 +133,10 @@ type Config struct {
 	// HeartbeatMissThreshold is how many heartbeat intervals may pass without
 	// a heartbeat before a peer is down with heartbeat_timeout; 1–100. A node that saw a
 	// watched heartbeat come late in the last 10 to 20 intervals (a busy machine, a lossy
-	// link) waits that lateness longer, at most two more timeouts.
+	// link) waits that lateness longer, at most two more timeouts. Above K+1 nodes it also
+	// sets how long a node that hears of a failure may hold its heartbeats, so that the news
+	// goes first: a quarter interval per heartbeat beyond the first, half an interval at most,
+	// none at 1.
 	// Default 3. Flag --heartbeat-miss-threshold,
 	// env CLUSTER_HEARTBEAT_MISS_THRESHOLD.
 	HeartbeatMissThreshold int
