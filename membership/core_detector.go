@@ -92,8 +92,10 @@ func (c *core) visitConn(now time.Time, pc *peerConn, coalesce time.Time) time.T
 	}
 	roleChanged := pc.toldQuiet == watching
 	beatDue := !pc.nextBeat.After(coalesce)
-	if resume, held := c.beatHeld(now, pc); beatDue && held && !roleChanged {
-		return minTime(resume, silentAt) // failure news goes first (core_beathold.go)
+	if beatDue && !roleChanged {
+		if resume, held := c.beatHeld(now, pc); held {
+			return minTime(resume, silentAt) // failure news goes first (core_beathold.go)
+		}
 	}
 	if beatDue || roleChanged {
 		switch {

@@ -588,13 +588,7 @@ func TestOverlayHeartbeatsGoFromSubjectToObserverOnly(t *testing.T) {
 
 // heartbeatsSent counts the heartbeats n sent to peer since from.
 func heartbeatsSent(n, peer *simNode, from time.Time) int {
-	count := 0
-	for _, m := range n.sent {
-		if m.to == peer && m.msg.Heartbeat != nil && !m.at.Before(from) {
-			count++
-		}
-	}
-	return count
+	return len(heartbeatTimes(n, peer, from, n.s.now.Add(time.Nanosecond)))
 }
 
 func TestOverlayAQuarterCrashingAtOnceIsReportedDownEverywhere(t *testing.T) {
