@@ -58,8 +58,8 @@ type core struct {
 	basisCacheVersion uint64
 	basisCacheUsed    bool // basisNeighbours was asked since the last tick (releaseIdleBasisCache)
 	neighbourSet      map[NodeID]bool
-	subjects          map[NodeID]bool // this node's subjects in topo as of the last reconcile; nil: to compute
-	onwardSubjects    map[NodeID]bool // those on the rings it relays onward over (relaySubjects)
+	subjects          map[relayWidth]map[NodeID]bool // relaySubjects by width, as of the last reconcile; nil: to compute
+	ringSubjects      []NodeID                       // this node's subject on each ring of topo, as of the last reconcile
 	neighbourVersion  uint64
 	// ringsAround are this node's observers and subjects ring by ring as of the last
 	// reconcile (nil: the cluster was a full mesh then), reconcileAllAt when the next

@@ -1,6 +1,9 @@
 package membership
 
-import "slices"
+import (
+	"math"
+	"slices"
+)
 
 // Relaying news over the overlay. News (an alert, a decision, a join, a leave, new
 // attributes) starts at its source and is flooded over the rings: a node passes on what is
@@ -19,16 +22,18 @@ import "slices"
 // messages of relaying over all K rings.
 const relayRings = 3
 
-// relayWidth says to which neighbours a node passes news on.
+// relayWidth says to which neighbours a node passes news on: its subjects on the first
+// relayWidth rings, or every neighbour (relayOrigin).
 type relayWidth int
 
 const (
 	// relayOnward: to the subjects on the first relayRings rings.
-	relayOnward relayWidth = iota
+	relayOnward relayWidth = relayRings
 	// relayWide: to every subject.
-	relayWide
-	// relayOrigin: to every neighbour (the news's source).
-	relayOrigin
+	relayWide relayWidth = math.MaxInt32
+	// relayOrigin: to every neighbour (the news's source, and a refusal's first relays where
+	// the cluster is large).
+	relayOrigin relayWidth = -1
 )
 
 // wideHops is how far from its source news is relayed to every subject: 1 (the nodes that
@@ -83,8 +88,9 @@ func nextHop(hop uint32) uint32 {
 // overlay. An observer's own alert goes to every neighbour. A node's own decision goes
 // onward, as every node decides on the alerts that reach it and a decision is news only to
 // the few that missed some; to every subject where few nodes decide a crash alone on its
-// refusals (fewDecideAlone). An alert heard from a peer goes as widely as its hop count says,
-// and a decision heard from a peer onward where many nodes decide alone (decisionsGoOnward).
+// refusals (fewDecideAlone). An alert heard from a peer goes as widely as its hop count says
+// (for a down alert that travels only part of the way, as its route says), and a decision
+// heard from a peer onward where the hops left allow it (decisionsGoOnward).
 func (c *core) relayAlert(from *peerConn, a *Alert) {
 	relayed := *a
 	relayed.Hop = 1
@@ -105,8 +111,8 @@ func (c *core) relayAlert(from *peerConn, a *Alert) {
 		if a.Decided && c.decisionsGoOnward() {
 			width = relayOnward
 		}
-		if _, wide, limited := c.limitedAlert(from, a, c.members.get(a.Subject)); limited && hop > wide {
-			width = relayOnward // past the hops it goes wide (refusalPlan, quorumPlan)
+		if route, limited := c.limitedAlert(from, a, c.members.get(a.Subject)); limited {
+			width = route.width(hop) // as refusalPlan or quorumPlan says
 		}
 	}
 	c.relayOverlay(except, &Message{Alerts: []*Alert{&relayed}}, width)
@@ -158,23 +164,24 @@ func (c *core) relayOverlay(except connID, msg *Message, width relayWidth) {
 }
 
 // relaySubjects returns the subjects width relays to: every subject, or those on the first
-// relayRings rings. They are the subjects the streams were last set up for (reconcile clears
+// width rings. They are the subjects the streams were last set up for (reconcile clears
 // them): news goes over the streams that exist, and while hundreds of nodes join, each join
 // does not cost a lookup on every ring at every relay.
 func (c *core) relaySubjects(width relayWidth) map[NodeID]bool {
 	if c.subjects == nil {
-		c.subjects, c.onwardSubjects = map[NodeID]bool{}, map[NodeID]bool{}
-		for r, s := range c.topo.onRings(c.self, +1) {
-			c.subjects[s] = true
-			if r < relayRings {
-				c.onwardSubjects[s] = true
-			}
-		}
+		c.subjects = map[relayWidth]map[NodeID]bool{}
+		c.ringSubjects = c.topo.onRings(c.self, +1)
 	}
-	if width == relayWide {
-		return c.subjects
+	rings := min(int(width), len(c.ringSubjects))
+	if set, ok := c.subjects[relayWidth(rings)]; ok {
+		return set
 	}
-	return c.onwardSubjects
+	set := make(map[NodeID]bool, rings)
+	for _, s := range c.ringSubjects[:rings] {
+		set[s] = true
+	}
+	c.subjects[relayWidth(rings)] = set
+	return set
 }
 
 // manyDecideAlone reports whether a third or more of the nodes are expected to decide a
@@ -186,15 +193,19 @@ func (c *core) manyDecideAlone() bool {
 	return c.selfDecidingShare() >= 1.0/3
 }
 
-// decisionsGoOnward reports whether a decision heard from a peer is relayed onward only: where
-// many nodes decide alone (manyDecideAlone), and the hops a crash is known everywhere within
-// (⌈log_K N⌉ + 2 after its observers) leave at least 3 after its refusals' (refusalPlan).
-// Relayed onward from a third of the nodes or more, a decision takes up to 3 hops to reach
-// the rest: at 1,000 nodes, where the bound is 5 and the refusals take 3, a crash relayed so
-// took 6.
+// decisionsGoOnward reports whether a decision heard from a peer is relayed onward only,
+// rather than to every subject for the wide hops: where the hops a crash is known everywhere
+// within (⌈log_K N⌉ + 2 after its observers) leave at least 4 after its refusals'
+// (refusalPlan), or at least 3 where many nodes decide alone (manyDecideAlone). Relayed
+// onward from a third of the nodes or more, a decision takes up to 3 hops to reach the rest:
+// at 1,000 nodes, where the bound is 5 and the refusals took 3, a crash relayed so took 6.
+// From the tenth of the nodes that decide alone it takes 4, the deciding nodes sending theirs
+// to every subject (fewDecideAlone): at 1,024 nodes, where the refusals take 2 hops of 6, a
+// crash is known everywhere within the bound, and the wide hops that would send each node's
+// copy to ten subjects are not needed.
 func (c *core) decisionsGoOnward() bool {
-	reach, _, _ := c.refusalPlan()
-	return c.manyDecideAlone() && int(c.crashHopsBound())-int(reach) >= 3
+	left := int(c.crashHopsBound()) - int(c.refusalPlan().reach)
+	return left >= 4 || (left >= 3 && c.manyDecideAlone())
 }
 
 // crashHopsBound is ⌈log_K N⌉ + 2: how many hops after its observers a crash is known

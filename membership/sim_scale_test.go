@@ -268,8 +268,7 @@ func TestOverlaySimulationAtScale(t *testing.T) {
 	// relayed onward only where many nodes decide on the refusals alone (decisionsGoOnward).
 	perNode := 3 * k / 2
 	if c := nodes[0].core; c.decisionsGoOnward() {
-		_, _, copies := c.refusalPlan()
-		perNode = k*copies/count + relayRings // each refusal's copies, then the decision
+		perNode = k*c.refusalPlan().copies/count + relayRings // each refusal's copies, then the decision
 	}
 	requireNewsCost(t, "crash", sent, count, perNode)
 	s.drop = nil
