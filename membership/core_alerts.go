@@ -144,12 +144,38 @@ func (c *core) limitedAlert(from *peerConn, a *Alert, m *member) (route relayRou
 	if a.Refused {
 		return c.refusalPlan(), true
 	}
-	reach, wide, _, limited := c.quorumPlan()
-	route.reach = reach
-	for range max(wide, 1) { // the observer's neighbours pass it on to every subject
-		route.widths = append(route.widths, relayWide)
+	return c.quorumRoute()
+}
+
+// routes caches the routes of limited alerts (refusalPlan, quorumRoute) and the share of
+// nodes that decide a crash alone (selfDecidingShare) for the view size they were worked out
+// for: a burst of alerts asks for them several times per alert.
+type routes struct {
+	size            int // the view's size they are for; 0: none yet
+	refusal, quorum relayRoute
+	quorumIsLimited bool
+	selfDeciding    float64 // selfDecidingShare
+}
+
+// cachedRoutes returns the routes for the view's present size.
+func (c *core) cachedRoutes() *routes {
+	if n := c.topo.size(); c.routes.size != n {
+		c.routes = routes{size: n, refusal: c.planRefusals()}
+		c.routes.selfDeciding = c.planSelfDeciding(c.routes.refusal)
+		reach, wide, _, limited := c.quorumPlan()
+		c.routes.quorum.reach, c.routes.quorumIsLimited = reach, limited
+		for range max(wide, 1) { // the observer's neighbours pass it on to every subject
+			c.routes.quorum.widths = append(c.routes.quorum.widths, relayWide)
+		}
 	}
-	return route, limited
+	return &c.routes
+}
+
+// quorumRoute is the route of a down alert that is not a refusal, as quorumPlan says, and
+// whether that plan limits it.
+func (c *core) quorumRoute() (relayRoute, bool) {
+	r := c.cachedRoutes()
+	return r.quorum, r.quorumIsLimited
 }
 
 // relayRoute is how a down alert that travels only part of the way goes (limitedAlert).
@@ -226,7 +252,10 @@ func nextFront(front, k int, wide bool) int {
 // rings, as before, it took three hops and 820 copies (the last hop sent 600 where 200 more
 // reached the share), a crash cost 9.6 messages per node in the simulator rather than 6.9,
 // and its first decision came a hop later.
-func (c *core) refusalPlan() relayRoute {
+func (c *core) refusalPlan() relayRoute { return c.cachedRoutes().refusal }
+
+// planRefusals works refusalPlan out for the view's present size.
+func (c *core) planRefusals() relayRoute {
 	k, n := c.cfg.Monitors, c.topo.size()
 	target := n * refusalShareNum // in refusalShareDen-ths of a node
 	front := 2 * k                // the observer's own copies: one to every neighbour
@@ -258,12 +287,15 @@ func (c *core) refusalPlan() relayRoute {
 // node's K refusals, and so to decide it on their own, when each refusal travels as
 // refusalPlan says: its copies, spread at random, reach 1 - e^(-copies/N) of the nodes, and a
 // node decides if more than K/2 of the K refusals reach it.
-func (c *core) selfDecidingShare() float64 {
+func (c *core) selfDecidingShare() float64 { return c.cachedRoutes().selfDeciding }
+
+// planSelfDeciding works selfDecidingShare out for the view's present size and refusal.
+func (c *core) planSelfDeciding(refusal relayRoute) float64 {
 	k, n := c.cfg.Monitors, c.topo.size()
 	if k == 0 || n == 0 {
 		return 0
 	}
-	return shareHearing(k, k/2+1, c.refusalPlan().copies, n)
+	return shareHearing(k, k/2+1, refusal.copies, n)
 }
 
 // shareHearing is the share of n nodes expected to hear at least need of k alerts when each
