@@ -147,14 +147,17 @@ func (c *core) limitedAlert(from *peerConn, a *Alert, m *member) (route relayRou
 	return c.quorumRoute()
 }
 
-// routes caches the routes of limited alerts (refusalPlan, quorumRoute) and the share of
-// nodes that decide a crash alone (selfDecidingShare) for the view size they were worked out
-// for: a burst of alerts asks for them several times per alert.
+// routes caches the routes of limited alerts (refusalPlan, quorumRoute), the share of nodes
+// that decide a crash alone (selfDecidingShare) and how view news is relayed (viewWidthAt)
+// for the view size they were worked out for: a burst of alerts asks for them several times
+// per alert, and a formation's joins as often.
 type routes struct {
 	size            int // the view's size they are for; 0: none yet
 	refusal, quorum relayRoute
 	quorumIsLimited bool
 	selfDeciding    float64 // selfDecidingShare
+	viewWide        uint32  // viewWideHops
+	viewOnward      int     // viewOnwardRings
 }
 
 // cachedRoutes returns the routes for the view's present size.
@@ -162,6 +165,8 @@ func (c *core) cachedRoutes() *routes {
 	if n := c.topo.size(); c.routes.size != n {
 		c.routes = routes{size: n, refusal: c.planRefusals()}
 		c.routes.selfDeciding = c.planSelfDeciding(c.routes.refusal)
+		c.routes.viewWide = c.viewWideHops()
+		c.routes.viewOnward = c.viewOnwardRings(c.routes.viewWide)
 		reach, wide, _, limited := c.quorumPlan()
 		c.routes.quorum.reach, c.routes.quorumIsLimited = reach, limited
 		for range max(wide, 1) { // the observer's neighbours pass it on to every subject

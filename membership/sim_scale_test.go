@@ -404,3 +404,24 @@ func TestOverlaySimulationCrashesWhereFewDecideAlone(t *testing.T) {
 	requireNewsCost(t, "silent node", sent, count, (k+1)*relayRings)
 	s.drop = nil
 }
+
+// TestOverlaySimulationLeaveJustBelowAPowerOfK has a node of a cluster of 900 leave, with
+// K = 10. Just below K³ the bound of ⌈log_K N⌉ + 2 hops is a hop shorter than just above
+// (5 rather than 6), and the leave must still reach every node within it: view news goes
+// over more rings on the hop after its wide one there (viewOnwardRings). Over relayRings
+// rings, a leave at 900 nodes reached its last node in 6 hops.
+func TestOverlaySimulationLeaveJustBelowAPowerOfK(t *testing.T) {
+	const k, count = 10, 900
+	s, nodes := scaleCluster(t, count, k)
+	s.advance(2 * time.Second)
+	require.Greater(t, nodes[0].core.cachedRoutes().viewOnward, relayRings,
+		"at %d nodes view news should go over more than %d rings on the hop after its wide one", count, relayRings)
+	bound := hopsBound(count, k)
+	leaver := nodes[count/3]
+	skip := eventCounts(nodes)
+	sent := countNews(s)
+	leaver.stop()
+	_, last := newsHops(t, s, nodes, leaver, StatusDisconnected, skip, "leave")
+	require.LessOrEqual(t, last, bound, "a leave at %d nodes should reach every node within ⌈log_K N⌉+2 hops", count)
+	requireNewsCost(t, "leave", sent, count, relayRings+1)
+}
