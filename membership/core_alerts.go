@@ -167,8 +167,8 @@ func (c *core) cachedRoutes() *routes {
 		c.routes.selfDeciding = c.planSelfDeciding(c.routes.refusal)
 		c.routes.viewWide = c.viewWideHops()
 		c.routes.viewOnward = c.viewOnwardRings(c.routes.viewWide)
-		reach, wide, _, limited := c.quorumPlan()
-		c.routes.quorum.reach, c.routes.quorumIsLimited = reach, limited
+		reach, wide, copies, limited := c.quorumPlan()
+		c.routes.quorum.reach, c.routes.quorum.copies, c.routes.quorumIsLimited = reach, copies, limited
 		for range max(wide, 1) { // the observer's neighbours pass it on to every subject
 			c.routes.quorum.widths = append(c.routes.quorum.widths, relayWide)
 		}
