@@ -75,7 +75,7 @@ type core struct {
 	subjectSet     map[NodeID]bool // this node's subjects in topo and the basis (observes)
 	subjectsOf     [2]uint64       // the versions of topo and the basis subjectSet is of, plus one
 	alerts         map[NodeID]*alertSet
-	routes         routes             // refusalPlan and quorumRoute, for the view size they were planned for
+	routes         routes             // the relay plans for the view's size (see the routes type)
 	alertExpiries  dueQueue[alertDue] // the marks in alerts by when they expire (expireAlerts)
 	basisExpiries  dueQueue[NodeID]   // the nodes down on the basis by when they leave it (expireBasis)
 	alertMarks     uint64             // the number of the last mark recorded (alertMark.number)
