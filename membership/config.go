@@ -155,8 +155,9 @@ type Config struct {
 	// still get HandshakeTimeout, as on the accepting side. A dial to a
 	// seed or a member whose last dial failed waits twice these, after two
 	// failures four times, until it answers: a seed that a whole cluster
-	// joins through, or any node of a machine that busy, answers late.
-	// Positive, at most 1h. Default 5s.
+	// joins through, or any node of a machine that busy, answers late. A
+	// seed whose stream is open gets four times HandshakeTimeout for its
+	// hello from the first dial on. Positive, at most 1h. Default 5s.
 	DialTimeout time.Duration
 
 	// HandshakeTimeout is how long an inbound peer has to complete the

@@ -105,6 +105,31 @@ func TestCoreJoinerWaitsLongerForASeedThatAnswersLate(t *testing.T) {
 	require.True(t, st[0].Reachable, "the seed is reachable once the joiner is in")
 }
 
+// A seed that hundreds of nodes join through at once answers each joiner late: a joiner's
+// hello waits for the seed behind those of the joiners ahead of it. A joiner whose dial
+// reached the seed waits for the answer: giving up at the usual timeout and dialling again
+// would queue one more handshake at the busy seed. With the usual patience, an answer 7 s
+// late is missed by the first dial (5 s) and comes within the second.
+func TestCoreJoinerWaitsForTheHelloOfASeedItReached(t *testing.T) {
+	s := newSim(t)
+	cfg := simConfig("seed")
+	cfg.HandshakeTimeout = 10 * time.Second // a busy seed's wait grows as its handshakes time out
+	seed := s.add(simID("seed", 4000), cfg)
+	s.delay = func(from, to *simNode, msg *Message) time.Duration {
+		if to == seed && msg.Hello != nil {
+			return 7 * time.Second // the seed gets to the joiner's hello 7 s after the dial
+		}
+		return 0
+	}
+	joiner := s.add(simID("joiner", 4001), simConfig("joiner", "127.0.0.1:4000"))
+	took := s.advanceUntil(time.Minute, func() bool { return s.fullMesh(seed, joiner) },
+		"the joiner should join through a seed that answers its hello 7 s late")
+	dials := joiner.dialsTo("127.0.0.1:4000")
+	t.Logf("joined after %v and %d dials", took, len(dials))
+	require.Len(t, dials, 1, "the joiner should wait for the hello of the seed its first dial reached, not dial again")
+	require.Less(t, took, 8*time.Second, "the joiner should be in as soon as the seed's late hello comes")
+}
+
 // Members answer late too, on a machine busy enough (a large cluster forming, a late joiner
 // dialling its neighbours): after each dial of a member that failed, the next one waits
 // longer, so the member's late answer finds the dialler waiting. With the usual timeout
