@@ -536,7 +536,7 @@ func (c *core) handshakeDeadline(pc *peerConn) time.Time {
 // cluster answers there, busy), its hello is waited for patience.Max times HandshakeTimeout
 // from the first dial on (handshakeDeadline). The seed reads every joiner's hello within
 // seconds but answers them one after another: in formations of 1,024 nodes through one seed,
-// 100 to 700 dials of the seed gave up on the answer after 5 s, some again after 10 s, and
+// up to 700 dials of the seed gave up on the answer after 5 s, some again after 10 s, and
 // each dial again queued one more handshake at the seed, whose last answers then came 20 to
 // 50 s after the start.
 func seedPatience(s *seed) time.Duration {
