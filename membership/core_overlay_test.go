@@ -117,6 +117,43 @@ func TestOverlayCrashIsReportedDownEverywhereAtOnce(t *testing.T) {
 	}
 }
 
+// TestOverlayCrashedNodeIsRedialledWithBackoff: the nodes that would be a crashed node's
+// neighbours redial it, each dial refused (nothing listens there), and back off up to
+// ReconnectMaxDelay, as in a full mesh: at half an interval, every crash added 2K dials a
+// second to the cluster for as long as the nodes remembered it.
+func TestOverlayCrashedNodeIsRedialledWithBackoff(t *testing.T) {
+	const k = 4
+	s, nodes := overlayCluster(t, 24, k)
+	victim := nodes[11]
+	crashedAt := s.now
+	victim.crash()
+	const window = time.Minute
+	s.advance(window)
+	addr := victim.id.Address()
+	dialers := 0
+	for _, n := range allBut(nodes, victim) {
+		dials := n.dialsToSince(addr, crashedAt)
+		if len(dials) == 0 {
+			continue
+		}
+		dialers++
+		cfg := n.cfg
+		// Backoff from ReconnectBaseDelay doubling to ReconnectMaxDelay, each jittered down
+		// by at most half: about a dozen dials a minute, where half an interval made 120.
+		require.LessOrEqual(t, len(dials), 25, "%s should back off its redials of crashed %s: %d dials in %v",
+			n.id, victim.id, len(dials), window)
+		last := dials[len(dials)-1].Sub(dials[len(dials)-2])
+		require.GreaterOrEqual(t, last, cfg.ReconnectMaxDelay/2,
+			"%s: the backoff of its redials of %s should grow to ReconnectMaxDelay (jittered down by at most half)", n.id, victim.id)
+		for i := 1; i < len(dials); i++ {
+			require.LessOrEqual(t, dials[i].Sub(dials[i-1]), cfg.ReconnectMaxDelay+10*time.Millisecond,
+				"%s: the backoff is capped at ReconnectMaxDelay", n.id)
+		}
+	}
+	require.Positive(t, dialers, "the crashed node's would-be neighbours should redial it")
+	require.LessOrEqual(t, dialers, 2*k, "only the crashed node's would-be neighbours redial it")
+}
+
 // TestOverlayNodeDropsTheNeighbourListsOfADecisionOnceItIsOver: deciding a crash looks up
 // the observers of the victim and of its observers, and a node caches those lists for the
 // burst of alerts; a steady basis would keep them for good, so a node drops them once its
