@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"maps"
 	"math"
 	"slices"
 	"unicode/utf8"
@@ -72,7 +71,15 @@ func appendAttributes(b []byte, a membership.Attributes) []byte {
 		b = protowire.AppendTag(b, attrsProcessesField, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(uint32(a.ProcessCount)))
 	}
-	for _, k := range slices.Sorted(maps.Keys(a.Metadata)) {
+	// The keys sorted in a buffer on the stack (most nodes have a few): a seed writes its
+	// whole view to every joiner, and slices.Sorted's slice per entry was a fifteenth of what
+	// a host of 512 nodes allocated in a formation.
+	keys := make([]string, 0, 8)
+	for k := range a.Metadata {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		v := a.Metadata[k] // an entry holds its key and value even when empty, as protobuf writes it
 		b = protowire.AppendTag(b, attrsMetadataField, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(2+protowire.SizeBytes(len(k))+protowire.SizeBytes(len(v))))
