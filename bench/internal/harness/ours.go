@@ -45,6 +45,10 @@ func (o *ours) config(name, seed string) *membership.Config {
 		// Diagnostics only: the dial and handshake timeouts.
 		cfg.DialTimeout, cfg.HandshakeTimeout = d, d
 	}
+	if n, err := strconv.Atoi(os.Getenv("BENCH_MONITORS")); err == nil && n >= 0 {
+		// Diagnostics only: K, the monitors of each node (0: a full mesh at any size).
+		cfg.Monitors = n
+	}
 	if n, err := strconv.Atoi(os.Getenv("BENCH_MISS_THRESHOLD")); err == nil && n > 0 {
 		// Diagnostics only: heartbeats missed before a silence counts.
 		cfg.HeartbeatMissThreshold = n
@@ -57,6 +61,7 @@ func (o *ours) Describe() map[string]any {
 	return map[string]any{
 		"HeartbeatInterval":      cfg.HeartbeatInterval.String(),
 		"HeartbeatMissThreshold": cfg.HeartbeatMissThreshold,
+		"Monitors":               cfg.Monitors,
 		"DialTimeout":            cfg.DialTimeout.String(),
 		"HandshakeTimeout":       cfg.HandshakeTimeout.String(),
 		"ReconnectBaseDelay":     cfg.ReconnectBaseDelay.String(),
