@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -73,6 +74,9 @@ func (a *peerAuth) clientInterceptor() grpc.StreamClientInterceptor {
 // errHandshakeEvicted ends a pending handshake whose place a newcomer took.
 var errHandshakeEvicted = errors.New("pending peer handshake evicted: too many unauthenticated peer streams; retry")
 
+// errHandshakeTimeout ends a handshake the dialler did not complete within the deadline.
+var errHandshakeTimeout = errors.New("peer handshake timed out")
+
 func (a *peerAuth) interceptServer(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ctx := ss.Context()
 	entry, victim := a.pending.admit(remoteHost(ctx), reusedConnection(ctx))
@@ -116,7 +120,7 @@ func (a *peerAuth) serverHandshake(ss grpc.ServerStream, entry *pendingHandshake
 		return r.sess, r.err
 	case <-timer.C:
 		a.patience.TimedOut()
-		return nil, fmt.Errorf("%w: handshake not completed within %s", ErrBadFrame, timeout)
+		return nil, fmt.Errorf("%w: handshake not completed within %s", errHandshakeTimeout, timeout)
 	case <-entry.evicted:
 		return nil, errHandshakeEvicted
 	}
@@ -128,7 +132,7 @@ func (a *peerAuth) runServerHandshake(ss grpc.ServerStream, entry *pendingHandsh
 	sess := &session{ring: a.ring, local: dirServer}
 	var hello clusterv1.ExchangeRequest
 	if err := ss.RecvMsg(&hello); err != nil {
-		return nil, fmt.Errorf("%w: reading handshake: %v", ErrBadFrame, err)
+		return nil, handshakeReadError("reading handshake", err)
 	}
 	entry.progressed.Store(true)
 	auth := hello.GetAuth()
@@ -155,7 +159,7 @@ func (a *peerAuth) runServerHandshake(ss grpc.ServerStream, entry *pendingHandsh
 	}
 	var proof clusterv1.ExchangeRequest
 	if err := ss.RecvMsg(&proof); err != nil {
-		return nil, fmt.Errorf("%w: reading proof: %v", ErrBadFrame, err)
+		return nil, handshakeReadError("reading proof", err)
 	}
 	if proof.GetAuth() == nil {
 		return nil, fmt.Errorf("%w: expected the handshake proof", ErrBadFrame)
@@ -227,10 +231,29 @@ func checkAuthFrame(auth *clusterv1.AuthFrame) error {
 	return nil
 }
 
+// handshakeReadError is the error of a handshake frame the accepting side could not read
+// (what it was reading): a stream that ended first (the dialler gave up on it, as a dial
+// that timed out or that the overlay no longer needs does; the connection broke) is a
+// transport error, no authentication failure; anything else, a frame that does not decode,
+// breaks the protocol. Counted as bad frames, the dials a busy formation gives up on filled
+// the authentication failures and their warnings.
+func handshakeReadError(what string, err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	switch status.Code(err) {
+	case codes.Canceled, codes.DeadlineExceeded, codes.Unavailable:
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrBadFrame, what, err)
+}
+
 // fail logs an authentication failure, at most once per reason every logEvery.
 func (a *peerAuth) fail(ctx context.Context, err error) {
 	reason := "bad frame"
 	switch {
+	case errors.Is(err, errHandshakeTimeout):
+		reason = "handshake timeout"
 	case errors.Is(err, ErrPeerNoSecret):
 		reason = "peer has no secret"
 	case errors.Is(err, ErrLocalNoSecret):
@@ -257,9 +280,10 @@ func (a *peerAuth) fail(ctx context.Context, err error) {
 	a.logger.Warn("peer authentication failed", "reason", reason, "remote", remote, "err", err.Error())
 }
 
-// authCode maps an authentication error to a gRPC code.
+// authCode maps an authentication error to a gRPC code (a handshake not completed in time
+// as a frame that breaks the protocol).
 func authCode(err error) codes.Code {
-	if errors.Is(err, ErrBadFrame) {
+	if errors.Is(err, ErrBadFrame) || errors.Is(err, errHandshakeTimeout) {
 		return codes.InvalidArgument
 	}
 	return codes.Unauthenticated
