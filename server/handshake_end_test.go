@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"io"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -72,10 +71,8 @@ func TestSilentPeerStreamCountsAsAHandshakeTimeout(t *testing.T) {
 
 // authFailures reads meshnode_auth_failures_total from n's metrics, by reason.
 func authFailures(n *Node) map[string]int {
-	rec := httptest.NewRecorder()
-	n.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	out := map[string]int{}
-	for _, line := range strings.Split(rec.Body.String(), "\n") {
+	for _, line := range strings.Split(metricsText(n), "\n") {
 		rest, ok := strings.CutPrefix(line, `meshnode_auth_failures_total{reason="`)
 		if !ok {
 			continue

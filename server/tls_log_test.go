@@ -29,11 +29,16 @@ func TestPeerCertificateFailureIsLoggedOnceWithTheTLSReason(t *testing.T) {
 	require.Empty(t, connectedIDs(b))
 }
 
-// dials reads meshnode_dials_total from n's metrics.
-func dials(n *Node) int {
+// metricsText returns n's metrics as Prometheus serves them.
+func metricsText(n *Node) string {
 	rec := httptest.NewRecorder()
 	n.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	for _, line := range strings.Split(rec.Body.String(), "\n") {
+	return rec.Body.String()
+}
+
+// dials reads meshnode_dials_total from n's metrics.
+func dials(n *Node) int {
+	for _, line := range strings.Split(metricsText(n), "\n") {
 		if v, ok := strings.CutPrefix(line, "meshnode_dials_total "); ok {
 			f, _ := strconv.ParseFloat(v, 64)
 			return int(f)
