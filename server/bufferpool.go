@@ -11,13 +11,18 @@ const (
 	maxPooledShift = 20
 )
 
-// newBufferPool returns the gRPC buffer pool of one node: its connections read frames into
-// it and its peer codec encodes and gathers messages in it. gRPC's default pool keeps five
-// sizes (256 B, 4, 16 and 32 KiB, 1 MiB) and clears a buffer's whole capacity each time it
-// hands it out, so a 60 KiB view (a joiner's hello from a seed of a thousand nodes) took a
-// 1 MiB buffer and cleared all of it, twice per message. This one keeps every power of two,
-// so a buffer, and what is cleared of it, is at most twice what was asked.
-func newBufferPool() mem.BufferPool {
+// NewBufferPool returns a gRPC buffer pool for nodes (WithBufferPool): their connections read
+// frames into it and their peer codecs encode and gather messages in it. A node without one
+// makes its own. Nodes that run in one process may share one pool: buffers are then reused
+// across the nodes, where each node's own pool keeps a set of them (about 130 KB a node after a
+// formation of a thousand nodes, until garbage collections find them unused).
+//
+// gRPC's default pool keeps five sizes (256 B, 4, 16 and 32 KiB, 1 MiB) and clears a buffer's
+// whole capacity each time it hands it out, so a 60 KiB view (a joiner's hello from a seed of
+// a thousand nodes) took a 1 MiB buffer and cleared all of it, twice per message. This one
+// keeps every power of two, so a buffer, and what is cleared of it, is at most twice what was
+// asked.
+func NewBufferPool() mem.BufferPool {
 	exponents := make([]uint8, 0, maxPooledShift-minPooledShift+1)
 	for e := minPooledShift; e <= maxPooledShift; e++ {
 		exponents = append(exponents, uint8(e))

@@ -88,7 +88,10 @@ func Start(ctx context.Context, cfg *membership.Config, opts ...Option) (*Node, 
 		dialCreds = newVerifyLogged(credentials.NewTLS(tlsSetup.dial), logger)
 	}
 	n.bodies = &bodyCache{}
-	n.buffers = newBufferPool()
+	n.buffers = o.bufferPool
+	if n.buffers == nil {
+		n.buffers = NewBufferPool()
+	}
 	dialOptions := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(dialCreds),
 		grpc.WithStreamInterceptor(n.auth.clientInterceptor()),

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/mem"
 
 	"github.com/meshnode/meshnode/membership"
 )
@@ -111,6 +112,7 @@ type options struct {
 	grpcReadBuffer  int
 	grpcWriteBuffer int
 	grpcWindow      int32
+	bufferPool      mem.BufferPool // nil: the node makes its own (NewBufferPool)
 	network         Network
 }
 
@@ -288,6 +290,12 @@ func WithMetricsAddr(addr string) Option { return func(o *options) { o.metricsAd
 func WithGRPCBufferSizes(read, write int) Option {
 	return func(o *options) { o.grpcReadBuffer, o.grpcWriteBuffer = read, write }
 }
+
+// WithBufferPool gives the node the gRPC buffer pool its connections and peer codec take
+// their buffers from (default: a pool of its own, NewBufferPool). Nodes that run in one
+// process may share one, and then hold fewer buffers between them. A nil pool keeps the
+// default.
+func WithBufferPool(pool mem.BufferPool) Option { return func(o *options) { o.bufferPool = pool } }
 
 // WithGRPCWindowSize sets the static HTTP/2 flow-control window of every stream and
 // connection of the node (default DefaultGRPCWindowSize; gRPC raises sizes under 64 KiB to

@@ -25,7 +25,7 @@ const (
 // behaviour. Its name is gRPC's "proto": the content type on the wire is unchanged.
 type frameCodec struct {
 	proto encoding.CodecV2
-	pool  mem.BufferPool // the node's buffers (newBufferPool)
+	pool  mem.BufferPool // the node's buffers (NewBufferPool, or WithBufferPool's)
 }
 
 // newFrameCodec returns the codec, falling back on gRPC's registered proto codec, with its

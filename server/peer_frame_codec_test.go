@@ -35,7 +35,7 @@ func frameSamples() []proto.Message {
 }
 
 func TestFrameCodecWritesWhatProtobufWrites(t *testing.T) {
-	c := newFrameCodec(newBufferPool())
+	c := newFrameCodec(NewBufferPool())
 	for _, m := range frameSamples() {
 		want, err := proto.Marshal(m)
 		require.NoError(t, err)
@@ -47,7 +47,7 @@ func TestFrameCodecWritesWhatProtobufWrites(t *testing.T) {
 }
 
 func TestFrameCodecReadsWhatProtobufReads(t *testing.T) {
-	c := newFrameCodec(newBufferPool())
+	c := newFrameCodec(NewBufferPool())
 	var wires [][]byte
 	for _, m := range frameSamples() {
 		if _, ok := m.(*clusterv1.ExchangeRequest); ok {
@@ -84,7 +84,7 @@ func TestFrameCodecReadsWhatProtobufReads(t *testing.T) {
 }
 
 func TestFrameCodecCopiesOutOfTheReadBuffer(t *testing.T) {
-	c := newFrameCodec(newBufferPool())
+	c := newFrameCodec(NewBufferPool())
 	wire, err := proto.Marshal(&clusterv1.ExchangeResponse{Body: []byte{1, 2, 3}, Sequence: 4, Mac: []byte{5, 6}})
 	require.NoError(t, err)
 	var got clusterv1.ExchangeResponse

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/mem"
+
 	"github.com/meshnode/meshnode/faultnet"
 	"github.com/meshnode/meshnode/membership"
 	"github.com/meshnode/meshnode/server"
@@ -25,9 +27,19 @@ import (
 type ours struct {
 	p  Profile
 	tr Sink
+	// buffers is the gRPC buffer pool the nodes of this process share, as nodes that run in
+	// one process may (server.WithBufferPool); nil with BENCH_NODE_POOLS=1 (diagnostics),
+	// where each node keeps a pool of its own.
+	buffers mem.BufferPool
 }
 
-func newOurs(p Profile, tr Sink) *ours { return &ours{p: p, tr: tr} }
+func newOurs(p Profile, tr Sink) *ours {
+	o := &ours{p: p, tr: tr}
+	if os.Getenv("BENCH_NODE_POOLS") != "1" {
+		o.buffers = server.NewBufferPool()
+	}
+	return o
+}
 
 func (o *ours) Name() string { return "meshnode" }
 
@@ -67,7 +79,15 @@ func (o *ours) Describe() map[string]any {
 		"ReconnectBaseDelay":     cfg.ReconnectBaseDelay.String(),
 		"ReconnectMaxDelay":      cfg.ReconnectMaxDelay.String(),
 		"transport":              o.transport(),
+		"BufferPool":             o.bufferPool(),
 	}
+}
+
+func (o *ours) bufferPool() string {
+	if o.buffers == nil {
+		return "one per node"
+	}
+	return "one per process, shared by its nodes"
 }
 
 func (o *ours) transport() string {
@@ -101,6 +121,7 @@ func (o *ours) Start(ctx context.Context, name, seed string) (Node, error) {
 		server.WithLogger(logger),
 		server.WithEventHandler(handler),
 		server.WithNetwork(nw),
+		server.WithBufferPool(o.buffers),
 	}
 	if os.Getenv("BENCH_DIAG") != "" {
 		// Diagnostics only: count dials and heartbeats, the node's and the process's.
